@@ -1,0 +1,35 @@
+"""ironrt: run AI agents under control.
+
+    from ironrt import Runtime
+    rt = Runtime(budget=50.0)
+    agent_id = rt.start_agent("agents/hello.py")
+"""
+
+from ironrt._version import __version__
+from ironrt.client import AsyncRuntime, Runtime
+from ironrt.errors import (
+    AgentNotFound,
+    AmbiguousAgent,
+    Conflict,
+    DaemonError,
+    DaemonUnavailable,
+    InvalidRequest,
+    IronrtError,
+    StartFailed,
+    WaitTimeout,
+)
+
+__all__ = [
+    "AgentNotFound",
+    "AmbiguousAgent",
+    "AsyncRuntime",
+    "Conflict",
+    "DaemonError",
+    "DaemonUnavailable",
+    "InvalidRequest",
+    "IronrtError",
+    "Runtime",
+    "StartFailed",
+    "WaitTimeout",
+    "__version__",
+]

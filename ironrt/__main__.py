@@ -1,0 +1,3 @@
+from ironrt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,460 @@
+"""The Python client of the daemon: `Runtime` (sync) and `AsyncRuntime` (anyio).
+
+Both speak the control API over the Unix socket with the protocol's Structs and raise the
+`ironrt.errors` classes the daemon names in its error bodies. Both start the daemon in the
+background when none answers (as the CLI does), unless autostart is off.
+
+The sync twin uses the standard library's http.client: the CLI is built on it, and a CLI
+that answers in a blink cannot afford to import an HTTP stack on every command. The async
+twin uses httpx's Unix-socket transport. Request building and response decoding are
+shared, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from ironrt.config import Settings
+from ironrt.errors import DaemonUnavailable, IronrtError, WaitTimeout, error_for
+from ironrt.protocol import (
+    Agent,
+    AgentList,
+    Event,
+    EventList,
+    ErrorResponse,
+    Health,
+    Metrics,
+    OnBudget,
+    PiiMode,
+    RestartPolicy,
+    StartRequest,
+    StopRequest,
+    Trace,
+    TraceList,
+    UpdateRequest,
+    Usage,
+)
+
+T = TypeVar("T")
+_AUTOSTART_WAIT_S = 15.0
+
+
+def _decode(status: int, body: bytes, type_: type[T]) -> T:
+    if status >= 400:
+        try:
+            err = msgspec.json.decode(body, type=ErrorResponse).error
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise IronrtError(f"daemon answered HTTP {status}: {body[:200]!r}") from None
+        raise error_for(err.code, err.message, err.field)
+    return msgspec.json.decode(body, type=type_)
+
+
+def _start_body(
+    path: str | Sequence[str], args: Sequence[str], *, cwd: str | None, env: Mapping[str, str] | None,
+    inherit_env: bool, name: str | None, budget: float | None, restart: RestartPolicy,
+    max_restarts: int, on_budget: OnBudget, pii: PiiMode, rpm: int | None, tpm: int | None,
+    allow_unmetered: bool, python: str | None,
+) -> bytes:
+    command = [path] if isinstance(path, str) else list(path)
+    command = [str(c) for c in command] + [str(a) for a in args]
+    base = dict(os.environ) if inherit_env else {}
+    try:
+        req = StartRequest(
+            command=command, cwd=cwd or os.getcwd(), env=base, env_overrides=dict(env or {}),
+            name=name, budget_usd=budget, restart=restart, max_restarts=max_restarts,
+            on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm, allow_unmetered=allow_unmetered,
+            python=python or default_python(),
+        )
+    except (ValueError, TypeError) as exc:
+        from ironrt.errors import InvalidRequest
+
+        raise InvalidRequest(str(exc)) from None
+    return msgspec.json.encode(req)
+
+
+def default_python() -> str:
+    """The caller's Python: the active virtualenv's if there is one, else this one."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        candidate = Path(venv) / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return sys.executable
+
+
+def _q(ref: str) -> str:
+    return quote(ref, safe="")
+
+
+def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
+    """Start `python -m ironrt.daemon` detached; it inherits this environment (and so the
+    provider keys the user exported), as PM2's daemon does."""
+    settings.ensure_home()
+    err = open(settings.home / "daemon.err", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ironrt.daemon"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True, close_fds=True, cwd=str(settings.home),
+            env={**os.environ, "IRONRT_HOME": str(settings.home)},
+        )
+    finally:
+        err.close()
+
+
+def _startup_error(settings: Settings) -> str:
+    try:
+        text = (settings.home / "daemon.err").read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return text[-1] if text else ""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None) -> None:
+        super().__init__("ironrt", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.timeout is not None:
+            sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class Runtime:
+    """Drive the ironrt daemon from Python. `Runtime(budget=50.0)` sets the default budget
+    of the agents it starts."""
+
+    def __init__(
+        self, budget: float | None = None, *, home: str | os.PathLike[str] | None = None,
+        autostart: bool | None = None, timeout: float = 60.0,
+    ) -> None:
+        env = dict(os.environ)
+        if home is not None:
+            env["IRONRT_HOME"] = str(home)
+        self.settings = Settings.load(env)
+        self.budget = budget
+        self.autostart = (not self.settings.no_autostart) if autostart is None else autostart
+        self.timeout = timeout
+
+    # ---- transport --------------------------------------------------------------------
+    def _conn(self, timeout: float | None) -> _UnixConnection:
+        return _UnixConnection(str(self.settings.socket_path), timeout)
+
+    def _send(self, method: str, path: str, body: bytes | None, timeout: float | None) -> http.client.HTTPResponse:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        try:
+            conn = self._conn(timeout)
+            conn.request(method, path, body=body, headers=headers)
+            return conn.getresponse()
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not self.autostart:
+                raise DaemonUnavailable(self._down_message()) from None
+        except socket.timeout:
+            raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
+        self.ensure_daemon()
+        conn = self._conn(timeout)
+        conn.request(method, path, body=body, headers=headers)
+        return conn.getresponse()
+
+    def _down_message(self) -> str:
+        return (
+            f"no ironrt daemon is running on {self.settings.home} "
+            "(start one with `ironrt daemon start`, or allow autostart)"
+        )
+
+    def _call(self, method: str, path: str, type_: type[T], body: bytes | None = None,
+              timeout: float | None = None) -> T:
+        resp = self._send(method, path, body, self.timeout if timeout is None else timeout)
+        try:
+            return _decode(resp.status, resp.read(), type_)
+        finally:
+            resp.close()
+
+    def ping(self) -> bool:
+        try:
+            conn = self._conn(2.0)
+            conn.request("GET", "/v1/version")
+            ok = conn.getresponse().status == 200
+            conn.close()
+            return ok
+        except OSError:
+            return False
+
+    def ensure_daemon(self) -> None:
+        """Start the daemon in the background if none answers; return once it does."""
+        if self.ping():
+            return
+        proc = spawn_daemon(self.settings)
+        deadline = time.monotonic() + _AUTOSTART_WAIT_S
+        while time.monotonic() < deadline:
+            if self.ping():
+                return
+            code = proc.poll()
+            if code is not None and not self.ping():
+                if code == 3 and self.ping():  # another daemon won the race: fine
+                    return
+                detail = _startup_error(self.settings)
+                raise DaemonUnavailable(f"the daemon failed to start (exit {code}): {detail}")
+            time.sleep(0.02)
+        raise DaemonUnavailable(f"the daemon did not answer within {_AUTOSTART_WAIT_S:.0f}s")
+
+    # ---- agents -----------------------------------------------------------------------
+    def start_agent(
+        self, path: str | Sequence[str], args: Sequence[str] = (), *, name: str | None = None,
+        budget: float | None = None, env: Mapping[str, str] | None = None,
+        restart: RestartPolicy = "no", max_restarts: int = 5, cwd: str | None = None,
+        on_budget: OnBudget = "block", pii: PiiMode = "detect", rpm: int | None = None,
+        tpm: int | None = None, allow_unmetered: bool = False, python: str | None = None,
+        inherit_env: bool = True,
+    ) -> str:
+        """Start an agent; returns its id."""
+        body = _start_body(
+            path, args, cwd=cwd, env=env, inherit_env=inherit_env, name=name,
+            budget=self.budget if budget is None else budget, restart=restart,
+            max_restarts=max_restarts, on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm,
+            allow_unmetered=allow_unmetered, python=python,
+        )
+        return self._call("POST", "/v1/agents", Agent, body).id
+
+    def list_agents(self) -> list[Agent]:
+        return self._call("GET", "/v1/agents", AgentList).agents
+
+    def get_agent(self, ref: str) -> Agent:
+        return self._call("GET", f"/v1/agents/{_q(ref)}", Agent)
+
+    def get_metrics(self, ref: str) -> Metrics:
+        return self._call("GET", f"/v1/agents/{_q(ref)}/metrics", Metrics)
+
+    def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
+        body = msgspec.json.encode(StopRequest(timeout=timeout))
+        return self._call("POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30)
+
+    def restart_agent(self, ref: str, timeout: float = 10.0) -> Agent:
+        body = msgspec.json.encode(StopRequest(timeout=timeout))
+        return self._call("POST", f"/v1/agents/{_q(ref)}/restart", Agent, body, timeout=timeout + 30)
+
+    def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
+        return self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
+
+    def update_agent(self, ref: str, **changes: Any) -> Agent:
+        body = msgspec.json.encode(UpdateRequest(**changes))
+        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, body)
+
+    def set_budget(self, ref: str, budget_usd: float) -> Agent:
+        return self.update_agent(ref, budget_usd=budget_usd)
+
+    def wait(self, ref: str, timeout: float | None = None) -> Agent:
+        """Block until the agent has ended for good; WaitTimeout if it has not by `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 300.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+            agent = self._call("GET", f"/v1/agents/{_q(ref)}/wait?timeout={min(step, 300.0)}",
+                               Agent, timeout=min(step, 300.0) + 30)
+            if not agent.status.live:
+                return agent
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"agent {agent.id} is still {agent.status.value} after {timeout}s")
+
+    def logs(self, ref: str, tail: int = 100) -> str:
+        resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}", None, self.timeout)
+        data = resp.read()
+        if resp.status >= 400:
+            _decode(resp.status, data, bytes)
+        return data.decode("utf-8", "replace")
+
+    def follow_logs(self, ref: str, tail: int = 10) -> Iterator[bytes]:
+        """Yield the agent's output as it is written, until the agent ends."""
+        resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}&follow=true", None, None)
+        if resp.status >= 400:
+            _decode(resp.status, resp.read(), bytes)
+        try:
+            while True:
+                chunk = resp.read1(65536)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            resp.close()
+
+    def events(self, *, agent: str | None = None, since: int = 0, limit: int = 100,
+               follow: bool = False) -> Iterator[Event]:
+        query: dict[str, Any] = {"since": since, "limit": limit}
+        if agent:
+            query["agent"] = agent
+        if not follow:
+            yield from self._call("GET", f"/v1/events?{urlencode(query)}", EventList).events
+            return
+        query["follow"] = "true"
+        resp = self._send("GET", f"/v1/events?{urlencode(query)}", None, None)
+        if resp.status >= 400:
+            _decode(resp.status, resp.read(), bytes)
+        try:
+            while True:
+                line = resp.readline()
+                if not line:
+                    return
+                if line.strip():
+                    yield msgspec.json.decode(line, type=Event)
+        finally:
+            resp.close()
+
+    def usage(self, by: str = "agent", agent: str | None = None) -> Usage:
+        query = {"by": by, **({"agent": agent} if agent else {})}
+        return self._call("GET", f"/v1/usage?{urlencode(query)}", Usage)
+
+    def traces(self, agent: str | None = None, limit: int = 50) -> list[Trace]:
+        query: dict[str, Any] = {"limit": limit, **({"agent": agent} if agent else {})}
+        return self._call("GET", f"/v1/traces?{urlencode(query)}", TraceList).traces
+
+    def limits(self) -> list[Agent]:
+        return self._call("GET", "/v1/limits", AgentList).agents
+
+    def health(self) -> Health:
+        return self._call("GET", "/v1/health", Health)
+
+    def shutdown_daemon(self, *, keep_agents: bool = False, wait: float = 60.0) -> None:
+        """Stop the daemon (and its agents unless keep_agents); returns once it is gone."""
+        if not self.ping():
+            raise DaemonUnavailable(self._down_message())
+        self._call("POST", f"/v1/daemon/stop?keep_agents={str(keep_agents).lower()}", dict)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not self.settings.socket_path.exists() or not self.ping():
+                return
+            time.sleep(0.05)
+        raise DaemonUnavailable(f"the daemon did not stop within {wait}s")
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncRuntime:
+    """The anyio twin of `Runtime`, over httpx's Unix-socket transport."""
+
+    def __init__(
+        self, budget: float | None = None, *, home: str | os.PathLike[str] | None = None,
+        autostart: bool | None = None, timeout: float = 60.0,
+    ) -> None:
+        import httpx
+
+        self._sync = Runtime(budget, home=home, autostart=autostart, timeout=timeout)
+        self.settings = self._sync.settings
+        self.budget = budget
+        self.timeout = timeout
+        transport = httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path))
+        self._client = httpx.AsyncClient(transport=transport, base_url="http://ironrt", timeout=timeout)
+
+    async def _call(self, method: str, path: str, type_: type[T], body: bytes | None = None,
+                    timeout: float | None = None) -> T:
+        import anyio
+        import httpx
+
+        for attempt in (1, 2):
+            try:
+                resp = await self._client.request(
+                    method, path, content=body, timeout=self.timeout if timeout is None else timeout,
+                    headers={"content-type": "application/json"} if body is not None else None,
+                )
+                return _decode(resp.status_code, resp.content, type_)
+            except httpx.ConnectError:
+                if attempt == 2 or not self._sync.autostart:
+                    raise DaemonUnavailable(self._sync._down_message()) from None
+                await anyio.to_thread.run_sync(self._sync.ensure_daemon)
+        raise AssertionError("unreachable")
+
+    async def start_agent(
+        self, path: str | Sequence[str], args: Sequence[str] = (), *, name: str | None = None,
+        budget: float | None = None, env: Mapping[str, str] | None = None,
+        restart: RestartPolicy = "no", max_restarts: int = 5, cwd: str | None = None,
+        on_budget: OnBudget = "block", pii: PiiMode = "detect", rpm: int | None = None,
+        tpm: int | None = None, allow_unmetered: bool = False, python: str | None = None,
+        inherit_env: bool = True,
+    ) -> str:
+        body = _start_body(
+            path, args, cwd=cwd, env=env, inherit_env=inherit_env, name=name,
+            budget=self.budget if budget is None else budget, restart=restart,
+            max_restarts=max_restarts, on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm,
+            allow_unmetered=allow_unmetered, python=python,
+        )
+        return (await self._call("POST", "/v1/agents", Agent, body)).id
+
+    async def list_agents(self) -> list[Agent]:
+        return (await self._call("GET", "/v1/agents", AgentList)).agents
+
+    async def get_agent(self, ref: str) -> Agent:
+        return await self._call("GET", f"/v1/agents/{_q(ref)}", Agent)
+
+    async def get_metrics(self, ref: str) -> Metrics:
+        return await self._call("GET", f"/v1/agents/{_q(ref)}/metrics", Metrics)
+
+    async def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
+        body = msgspec.json.encode(StopRequest(timeout=timeout))
+        return await self._call("POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30)
+
+    async def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
+        return await self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
+
+    async def set_budget(self, ref: str, budget_usd: float) -> Agent:
+        body = msgspec.json.encode(UpdateRequest(budget_usd=budget_usd))
+        return await self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, body)
+
+    async def wait(self, ref: str, timeout: float | None = None) -> Agent:
+        import anyio
+
+        with anyio.move_on_after(timeout):
+            while True:
+                agent = await self._call("GET", f"/v1/agents/{_q(ref)}/wait?timeout=300", Agent, timeout=330)
+                if not agent.status.live:
+                    return agent
+        raise WaitTimeout(f"agent {ref} still running after {timeout}s")
+
+    async def logs(self, ref: str, tail: int = 100) -> str:
+        resp = await self._client.get(f"/v1/agents/{_q(ref)}/logs", params={"tail": tail})
+        if resp.status_code >= 400:
+            _decode(resp.status_code, resp.content, bytes)
+        return resp.text
+
+    async def events(self, *, agent: str | None = None, follow: bool = False) -> AsyncIterator[Event]:
+        params: dict[str, Any] = {"follow": str(follow).lower()}
+        if agent:
+            params["agent"] = agent
+        if not follow:
+            for event in (await self._call("GET", f"/v1/events?{urlencode(params)}", EventList)).events:
+                yield event
+            return
+        async with self._client.stream("GET", "/v1/events", params=params, timeout=None) as resp:
+            async for line in resp.aiter_lines():
+                if line.strip():
+                    yield msgspec.json.decode(line, type=Event)
+
+    async def health(self) -> Health:
+        return await self._call("GET", "/v1/health", Health)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncRuntime:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

@@ -1,0 +1,213 @@
+"""The small ASGI toolkit the control API is built from: request, responses, routing.
+
+HTTP parsing is uvicorn's; this module only routes by method and path, reads bodies with a
+hard size cap (a 10 MB body is refused with 413 as soon as the cap is crossed, not after
+it was buffered), decodes them into the protocol's Structs, and turns every IronrtError
+into the documented JSON error body. No handler can crash the connection: anything
+unexpected becomes a 500 with a generic message (and a traceback in the daemon log).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
+
+import anyio
+import msgspec
+
+from ironrt.errors import InvalidRequest, IronrtError, PayloadTooLarge
+from ironrt.protocol import MAX_BODY_BYTES, ErrorBody, ErrorResponse
+
+log = logging.getLogger("ironrt.control")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    receive: Receive
+
+    async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body larger than {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def json(self, type_: type[T]) -> T:
+        raw = await self.body()
+        if not raw.strip():
+            raw = b"{}"
+        try:
+            return msgspec.json.decode(raw, type=type_)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid request body: {exc}", field=_field_of(exc)) from exc
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"malformed JSON: {exc}") from exc
+
+    def flag(self, name: str) -> bool:
+        value = self.query.get(name, "").lower()
+        if value in ("", "0", "false", "no"):
+            return False
+        if value in ("1", "true", "yes"):
+            return True
+        raise InvalidRequest(f"query parameter `{name}` must be true or false", field=name)
+
+    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+        raw = self.query.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidRequest(f"query parameter `{name}` must be a number", field=name) from None
+        if not lo <= value <= hi:
+            raise InvalidRequest(f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name)
+        return value
+
+
+def _field_of(exc: msgspec.ValidationError) -> str | None:
+    match = re.search(r"at `\$\.([A-Za-z_0-9]+)", str(exc))
+    if match:
+        return match.group(1)
+    match = re.search(r"unknown field `([^`]+)`", str(exc))
+    if match:
+        return match.group(1)
+    match = re.search(r"missing required field `([^`]+)`", str(exc))
+    return match.group(1) if match else None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    stream: AsyncIterator[bytes] | None = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def __call__(self, send: Send, receive: Receive | None = None) -> None:
+        headers = [(b"content-type", self.content_type.encode()), *self.headers]
+        if self.stream is None:
+            headers.append((b"content-length", str(len(self.body)).encode()))
+            await send({"type": "http.response.start", "status": self.status, "headers": headers})
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        headers.append((b"cache-control", b"no-cache"))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        stream = self.stream
+
+        async def pump() -> None:
+            try:
+                async for chunk in stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+            except OSError:
+                pass  # the client went away mid-stream
+            tg.cancel_scope.cancel()
+
+        async def watch_disconnect() -> None:
+            # A follower (logs -f, events -f) ends when its client hangs up, not later.
+            while receive is not None:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+            else:
+                await anyio.sleep_forever()
+            tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pump)
+            tg.start_soon(watch_disconnect)
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(status, msgspec.json.encode(value))
+
+
+def error_response(exc: IronrtError) -> Response:
+    body = ErrorResponse(ErrorBody(code=exc.code, message=exc.message, field=exc.field))
+    return json_response(body, exc.status)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    template: str
+    handler: Handler
+    summary: str
+    body: type | None = None
+    response: type | None = None
+    query: tuple[str, ...] = ()
+
+
+class Router:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(
+        self, method: str, template: str, handler: Handler, summary: str, *,
+        body: type | None = None, response: type | None = None, query: tuple[str, ...] = (),
+    ) -> None:
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
+        self.routes.append(Route(method, re.compile(regex), template, handler, summary, body, response, query))
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        allowed = []
+        for route in self.routes:
+            found = route.pattern.match(path)
+            if found:
+                if route.method == method:
+                    return route, found.groupdict()
+                allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})")
+        raise NotFound(f"no such resource: {method} {path}")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            route, params = self.match(method, path)
+            query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+            response = await route.handler(Request(method, path, params, query, receive))
+        except IronrtError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("control API handler failed on %s %s", method, path)
+            response = error_response(IronrtError("internal error in the daemon; see daemon.log"))
+        await response(send, receive)
+
+
+class NotFound(IronrtError):
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(IronrtError):
+    code = "method_not_allowed"
+    status = 405

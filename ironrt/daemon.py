@@ -1,0 +1,229 @@
+"""The daemon process: one anyio task group holding the control API, the router and the
+supervisor, started in that order and stopped in reverse.
+
+Start-up order matters for safety: the home lock is taken first (a second daemon on the
+same home refuses with a clear message), a socket left by a crashed daemon is removed only
+while holding that lock, agents that outlived the last daemon are reattached before the
+control socket answers (so `ps` never shows a half-known state), and the router port is
+bound before any agent could be started against it.
+
+SIGTERM / SIGINT stop the daemon but leave agents running (systemd `KillMode=process`:
+restarting the service never kills the work); `ironrt daemon stop` stops them first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import IO, Any
+
+import anyio
+
+from ironrt._version import __version__
+from ironrt.config import Settings
+from ironrt.control import api
+from ironrt.events import EventBus
+from ironrt.keys import load_keys
+from ironrt.router.service import RouterService
+from ironrt.server import bind_tcp, bind_unix, make_server
+from ironrt.store import traces as trace_store
+from ironrt.store.db import Database
+from ironrt.supervisor.supervisor import Supervisor
+
+log = logging.getLogger("ironrt.daemon")
+
+
+class DaemonAlreadyRunning(RuntimeError):
+    pass
+
+
+class _JsonLines(logging.Formatter):
+    """One event per line, machine-readable: `jq` and log shippers read daemon.log as is."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def _setup_logging(settings: Settings, foreground: bool) -> None:
+    handler = logging.FileHandler(settings.log_path, encoding="utf-8")
+    handler.setFormatter(_JsonLines())
+    root = logging.getLogger("ironrt")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    # uvicorn's own loggers: errors only, into the same file.
+    for name in ("uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [handler]
+        lg.setLevel(logging.WARNING)
+        lg.propagate = False
+    _ = foreground
+
+
+def acquire_lock(settings: Settings) -> IO[str]:
+    fh = open(settings.lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process life
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        other = fh.read().strip() or "?"
+        fh.close()
+        raise DaemonAlreadyRunning(
+            f"an ironrt daemon (pid {other}) is already running on {settings.home}"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    os.set_inheritable(fh.fileno(), False)
+    return fh
+
+
+def run(settings: Settings, *, foreground: bool = True) -> int:
+    settings.ensure_home()
+    lock = acquire_lock(settings)
+    _setup_logging(settings, foreground)
+    try:
+        anyio.run(_main, settings)
+    except Exception:
+        log.exception("daemon crashed")
+        raise
+    finally:
+        lock.close()
+    return 0
+
+
+async def _router_port(settings: Settings, db: Database) -> int:
+    """Port 0 means: pick a free port once, then keep it for this home (agents that outlive
+    the daemon must find the router where their environment says it is)."""
+    if settings.router_port != 0:
+        return settings.router_port
+    saved = await db.get_meta("router_port")
+    return int(saved) if saved else 0
+
+
+async def _main(settings: Settings) -> None:
+    started = time.monotonic()
+    db = await Database.open(settings.db_path)
+    try:
+        await _serve(settings, db, started)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await db.close()
+
+
+async def _serve(settings: Settings, db: Database, started: float) -> None:
+    bus = EventBus(db)
+    keys = load_keys(os.environ, settings.keys_path)
+    port = await _router_port(settings, db)
+    try:
+        router_sock = bind_tcp(settings.router_host, port)
+    except OSError as exc:
+        raise SystemExit(
+            f"cannot listen on {settings.router_host}:{port} for the router ({exc.strerror}); "
+            "set IRONRT_ROUTER_PORT to a free port (0 picks one and keeps it)"
+        ) from None
+    port = router_sock.getsockname()[1]
+    if settings.router_port == 0:
+        await db.set_meta("router_port", str(port))
+    host = settings.router_host if ":" not in settings.router_host else f"[{settings.router_host}]"
+    router_url = f"http://{host}:{port}"
+
+    supervisor = Supervisor(
+        settings, db, bus, router_url,
+        restart_backoff=float(os.environ.get("IRONRT_RESTART_BACKOFF", "0.5")),
+        sample_interval=float(os.environ.get("IRONRT_SAMPLE_INTERVAL", "1.0")),
+    )
+    router = RouterService(settings, db, bus, supervisor, keys)
+    stopping = anyio.Event()
+    keep_agents = True
+
+    def request_shutdown(keep: bool) -> None:
+        nonlocal keep_agents
+        keep_agents = keep
+        stopping.set()
+
+    ctx = api.DaemonContext(
+        settings=settings, db=db, bus=bus, supervisor=supervisor, router_url=router_url,
+        started=started, provider_keys=keys.present, circuits=router.circuits,
+        request_shutdown=request_shutdown, stopping=stopping,
+    )
+    control = make_server(api.build(ctx), unix=True)
+    router_server = make_server(router.app, unix=False)
+
+    async with anyio.create_task_group() as tg:
+        await router.load(await trace_store.totals_by_agent(db))
+        await supervisor.run(tg, router.governance)
+        sock_path = settings.socket_path
+        if sock_path.exists() or sock_path.is_symlink():
+            log.info("removing stale socket", extra={"fields": {"path": str(sock_path)}})
+            sock_path.unlink()
+        control_sock = bind_unix(str(sock_path))
+        tg.start_soon(_watch_signals, request_shutdown)
+        tg.start_soon(router.run)
+        async with anyio.create_task_group() as servers:
+            servers.start_soon(router_server.serve, [router_sock])
+            servers.start_soon(control.serve, [control_sock])
+            await bus.publish(
+                "DaemonStarted", None, pid=os.getpid(), version=__version__, router_url=router_url
+            )
+            log.info("daemon started", extra={"fields": {
+                "pid": os.getpid(), "socket": str(sock_path), "router_url": router_url,
+                "agents": supervisor.counts(), "providers": sorted(keys.keys),
+                "offline": settings.offline,
+            }})
+            await stopping.wait()
+            with anyio.CancelScope(shield=True):
+                log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
+                await supervisor.shutdown(keep_agents=keep_agents)
+                await bus.publish("DaemonStopped", None, pid=os.getpid(), keep_agents=keep_agents)
+                # Both servers finish in-flight requests (bounded by their graceful timeout).
+                control.should_exit = True
+                router_server.should_exit = True
+        with anyio.CancelScope(shield=True):
+            sock_path.unlink(missing_ok=True)
+            await router.aclose()
+        tg.cancel_scope.cancel()
+
+
+async def _watch_signals(request_shutdown: Any) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                continue  # reserved for reloading config; must not kill the daemon
+            log.info("signal received", extra={"fields": {"signal": signal.Signals(signum).name}})
+            request_shutdown(True)
+            return
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ironrt.daemon`: what `ironrt daemon start` runs in the background."""
+    _ = argv
+    settings = Settings.load()
+    try:
+        return run(settings)
+    except DaemonAlreadyRunning as exc:
+        print(f"ironrt: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

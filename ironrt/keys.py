@@ -1,0 +1,81 @@
+"""The real provider keys, held by the daemon only.
+
+They come from the daemon's own environment (a daemon started by the CLI inherits the
+CLI's, which is how a user's exported OPENAI_API_KEY reaches it) or from
+`$IRONRT_HOME/keys.toml`. A keys file readable by the group or others is refused: a key
+that others can read is already leaked. Keys are never logged, stored, or sent anywhere
+but in the upstream request's auth header.
+"""
+
+from __future__ import annotations
+
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ENV_NAMES: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+}
+
+
+class KeysFileError(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class ProviderKeys:
+    keys: dict[str, str] = field(default_factory=dict)
+    #: "ANTHROPIC_AUTH_TOKEN" is a bearer token, not an x-api-key: remember which one we hold.
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    def get(self, provider: str) -> str | None:
+        return self.keys.get(provider)
+
+    def present(self) -> dict[str, bool]:
+        return {name: name in self.keys for name in ENV_NAMES}
+
+    def __repr__(self) -> str:  # never print a key, even by accident
+        return f"ProviderKeys(providers={sorted(self.keys)})"
+
+
+def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
+    found = ProviderKeys()
+    if keys_file.exists():
+        mode = keys_file.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeysFileError(
+                f"{keys_file} is readable by others (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {keys_file}"
+            )
+        try:
+            with keys_file.open("rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise KeysFileError(f"cannot read {keys_file}: {type(exc).__name__}") from None
+        for provider in ENV_NAMES:
+            section = data.get(provider)
+            value = section.get("api_key") if isinstance(section, dict) else None
+            if isinstance(value, str) and value:
+                found.keys[provider] = value
+                found.kinds[provider] = "api_key"
+    for provider, names in ENV_NAMES.items():
+        for name in names:
+            value = environ.get(name)
+            if value and provider not in found.keys:
+                found.keys[provider] = value
+                found.kinds[provider] = "bearer" if name.endswith("AUTH_TOKEN") else "api_key"
+    return found
+
+
+def keys_file_template() -> str:
+    return '[openai]\napi_key = "sk-..."\n\n[anthropic]\napi_key = "sk-ant-..."\n'
+
+

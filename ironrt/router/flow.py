@@ -1,0 +1,177 @@
+"""One LLM call as the policy pipeline sees it.
+
+The router builds a `Flow` per request, hands it to each policy's hooks in order, and
+forwards, refuses or records according to what the policies left on it. Policies talk to
+the router only through this object: they set `refusal` to refuse, mutate `body` (and set
+`body_changed`) to rewrite the request, append to `events` to have events published, and
+keep their own per-call state in `metadata` under their name. Nothing here does I/O.
+
+Text access is provider-neutral: a `TextSlot` is one piece of text inside a request body,
+a response body or a stream event (a message's content, a content part, a tool-call's
+arguments, a delta), with a `channel` naming the stream of text it belongs to, so a
+policy that needs to see text across chunk boundaries (PII) can keep state per channel.
+The provider adapters produce the slots; a policy never looks at a provider's JSON shape.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ironrt.router.governance import AgentGovernance
+    from ironrt.router.providers.base import ProviderAdapter
+
+Endpoint = Literal[
+    "chat.completions",
+    "responses",
+    "embeddings",
+    "models",
+    "messages",
+    "messages.count_tokens",
+    "unmetered",
+]
+
+
+@dataclass(slots=True)
+class TextSlot:
+    """A piece of text a policy may read and replace in place."""
+
+    channel: Hashable
+    text: str
+    setter: Callable[[str], None]
+    #: Where the text sits, for events: "prompt", "system", "tool_result", "completion",
+    #: "tool_arguments", "input".
+    where: str = "prompt"
+
+    def set(self, text: str) -> None:
+        self.text = text
+        self.setter(text)
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One server-sent event of a streamed response.
+
+    `data` is the decoded JSON payload (or None for non-JSON payloads such as `[DONE]`);
+    `raw` is the event exactly as received. A policy that changes `data` sets `changed`, and
+    the router re-encodes the event; otherwise `raw` goes to the agent untouched.
+    """
+
+    raw: bytes
+    event: str | None = None
+    data: Any = None
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class Refusal:
+    """A policy's decision not to forward (or not to finish) a call.
+
+    The router turns it into the provider's own error shape, so the agent's SDK raises its
+    normal exception. `retryable=False` adds `x-should-retry: false`, which the official
+    SDKs obey, so a refusal does not come back as a burst of retries.
+    """
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    code: str | None = None
+    policy: str = ""
+    retryable: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Attempt:
+    """The outcome of one try at the upstream, before anything reached the agent.
+
+    Exactly one of `status` (an HTTP answer arrived) and `failure` (no answer: "connect",
+    "timeout", "protocol") is set. `retry_after` is the upstream's Retry-After in seconds.
+    """
+
+    number: int
+    status: int | None = None
+    failure: str | None = None
+    retry_after: float | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and self.status < 500 and self.status != 429
+
+
+@dataclass(slots=True)
+class PolicyEvent:
+    """An event a policy wants published (BudgetWarning, PiiAlert, RateLimited, ...)."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Flow:
+    agent: AgentGovernance
+    adapter: ProviderAdapter
+    endpoint: Endpoint
+    body: dict[str, Any] | None
+    model: str = ""
+    stream: bool = False
+    body_changed: bool = False
+    refusal: Refusal | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    events: list[PolicyEvent] = field(default_factory=list)
+    usage: TokenUsage | None = None
+    #: Upper bound of the call's output tokens, as the request allows it (after clamping).
+    max_output_tokens: int | None = None
+    status_code: int = 0
+    error: str | None = None
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    ttfb: float | None = None
+    #: True once the first byte of the response went to the agent: from then on nothing may
+    #: be retried and a refusal can only end the stream.
+    committed: bool = False
+
+    @property
+    def provider(self) -> str:
+        return self.adapter.name
+
+    def refuse(self, refusal: Refusal) -> None:
+        if self.refusal is None:
+            self.refusal = refusal
+
+    def emit(self, kind: str, **data: Any) -> None:
+        self.events.append(PolicyEvent(kind, data))
+
+    # Text access, delegated to the provider adapter so policies stay shape-agnostic.
+    def request_texts(self) -> list[TextSlot]:
+        if self.body is None:
+            return []
+        return self.adapter.request_texts(self.endpoint, self.body, self._mark_changed)
+
+    def response_texts(self, body: Any) -> list[TextSlot]:
+        return self.adapter.response_texts(self.endpoint, body)
+
+    def event_texts(self, event: StreamEvent) -> list[TextSlot]:
+        return self.adapter.event_texts(self.endpoint, event)
+
+    def event_closes(self, event: StreamEvent) -> list[Hashable]:
+        return self.adapter.event_closes(self.endpoint, event)
+
+    def text_event(self, channel: Hashable, text: str, like: StreamEvent) -> StreamEvent:
+        return self.adapter.text_event(self.endpoint, channel, text, like)
+
+    def _mark_changed(self) -> None:
+        self.body_changed = True

@@ -1,0 +1,47 @@
+"""What the router knows about one agent while it governs its calls.
+
+The daemon keeps one `AgentGovernance` per agent that may call the router (live agents,
+and agents reattached after a restart), keyed by the hash of its IC_TOKEN. Policies read
+their settings from it and keep their per-agent state on it (the budget ledger, the rate
+limiter's buckets, the PII counters). It is plain memory: the router persists what must
+survive a crash (settled spend, traces) after each call, outside the policies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ironrt.protocol import OnBudget, PiiMode
+
+
+@dataclass(slots=True)
+class AgentGovernance:
+    agent_id: str
+    budget_usd: float | None = None
+    #: Settled spend, committed to the store after each call.
+    spent_usd: float = 0.0
+    #: Upper bounds held by calls in flight (reserved before forwarding, released on settle).
+    reserved_usd: float = 0.0
+    on_budget: OnBudget = "block"
+    pii: PiiMode = "detect"
+    rpm: int | None = None
+    tpm: int | None = None
+    allow_unmetered: bool = False
+    #: False once the agent stopped: its token no longer opens the router.
+    active: bool = True
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    pii_findings: int = 0
+    errors: int = 0
+    #: Budget warning thresholds (percent) already announced, so each fires once.
+    warned: set[int] = field(default_factory=set)
+    #: Per-policy state that lives as long as the agent (rate-limit buckets, ...).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remaining_usd(self) -> float | None:
+        if self.budget_usd is None:
+            return None
+        return self.budget_usd - self.spent_usd - self.reserved_usd

@@ -1,0 +1,152 @@
+"""Prices of LLM calls, from genai-prices (plus prices a user configures).
+
+A model's price is looked up once per (provider, model) and cached (genai-prices' model
+matching costs far more than the arithmetic), and refreshed hourly, since genai-prices
+knows prices that change on a date. A model with no known price is an error the caller
+turns into a refusal: an unpriced call could not be kept inside a budget.
+
+User prices live in `$IRONRT_HOME/prices.toml`:
+
+    [models."my-finetune"]
+    input_mtok = 0.30      # USD per million input tokens
+    output_mtok = 1.20
+    cache_read_mtok = 0.03 # optional
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ironrt.router.flow import TokenUsage
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_TTL_S = 3600.0
+_MTOK = Decimal(1_000_000)
+
+
+class UnknownPrice(LookupError):
+    pass
+
+
+@dataclass(slots=True, frozen=True)
+class ConfiguredPrice:
+    input_mtok: Decimal
+    output_mtok: Decimal
+    cache_read_mtok: Decimal | None = None
+    cache_write_mtok: Decimal | None = None
+
+    def cost(self, u: TokenUsage) -> Decimal:
+        cached = u.cached_tokens if self.cache_read_mtok is not None else 0
+        written = u.cache_write_tokens if self.cache_write_mtok is not None else 0
+        plain = max(u.input_tokens - cached - written, 0)
+        total = plain * self.input_mtok + u.output_tokens * self.output_mtok
+        if self.cache_read_mtok is not None:
+            total += cached * self.cache_read_mtok
+        if self.cache_write_mtok is not None:
+            total += written * self.cache_write_mtok
+        return total / _MTOK
+
+
+def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    out: dict[str, ConfiguredPrice] = {}
+    for model, spec in (data.get("models") or {}).items():
+        try:
+            out[model] = ConfiguredPrice(
+                Decimal(str(spec["input_mtok"])),
+                Decimal(str(spec["output_mtok"])),
+                Decimal(str(spec["cache_read_mtok"])) if "cache_read_mtok" in spec else None,
+                Decimal(str(spec["cache_write_mtok"])) if "cache_write_mtok" in spec else None,
+            )
+        except (KeyError, ArithmeticError, TypeError) as exc:
+            raise ValueError(f"{path}: model {model!r} needs numeric input_mtok and output_mtok") from exc
+    return out
+
+
+def genai_usage(u: TokenUsage) -> Any:
+    """Our usage in genai-prices' terms: input_tokens is the total input, cache reads and
+    writes are parts of it, reasoning is part of the output."""
+    from genai_prices import Usage
+
+    return Usage(
+        input_tokens=u.input_tokens,
+        cache_read_tokens=u.cached_tokens or None,
+        cache_write_tokens=u.cache_write_tokens or None,
+        output_tokens=u.output_tokens,
+    )
+
+
+class Pricer:
+    def __init__(self, configured: dict[str, ConfiguredPrice] | None = None) -> None:
+        self.configured = configured or {}
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    def _price_of(self, provider: str, model: str) -> Any:
+        key = (provider, model)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < _TTL_S:
+            return hit[1]
+        if model in self.configured:
+            price: Any = self.configured[model]
+        else:
+            from datetime import datetime, timezone
+
+            from genai_prices import data_snapshot
+
+            try:
+                _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+            except LookupError:
+                raise UnknownPrice(
+                    f"no known price for model '{model}' ({provider}); ironrt cannot keep an "
+                    "unpriced call inside a budget. Add it to $IRONRT_HOME/prices.toml"
+                ) from None
+            price = info.get_prices(datetime.now(tz=timezone.utc))
+        self._cache[key] = (now, price)
+        return price
+
+    def check(self, provider: str, model: str) -> None:
+        self._price_of(provider, model)
+
+    def cost(self, provider: str, model: str, usage: TokenUsage) -> Decimal:
+        price = self._price_of(provider, model)
+        if isinstance(price, ConfiguredPrice):
+            return price.cost(usage)
+        return Decimal(price.calc_price(genai_usage(usage))["total_price"])
+
+    def bound(self, provider: str, model: str, input_tokens: int, output_tokens: int) -> Decimal:
+        """An upper bound of a call's cost: every input token at the dearest input rate
+        (plain or cache write), every output token at the output rate."""
+        plain = self.cost(provider, model, TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens))
+        written = self.cost(
+            provider, model,
+            TokenUsage(input_tokens=input_tokens, cache_write_tokens=input_tokens, output_tokens=output_tokens),
+        )
+        return max(plain, written)
+
+    def output_token_price(self, provider: str, model: str) -> Decimal:
+        return self.cost(provider, model, TokenUsage(output_tokens=1_000_000)) / _MTOK
+
+
+def context_window(provider: str, model: str) -> int | None:
+    """The model's context window per genai-prices, the hard ceiling of its output."""
+    from genai_prices import data_snapshot
+
+    try:
+        _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+    except LookupError:
+        return None
+    value = info.context_window
+    return int(value) if value else None

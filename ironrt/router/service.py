@@ -1,0 +1,187 @@
+"""The router as a daemon service: the pipeline, the upstream clients, and the books.
+
+Settling a call is the one place where money is counted: the call's usage is priced, the
+policies' `complete` hooks run (the budget turns its reservation into spend), and the trace
+row and the agent's new spend are committed in one transaction, before the call's handler
+returns. A daemon killed right after an agent saw its answer has that answer's cost on
+disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+import anyio
+
+from ironrt.config import Settings
+from ironrt.events import EventBus, utcnow
+from ironrt.keys import ProviderKeys
+from ironrt.policies.base import Policy
+from ironrt.policies.budget import BudgetPolicy
+from ironrt.protocol import Trace
+from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.flow import Flow
+from ironrt.router.governance import AgentGovernance
+from ironrt.router.pipeline import Pipeline
+from ironrt.router.pricing import Pricer, UnknownPrice, load_configured
+from ironrt.router.upstream import Upstream
+from ironrt.store import traces as trace_store
+from ironrt.store.db import Database
+
+if TYPE_CHECKING:
+    from ironrt.supervisor.supervisor import Supervisor
+
+log = logging.getLogger("ironrt.router")
+
+
+def build_policies(settings: Settings, pricer: Pricer) -> list[Policy]:
+    """The ordered pipeline: budget → safety → reliability. A new policy is one line here."""
+    policies: list[Policy] = [BudgetPolicy(pricer)]
+    policies.extend(_optional_policies())
+    return policies
+
+
+def _optional_policies() -> list[Policy]:
+    found: list[Policy] = []
+    try:
+        from ironrt.policies.pii import PiiPolicy
+
+        found.append(PiiPolicy())
+    except ImportError:  # pragma: no cover - the PII policy ships with ironrt
+        pass
+    try:
+        from ironrt.policies.breaker import CircuitBreakerPolicy
+        from ironrt.policies.ratelimit import RateLimitPolicy
+        from ironrt.policies.retry import RetryPolicy
+        from ironrt.policies.settings import ReliabilitySettings
+
+        rel = ReliabilitySettings.from_env(os.environ)
+        found.extend([RateLimitPolicy(), CircuitBreakerPolicy(rel), RetryPolicy(rel)])
+    except ImportError:  # pragma: no cover
+        pass
+    return found
+
+
+class RouterService:
+    def __init__(
+        self, settings: Settings, db: Database, bus: EventBus, supervisor: Supervisor, keys: ProviderKeys
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.supervisor = supervisor
+        self.keys = keys
+        self.governance: dict[str, AgentGovernance] = {}
+        self.pricer = Pricer(load_configured(settings.home / "prices.toml"))
+        self.pipeline = Pipeline(build_policies(settings, self.pricer))
+        connect, read = _timeouts()
+        self.upstream = Upstream(connect_timeout=connect, read_timeout=read)
+        config = RouterConfig(
+            offline=settings.offline,
+            base_urls={"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url},
+            keys=self._key_for,
+        )
+        self.app = RouterApp(config, self.pipeline, self.upstream, supervisor.governance_for_token, self.settle)
+        self._stop_requests, self._stop_receive = anyio.create_memory_object_stream[str](100)
+
+    def _key_for(self, provider: str) -> tuple[str, str] | None:
+        key = self.keys.get(provider)
+        if key is None:
+            return None
+        kind = self.keys.kinds.get(provider, "api_key")
+        env_name = "ANTHROPIC_AUTH_TOKEN" if (provider == "anthropic" and kind == "bearer") else (
+            "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
+        )
+        return env_name, key
+
+    async def load(self, totals: dict[str, tuple[int, int, int, int]]) -> None:
+        """Seed per-agent counters from the traces on disk (the daemon may have restarted)."""
+        for agent_id, (calls, inp, out, errors) in totals.items():
+            gov = AgentGovernance(agent_id)
+            gov.llm_calls, gov.input_tokens, gov.output_tokens, gov.errors = calls, inp, out, errors
+            self.governance[agent_id] = gov
+
+    def circuits(self) -> dict[str, str]:
+        breaker = self.pipeline.get("breaker")
+        states = getattr(breaker, "states", None)
+        return dict(states()) if callable(states) else {}
+
+    async def run(self) -> None:
+        """Background work the hot path hands off: stopping agents whose budget ran out."""
+        async with self._stop_receive:
+            async for agent_id in self._stop_receive:
+                try:
+                    await self.supervisor.stop(agent_id, 10.0)
+                except Exception:
+                    log.exception("could not stop agent %s after budget exhaustion", agent_id)
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+    async def settle(self, flow: Flow) -> None:
+        gov = flow.agent
+        if flow.usage is not None and flow.endpoint not in ("unmetered",):
+            flow.cost_usd = self._price(flow)
+        elif flow.usage is None and flow.committed and flow.metadata.get("budget"):
+            # Paid for but never told how much (stream cut before its usage): charge the
+            # reservation, the upper bound, rather than nothing.
+            flow.cost_usd = float(flow.metadata["budget"])
+            flow.error = (flow.error or "") + "; usage unknown: charged the reserved upper bound"
+        self.pipeline.complete(flow)
+        usage = flow.usage
+        gov.llm_calls += 1
+        if usage is not None:
+            gov.input_tokens += usage.input_tokens
+            gov.output_tokens += usage.output_tokens
+        if flow.status_code >= 400 or flow.error:
+            gov.errors += 1
+        now = time.monotonic()
+        trace = Trace(
+            id=0, agent_id=gov.agent_id, provider=flow.provider, model=flow.model or "",
+            endpoint=flow.endpoint, stream=flow.stream, status_code=flow.status_code,
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            cached_tokens=usage.cached_tokens if usage else 0,
+            reasoning_tokens=usage.reasoning_tokens if usage else 0,
+            cost_usd=flow.cost_usd, latency_ms=round((now - flow.started) * 1000, 3),
+            ttfb_ms=round((flow.ttfb - flow.started) * 1000, 3) if flow.ttfb else None,
+            error=flow.error, started_at=utcnow(),
+        )
+        await self.db.transaction([
+            trace_store.insert_statement(trace),
+            ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
+        ])
+        for event in flow.events:
+            await self.bus.publish(event.kind, gov.agent_id, **event.data)
+        if flow.metadata.get("stop_agent"):
+            try:
+                self._stop_requests.send_nowait(gov.agent_id)
+            except anyio.WouldBlock:
+                log.warning("stop queue full; agent %s not stopped", gov.agent_id)
+
+    def _price(self, flow: Flow) -> float:
+        assert flow.usage is not None
+        try:
+            cost = self.pricer.cost(flow.provider, flow.model, flow.usage)
+        except UnknownPrice:
+            requested = flow.adapter.request_model(flow.endpoint, flow.body or {})
+            try:
+                cost = self.pricer.cost(flow.provider, requested, flow.usage)
+            except UnknownPrice:
+                return float(flow.metadata.get("budget", 0.0))
+        return float(cost.quantize(Decimal("0.000000001")))
+
+
+def _timeouts() -> tuple[float, float]:
+    def read(name: str, default: float) -> float:
+        value = os.environ.get(name)
+        try:
+            return float(value) if value else default
+        except ValueError:
+            return default
+
+    return read("IRONRT_CONNECT_TIMEOUT", 5.0), read("IRONRT_READ_TIMEOUT", 600.0)

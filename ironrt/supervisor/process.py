@@ -1,0 +1,159 @@
+"""Agent processes at the OS level: spawn, identify, wait for, and kill a whole tree.
+
+A process is identified by pid *and* start time, so a pid the kernel reused for another
+program is never mistaken for an agent after a daemon restart. Waiting uses a pidfd where
+the kernel has one (woken by the kernel, works for processes that are not our children,
+i.e. agents reattached after a restart) and falls back to polling.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+
+import anyio
+import psutil
+
+_START_TIME_TOLERANCE = 0.05  # seconds; /proc start times are in clock ticks
+
+
+@dataclass(slots=True)
+class Spawned:
+    pid: int
+    started: float
+    popen: subprocess.Popen[bytes] | None
+
+
+def spawn(command: list[str], *, cwd: str, env: dict[str, str], log_fd: int) -> Spawned:
+    """Start `command` as the leader of a new session (and so of its own process group).
+
+    Raises OSError (FileNotFoundError, PermissionError, ...) when the program cannot be
+    executed; the caller turns that into a clear StartFailed.
+    """
+    popen = subprocess.Popen(  # noqa: S603 - the command is the user's own agent
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_fd,
+        stderr=log_fd,
+        start_new_session=True,
+        close_fds=True,
+    )
+    try:
+        started = psutil.Process(popen.pid).create_time()
+    except psutil.Error:  # exited already; still a valid record
+        started = time.time()
+    return Spawned(popen.pid, started, popen)
+
+
+def is_same_process(pid: int, started: float | None) -> bool:
+    """True if `pid` is still the very process that started at `started` and not a zombie."""
+    if started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) > _START_TIME_TOLERANCE:
+            return False
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def exit_status(popen: subprocess.Popen[bytes] | None) -> tuple[int | None, int | None]:
+    """(exit code, signal) of an ended process; (None, None) when it was not our child."""
+    if popen is None:
+        return None, None
+    code = popen.wait()
+    if code < 0:
+        return None, -code
+    return code, None
+
+
+async def wait_exit(pid: int, started: float | None, popen: subprocess.Popen[bytes] | None) -> None:
+    """Return once the process has ended (and reap it if it is our child)."""
+    fd = -1
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            # The pid was ours at spawn and pidfd_open succeeded: if it is reused meanwhile
+            # the check below catches it (pidfds refer to one process, not one number).
+            if is_same_process(pid, started) or popen is not None:
+                await anyio.wait_readable(fd)
+        finally:
+            os.close(fd)
+    else:  # pragma: no cover - kernels without pidfd
+        while is_same_process(pid, started):
+            await anyio.sleep(0.1)
+    if popen is not None:
+        await anyio.to_thread.run_sync(popen.wait)
+
+
+def tree(pid: int, started: float | None) -> list[psutil.Process]:
+    """The agent's process and all its descendants, plus anything left in its group."""
+    procs: dict[int, psutil.Process] = {}
+    try:
+        leader = psutil.Process(pid)
+        if started is not None and abs(leader.create_time() - started) <= _START_TIME_TOLERANCE:
+            procs[pid] = leader
+            for child in leader.children(recursive=True):
+                procs[child.pid] = child
+    except psutil.Error:
+        pass
+    # Orphans re-parented to init (their parent exited) are found through the group.
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid in procs:
+            continue
+        try:
+            if os.getpgid(proc.pid) == pid:
+                procs[proc.pid] = proc
+        except (OSError, psutil.Error):
+            continue
+    return list(procs.values())
+
+
+def signal_tree(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        try:
+            if proc.is_running():  # psutil checks pid + start time: never a reused pid
+                proc.send_signal(sig)
+        except psutil.Error:
+            continue
+
+
+async def kill_tree(procs: list[psutil.Process], grace: float) -> bool:
+    """SIGTERM the tree, wait up to `grace`, then SIGKILL what is left.
+
+    Returns True if SIGKILL was needed.
+    """
+    signal_tree(procs, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _alive(procs):
+            return False
+        await anyio.sleep(0.02)
+    left = [p for p in procs if _is_alive(p)]
+    if not left:
+        return False
+    signal_tree(left, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0
+    while _alive(left) and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+    return True
+
+
+def _is_alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _alive(procs: list[psutil.Process]) -> bool:
+    return any(_is_alive(p) for p in procs)

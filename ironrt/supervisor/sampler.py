@@ -1,0 +1,89 @@
+"""CPU and memory of each agent's whole process tree, sampled in one pass.
+
+One walk over /proc serves every agent (a parent map built once per sample), so sampling
+100 agents costs about what sampling one does. psutil.Process objects are kept between
+samples because cpu_percent() measures since the previous call on the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(slots=True, frozen=True)
+class TreeSample:
+    cpu_percent: float
+    rss_bytes: int
+    num_processes: int
+
+
+class TreeSampler:
+    def __init__(self) -> None:
+        self._procs: dict[tuple[int, float], psutil.Process] = {}
+
+    def sample(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
+        """Sample each agent's tree; `roots` maps agent id to (pid, start time)."""
+        children: dict[int, list[int]] = defaultdict(list)
+        pgroups: dict[int, list[int]] = defaultdict(list)
+        for proc in psutil.process_iter(["pid", "ppid"]):
+            info = proc.info
+            children[info["ppid"]].append(info["pid"])
+        wanted_groups = {pid for pid, _ in roots.values()}
+        for pid in list(children.get(1, [])):
+            try:
+                pg = os.getpgid(pid)
+            except OSError:
+                continue
+            if pg in wanted_groups and pg != pid:
+                pgroups[pg].append(pid)
+
+        seen: set[tuple[int, float]] = set()
+        out: dict[str, TreeSample] = {}
+        for agent_id, (root, started) in roots.items():
+            pids: list[int] = []
+            stack = [root, *pgroups.get(root, [])]
+            while stack:
+                pid = stack.pop()
+                pids.append(pid)
+                stack.extend(children.get(pid, ()))
+            cpu = 0.0
+            rss = 0
+            count = 0
+            for pid in pids:
+                proc = self._process(pid)
+                if proc is None:
+                    continue
+                if pid == root and started is not None and abs(proc.create_time() - started) > 0.05:
+                    break  # the root pid was reused: not our agent
+                try:
+                    with proc.oneshot():
+                        cpu += proc.cpu_percent(None)
+                        rss += proc.memory_info().rss
+                    count += 1
+                    seen.add((pid, proc.create_time()))
+                except psutil.Error:
+                    continue
+            out[agent_id] = TreeSample(round(cpu, 1), rss, count)
+        for key in list(self._procs):
+            if key not in seen:
+                del self._procs[key]
+        return out
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        try:
+            proc = psutil.Process(pid)
+            key = (pid, proc.create_time())
+        except psutil.Error:
+            return None
+        cached = self._procs.get(key)
+        if cached is None:
+            self._procs[key] = cached = proc
+            try:
+                cached.cpu_percent(None)  # first call only sets the reference point
+            except psutil.Error:
+                return None
+        return cached

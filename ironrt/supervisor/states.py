@@ -1,0 +1,37 @@
+"""The agent lifecycle: which status may follow which, in one place.
+
+    starting ──▶ running ──▶ stopping ──▶ stopped
+       │  ▲         │
+       │  └─────────┤ (restart policy, `ironrt restart`)
+       ▼            ▼
+     failed       exited / killed
+
+`stopped` means ended because somebody asked; `exited` ended by itself with an exit code;
+`killed` ended by a signal nobody at ironrt sent; `failed` could not be started, or kept
+crashing until the restart cap.
+"""
+
+from __future__ import annotations
+
+from ironrt.protocol import AgentStatus as S
+
+ENDED = frozenset({S.STOPPED, S.EXITED, S.FAILED, S.KILLED})
+
+TRANSITIONS: dict[S, frozenset[S]] = {
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.STOPPED, S.EXITED, S.KILLED, S.FAILED}),
+    S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING}),
+    S.STOPPING: frozenset({S.STOPPED}),
+    S.STOPPED: frozenset({S.STARTING}),
+    S.EXITED: frozenset({S.STARTING, S.FAILED}),
+    S.KILLED: frozenset({S.STARTING, S.FAILED}),
+    S.FAILED: frozenset({S.STARTING}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+def check(current: S, new: S) -> None:
+    if new is not current and new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"an agent cannot go from {current.value} to {new.value}")

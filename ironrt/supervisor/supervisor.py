@@ -1,0 +1,464 @@
+"""The supervisor: owns every agent's lifecycle from spawn to its final status.
+
+Each agent has exactly one watcher task (in the supervisor's task group) for as long as it
+is alive, across restarts; only that task records how a process ended, so a stop, a crash
+and a restart can never race each other into two statuses. Every state change is written
+to the store before it is announced, so a daemon killed at any moment restarts knowing
+what the last one knew, and reattaches to the agents that outlived it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ironrt.config import Settings
+from ironrt.errors import Conflict, StartFailed
+from ironrt.events import EventBus, utcnow
+from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, UpdateRequest
+from ironrt.router.governance import AgentGovernance
+from ironrt.store import agents as agent_store
+from ironrt.store.agents import StoredAgent
+from ironrt.store.db import Database
+from ironrt.supervisor import logfiles, process, states
+from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
+from ironrt.supervisor.environment import agent_environment, new_token, scrub, token_hash
+from ironrt.supervisor.sampler import TreeSample, TreeSampler
+
+S = AgentStatus
+STARTSECS = 1.0  # a process that lives this long counts as started (supervisord's rule)
+_EMPTY_SAMPLE = TreeSample(0.0, 0, 0)
+
+
+@dataclass(slots=True, eq=False)
+class Managed:
+    stored: StoredAgent
+    gov: AgentGovernance
+    popen: subprocess.Popen[bytes] | None = None
+    stop_requested: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    started_mono: float = 0.0
+    sample: TreeSample = _EMPTY_SAMPLE
+
+    @property
+    def record(self) -> Agent:
+        return self.stored.record
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        router_url: str,
+        *,
+        restart_backoff: float = 0.5,
+        sample_interval: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.bus = bus
+        self.router_url = router_url
+        self.restart_backoff = restart_backoff
+        self.sample_interval = sample_interval
+        self.agents: dict[str, Managed] = {}
+        self.by_token: dict[str, AgentGovernance] = {}
+        self._tg: TaskGroup | None = None
+        self._sampler = TreeSampler()
+
+    # ---- lookup -------------------------------------------------------------------------
+    def find(self, ref: str) -> Managed:
+        agent_id = resolve(
+            ref, ((a.record.id, a.record.name, a.record.status.live) for a in self.agents.values())
+        )
+        return self.agents[agent_id]
+
+    def snapshot(self, m: Managed) -> Agent:
+        m.record.spent_usd = round(m.gov.spent_usd, 9)
+        m.record.budget_usd = m.gov.budget_usd
+        return m.record
+
+    def list(self) -> list[Agent]:
+        return [self.snapshot(m) for m in self.agents.values()]
+
+    def governance_for_token(self, hashed: str) -> AgentGovernance | None:
+        return self.by_token.get(hashed)
+
+    # ---- life of the service ----------------------------------------------------------
+    async def run(self, tg: TaskGroup, governance: dict[str, AgentGovernance]) -> None:
+        """Load the agents the store knows, reattach to live ones, and start background work."""
+        self._tg = tg
+        for stored in await agent_store.load_all(self.db):
+            gov = governance.get(stored.record.id) or AgentGovernance(stored.record.id)
+            self._apply_settings(gov, stored.record)
+            gov.spent_usd = stored.record.spent_usd
+            m = Managed(stored, gov)
+            self.agents[stored.record.id] = m
+            if stored.record.status.live:
+                await self._reattach(m)
+        tg.start_soon(self._sample_loop)
+
+    async def _reattach(self, m: Managed) -> None:
+        r = m.record
+        if r.pid is not None and process.is_same_process(r.pid, m.stored.pid_started):
+            if m.stored.token_hash:
+                self.by_token[m.stored.token_hash] = m.gov
+            m.started_mono = time.monotonic() - STARTSECS
+            if r.status is S.STARTING:
+                await self._set(m, S.RUNNING)
+            await self.bus.publish("AgentReattached", r.id, pid=r.pid)
+            self._watch(m)
+            return
+        # It ended while no daemon watched it: its exit code is lost with its parent.
+        was_stopping = r.status is S.STOPPING
+        r.ended_at = utcnow()
+        m.stored.token_hash = None
+        m.gov.active = False
+        await self._set(m, S.STOPPED if was_stopping else S.EXITED)
+        await self.bus.publish("AgentExited", r.id, exit_code=None, while_daemon_down=True)
+
+    async def shutdown(self, *, keep_agents: bool, timeout: float = 10.0) -> None:
+        if keep_agents:
+            return
+        async with anyio.create_task_group() as tg:
+            for m in list(self.agents.values()):
+                if m.record.status.live:
+                    tg.start_soon(self._stop, m, timeout)
+
+    # ---- operations ---------------------------------------------------------------------
+    async def start(self, req: StartRequest) -> Agent:
+        command = self._resolve_command(req)
+        live_names = {a.record.name for a in self.agents.values() if a.record.status.live}
+        if req.name is not None:
+            if req.name in live_names:
+                raise Conflict(f"an agent named '{req.name}' is already running", field="name")
+            name = req.name
+        else:
+            name = unique_name(_default_name(req.command), live_names)
+        agent_id = new_agent_id()
+        record = Agent(
+            id=agent_id, name=name, pid=None, status=S.STARTING, exit_code=None, signal=None,
+            command=command, cwd=req.cwd, restart=req.restart, restarts=0,
+            max_restarts=req.max_restarts, budget_usd=req.budget_usd, spent_usd=0.0,
+            on_budget=req.on_budget, pii=req.pii, rpm=req.rpm, tpm=req.tpm,
+            allow_unmetered=req.allow_unmetered, created_at=utcnow(), started_at=None,
+            ended_at=None,
+        )
+        env = scrub(req.env)
+        env.update({k: v for k, v in scrub(req.env_overrides).items()})
+        m = Managed(StoredAgent(record, env, None, None), AgentGovernance(agent_id))
+        self._apply_settings(m.gov, record)
+        try:
+            await self._spawn(m)
+        except StartFailed:
+            raise
+        self.agents[agent_id] = m
+        await self.bus.publish("AgentStarted", agent_id, pid=record.pid, name=name)
+        self._watch(m)
+        return self.snapshot(m)
+
+    async def stop(self, ref: str, timeout: float) -> Agent:
+        m = self.find(ref)
+        await self._stop(m, timeout)
+        return self.snapshot(m)
+
+    async def restart(self, ref: str, timeout: float) -> Agent:
+        m = self.find(ref)
+        async with m.lock:
+            if m.record.status.live:
+                await self._stop(m, timeout)
+            m.stop_requested = False
+            m.wake = anyio.Event()
+            m.record.exit_code = m.record.signal = None
+            m.record.error = None
+            await self._spawn(m)
+            await self.bus.publish("AgentRestarted", m.record.id, pid=m.record.pid, manual=True)
+            self._watch(m)
+        return self.snapshot(m)
+
+    async def remove(self, ref: str, force: bool, timeout: float) -> Agent:
+        m = self.find(ref)
+        if m.record.status.live:
+            if not force:
+                raise Conflict(f"agent {m.record.id} is {m.record.status.value}: stop it first or use force")
+            await self._stop(m, timeout)
+        self.agents.pop(m.record.id, None)
+        await agent_store.delete(self.db, m.record.id)
+        logfiles.remove_logs(logfiles.log_path(self.settings.logs_dir, m.record.id))
+        await self.bus.publish("AgentRemoved", m.record.id)
+        return self.snapshot(m)
+
+    async def update(self, ref: str, req: UpdateRequest) -> Agent:
+        m = self.find(ref)
+        r = m.record
+        changes: dict[str, object] = {}
+        for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm"):
+            value = getattr(req, name)
+            if value is not None:
+                setattr(r, name, value)
+                changes[name] = value
+        self._apply_settings(m.gov, r)
+        if req.budget_usd is not None:
+            # New headroom: warnings below the new spend ratio may fire again.
+            m.gov.warned = {t for t in m.gov.warned if m.gov.spent_usd >= t / 100 * req.budget_usd}
+        await self._save(m)
+        await self.bus.publish("AgentUpdated", r.id, **changes)
+        return self.snapshot(m)
+
+    async def wait(self, ref: str, timeout: float) -> Agent:
+        m = self.find(ref)
+        with anyio.move_on_after(timeout):
+            while not self._finished(m):
+                await m.changed.wait()
+        return self.snapshot(m)
+
+    def metrics(self, ref: str) -> Metrics:
+        m = self.find(ref)
+        r, g = self.snapshot(m), m.gov
+        live = r.status.live and r.pid is not None
+        sample = m.sample if live else _EMPTY_SAMPLE
+        remaining = None if g.budget_usd is None else max(g.budget_usd - g.spent_usd, 0.0)
+        used = None
+        if g.budget_usd:
+            used = round(100 * g.spent_usd / g.budget_usd, 2)
+        elif g.budget_usd == 0:
+            used = 100.0
+        return Metrics(
+            id=r.id, status=r.status, pid=r.pid, exit_code=r.exit_code,
+            cpu_percent=sample.cpu_percent, rss_bytes=sample.rss_bytes,
+            num_processes=sample.num_processes,
+            uptime_s=round(time.monotonic() - m.started_mono, 3) if live else 0.0,
+            restarts=r.restarts, llm_calls=g.llm_calls, input_tokens=g.input_tokens,
+            output_tokens=g.output_tokens, spent_usd=round(g.spent_usd, 9), budget_usd=g.budget_usd,
+            budget_remaining_usd=remaining, budget_used_percent=used,
+            pii_findings=g.pii_findings, errors=g.errors,
+        )
+
+    def log_file(self, ref: str) -> tuple[Managed, Path]:
+        m = self.find(ref)
+        return m, logfiles.log_path(self.settings.logs_dir, m.record.id)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for m in self.agents.values():
+            out[m.record.status.value] = out.get(m.record.status.value, 0) + 1
+        return out
+
+    # ---- internals ----------------------------------------------------------------------
+    def _finished(self, m: Managed) -> bool:
+        return m.record.status in states.ENDED
+
+    def _resolve_command(self, req: StartRequest) -> list[str]:
+        program, *args = req.command
+        path_env = req.env.get("PATH", os.environ.get("PATH", ""))
+        if program.endswith(".py"):
+            script = Path(req.cwd, program)
+            if not script.is_file():
+                raise StartFailed(f"no such script: {script}", field="command")
+            python = req.python or sys.executable
+            return [python, program, *args]
+        if os.sep in program:
+            target = Path(req.cwd, program)
+            if not target.exists():
+                raise StartFailed(f"no such file: {target}", field="command")
+            if target.is_dir() or not os.access(target, os.X_OK):
+                raise StartFailed(f"not executable: {target} (chmod +x it, or name an interpreter)", field="command")
+            return [program, *args]
+        if shutil.which(program, path=path_env) is None:
+            raise StartFailed(f"program not found on PATH: {program}", field="command")
+        return [program, *args]
+
+    async def _spawn(self, m: Managed) -> None:
+        r = m.record
+        token = new_token()
+        env = agent_environment(
+            m.stored.env, agent_id=r.id, token=token, router_url=self.router_url,
+            python_agent=r.command[0].endswith(("python", "python3")) or any(
+                part.endswith(".py") for part in r.command[1:2]
+            ),
+        )
+        log = logfiles.log_path(self.settings.logs_dir, r.id)
+        fd = logfiles.open_for_child(log)
+        try:
+            spawned = process.spawn(r.command, cwd=r.cwd, env=env, log_fd=fd)
+        except OSError as exc:
+            raise StartFailed(f"cannot start {r.command[0]}: {exc.strerror or exc}", field="command") from exc
+        finally:
+            os.close(fd)
+        if m.stored.token_hash:
+            self.by_token.pop(m.stored.token_hash, None)
+        hashed = token_hash(token)
+        m.stored.token_hash = hashed
+        m.stored.pid_started = spawned.started
+        m.popen = spawned.popen
+        m.gov.active = True
+        self.by_token[hashed] = m.gov
+        r.pid = spawned.pid
+        r.started_at = utcnow()
+        r.ended_at = None
+        m.started_mono = time.monotonic()
+        m.stop_requested = False
+        await self._set(m, S.STARTING)
+
+    def _watch(self, m: Managed) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(self._watcher, m, name=f"watch {m.record.id}")
+
+    async def _watcher(self, m: Managed) -> None:
+        """Follow one agent through its exits and restarts until it ends for good."""
+        while True:
+            r = m.record
+            assert r.pid is not None
+            pid, started, popen = r.pid, m.stored.pid_started, m.popen
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._promote_after_startsecs, m, pid)
+                await process.wait_exit(pid, started, popen)
+                tg.cancel_scope.cancel()
+            code, sig = process.exit_status(popen)
+            # Whatever the leader left behind in its group dies with it (systemd's
+            # control-group rule): an agent's tree never outlives the agent.
+            leftovers = process.tree(pid, None)
+            if leftovers:
+                await process.kill_tree(leftovers, grace=2.0)
+            m.popen = None
+            r.exit_code, r.signal = code, sig
+            r.ended_at = utcnow()
+            self._revoke(m)
+            if m.stop_requested:
+                await self._set(m, S.STOPPED)
+                await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
+                return
+            final = S.KILLED if sig is not None else S.EXITED
+            await self._set(m, final)
+            await self.bus.publish(
+                "AgentKilled" if sig is not None else "AgentExited", r.id, exit_code=code, signal=sig
+            )
+            if not self._should_restart(m):
+                if r.restart != "no" and r.restarts >= r.max_restarts and self._failed(m):
+                    r.error = f"ended {r.restarts + 1} times; restart limit ({r.max_restarts}) reached"
+                    await self._set(m, S.FAILED)
+                    await self.bus.publish("AgentFailed", r.id, reason=r.error)
+                return
+            delay = min(self.restart_backoff * (2**r.restarts), 60.0)
+            r.restarts += 1
+            await self.bus.publish("AgentRestarting", r.id, attempt=r.restarts, delay_s=delay)
+            with anyio.move_on_after(delay):
+                await m.wake.wait()
+            if m.stop_requested:
+                if r.status is not S.STOPPED:
+                    await self._set(m, S.STOPPED)
+                return
+            try:
+                await self._spawn(m)
+            except StartFailed as exc:
+                r.error = exc.message
+                await self._set(m, S.FAILED)
+                await self.bus.publish("AgentFailed", r.id, reason=exc.message)
+                return
+
+    async def _promote_after_startsecs(self, m: Managed, pid: int) -> None:
+        remaining = STARTSECS - (time.monotonic() - m.started_mono)
+        if remaining > 0:
+            await anyio.sleep(remaining)
+        if m.record.pid == pid and m.record.status is S.STARTING:
+            await self._set(m, S.RUNNING)
+
+    def _failed(self, m: Managed) -> bool:
+        r = m.record
+        return r.signal is not None or (r.exit_code is not None and r.exit_code != 0)
+
+    def _should_restart(self, m: Managed) -> bool:
+        r = m.record
+        if r.restart == "no" or r.restarts >= r.max_restarts:
+            return False
+        if r.restart == "always":
+            return True
+        return self._failed(m)
+
+    async def _stop(self, m: Managed, timeout: float) -> None:
+        m.stop_requested = True
+        m.wake.set()
+        r = m.record
+        if r.status in states.ENDED:
+            return
+        if r.status is S.STARTING and (r.pid is None or m.popen is None and not
+                                      process.is_same_process(r.pid, m.stored.pid_started)):
+            await self._set(m, S.STOPPED)
+            return
+        if r.status is not S.STOPPING:
+            await self._set(m, S.STOPPING)
+        assert r.pid is not None
+        procs = process.tree(r.pid, m.stored.pid_started)
+        forced = await process.kill_tree(procs, grace=timeout)
+        if forced:
+            await self.bus.publish("AgentForceKilled", r.id, grace_s=timeout)
+        # The watcher records the final status; wait for it (bounded: the tree is gone).
+        with anyio.move_on_after(10):
+            while r.status is S.STOPPING:
+                await m.changed.wait()
+
+    def _revoke(self, m: Managed) -> None:
+        if m.stored.token_hash:
+            self.by_token.pop(m.stored.token_hash, None)
+        m.stored.token_hash = None
+        m.gov.active = False
+
+    def _apply_settings(self, gov: AgentGovernance, r: Agent) -> None:
+        gov.budget_usd = r.budget_usd
+        gov.on_budget = r.on_budget
+        gov.pii = r.pii
+        gov.rpm = r.rpm
+        gov.tpm = r.tpm
+        gov.allow_unmetered = r.allow_unmetered
+
+    async def _set(self, m: Managed, status: AgentStatus) -> None:
+        states.check(m.record.status, status)
+        m.record.status = status
+        await self._save(m)
+        changed, m.changed = m.changed, anyio.Event()
+        changed.set()
+
+    async def _save(self, m: Managed) -> None:
+        m.record.spent_usd = m.gov.spent_usd
+        await agent_store.save(self.db, m.stored)
+
+    async def _sample_loop(self) -> None:
+        while True:
+            roots: dict[str, tuple[int, float | None]] = {
+                m.record.id: (m.record.pid, m.stored.pid_started)
+                for m in self.agents.values()
+                if m.record.status.live and m.record.pid is not None
+            }
+            if roots:
+                samples = await anyio.to_thread.run_sync(self._sample_and_rotate, roots)
+                for agent_id, sample in samples.items():
+                    if agent_id in self.agents:
+                        self.agents[agent_id].sample = sample
+            await anyio.sleep(self.sample_interval)
+
+    def _sample_and_rotate(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
+        """One worker-thread trip per tick: psutil and file stats block, the loop must not."""
+        for agent_id in roots:
+            logfiles.rotate_if_needed(logfiles.log_path(self.settings.logs_dir, agent_id))
+        return self._sampler.sample(roots)
+
+
+def _default_name(command: list[str]) -> str:
+    for part in command:
+        stem = Path(part).stem
+        if part.endswith(".py") or "/" not in part and not part.startswith("-"):
+            if stem not in {"python", "python3", "node", "bash", "sh", "uv", "env"}:
+                return stem or "agent"
+    return Path(command[0]).stem or "agent"
+
