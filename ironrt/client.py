@@ -128,10 +128,36 @@ class _UnixConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.timeout is not None:
-            sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            if self.timeout is not None:
+                sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
         self.sock = sock
+
+
+class _Reply:
+    """A response and the connection it came on: closing one closes both."""
+
+    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
+        self.conn = conn
+        self.resp = resp
+        self.status = resp.status
+
+    def read(self) -> bytes:
+        return self.resp.read()
+
+    def read1(self, n: int) -> bytes:
+        return self.resp.read1(n)
+
+    def readline(self) -> bytes:
+        return self.resp.readline()
+
+    def close(self) -> None:
+        self.resp.close()
+        self.conn.close()
 
 
 class Runtime:
@@ -154,21 +180,30 @@ class Runtime:
     def _conn(self, timeout: float | None) -> _UnixConnection:
         return _UnixConnection(str(self.settings.socket_path), timeout)
 
-    def _send(self, method: str, path: str, body: bytes | None, timeout: float | None) -> http.client.HTTPResponse:
+    def _send(self, method: str, path: str, body: bytes | None, timeout: float | None) -> _Reply:
         headers = {"content-type": "application/json"} if body is not None else {}
+        conn = self._conn(timeout)
         try:
-            conn = self._conn(timeout)
             conn.request(method, path, body=body, headers=headers)
-            return conn.getresponse()
+            return _Reply(conn, conn.getresponse())
         except (FileNotFoundError, ConnectionRefusedError):
+            conn.close()
             if not self.autostart:
                 raise DaemonUnavailable(self._down_message()) from None
         except socket.timeout:
+            conn.close()
             raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
+        except BaseException:
+            conn.close()
+            raise
         self.ensure_daemon()
         conn = self._conn(timeout)
-        conn.request(method, path, body=body, headers=headers)
-        return conn.getresponse()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            return _Reply(conn, conn.getresponse())
+        except BaseException:
+            conn.close()
+            raise
 
     def _down_message(self) -> str:
         return (
@@ -185,14 +220,16 @@ class Runtime:
             resp.close()
 
     def ping(self) -> bool:
+        conn = self._conn(2.0)
         try:
-            conn = self._conn(2.0)
             conn.request("GET", "/v1/version")
-            ok = conn.getresponse().status == 200
-            conn.close()
-            return ok
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status == 200
         except OSError:
             return False
+        finally:
+            conn.close()
 
     def ensure_daemon(self) -> None:
         """Start the daemon in the background if none answers; return once it does."""
@@ -271,7 +308,10 @@ class Runtime:
 
     def logs(self, ref: str, tail: int = 100) -> str:
         resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}", None, self.timeout)
-        data = resp.read()
+        try:
+            data = resp.read()
+        finally:
+            resp.close()
         if resp.status >= 400:
             _decode(resp.status, data, bytes)
         return data.decode("utf-8", "replace")
@@ -279,9 +319,9 @@ class Runtime:
     def follow_logs(self, ref: str, tail: int = 10) -> Iterator[bytes]:
         """Yield the agent's output as it is written, until the agent ends."""
         resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}&follow=true", None, None)
-        if resp.status >= 400:
-            _decode(resp.status, resp.read(), bytes)
         try:
+            if resp.status >= 400:
+                _decode(resp.status, resp.read(), bytes)
             while True:
                 chunk = resp.read1(65536)
                 if not chunk:
@@ -300,9 +340,9 @@ class Runtime:
             return
         query["follow"] = "true"
         resp = self._send("GET", f"/v1/events?{urlencode(query)}", None, None)
-        if resp.status >= 400:
-            _decode(resp.status, resp.read(), bytes)
         try:
+            if resp.status >= 400:
+                _decode(resp.status, resp.read(), bytes)
             while True:
                 line = resp.readline()
                 if not line:

@@ -9,7 +9,7 @@ docs/api.md: never rename one, only add optional fields.
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -151,7 +151,7 @@ class Event(Base):
     ts: str
     kind: str
     agent_id: str | None
-    data: dict[str, object] = {}
+    data: dict[str, Any] = {}
 
 
 class EventList(Base):

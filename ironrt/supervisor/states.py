@@ -22,8 +22,9 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING}),
     S.STOPPING: frozenset({S.STOPPED}),
     S.STOPPED: frozenset({S.STARTING}),
-    S.EXITED: frozenset({S.STARTING, S.FAILED}),
-    S.KILLED: frozenset({S.STARTING, S.FAILED}),
+    # An agent waiting out its restart backoff may be stopped, or give up for good.
+    S.EXITED: frozenset({S.STARTING, S.FAILED, S.STOPPED}),
+    S.KILLED: frozenset({S.STARTING, S.FAILED, S.STOPPED}),
     S.FAILED: frozenset({S.STARTING}),
 }
 

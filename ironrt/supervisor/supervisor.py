@@ -44,6 +44,8 @@ class Managed:
     gov: AgentGovernance
     popen: subprocess.Popen[bytes] | None = None
     stop_requested: bool = False
+    #: Ended, but the restart policy will start it again: not finished for `wait`.
+    restart_pending: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -257,7 +259,7 @@ class Supervisor:
 
     # ---- internals ----------------------------------------------------------------------
     def _finished(self, m: Managed) -> bool:
-        return m.record.status in states.ENDED
+        return m.record.status in states.ENDED and not m.restart_pending
 
     def _resolve_command(self, req: StartRequest) -> list[str]:
         program, *args = req.command
@@ -303,6 +305,7 @@ class Supervisor:
         m.stored.pid_started = spawned.started
         m.popen = spawned.popen
         m.gov.active = True
+        m.restart_pending = False
         self.by_token[hashed] = m.gov
         r.pid = spawned.pid
         r.started_at = utcnow()
@@ -340,15 +343,19 @@ class Supervisor:
                 await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
                 return
             final = S.KILLED if sig is not None else S.EXITED
+            m.restart_pending = self._should_restart(m)
+            gave_up = (not m.restart_pending and r.restart != "no" and self._failed(m)
+                       and r.restarts >= r.max_restarts)
+            if gave_up:
+                r.error = f"ended {r.restarts + 1} times; restart limit ({r.max_restarts}) reached"
+                final = S.FAILED
             await self._set(m, final)
             await self.bus.publish(
                 "AgentKilled" if sig is not None else "AgentExited", r.id, exit_code=code, signal=sig
             )
-            if not self._should_restart(m):
-                if r.restart != "no" and r.restarts >= r.max_restarts and self._failed(m):
-                    r.error = f"ended {r.restarts + 1} times; restart limit ({r.max_restarts}) reached"
-                    await self._set(m, S.FAILED)
-                    await self.bus.publish("AgentFailed", r.id, reason=r.error)
+            if gave_up:
+                await self.bus.publish("AgentFailed", r.id, reason=r.error)
+            if not m.restart_pending:
                 return
             delay = min(self.restart_backoff * (2**r.restarts), 60.0)
             r.restarts += 1
@@ -356,12 +363,14 @@ class Supervisor:
             with anyio.move_on_after(delay):
                 await m.wake.wait()
             if m.stop_requested:
+                m.restart_pending = False
                 if r.status is not S.STOPPED:
                     await self._set(m, S.STOPPED)
                 return
             try:
                 await self._spawn(m)
             except StartFailed as exc:
+                m.restart_pending = False
                 r.error = exc.message
                 await self._set(m, S.FAILED)
                 await self.bus.publish("AgentFailed", r.id, reason=exc.message)
@@ -391,6 +400,10 @@ class Supervisor:
         m.wake.set()
         r = m.record
         if r.status in states.ENDED:
+            if m.restart_pending:  # in restart backoff: the watcher records the stop
+                with anyio.move_on_after(10):
+                    while m.restart_pending:
+                        await m.changed.wait()
             return
         if r.status is S.STARTING and (r.pid is None or m.popen is None and not
                                       process.is_same_process(r.pid, m.stored.pid_started)):

@@ -1,0 +1,250 @@
+"""Agent commands: start, ps, stop, restart, rm, metrics, logs, budget, set.
+
+Each command is one request (two at most) through the sync `Runtime`; the daemon resolves
+agent references (id, prefix, name), so the CLI never lists agents just to find one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ironrt.cli import render
+from ironrt.cli.app import AgentRef, JsonFlag, app, print_json, runtime
+from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
+
+if TYPE_CHECKING:
+    from ironrt.protocol import Agent, Metrics
+
+#: `ps` asks for cpu and memory one agent at a time; past this many live agents it
+#: shows what the list gives, so it stays one request however many agents run.
+PS_METRICS_MAX = 8
+
+START_HELP = """Start SCRIPT as a supervised agent and print its id.
+
+SCRIPT is a .py file (run with your current Python or --python) or any executable;
+ARGS go to the agent. ironrt's options may come before or after SCRIPT; options
+ironrt does not know are passed to the agent. Everything after `--` goes to the
+agent untouched, so use it for arguments that clash with ironrt's own:
+
+    ironrt start agents/hello.py --budget 5
+    ironrt start --name bot agent.py --verbose
+    ironrt start agent.py --budget 5 -- --name passed-to-the-agent
+    ironrt start -- node agent.js
+"""
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected K=V, got {pair!r}", param_hint="'--env'")
+        out[key] = value
+    return out
+
+
+@app.command(
+    help=START_HELP,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
+)
+def start(
+    script: Annotated[str, typer.Argument(metavar="SCRIPT", show_default=False)],
+    args: Annotated[list[str] | None, typer.Argument(metavar="[ARGS]...", show_default=False)] = None,
+    budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0,
+                                                 help="Spend limit in USD (default: none).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name (default: from SCRIPT).")] = None,
+    restart: Annotated[RestartPolicy, typer.Option("--restart", help="Restart policy.")] = "no",
+    max_restarts: Annotated[int, typer.Option("--max-restarts", min=0, metavar="N")] = 5,
+    env: Annotated[list[str] | None, typer.Option("--env", metavar="K=V",
+                                                  help="Set a variable (repeatable).")] = None,
+    python: Annotated[str | None, typer.Option("--python", metavar="PATH",
+                                               help="Interpreter for a .py SCRIPT.")] = None,
+    on_budget: Annotated[OnBudget, typer.Option("--on-budget",
+                                                help="When the budget is spent.")] = "block",
+    pii: Annotated[PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")] = "detect",
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, metavar="N",
+                                            help="Max LLM requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, metavar="N",
+                                            help="Max LLM tokens per minute.")] = None,
+    allow_unmetered: Annotated[bool, typer.Option("--allow-unmetered",
+                                                  help="Allow calls ironrt cannot price.")] = False,
+    cwd: Annotated[Path | None, typer.Option("--cwd", metavar="DIR", file_okay=False, exists=True,
+                                             help="Working directory (default: here).")] = None,
+) -> None:
+    agent_id = runtime().start_agent(
+        script, args or [], name=name, budget=budget, env=_parse_env(env), restart=restart,
+        max_restarts=max_restarts, cwd=str(cwd.resolve()) if cwd else os.getcwd(),
+        on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm, allow_unmetered=allow_unmetered,
+        python=python,
+    )
+    print(agent_id)
+
+
+@app.command()
+def ps(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include agents that ended.")] = False,
+    json_: JsonFlag = False,
+) -> None:
+    """List agents (the live ones unless --all)."""
+    rt = runtime()
+    agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
+    shown = agents if all_ else [a for a in agents if a.status.live]
+    if json_:
+        print_json(shown)
+        return
+    live = [a for a in shown if a.status.live]
+    metrics: dict[str, Metrics] = {}
+    if len(live) <= PS_METRICS_MAX:
+        metrics = {a.id: rt.get_metrics(a.id) for a in live}
+    _print_ps(shown, metrics, hidden=len(agents) - len(shown))
+
+
+def _print_ps(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:
+    from rich.text import Text
+
+    t = render.table("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET",
+                     "RESTARTS", right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"))
+    for a in agents:
+        word, style = render.status_text(a)
+        m = metrics.get(a.id)
+        t.add_row(
+            a.id, a.name, str(a.pid) if a.pid and a.status.live else render.DASH,
+            Text(word, style=style), render.duration(render.uptime(a)),
+            f"{m.cpu_percent:.1f}%" if m else render.DASH, render.nbytes(m.rss_bytes if m else None),
+            render.budget(a.spent_usd, a.budget_usd), str(a.restarts),
+        )
+    out = render.console()
+    if not agents:
+        out.print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
+    else:
+        out.print(t)
+    if hidden:
+        out.print(f"[dim]{hidden} ended agent(s) not shown: ironrt ps --all[/dim]")
+
+
+@app.command()
+def stop(
+    ref: AgentRef,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
+                                           help="Grace period before SIGKILL.")] = 10.0,
+) -> None:
+    """Stop an agent and its whole process tree (SIGTERM, grace, SIGKILL)."""
+    agent = runtime().stop_agent(ref, timeout=timeout)
+    print(f"stopped {agent.name} ({agent.id}){_ended(agent)}")
+
+
+@app.command()
+def restart(
+    ref: AgentRef,
+    timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
+                                           help="Grace period before SIGKILL.")] = 10.0,
+) -> None:
+    """Restart an agent (stopping it first if it runs)."""
+    agent = runtime().restart_agent(ref, timeout=timeout)
+    print(f"restarted {agent.name} ({agent.id}), pid {agent.pid}")
+
+
+@app.command("rm")
+def remove(
+    ref: AgentRef,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Stop it first if it runs.")] = False,
+) -> None:
+    """Remove an ended agent, its record and its logs."""
+    agent = runtime().remove_agent(ref, force=force)
+    print(f"removed {agent.name} ({agent.id})")
+
+
+def _ended(agent: Agent) -> str:
+    if agent.signal is not None:
+        return f", killed by {render._signal_name(agent.signal)}"
+    if agent.exit_code is not None:
+        return f", exit code {agent.exit_code}"
+    return ""
+
+
+@app.command()
+def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
+    """CPU, memory, uptime, LLM calls, tokens, spend and budget of one agent."""
+    m = runtime().get_metrics(ref)
+    if json_:
+        print_json(m)
+        return
+    from rich.table import Table
+
+    pct = f" ({m.budget_used_percent:g}%)" if m.budget_used_percent is not None else ""
+    rows = [
+        ("status", m.status.value + (f", exit code {m.exit_code}" if m.exit_code is not None else "")),
+        ("pid", str(m.pid or render.DASH)),
+        ("uptime", render.duration(m.uptime_s) if m.status.live else render.DASH),
+        ("cpu", f"{m.cpu_percent:.1f}%"),
+        ("memory", f"{render.nbytes(m.rss_bytes)} in {m.num_processes} process(es)"),
+        ("restarts", str(m.restarts)),
+        ("llm calls", f"{m.llm_calls} ({m.errors} failed)"),
+        ("tokens", f"{m.input_tokens:,} in / {m.output_tokens:,} out"),
+        ("spent", render.usd(m.spent_usd)),
+        ("budget", f"{render.usd(m.budget_usd)}{pct}, {render.usd(m.budget_remaining_usd)} left"
+         if m.budget_usd is not None else "no limit"),
+        ("pii findings", str(m.pii_findings)),
+    ]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    for key, value in rows:
+        grid.add_row(key, value)
+    render.console().print(grid)
+
+
+@app.command()
+def logs(
+    ref: AgentRef,
+    follow: Annotated[bool, typer.Option("--follow", "-f",
+                                         help="Keep printing until the agent ends (or Ctrl-C).")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="LINES",
+                                       help="Lines of history to show.")] = 100,
+) -> None:
+    """Print an agent's output (stdout and stderr, interleaved as written)."""
+    rt = runtime()
+    out = sys.stdout.buffer
+    if not follow:
+        out.write(rt.logs(ref, tail=lines).encode())
+        out.flush()
+        return
+    for chunk in rt.follow_logs(ref, tail=lines):
+        out.write(chunk)
+        out.flush()
+
+
+@app.command("budget")
+def set_budget(
+    ref: AgentRef,
+    usd: Annotated[float, typer.Argument(metavar="USD", min=0, help="The new budget in USD.",
+                                         show_default=False)],
+) -> None:
+    """Raise or lower the budget of an agent, also while it runs."""
+    agent = runtime().set_budget(ref, usd)
+    print(f"budget of {agent.name} ({agent.id}): {render.budget(agent.spent_usd, agent.budget_usd)}")
+
+
+@app.command("set")
+def set_limits(
+    ref: AgentRef,
+    pii: Annotated[PiiMode | None, typer.Option("--pii", help="PII handling.")] = None,
+    rpm: Annotated[int | None, typer.Option("--rpm", min=1, metavar="N")] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", min=1, metavar="N")] = None,
+    on_budget: Annotated[OnBudget | None, typer.Option("--on-budget")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0)] = None,
+) -> None:
+    """Change the governance settings of an agent, also while it runs."""
+    changes = {k: v for k, v in (("pii", pii), ("rpm", rpm), ("tpm", tpm), ("on_budget", on_budget),
+                                 ("budget_usd", budget)) if v is not None}
+    if not changes:
+        raise typer.BadParameter("nothing to change: give --pii, --rpm, --tpm, --on-budget or --budget")
+    a = runtime().update_agent(ref, **changes)
+    print(f"{a.name} ({a.id}): budget {render.budget(a.spent_usd, a.budget_usd)}, "
+          f"on-budget {a.on_budget}, pii {a.pii}, rpm {a.rpm or render.DASH}, "
+          f"tpm {a.tpm or render.DASH}")

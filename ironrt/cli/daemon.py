@@ -1,0 +1,95 @@
+"""`ironrt daemon run|start|stop|status`: the daemon's life, seen from the CLI.
+
+Only `run` imports the daemon (anyio, uvicorn, the router...); `start` spawns it as a
+separate process through the client, so the CLI stays light.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from ironrt.cli import render
+from ironrt.cli.app import JsonFlag, app, environ, fail, print_json, runtime, settings
+
+daemon_app = typer.Typer(
+    help="Run, start, stop or inspect the ironrt daemon.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(daemon_app, name="daemon")
+
+
+@daemon_app.command()
+def run() -> None:
+    """Run the daemon in the foreground (for systemd or a container); Ctrl-C stops it
+    and leaves the agents running."""
+    import os
+
+    from ironrt.daemon import DaemonAlreadyRunning
+    from ironrt.daemon import run as run_daemon
+
+    s = settings()
+    # Agents and the daemon's own lookups read the home from the environment.
+    os.environ.update({k: v for k, v in environ().items() if k.startswith("IRONRT_")})
+    print(f"ironrt daemon on {s.home} (socket {s.socket_path}); logs in {s.log_path}",
+          file=sys.stderr)
+    try:
+        run_daemon(s)
+    except DaemonAlreadyRunning as exc:
+        fail(str(exc))
+
+
+@daemon_app.command()
+def start() -> None:
+    """Start the daemon in the background; returns once it answers."""
+    rt = runtime(autostart=True)
+    if rt.ping():
+        h = rt.health()
+        print(f"ironrt daemon already running (pid {h.pid}) on {h.home}")
+        return
+    rt.ensure_daemon()
+    h = rt.health()
+    print(f"ironrt daemon started (pid {h.pid}) on {h.home}, router {h.router_url}"
+          + (" (offline)" if h.offline else ""))
+
+
+@daemon_app.command()
+def stop(
+    keep_agents: Annotated[bool, typer.Option("--keep-agents",
+                                              help="Leave the agents running.")] = False,
+) -> None:
+    """Stop the daemon (and its agents, unless --keep-agents)."""
+    rt = runtime(autostart=False)
+    if not rt.ping():
+        print(f"no ironrt daemon is running on {rt.settings.home}")
+        return
+    pid = rt.health().pid
+    rt.shutdown_daemon(keep_agents=keep_agents)
+    print(f"ironrt daemon stopped (pid {pid})" + (", agents left running" if keep_agents else ""))
+
+
+@daemon_app.command()
+def status(json_: JsonFlag = False) -> None:
+    """Whether the daemon runs, and its pid, version, socket, router and agents; exits 1
+    if it does not run."""
+    rt = runtime(autostart=False)
+    if not rt.ping():
+        fail(f"no ironrt daemon is running on {rt.settings.home}")
+    h = rt.health()
+    if json_:
+        print_json(h)
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(h.agents.items())) or "none"
+    rows = [
+        ("pid", str(h.pid)), ("version", f"{h.version} (protocol {h.protocol})"),
+        ("home", h.home), ("socket", h.socket),
+        ("router", h.router_url + (" (offline provider)" if h.offline else "")),
+        ("uptime", render.duration(h.uptime_s)), ("agents", counts),
+    ]
+    print("ironrt daemon is running")
+    for key, value in rows:
+        print(f"  {key:<8} {value}")

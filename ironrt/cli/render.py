@@ -1,0 +1,155 @@
+"""Formatting shared by the commands: money, sizes, durations, status colours, tables.
+
+Rich is imported inside the functions that draw, never at module level: commands that
+print JSON or one line (and `--help`) must not pay for it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from ironrt.protocol import Agent, AgentStatus
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+#: Rich style per status; an exit with a non-zero code is drawn as a failure.
+STATUS_STYLE: dict[AgentStatus, str] = {
+    AgentStatus.STARTING: "cyan",
+    AgentStatus.RUNNING: "green",
+    AgentStatus.STOPPING: "yellow",
+    AgentStatus.STOPPED: "dim",
+    AgentStatus.EXITED: "blue",
+    AgentStatus.FAILED: "bold red",
+    AgentStatus.KILLED: "red",
+}
+
+DASH = "-"
+
+
+def usd(value: float | None) -> str:
+    """Dollars with the precision a small spend needs ($0.000063 is not $0.00)."""
+    if value is None:
+        return DASH
+    if value == 0:
+        return "$0"
+    if abs(value) < 0.01:
+        return f"${value:.6f}".rstrip("0")
+    if abs(value) < 100:
+        return f"${value:.2f}"
+    return f"${value:,.0f}"
+
+
+def nbytes(value: int | None) -> str:
+    if not value:
+        return DASH
+    size = float(value)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return DASH
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        # Python 3.10's fromisoformat does not accept the `Z` the daemon writes.
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def seconds_since(text: str | None) -> float | None:
+    ts = parse_ts(text)
+    if ts is None:
+        return None
+    return max(time.time() - ts.timestamp(), 0.0)
+
+
+def uptime(agent: Agent) -> float | None:
+    """How long a live agent has been running, from its start time (no extra request)."""
+    if not agent.status.live:
+        return None
+    return seconds_since(agent.started_at)
+
+
+def clock(text: str | None) -> str:
+    """A timestamp in local time, short: HH:MM:SS today, else the date too."""
+    ts = parse_ts(text)
+    if ts is None:
+        return DASH
+    local = ts.astimezone()
+    if local.date() == datetime.now(timezone.utc).astimezone().date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_text(agent: Agent) -> tuple[str, str]:
+    """The status word (with the exit code when it says something) and its style."""
+    status = agent.status
+    word = status.value
+    style = STATUS_STYLE[status]
+    if status is AgentStatus.EXITED and agent.exit_code not in (None, 0):
+        word, style = f"exited ({agent.exit_code})", "red"
+    elif status is AgentStatus.KILLED and agent.signal is not None:
+        word = f"killed ({_signal_name(agent.signal)})"
+    return word, style
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def budget(spent: float, total: float | None) -> str:
+    return f"{usd(spent)} / {usd(total) if total is not None else 'no limit'}"
+
+
+def details(data: dict[str, object]) -> str:
+    """An event's data as `key=value` pairs, in the order the daemon wrote them."""
+    return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console; when not a terminal, wide enough that tables never wrap (a pipe
+    into grep should see whole rows)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 1000
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def table(*headers: str, right: Sequence[str] = ()) -> Table:
+    """A borderless table in the style of `docker ps`; `right` names numeric columns."""
+    from rich import box
+    from rich.table import Table
+
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for header in headers:
+        t.add_column(header, justify="right" if header in right else "left", no_wrap=True)
+    return t

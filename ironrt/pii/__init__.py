@@ -1,0 +1,1 @@
+"""PII detection and redaction for the governance router's safety policy."""

@@ -1,0 +1,108 @@
+"""Bad input over the raw socket: always a 4xx JSON error naming the problem, never a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from ironrt.tempdaemon import TempDaemon
+
+
+def raw(daemon: TempDaemon, method: str, path: str, body: bytes = b"",
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    try:
+        sock.connect(str(daemon.home / "ironrt.sock"))
+        head = f"{method} {path} HTTP/1.1\r\nhost: ironrt\r\ncontent-length: {len(body)}\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        try:
+            sock.sendall(head.encode() + b"\r\n" + body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon answered (413) before reading everything: read that answer
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head_bytes, rest = data.split(b"\r\n\r\n", 1)
+        status = int(head_bytes.split(b" ")[1])
+        length = int(next(line.split(b":")[1] for line in head_bytes.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return status, json.loads(rest)
+    finally:
+        sock.close()
+
+
+def start_body(**over: object) -> bytes:
+    body: dict[str, object] = {"command": ["sleep", "1"], "cwd": "/tmp", "env": {"PATH": os.environ["PATH"]}}
+    body.update(over)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "field"),
+    [
+        (b"{not json", 400, "invalid_request", None),
+        (start_body(budget_usd="lots"), 400, "invalid_request", "budget_usd"),
+        (start_body(restart="sometimes"), 400, "invalid_request", "restart"),
+        (start_body(colour="blue"), 400, "invalid_request", "colour"),
+        (start_body(command=[]), 400, "invalid_request", None),
+        (b'{"cwd": "/tmp"}', 400, "invalid_request", "command"),
+        (start_body(command=["/nonexistent/agent.py"]), 422, "start_failed", "command"),
+    ],
+)
+def test_bad_start_requests(daemon: TempDaemon, body: bytes, status: int, code: str, field: str | None) -> None:
+    got, payload = raw(daemon, "POST", "/v1/agents", body, {"content-type": "application/json"})
+    error = payload["error"]
+    assert isinstance(error, dict)
+    assert got == status and error["code"] == code and error["message"]
+    if field is not None:
+        assert error["field"] == field
+    assert daemon.rt.health().ok
+
+
+def test_ten_megabyte_body_is_refused(daemon: TempDaemon) -> None:
+    status, payload = raw(daemon, "POST", "/v1/agents", b"x" * (10 * 1024 * 1024))
+    assert status == 413 and payload["error"]["code"] == "payload_too_large"  # type: ignore[index]
+    assert daemon.rt.health().ok
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [
+        ("GET", "/v1/agents/deadbeef0000", 404, "agent_not_found"),
+        ("POST", "/v1/agents/deadbeef0000/stop", 404, "agent_not_found"),
+        ("GET", "/v1/agents/deadbeef0000/metrics", 404, "agent_not_found"),
+        ("GET", "/v1/nothing-here", 404, "not_found"),
+        ("PUT", "/v1/agents", 405, "method_not_allowed"),
+        ("GET", "/v1/events?limit=abc", 400, "invalid_request"),
+        ("GET", "/v1/usage?by=colour", 400, "invalid_request"),
+    ],
+)
+def test_unknown_things(daemon: TempDaemon, method: str, path: str, status: int, code: str) -> None:
+    got, payload = raw(daemon, method, path)
+    assert got == status and payload["error"]["code"] == code  # type: ignore[index]
+    assert daemon.rt.health().ok
+
+
+def test_socket_and_home_permissions(daemon: TempDaemon) -> None:
+    assert stat.S_IMODE(os.stat(daemon.home / "ironrt.sock").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(daemon.home).st_mode) == 0o700
+
+
+def test_openapi_describes_every_route(daemon: TempDaemon) -> None:
+    status, doc = raw(daemon, "GET", "/v1/openapi.json")
+    assert status == 200 and doc["openapi"] == "3.1.0"
+    paths = doc["paths"]
+    assert isinstance(paths, dict)
+    for path in ("/v1/agents", "/v1/agents/{ref}/logs", "/v1/events", "/v1/usage", "/v1/traces",
+                 "/v1/limits", "/v1/health", "/v1/version"):
+        assert path in paths
+    schemas = doc["components"]["schemas"]  # type: ignore[index]
+    assert "StartRequest" in schemas and "Metrics" in schemas
