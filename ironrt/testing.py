@@ -124,7 +124,7 @@ class _Gate:
         try:
             await asyncio.wait_for(event.wait(), timeout)
             return True
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             return False
         finally:
             with self._lock:
@@ -275,7 +275,10 @@ class FakeUpstream:
     def start(self) -> FakeUpstream:
         if self._thread is not None:
             raise RuntimeError("FakeUpstream already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
+        # `proto` says TCP, and without it every response written in two parts (headers,
+        # body) waits ~40 ms for a delayed ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)

@@ -31,6 +31,7 @@ ARGS go to the agent. ironrt's options may come before or after SCRIPT; options
 ironrt does not know are passed to the agent. Everything after `--` goes to the
 agent untouched, so use it for arguments that clash with ironrt's own:
 
+\b
     ironrt start agents/hello.py --budget 5
     ironrt start --name bot agent.py --verbose
     ironrt start agent.py --budget 5 -- --name passed-to-the-agent
@@ -54,7 +55,7 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
 )
 def start(
     script: Annotated[str, typer.Argument(metavar="SCRIPT", show_default=False)],
-    args: Annotated[list[str] | None, typer.Argument(metavar="[ARGS]...", show_default=False)] = None,
+    args: Annotated[list[str] | None, typer.Argument(metavar="ARGS", show_default=False)] = None,
     budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0,
                                                  help="Spend limit in USD (default: none).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name (default: from SCRIPT).")] = None,
@@ -73,9 +74,11 @@ def start(
                                             help="Max LLM tokens per minute.")] = None,
     allow_unmetered: Annotated[bool, typer.Option("--allow-unmetered",
                                                   help="Allow calls ironrt cannot price.")] = False,
-    cwd: Annotated[Path | None, typer.Option("--cwd", metavar="DIR", file_okay=False, exists=True,
+    cwd: Annotated[Path | None, typer.Option("--cwd", metavar="DIR",
                                              help="Working directory (default: here).")] = None,
 ) -> None:
+    if cwd is not None and not cwd.is_dir():
+        raise typer.BadParameter(f"no such directory: {cwd}", param_hint="'--cwd'")
     agent_id = runtime().start_agent(
         script, args or [], name=name, budget=budget, env=_parse_env(env), restart=restart,
         max_restarts=max_restarts, cwd=str(cwd.resolve()) if cwd else os.getcwd(),

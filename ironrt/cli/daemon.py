@@ -93,3 +93,18 @@ def status(json_: JsonFlag = False) -> None:
     print("ironrt daemon is running")
     for key, value in rows:
         print(f"  {key:<8} {value}")
+
+
+@app.command()
+def version() -> None:
+    """Print the version of ironrt (and of the daemon, if one runs and differs)."""
+    from ironrt._version import __version__
+    from ironrt.protocol import PROTOCOL_VERSION
+
+    print(f"ironrt {__version__} (protocol {PROTOCOL_VERSION})")
+    rt = runtime(autostart=False)
+    if rt.ping():
+        h = rt.health()
+        if (h.version, h.protocol) != (__version__, PROTOCOL_VERSION):
+            print(f"daemon {h.version} (protocol {h.protocol}): restart it with "
+                  "`ironrt daemon stop && ironrt daemon start`")

@@ -15,7 +15,15 @@ import re
 from ironrt.pii.finding import Finding
 from ironrt.pii.validators import github_checksum_ok, jwt_header_ok
 
-__all__ = ["JWT_MAX", "PEM_BODY_MAX", "PEM_FOOTER_MAX", "find_secrets", "pem_end"]
+__all__ = [
+    "JWT_MAX",
+    "PEM_BODY",
+    "PEM_BODY_MAX",
+    "PEM_FOOTER_MAX",
+    "PEM_HEAD",
+    "find_secrets",
+    "pem_end",
+]
 
 _A = re.ASCII
 
@@ -39,11 +47,11 @@ _JWT = re.compile(
 #: Longest JWT the pattern accepts; the streaming scanner holds an open one up to this.
 JWT_MAX = 6010
 
-_PEM_HEAD = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----", _A)
+PEM_HEAD = re.compile(r"-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----", _A)
 _PEM_FOOT = re.compile(r"-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY-----", _A)
 #: Base64 body, legacy `Proc-Type:`/`DEK-Info:` lines, and `\n` escapes when the key sits
 #: inside JSON (tool-call arguments).
-_PEM_BODY = re.compile(r"[A-Za-z0-9+/=:,\s\\-]*", _A)
+PEM_BODY = re.compile(r"[A-Za-z0-9+/=:,\s\\-]*", _A)
 #: Longest key body searched for a footer (an RSA-8192 key is about 6.5 KB).
 PEM_BODY_MAX = 8192
 PEM_FOOTER_MAX = 64
@@ -58,7 +66,7 @@ def pem_end(text: str, head: re.Match[str]) -> tuple[int, bool]:
     """
     body = head.end()
     foot = text.find("-----END ", body, body + PEM_BODY_MAX + PEM_FOOTER_MAX)
-    if foot != -1 and "-----" not in text[body:foot] and _PEM_BODY.fullmatch(text, body, foot):
+    if foot != -1 and "-----" not in text[body:foot] and PEM_BODY.fullmatch(text, body, foot):
         m = _PEM_FOOT.match(text, foot)
         if m is not None:
             return m.end(), True
@@ -107,7 +115,7 @@ def find_secrets(text: str, start: int, out: list[Finding]) -> None:
                 out.append(Finding("SECRET", m.start(), m.end(), m.group(), "jwt"))
     if "-----BEGIN" in text:
         pos = start
-        while (head := _PEM_HEAD.search(text, pos)) is not None:
+        while (head := PEM_HEAD.search(text, pos)) is not None:
             end, _ = pem_end(text, head)
             out.append(Finding("SECRET", head.start(), end, text[head.start() : end], "private_key"))
             pos = end

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 
 
 class SchemaTooNew(RuntimeError):
@@ -34,6 +35,8 @@ class Database:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
+        # One connection, many tasks: a transaction must not interleave with another's.
+        self._tx = anyio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -85,19 +88,21 @@ class Database:
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in autocommit mode; returns lastrowid."""
-        async with self.conn.execute(sql, tuple(params)) as cur:
+        async with self._tx, self.conn.execute(sql, tuple(params)) as cur:
             return cur.lastrowid or 0
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Several writes committed together, or none of them."""
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                await self.conn.execute(sql, params)
-            await self.conn.execute("COMMIT")
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
+        async with self._tx:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await self.conn.execute(sql, params)
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("ROLLBACK")
+                raise
 
     async def get_meta(self, key: str) -> str | None:
         value = await self.scalar("SELECT value FROM meta WHERE key = ?", (key,))

@@ -30,7 +30,11 @@ ANTHROPIC_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RawMessageStre
 PROMPT = "Please summarise the quarterly report for the finance team today"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": PROMPT}]}
 RESP = {"model": "gpt-4o-mini", "input": PROMPT}
-MSG = {"model": "claude-haiku-4-5", "max_tokens": 200, "messages": [{"role": "user", "content": PROMPT}]}  # fmt: skip
+MSG = {
+    "model": "claude-haiku-4-5",
+    "max_tokens": 200,
+    "messages": [{"role": "user", "content": PROMPT}],
+}
 
 
 def body_of(reply: OfflineReply) -> Any:
@@ -75,7 +79,9 @@ def test_chat_is_deterministic_and_counts_every_text() -> None:
 
 
 def test_chat_max_tokens_truncates_and_n_multiplies() -> None:
-    body = body_of(offline_response("openai", "chat.completions", {**CHAT, "max_tokens": 3, "n": 2}))
+    body = body_of(
+        offline_response("openai", "chat.completions", {**CHAT, "max_tokens": 3, "n": 2})
+    )
     completion = ChatCompletion.model_validate(body)
     assert [c.finish_reason for c in completion.choices] == ["length", "length"]
     assert completion.choices[1].message.content == "This is an"
@@ -90,9 +96,12 @@ def test_chat_stream_shape() -> None:
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert text == body_of(offline_response("openai", "chat.completions", CHAT))["choices"][0][
-        "message"
-    ]["content"]
+    assert (
+        text
+        == body_of(offline_response("openai", "chat.completions", CHAT))["choices"][0]["message"][
+            "content"
+        ]
+    )
     assert len(chunks) == len(text.split()) + 2  # role chunk, one per word, finish chunk
 
 
@@ -137,7 +146,9 @@ def test_responses_stream_sequence() -> None:
     assert [e.sequence_number for e in parsed] == list(range(len(parsed)))
     deltas = "".join(e.delta for e in parsed if e.type == "response.output_text.delta")
     assert parsed[-1].response.output_text == deltas
-    cut = events_of(offline_response("openai", "responses", {**RESP, "stream": True, "max_output_tokens": 1}))
+    cut = events_of(
+        offline_response("openai", "responses", {**RESP, "stream": True, "max_output_tokens": 1})
+    )
     assert cut[-1][0] == "response.incomplete"
 
 
@@ -157,9 +168,13 @@ def test_anthropic_message_and_stream() -> None:
 
 
 def test_anthropic_max_tokens() -> None:
-    cut = Message.model_validate(body_of(offline_response("anthropic", "messages", {**MSG, "max_tokens": 4})))
+    cut = Message.model_validate(
+        body_of(offline_response("anthropic", "messages", {**MSG, "max_tokens": 4}))
+    )
     assert cut.stop_reason == "max_tokens" and cut.usage.output_tokens == 4
-    missing = offline_response("anthropic", "messages", {k: v for k, v in MSG.items() if k != "max_tokens"})
+    missing = offline_response(
+        "anthropic", "messages", {k: v for k, v in MSG.items() if k != "max_tokens"}
+    )
     assert missing.status == 400
     error = msgspec.json.decode(missing.body)
     assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error"
@@ -167,21 +182,31 @@ def test_anthropic_max_tokens() -> None:
 
 
 def test_count_tokens() -> None:
-    reply = offline_response("anthropic", "messages.count_tokens", {k: v for k, v in MSG.items() if k != "max_tokens"})
-    assert MessageTokensCount.model_validate(body_of(reply)).input_tokens == math.ceil(len(PROMPT) / 4)
+    reply = offline_response(
+        "anthropic", "messages.count_tokens", {k: v for k, v in MSG.items() if k != "max_tokens"}
+    )
+    assert MessageTokensCount.model_validate(body_of(reply)).input_tokens == math.ceil(
+        len(PROMPT) / 4
+    )
 
 
 def test_embeddings_float_and_base64() -> None:
     body = {"model": "text-embedding-3-small", "input": ["alpha", "beta"], "dimensions": 16}
-    floats = CreateEmbeddingResponse.model_validate(body_of(offline_response("openai", "embeddings", body)))
+    floats = CreateEmbeddingResponse.model_validate(
+        body_of(offline_response("openai", "embeddings", body))
+    )
     assert [len(d.embedding) for d in floats.data] == [16, 16]
     assert math.isclose(sum(v * v for v in floats.data[0].embedding), 1.0, rel_tol=1e-9)
     assert floats.data[0].embedding != floats.data[1].embedding
     assert floats.usage.prompt_tokens == 2 + 1  # ceil(5 / 4) + ceil(4 / 4)
-    encoded = body_of(offline_response("openai", "embeddings", {**body, "encoding_format": "base64"}))
+    encoded = body_of(
+        offline_response("openai", "embeddings", {**body, "encoding_format": "base64"})
+    )
     vector = array("f", base64.b64decode(encoded["data"][0]["embedding"]))
     assert list(vector) == pytest.approx(floats.data[0].embedding, rel=1e-6)
-    default = body_of(offline_response("openai", "embeddings", {"model": "text-embedding-3-small", "input": "x"}))
+    default = body_of(
+        offline_response("openai", "embeddings", {"model": "text-embedding-3-small", "input": "x"})
+    )
     assert len(default["data"][0]["embedding"]) == 1536
     tokens = body_of(offline_response("openai", "embeddings", {"model": "m", "input": [1, 2, 3]}))
     assert tokens["usage"]["prompt_tokens"] == 3
@@ -199,35 +224,64 @@ def test_models() -> None:
 
 
 def tool_request(endpoint: Endpoint) -> dict[str, Any]:
-    schema = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"enum": ["c", "f"]}}}  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "days": {"type": "integer"},
+            "unit": {"enum": ["c", "f"]},
+        },
+    }
     ask = "call the tool for Paris"
     if endpoint == "chat.completions":
-        return {**CHAT, "messages": [{"role": "user", "content": ask}], "tools": [{"type": "function", "function": {"name": "weather", "parameters": schema}}]}  # fmt: skip
+        return {
+            **CHAT,
+            "messages": [{"role": "user", "content": ask}],
+            "tools": [{"type": "function", "function": {"name": "weather", "parameters": schema}}],
+        }
     if endpoint == "responses":
-        return {**RESP, "input": ask, "tools": [{"type": "function", "name": "weather", "parameters": schema}]}  # fmt: skip
-    return {**MSG, "messages": [{"role": "user", "content": ask}], "tools": [{"name": "weather", "input_schema": schema}]}  # fmt: skip
+        return {
+            **RESP,
+            "input": ask,
+            "tools": [{"type": "function", "name": "weather", "parameters": schema}],
+        }
+    return {
+        **MSG,
+        "messages": [{"role": "user", "content": ask}],
+        "tools": [{"name": "weather", "input_schema": schema}],
+    }
 
 
 EXPECTED_ARGS = {"city": "offline", "days": 1, "unit": "c"}
 
 
 def test_tool_calls_non_stream() -> None:
-    chat = ChatCompletion.model_validate(body_of(offline_response("openai", "chat.completions", tool_request("chat.completions"))))
+    chat = ChatCompletion.model_validate(
+        body_of(offline_response("openai", "chat.completions", tool_request("chat.completions")))
+    )
     call = chat.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert chat.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "weather"  # type: ignore[union-attr]
     assert msgspec.json.decode(call.function.arguments) == EXPECTED_ARGS  # type: ignore[union-attr]
-    response = Response.model_validate(body_of(offline_response("openai", "responses", tool_request("responses"))))
+    response = Response.model_validate(
+        body_of(offline_response("openai", "responses", tool_request("responses")))
+    )
     item = response.output[0]
     assert item.type == "function_call" and msgspec.json.decode(item.arguments) == EXPECTED_ARGS
-    message = Message.model_validate(body_of(offline_response("anthropic", "messages", tool_request("messages"))))
+    message = Message.model_validate(
+        body_of(offline_response("anthropic", "messages", tool_request("messages")))
+    )
     assert message.stop_reason == "tool_use"
     block = message.content[0]
     assert block.type == "tool_use" and block.input == EXPECTED_ARGS
 
 
 def test_tool_calls_stream() -> None:
-    chat = events_of(offline_response("openai", "chat.completions", {**tool_request("chat.completions"), "stream": True}))
+    chat = events_of(
+        offline_response(
+            "openai", "chat.completions", {**tool_request("chat.completions"), "stream": True}
+        )
+    )
     chunks = [ChatCompletionChunk.model_validate(d) for _, d in chat[:-1]]
     args = "".join(
         (c.choices[0].delta.tool_calls or [])[0].function.arguments or ""  # type: ignore[union-attr]
@@ -236,18 +290,26 @@ def test_tool_calls_stream() -> None:
     )
     assert msgspec.json.decode(args) == EXPECTED_ARGS
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
-    responses = events_of(offline_response("openai", "responses", {**tool_request("responses"), "stream": True}))
+    responses = events_of(
+        offline_response("openai", "responses", {**tool_request("responses"), "stream": True})
+    )
     parsed = [RESPONSE_EVENT.validate_python(d) for _, d in responses]
     args = "".join(e.delta for e in parsed if e.type == "response.function_call_arguments.delta")
     assert msgspec.json.decode(args) == EXPECTED_ARGS
-    anthropic_events = events_of(offline_response("anthropic", "messages", {**tool_request("messages"), "stream": True}))
-    parsed = [ANTHROPIC_EVENT.validate_python(d) for _, d in anthropic_events if d["type"] != "ping"]
+    anthropic_events = events_of(
+        offline_response("anthropic", "messages", {**tool_request("messages"), "stream": True})
+    )
+    parsed = [
+        ANTHROPIC_EVENT.validate_python(d) for _, d in anthropic_events if d["type"] != "ping"
+    ]
     args = "".join(e.delta.partial_json for e in parsed if e.type == "content_block_delta")
     assert msgspec.json.decode(args) == EXPECTED_ARGS
 
 
 def test_usage_override() -> None:
-    usage = TokenUsage(input_tokens=1000, output_tokens=50, cached_tokens=600, cache_write_tokens=100)
+    usage = TokenUsage(
+        input_tokens=1000, output_tokens=50, cached_tokens=600, cache_write_tokens=100
+    )
     chat = body_of(offline_response("openai", "chat.completions", CHAT, usage=usage))
     assert chat["usage"]["prompt_tokens"] == 1000
     assert chat["usage"]["prompt_tokens_details"]["cached_tokens"] == 600

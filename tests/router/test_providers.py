@@ -235,7 +235,11 @@ def test_openai_stream_error_raises_in_responses(openai_sdk: Callable[..., opena
 def test_anthropic_stream_error_raises_midway(
     anthropic_sdk: Callable[..., anthropic.Anthropic],
 ) -> None:
-    body = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     events = offline_response("anthropic", "messages", {**body, "stream": True}).events
     assert events is not None
     error = AN.stream_error_event("PII blocked", "invalid_request_error")
@@ -264,7 +268,9 @@ def test_stream_usage_option() -> None:
 
 def test_usage_only_chunk_detection() -> None:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    events = offline_events("openai", "chat.completions", {**body, "stream_options": {"include_usage": True}})
+    events = offline_events(
+        "openai", "chat.completions", {**body, "stream_options": {"include_usage": True}}
+    )
     flags = [OA.is_usage_only_chunk("chat.completions", ev) for ev in events]
     assert flags[-2] is True and sum(flags) == 1  # the usage chunk, just before [DONE]
     assert events[-1].raw == b"data: [DONE]\n\n"
@@ -274,7 +280,10 @@ def test_usage_only_chunk_detection() -> None:
 
 def test_max_output_tokens() -> None:
     assert OA.max_output_tokens("chat.completions", {"max_tokens": 10}) == 10
-    assert OA.max_output_tokens("chat.completions", {"max_completion_tokens": 7, "max_tokens": 10}) == 7
+    assert (
+        OA.max_output_tokens("chat.completions", {"max_completion_tokens": 7, "max_tokens": 10})
+        == 7
+    )
     assert OA.max_output_tokens("chat.completions", {}) is None
     legacy: dict[str, Any] = {"max_tokens": 100}
     OA.set_max_output_tokens("chat.completions", legacy, 5)
@@ -310,8 +319,14 @@ def test_input_token_bound() -> None:
     huge = OA.input_token_bound("responses", {"model": "gpt-4o-mini", "input": "x"}, window * 2)
     assert huge >= window * 2  # the bytes bound always holds
     doc = {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}}
-    an_body = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": [doc]}]}
-    assert AN.input_token_bound("messages", an_body, 100) == context_window("anthropic", "claude-haiku-4-5")
+    an_body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": [doc]}],
+    }
+    assert AN.input_token_bound("messages", an_body, 100) == context_window(
+        "anthropic", "claude-haiku-4-5"
+    )
     tools = {"model": "unknown-model", "tools": [{"name": "t", "input_schema": {}}], "messages": []}
     assert AN.input_token_bound("messages", tools, 100) > 1000
 
@@ -369,7 +384,9 @@ def test_usage_from_anthropic_stream_is_cumulative() -> None:
             },
         },
     )
-    delta = StreamEvent(b"", "message_delta", {"type": "message_delta", "usage": {"output_tokens": 42}})
+    delta = StreamEvent(
+        b"", "message_delta", {"type": "message_delta", "usage": {"output_tokens": 42}}
+    )
     acc = TokenUsage()
     assert AN.usage_from_event("messages", start, acc)
     assert acc == TokenUsage(15, 1, 5, 0, 0)
@@ -377,7 +394,10 @@ def test_usage_from_anthropic_stream_is_cumulative() -> None:
     assert AN.usage_from_event("messages", delta, acc)  # cumulative: seen twice, counted once
     assert acc == TokenUsage(15, 42, 5, 0, 0)
     assert AN.stream_model("messages", start) == "claude-haiku-4-5"
-    full = {"type": "message_delta", "usage": {"input_tokens": 12, "cache_read_input_tokens": 5, "output_tokens": 50}}
+    full = {
+        "type": "message_delta",
+        "usage": {"input_tokens": 12, "cache_read_input_tokens": 5, "output_tokens": 50},
+    }
     assert AN.usage_from_event("messages", StreamEvent(b"", "message_delta", full), acc)
     assert acc == TokenUsage(17, 50, 5, 0, 0)
 
@@ -385,11 +405,22 @@ def test_usage_from_anthropic_stream_is_cumulative() -> None:
 @pytest.mark.parametrize(
     ("provider", "endpoint", "body"),
     [
-        ("openai", "chat.completions", {"stream_options": {"include_usage": True}, "messages": [{"role": "user", "content": "one two three"}]}),
+        (
+            "openai",
+            "chat.completions",
+            {
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "one two three"}],
+            },
+        ),
         ("openai", "responses", {"input": "one two three"}),
-        ("anthropic", "messages", {"max_tokens": 100, "messages": [{"role": "user", "content": "one two three"}]}),
+        (
+            "anthropic",
+            "messages",
+            {"max_tokens": 100, "messages": [{"role": "user", "content": "one two three"}]},
+        ),
     ],
-)  # fmt: skip
+)
 def test_usage_from_stream_matches_non_stream(
     provider: str, endpoint: Endpoint, body: dict[str, Any]
 ) -> None:
@@ -425,7 +456,9 @@ def test_price_usage_works_with_genai_prices(provider: str, model: str) -> None:
     price = genai_prices.calc_price(adapter.price_usage(usage), model, provider_id=provider)
     assert price.total_price > 0
     no_cache = genai_prices.calc_price(
-        adapter.price_usage(TokenUsage(input_tokens=1000, output_tokens=200)), model, provider_id=provider
+        adapter.price_usage(TokenUsage(input_tokens=1000, output_tokens=200)),
+        model,
+        provider_id=provider,
     )
     assert price.total_price <= no_cache.total_price  # cached input is a discounted part
 
@@ -460,7 +493,13 @@ def test_chat_request_texts_roundtrip() -> None:
             {
                 "role": "assistant",
                 "content": None,
-                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a":"b"}'}}],
+                "tool_calls": [
+                    {
+                        "id": "c",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": '{"a":"b"}'},
+                    }
+                ],
             },
             {"role": "tool", "tool_call_id": "c", "content": "result"},
         ]
@@ -484,12 +523,19 @@ def test_responses_request_texts_roundtrip() -> None:
         "instructions": "be brief",
         "input": [
             {"role": "user", "content": "plain"},
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "part"}, {"type": "input_image", "image_url": "u"}]},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "part"},
+                    {"type": "input_image", "image_url": "u"},
+                ],
+            },
             {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
             {"type": "function_call_output", "call_id": "c", "output": "out"},
             {"role": "assistant", "content": [{"type": "output_text", "text": "before"}]},
         ],
-    }  # fmt: skip
+    }
     texts = roundtrip(lambda change: OA.request_texts("responses", body, change))
     assert texts == ["be brief", "plain", "part", "{}", "out", "before"]
     assert body["instructions"] == "BE BRIEF" and body["input"][3]["output"] == "OUT"
@@ -513,10 +559,35 @@ def test_anthropic_request_texts_roundtrip() -> None:
         "system": [{"type": "text", "text": "sys"}],
         "messages": [
             {"role": "user", "content": "hello"},
-            {"role": "assistant", "content": [{"type": "text", "text": "calling"}, {"type": "tool_use", "id": "t", "name": "f", "input": {"q": "find", "n": 1, "tags": ["x"]}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": "found"}]}, {"type": "tool_result", "tool_use_id": "u", "content": "flat"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "calling"},
+                    {
+                        "type": "tool_use",
+                        "id": "t",
+                        "name": "f",
+                        "input": {"q": "find", "n": 1, "tags": ["x"]},
+                    },
+                ],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [{"type": "text", "text": "found"}],
+                    },
+                    {"type": "tool_result", "tool_use_id": "u", "content": "flat"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"},
+                    },
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     slots = AN.request_texts("messages", body, lambda: None)
     assert sorted((s.text, s.where) for s in slots) == sorted(
         [
@@ -535,16 +606,29 @@ def test_anthropic_request_texts_roundtrip() -> None:
     assert AN.request_texts("messages.count_tokens", {"system": "s", "messages": []}, lambda: None)
 
 
-# ---- text slots: responses and streams ----------------------------------------------------------------
+# ---- text slots: responses and streams ------------------------------------------------------
 
 
 def test_response_texts() -> None:
     chat = {
         "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "hi"}},
-            {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}},
+            {
+                "index": 1,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": "{}"},
+                        }
+                    ],
+                },
+            },
         ]
-    }  # fmt: skip
+    }
     slots = OA.response_texts("chat.completions", chat)
     assert [(s.channel, s.text, s.where) for s in slots] == [
         (("choice", 0, "content"), "hi", "completion"),
@@ -558,18 +642,37 @@ def test_response_texts() -> None:
     [slot] = OA.response_texts("responses", responses)
     assert slot.channel == ("output", 0, 0) and slot.text.startswith("This is")
     message = msgspec.json.decode(
-        offline_response("anthropic", "messages", {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}]}).body
-    )  # fmt: skip
+        offline_response(
+            "anthropic",
+            "messages",
+            {"model": "m", "max_tokens": 9, "messages": [{"role": "user", "content": "q"}]},
+        ).body
+    )
     [slot] = AN.response_texts("messages", message)
     slot.set("redacted")
     assert message["content"][0]["text"] == "redacted"
 
 
 STREAM_CASES = [
-    ("openai", "chat.completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "mail bob@example.com now"}]}),
+    (
+        "openai",
+        "chat.completions",
+        {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "mail bob@example.com now"}],
+        },
+    ),
     ("openai", "responses", {"model": "gpt-4o-mini", "input": "mail bob@example.com now"}),
-    ("anthropic", "messages", {"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "mail bob@example.com now"}]}),
-]  # fmt: skip
+    (
+        "anthropic",
+        "messages",
+        {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": "mail bob@example.com now"}],
+        },
+    ),
+]
 
 
 @pytest.mark.parametrize(("provider", "endpoint", "body"), STREAM_CASES)
@@ -603,7 +706,9 @@ def test_setting_an_event_slot_reencodes_the_event(
 ) -> None:
     adapter = ADAPTERS[provider]
     events = offline_events(provider, endpoint, {**body, "stream": True})
-    ev = next(e for e in events if any(s.where == "completion" for s in adapter.event_texts(endpoint, e)))
+    ev = next(
+        e for e in events if any(s.where == "completion" for s in adapter.event_texts(endpoint, e))
+    )
     [slot] = adapter.event_texts(endpoint, ev)
     assert not ev.changed and encode_event(ev) == ev.raw
     slot.set("[EMAIL]")
@@ -618,8 +723,16 @@ def test_chat_tool_call_event_channels() -> None:
         "model": "gpt-4o-mini",
         "stream": True,
         "messages": [{"role": "user", "content": "use the tool please"}],
-        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}],
-    }  # fmt: skip
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                },
+            }
+        ],
+    }
     events = offline_events("openai", "chat.completions", body)
     channels = {s.channel for ev in events for s in OA.event_texts("chat.completions", ev)}
     assert channels == {("choice", 0, "tool", 0)}

@@ -22,10 +22,7 @@ def feed_all(data: bytes, sizes: list[int]) -> list[StreamEvent]:
 
 
 def test_named_events_and_done() -> None:
-    data = (
-        b'event: message_start\ndata: {"type":"message_start"}\n\n'
-        b"data: [DONE]\n\n"
-    )
+    data = b'event: message_start\ndata: {"type":"message_start"}\n\ndata: [DONE]\n\n'
     events = SSEParser().feed(data)
     assert [(e.event, e.data) for e in events] == [
         ("message_start", {"type": "message_start"}),
@@ -36,7 +33,7 @@ def test_named_events_and_done() -> None:
 
 def test_every_line_ending_style() -> None:
     for sep in (b"\n", b"\r\n", b"\r"):
-        data = b'event: x' + sep + b'data: {"a":1}' + sep + sep + b'data: {"b":2}' + sep + sep
+        data = b"event: x" + sep + b'data: {"a":1}' + sep + sep + b'data: {"b":2}' + sep + sep
         events = feed_all(data, [1] * len(data))
         assert [(e.event, e.data) for e in events if e.data] == [("x", {"a": 1}), (None, {"b": 2})]
         assert b"".join(e.raw for e in events) == data

@@ -1,0 +1,79 @@
+"""Typed placeholders for one call: `[EMAIL_1]` out, the original value back in.
+
+In redact mode the provider sees `[EMAIL_1]` where the prompt had an address, and when the
+model echoes `[EMAIL_1]` the agent gets its address back: the agent keeps working with the
+data it owns while the data never leaves the machine. The map lives for one call only, so
+nothing is kept after the call settles; within a call the same value always gets the same
+placeholder, so the model can tell two mentions of one address from two addresses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from ironrt.pii.finding import PII_TYPES, Finding
+
+__all__ = ["PLACEHOLDER", "PLACEHOLDER_MAX", "Placeholders"]
+
+#: A complete placeholder; only ones this call issued are restored.
+PLACEHOLDER = re.compile(r"\[(?:%s)_[1-9][0-9]{0,5}\]" % "|".join(PII_TYPES))
+#: Longest placeholder text: `[SECRET_999999]`.
+PLACEHOLDER_MAX = 2 + max(map(len, PII_TYPES)) + 1 + 6
+
+
+class Placeholders:
+    """The two-way map between values and placeholders for one call."""
+
+    __slots__ = ("_counts", "_originals", "_placeholders")
+
+    def __init__(self) -> None:
+        self._placeholders: dict[tuple[str, str], str] = {}
+        self._originals: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._originals)
+
+    def placeholder(self, type_: str, value: str) -> str:
+        """The placeholder for `value`, issuing the next one of its type if it is new."""
+        key = (type_, value)
+        found = self._placeholders.get(key)
+        if found is None:
+            n = self._counts.get(type_, 0) + 1
+            self._counts[type_] = n
+            found = f"[{type_}_{n}]"
+            self._placeholders[key] = found
+            self._originals[found] = value
+        return found
+
+    def redact(self, text: str, findings: Iterable[Finding]) -> str:
+        """`text` with each finding (non-overlapping, in order) replaced by its placeholder."""
+        parts: list[str] = []
+        pos = 0
+        for f in findings:
+            parts.append(text[pos : f.start])
+            parts.append(self.placeholder(f.type, f.value))
+            pos = f.end
+        if not parts:
+            return text
+        parts.append(text[pos:])
+        return "".join(parts)
+
+    def restore(self, text: str, *, json_escape: bool = False) -> str:
+        """`text` with every placeholder this call issued replaced by its original value.
+
+        `json_escape` is for text that is itself JSON (tool-call arguments): a value with a
+        quote, backslash or newline (a private key) must not break the document it lands in.
+        """
+        if not self._originals or "[" not in text:
+            return text
+
+        def original(m: re.Match[str]) -> str:
+            value = self._originals.get(m.group())
+            if value is None:
+                return m.group()
+            return json.dumps(value)[1:-1] if json_escape else value
+
+        return PLACEHOLDER.sub(original, text)

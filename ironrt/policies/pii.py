@@ -1,0 +1,241 @@
+"""PII policy: detect, redact or block personal data and secrets in an agent's LLM traffic.
+
+Modes (per agent, `flow.agent.pii`, read once per call so a change applies from the next
+call on and never half-way through one):
+
+- `off`: every hook returns at once.
+- `detect` (default): findings in the request and in the response are counted on the agent
+  and reported in `PiiAlert` events (types, where, counts: never a value).
+- `redact`: each finding in the request is replaced by a typed placeholder (`[EMAIL_1]`)
+  before the request leaves the machine; placeholders the model echoes are turned back
+  into the agent's values in the response, streamed or not. A finding the model produced
+  itself is left alone (the agent owns its response) and reported.
+- `block`: a request with findings is refused with a provider-shaped 400 naming the types
+  (`x-should-retry: false`, so the SDK does not retry it).
+
+Streams are handled per channel (a choice's content, a tool call's arguments): findings that
+straddle events are caught by `StreamScanner`, placeholders split across events are
+restored by `StreamRestorer`, each holding back only a bounded tail, flushed before the
+event that closes its channel and at the end of the stream.
+
+The policy sees text only through `Flow`; the per-call state sits in
+`flow.metadata["pii"]` (a `PiiCallState`), so the router and tests can read what happened.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from ironrt.pii import Finding, Placeholders, StreamRestorer, StreamScanner, find_pii
+from ironrt.policies.base import Policy
+from ironrt.protocol import PiiMode
+from ironrt.router.flow import Flow, Refusal, StreamEvent, TextSlot
+from ironrt.router.providers.base import channel_closed
+
+__all__ = ["PiiCallState", "PiiPolicy"]
+
+#: Slots carrying text a stream already delivered in deltas (see providers/base.py).
+_REPEAT = "repeat"
+
+
+@dataclass(slots=True)
+class _Channel:
+    where: str
+    like: StreamEvent
+    scanner: StreamScanner = field(default_factory=StreamScanner)
+    restorer: StreamRestorer | None = None
+
+
+@dataclass(slots=True)
+class PiiCallState:
+    """What the policy knows about one call."""
+
+    mode: PiiMode
+    placeholders: Placeholders = field(default_factory=Placeholders)
+    #: (type, where) -> findings, in the request and in the response.
+    request: Counter[tuple[str, str]] = field(default_factory=Counter)
+    response: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Placeholders put back into the response.
+    restored: int = 0
+    channels: dict[Hashable, _Channel] = field(default_factory=dict)
+    reported: bool = False
+
+    @property
+    def restoring(self) -> bool:
+        return self.mode == "redact" and len(self.placeholders) > 0
+
+
+def _is_json_text(slot: TextSlot, text: str) -> bool:
+    """Whether the slot's text is itself JSON (tool-call arguments as a string).
+
+    Values restored into JSON text are escaped (a private key's newlines), and values taken
+    from it are unescaped, so one placeholder maps to one value whatever the context.
+    """
+    return slot.where in ("tool_arguments", _REPEAT) and text.lstrip()[:1] in ("{", "[")
+
+
+class PiiPolicy(Policy):
+    name = "pii"
+
+    # ---- request ------------------------------------------------------------------------
+
+    def request(self, flow: Flow) -> None:
+        mode = flow.agent.pii
+        if mode == "off":
+            return
+        state = PiiCallState(mode)
+        flow.metadata["pii"] = state
+        found: list[tuple[TextSlot, list[Finding]]] = []
+        for slot in flow.request_texts():
+            findings = find_pii(slot.text)
+            if findings:
+                found.append((slot, findings))
+                state.request.update((f.type, slot.where) for f in findings)
+        if not found:
+            return
+        if mode == "block":
+            types = ", ".join(sorted({t for t, _ in state.request}))
+            flow.refuse(Refusal(
+                status=400,
+                message=(
+                    f"ironrt blocked this request: it contains PII ({types}) and this agent's "
+                    "PII mode is 'block'. Remove the data, or run the agent with --pii redact."
+                ),
+                type="invalid_request_error",
+                code="pii_blocked",
+                policy=self.name,
+                retryable=False,
+            ))  # fmt: skip
+            self._report(flow, state.request, "request", "blocked")
+            return
+        if mode == "redact":
+            for slot, findings in found:
+                json_text = _is_json_text(slot, slot.text)
+                slot.set(state.placeholders.redact(slot.text, findings, json_text=json_text))
+        self._report(flow, state.request, "request", "redacted" if mode == "redact" else "detected")
+
+    # ---- non-streamed response ----------------------------------------------------------
+
+    def response(self, flow: Flow, body: object) -> bool:
+        state = flow.metadata.get("pii")
+        if not isinstance(state, PiiCallState):
+            return False
+        changed = False
+        for slot in flow.response_texts(body):
+            if slot.where != _REPEAT:
+                state.response.update((f.type, slot.where) for f in find_pii(slot.text))
+            if state.restoring and self._restore_whole(state, slot):
+                changed = True
+        self._finish(flow, state)
+        return changed
+
+    # ---- stream ---------------------------------------------------------------------------
+
+    def stream_event(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
+        state = flow.metadata.get("pii")
+        if not isinstance(state, PiiCallState):
+            return [event]
+        closes = flow.event_closes(event)
+        for slot in flow.event_texts(event):
+            if slot.where == _REPEAT:
+                if state.restoring:
+                    self._restore_whole(state, slot)
+                continue
+            self._stream_slot(state, slot, event, any(channel_closed(k, slot.channel) for k in closes))
+        before: list[StreamEvent] = []
+        for key in closes:
+            for channel in [c for c in state.channels if channel_closed(key, c)]:
+                rest = self._close(state, channel)
+                if rest:
+                    before.append(flow.text_event(channel, rest, event))
+        return [*before, event] if before else [event]
+
+    def stream_end(self, flow: Flow) -> list[StreamEvent]:
+        state = flow.metadata.get("pii")
+        if not isinstance(state, PiiCallState):
+            return []
+        out: list[StreamEvent] = []
+        for channel in list(state.channels):
+            like = state.channels[channel].like
+            rest = self._close(state, channel)
+            if rest:
+                out.append(flow.text_event(channel, rest, like))
+        self._finish(flow, state)
+        return out
+
+    def complete(self, flow: Flow) -> None:
+        state = flow.metadata.get("pii")
+        if isinstance(state, PiiCallState) and not state.reported:
+            for channel in list(state.channels):  # the stream broke off: count what it had
+                self._close(state, channel)
+            self._finish(flow, state)
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _stream_slot(
+        self, state: PiiCallState, slot: TextSlot, event: StreamEvent, closing: bool
+    ) -> None:
+        ch = state.channels.get(slot.channel)
+        if ch is None:
+            ch = state.channels[slot.channel] = _Channel(slot.where, event)
+        ch.like = event
+        _, findings = ch.scanner.feed(slot.text)
+        state.response.update((f.type, ch.where) for f in findings)
+        if state.restoring:
+            if ch.restorer is None:
+                escape = _is_json_text(slot, slot.text)
+                ch.restorer = StreamRestorer(state.placeholders, json_escape=escape)
+            text = ch.restorer.feed(slot.text)
+            if closing:
+                text += ch.restorer.flush()
+            if text != slot.text:
+                state.restored += slot.text.count("[") - text.count("[")
+                slot.set(text)
+        if closing:
+            self._close(state, slot.channel)
+
+    @staticmethod
+    def _close(state: PiiCallState, channel: Hashable) -> str:
+        """Forget a channel; return the text it still held (to be sent before the close)."""
+        ch = state.channels.pop(channel)
+        _, findings = ch.scanner.flush()
+        state.response.update((f.type, ch.where) for f in findings)
+        return ch.restorer.flush() if ch.restorer is not None else ""
+
+    @staticmethod
+    def _restore_whole(state: PiiCallState, slot: TextSlot) -> bool:
+        text = state.placeholders.restore(slot.text, json_escape=_is_json_text(slot, slot.text))
+        if text == slot.text:
+            return False
+        if slot.where != _REPEAT:
+            state.restored += slot.text.count("[") - text.count("[")
+        slot.set(text)
+        return True
+
+    def _finish(self, flow: Flow, state: PiiCallState) -> None:
+        if not state.reported:
+            state.reported = True
+            self._report(flow, state.response, "response", "detected")
+
+    @staticmethod
+    def _report(flow: Flow, counts: Counter[tuple[str, str]], direction: str, action: str) -> None:
+        total = sum(counts.values())
+        if not total:
+            return
+        flow.agent.pii_findings += total
+        flow.emit(
+            "PiiAlert",
+            direction=direction,
+            action=action,
+            count=total,
+            types=sorted({t for t, _ in counts}),
+            where=sorted({w for _, w in counts}),
+            findings=[{"type": t, "where": w, "count": n} for (t, w), n in sorted(counts.items())],
+        )
+
+
+# Keep json imported for type checkers that inspect `_is_json_text` callers.
+_ = json

@@ -1,0 +1,40 @@
+"""Helpers for router tests: agent scripts run by a real daemon."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from ironrt.tempdaemon import TempDaemon, wait_until
+
+OPENAI_KEY = "sk-proj-REALKEYnevershown0123456789abcdefABCDEF"
+ANTHROPIC_KEY = "sk-ant-api03-REALKEYnevershown0123456789abcdef"
+
+
+def agent_script(tmp_path: Path, name: str, code: str) -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    return str(path)
+
+
+def run_agent(d: TempDaemon, script: str, *args: str, timeout: float = 60, **kw: object) -> str:
+    """Run an agent to completion; returns its output (asserting it exited 0)."""
+    agent_id = d.rt.start_agent(script, list(args), **kw)  # type: ignore[arg-type]
+    final = d.rt.wait(agent_id, timeout=timeout)
+    out = d.rt.logs(agent_id, tail=10_000)
+    assert final.exit_code == 0, out
+    return out
+
+
+def token_agent(d: TempDaemon, tmp_path: Path, **kw: object) -> tuple[str, str]:
+    """A live agent that only publishes its IC_TOKEN: (agent id, token)."""
+    target = tmp_path / "token"
+    script = agent_script(tmp_path, "hold.py", f"""
+        import os, time
+        open({str(target)!r} + ".tmp", "w").write(os.environ["IC_TOKEN"])
+        os.rename({str(target)!r} + ".tmp", {str(target)!r})
+        time.sleep(120)
+    """)
+    agent_id = d.rt.start_agent(script, **kw)  # type: ignore[arg-type]
+    wait_until(target.exists, timeout=15)
+    return agent_id, target.read_text()
