@@ -50,6 +50,7 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
 
 
 @app.command(
+    "start",
     help=START_HELP,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
 )
@@ -88,7 +89,7 @@ def start(
     print(agent_id)
 
 
-@app.command()
+@app.command("ps")
 def ps(
     all_: Annotated[bool, typer.Option("--all", "-a", help="Include agents that ended.")] = False,
     json_: JsonFlag = False,
@@ -108,29 +109,26 @@ def ps(
 
 
 def _print_ps(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:
-    from rich.text import Text
-
-    t = render.table("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET",
-                     "RESTARTS", right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"))
+    if not agents:
+        print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
+    rows: list[list[render.Cell]] = []
     for a in agents:
-        word, style = render.status_text(a)
         m = metrics.get(a.id)
-        t.add_row(
+        rows.append([
             a.id, a.name, str(a.pid) if a.pid and a.status.live else render.DASH,
-            Text(word, style=style), render.duration(render.uptime(a)),
+            render.status_text(a), render.duration(render.uptime(a)),
             f"{m.cpu_percent:.1f}%" if m else render.DASH, render.nbytes(m.rss_bytes if m else None),
             render.budget(a.spent_usd, a.budget_usd), str(a.restarts),
-        )
-    out = render.console()
-    if not agents:
-        out.print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
-    else:
-        out.print(t)
+        ])
+    if rows:
+        render.columns(("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET",
+                        "RESTARTS"), rows, right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"))
     if hidden:
-        out.print(f"[dim]{hidden} ended agent(s) not shown: ironrt ps --all[/dim]")
+        print(render.paint(f"{hidden} ended agent(s) not shown: ironrt ps --all", "dim",
+                           render.use_color(sys.stdout)))
 
 
-@app.command()
+@app.command("stop")
 def stop(
     ref: AgentRef,
     timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
@@ -141,7 +139,7 @@ def stop(
     print(f"stopped {agent.name} ({agent.id}){_ended(agent)}")
 
 
-@app.command()
+@app.command("restart")
 def restart(
     ref: AgentRef,
     timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
@@ -170,7 +168,7 @@ def _ended(agent: Agent) -> str:
     return ""
 
 
-@app.command()
+@app.command("metrics")
 def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
     """CPU, memory, uptime, LLM calls, tokens, spend and budget of one agent."""
     m = runtime().get_metrics(ref)
@@ -202,7 +200,7 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
     render.console().print(grid)
 
 
-@app.command()
+@app.command("logs")
 def logs(
     ref: AgentRef,
     follow: Annotated[bool, typer.Option("--follow", "-f",

@@ -95,7 +95,7 @@ def status(json_: JsonFlag = False) -> None:
         print(f"  {key:<8} {value}")
 
 
-@app.command()
+@app.command("version")
 def version() -> None:
     """Print the version of ironrt (and of the daemon, if one runs and differs)."""
     from ironrt._version import __version__

@@ -9,7 +9,7 @@ import typer
 from ironrt.cli.app import app
 
 
-@app.command()
+@app.command("demo")
 def demo(
     seconds: Annotated[float, typer.Option("--seconds", min=1, max=60, metavar="S",
                                            help="How long to show the live table at most.")] = 8.0,

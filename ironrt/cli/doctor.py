@@ -110,7 +110,7 @@ def diagnose() -> Report:
     return report
 
 
-@app.command()
+@app.command("doctor")
 def doctor() -> None:
     """Check the home folder, socket, daemon, keys, router and circuit breakers."""
     from rich.text import Text

@@ -35,7 +35,7 @@ EVENT_STYLE = {
 }
 
 
-@app.command()
+@app.command("events")
 def events(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     agent: AgentOption = None,
@@ -80,7 +80,7 @@ def _event_line(event: Event, names: dict[str, str]) -> RenderableType:
     return line
 
 
-@app.command()
+@app.command("usage")
 def usage(
     by: Annotated[Literal["agent", "provider", "model"],
                   typer.Option("--by", help="Group by.")] = "agent",
@@ -109,7 +109,7 @@ def usage(
     out.print(f"[bold]total {render.usd(result.total_usd)}[/bold]")
 
 
-@app.command()
+@app.command("traces")
 def traces(
     agent: AgentOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, metavar="N",
@@ -141,7 +141,7 @@ def traces(
     out.print(t if found else "no LLM calls yet")
 
 
-@app.command()
+@app.command("limits")
 def limits(json_: JsonFlag = False) -> None:
     """Budgets, rate limits and policies of the live agents."""
     agents = runtime().limits()
@@ -218,7 +218,7 @@ def _wait_for_quit(seconds: float, keys: bool) -> bool:
     return False
 
 
-@app.command()
+@app.command("top")
 def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
     interval: Annotated[float, typer.Option("--interval", min=0.1, metavar="S",

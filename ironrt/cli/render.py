@@ -6,11 +6,12 @@ print JSON or one line (and `--help`) must not pay for it.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ironrt.protocol import Agent, AgentStatus
 
@@ -134,6 +135,50 @@ def details(data: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
 
 
+_ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
+         "magenta": "35", "cyan": "36"}
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colours for a terminal, unless NO_COLOR is set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def paint(text: str, style: str, color: bool) -> str:
+    codes = ";".join(_ANSI[word] for word in style.split() if word in _ANSI)
+    return f"\x1b[{codes}m{text}\x1b[0m" if color and codes else text
+
+
+Cell = str | tuple[str, str]  # text, or (text, style)
+
+
+def columns(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Sequence[str] = (),
+            stream: TextIO | None = None) -> None:
+    """Print an aligned table without rich, in the style of `docker ps`.
+
+    Only `ps` uses it: it is the command typed most often, and importing rich would
+    cost more than everything else it does."""
+    out = stream or sys.stdout
+    color = use_color(out)
+    cells = [[c if isinstance(c, tuple) else (c, "") for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, (text, _) in enumerate(row):
+            widths[i] = max(widths[i], len(text))
+
+    def line(row: Sequence[tuple[str, str]]) -> str:
+        parts = []
+        for i, (text, style) in enumerate(row):
+            pad = " " * (widths[i] - len(text))
+            aligned = pad + text if headers[i] in right else text + pad
+            parts.append(paint(aligned, style, color))
+        return "   ".join(parts).rstrip()
+
+    out.write(line([(h, "bold") for h in headers]) + "\n")
+    for row in cells:
+        out.write(line(row) + "\n")
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console; when not a terminal, wide enough that tables never wrap (a pipe
     into grep should see whole rows)."""
@@ -146,10 +191,9 @@ def console(*, stderr: bool = False) -> Console:
 
 def table(*headers: str, right: Sequence[str] = ()) -> Table:
     """A borderless table in the style of `docker ps`; `right` names numeric columns."""
-    from rich import box
     from rich.table import Table
 
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    t = Table(box=None, pad_edge=False, padding=(0, 3, 0, 0), header_style="bold")
     for header in headers:
         t.add_column(header, justify="right" if header in right else "left", no_wrap=True)
     return t

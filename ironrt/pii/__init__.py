@@ -1,1 +1,25 @@
-"""PII detection and redaction for the governance router's safety policy."""
+"""PII detection and redaction for the router's safety policy.
+
+`find_pii(text)` returns typed, validated findings; `Placeholders` swaps them for
+`[EMAIL_1]`-style placeholders and back for one call; `StreamScanner`, `StreamRedactor` and
+`StreamRestorer` do the same for text that arrives in pieces. Pure functions over strings:
+no I/O, no global state beyond compiled patterns and a validation cache.
+"""
+
+from ironrt.pii.detectors import find_pii, scan
+from ironrt.pii.finding import PII_TYPES, Finding, PiiType
+from ironrt.pii.redact import PLACEHOLDER, Placeholders
+from ironrt.pii.stream import StreamRedactor, StreamRestorer, StreamScanner
+
+__all__ = [
+    "PII_TYPES",
+    "PLACEHOLDER",
+    "Finding",
+    "PiiType",
+    "Placeholders",
+    "StreamRedactor",
+    "StreamRestorer",
+    "StreamScanner",
+    "find_pii",
+    "scan",
+]

@@ -64,12 +64,14 @@ _AREA = r"(?:\([0-9]{3}\) ?|[0-9]{3}[ .-])"
 _FAMILIES: dict[str, tuple[str, str]] = {
     "card": (
         "[0-9]",
-        r"(?<![0-9][ -].)(?:[0-9]{12,18}|[0-9]{3}(?P<csep>[ -])[0-9]{4,6}(?:(?P=csep)[0-9]{1,5}){1,3})"
+        r"(?<![0-9][ -].)"
+        r"(?:[0-9]{12,18}|[0-9]{3}(?P<csep>[ -])[0-9]{4,6}(?:(?P=csep)[0-9]{1,5}){1,3})"
         r"(?![0-9A-Za-z])",
     ),
     "ssn": (
         "[0-9]",
-        r"(?<![-].)(?<![0-9] .)[0-9]{2}(?P<ssep>[ -])[0-9]{2}(?P=ssep)[0-9]{4}(?![0-9A-Za-z-]|\.[0-9])",
+        r"(?<![-].)(?<![0-9] .)[0-9]{2}(?P<ssep>[ -])[0-9]{2}(?P=ssep)[0-9]{4}"
+        r"(?![0-9A-Za-z-]|\.[0-9])",
     ),
     # "(415) ", "1 415-", "001-415-", "415-" then "555-2671".
     "nanp": (
@@ -162,7 +164,9 @@ def _iban(text: str, m: re.Match[str]) -> Finding | None:
                 break
     if len(compact) != want or (end < len(text) and text[end].isascii() and text[end].isalnum()):
         return None
-    return Finding("IBAN", m.start(), end, text[m.start() : end]) if iban_ok("".join(compact)) else None
+    if not iban_ok("".join(compact)):
+        return None
+    return Finding("IBAN", m.start(), end, text[m.start() : end])
 
 
 def _ipv4(text: str, m: re.Match[str]) -> Finding | None:

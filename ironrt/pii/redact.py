@@ -18,7 +18,7 @@ from ironrt.pii.finding import PII_TYPES, Finding
 __all__ = ["PLACEHOLDER", "PLACEHOLDER_MAX", "Placeholders"]
 
 #: A complete placeholder; only ones this call issued are restored.
-PLACEHOLDER = re.compile(r"\[(?:%s)_[1-9][0-9]{0,5}\]" % "|".join(PII_TYPES))
+PLACEHOLDER = re.compile(r"\[(?:" + "|".join(PII_TYPES) + r")_[1-9][0-9]{0,5}\]")
 #: Longest placeholder text: `[SECRET_999999]`.
 PLACEHOLDER_MAX = 2 + max(map(len, PII_TYPES)) + 1 + 6
 
@@ -48,13 +48,16 @@ class Placeholders:
             self._originals[found] = value
         return found
 
-    def redact(self, text: str, findings: Iterable[Finding]) -> str:
-        """`text` with each finding (non-overlapping, in order) replaced by its placeholder."""
+    def redact(self, text: str, findings: Iterable[Finding], *, json_text: bool = False) -> str:
+        """`text` with each finding (non-overlapping, in order) replaced by its placeholder.
+
+        `json_text`: `text` is itself JSON, so values are unescaped before they are mapped.
+        """
         parts: list[str] = []
         pos = 0
         for f in findings:
             parts.append(text[pos : f.start])
-            parts.append(self.placeholder(f.type, f.value))
+            parts.append(self.placeholder(f.type, _unescape(f.value) if json_text else f.value))
             pos = f.end
         if not parts:
             return text
@@ -77,3 +80,14 @@ class Placeholders:
             return json.dumps(value)[1:-1] if json_escape else value
 
         return PLACEHOLDER.sub(original, text)
+
+
+def _unescape(value: str) -> str:
+    """A value as it reads inside a JSON string (`\\n`), as it reads once decoded."""
+    if "\\" not in value:
+        return value
+    try:
+        decoded = json.loads(f'"{value}"')
+    except ValueError:
+        return value
+    return decoded if isinstance(decoded, str) else value

@@ -55,7 +55,7 @@ PEM_BODY = re.compile(r"[A-Za-z0-9+/=:,\s\\-]*", _A)
 #: Longest key body searched for a footer (an RSA-8192 key is about 6.5 KB).
 PEM_BODY_MAX = 8192
 PEM_FOOTER_MAX = 64
-_PEM_RUN = re.compile(r"[A-Za-z0-9+/=\s\\]{0,%d}" % PEM_BODY_MAX, _A)
+_PEM_RUN = re.compile(r"[A-Za-z0-9+/=\s\\]{0," + str(PEM_BODY_MAX) + "}", _A)
 
 
 def pem_end(text: str, head: re.Match[str]) -> tuple[int, bool]:
@@ -104,6 +104,7 @@ def find_secrets(text: str, start: int, out: list[Finding]) -> None:
         for m in _GITHUB.finditer(text, start):
             if github_checksum_ok(m.group()):
                 out.append(Finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
+    if "github_pat_" in text:
         for m in _GITHUB_PAT.finditer(text, start):
             out.append(Finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
     if "xox" in text or "xapp-" in text:
@@ -116,6 +117,6 @@ def find_secrets(text: str, start: int, out: list[Finding]) -> None:
     if "-----BEGIN" in text:
         pos = start
         while (head := PEM_HEAD.search(text, pos)) is not None:
-            end, _ = pem_end(text, head)
-            out.append(Finding("SECRET", head.start(), end, text[head.start() : end], "private_key"))
+            start, (end, _) = head.start(), pem_end(text, head)
+            out.append(Finding("SECRET", start, end, text[start:end], "private_key"))
             pos = end

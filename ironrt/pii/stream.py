@@ -21,7 +21,7 @@ import re
 from ironrt.pii.detectors import scan
 from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.redact import PLACEHOLDER_MAX, Placeholders
-from ironrt.pii.secrets import PEM_BODY, PEM_HEAD, JWT_MAX, PEM_BODY_MAX, PEM_FOOTER_MAX, pem_end
+from ironrt.pii.secrets import JWT_MAX, PEM_BODY, PEM_BODY_MAX, PEM_FOOTER_MAX, PEM_HEAD, pem_end
 
 __all__ = ["CONTEXT", "SHORT_MAX", "StreamRedactor", "StreamRestorer", "StreamScanner"]
 

@@ -24,7 +24,6 @@ The policy sees text only through `Flow`; the per-call state sits in
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -58,8 +57,6 @@ class PiiCallState:
     #: (type, where) -> findings, in the request and in the response.
     request: Counter[tuple[str, str]] = field(default_factory=Counter)
     response: Counter[tuple[str, str]] = field(default_factory=Counter)
-    #: Placeholders put back into the response.
-    restored: int = 0
     channels: dict[Hashable, _Channel] = field(default_factory=dict)
     reported: bool = False
 
@@ -144,7 +141,8 @@ class PiiPolicy(Policy):
                 if state.restoring:
                     self._restore_whole(state, slot)
                 continue
-            self._stream_slot(state, slot, event, any(channel_closed(k, slot.channel) for k in closes))
+            closing = any(channel_closed(key, slot.channel) for key in closes)
+            self._stream_slot(state, slot, event, closing)
         before: list[StreamEvent] = []
         for key in closes:
             for channel in [c for c in state.channels if channel_closed(key, c)]:
@@ -192,7 +190,6 @@ class PiiPolicy(Policy):
             if closing:
                 text += ch.restorer.flush()
             if text != slot.text:
-                state.restored += slot.text.count("[") - text.count("[")
                 slot.set(text)
         if closing:
             self._close(state, slot.channel)
@@ -210,8 +207,6 @@ class PiiPolicy(Policy):
         text = state.placeholders.restore(slot.text, json_escape=_is_json_text(slot, slot.text))
         if text == slot.text:
             return False
-        if slot.where != _REPEAT:
-            state.restored += slot.text.count("[") - text.count("[")
         slot.set(text)
         return True
 
@@ -235,7 +230,3 @@ class PiiPolicy(Policy):
             where=sorted({w for _, w in counts}),
             findings=[{"type": t, "where": w, "count": n} for (t, w), n in sorted(counts.items())],
         )
-
-
-# Keep json imported for type checkers that inspect `_is_json_text` callers.
-_ = json

@@ -159,7 +159,7 @@ class RouterApp:
         if flow.body_changed and flow.body is not None:
             raw = _ENCODE(flow.body)
         if self.config.offline:
-            upstream = offline(flow)
+            upstream = offline(flow, scope["path"])
         else:
             found = self.config.keys(adapter.name)
             if found is None:
@@ -183,7 +183,7 @@ class RouterApp:
                     flow, self.pipeline, method=scope["method"], url=url, headers=headers, content=raw
                 )
             except UpstreamUnavailable as exc:
-                gave_up = flow.metadata.get("retry", {}).get("gave_up", True)
+                gave_up = flow.metadata.get("retry", {}).get("gave_up", False)
                 status = 504 if exc.kind == "timeout" else 502
                 flow.status_code, flow.error = status, str(exc)
                 await self._error(send, adapter, status, f"ironrt router: the {adapter.name} API "

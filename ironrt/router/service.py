@@ -21,7 +21,12 @@ from ironrt.config import Settings
 from ironrt.events import EventBus, utcnow
 from ironrt.keys import ProviderKeys
 from ironrt.policies.base import Policy
+from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.budget import BudgetPolicy
+from ironrt.policies.pii import PiiPolicy
+from ironrt.policies.ratelimit import RateLimitPolicy
+from ironrt.policies.retry import RetryPolicy
+from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
 from ironrt.router.flow import Flow
@@ -38,32 +43,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("ironrt.router")
 
 
-def build_policies(settings: Settings, pricer: Pricer) -> list[Policy]:
-    """The ordered pipeline: budget → safety → reliability. A new policy is one line here."""
-    policies: list[Policy] = [BudgetPolicy(pricer)]
-    policies.extend(_optional_policies())
-    return policies
+def build_policies(pricer: Pricer, reliability: ReliabilitySettings) -> list[Policy]:
+    """The ordered pipeline: budget → safety → reliability. A new policy is one line here.
 
-
-def _optional_policies() -> list[Policy]:
-    found: list[Policy] = []
-    try:
-        from ironrt.policies.pii import PiiPolicy
-
-        found.append(PiiPolicy())
-    except ImportError:  # pragma: no cover - the PII policy ships with ironrt
-        pass
-    try:
-        from ironrt.policies.breaker import CircuitBreakerPolicy
-        from ironrt.policies.ratelimit import RateLimitPolicy
-        from ironrt.policies.retry import RetryPolicy
-        from ironrt.policies.settings import ReliabilitySettings
-
-        rel = ReliabilitySettings.from_env(os.environ)
-        found.extend([RateLimitPolicy(), CircuitBreakerPolicy(rel), RetryPolicy(rel)])
-    except ImportError:  # pragma: no cover
-        pass
-    return found
+    The retry policy comes after the breaker: it reads the breaker's verdict on the same
+    attempt before deciding to try again.
+    """
+    return [
+        BudgetPolicy(pricer),
+        PiiPolicy(),
+        RateLimitPolicy(),
+        CircuitBreakerPolicy(reliability),
+        RetryPolicy(reliability),
+    ]
 
 
 class RouterService:
@@ -77,9 +69,9 @@ class RouterService:
         self.keys = keys
         self.governance: dict[str, AgentGovernance] = {}
         self.pricer = Pricer(load_configured(settings.home / "prices.toml"))
-        self.pipeline = Pipeline(build_policies(settings, self.pricer))
-        connect, read = _timeouts()
-        self.upstream = Upstream(connect_timeout=connect, read_timeout=read)
+        self.reliability = ReliabilitySettings.from_env(os.environ)
+        self.pipeline = Pipeline(build_policies(self.pricer, self.reliability))
+        self.upstream = Upstream(self.reliability)
         config = RouterConfig(
             offline=settings.offline,
             base_urls={"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url},
@@ -175,13 +167,3 @@ class RouterService:
                 return float(flow.metadata.get("budget", 0.0))
         return float(cost.quantize(Decimal("0.000000001")))
 
-
-def _timeouts() -> tuple[float, float]:
-    def read(name: str, default: float) -> float:
-        value = os.environ.get(name)
-        try:
-            return float(value) if value else default
-        except ValueError:
-            return default
-
-    return read("IRONRT_CONNECT_TIMEOUT", 5.0), read("IRONRT_READ_TIMEOUT", 600.0)

@@ -19,6 +19,7 @@ import httpx
 
 from ironrt.router.flow import Attempt, Flow
 from ironrt.router.offline import offline_response
+from ironrt.policies.settings import ReliabilitySettings
 from ironrt.router.pipeline import Pipeline
 
 _HOP_BY_HOP = frozenset({
@@ -104,15 +105,18 @@ def retry_after_seconds(headers: httpx.Headers) -> float | None:
 class Upstream:
     """One pooled client per provider; created lazily, closed with the daemon."""
 
-    def __init__(self, *, connect_timeout: float, read_timeout: float) -> None:
-        self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout, write=30.0, pool=30.0)
+    def __init__(self, settings: ReliabilitySettings) -> None:
+        self.settings = settings
         self._clients: dict[str, httpx.AsyncClient] = {}
 
     def client(self, provider: str) -> httpx.AsyncClient:
         client = self._clients.get(provider)
         if client is None:
+            t = self.settings.timeouts(provider)
+            # The read timeout is also what cuts a stalled stream: no byte for read_s.
+            timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=30.0, pool=t.connect_s)
             client = httpx.AsyncClient(
-                timeout=self._timeout,
+                timeout=timeout,
                 limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
                 follow_redirects=False,
                 trust_env=True,  # corporate proxies for the provider, NO_PROXY respected
@@ -143,7 +147,8 @@ class Upstream:
                 request = client.build_request(method, url, headers=headers, content=content)
                 resp = await client.send(request, stream=True)
             except httpx.TimeoutException as exc:
-                kind = "timeout" if not isinstance(exc, httpx.ConnectTimeout) else "connect"
+                # Connect and pool timeouts: the request never left, a retry cannot double-bill.
+                kind = "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "timeout"
                 attempt = Attempt(number, failure=kind, elapsed=time.monotonic() - began)
                 delay = pipeline.upstream_attempt(flow, attempt)
                 if delay is None:
@@ -170,8 +175,8 @@ class Upstream:
             await anyio.sleep(delay)
 
 
-def offline(flow: Flow) -> UpstreamResponse:
-    reply: Any = offline_response(flow.provider, flow.endpoint, flow.body or {})
+def offline(flow: Flow, path: str) -> UpstreamResponse:
+    reply: Any = offline_response(flow.provider, flow.endpoint, flow.body or {}, path=path)
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     ctype = reply.headers.get("content-type", "application/json")
     chunks = list(reply.events) if reply.events is not None else [reply.body]

@@ -223,6 +223,7 @@ def test_dead_upstream_is_a_clear_502(tmp_path: Path) -> None:
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
         assert "unreachable" in r.json()["error"]["message"] and r.headers["x-should-retry"] == "false"
         assert OPENAI_KEY not in r.text
+        wait_until(lambda: len(d.rt.traces()) == 1, timeout=5)  # settled just after the answer
         trace = d.rt.traces()[-1]
         assert trace.status_code == 502 and trace.cost_usd == 0 and "ConnectError" in (trace.error or "")
         assert d.rt.health().ok
@@ -327,6 +328,7 @@ def test_unmetered_endpoints_forwarded_only_when_allowed(
     r = httpx.get(f"{gov.router_url}/v1/files", headers={"authorization": f"Bearer {token}"})
     assert r.status_code < 500
     assert upstream.requests and upstream.requests[-1].path == "/v1/files"
+    wait_until(lambda: len(gov.rt.traces()) == 1, timeout=5)
     assert gov.rt.traces()[-1].endpoint == "unmetered"
 
 
