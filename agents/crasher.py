@@ -1,7 +1,7 @@
 """Exits with code 3 after a moment: try it with a restart policy.
 
-    ironrt start agents/crasher.py --restart on-failure --max-restarts 2
-    ironrt events --agent crasher
+ironrt start agents/crasher.py --restart on-failure --max-restarts 2
+ironrt events --agent crasher
 """
 
 import sys

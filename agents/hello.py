@@ -1,7 +1,7 @@
 """The smallest agent: prints and exits. No LLM, no key.
 
-    ironrt start agents/hello.py --budget 5
-    ironrt logs hello
+ironrt start agents/hello.py --budget 5
+ironrt logs hello
 """
 
 import os

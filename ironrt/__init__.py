@@ -1,8 +1,8 @@
 """ironrt: run AI agents under control.
 
-    from ironrt import Runtime
-    rt = Runtime(budget=50.0)
-    agent_id = rt.start_agent("agents/hello.py")
+from ironrt import Runtime
+rt = Runtime(budget=50.0)
+agent_id = rt.start_agent("agents/hello.py")
 """
 
 from ironrt._version import __version__

@@ -30,9 +30,9 @@ from ironrt.errors import DaemonUnavailable, IronrtError, WaitTimeout, error_for
 from ironrt.protocol import (
     Agent,
     AgentList,
+    ErrorResponse,
     Event,
     EventList,
-    ErrorResponse,
     Health,
     Metrics,
     OnBudget,
@@ -61,19 +61,41 @@ def _decode(status: int, body: bytes, type_: type[T]) -> T:
 
 
 def _start_body(
-    path: str | Sequence[str], args: Sequence[str], *, cwd: str | None, env: Mapping[str, str] | None,
-    inherit_env: bool, name: str | None, budget: float | None, restart: RestartPolicy,
-    max_restarts: int, on_budget: OnBudget, pii: PiiMode, rpm: int | None, tpm: int | None,
-    allow_unmetered: bool, python: str | None,
+    path: str | Sequence[str],
+    args: Sequence[str],
+    *,
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    inherit_env: bool,
+    name: str | None,
+    budget: float | None,
+    restart: RestartPolicy,
+    max_restarts: int,
+    on_budget: OnBudget,
+    pii: PiiMode,
+    rpm: int | None,
+    tpm: int | None,
+    allow_unmetered: bool,
+    python: str | None,
 ) -> bytes:
     command = [path] if isinstance(path, str) else list(path)
     command = [str(c) for c in command] + [str(a) for a in args]
     base = dict(os.environ) if inherit_env else {}
     try:
         req = StartRequest(
-            command=command, cwd=cwd or os.getcwd(), env=base, env_overrides=dict(env or {}),
-            name=name, budget_usd=budget, restart=restart, max_restarts=max_restarts,
-            on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm, allow_unmetered=allow_unmetered,
+            command=command,
+            cwd=cwd or os.getcwd(),
+            env=base,
+            env_overrides=dict(env or {}),
+            name=name,
+            budget_usd=budget,
+            restart=restart,
+            max_restarts=max_restarts,
+            on_budget=on_budget,
+            pii=pii,
+            rpm=rpm,
+            tpm=tpm,
+            allow_unmetered=allow_unmetered,
             python=python or default_python(),
         )
     except (ValueError, TypeError) as exc:
@@ -105,8 +127,12 @@ def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "ironrt.daemon"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-            start_new_session=True, close_fds=True, cwd=str(settings.home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+            cwd=str(settings.home),
             env={**os.environ, "IRONRT_HOME": str(settings.home)},
         )
     finally:
@@ -165,8 +191,12 @@ class Runtime:
     of the agents it starts."""
 
     def __init__(
-        self, budget: float | None = None, *, home: str | os.PathLike[str] | None = None,
-        autostart: bool | None = None, timeout: float = 60.0,
+        self,
+        budget: float | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        autostart: bool | None = None,
+        timeout: float = 60.0,
     ) -> None:
         env = dict(os.environ)
         if home is not None:
@@ -190,7 +220,7 @@ class Runtime:
             conn.close()
             if not self.autostart:
                 raise DaemonUnavailable(self._down_message()) from None
-        except socket.timeout:
+        except TimeoutError:
             conn.close()
             raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
         except BaseException:
@@ -211,8 +241,14 @@ class Runtime:
             "(start one with `ironrt daemon start`, or allow autostart)"
         )
 
-    def _call(self, method: str, path: str, type_: type[T], body: bytes | None = None,
-              timeout: float | None = None) -> T:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        type_: type[T],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> T:
         resp = self._send(method, path, body, self.timeout if timeout is None else timeout)
         try:
             return _decode(resp.status, resp.read(), type_)
@@ -251,19 +287,41 @@ class Runtime:
 
     # ---- agents -----------------------------------------------------------------------
     def start_agent(
-        self, path: str | Sequence[str], args: Sequence[str] = (), *, name: str | None = None,
-        budget: float | None = None, env: Mapping[str, str] | None = None,
-        restart: RestartPolicy = "no", max_restarts: int = 5, cwd: str | None = None,
-        on_budget: OnBudget = "block", pii: PiiMode = "detect", rpm: int | None = None,
-        tpm: int | None = None, allow_unmetered: bool = False, python: str | None = None,
+        self,
+        path: str | Sequence[str],
+        args: Sequence[str] = (),
+        *,
+        name: str | None = None,
+        budget: float | None = None,
+        env: Mapping[str, str] | None = None,
+        restart: RestartPolicy = "no",
+        max_restarts: int = 5,
+        cwd: str | None = None,
+        on_budget: OnBudget = "block",
+        pii: PiiMode = "detect",
+        rpm: int | None = None,
+        tpm: int | None = None,
+        allow_unmetered: bool = False,
+        python: str | None = None,
         inherit_env: bool = True,
     ) -> str:
         """Start an agent; returns its id."""
         body = _start_body(
-            path, args, cwd=cwd, env=env, inherit_env=inherit_env, name=name,
-            budget=self.budget if budget is None else budget, restart=restart,
-            max_restarts=max_restarts, on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm,
-            allow_unmetered=allow_unmetered, python=python,
+            path,
+            args,
+            cwd=cwd,
+            env=env,
+            inherit_env=inherit_env,
+            name=name,
+            budget=self.budget if budget is None else budget,
+            restart=restart,
+            max_restarts=max_restarts,
+            on_budget=on_budget,
+            pii=pii,
+            rpm=rpm,
+            tpm=tpm,
+            allow_unmetered=allow_unmetered,
+            python=python,
         )
         return self._call("POST", "/v1/agents", Agent, body).id
 
@@ -282,7 +340,9 @@ class Runtime:
 
     def restart_agent(self, ref: str, timeout: float = 10.0) -> Agent:
         body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return self._call("POST", f"/v1/agents/{_q(ref)}/restart", Agent, body, timeout=timeout + 30)
+        return self._call(
+            "POST", f"/v1/agents/{_q(ref)}/restart", Agent, body, timeout=timeout + 30
+        )
 
     def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
         return self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
@@ -299,12 +359,18 @@ class Runtime:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 300.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
-            agent = self._call("GET", f"/v1/agents/{_q(ref)}/wait?timeout={min(step, 300.0)}",
-                               Agent, timeout=min(step, 300.0) + 30)
+            agent = self._call(
+                "GET",
+                f"/v1/agents/{_q(ref)}/wait?timeout={min(step, 300.0)}",
+                Agent,
+                timeout=min(step, 300.0) + 30,
+            )
             if not agent.status.live:
                 return agent
             if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"agent {agent.id} is still {agent.status.value} after {timeout}s")
+                raise WaitTimeout(
+                    f"agent {agent.id} is still {agent.status.value} after {timeout}s"
+                )
 
     def logs(self, ref: str, tail: int = 100) -> str:
         resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}", None, self.timeout)
@@ -330,8 +396,9 @@ class Runtime:
         finally:
             resp.close()
 
-    def events(self, *, agent: str | None = None, since: int = 0, limit: int = 100,
-               follow: bool = False) -> Iterator[Event]:
+    def events(
+        self, *, agent: str | None = None, since: int = 0, limit: int = 100, follow: bool = False
+    ) -> Iterator[Event]:
         query: dict[str, Any] = {"since": since, "limit": limit}
         if agent:
             query["agent"] = agent
@@ -392,8 +459,12 @@ class AsyncRuntime:
     """The anyio twin of `Runtime`, over httpx's Unix-socket transport."""
 
     def __init__(
-        self, budget: float | None = None, *, home: str | os.PathLike[str] | None = None,
-        autostart: bool | None = None, timeout: float = 60.0,
+        self,
+        budget: float | None = None,
+        *,
+        home: str | os.PathLike[str] | None = None,
+        autostart: bool | None = None,
+        timeout: float = 60.0,
     ) -> None:
         import httpx
 
@@ -402,17 +473,28 @@ class AsyncRuntime:
         self.budget = budget
         self.timeout = timeout
         transport = httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path))
-        self._client = httpx.AsyncClient(transport=transport, base_url="http://ironrt", timeout=timeout)
+        self._client = httpx.AsyncClient(
+            transport=transport, base_url="http://ironrt", timeout=timeout
+        )
 
-    async def _call(self, method: str, path: str, type_: type[T], body: bytes | None = None,
-                    timeout: float | None = None) -> T:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        type_: type[T],
+        body: bytes | None = None,
+        timeout: float | None = None,
+    ) -> T:
         import anyio
         import httpx
 
         for attempt in (1, 2):
             try:
                 resp = await self._client.request(
-                    method, path, content=body, timeout=self.timeout if timeout is None else timeout,
+                    method,
+                    path,
+                    content=body,
+                    timeout=self.timeout if timeout is None else timeout,
                     headers={"content-type": "application/json"} if body is not None else None,
                 )
                 return _decode(resp.status_code, resp.content, type_)
@@ -423,18 +505,40 @@ class AsyncRuntime:
         raise AssertionError("unreachable")
 
     async def start_agent(
-        self, path: str | Sequence[str], args: Sequence[str] = (), *, name: str | None = None,
-        budget: float | None = None, env: Mapping[str, str] | None = None,
-        restart: RestartPolicy = "no", max_restarts: int = 5, cwd: str | None = None,
-        on_budget: OnBudget = "block", pii: PiiMode = "detect", rpm: int | None = None,
-        tpm: int | None = None, allow_unmetered: bool = False, python: str | None = None,
+        self,
+        path: str | Sequence[str],
+        args: Sequence[str] = (),
+        *,
+        name: str | None = None,
+        budget: float | None = None,
+        env: Mapping[str, str] | None = None,
+        restart: RestartPolicy = "no",
+        max_restarts: int = 5,
+        cwd: str | None = None,
+        on_budget: OnBudget = "block",
+        pii: PiiMode = "detect",
+        rpm: int | None = None,
+        tpm: int | None = None,
+        allow_unmetered: bool = False,
+        python: str | None = None,
         inherit_env: bool = True,
     ) -> str:
         body = _start_body(
-            path, args, cwd=cwd, env=env, inherit_env=inherit_env, name=name,
-            budget=self.budget if budget is None else budget, restart=restart,
-            max_restarts=max_restarts, on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm,
-            allow_unmetered=allow_unmetered, python=python,
+            path,
+            args,
+            cwd=cwd,
+            env=env,
+            inherit_env=inherit_env,
+            name=name,
+            budget=self.budget if budget is None else budget,
+            restart=restart,
+            max_restarts=max_restarts,
+            on_budget=on_budget,
+            pii=pii,
+            rpm=rpm,
+            tpm=tpm,
+            allow_unmetered=allow_unmetered,
+            python=python,
         )
         return (await self._call("POST", "/v1/agents", Agent, body)).id
 
@@ -449,7 +553,9 @@ class AsyncRuntime:
 
     async def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
         body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return await self._call("POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30)
+        return await self._call(
+            "POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30
+        )
 
     async def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
         return await self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
@@ -463,7 +569,9 @@ class AsyncRuntime:
 
         with anyio.move_on_after(timeout):
             while True:
-                agent = await self._call("GET", f"/v1/agents/{_q(ref)}/wait?timeout=300", Agent, timeout=330)
+                agent = await self._call(
+                    "GET", f"/v1/agents/{_q(ref)}/wait?timeout=300", Agent, timeout=330
+                )
                 if not agent.status.live:
                     return agent
         raise WaitTimeout(f"agent {ref} still running after {timeout}s")
@@ -474,12 +582,16 @@ class AsyncRuntime:
             _decode(resp.status_code, resp.content, bytes)
         return resp.text
 
-    async def events(self, *, agent: str | None = None, follow: bool = False) -> AsyncIterator[Event]:
+    async def events(
+        self, *, agent: str | None = None, follow: bool = False
+    ) -> AsyncIterator[Event]:
         params: dict[str, Any] = {"follow": str(follow).lower()}
         if agent:
             params["agent"] = agent
         if not follow:
-            for event in (await self._call("GET", f"/v1/events?{urlencode(params)}", EventList)).events:
+            for event in (
+                await self._call("GET", f"/v1/events?{urlencode(params)}", EventList)
+            ).events:
                 yield event
             return
         async with self._client.stream("GET", "/v1/events", params=params, timeout=None) as resp:

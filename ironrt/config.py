@@ -100,7 +100,9 @@ class Settings:
         try:
             port = DEFAULT_ROUTER_PORT if port_value in (None, "") else int(str(port_value))
         except ValueError as exc:
-            raise ConfigError(f"IRONRT_ROUTER_PORT must be a port number, got {port_value!r}") from exc
+            raise ConfigError(
+                f"IRONRT_ROUTER_PORT must be a port number, got {port_value!r}"
+            ) from exc
         if not 0 <= port <= 65535:
             raise ConfigError(f"IRONRT_ROUTER_PORT must be between 0 and 65535, got {port}")
         host = str(get("IRONRT_ROUTER_HOST") or "127.0.0.1")

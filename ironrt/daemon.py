@@ -147,7 +147,10 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
     router_url = f"http://{host}:{port}"
 
     supervisor = Supervisor(
-        settings, db, bus, router_url,
+        settings,
+        db,
+        bus,
+        router_url,
         restart_backoff=float(os.environ.get("IRONRT_RESTART_BACKOFF", "0.5")),
         sample_interval=float(os.environ.get("IRONRT_SAMPLE_INTERVAL", "1.0")),
     )
@@ -161,9 +164,16 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
         stopping.set()
 
     ctx = api.DaemonContext(
-        settings=settings, db=db, bus=bus, supervisor=supervisor, router_url=router_url,
-        started=started, provider_keys=keys.present, circuits=router.circuits,
-        request_shutdown=request_shutdown, stopping=stopping,
+        settings=settings,
+        db=db,
+        bus=bus,
+        supervisor=supervisor,
+        router_url=router_url,
+        started=started,
+        provider_keys=keys.present,
+        circuits=router.circuits,
+        request_shutdown=request_shutdown,
+        stopping=stopping,
     )
     control = make_server(api.build(ctx), unix=True)
     router_server = make_server(router.app, unix=False)
@@ -184,11 +194,19 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
             await bus.publish(
                 "DaemonStarted", None, pid=os.getpid(), version=__version__, router_url=router_url
             )
-            log.info("daemon started", extra={"fields": {
-                "pid": os.getpid(), "socket": str(sock_path), "router_url": router_url,
-                "agents": supervisor.counts(), "providers": sorted(keys.keys),
-                "offline": settings.offline,
-            }})
+            log.info(
+                "daemon started",
+                extra={
+                    "fields": {
+                        "pid": os.getpid(),
+                        "socket": str(sock_path),
+                        "router_url": router_url,
+                        "agents": supervisor.counts(),
+                        "providers": sorted(keys.keys),
+                        "offline": settings.offline,
+                    }
+                },
+            )
             await stopping.wait()
             with anyio.CancelScope(shield=True):
                 log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
@@ -226,4 +244,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -8,6 +8,7 @@ the budget events. The daemon and the home are removed afterwards, also after Ct
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,13 +45,21 @@ AGENTS = (
 
 def _start_daemon(home: Path) -> tuple[subprocess.Popen[bytes], Runtime]:
     env = {
-        **os.environ, "IRONRT_HOME": str(home), "IRONRT_OFFLINE": "1",
-        "IRONRT_ROUTER_PORT": "0", "IRONRT_SAMPLE_INTERVAL": "0.5",
+        **os.environ,
+        "IRONRT_HOME": str(home),
+        "IRONRT_OFFLINE": "1",
+        "IRONRT_ROUTER_PORT": "0",
+        "IRONRT_SAMPLE_INTERVAL": "0.5",
     }
     with open(home / "daemon.err", "ab") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ironrt.daemon"], env=env, cwd=home, start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            [sys.executable, "-m", "ironrt.daemon"],
+            env=env,
+            cwd=home,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
         )
     rt = Runtime(home=home, autostart=False, timeout=30)
     deadline = time.monotonic() + _START_TIMEOUT_S
@@ -75,10 +84,8 @@ def _cleanup(proc: subprocess.Popen[bytes] | None, rt: Runtime | None, pids: lis
     if proc is not None:
         proc.wait(10)
     for pid in pids:  # each agent leads its own process group
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 def _live(rt: Runtime, ids: dict[str, str], seconds: float) -> None:
@@ -87,8 +94,11 @@ def _live(rt: Runtime, ids: dict[str, str], seconds: float) -> None:
     include = set(ids.values())
     deadline = time.monotonic() + seconds
     title = "ironrt demo: three agents under one budget-keeping router"
-    with Live(observe.frame(rt, include=include, title=title), console=render.console(),
-              auto_refresh=False) as live:
+    with Live(
+        observe.frame(rt, include=include, title=title),
+        console=render.console(),
+        auto_refresh=False,
+    ) as live:
         while time.monotonic() < deadline:
             time.sleep(0.5)
             live.update(observe.frame(rt, include=include, title=title), refresh=True)
@@ -102,13 +112,18 @@ def _summary(rt: Runtime, ids: dict[str, str]) -> None:
     out = render.console()
     names = {agent_id: name for name, agent_id in ids.items()}
     usage = rt.usage(by="agent")
-    t = render.table("AGENT", "CALLS", "TOKENS", "SPENT", "BUDGET",
-                     right=("CALLS", "TOKENS", "SPENT", "BUDGET"))
+    t = render.table(
+        "AGENT", "CALLS", "TOKENS", "SPENT", "BUDGET", right=("CALLS", "TOKENS", "SPENT", "BUDGET")
+    )
     budgets = {a.id: a.budget_usd for a in rt.list_agents()}
     for row in usage.rows:
-        t.add_row(names.get(row.key, row.key), str(row.llm_calls),
-                  f"{row.input_tokens + row.output_tokens:,}", render.usd(row.cost_usd),
-                  render.usd(budgets.get(row.key)))
+        t.add_row(
+            names.get(row.key, row.key),
+            str(row.llm_calls),
+            f"{row.input_tokens + row.output_tokens:,}",
+            render.usd(row.cost_usd),
+            render.usd(budgets.get(row.key)),
+        )
     out.print("\n[bold]Spend per agent[/bold] (ironrt usage --by agent)")
     out.print(t)
     out.print("\n[bold]Events that mattered[/bold] (ironrt events)")
@@ -131,16 +146,23 @@ def run(seconds: float = 8.0) -> int:
     rt: Runtime | None = None
     pids: list[int] = []
     try:
-        out.print("[bold]ironrt demo[/bold]: offline (no key, no network), in a temporary "
-                  f"home {home}\n")
+        out.print(
+            f"[bold]ironrt demo[/bold]: offline (no key, no network), in a temporary home {home}\n"
+        )
         proc, rt = _start_daemon(home)
         ids: dict[str, str] = {}
         for agent in AGENTS:
-            out.print(f"  starting [bold]{agent.name:<10}[/bold] budget "
-                      f"{render.usd(agent.budget_usd):>6}  {agent.what}")
+            out.print(
+                f"  starting [bold]{agent.name:<10}[/bold] budget "
+                f"{render.usd(agent.budget_usd):>6}  {agent.what}"
+            )
             ids[agent.name] = rt.start_agent(
-                str(DEMO_AGENTS / agent.script), name=agent.name, budget=agent.budget_usd,
-                cwd=str(home), env={"PYTHONUNBUFFERED": "1"}, python=sys.executable,
+                str(DEMO_AGENTS / agent.script),
+                name=agent.name,
+                budget=agent.budget_usd,
+                cwd=str(home),
+                env={"PYTHONUNBUFFERED": "1"},
+                python=sys.executable,
             )
         pids = [a.pid for a in rt.list_agents() if a.pid]
         out.print()

@@ -77,5 +77,3 @@ def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
 
 def keys_file_template() -> str:
     return '[openai]\napi_key = "sk-..."\n\n[anthropic]\napi_key = "sk-ant-..."\n'
-
-

@@ -18,9 +18,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_FORBIDDEN = (
-    b'{"error":{"code":"forbidden","message":"this daemon only answers its own user"}}'
-)
+_FORBIDDEN = b'{"error":{"code":"forbidden","message":"this daemon only answers its own user"}}'
 
 
 class _QuietServer(uvicorn.Server):
@@ -42,13 +40,15 @@ class PeerCheckedProtocol(HttpToolsProtocol):
         if uid not in (os.getuid(), 0):
             head = (
                 b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n"
-                b"connection: close\r\ncontent-length: " + str(len(_FORBIDDEN)).encode() + b"\r\n\r\n"
+                b"connection: close\r\ncontent-length: "
+                + str(len(_FORBIDDEN)).encode()
+                + b"\r\n\r\n"
             )
             transport.write(head + _FORBIDDEN)
             transport.close()
 
 
-def make_server(app: Any, *, unix: bool, graceful: float = 3.0) -> uvicorn.Server:
+def make_server(app: Any, *, unix: bool, graceful: int = 3) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         http=PeerCheckedProtocol if unix else "httptools",

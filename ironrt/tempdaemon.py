@@ -11,6 +11,7 @@ stops the daemon and every agent it started, even if the test killed the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -54,8 +55,12 @@ class TempDaemon:
         err = open(self.home / "daemon.err", "ab")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ironrt.daemon"], env=self.env, cwd=self.home,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                [sys.executable, "-m", "ironrt.daemon"],
+                env=self.env,
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
                 start_new_session=True,
             )
         finally:
@@ -87,19 +92,26 @@ class TempDaemon:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
-    def cli(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 60,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "ironrt", *args], env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=timeout, input=input,
+            [sys.executable, "-m", "ironrt", *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
         )
 
     def stop(self) -> None:
         pids: list[int] = []
-        try:
+        with contextlib.suppress(Exception):
             pids = [a.pid for a in self.rt.list_agents() if a.pid and a.status.live]
-        except Exception:
-            pass
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.rt.shutdown_daemon(keep_agents=False, wait=30)
@@ -119,8 +131,9 @@ class TempDaemon:
     def __enter__(self) -> TempDaemon:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 

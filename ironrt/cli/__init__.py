@@ -29,11 +29,24 @@ __all__ = ["COMMANDS", "app", "main"]
 
 #: Every command and the module that defines it, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
-    "start": "agents", "ps": "agents", "logs": "agents", "stop": "agents",
-    "restart": "agents", "rm": "agents", "metrics": "agents", "budget": "agents",
-    "set": "agents", "events": "observe", "usage": "observe", "traces": "observe",
-    "limits": "observe", "top": "observe", "daemon": "daemon", "doctor": "doctor",
-    "demo": "demo", "version": "daemon",
+    "start": "agents",
+    "ps": "agents",
+    "logs": "agents",
+    "stop": "agents",
+    "restart": "agents",
+    "rm": "agents",
+    "metrics": "agents",
+    "budget": "agents",
+    "set": "agents",
+    "events": "observe",
+    "usage": "observe",
+    "traces": "observe",
+    "limits": "observe",
+    "top": "observe",
+    "daemon": "daemon",
+    "doctor": "doctor",
+    "demo": "demo",
+    "version": "daemon",
 }
 #: Root options that take a value, to find the command name behind them.
 _VALUED_OPTIONS = {"--home"}

@@ -57,33 +57,54 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
 def start(
     script: Annotated[str, typer.Argument(metavar="SCRIPT", show_default=False)],
     args: Annotated[list[str] | None, typer.Argument(metavar="ARGS", show_default=False)] = None,
-    budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0,
-                                                 help="Spend limit in USD (default: none).")] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option("--budget", metavar="USD", min=0, help="Spend limit in USD (default: none)."),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name (default: from SCRIPT).")] = None,
     restart: Annotated[RestartPolicy, typer.Option("--restart", help="Restart policy.")] = "no",
     max_restarts: Annotated[int, typer.Option("--max-restarts", min=0, metavar="N")] = 5,
-    env: Annotated[list[str] | None, typer.Option("--env", metavar="K=V",
-                                                  help="Set a variable (repeatable).")] = None,
-    python: Annotated[str | None, typer.Option("--python", metavar="PATH",
-                                               help="Interpreter for a .py SCRIPT.")] = None,
-    on_budget: Annotated[OnBudget, typer.Option("--on-budget",
-                                                help="When the budget is spent.")] = "block",
-    pii: Annotated[PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")] = "detect",
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, metavar="N",
-                                            help="Max LLM requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", min=1, metavar="N",
-                                            help="Max LLM tokens per minute.")] = None,
-    allow_unmetered: Annotated[bool, typer.Option("--allow-unmetered",
-                                                  help="Allow calls ironrt cannot price.")] = False,
-    cwd: Annotated[Path | None, typer.Option("--cwd", metavar="DIR",
-                                             help="Working directory (default: here).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", metavar="K=V", help="Set a variable (repeatable).")
+    ] = None,
+    python: Annotated[
+        str | None, typer.Option("--python", metavar="PATH", help="Interpreter for a .py SCRIPT.")
+    ] = None,
+    on_budget: Annotated[
+        OnBudget, typer.Option("--on-budget", help="When the budget is spent.")
+    ] = "block",
+    pii: Annotated[
+        PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")
+    ] = "detect",
+    rpm: Annotated[
+        int | None, typer.Option("--rpm", min=1, metavar="N", help="Max LLM requests per minute.")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option("--tpm", min=1, metavar="N", help="Max LLM tokens per minute.")
+    ] = None,
+    allow_unmetered: Annotated[
+        bool, typer.Option("--allow-unmetered", help="Allow calls ironrt cannot price.")
+    ] = False,
+    cwd: Annotated[
+        Path | None, typer.Option("--cwd", metavar="DIR", help="Working directory (default: here).")
+    ] = None,
 ) -> None:
     if cwd is not None and not cwd.is_dir():
         raise typer.BadParameter(f"no such directory: {cwd}", param_hint="'--cwd'")
     agent_id = runtime().start_agent(
-        script, args or [], name=name, budget=budget, env=_parse_env(env), restart=restart,
-        max_restarts=max_restarts, cwd=str(cwd.resolve()) if cwd else os.getcwd(),
-        on_budget=on_budget, pii=pii, rpm=rpm, tpm=tpm, allow_unmetered=allow_unmetered,
+        script,
+        args or [],
+        name=name,
+        budget=budget,
+        env=_parse_env(env),
+        restart=restart,
+        max_restarts=max_restarts,
+        cwd=str(cwd.resolve()) if cwd else os.getcwd(),
+        on_budget=on_budget,
+        pii=pii,
+        rpm=rpm,
+        tpm=tpm,
+        allow_unmetered=allow_unmetered,
         python=python,
     )
     print(agent_id)
@@ -114,25 +135,44 @@ def _print_ps(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> 
     rows: list[list[render.Cell]] = []
     for a in agents:
         m = metrics.get(a.id)
-        rows.append([
-            a.id, a.name, str(a.pid) if a.pid and a.status.live else render.DASH,
-            render.status_text(a), render.duration(render.uptime(a)),
-            f"{m.cpu_percent:.1f}%" if m else render.DASH, render.nbytes(m.rss_bytes if m else None),
-            render.budget(a.spent_usd, a.budget_usd), str(a.restarts),
-        ])
+        rows.append(
+            [
+                a.id,
+                a.name,
+                str(a.pid) if a.pid and a.status.live else render.DASH,
+                render.status_text(a),
+                render.duration(render.uptime(a)),
+                f"{m.cpu_percent:.1f}%" if m else render.DASH,
+                render.nbytes(m.rss_bytes if m else None),
+                render.budget(a.spent_usd, a.budget_usd),
+                str(a.restarts),
+            ]
+        )
     if rows:
-        render.columns(("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET",
-                        "RESTARTS"), rows, right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"))
+        render.columns(
+            ("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
+            rows,
+            right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"),
+        )
     if hidden:
-        print(render.paint(f"{hidden} ended agent(s) not shown: ironrt ps --all", "dim",
-                           render.use_color(sys.stdout)))
+        print(
+            render.paint(
+                f"{hidden} ended agent(s) not shown: ironrt ps --all",
+                "dim",
+                render.use_color(sys.stdout),
+            )
+        )
 
 
 @app.command("stop")
 def stop(
     ref: AgentRef,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
-                                           help="Grace period before SIGKILL.")] = 10.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."
+        ),
+    ] = 10.0,
 ) -> None:
     """Stop an agent and its whole process tree (SIGTERM, grace, SIGKILL)."""
     agent = runtime().stop_agent(ref, timeout=timeout)
@@ -142,8 +182,12 @@ def stop(
 @app.command("restart")
 def restart(
     ref: AgentRef,
-    timeout: Annotated[float, typer.Option("--timeout", metavar="S", min=0, max=3600,
-                                           help="Grace period before SIGKILL.")] = 10.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."
+        ),
+    ] = 10.0,
 ) -> None:
     """Restart an agent (stopping it first if it runs)."""
     agent = runtime().restart_agent(ref, timeout=timeout)
@@ -179,7 +223,10 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
 
     pct = f" ({m.budget_used_percent:g}%)" if m.budget_used_percent is not None else ""
     rows = [
-        ("status", m.status.value + (f", exit code {m.exit_code}" if m.exit_code is not None else "")),
+        (
+            "status",
+            m.status.value + (f", exit code {m.exit_code}" if m.exit_code is not None else ""),
+        ),
         ("pid", str(m.pid or render.DASH)),
         ("uptime", render.duration(m.uptime_s) if m.status.live else render.DASH),
         ("cpu", f"{m.cpu_percent:.1f}%"),
@@ -188,8 +235,12 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
         ("llm calls", f"{m.llm_calls} ({m.errors} failed)"),
         ("tokens", f"{m.input_tokens:,} in / {m.output_tokens:,} out"),
         ("spent", render.usd(m.spent_usd)),
-        ("budget", f"{render.usd(m.budget_usd)}{pct}, {render.usd(m.budget_remaining_usd)} left"
-         if m.budget_usd is not None else "no limit"),
+        (
+            "budget",
+            f"{render.usd(m.budget_usd)}{pct}, {render.usd(m.budget_remaining_usd)} left"
+            if m.budget_usd is not None
+            else "no limit",
+        ),
         ("pii findings", str(m.pii_findings)),
     ]
     grid = Table.grid(padding=(0, 2))
@@ -203,10 +254,12 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
 @app.command("logs")
 def logs(
     ref: AgentRef,
-    follow: Annotated[bool, typer.Option("--follow", "-f",
-                                         help="Keep printing until the agent ends (or Ctrl-C).")] = False,
-    lines: Annotated[int, typer.Option("--lines", "-n", min=0, metavar="LINES",
-                                       help="Lines of history to show.")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the agent ends (or Ctrl-C).")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, metavar="LINES", help="Lines of history to show.")
+    ] = 100,
 ) -> None:
     """Print an agent's output (stdout and stderr, interleaved as written)."""
     rt = runtime()
@@ -223,12 +276,16 @@ def logs(
 @app.command("budget")
 def set_budget(
     ref: AgentRef,
-    usd: Annotated[float, typer.Argument(metavar="USD", min=0, help="The new budget in USD.",
-                                         show_default=False)],
+    usd: Annotated[
+        float,
+        typer.Argument(metavar="USD", min=0, help="The new budget in USD.", show_default=False),
+    ],
 ) -> None:
     """Raise or lower the budget of an agent, also while it runs."""
     agent = runtime().set_budget(ref, usd)
-    print(f"budget of {agent.name} ({agent.id}): {render.budget(agent.spent_usd, agent.budget_usd)}")
+    print(
+        f"budget of {agent.name} ({agent.id}): {render.budget(agent.spent_usd, agent.budget_usd)}"
+    )
 
 
 @app.command("set")
@@ -241,11 +298,24 @@ def set_limits(
     budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0)] = None,
 ) -> None:
     """Change the governance settings of an agent, also while it runs."""
-    changes = {k: v for k, v in (("pii", pii), ("rpm", rpm), ("tpm", tpm), ("on_budget", on_budget),
-                                 ("budget_usd", budget)) if v is not None}
+    changes = {
+        k: v
+        for k, v in (
+            ("pii", pii),
+            ("rpm", rpm),
+            ("tpm", tpm),
+            ("on_budget", on_budget),
+            ("budget_usd", budget),
+        )
+        if v is not None
+    }
     if not changes:
-        raise typer.BadParameter("nothing to change: give --pii, --rpm, --tpm, --on-budget or --budget")
+        raise typer.BadParameter(
+            "nothing to change: give --pii, --rpm, --tpm, --on-budget or --budget"
+        )
     a = runtime().update_agent(ref, **changes)
-    print(f"{a.name} ({a.id}): budget {render.budget(a.spent_usd, a.budget_usd)}, "
-          f"on-budget {a.on_budget}, pii {a.pii}, rpm {a.rpm or render.DASH}, "
-          f"tpm {a.tpm or render.DASH}")
+    print(
+        f"{a.name} ({a.id}): budget {render.budget(a.spent_usd, a.budget_usd)}, "
+        f"on-budget {a.on_budget}, pii {a.pii}, rpm {a.rpm or render.DASH}, "
+        f"tpm {a.tpm or render.DASH}"
+    )

@@ -55,12 +55,18 @@ OPTIONS = Options()
 def _root(
     home: Annotated[
         Path | None,
-        typer.Option("--home", metavar="PATH", help="State folder (default: $IRONRT_HOME or "
-                     "~/.local/state/ironrt)."),
+        typer.Option(
+            "--home",
+            metavar="PATH",
+            help="State folder (default: $IRONRT_HOME or ~/.local/state/ironrt).",
+        ),
     ] = None,
     no_autostart: Annotated[
-        bool, typer.Option("--no-autostart", help="Fail instead of starting the daemon "
-                           "(also IRONRT_NO_AUTOSTART=1).")
+        bool,
+        typer.Option(
+            "--no-autostart",
+            help="Fail instead of starting the daemon (also IRONRT_NO_AUTOSTART=1).",
+        ),
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
@@ -118,5 +124,7 @@ def print_json_line(value: object) -> None:
 
 #: Options repeated across commands, declared once.
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-AgentRef = Annotated[str, typer.Argument(metavar="ID", help="Agent id, unique id prefix, or name.",
-                                         show_default=False)]
+AgentRef = Annotated[
+    str,
+    typer.Argument(metavar="ID", help="Agent id, unique id prefix, or name.", show_default=False),
+]

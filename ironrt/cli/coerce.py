@@ -19,6 +19,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import typer
 
+_installed = False
 _SIMPLE = (str, int, float, bool, Path)
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
@@ -33,8 +34,10 @@ def _choices(annotation: Any) -> tuple[str, ...] | None:
 
 
 def _supported(annotation: Any, info: Any) -> bool:
-    if annotation is Path and (getattr(info, "exists", False) or getattr(info, "resolve_path", False)):
-        return False  # typer's own path checks
+    if annotation is Path and (
+        getattr(info, "exists", False) or getattr(info, "resolve_path", False)
+    ):
+        return False  # leave typer's own path checks to typer
     if get_origin(annotation) is list:
         (item,) = get_args(annotation)
         return item is str
@@ -78,13 +81,16 @@ def install() -> None:
         from typer.core import _TyperParameter
     except ImportError:  # a typer that converts with click types: already cheap
         return
-    if getattr(_TyperParameter, "_ironrt_fast", False):
+    global _installed
+    if _installed:
         return
+    _installed = True
 
     @dataclass(frozen=True)
-    class FastParam(RuntimeParam):  # type: ignore[misc]
+    class FastParam(RuntimeParam):
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            annotation, info = self.annotation, self.parameter_info
+            annotation: Any = self.annotation
+            info = self.parameter_info
             try:
                 if get_origin(annotation) is list:
                     return [_convert(str, v, info) for v in value]
@@ -96,11 +102,14 @@ def install() -> None:
 
     def get_runtime_param(self: Any) -> Any:
         desc = self.type_descriptor
-        if (self._runtime_param is None and desc.file_annotation is None
-                and desc.parameter_info.parser is None and _supported(desc.annotation, desc.parameter_info)):
-            self._runtime_param = FastParam(parameter_info=desc.parameter_info,
-                                            annotation=desc.annotation)
+        info = desc.parameter_info
+        if (
+            self._runtime_param is None
+            and desc.file_annotation is None
+            and info.parser is None
+            and _supported(desc.annotation, info)
+        ):
+            self._runtime_param = FastParam(parameter_info=info, annotation=desc.annotation)
         return original(self)
 
-    _TyperParameter.get_runtime_param = get_runtime_param
-    _TyperParameter._ironrt_fast = True
+    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]

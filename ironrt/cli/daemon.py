@@ -35,8 +35,9 @@ def run() -> None:
     s = settings()
     # Agents and the daemon's own lookups read the home from the environment.
     os.environ.update({k: v for k, v in environ().items() if k.startswith("IRONRT_")})
-    print(f"ironrt daemon on {s.home} (socket {s.socket_path}); logs in {s.log_path}",
-          file=sys.stderr)
+    print(
+        f"ironrt daemon on {s.home} (socket {s.socket_path}); logs in {s.log_path}", file=sys.stderr
+    )
     try:
         run_daemon(s)
     except DaemonAlreadyRunning as exc:
@@ -53,14 +54,17 @@ def start() -> None:
         return
     rt.ensure_daemon()
     h = rt.health()
-    print(f"ironrt daemon started (pid {h.pid}) on {h.home}, router {h.router_url}"
-          + (" (offline)" if h.offline else ""))
+    print(
+        f"ironrt daemon started (pid {h.pid}) on {h.home}, router {h.router_url}"
+        + (" (offline)" if h.offline else "")
+    )
 
 
 @daemon_app.command()
 def stop(
-    keep_agents: Annotated[bool, typer.Option("--keep-agents",
-                                              help="Leave the agents running.")] = False,
+    keep_agents: Annotated[
+        bool, typer.Option("--keep-agents", help="Leave the agents running.")
+    ] = False,
 ) -> None:
     """Stop the daemon (and its agents, unless --keep-agents)."""
     rt = runtime(autostart=False)
@@ -85,10 +89,13 @@ def status(json_: JsonFlag = False) -> None:
         return
     counts = ", ".join(f"{n} {status}" for status, n in sorted(h.agents.items())) or "none"
     rows = [
-        ("pid", str(h.pid)), ("version", f"{h.version} (protocol {h.protocol})"),
-        ("home", h.home), ("socket", h.socket),
+        ("pid", str(h.pid)),
+        ("version", f"{h.version} (protocol {h.protocol})"),
+        ("home", h.home),
+        ("socket", h.socket),
         ("router", h.router_url + (" (offline provider)" if h.offline else "")),
-        ("uptime", render.duration(h.uptime_s)), ("agents", counts),
+        ("uptime", render.duration(h.uptime_s)),
+        ("agents", counts),
     ]
     print("ironrt daemon is running")
     for key, value in rows:
@@ -106,5 +113,7 @@ def version() -> None:
     if rt.ping():
         h = rt.health()
         if (h.version, h.protocol) != (__version__, PROTOCOL_VERSION):
-            print(f"daemon {h.version} (protocol {h.protocol}): restart it with "
-                  "`ironrt daemon stop && ironrt daemon start`")
+            print(
+                f"daemon {h.version} (protocol {h.protocol}): restart it with "
+                "`ironrt daemon stop && ironrt daemon start`"
+            )

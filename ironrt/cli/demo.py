@@ -11,8 +11,12 @@ from ironrt.cli.app import app
 
 @app.command("demo")
 def demo(
-    seconds: Annotated[float, typer.Option("--seconds", min=1, max=60, metavar="S",
-                                           help="How long to show the live table at most.")] = 8.0,
+    seconds: Annotated[
+        float,
+        typer.Option(
+            "--seconds", min=1, max=60, metavar="S", help="How long to show the live table at most."
+        ),
+    ] = 8.0,
 ) -> None:
     """Run three example agents offline in a temporary home (no key, no network), one of
     which runs out of budget; everything is cleaned up afterwards."""

@@ -19,7 +19,10 @@ from ironrt.cli.app import app, runtime, settings
 
 Level = Literal["ok", "warn", "fail", "info"]
 MARK: dict[Level, tuple[str, str]] = {
-    "ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "bold red"), "info": ("·", "dim"),
+    "ok": ("✓", "green"),
+    "warn": ("!", "yellow"),
+    "fail": ("✗", "bold red"),
+    "info": ("·", "dim"),
 }
 
 
@@ -43,8 +46,10 @@ def _check_private(report: Report, path: Path, what: str, want: int) -> None:
     """`want` is the strictest sensible mode; group or other bits beyond it fail."""
     mode = _mode(path)
     if mode & 0o077:
-        report.add("fail", f"{what} {path} is mode {mode:04o}, should be {want:04o} "
-                           f"(chmod {want:o} {path})")
+        report.add(
+            "fail",
+            f"{what} {path} is mode {mode:04o}, should be {want:04o} (chmod {want:o} {path})",
+        )
     else:
         report.add("ok", f"{what} {path} is private ({mode:04o})")
 
@@ -90,8 +95,11 @@ def diagnose() -> Report:
     if have:
         report.add("ok", f"provider keys held by the daemon: {', '.join(have)}")
     elif not h.offline:
-        report.add("fail", "the daemon holds no provider key: export OPENAI_API_KEY / "
-                           f"ANTHROPIC_API_KEY before it starts, or write {s.keys_path}")
+        report.add(
+            "fail",
+            "the daemon holds no provider key: export OPENAI_API_KEY / "
+            f"ANTHROPIC_API_KEY before it starts, or write {s.keys_path}",
+        )
     if missing and not h.offline:
         report.add("info", f"no key for: {', '.join(missing)}")
     why = _reachable(h.router_url)
@@ -103,8 +111,11 @@ def diagnose() -> Report:
         if state == "closed":
             report.add("ok", f"circuit {name}: closed")
         elif state == "open":
-            report.add("fail", f"circuit {name}: open (the provider failed repeatedly; calls "
-                               "fail fast until it recovers)")
+            report.add(
+                "fail",
+                f"circuit {name}: open (the provider failed repeatedly; calls "
+                "fail fast until it recovers)",
+            )
         else:
             report.add("warn", f"circuit {name}: {state}")
     return report

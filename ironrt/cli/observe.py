@@ -24,24 +24,44 @@ if TYPE_CHECKING:
     from ironrt.client import Runtime
     from ironrt.protocol import Event
 
-AgentOption = Annotated[str | None, typer.Option("--agent", metavar="ID",
-                                                 help="Only this agent (id, prefix or name).")]
+#: `top` shows ids cut to this many characters (any unique prefix works as an ID argument).
+SHORT_ID = 8
+
+AgentOption = Annotated[
+    str | None, typer.Option("--agent", metavar="ID", help="Only this agent (id, prefix or name).")
+]
 
 EVENT_STYLE = {
-    "BudgetWarning": "yellow", "BudgetClamped": "yellow", "BudgetExhausted": "bold red",
-    "AgentFailed": "bold red", "AgentKilled": "red", "AgentForceKilled": "red",
-    "AgentStarted": "green", "AgentRestarted": "green", "AgentReattached": "green",
-    "PiiAlert": "magenta", "PiiBlocked": "magenta", "CircuitOpened": "red",
+    "BudgetWarning": "yellow",
+    "BudgetClamped": "yellow",
+    "BudgetExhausted": "bold red",
+    "AgentFailed": "bold red",
+    "AgentKilled": "red",
+    "AgentForceKilled": "red",
+    "AgentStarted": "green",
+    "AgentRestarted": "green",
+    "AgentReattached": "green",
+    "PiiAlert": "magenta",
+    "PiiBlocked": "magenta",
+    "CircuitOpened": "red",
 }
 
 
 @app.command("events")
 def events(
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events.")
+    ] = False,
     agent: AgentOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, metavar="N",
-                                       help="How many of the latest events.")] = 50,
-    json_: Annotated[bool, typer.Option("--json", help="JSON (with -f: one event per line).")] = False,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", min=1, max=10_000, metavar="N", help="How many of the latest events."
+        ),
+    ] = 50,
+    json_: Annotated[
+        bool, typer.Option("--json", help="JSON (with -f: one event per line).")
+    ] = False,
 ) -> None:
     """Lifecycle, budget, PII and reliability events, oldest first."""
     rt = runtime()
@@ -82,8 +102,9 @@ def _event_line(event: Event, names: dict[str, str]) -> RenderableType:
 
 @app.command("usage")
 def usage(
-    by: Annotated[Literal["agent", "provider", "model"],
-                  typer.Option("--by", help="Group by.")] = "agent",
+    by: Annotated[
+        Literal["agent", "provider", "model"], typer.Option("--by", help="Group by.")
+    ] = "agent",
     agent: AgentOption = None,
     json_: JsonFlag = False,
 ) -> None:
@@ -95,12 +116,23 @@ def usage(
         return
     names = _names(rt) if by == "agent" else {}
     headers = ("AGENT", "NAME") if by == "agent" else (by.upper(),)
-    t = render.table(*headers, "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST",
-                     right=("CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST"))
+    t = render.table(
+        *headers,
+        "CALLS",
+        "INPUT TOKENS",
+        "OUTPUT TOKENS",
+        "COST",
+        right=("CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST"),
+    )
     for row in result.rows:
         key = (row.key, names.get(row.key, render.DASH)) if by == "agent" else (row.key,)
-        t.add_row(*key, f"{row.llm_calls:,}", f"{row.input_tokens:,}", f"{row.output_tokens:,}",
-                  render.usd(row.cost_usd))
+        t.add_row(
+            *key,
+            f"{row.llm_calls:,}",
+            f"{row.input_tokens:,}",
+            f"{row.output_tokens:,}",
+            render.usd(row.cost_usd),
+        )
     out = render.console()
     if not result.rows:
         out.print("no LLM calls yet")
@@ -112,8 +144,12 @@ def usage(
 @app.command("traces")
 def traces(
     agent: AgentOption = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10_000, metavar="N",
-                                       help="How many of the latest calls.")] = 20,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", min=1, max=10_000, metavar="N", help="How many of the latest calls."
+        ),
+    ] = 20,
     json_: JsonFlag = False,
 ) -> None:
     """One row per LLM call: model, tokens, cost, latency, outcome."""
@@ -125,17 +161,34 @@ def traces(
     from rich.text import Text
 
     names = _names(rt)
-    t = render.table("TIME", "AGENT", "PROVIDER", "MODEL", "ENDPOINT", "STATUS", "IN", "OUT",
-                     "COST", "LATENCY", "ERROR",
-                     right=("STATUS", "IN", "OUT", "COST", "LATENCY"))
+    t = render.table(
+        "TIME",
+        "AGENT",
+        "PROVIDER",
+        "MODEL",
+        "ENDPOINT",
+        "STATUS",
+        "IN",
+        "OUT",
+        "COST",
+        "LATENCY",
+        "ERROR",
+        right=("STATUS", "IN", "OUT", "COST", "LATENCY"),
+    )
     for tr in found:
         ok = tr.status_code < 400
         t.add_row(
-            render.clock(tr.started_at), names.get(tr.agent_id, tr.agent_id), tr.provider, tr.model,
+            render.clock(tr.started_at),
+            names.get(tr.agent_id, tr.agent_id),
+            tr.provider,
+            tr.model,
             tr.endpoint + (" (stream)" if tr.stream else ""),
             Text(str(tr.status_code), style="green" if ok else "red"),
-            f"{tr.input_tokens:,}", f"{tr.output_tokens:,}", render.usd(tr.cost_usd),
-            f"{tr.latency_ms:.0f} ms", tr.error or "",
+            f"{tr.input_tokens:,}",
+            f"{tr.output_tokens:,}",
+            render.usd(tr.cost_usd),
+            f"{tr.latency_ms:.0f} ms",
+            tr.error or "",
         )
     out = render.console()
     out.print(t if found else "no LLM calls yet")
@@ -148,40 +201,84 @@ def limits(json_: JsonFlag = False) -> None:
     if json_:
         print_json(agents)
         return
-    t = render.table("ID", "NAME", "SPENT / BUDGET", "LEFT", "ON BUDGET", "PII", "RPM", "TPM",
-                     "UNMETERED", right=("LEFT", "RPM", "TPM"))
+    t = render.table(
+        "ID",
+        "NAME",
+        "SPENT / BUDGET",
+        "LEFT",
+        "ON BUDGET",
+        "PII",
+        "RPM",
+        "TPM",
+        "UNMETERED",
+        right=("LEFT", "RPM", "TPM"),
+    )
     for a in agents:
         left = None if a.budget_usd is None else max(a.budget_usd - a.spent_usd, 0.0)
-        t.add_row(a.id, a.name, render.budget(a.spent_usd, a.budget_usd), render.usd(left),
-                  a.on_budget, a.pii, str(a.rpm or render.DASH), str(a.tpm or render.DASH),
-                  "allowed" if a.allow_unmetered else "refused")
+        t.add_row(
+            a.id,
+            a.name,
+            render.budget(a.spent_usd, a.budget_usd),
+            render.usd(left),
+            a.on_budget,
+            a.pii,
+            str(a.rpm or render.DASH),
+            str(a.tpm or render.DASH),
+            "allowed" if a.allow_unmetered else "refused",
+        )
     render.console().print(t if agents else "no agents running")
 
 
-def frame(rt: Runtime, *, include: set[str] | None = None, title: str | None = None) -> RenderableType:
+def frame(
+    rt: Runtime, *, include: set[str] | None = None, title: str | None = None
+) -> RenderableType:
     """One frame of `top`: the live agents (plus those in `include`) with their metrics."""
     from rich.text import Text
 
     agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
     shown = [a for a in agents if a.status.live or (include and a.id in include)]
-    t = render.table("ID", "NAME", "STATUS", "PID", "CPU", "MEM", "PROCS", "UPTIME", "CALLS",
-                     "TOKENS", "SPENT / BUDGET", "USED",
-                     right=("PID", "CPU", "MEM", "PROCS", "UPTIME", "CALLS", "TOKENS", "USED"))
-    t.title = title or (f"ironrt top: {sum(a.status.live for a in agents)} running, "
-                        f"{len(agents)} known  (q quits)")
+    t = render.table(
+        "ID",
+        "NAME",
+        "STATUS",
+        "PID",
+        "CPU",
+        "MEM",
+        "UPTIME",
+        "CALLS",
+        "TOKENS",
+        "SPENT / BUDGET",
+        "USED",
+        right=("PID", "CPU", "MEM", "UPTIME", "CALLS", "TOKENS", "USED"),
+    )
+    t.title = title or (
+        f"ironrt top: {sum(a.status.live for a in agents)} running, {len(agents)} known  (q quits)"
+    )
     t.title_justify = "left"
     for a in shown:
         m = rt.get_metrics(a.id)
         word, style = render.status_text(a)
         used = m.budget_used_percent
+        live = m.status.live
         t.add_row(
-            a.id, a.name, Text(word, style=style), str(m.pid or render.DASH) if m.status.live else "-",
-            f"{m.cpu_percent:.1f}%", render.nbytes(m.rss_bytes), str(m.num_processes or render.DASH),
-            render.duration(m.uptime_s) if m.status.live else render.DASH, f"{m.llm_calls:,}",
-            f"{m.input_tokens + m.output_tokens:,}", render.budget(m.spent_usd, m.budget_usd),
-            Text(f"{used:.0f}%" if used is not None else render.DASH,
-                 style="red" if used is not None and used >= 95 else
-                 "yellow" if used is not None and used >= 80 else ""),
+            a.id[:SHORT_ID],
+            a.name,
+            Text(word, style=style),
+            str(m.pid) if live and m.pid else render.DASH,
+            f"{m.cpu_percent:.1f}%" if live else render.DASH,
+            render.nbytes(m.rss_bytes),
+            render.duration(m.uptime_s) if live else render.DASH,
+            f"{m.llm_calls:,}",
+            f"{m.input_tokens + m.output_tokens:,}",
+            render.budget(m.spent_usd, m.budget_usd),
+            Text(
+                f"{used:.0f}%" if used is not None else render.DASH,
+                style="red"
+                if used is not None and used >= 95
+                else "yellow"
+                if used is not None and used >= 80
+                else "",
+            ),
         )
     return t
 
@@ -221,8 +318,9 @@ def _wait_for_quit(seconds: float, keys: bool) -> bool:
 @app.command("top")
 def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    interval: Annotated[float, typer.Option("--interval", min=0.1, metavar="S",
-                                            help="Seconds between refreshes.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, metavar="S", help="Seconds between refreshes.")
+    ] = 1.0,
 ) -> None:
     """A live table of the running agents: cpu, memory, calls, spend (q or Ctrl-C quits)."""
     rt = runtime()
@@ -233,7 +331,10 @@ def top(
     from rich.live import Live
 
     # Ctrl-C is a normal way to leave top, not an error: exit 0 like q does.
-    with contextlib.suppress(KeyboardInterrupt), _keys() as keys, \
-            Live(frame(rt), console=out, auto_refresh=False) as live:
+    with (
+        contextlib.suppress(KeyboardInterrupt),
+        _keys() as keys,
+        Live(frame(rt), console=out, auto_refresh=False) as live,
+    ):
         while not _wait_for_quit(interval, keys):
             live.update(frame(rt), refresh=True)

@@ -135,8 +135,16 @@ def details(data: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
 
 
-_ANSI = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
-         "magenta": "35", "cyan": "36"}
+_ANSI = {
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
+}
 
 
 def use_color(stream: TextIO) -> bool:
@@ -152,8 +160,13 @@ def paint(text: str, style: str, color: bool) -> str:
 Cell = str | tuple[str, str]  # text, or (text, style)
 
 
-def columns(headers: Sequence[str], rows: Sequence[Sequence[Cell]], *, right: Sequence[str] = (),
-            stream: TextIO | None = None) -> None:
+def columns(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    right: Sequence[str] = (),
+    stream: TextIO | None = None,
+) -> None:
     """Print an aligned table without rich, in the style of `docker ps`.
 
     Only `ps` uses it: it is the command typed most often, and importing rich would
@@ -193,7 +206,7 @@ def table(*headers: str, right: Sequence[str] = ()) -> Table:
     """A borderless table in the style of `docker ps`; `right` names numeric columns."""
     from rich.table import Table
 
-    t = Table(box=None, pad_edge=False, padding=(0, 3, 0, 0), header_style="bold")
+    t = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
     for header in headers:
         t.add_column(header, justify="right" if header in right else "left", no_wrap=True)
     return t

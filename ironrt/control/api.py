@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import msgspec
@@ -63,11 +64,18 @@ def build(ctx: DaemonContext) -> Router:
     async def health(req: Request) -> Response:
         return json_response(
             Health(
-                ok=True, pid=os.getpid(), version=__version__, protocol=PROTOCOL_VERSION,
-                socket=str(ctx.settings.socket_path), home=str(ctx.settings.home),
-                router_url=ctx.router_url, offline=ctx.settings.offline,
-                uptime_s=round(time.monotonic() - ctx.started, 3), agents=sup.counts(),
-                provider_keys=ctx.provider_keys(), circuits=ctx.circuits(),
+                ok=True,
+                pid=os.getpid(),
+                version=__version__,
+                protocol=PROTOCOL_VERSION,
+                socket=str(ctx.settings.socket_path),
+                home=str(ctx.settings.home),
+                router_url=ctx.router_url,
+                offline=ctx.settings.offline,
+                uptime_s=round(time.monotonic() - ctx.started, 3),
+                agents=sup.counts(),
+                provider_keys=ctx.provider_keys(),
+                circuits=ctx.circuits(),
             )
         )
 
@@ -78,7 +86,7 @@ def build(ctx: DaemonContext) -> Router:
         return Response(200, openapi_document(r, __version__))
 
     async def list_agents(req: Request) -> Response:
-        return json_response(AgentList(agents=sup.list()))
+        return json_response(AgentList(agents=sup.agents_list()))
 
     async def start_agent(req: Request) -> Response:
         body = await req.json(StartRequest)
@@ -123,11 +131,10 @@ def build(ctx: DaemonContext) -> Router:
                 yield head
             idle_after_end = 0
             while not ctx.stopping.is_set():
-                got = False
-                for data, offset in await anyio.to_thread.run_sync(
-                    lambda: list(logfiles.read_from(path, offset))
-                ):
-                    got = True
+                chunks = await anyio.to_thread.run_sync(_read_new, path, offset)
+                got = bool(chunks)
+                for data, end in chunks:
+                    offset = end
                     yield data
                 if not m.record.status.live and not got:
                     idle_after_end += 1
@@ -147,14 +154,18 @@ def build(ctx: DaemonContext) -> Router:
 
         async def follow() -> AsyncIterator[bytes]:
             async with ctx.bus.subscribe() as live:
-                backlog = await event_store.query(ctx.db, agent_id=agent_id, since=since, limit=limit)
+                backlog = await event_store.query(
+                    ctx.db, agent_id=agent_id, since=since, limit=limit
+                )
                 last = backlog[-1].id if backlog else since
                 for event in backlog:
                     yield msgspec.json.encode(event) + b"\n"
                 with anyio.CancelScope() as scope:
+
                     async def stop_on_shutdown() -> None:
                         await ctx.stopping.wait()
                         scope.cancel()
+
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(stop_on_shutdown)
                         async for event in live:
@@ -175,42 +186,130 @@ def build(ctx: DaemonContext) -> Router:
     async def traces(req: Request) -> Response:
         agent_id = sup.find(req.query["agent"]).record.id if req.query.get("agent") else None
         limit = int(req.number("limit", 50, 1, 10_000))
-        return json_response(TraceList(traces=await trace_store.query(ctx.db, agent_id=agent_id, limit=limit)))
+        return json_response(
+            TraceList(traces=await trace_store.query(ctx.db, agent_id=agent_id, limit=limit))
+        )
 
     async def limits(req: Request) -> Response:
-        return json_response(AgentList(agents=[a for a in sup.list() if a.status.live]))
+        return json_response(AgentList(agents=[a for a in sup.agents_list() if a.status.live]))
 
     async def shutdown(req: Request) -> Response:
         keep = req.flag("keep_agents")
         ctx.request_shutdown(keep)
         return json_response({"stopping": True, "keep_agents": keep}, 202)
 
-    r.add("GET", "/v1/health", health, "Daemon health, version, router address, agent counts", response=Health)
+    r.add(
+        "GET",
+        "/v1/health",
+        health,
+        "Daemon health, version, router address, agent counts",
+        response=Health,
+    )
     r.add("GET", "/v1/version", version, "Daemon and protocol version", response=Version)
     r.add("GET", "/v1/openapi.json", openapi, "This description")
     r.add("GET", "/v1/agents", list_agents, "List agents", response=AgentList)
     r.add("POST", "/v1/agents", start_agent, "Start an agent", body=StartRequest, response=Agent)
-    r.add("GET", "/v1/agents/{ref}", get_agent, "Get an agent by id, id prefix or name", response=Agent)
-    r.add("PATCH", "/v1/agents/{ref}", update_agent, "Change budget, PII mode or rate limits of an agent",
-          body=UpdateRequest, response=Agent)
-    r.add("DELETE", "/v1/agents/{ref}", remove_agent, "Remove an ended agent (force: stop it first)",
-          response=Agent, query=("force", "timeout"))
-    r.add("POST", "/v1/agents/{ref}/stop", stop_agent, "Stop: SIGTERM to the tree, grace, SIGKILL",
-          body=StopRequest, response=Agent)
-    r.add("POST", "/v1/agents/{ref}/restart", restart_agent, "Restart an agent", body=StopRequest, response=Agent)
-    r.add("GET", "/v1/agents/{ref}/wait", wait_agent, "Wait until the agent has ended (long poll)",
-          response=Agent, query=("timeout",))
-    r.add("GET", "/v1/agents/{ref}/metrics", agent_metrics, "CPU, memory, uptime, LLM usage and spend",
-          response=Metrics)
-    r.add("GET", "/v1/agents/{ref}/logs", agent_logs, "The agent's stdout/stderr (follow: stream)",
-          query=("tail", "follow"))
-    r.add("GET", "/v1/events", events, "Events, oldest first (follow: NDJSON stream)",
-          response=EventList, query=("agent", "since", "limit", "follow"))
-    r.add("GET", "/v1/usage", usage, "Spend and tokens grouped by agent, provider or model",
-          response=Usage, query=("by", "agent"))
-    r.add("GET", "/v1/traces", traces, "One row per LLM call, newest last", response=TraceList,
-          query=("agent", "limit"))
-    r.add("GET", "/v1/limits", limits, "Budgets and rate limits of the live agents", response=AgentList)
-    r.add("POST", "/v1/daemon/stop", shutdown, "Stop the daemon (keep_agents: leave agents running)",
-          query=("keep_agents",))
+    r.add(
+        "GET",
+        "/v1/agents/{ref}",
+        get_agent,
+        "Get an agent by id, id prefix or name",
+        response=Agent,
+    )
+    r.add(
+        "PATCH",
+        "/v1/agents/{ref}",
+        update_agent,
+        "Change budget, PII mode or rate limits of an agent",
+        body=UpdateRequest,
+        response=Agent,
+    )
+    r.add(
+        "DELETE",
+        "/v1/agents/{ref}",
+        remove_agent,
+        "Remove an ended agent (force: stop it first)",
+        response=Agent,
+        query=("force", "timeout"),
+    )
+    r.add(
+        "POST",
+        "/v1/agents/{ref}/stop",
+        stop_agent,
+        "Stop: SIGTERM to the tree, grace, SIGKILL",
+        body=StopRequest,
+        response=Agent,
+    )
+    r.add(
+        "POST",
+        "/v1/agents/{ref}/restart",
+        restart_agent,
+        "Restart an agent",
+        body=StopRequest,
+        response=Agent,
+    )
+    r.add(
+        "GET",
+        "/v1/agents/{ref}/wait",
+        wait_agent,
+        "Wait until the agent has ended (long poll)",
+        response=Agent,
+        query=("timeout",),
+    )
+    r.add(
+        "GET",
+        "/v1/agents/{ref}/metrics",
+        agent_metrics,
+        "CPU, memory, uptime, LLM usage and spend",
+        response=Metrics,
+    )
+    r.add(
+        "GET",
+        "/v1/agents/{ref}/logs",
+        agent_logs,
+        "The agent's stdout/stderr (follow: stream)",
+        query=("tail", "follow"),
+    )
+    r.add(
+        "GET",
+        "/v1/events",
+        events,
+        "Events, oldest first (follow: NDJSON stream)",
+        response=EventList,
+        query=("agent", "since", "limit", "follow"),
+    )
+    r.add(
+        "GET",
+        "/v1/usage",
+        usage,
+        "Spend and tokens grouped by agent, provider or model",
+        response=Usage,
+        query=("by", "agent"),
+    )
+    r.add(
+        "GET",
+        "/v1/traces",
+        traces,
+        "One row per LLM call, newest last",
+        response=TraceList,
+        query=("agent", "limit"),
+    )
+    r.add(
+        "GET",
+        "/v1/limits",
+        limits,
+        "Budgets and rate limits of the live agents",
+        response=AgentList,
+    )
+    r.add(
+        "POST",
+        "/v1/daemon/stop",
+        shutdown,
+        "Stop the daemon (keep_agents: leave agents running)",
+        query=("keep_agents",),
+    )
     return r
+
+
+def _read_new(path: Path, offset: int) -> list[tuple[bytes, int]]:
+    return list(logfiles.read_from(path, offset))

@@ -82,7 +82,9 @@ class Request:
         except ValueError:
             raise InvalidRequest(f"query parameter `{name}` must be a number", field=name) from None
         if not lo <= value <= hi:
-            raise InvalidRequest(f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name)
+            raise InvalidRequest(
+                f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name
+            )
         return value
 
 
@@ -169,11 +171,20 @@ class Router:
         self.routes: list[Route] = []
 
     def add(
-        self, method: str, template: str, handler: Handler, summary: str, *,
-        body: type | None = None, response: type | None = None, query: tuple[str, ...] = (),
+        self,
+        method: str,
+        template: str,
+        handler: Handler,
+        summary: str,
+        *,
+        body: type | None = None,
+        response: type | None = None,
+        query: tuple[str, ...] = (),
     ) -> None:
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
-        self.routes.append(Route(method, re.compile(regex), template, handler, summary, body, response, query))
+        self.routes.append(
+            Route(method, re.compile(regex), template, handler, summary, body, response, query)
+        )
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = []
@@ -184,7 +195,9 @@ class Router:
                     return route, found.groupdict()
                 allowed.append(route.method)
         if allowed:
-            raise MethodNotAllowed(f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})")
+            raise MethodNotAllowed(
+                f"{method} is not allowed on {path} (allowed: {', '.join(allowed)})"
+            )
         raise NotFound(f"no such resource: {method} {path}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

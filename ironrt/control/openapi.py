@@ -21,7 +21,9 @@ def openapi_document(router: Router, version: str) -> bytes:
         for t in (route.body, route.response):
             if t is not None and t not in types:
                 types.append(t)
-    schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for route in router.routes:
@@ -38,7 +40,10 @@ def openapi_document(router: Router, version: str) -> bytes:
         params = [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in route.pattern.groupindex
-        ] + [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in route.query]
+        ] + [
+            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}}
+            for q in route.query
+        ]
         if params:
             op["parameters"] = params
         if route.body is not None:
@@ -46,7 +51,9 @@ def openapi_document(router: Router, version: str) -> bytes:
         ok: dict[str, Any] = {"description": "OK"}
         if route.response is not None:
             ok["content"] = {"application/json": {"schema": refs[route.response]}}
-        op["responses"]["201" if route.method == "POST" and route.template == "/v1/agents" else "200"] = ok
+        op["responses"][
+            "201" if route.method == "POST" and route.template == "/v1/agents" else "200"
+        ] = ok
         paths.setdefault(route.template, {})[route.method.lower()] = op
     doc = {
         "openapi": "3.1.0",

@@ -15,7 +15,8 @@ client = OpenAI()
 for call in range(1, 41):
     try:
         reply = client.chat.completions.create(
-            model="gpt-4o", max_tokens=64,
+            model="gpt-4o",
+            max_tokens=64,
             messages=[{"role": "user", "content": f"Summarize part {call}:\n{DOCUMENT}"}],
         )
     except openai.APIStatusError as exc:

@@ -7,7 +7,8 @@ from anthropic import Anthropic
 client = Anthropic()  # key and base URL come from the environment ironrt gives the agent
 for draft in range(1, 5):
     with client.messages.stream(
-        model="claude-haiku-4-5", max_tokens=300,
+        model="claude-haiku-4-5",
+        max_tokens=300,
         messages=[{"role": "user", "content": f"Draft {draft} of a haiku about supervisors."}],
     ) as stream:
         text = "".join(stream.text_stream)

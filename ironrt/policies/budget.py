@@ -53,9 +53,15 @@ class BudgetPolicy(Policy):
         asked = flow.adapter.max_output_tokens(flow.endpoint, body) if has_output else 0
         output_bound = asked if asked is not None else self._window(flow)
         cost = self.pricer.bound(flow.provider, flow.model, input_bound, output_bound * choices)
-        remaining = Decimal(str(gov.budget_usd)) - Decimal(str(gov.spent_usd)) - Decimal(str(gov.reserved_usd))
+        remaining = (
+            Decimal(str(gov.budget_usd))
+            - Decimal(str(gov.spent_usd))
+            - Decimal(str(gov.reserved_usd))
+        )
         if cost > remaining:
-            affordable = self._affordable_output(flow, remaining, input_bound, choices) if has_output else 0
+            affordable = (
+                self._affordable_output(flow, remaining, input_bound, choices) if has_output else 0
+            )
             if affordable < MIN_USEFUL_OUTPUT:
                 self._refuse(flow)
                 return
@@ -82,8 +88,12 @@ class BudgetPolicy(Policy):
             if used >= threshold and threshold not in gov.warned:
                 gov.warned.add(threshold)
                 kind = "BudgetExhausted" if threshold == 100 else "BudgetWarning"
-                flow.emit(kind, threshold_percent=threshold, spent_usd=round(gov.spent_usd, 6),
-                          budget_usd=budget)
+                flow.emit(
+                    kind,
+                    threshold_percent=threshold,
+                    spent_usd=round(gov.spent_usd, 6),
+                    budget_usd=budget,
+                )
                 if threshold == 100 and gov.on_budget == "stop":
                     flow.metadata["stop_agent"] = True
 
@@ -93,7 +103,9 @@ class BudgetPolicy(Policy):
             self._windows[key] = context_window(flow.provider, flow.model) or FALLBACK_MAX_OUTPUT
         return self._windows[key]
 
-    def _affordable_output(self, flow: Flow, remaining: Decimal, input_bound: int, choices: int) -> int:
+    def _affordable_output(
+        self, flow: Flow, remaining: Decimal, input_bound: int, choices: int
+    ) -> int:
         input_cost = self.pricer.bound(flow.provider, flow.model, input_bound, 0)
         per_token = self.pricer.output_token_price(flow.provider, flow.model)
         if per_token <= 0:
@@ -103,17 +115,24 @@ class BudgetPolicy(Policy):
     def _refuse(self, flow: Flow) -> None:
         gov = flow.agent
         budget = gov.budget_usd or 0.0
-        flow.refuse(Refusal(
-            402,
-            f"ironrt budget exhausted for agent {gov.agent_id}: spent ${gov.spent_usd:.6f} of "
-            f"${budget:.2f} (${gov.reserved_usd:.6f} held by calls in flight); raise it with "
-            f"`ironrt budget {gov.agent_id} <usd>`",
-            type="insufficient_quota",
-            code="budget_exhausted",
-            policy=self.name,
-        ))
+        flow.refuse(
+            Refusal(
+                402,
+                f"ironrt budget exhausted for agent {gov.agent_id}: spent ${gov.spent_usd:.6f} of "
+                f"${budget:.2f} (${gov.reserved_usd:.6f} held by calls in flight); raise it with "
+                f"`ironrt budget {gov.agent_id} <usd>`",
+                type="insufficient_quota",
+                code="budget_exhausted",
+                policy=self.name,
+            )
+        )
         if 100 not in gov.warned:
             gov.warned.add(100)
-            flow.emit("BudgetExhausted", spent_usd=round(gov.spent_usd, 6), budget_usd=budget, refused=True)
+            flow.emit(
+                "BudgetExhausted",
+                spent_usd=round(gov.spent_usd, 6),
+                budget_usd=budget,
+                refused=True,
+            )
             if gov.on_budget == "stop":
                 flow.metadata["stop_agent"] = True

@@ -30,7 +30,13 @@ from ironrt.router.pipeline import Pipeline, PolicyFailed
 from ironrt.router.providers import adapter_for
 from ironrt.router.providers.base import ProviderAdapter
 from ironrt.router.sse import SSEParser, encode_event
-from ironrt.router.upstream import Upstream, UpstreamResponse, UpstreamUnavailable, forward_headers, offline
+from ironrt.router.upstream import (
+    Upstream,
+    UpstreamResponse,
+    UpstreamUnavailable,
+    forward_headers,
+    offline,
+)
 from ironrt.supervisor.environment import token_hash
 
 log = logging.getLogger("ironrt.router")
@@ -86,34 +92,66 @@ class RouterApp:
             return
         adapter = adapter_for(path, headers)
         if adapter is None:
-            await _respond(send, 404, _ENCODE({"error": {
-                "message": f"ironrt router: no such endpoint {method} {path}; supported: {_SUPPORTED}",
-                "type": "invalid_request_error", "param": None, "code": "unknown_endpoint"}}))
+            await _respond(
+                send,
+                404,
+                _ENCODE(
+                    {
+                        "error": {
+                            "message": f"ironrt router: no such endpoint {method} {path}; "
+                            f"supported: {_SUPPORTED}",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": "unknown_endpoint",
+                        }
+                    }
+                ),
+            )
             return
         token = adapter.token_from_headers(headers)
         gov = self.lookup(token_hash(token)) if token else None
         if gov is None or not gov.active:
             reason = (
                 "no IC_TOKEN was sent (set the SDK's api_key from the agent's environment)"
-                if not token else "the IC_TOKEN is unknown or revoked (the agent was stopped?)"
+                if not token
+                else "the IC_TOKEN is unknown or revoked (the agent was stopped?)"
             )
-            await self._error(send, adapter, 401, f"ironrt router: {reason}", "authentication_error",
-                              "invalid_ic_token", retry=False)
+            await self._error(
+                send,
+                adapter,
+                401,
+                f"ironrt router: {reason}",
+                "authentication_error",
+                "invalid_ic_token",
+                retry=False,
+            )
             return
         endpoint = adapter.endpoint_for(method, path)
         if endpoint is None or (endpoint == "unmetered" and not gov.allow_unmetered):
-            await self._error(send, adapter, 404,
-                              f"ironrt router: {method} {path} cannot be metered, so it is not "
-                              f"forwarded (start the agent with --allow-unmetered to allow it); "
-                              f"supported: {_SUPPORTED}", "invalid_request_error",
-                              "endpoint_not_supported", retry=False)
+            await self._error(
+                send,
+                adapter,
+                404,
+                f"ironrt router: {method} {path} cannot be metered, so it is not "
+                f"forwarded (start the agent with --allow-unmetered to allow it); "
+                f"supported: {_SUPPORTED}",
+                "invalid_request_error",
+                "endpoint_not_supported",
+                retry=False,
+            )
             return
         try:
             raw = await _read_body(receive)
         except _BodyTooLarge:
-            await self._error(send, adapter, 413, f"ironrt router: request body larger than "
-                              f"{MAX_BODY_BYTES // (1024 * 1024)} MiB", "invalid_request_error",
-                              "request_too_large", retry=False)
+            await self._error(
+                send,
+                adapter,
+                413,
+                f"ironrt router: request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
+                "invalid_request_error",
+                "request_too_large",
+                retry=False,
+            )
             return
         except _ClientGone:
             return
@@ -122,12 +160,26 @@ class RouterApp:
             try:
                 decoded = _DECODE.decode(raw)
             except msgspec.DecodeError as exc:
-                await self._error(send, adapter, 400, f"ironrt router: malformed JSON body: {exc}",
-                                  "invalid_request_error", "invalid_json", retry=False)
+                await self._error(
+                    send,
+                    adapter,
+                    400,
+                    f"ironrt router: malformed JSON body: {exc}",
+                    "invalid_request_error",
+                    "invalid_json",
+                    retry=False,
+                )
                 return
             if not isinstance(decoded, dict):
-                await self._error(send, adapter, 400, "ironrt router: the JSON body must be an object",
-                                  "invalid_request_error", "invalid_json", retry=False)
+                await self._error(
+                    send,
+                    adapter,
+                    400,
+                    "ironrt router: the JSON body must be an object",
+                    "invalid_request_error",
+                    "invalid_json",
+                    retry=False,
+                )
                 return
             body = decoded
         flow = Flow(agent=gov, adapter=adapter, endpoint=endpoint, body=body)
@@ -149,7 +201,11 @@ class RouterApp:
     ) -> None:
         adapter = flow.adapter
         drop_usage = False
-        if flow.stream and flow.body is not None and adapter.ensure_stream_usage(flow.endpoint, flow.body):
+        if (
+            flow.stream
+            and flow.body is not None
+            and adapter.ensure_stream_usage(flow.endpoint, flow.body)
+        ):
             drop_usage = True
             flow.body_changed = True
         self.pipeline.request(flow)
@@ -166,11 +222,17 @@ class RouterApp:
                 flow.status_code = 401
                 flow.error = "no provider key"
                 await self._error(
-                    send, adapter, 401,
+                    send,
+                    adapter,
+                    401,
                     f"ironrt has no {adapter.name} API key: export {adapter.key_env[0]} in the "
                     "environment that starts the daemon (then `ironrt daemon stop`; the next "
                     "command restarts it), add it to $IRONRT_HOME/keys.toml, or run offline "
-                    "with IRONRT_OFFLINE=1", "authentication_error", "no_provider_key", retry=False)
+                    "with IRONRT_OFFLINE=1",
+                    "authentication_error",
+                    "no_provider_key",
+                    retry=False,
+                )
                 return
             env_name, key = found
             headers = forward_headers(scope["headers"], adapter.auth_headers)
@@ -180,15 +242,26 @@ class RouterApp:
             url = adapter.upstream_url(path, base)
             try:
                 upstream = await self.upstream.send(
-                    flow, self.pipeline, method=scope["method"], url=url, headers=headers, content=raw
+                    flow,
+                    self.pipeline,
+                    method=scope["method"],
+                    url=url,
+                    headers=headers,
+                    content=raw,
                 )
             except UpstreamUnavailable as exc:
                 gave_up = flow.metadata.get("retry", {}).get("gave_up", False)
                 status = 504 if exc.kind == "timeout" else 502
                 flow.status_code, flow.error = status, str(exc)
-                await self._error(send, adapter, status, f"ironrt router: the {adapter.name} API "
-                                  f"is unreachable: {exc}", "api_error", "upstream_unreachable",
-                                  retry=not gave_up)
+                await self._error(
+                    send,
+                    adapter,
+                    status,
+                    f"ironrt router: the {adapter.name} API is unreachable: {exc}",
+                    "api_error",
+                    "upstream_unreachable",
+                    retry=not gave_up,
+                )
                 return
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
@@ -205,13 +278,24 @@ class RouterApp:
             data = await upstream.read()
         except Exception as exc:  # the upstream broke mid-body
             flow.status_code, flow.error = 502, f"upstream body: {type(exc).__name__}"
-            await self._error(send, adapter, 502, "ironrt router: the upstream response broke off",
-                              "api_error", "upstream_broken", retry=False)
+            await self._error(
+                send,
+                adapter,
+                502,
+                "ironrt router: the upstream response broke off",
+                "api_error",
+                "upstream_broken",
+                retry=False,
+            )
             return
         flow.status_code = upstream.status
         flow.ttfb = time.monotonic()
         headers = list(upstream.headers)
-        if upstream.status < 300 and "json" in upstream.content_type and flow.endpoint != "unmetered":
+        if (
+            upstream.status < 300
+            and "json" in upstream.content_type
+            and flow.endpoint != "unmetered"
+        ):
             try:
                 parsed = _DECODE.decode(data)
             except msgspec.DecodeError:
@@ -225,8 +309,15 @@ class RouterApp:
                         data = _ENCODE(parsed)
                 except PolicyFailed as exc:
                     flow.status_code, flow.error = 500, str(exc)
-                    await self._error(send, adapter, 500, f"ironrt router: {exc}; the response was "
-                                      "withheld", "api_error", "policy_error", retry=False)
+                    await self._error(
+                        send,
+                        adapter,
+                        500,
+                        f"ironrt router: {exc}; the response was withheld",
+                        "api_error",
+                        "policy_error",
+                        retry=False,
+                    )
                     return
         elif upstream.status >= 400:
             flow.error = _error_text(data)
@@ -288,7 +379,9 @@ class RouterApp:
                     tail = parser.flush()
                     out = []
                     for ev in tail:
-                        if ev.data is not None and adapter.usage_from_event(flow.endpoint, ev, usage):
+                        if ev.data is not None and adapter.usage_from_event(
+                            flow.endpoint, ev, usage
+                        ):
                             saw_usage = True
                         out.extend(self.pipeline.stream_event(flow, ev))
                     out.extend(self.pipeline.stream_end(flow))
@@ -301,8 +394,12 @@ class RouterApp:
             except Exception as exc:  # upstream broke or stalled mid-stream
                 flow.error = f"stream interrupted: {type(exc).__name__}: {exc}"[:500]
                 await self._stream_error(
-                    send, flow, "ironrt router: the upstream stream stalled or broke off "
-                    f"({type(exc).__name__})", gone)
+                    send,
+                    flow,
+                    "ironrt router: the upstream stream stalled or broke off "
+                    f"({type(exc).__name__})",
+                    gone,
+                )
             if not gone.is_set():
                 await send({"type": "http.response.body", "body": b""})
             elif flow.error is None:
@@ -316,19 +413,40 @@ class RouterApp:
     async def _stream_error(self, send: Send, flow: Flow, message: str, gone: anyio.Event) -> None:
         if gone.is_set():
             return
-        await send({"type": "http.response.body",
-                    "body": flow.adapter.stream_error_event(message, "api_error"), "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": flow.adapter.stream_error_event(message, "api_error"),
+                "more_body": True,
+            }
+        )
 
     async def _refuse(self, send: Send, flow: Flow, refusal: Refusal) -> None:
         flow.status_code = refusal.status
         flow.error = f"refused by {refusal.policy or 'router'}: {refusal.code or refusal.type}"
         extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
-        await self._error(send, flow.adapter, refusal.status, refusal.message, refusal.type,
-                          refusal.code, retry=refusal.retryable, extra=extra)
+        await self._error(
+            send,
+            flow.adapter,
+            refusal.status,
+            refusal.message,
+            refusal.type,
+            refusal.code,
+            retry=refusal.retryable,
+            extra=extra,
+        )
 
     async def _error(
-        self, send: Send, adapter: ProviderAdapter, status: int, message: str, type_: str,
-        code: str | None, *, retry: bool, extra: list[tuple[bytes, bytes]] | None = None,
+        self,
+        send: Send,
+        adapter: ProviderAdapter,
+        status: int,
+        message: str,
+        type_: str,
+        code: str | None,
+        *,
+        retry: bool,
+        extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         body = adapter.error_body(status, message, type_, code)
         headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
@@ -367,8 +485,13 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [_JSON, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [_JSON, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

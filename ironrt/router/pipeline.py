@@ -48,11 +48,16 @@ class Pipeline:
                 policy.request(flow)
             except Exception as exc:
                 log.exception("policy %s failed on request", policy.name)
-                flow.refuse(Refusal(
-                    500, f"ironrt policy '{policy.name}' failed ({type(exc).__name__}); "
-                    "the call was not forwarded", type="api_error", code="policy_error",
-                    policy=policy.name,
-                ))
+                flow.refuse(
+                    Refusal(
+                        500,
+                        f"ironrt policy '{policy.name}' failed ({type(exc).__name__}); "
+                        "the call was not forwarded",
+                        type="api_error",
+                        code="policy_error",
+                        policy=policy.name,
+                    )
+                )
             if flow.refusal is not None:
                 return
 

@@ -71,7 +71,9 @@ def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
                 Decimal(str(spec["cache_write_mtok"])) if "cache_write_mtok" in spec else None,
             )
         except (KeyError, ArithmeticError, TypeError) as exc:
-            raise ValueError(f"{path}: model {model!r} needs numeric input_mtok and output_mtok") from exc
+            raise ValueError(
+                f"{path}: model {model!r} needs numeric input_mtok and output_mtok"
+            ) from exc
     return out
 
 
@@ -107,7 +109,9 @@ class Pricer:
             from genai_prices import data_snapshot
 
             try:
-                _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
+                _, info = data_snapshot.get_snapshot().find_provider_model(
+                    model, None, provider, None
+                )
             except LookupError:
                 raise UnknownPrice(
                     f"no known price for model '{model}' ({provider}); ironrt cannot keep an "
@@ -129,10 +133,17 @@ class Pricer:
     def bound(self, provider: str, model: str, input_tokens: int, output_tokens: int) -> Decimal:
         """An upper bound of a call's cost: every input token at the dearest input rate
         (plain or cache write), every output token at the output rate."""
-        plain = self.cost(provider, model, TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens))
+        plain = self.cost(
+            provider, model, TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens)
+        )
         written = self.cost(
-            provider, model,
-            TokenUsage(input_tokens=input_tokens, cache_write_tokens=input_tokens, output_tokens=output_tokens),
+            provider,
+            model,
+            TokenUsage(
+                input_tokens=input_tokens,
+                cache_write_tokens=input_tokens,
+                output_tokens=output_tokens,
+            ),
         )
         return max(plain, written)
 

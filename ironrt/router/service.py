@@ -60,7 +60,12 @@ def build_policies(pricer: Pricer, reliability: ReliabilitySettings) -> list[Pol
 
 class RouterService:
     def __init__(
-        self, settings: Settings, db: Database, bus: EventBus, supervisor: Supervisor, keys: ProviderKeys
+        self,
+        settings: Settings,
+        db: Database,
+        bus: EventBus,
+        supervisor: Supervisor,
+        keys: ProviderKeys,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -74,10 +79,15 @@ class RouterService:
         self.upstream = Upstream(self.reliability)
         config = RouterConfig(
             offline=settings.offline,
-            base_urls={"openai": settings.openai_base_url, "anthropic": settings.anthropic_base_url},
+            base_urls={
+                "openai": settings.openai_base_url,
+                "anthropic": settings.anthropic_base_url,
+            },
             keys=self._key_for,
         )
-        self.app = RouterApp(config, self.pipeline, self.upstream, supervisor.governance_for_token, self.settle)
+        self.app = RouterApp(
+            config, self.pipeline, self.upstream, supervisor.governance_for_token, self.settle
+        )
         self._stop_requests, self._stop_receive = anyio.create_memory_object_stream[str](100)
 
     def _key_for(self, provider: str) -> tuple[str, str] | None:
@@ -85,8 +95,10 @@ class RouterService:
         if key is None:
             return None
         kind = self.keys.kinds.get(provider, "api_key")
-        env_name = "ANTHROPIC_AUTH_TOKEN" if (provider == "anthropic" and kind == "bearer") else (
-            "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
+        env_name = (
+            "ANTHROPIC_AUTH_TOKEN"
+            if (provider == "anthropic" and kind == "bearer")
+            else ("OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY")
         )
         return env_name, key
 
@@ -133,20 +145,29 @@ class RouterService:
             gov.errors += 1
         now = time.monotonic()
         trace = Trace(
-            id=0, agent_id=gov.agent_id, provider=flow.provider, model=flow.model or "",
-            endpoint=flow.endpoint, stream=flow.stream, status_code=flow.status_code,
+            id=0,
+            agent_id=gov.agent_id,
+            provider=flow.provider,
+            model=flow.model or "",
+            endpoint=flow.endpoint,
+            stream=flow.stream,
+            status_code=flow.status_code,
             input_tokens=usage.input_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_tokens if usage else 0,
             reasoning_tokens=usage.reasoning_tokens if usage else 0,
-            cost_usd=flow.cost_usd, latency_ms=round((now - flow.started) * 1000, 3),
+            cost_usd=flow.cost_usd,
+            latency_ms=round((now - flow.started) * 1000, 3),
             ttfb_ms=round((flow.ttfb - flow.started) * 1000, 3) if flow.ttfb else None,
-            error=flow.error, started_at=utcnow(),
+            error=flow.error,
+            started_at=utcnow(),
         )
-        await self.db.transaction([
-            trace_store.insert_statement(trace),
-            ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
-        ])
+        await self.db.transaction(
+            [
+                trace_store.insert_statement(trace),
+                ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
+            ]
+        )
         for event in flow.events:
             await self.bus.publish(event.kind, gov.agent_id, **event.data)
         if flow.metadata.get("stop_agent"):
@@ -166,4 +187,3 @@ class RouterService:
             except UnknownPrice:
                 return float(flow.metadata.get("budget", 0.0))
         return float(cost.quantize(Decimal("0.000000001")))
-

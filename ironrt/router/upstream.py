@@ -17,19 +17,40 @@ from typing import Any
 import anyio
 import httpx
 
+from ironrt.policies.settings import ReliabilitySettings
 from ironrt.router.flow import Attempt, Flow
 from ironrt.router.offline import offline_response
-from ironrt.policies.settings import ReliabilitySettings
 from ironrt.router.pipeline import Pipeline
 
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "trailers", "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding",
-})
-_DROP_FROM_UPSTREAM = frozenset({
-    "connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
-    "date", "server", "alt-svc", "set-cookie",
-})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+    }
+)
+_DROP_FROM_UPSTREAM = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        "alt-svc",
+        "set-cookie",
+    }
+)
 
 
 class UpstreamUnavailable(Exception):
@@ -66,7 +87,9 @@ class UpstreamResponse:
             await self._httpx.aclose()
 
 
-def forward_headers(scope_headers: list[tuple[bytes, bytes]], drop: tuple[str, ...]) -> dict[str, str]:
+def forward_headers(
+    scope_headers: list[tuple[bytes, bytes]], drop: tuple[str, ...]
+) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw_name, raw_value in scope_headers:
         name = raw_name.decode("latin-1").lower()
@@ -79,7 +102,9 @@ def forward_headers(scope_headers: list[tuple[bytes, bytes]], drop: tuple[str, .
 
 def response_headers(resp: httpx.Response) -> list[tuple[bytes, bytes]]:
     return [
-        (k, v) for k, v in resp.headers.raw if k.decode("latin-1").lower() not in _DROP_FROM_UPSTREAM
+        (k, v)
+        for k, v in resp.headers.raw
+        if k.decode("latin-1").lower() not in _DROP_FROM_UPSTREAM
     ]
 
 
@@ -114,10 +139,14 @@ class Upstream:
         if client is None:
             t = self.settings.timeouts(provider)
             # The read timeout is also what cuts a stalled stream: no byte for read_s.
-            timeout = httpx.Timeout(connect=t.connect_s, read=t.read_s, write=30.0, pool=t.connect_s)
+            timeout = httpx.Timeout(
+                connect=t.connect_s, read=t.read_s, write=30.0, pool=t.connect_s
+            )
             client = httpx.AsyncClient(
                 timeout=timeout,
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
+                limits=httpx.Limits(
+                    max_connections=512, max_keepalive_connections=128, keepalive_expiry=60
+                ),
                 follow_redirects=False,
                 trust_env=True,  # corporate proxies for the provider, NO_PROXY respected
             )
@@ -130,8 +159,14 @@ class Upstream:
         self._clients.clear()
 
     async def send(
-        self, flow: Flow, pipeline: Pipeline, *, method: str, url: str,
-        headers: dict[str, str], content: bytes,
+        self,
+        flow: Flow,
+        pipeline: Pipeline,
+        *,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes,
     ) -> UpstreamResponse:
         """Send with retries: after each try the policies decide whether and when to retry.
 
@@ -148,7 +183,11 @@ class Upstream:
                 resp = await client.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 # Connect and pool timeouts: the request never left, a retry cannot double-bill.
-                kind = "connect" if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)) else "timeout"
+                kind = (
+                    "connect"
+                    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
+                    else "timeout"
+                )
                 attempt = Attempt(number, failure=kind, elapsed=time.monotonic() - began)
                 delay = pipeline.upstream_attempt(flow, attempt)
                 if delay is None:
@@ -164,7 +203,9 @@ class Upstream:
                 await anyio.sleep(delay)
                 continue
             attempt = Attempt(
-                number, status=resp.status_code, retry_after=retry_after_seconds(resp.headers),
+                number,
+                status=resp.status_code,
+                retry_after=retry_after_seconds(resp.headers),
                 elapsed=time.monotonic() - began,
             )
             delay = pipeline.upstream_attempt(flow, attempt)

@@ -8,7 +8,9 @@ from ironrt.protocol import Event
 from ironrt.store.db import Database
 
 
-async def insert(db: Database, ts: str, kind: str, agent_id: str | None, data: dict[str, object]) -> int:
+async def insert(
+    db: Database, ts: str, kind: str, agent_id: str | None, data: dict[str, object]
+) -> int:
     return await db.execute(
         "INSERT INTO events(ts, kind, agent_id, data) VALUES(?, ?, ?, ?)",
         (ts, kind, agent_id, msgspec.json.encode(data).decode()),
@@ -16,7 +18,11 @@ async def insert(db: Database, ts: str, kind: str, agent_id: str | None, data: d
 
 
 async def query(
-    db: Database, *, agent_id: str | None = None, since: int = 0, limit: int = 100,
+    db: Database,
+    *,
+    agent_id: str | None = None,
+    since: int = 0,
+    limit: int = 100,
     kinds: list[str] | None = None,
 ) -> list[Event]:
     where = ["id > ?"]
@@ -36,7 +42,10 @@ async def query(
     rows = await db.fetchall(sql, params)
     return [
         Event(
-            id=r["id"], ts=r["ts"], kind=r["kind"], agent_id=r["agent_id"],
+            id=r["id"],
+            ts=r["ts"],
+            kind=r["kind"],
+            agent_id=r["agent_id"],
             data=msgspec.json.decode(r["data"]),
         )
         for r in reversed(rows)

@@ -17,9 +17,21 @@ def insert_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
     return (
         f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 15)})",
         (
-            t.agent_id, t.provider, t.model, t.endpoint, int(t.stream), t.status_code,
-            t.input_tokens, t.output_tokens, t.cached_tokens, t.reasoning_tokens, t.cost_usd,
-            t.latency_ms, t.ttfb_ms, t.error, t.started_at,
+            t.agent_id,
+            t.provider,
+            t.model,
+            t.endpoint,
+            int(t.stream),
+            t.status_code,
+            t.input_tokens,
+            t.output_tokens,
+            t.cached_tokens,
+            t.reasoning_tokens,
+            t.cost_usd,
+            t.latency_ms,
+            t.ttfb_ms,
+            t.error,
+            t.started_at,
         ),
     )
 
@@ -36,12 +48,22 @@ async def query(db: Database, *, agent_id: str | None = None, limit: int = 50) -
     )
     return [
         Trace(
-            id=r["id"], agent_id=r["agent_id"], provider=r["provider"], model=r["model"],
-            endpoint=r["endpoint"], stream=bool(r["stream"]), status_code=r["status_code"],
-            input_tokens=r["input_tokens"], output_tokens=r["output_tokens"],
-            cached_tokens=r["cached_tokens"], reasoning_tokens=r["reasoning_tokens"],
-            cost_usd=r["cost_usd"], latency_ms=r["latency_ms"], ttfb_ms=r["ttfb_ms"],
-            error=r["error"], started_at=r["started_at"],
+            id=r["id"],
+            agent_id=r["agent_id"],
+            provider=r["provider"],
+            model=r["model"],
+            endpoint=r["endpoint"],
+            stream=bool(r["stream"]),
+            status_code=r["status_code"],
+            input_tokens=r["input_tokens"],
+            output_tokens=r["output_tokens"],
+            cached_tokens=r["cached_tokens"],
+            reasoning_tokens=r["reasoning_tokens"],
+            cost_usd=r["cost_usd"],
+            latency_ms=r["latency_ms"],
+            ttfb_ms=r["ttfb_ms"],
+            error=r["error"],
+            started_at=r["started_at"],
         )
         for r in reversed(rows)
     ]
@@ -60,8 +82,13 @@ async def usage(db: Database, group_by: str, agent_id: str | None = None) -> Usa
         params,
     )
     out = [
-        UsageRow(key=r["key"], llm_calls=r["calls"], input_tokens=r["i"] or 0,
-                 output_tokens=r["o"] or 0, cost_usd=r["c"] or 0.0)
+        UsageRow(
+            key=r["key"],
+            llm_calls=r["calls"],
+            input_tokens=r["i"] or 0,
+            output_tokens=r["o"] or 0,
+            cost_usd=r["c"] or 0.0,
+        )
         for r in rows
     ]
     return Usage(group_by=group_by, rows=out, total_usd=sum(r.cost_usd for r in out))

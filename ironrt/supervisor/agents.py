@@ -33,7 +33,9 @@ def resolve(ref: str, agents: Iterable[tuple[str, str, bool]]) -> str:
         return prefixed[0]
     if len(prefixed) > 1:
         shown = ", ".join(sorted(prefixed)[:5])
-        raise AmbiguousAgent(f"'{ref}' matches {len(prefixed)} agents ({shown}); give more of the id")
+        raise AmbiguousAgent(
+            f"'{ref}' matches {len(prefixed)} agents ({shown}); give more of the id"
+        )
     raise AgentNotFound(f"no agent with id, id prefix or name '{ref}'")
 
 

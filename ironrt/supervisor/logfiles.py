@@ -27,7 +27,9 @@ def open_for_child(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 
-def rotate_if_needed(path: Path, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS) -> bool:
+def rotate_if_needed(
+    path: Path, max_bytes: int = DEFAULT_MAX_BYTES, backups: int = DEFAULT_BACKUPS
+) -> bool:
     try:
         size = path.stat().st_size
     except FileNotFoundError:

@@ -33,7 +33,7 @@ def spawn(command: list[str], *, cwd: str, env: dict[str, str], log_fd: int) -> 
     Raises OSError (FileNotFoundError, PermissionError, ...) when the program cannot be
     executed; the caller turns that into a clear StartFailed.
     """
-    popen = subprocess.Popen(  # noqa: S603 - the command is the user's own agent
+    popen = subprocess.Popen(
         command,
         cwd=cwd,
         env=env,

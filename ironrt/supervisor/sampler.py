@@ -29,8 +29,8 @@ class TreeSampler:
         """Sample each agent's tree; `roots` maps agent id to (pid, start time)."""
         children: dict[int, list[int]] = defaultdict(list)
         pgroups: dict[int, list[int]] = defaultdict(list)
-        for proc in psutil.process_iter(["pid", "ppid"]):
-            info = proc.info
+        for listed in psutil.process_iter(["pid", "ppid"]):
+            info = listed.info
             children[info["ppid"]].append(info["pid"])
         wanted_groups = {pid for pid, _ in roots.values()}
         for pid in list(children.get(1, [])):
@@ -80,10 +80,11 @@ class TreeSampler:
         except psutil.Error:
             return None
         cached = self._procs.get(key)
-        if cached is None:
-            self._procs[key] = cached = proc
-            try:
-                cached.cpu_percent(None)  # first call only sets the reference point
-            except psutil.Error:
-                return None
-        return cached
+        if cached is not None:
+            return cached
+        self._procs[key] = proc
+        try:
+            proc.cpu_percent(None)  # first call only sets the reference point
+        except psutil.Error:
+            return None
+        return proc

@@ -91,7 +91,7 @@ class Supervisor:
         m.record.budget_usd = m.gov.budget_usd
         return m.record
 
-    def list(self) -> list[Agent]:
+    def agents_list(self) -> list[Agent]:
         return [self.snapshot(m) for m in self.agents.values()]
 
     def governance_for_token(self, hashed: str) -> AgentGovernance | None:
@@ -150,11 +150,26 @@ class Supervisor:
             name = unique_name(_default_name(req.command), live_names)
         agent_id = new_agent_id()
         record = Agent(
-            id=agent_id, name=name, pid=None, status=S.STARTING, exit_code=None, signal=None,
-            command=command, cwd=req.cwd, restart=req.restart, restarts=0,
-            max_restarts=req.max_restarts, budget_usd=req.budget_usd, spent_usd=0.0,
-            on_budget=req.on_budget, pii=req.pii, rpm=req.rpm, tpm=req.tpm,
-            allow_unmetered=req.allow_unmetered, created_at=utcnow(), started_at=None,
+            id=agent_id,
+            name=name,
+            pid=None,
+            status=S.STARTING,
+            exit_code=None,
+            signal=None,
+            command=command,
+            cwd=req.cwd,
+            restart=req.restart,
+            restarts=0,
+            max_restarts=req.max_restarts,
+            budget_usd=req.budget_usd,
+            spent_usd=0.0,
+            on_budget=req.on_budget,
+            pii=req.pii,
+            rpm=req.rpm,
+            tpm=req.tpm,
+            allow_unmetered=req.allow_unmetered,
+            created_at=utcnow(),
+            started_at=None,
             ended_at=None,
         )
         env = scrub(req.env)
@@ -193,7 +208,9 @@ class Supervisor:
         m = self.find(ref)
         if m.record.status.live:
             if not force:
-                raise Conflict(f"agent {m.record.id} is {m.record.status.value}: stop it first or use force")
+                raise Conflict(
+                    f"agent {m.record.id} is {m.record.status.value}: stop it first or use force"
+                )
             await self._stop(m, timeout)
         self.agents.pop(m.record.id, None)
         await agent_store.delete(self.db, m.record.id)
@@ -237,14 +254,24 @@ class Supervisor:
         elif g.budget_usd == 0:
             used = 100.0
         return Metrics(
-            id=r.id, status=r.status, pid=r.pid, exit_code=r.exit_code,
-            cpu_percent=sample.cpu_percent, rss_bytes=sample.rss_bytes,
+            id=r.id,
+            status=r.status,
+            pid=r.pid,
+            exit_code=r.exit_code,
+            cpu_percent=sample.cpu_percent,
+            rss_bytes=sample.rss_bytes,
             num_processes=sample.num_processes,
             uptime_s=round(time.monotonic() - m.started_mono, 3) if live else 0.0,
-            restarts=r.restarts, llm_calls=g.llm_calls, input_tokens=g.input_tokens,
-            output_tokens=g.output_tokens, spent_usd=round(g.spent_usd, 9), budget_usd=g.budget_usd,
-            budget_remaining_usd=remaining, budget_used_percent=used,
-            pii_findings=g.pii_findings, errors=g.errors,
+            restarts=r.restarts,
+            llm_calls=g.llm_calls,
+            input_tokens=g.input_tokens,
+            output_tokens=g.output_tokens,
+            spent_usd=round(g.spent_usd, 9),
+            budget_usd=g.budget_usd,
+            budget_remaining_usd=remaining,
+            budget_used_percent=used,
+            pii_findings=g.pii_findings,
+            errors=g.errors,
         )
 
     def log_file(self, ref: str) -> tuple[Managed, Path]:
@@ -275,7 +302,10 @@ class Supervisor:
             if not target.exists():
                 raise StartFailed(f"no such file: {target}", field="command")
             if target.is_dir() or not os.access(target, os.X_OK):
-                raise StartFailed(f"not executable: {target} (chmod +x it, or name an interpreter)", field="command")
+                raise StartFailed(
+                    f"not executable: {target} (chmod +x it, or name an interpreter)",
+                    field="command",
+                )
             return [program, *args]
         if shutil.which(program, path=path_env) is None:
             raise StartFailed(f"program not found on PATH: {program}", field="command")
@@ -285,17 +315,21 @@ class Supervisor:
         r = m.record
         token = new_token()
         env = agent_environment(
-            m.stored.env, agent_id=r.id, token=token, router_url=self.router_url,
-            python_agent=r.command[0].endswith(("python", "python3")) or any(
-                part.endswith(".py") for part in r.command[1:2]
-            ),
+            m.stored.env,
+            agent_id=r.id,
+            token=token,
+            router_url=self.router_url,
+            python_agent=r.command[0].endswith(("python", "python3"))
+            or any(part.endswith(".py") for part in r.command[1:2]),
         )
         log = logfiles.log_path(self.settings.logs_dir, r.id)
         fd = logfiles.open_for_child(log)
         try:
             spawned = process.spawn(r.command, cwd=r.cwd, env=env, log_fd=fd)
         except OSError as exc:
-            raise StartFailed(f"cannot start {r.command[0]}: {exc.strerror or exc}", field="command") from exc
+            raise StartFailed(
+                f"cannot start {r.command[0]}: {exc.strerror or exc}", field="command"
+            ) from exc
         finally:
             os.close(fd)
         if m.stored.token_hash:
@@ -344,14 +378,21 @@ class Supervisor:
                 return
             final = S.KILLED if sig is not None else S.EXITED
             m.restart_pending = self._should_restart(m)
-            gave_up = (not m.restart_pending and r.restart != "no" and self._failed(m)
-                       and r.restarts >= r.max_restarts)
+            gave_up = (
+                not m.restart_pending
+                and r.restart != "no"
+                and self._failed(m)
+                and r.restarts >= r.max_restarts
+            )
             if gave_up:
                 r.error = f"ended {r.restarts + 1} times; restart limit ({r.max_restarts}) reached"
                 final = S.FAILED
             await self._set(m, final)
             await self.bus.publish(
-                "AgentKilled" if sig is not None else "AgentExited", r.id, exit_code=code, signal=sig
+                "AgentKilled" if sig is not None else "AgentExited",
+                r.id,
+                exit_code=code,
+                signal=sig,
             )
             if gave_up:
                 await self.bus.publish("AgentFailed", r.id, reason=r.error)
@@ -405,8 +446,10 @@ class Supervisor:
                     while m.restart_pending:
                         await m.changed.wait()
             return
-        if r.status is S.STARTING and (r.pid is None or m.popen is None and not
-                                      process.is_same_process(r.pid, m.stored.pid_started)):
+        if r.status is S.STARTING and (
+            r.pid is None
+            or (m.popen is None and not process.is_same_process(r.pid, m.stored.pid_started))
+        ):
             await self._set(m, S.STOPPED)
             return
         if r.status is not S.STOPPING:
@@ -460,7 +503,9 @@ class Supervisor:
                         self.agents[agent_id].sample = sample
             await anyio.sleep(self.sample_interval)
 
-    def _sample_and_rotate(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
+    def _sample_and_rotate(
+        self, roots: dict[str, tuple[int, float | None]]
+    ) -> dict[str, TreeSample]:
         """One worker-thread trip per tick: psutil and file stats block, the loop must not."""
         for agent_id in roots:
             logfiles.rotate_if_needed(logfiles.log_path(self.settings.logs_dir, agent_id))
@@ -470,8 +515,7 @@ class Supervisor:
 def _default_name(command: list[str]) -> str:
     for part in command:
         stem = Path(part).stem
-        if part.endswith(".py") or "/" not in part and not part.startswith("-"):
-            if stem not in {"python", "python3", "node", "bash", "sh", "uv", "env"}:
-                return stem or "agent"
+        named = part.endswith(".py") or ("/" not in part and not part.startswith("-"))
+        if named and stem not in {"python", "python3", "node", "bash", "sh", "uv", "env"}:
+            return stem or "agent"
     return Path(command[0]).stem or "agent"
-

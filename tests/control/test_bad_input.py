@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -12,8 +13,13 @@ import pytest
 from ironrt.tempdaemon import TempDaemon
 
 
-def raw(daemon: TempDaemon, method: str, path: str, body: bytes = b"",
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+def raw(
+    daemon: TempDaemon,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, object]]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(30)
     try:
@@ -21,17 +27,21 @@ def raw(daemon: TempDaemon, method: str, path: str, body: bytes = b"",
         head = f"{method} {path} HTTP/1.1\r\nhost: ironrt\r\ncontent-length: {len(body)}\r\n"
         for k, v in (headers or {}).items():
             head += f"{k}: {v}\r\n"
-        try:
+        # The daemon may answer (413) before reading everything: then read that answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(head.encode() + b"\r\n" + body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the daemon answered (413) before reading everything: read that answer
         data = b""
         while b"\r\n\r\n" not in data:
             data += sock.recv(65536)
         head_bytes, rest = data.split(b"\r\n\r\n", 1)
         status = int(head_bytes.split(b" ")[1])
-        length = int(next(line.split(b":")[1] for line in head_bytes.split(b"\r\n")
-                          if line.lower().startswith(b"content-length")))
+        length = int(
+            next(
+                line.split(b":")[1]
+                for line in head_bytes.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
         while len(rest) < length:
             rest += sock.recv(65536)
         return status, json.loads(rest)
@@ -40,7 +50,11 @@ def raw(daemon: TempDaemon, method: str, path: str, body: bytes = b"",
 
 
 def start_body(**over: object) -> bytes:
-    body: dict[str, object] = {"command": ["sleep", "1"], "cwd": "/tmp", "env": {"PATH": os.environ["PATH"]}}
+    body: dict[str, object] = {
+        "command": ["sleep", "1"],
+        "cwd": "/tmp",
+        "env": {"PATH": os.environ["PATH"]},
+    }
     body.update(over)
     return json.dumps(body).encode()
 
@@ -57,7 +71,9 @@ def start_body(**over: object) -> bytes:
         (start_body(command=["/nonexistent/agent.py"]), 422, "start_failed", "command"),
     ],
 )
-def test_bad_start_requests(daemon: TempDaemon, body: bytes, status: int, code: str, field: str | None) -> None:
+def test_bad_start_requests(
+    daemon: TempDaemon, body: bytes, status: int, code: str, field: str | None
+) -> None:
     got, payload = raw(daemon, "POST", "/v1/agents", body, {"content-type": "application/json"})
     error = payload["error"]
     assert isinstance(error, dict)
@@ -101,8 +117,16 @@ def test_openapi_describes_every_route(daemon: TempDaemon) -> None:
     assert status == 200 and doc["openapi"] == "3.1.0"
     paths = doc["paths"]
     assert isinstance(paths, dict)
-    for path in ("/v1/agents", "/v1/agents/{ref}/logs", "/v1/events", "/v1/usage", "/v1/traces",
-                 "/v1/limits", "/v1/health", "/v1/version"):
+    for path in (
+        "/v1/agents",
+        "/v1/agents/{ref}/logs",
+        "/v1/events",
+        "/v1/usage",
+        "/v1/traces",
+        "/v1/limits",
+        "/v1/health",
+        "/v1/version",
+    ):
         assert path in paths
     schemas = doc["components"]["schemas"]  # type: ignore[index]
     assert "StartRequest" in schemas and "Metrics" in schemas

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.pii import Finding, Placeholders, StreamRedactor, StreamRestorer, StreamScanner, find_pii
+from ironrt.pii import (
+    Finding,
+    Placeholders,
+    StreamRedactor,
+    StreamRestorer,
+    StreamScanner,
+    find_pii,
+)
 from ironrt.pii.stream import SHORT_MAX
 
 SAMPLES = [
@@ -43,7 +52,7 @@ def split(draw: st.DrawFn) -> tuple[str, list[str]]:
     text = draw(fragments)
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
     bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -64,7 +73,9 @@ def test_scanner_reports_each_finding_once_at_its_offset(case: tuple[str, list[s
     offset = 0
     for piece in [*pieces, None]:
         released, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings]
+        got += [
+            Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings
+        ]
         offset += len(released)
     assert got == find_pii(text)
 

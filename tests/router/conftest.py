@@ -8,7 +8,6 @@ import pytest
 
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
-
 from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY
 
 
@@ -30,5 +29,3 @@ def gov(upstream: FakeUpstream) -> Iterator[TempDaemon]:
     }
     with TempDaemon(offline=False, env=env) as d:
         yield d
-
-

@@ -29,12 +29,16 @@ def run_agent(d: TempDaemon, script: str, *args: str, timeout: float = 60, **kw:
 def token_agent(d: TempDaemon, tmp_path: Path, **kw: object) -> tuple[str, str]:
     """A live agent that only publishes its IC_TOKEN: (agent id, token)."""
     target = tmp_path / "token"
-    script = agent_script(tmp_path, "hold.py", f"""
+    script = agent_script(
+        tmp_path,
+        "hold.py",
+        f"""
         import os, time
         open({str(target)!r} + ".tmp", "w").write(os.environ["IC_TOKEN"])
         os.rename({str(target)!r} + ".tmp", {str(target)!r})
         time.sleep(120)
-    """)
+    """,
+    )
     agent_id = d.rt.start_agent(script, **kw)  # type: ignore[arg-type]
     wait_until(target.exists, timeout=15)
     return agent_id, target.read_text()

@@ -14,7 +14,6 @@ import pytest
 from ironrt.router.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
-
 from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, agent_script, run_agent, token_agent
 
 BOTH_SDKS = """
@@ -51,8 +50,10 @@ def test_both_sdks_through_router_priced_to_the_micro_dollar(
     assert '"chat": 1200' in out and '"raw_status": 200' in out and '"messages_stream": "' in out
     traces = gov.rt.traces(limit=100)
     assert [(t.provider, t.endpoint, t.stream) for t in traces] == [
-        ("openai", "chat.completions", False), ("openai", "chat.completions", True),
-        ("anthropic", "messages", False), ("anthropic", "messages", True),
+        ("openai", "chat.completions", False),
+        ("openai", "chat.completions", True),
+        ("anthropic", "messages", False),
+        ("anthropic", "messages", True),
         ("openai", "chat.completions", False),
     ]
     for t in traces:
@@ -70,8 +71,13 @@ def test_both_sdks_through_router_priced_to_the_micro_dollar(
         assert "ic-" not in auth
 
 
-def test_usage_chunk_removed_unless_asked(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
-    script = agent_script(tmp_path, "chunks.py", """
+def test_usage_chunk_removed_unless_asked(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    script = agent_script(
+        tmp_path,
+        "chunks.py",
+        """
         import json, openai
         o = openai.OpenAI()
         def run(**kw):
@@ -79,7 +85,8 @@ def test_usage_chunk_removed_unless_asked(gov: TempDaemon, upstream: FakeUpstrea
                           messages=[{"role": "user", "content": "count"}], **kw))
             return [c.usage is not None for c in chunks], [len(c.choices) for c in chunks]
         print(json.dumps({"plain": run(), "asked": run(stream_options={"include_usage": True})}))
-    """)
+    """,
+    )
     out = json.loads(run_agent(gov, script).strip().splitlines()[-1])
     plain_usage, plain_choices = out["plain"]
     asked_usage, asked_choices = out["asked"]
@@ -94,7 +101,10 @@ def test_first_chunk_arrives_while_upstream_holds_the_rest(
     gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     marker = tmp_path / "first-chunk"
-    script = agent_script(tmp_path, "hold.py", f"""
+    script = agent_script(
+        tmp_path,
+        "hold.py",
+        f"""
         import openai
         s = openai.OpenAI().chat.completions.create(model="gpt-4o-mini", stream=True,
             messages=[{{"role": "user", "content": "one two three four"}}])
@@ -102,7 +112,8 @@ def test_first_chunk_arrives_while_upstream_holds_the_rest(
             if i == 0:
                 open({str(marker)!r}, "w").write("got it")
         print("done")
-    """)
+    """,
+    )
     with upstream.hold_stream(timeout=30) as hold:
         agent_id = gov.rt.start_agent(script)
         wait_until(marker.exists, timeout=20)  # the rest is still held upstream
@@ -111,14 +122,23 @@ def test_first_chunk_arrives_while_upstream_holds_the_rest(
     assert final.exit_code == 0 and "done" in gov.rt.logs(agent_id)
 
 
-def test_concurrent_calls_never_overspend(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_concurrent_calls_never_overspend(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
     upstream.usage = TokenUsage(input_tokens=20, output_tokens=50)
     upstream.latency = 0.2
-    per_call = float(genai_prices.calc_price(
-        genai_prices.Usage(input_tokens=20, output_tokens=50), "gpt-4o-mini", provider_id="openai"
-    ).total_price)
+    per_call = float(
+        genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=20, output_tokens=50),
+            "gpt-4o-mini",
+            provider_id="openai",
+        ).total_price
+    )
     budget = round(per_call * 10, 8)
-    script = agent_script(tmp_path, "burst.py", """
+    script = agent_script(
+        tmp_path,
+        "burst.py",
+        """
         import asyncio, json, openai
         async def main():
             client = openai.AsyncOpenAI()
@@ -131,7 +151,8 @@ def test_concurrent_calls_never_overspend(gov: TempDaemon, upstream: FakeUpstrea
                     return f"{exc.status_code}:{type(exc).__name__}:{exc.message[:60]}"
             print(json.dumps(await asyncio.gather(*[one() for _ in range(64)])))
         asyncio.run(main())
-    """)
+    """,
+    )
     results = json.loads(run_agent(gov, script, budget=budget).strip().splitlines()[-1])
     ok = results.count("ok")
     refused = [r for r in results if r != "ok"]
@@ -149,33 +170,50 @@ def test_concurrent_calls_never_overspend(gov: TempDaemon, upstream: FakeUpstrea
 def test_bad_tokens_get_provider_shaped_401(gov: TempDaemon, tmp_path: Path) -> None:
     router = gov.router_url
     for headers in ({"authorization": "Bearer ic-not-a-real-token"}, {}):
-        r = httpx.post(f"{router}/v1/chat/completions", headers=headers,
-                       json={"model": "gpt-4o-mini", "messages": []})
+        r = httpx.post(
+            f"{router}/v1/chat/completions",
+            headers=headers,
+            json={"model": "gpt-4o-mini", "messages": []},
+        )
         assert r.status_code == 401 and r.headers["x-should-retry"] == "false"
         assert r.json()["error"]["type"] == "authentication_error"
-    r = httpx.post(f"{router}/v1/messages", headers={"x-api-key": "ic-bogus"},
-                   json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []})
+    r = httpx.post(
+        f"{router}/v1/messages",
+        headers={"x-api-key": "ic-bogus"},
+        json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []},
+    )
     assert r.status_code == 401 and r.json()["type"] == "error"
     # A stopped agent's token is revoked.
     agent_id, token = token_agent(gov, tmp_path)
-    ok = httpx.post(f"{router}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
-                    json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    ok = httpx.post(
+        f"{router}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert ok.status_code == 200
     gov.rt.stop_agent(agent_id, timeout=2)
-    gone = httpx.post(f"{router}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
-                      json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+    gone = httpx.post(
+        f"{router}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert gone.status_code == 401 and "revoked" in gone.json()["error"]["message"]
 
 
 def test_real_key_appears_nowhere(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
-    script = agent_script(tmp_path, "leak.py", BOTH_SDKS + """
+    script = agent_script(
+        tmp_path,
+        "leak.py",
+        BOTH_SDKS
+        + """
     import os
     print(json.dumps(dict(os.environ)))
     try:
         o.chat.completions.create(model="no-such-model-xyz", messages=[{"role": "user", "content": "x"}])
     except openai.APIStatusError as exc:
         print(exc.message)
-    """)
+    """,
+    )
     upstream.fail(times=1, status=500, message="upstream exploded")
     agent_id = gov.rt.start_agent(script, budget=1.0)
     gov.rt.wait(agent_id, timeout=60)
@@ -191,21 +229,32 @@ def test_real_key_appears_nowhere(gov: TempDaemon, upstream: FakeUpstream, tmp_p
             assert key.encode() not in blob, f"a real key leaked into the {where}"
 
 
-def test_bad_requests_get_clear_provider_errors(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_bad_requests_get_clear_provider_errors(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
     _, token = token_agent(gov, tmp_path, budget=1.0)
     router = gov.router_url
     auth = {"authorization": f"Bearer {token}"}
     cases = [
         (b"{not json", 400, "invalid_json"),
         (b"[1, 2]", 400, "invalid_json"),
-        (json.dumps({"model": "no-such-model-xyz", "messages": []}).encode(), 400, "model_price_unknown"),
+        (
+            json.dumps({"model": "no-such-model-xyz", "messages": []}).encode(),
+            400,
+            "model_price_unknown",
+        ),
     ]
     for body, status, code in cases:
-        r = httpx.post(f"{router}/v1/chat/completions", headers={**auth, "content-type": "application/json"},
-                       content=body)
+        r = httpx.post(
+            f"{router}/v1/chat/completions",
+            headers={**auth, "content-type": "application/json"},
+            content=body,
+        )
         assert r.status_code == status and r.json()["error"]["code"] == code, r.text
         assert r.headers["x-should-retry"] == "false"
-    huge = httpx.post(f"{router}/v1/chat/completions", headers=auth, content=b"x" * (20 * 1024 * 1024))
+    huge = httpx.post(
+        f"{router}/v1/chat/completions", headers=auth, content=b"x" * (20 * 1024 * 1024)
+    )
     assert huge.status_code == 413 and "larger than" in huge.json()["error"]["message"]
     files = httpx.get(f"{router}/v1/files", headers=auth)
     assert files.status_code == 404 and "/v1/chat/completions" in files.json()["error"]["message"]
@@ -214,52 +263,82 @@ def test_bad_requests_get_clear_provider_errors(gov: TempDaemon, upstream: FakeU
 
 
 def test_dead_upstream_is_a_clear_502(tmp_path: Path) -> None:
-    env = {"IRONRT_OPENAI_BASE_URL": "http://127.0.0.1:9", "OPENAI_API_KEY": OPENAI_KEY,
-           "IRONRT_RETRY_MAX_ATTEMPTS": "2", "IRONRT_RETRY_BACKOFF_INITIAL_S": "0.01"}
+    env = {
+        "IRONRT_OPENAI_BASE_URL": "http://127.0.0.1:9",
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "IRONRT_RETRY_MAX_ATTEMPTS": "2",
+        "IRONRT_RETRY_BACKOFF_INITIAL_S": "0.01",
+    }
     with TempDaemon(offline=False, env=env) as d:
         _, token = token_agent(d, tmp_path, budget=1.0)
-        r = httpx.post(f"{d.router_url}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
-                       json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            f"{d.router_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {token}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
-        assert "unreachable" in r.json()["error"]["message"] and r.headers["x-should-retry"] == "false"
+        assert (
+            "unreachable" in r.json()["error"]["message"] and r.headers["x-should-retry"] == "false"
+        )
         assert OPENAI_KEY not in r.text
         wait_until(lambda: len(d.rt.traces()) == 1, timeout=5)  # settled just after the answer
         trace = d.rt.traces()[-1]
-        assert trace.status_code == 502 and trace.cost_usd == 0 and "ConnectError" in (trace.error or "")
+        assert (
+            trace.status_code == 502
+            and trace.cost_usd == 0
+            and "ConnectError" in (trace.error or "")
+        )
         assert d.rt.health().ok
 
 
-def test_no_key_and_not_offline_is_a_401_that_says_what_to_do(tmp_path: Path, upstream: FakeUpstream) -> None:
+def test_no_key_and_not_offline_is_a_401_that_says_what_to_do(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
     env = {"IRONRT_OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": ""}
     with TempDaemon(offline=False, env=env) as d:
-        script = agent_script(tmp_path, "nokey.py", """
+        script = agent_script(
+            tmp_path,
+            "nokey.py",
+            """
             import openai
             try:
                 openai.OpenAI().models.list()
             except openai.AuthenticationError as exc:
                 print("AUTH:", exc.message)
-        """)
+        """,
+        )
         out = run_agent(d, script)
         assert "AUTH:" in out and "OPENAI_API_KEY" in out and "IRONRT_OFFLINE=1" in out
         assert upstream.requests == []
 
 
-def test_disconnect_mid_stream_is_still_charged(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_disconnect_mid_stream_is_still_charged(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
     upstream.delay = 0.05
     upstream.usage = TokenUsage(input_tokens=100, output_tokens=400)
-    script = agent_script(tmp_path, "quitter.py", """
+    script = agent_script(
+        tmp_path,
+        "quitter.py",
+        """
         import openai
         s = openai.OpenAI().chat.completions.create(model="gpt-4o-mini", stream=True,
             messages=[{"role": "user", "content": "a b c d e f g h i j k l m n o p"}])
         next(iter(s))
         s.response.close()  # hang up after the first chunk
         print("left")
-    """)
+    """,
+    )
     run_agent(gov, script, budget=1.0)
     wait_until(lambda: len(gov.rt.traces()) == 1, timeout=15)
     trace = gov.rt.traces()[0]
-    expected = float(genai_prices.calc_price(genai_prices.Usage(input_tokens=100, output_tokens=400),
-                                             "gpt-4o-mini", provider_id="openai").total_price)
+    expected = float(
+        genai_prices.calc_price(
+            genai_prices.Usage(input_tokens=100, output_tokens=400),
+            "gpt-4o-mini",
+            provider_id="openai",
+        ).total_price
+    )
     assert trace.output_tokens == 400 and trace.cost_usd == pytest.approx(expected, abs=1e-9)
     assert "disconnected" in (trace.error or "")
     assert gov.rt.list_agents()[0].spent_usd == pytest.approx(expected, abs=1e-9)
@@ -270,7 +349,10 @@ def test_spend_survives_daemon_sigkill_and_reattached_agent_stays_governed(
 ) -> None:
     upstream.usage = TokenUsage(input_tokens=50, output_tokens=50)
     go = tmp_path / "go"
-    script = agent_script(tmp_path, "loop.py", f"""
+    script = agent_script(
+        tmp_path,
+        "loop.py",
+        f"""
         import os, time, openai
         client = openai.OpenAI(max_retries=0)
         done = 0
@@ -281,7 +363,8 @@ def test_spend_survives_daemon_sigkill_and_reattached_agent_stays_governed(
                 done += 1
                 print("call", done, flush=True)
             time.sleep(0.02)
-    """)
+    """,
+    )
     agent_id = gov.rt.start_agent(script, budget=1.0)
     (tmp_path / "go0").write_text("")
     wait_until(lambda: "call 1" in gov.rt.logs(agent_id), timeout=20)
@@ -296,14 +379,24 @@ def test_spend_survives_daemon_sigkill_and_reattached_agent_stays_governed(
     assert final.exit_code is None and "call 2" in gov.rt.logs(agent_id)
     assert final.spent_usd == pytest.approx(2 * spent, abs=1e-12)
     assert len(gov.rt.traces(agent=agent_id)) == 2
-    assert db_rows(gov, f"SELECT spent_usd FROM agents WHERE id = '{agent_id}'")[0][0] == pytest.approx(2 * spent)
+    assert db_rows(gov, f"SELECT spent_usd FROM agents WHERE id = '{agent_id}'")[0][
+        0
+    ] == pytest.approx(2 * spent)
 
 
-def test_budget_clamps_max_tokens_before_refusing(gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_budget_clamps_max_tokens_before_refusing(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
     _, token = token_agent(gov, tmp_path, budget=0.0002)
-    r = httpx.post(f"{gov.router_url}/v1/chat/completions", headers={"authorization": f"Bearer {token}"},
-                   json={"model": "gpt-4o-mini", "max_tokens": 100_000,
-                         "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        f"{gov.router_url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={
+            "model": "gpt-4o-mini",
+            "max_tokens": 100_000,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+    )
     assert r.status_code == 200
     sent = upstream.requests[-1].body
     assert 16 <= sent["max_tokens"] < 100_000  # what the remaining budget affords
@@ -312,12 +405,22 @@ def test_budget_clamps_max_tokens_before_refusing(gov: TempDaemon, upstream: Fak
 
 def test_raising_the_budget_of_a_running_agent(gov: TempDaemon, tmp_path: Path) -> None:
     agent_id, token = token_agent(gov, tmp_path, budget=0.0)
-    body = {"model": "gpt-4o-mini", "max_tokens": 20, "messages": [{"role": "user", "content": "x"}]}
+    body = {
+        "model": "gpt-4o-mini",
+        "max_tokens": 20,
+        "messages": [{"role": "user", "content": "x"}],
+    }
     auth = {"authorization": f"Bearer {token}"}
     refused = httpx.post(f"{gov.router_url}/v1/chat/completions", headers=auth, json=body)
-    assert refused.status_code == 402 and "spent $0.000000 of $0.00" in refused.json()["error"]["message"]
+    assert (
+        refused.status_code == 402
+        and "spent $0.000000 of $0.00" in refused.json()["error"]["message"]
+    )
     gov.rt.set_budget(agent_id, 1.0)
-    assert httpx.post(f"{gov.router_url}/v1/chat/completions", headers=auth, json=body).status_code == 200
+    assert (
+        httpx.post(f"{gov.router_url}/v1/chat/completions", headers=auth, json=body).status_code
+        == 200
+    )
     assert gov.rt.get_metrics(agent_id).budget_usd == 1.0
 
 

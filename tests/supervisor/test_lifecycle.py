@@ -20,16 +20,24 @@ def write(path: Path, code: str) -> str:
     return str(path)
 
 
-def test_child_environment(daemon: TempDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_child_environment(
+    daemon: TempDaemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-real-caller-secret")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real-caller-secret")
     monkeypatch.setenv("MY_SETTING", "from-caller")
-    script = write(tmp_path / "envdump.py", """
+    script = write(
+        tmp_path / "envdump.py",
+        """
         import json, os, sys
         json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, open(sys.argv[1], "w"))
-    """)
+    """,
+    )
     outs = [tmp_path / "a.json", tmp_path / "b.json"]
-    ids = [daemon.rt.start_agent(script, [str(o)], env={"EXTRA": "yes"}, cwd=str(tmp_path)) for o in outs]
+    ids = [
+        daemon.rt.start_agent(script, [str(o)], env={"EXTRA": "yes"}, cwd=str(tmp_path))
+        for o in outs
+    ]
     for agent_id in ids:
         assert daemon.rt.wait(agent_id, timeout=20).exit_code == 0
     dumps = [json.loads(o.read_text()) for o in outs]
@@ -43,7 +51,9 @@ def test_child_environment(daemon: TempDaemon, tmp_path: Path, monkeypatch: pyte
         assert env["OPENAI_API_KEY"] == env["IC_TOKEN"] == env["ANTHROPIC_API_KEY"]
         assert env["OPENAI_BASE_URL"] == f"{router}/v1" == env["OPENAI_API_BASE"]
         assert env["ANTHROPIC_BASE_URL"] == router == env["IRONRT_ROUTER_URL"]
-        assert "127.0.0.1" in env["NO_PROXY"].split(",") and "localhost" in env["no_proxy"].split(",")
+        assert "127.0.0.1" in env["NO_PROXY"].split(",") and "localhost" in env["no_proxy"].split(
+            ","
+        )
         assert env["MY_SETTING"] == "from-caller" and env["EXTRA"] == "yes"
         assert "sk-real-caller-secret" not in json.dumps(env)
         assert "sk-ant-real-caller-secret" not in json.dumps(env)
@@ -55,14 +65,17 @@ def test_child_environment(daemon: TempDaemon, tmp_path: Path, monkeypatch: pyte
 
 def test_stop_kills_whole_tree(daemon: TempDaemon, tmp_path: Path) -> None:
     pidfile = tmp_path / "pids"
-    script = write(tmp_path / "forker.py", f"""
+    script = write(
+        tmp_path / "forker.py",
+        f"""
         import os, signal, subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c",
             "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"])
         open({str(pidfile)!r}, "w").write(str(child.pid))
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         time.sleep(120)
-    """)
+    """,
+    )
     agent_id = daemon.rt.start_agent(script)
     wait_until(lambda: pidfile.exists() and pidfile.read_text(), timeout=15)
     grandchild = psutil.Process(int(pidfile.read_text()))
@@ -71,7 +84,9 @@ def test_stop_kills_whole_tree(daemon: TempDaemon, tmp_path: Path) -> None:
     assert stopped.status.value == "stopped"
     assert stopped.signal == 9  # it ignored SIGTERM, so the grace period ran out
     for proc in (leader, grandchild):
-        wait_until(lambda p=proc: not p.is_running() or p.status() == psutil.STATUS_ZOMBIE, timeout=5)
+        wait_until(
+            lambda p=proc: not p.is_running() or p.status() == psutil.STATUS_ZOMBIE, timeout=5
+        )
     kinds = [e.kind for e in daemon.rt.events(agent=agent_id)]
     assert {"AgentForceKilled", "AgentStopped"} <= set(kinds)
 
@@ -106,12 +121,16 @@ def test_no_restart_for_clean_exit_on_failure_policy(daemon: TempDaemon, tmp_pat
 
 
 def test_killed_by_signal_is_reported(daemon: TempDaemon, tmp_path: Path) -> None:
-    script = write(tmp_path / "selfkill.py", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)\n")
+    script = write(
+        tmp_path / "selfkill.py", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
     final = daemon.rt.wait(daemon.rt.start_agent(script), timeout=20)
     assert final.status.value == "killed" and final.signal == 11 and final.exit_code is None
 
 
-def test_missing_script_and_not_executable_are_clear_errors(daemon: TempDaemon, tmp_path: Path) -> None:
+def test_missing_script_and_not_executable_are_clear_errors(
+    daemon: TempDaemon, tmp_path: Path
+) -> None:
     with pytest.raises(StartFailed, match="no such script"):
         daemon.rt.start_agent(str(tmp_path / "nope.py"))
     plain = tmp_path / "plain.sh"
@@ -142,13 +161,16 @@ def test_names_prefixes_and_non_python_commands(daemon: TempDaemon) -> None:
 
 
 def test_metrics_sample_the_tree(daemon: TempDaemon, tmp_path: Path) -> None:
-    script = write(tmp_path / "busy.py", """
+    script = write(
+        tmp_path / "busy.py",
+        """
         import subprocess, sys, time
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         end = time.time() + 60
         while time.time() < end:
             sum(range(10000))
-    """)
+    """,
+    )
     agent_id = daemon.rt.start_agent(script)
     wait_until(lambda: daemon.rt.get_metrics(agent_id).num_processes == 2, timeout=15)
     wait_until(lambda: daemon.rt.get_metrics(agent_id).cpu_percent > 10, timeout=15)
@@ -161,7 +183,10 @@ def test_metrics_sample_the_tree(daemon: TempDaemon, tmp_path: Path) -> None:
 
 
 def test_logs_and_rotation_keep_child_writing(daemon: TempDaemon, tmp_path: Path) -> None:
-    script = write(tmp_path / "talk.py", "import sys\nfor i in range(5): print('line', i)\nprint('oops', file=sys.stderr)\n")
+    script = write(
+        tmp_path / "talk.py",
+        "import sys\nfor i in range(5): print('line', i)\nprint('oops', file=sys.stderr)\n",
+    )
     agent_id = daemon.rt.start_agent(script)
     daemon.rt.wait(agent_id, timeout=20)
     text = daemon.rt.logs(agent_id)

@@ -25,7 +25,9 @@ def test_sigkill_daemon_then_reattach(daemon: TempDaemon, tmp_path: Path) -> Non
     long_ids = [daemon.rt.start_agent(["sleep", "120"], name=f"long{i}") for i in range(2)]
     short_id = daemon.rt.start_agent(str(short))
     before = {a.id: a.pid for a in daemon.rt.list_agents()}
-    wait_until(lambda: all(a.status.value == "running" for a in daemon.rt.list_agents()), timeout=10)
+    wait_until(
+        lambda: all(a.status.value == "running" for a in daemon.rt.list_agents()), timeout=10
+    )
 
     daemon.kill()
     for pid in before.values():  # the agents outlive their daemon
@@ -77,7 +79,11 @@ def test_reused_pid_is_not_mistaken_for_the_agent(daemon: TempDaemon) -> None:
 
 def test_second_daemon_on_same_home_refuses(daemon: TempDaemon) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ironrt.daemon"], env=daemon.env, capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "ironrt.daemon"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 3
     assert "already running" in proc.stderr and str(daemon.home) in proc.stderr

@@ -1,0 +1,156 @@
+"""Shared helpers for the benchmark scripts (not a test module, not part of the package).
+
+Every benchmark prints a table and writes JSON to bench/results/<name>.json; every figure is
+reported next to a baseline measured in the same run, as a ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100) of an unsorted sequence; nan if empty."""
+    if not values:
+        return math.nan
+    data = sorted(values)
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def summary(values_s: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/mean/min in milliseconds of durations given in seconds."""
+    ms = [v * 1000.0 for v in values_s]
+    return {
+        "n": len(ms),
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
+        "mean": statistics.fmean(ms) if ms else math.nan,
+        "min": min(ms) if ms else math.nan,
+    }
+
+
+def ratio(a: float, b: float) -> float:
+    if b == 0 or math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b
+
+
+def rss_mb(pid: int, *, tree: bool = False) -> float:
+    """Resident set size in MiB of a process (and its descendants if `tree`)."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *(proc.children(recursive=True) if tree else [])]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total / (1024 * 1024)
+    except psutil.Error:
+        return math.nan
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.1f}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in header]] + [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [title, "-" * len(title)]
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    return repr(obj)
+
+
+def median_run(argv: Sequence[str], runs: int, *, env: dict[str, str] | None = None,
+               timeout: float = 30.0, budget_s: float = 60.0) -> dict[str, Any]:
+    """Run a command `runs` times (after one warm-up) and return its wall times.
+
+    Stops early once `budget_s` is spent. Output is discarded but the exit codes are kept.
+    """
+    times: list[float] = []
+    codes: set[int] = set()
+    deadline = time.monotonic() + budget_s
+    subprocess.run(argv, env=env, capture_output=True, timeout=timeout)  # warm the page cache
+    for _ in range(runs):
+        if time.monotonic() > deadline:
+            break
+        t0 = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
+        times.append(time.perf_counter() - t0)
+        codes.add(done.returncode)
+    out: dict[str, Any] = summary(times)
+    out["median"] = percentile([t * 1000 for t in times], 50)
+    out["exit_codes"] = sorted(codes)
+    return out
+
+
+class Deadline:
+    """A wall-clock budget shared by a benchmark's loops."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.end

@@ -1,0 +1,28 @@
+# ironrt developer tasks. `pip install -e '.[dev]'` brings just (rust-just), ruff and mypy.
+
+default: test
+
+# Format the code.
+fmt:
+    ruff format ironrt tests bench agents
+    ruff check --fix ironrt tests bench agents
+
+# Lint: ruff everywhere, mypy --strict on the package.
+lint:
+    ruff check ironrt tests bench agents
+    ruff format --check ironrt tests bench agents
+    mypy --strict ironrt
+
+# The whole test suite (what CI runs).
+test:
+    bash .ci/run
+
+# Benchmarks, each side by side with its baseline in the same run.
+bench:
+    python bench/router.py
+    python bench/supervisor.py
+    python bench/pii.py
+
+# The offline demo: no key, no network.
+demo:
+    ironrt demo

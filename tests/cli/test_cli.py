@@ -1,0 +1,239 @@
+"""The `ironrt` command line, run as a user runs it: `python -m ironrt ...` subprocesses
+against a real daemon in a temporary home (offline provider, fast restarts).
+
+One daemon serves the whole module (starting one per test would dominate the run time);
+each test makes its own agents and never depends on another test's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+
+from ironrt.protocol import Agent, Event, Health, Metrics, Trace
+from ironrt.tempdaemon import TempDaemon, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+ID = re.compile(r"^[0-9a-f]{12}$")
+
+
+def fields(struct: type[msgspec.Struct]) -> set[str]:
+    return {f.encode_name for f in msgspec.structs.fields(struct)}
+
+
+@pytest.fixture(scope="module")
+def d() -> Iterator[TempDaemon]:
+    with TempDaemon() as daemon:
+        yield daemon
+
+
+def cli(
+    d: TempDaemon, *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ironrt", *args],
+        cwd=REPO,
+        env={**d.env, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(d: TempDaemon, *args: str, **kw: object) -> str:
+    done = cli(d, *args, **kw)  # type: ignore[arg-type]
+    assert done.returncode == 0, f"ironrt {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def one_line_error(done: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    assert done.returncode == code, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ironrt: "), done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def start(d: TempDaemon, *args: str) -> str:
+    agent_id = ok(d, "start", *args).strip()
+    assert ID.match(agent_id), agent_id
+    return agent_id
+
+
+def test_start_then_ps_json_field_by_field(d: TempDaemon) -> None:
+    agent_id = start(d, "agents/hello.py", "--budget", "50")
+    d.rt.wait(agent_id, timeout=20)
+    listed = json.loads(ok(d, "ps", "--all", "--json"))
+    (row,) = [a for a in listed if a["id"] == agent_id]
+    assert set(row) == fields(Agent)
+    assert row["name"] == "hello"
+    assert isinstance(row["pid"], int) and row["pid"] > 0
+    assert row["status"] == "exited" and row["exit_code"] == 0 and row["signal"] is None
+    assert row["budget_usd"] == 50.0 and row["spent_usd"] == 0.0
+    assert row["restarts"] == 0 and row["restart"] == "no"
+    assert row["command"][1:] == ["agents/hello.py"] and row["cwd"] == str(REPO)
+    for stamp in ("created_at", "started_at", "ended_at"):
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$", row[stamp]), row[stamp]
+    # Without --all, ended agents are left out.
+    assert agent_id not in {a["id"] for a in json.loads(ok(d, "ps", "--json"))}
+    table = ok(d, "ps", "--all")
+    assert agent_id in table and "exited" in table and "$50.00" in table
+
+
+def test_agent_arguments_and_logs(d: TempDaemon) -> None:
+    agent_id = start(d, "agents/hello.py", "--budget", "5", "--verbose", "--", "--name", "x")
+    agent = d.rt.wait(agent_id, timeout=20)
+    assert agent.budget_usd == 5.0 and agent.name == "hello"
+    out = ok(d, "logs", agent_id)
+    assert f"hello from agent {agent_id}" in out
+    assert "arguments: --verbose --name x" in out
+    assert (
+        ok(d, "logs", agent_id, "-n", "1").strip().startswith("the router is at http://127.0.0.1:")
+    )
+
+
+def test_metrics_json(d: TempDaemon) -> None:
+    agent_id = start(d, "agents/hello.py", "--budget", "2")
+    d.rt.wait(agent_id, timeout=20)
+    m = json.loads(ok(d, "metrics", agent_id, "--json"))
+    assert set(m) == fields(Metrics)
+    assert m["id"] == agent_id and m["status"] == "exited" and m["exit_code"] == 0
+    assert m["budget_usd"] == 2.0 and m["budget_remaining_usd"] == 2.0 and m["llm_calls"] == 0
+    assert "budget" in ok(d, "metrics", agent_id)
+
+
+def test_logs_follow_ends_with_the_agent(d: TempDaemon) -> None:
+    agent_id = start(d, "agents/crasher.py", "0.2")
+    done = cli(d, "logs", "-f", agent_id, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert "working..." in done.stdout and "something went wrong" in done.stdout
+    assert d.rt.get_agent(agent_id).exit_code == 3
+
+
+def test_stop_kills_the_tree_and_names_and_prefixes_resolve(d: TempDaemon) -> None:
+    agent_id = start(d, "--name", "spawny", "agents/spawner.py")
+    pid = d.rt.get_agent(agent_id).pid
+    assert pid is not None
+    wait_until(lambda: len(psutil.Process(pid).children(recursive=True)) == 2, timeout=15)
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    by_prefix = json.loads(ok(d, "metrics", agent_id[:7], "--json"))
+    assert by_prefix["id"] == agent_id
+    assert "spawny" in ok(d, "ps")
+    out = ok(d, "stop", "spawny", "--timeout", "5")
+    assert out.startswith(f"stopped spawny ({agent_id})")
+    assert d.rt.get_agent(agent_id).status.value == "stopped"
+    wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree))
+    ok(d, "rm", "spawny")
+    one_line_error(cli(d, "metrics", agent_id))
+
+
+def test_unknown_agent_is_one_line_exit_1(d: TempDaemon) -> None:
+    line = one_line_error(cli(d, "logs", "no-such-agent"))
+    assert "no-such-agent" in line
+
+
+def test_usage_errors_exit_2(d: TempDaemon) -> None:
+    assert "Missing argument" in one_line_error(cli(d, "start"), code=2)
+    assert "--bogus" in one_line_error(cli(d, "ps", "--bogus"), code=2)
+    assert "'maybe'" in one_line_error(cli(d, "start", "--restart", "maybe", "x.py"), code=2)
+    assert "K=V" in one_line_error(cli(d, "start", "--env", "NOEQUALS", "x.py"), code=2)
+    assert "no such script" in one_line_error(cli(d, "start", "missing.py"))
+
+
+def test_no_autostart_without_a_daemon() -> None:
+    with tempfile.TemporaryDirectory(prefix="irt-", dir="/tmp") as home:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IRONRT_")}
+        for args in (
+            ["--no-autostart", "--home", home, "ps"],
+            ["--home", home, "daemon", "status"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "ironrt", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert "no ironrt daemon is running" in one_line_error(done)
+        assert not (Path(home) / "ironrt.sock").exists()
+
+
+def test_daemon_status_json(d: TempDaemon) -> None:
+    h = json.loads(ok(d, "daemon", "status", "--json"))
+    assert set(h) == fields(Health)
+    assert d.proc is not None
+    assert h["ok"] is True and h["pid"] == d.proc.pid
+    assert h["socket"] == str(d.home / "ironrt.sock") and h["offline"] is True
+    assert h["router_url"].startswith("http://127.0.0.1:")
+    assert "ironrt daemon is running" in ok(d, "daemon", "status")
+    assert "already running" in ok(d, "daemon", "start")
+
+
+def test_doctor_passes_on_a_healthy_daemon(d: TempDaemon) -> None:
+    out = ok(d, "doctor")
+    assert "✗" not in out
+    assert "✓ daemon answers" in out and "✓ router reachable" in out
+
+
+def test_budget_set_limits_top_and_events(d: TempDaemon) -> None:
+    agent_id = start(
+        d, "--name", "busy", "--env", "PERIOD_S=30", "agents/worker.py", "--budget", "1"
+    )
+    wait_until(lambda: d.rt.get_metrics(agent_id).llm_calls >= 1, timeout=20)
+    assert "$3.00" in ok(d, "budget", "busy", "3")
+    assert "pii redact" in ok(d, "set", "busy", "--pii", "redact", "--rpm", "10")
+    (row,) = [a for a in json.loads(ok(d, "limits", "--json")) if a["id"] == agent_id]
+    assert row["budget_usd"] == 3.0 and row["pii"] == "redact" and row["rpm"] == 10
+    frame = ok(d, "top", "--once")
+    assert "busy" in frame and "running" in frame
+    events = json.loads(ok(d, "events", "--agent", "busy", "--json"))
+    assert all(set(e) == fields(Event) for e in events)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "AgentStarted" and "AgentUpdated" in kinds
+    assert "AgentStarted" in ok(d, "events", "--agent", agent_id)
+    ok(d, "stop", agent_id)
+    assert "stopped after" in d.rt.logs(agent_id)  # the worker handled SIGTERM itself
+
+
+def test_example_agents_call_llms_through_the_router(d: TempDaemon) -> None:
+    ids = [
+        start(d, f"agents/{name}", "--budget", "1")
+        for name in ("openai_chat.py", "anthropic_chat.py")
+    ]
+    for agent_id in ids:
+        agent = d.rt.wait(agent_id, timeout=30)
+        assert agent.exit_code == 0, d.rt.logs(agent_id)
+        assert "usage:" in ok(d, "logs", agent_id)
+        traces = json.loads(ok(d, "traces", "--agent", agent_id, "--json"))
+        assert all(set(t) == fields(Trace) for t in traces)
+        assert sorted(t["stream"] for t in traces) == [False, True]
+    usage = json.loads(ok(d, "usage", "--json"))
+    rows = {r["key"]: r for r in usage["rows"]}
+    assert all(rows[i]["llm_calls"] == 2 and rows[i]["cost_usd"] > 0 for i in ids)
+    by_provider = ok(d, "usage", "--by", "provider")
+    assert "openai" in by_provider and "anthropic" in by_provider
+
+
+def test_fast_path_imports_nothing_heavy(d: TempDaemon) -> None:
+    """`ps` and friends must not import rich (ps), pydantic (typer's converters), httpx,
+    anyio or the daemon: start-up time is what a user feels on every command."""
+    for args, banned in (
+        (["ps", "--json"], ("rich", "pydantic")),
+        (["ps"], ("rich", "pydantic")),
+        (["logs", "-n", "1", "nobody"], ("pydantic",)),
+    ):
+        done = cli(d, "--debug", *args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        heavy = {"httpx", "anyio", "uvicorn", "aiosqlite", "psutil", "ironrt.daemon", *banned}
+        assert not heavy & {m.split(".")[0] for m in imported} - {"ironrt"}
+        assert "ironrt.daemon" not in imported and "ironrt.router" not in imported
