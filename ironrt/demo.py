@@ -170,9 +170,10 @@ def run(seconds: float = 8.0) -> int:
         _summary(rt, ids)
         out.print(
             "\n[bold green]Next:[/bold green] run your own agent with "
-            "[bold]ironrt start agents/openai_chat.py --budget 1[/bold], then "
-            "[bold]ironrt ps[/bold], [bold]ironrt top[/bold] and [bold]ironrt usage[/bold] "
-            "(export OPENAI_API_KEY first, or IRONRT_OFFLINE=1 to stay offline)."
+            "[bold]ironrt start my_agent.py --budget 1[/bold] (examples in the agents/ folder "
+            "of the ironrt repository) and watch it with [bold]ironrt ps[/bold], "
+            "[bold]ironrt top[/bold] and [bold]ironrt usage[/bold]. Export OPENAI_API_KEY or "
+            "ANTHROPIC_API_KEY before the daemon starts, or set IRONRT_OFFLINE=1 to stay offline."
         )
         return 0
     except KeyboardInterrupt:

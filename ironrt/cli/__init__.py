@@ -4,10 +4,11 @@
 that every failure is rendered here, the same way: one line `ironrt: <message>` on stderr,
 exit 1 for errors and 2 for usage errors, and a traceback only with `--debug`.
 
-Start-up time is a feature: `ironrt ps` is typed all day long. So only the module that
-defines the command being run is imported, and typer builds only that command (building
-all twenty costs more than the request itself); `ironrt --help` loads them all. Nothing on
-the way imports rich, httpx, anyio or the daemon.
+Start-up time is a feature: `ironrt ps` is typed all day long. So a plain `ps` runs
+without typer at all (see `ps.py`); otherwise only the module that defines the command
+being run is imported, and typer builds only that command (building all twenty costs more
+than the request itself); `ironrt --help` loads them all. Nothing on the way imports
+rich, httpx, anyio or the daemon.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import importlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import typer
-from typer.models import CommandInfo, TyperInfo
-
-from ironrt.cli import coerce
-from ironrt.cli.app import OPTIONS, CliError, app
+from ironrt.cli import ps
+from ironrt.cli.context import OPTIONS, CliError
 from ironrt.config import ConfigError
 from ironrt.errors import IronrtError
 
-__all__ = ["COMMANDS", "app", "main"]
+if TYPE_CHECKING:
+    from typer.models import CommandInfo, TyperInfo
+
+__all__ = ["COMMANDS", "main"]
 
 #: Every command and the module that defines it, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
@@ -51,14 +54,8 @@ COMMANDS: dict[str, str] = {
 #: Root options that take a value, to find the command name behind them.
 _VALUED_OPTIONS = {"--home"}
 
-# typer vendors click in recent versions and uses click itself in older ones; its
-# BadParameter is a click exception either way, so find the base classes through it.
-_ClickException: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
-)
-_UsageError: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
-)
+_commands: dict[str, CommandInfo] = {}
+_groups: dict[str, TyperInfo] = {}
 
 
 def command_name(argv: list[str]) -> str | None:
@@ -74,13 +71,11 @@ def command_name(argv: list[str]) -> str | None:
     return None
 
 
-_commands: dict[str, CommandInfo] = {}
-_groups: dict[str, TyperInfo] = {}
+def load(name: str | None) -> Any:
+    """The typer app, given the commands needed to run `name`: that one alone, or all of
+    them if it is not one of ours (so that `--help` and "no such command" see them all)."""
+    from ironrt.cli.app import app
 
-
-def load(name: str | None) -> None:
-    """Give the app the commands needed to run `name`: that one alone, or all of them if
-    it is not one of ours (so that `--help` and "no such command" see the full list)."""
     modules = [COMMANDS[name]] if name in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
     for module in modules:
         importlib.import_module(f"ironrt.cli.{module}")
@@ -91,37 +86,53 @@ def load(name: str | None) -> None:
     wanted = [name] if name in COMMANDS else list(COMMANDS)
     app.registered_commands[:] = [_commands[n] for n in wanted if n in _commands]
     app.registered_groups[:] = [_groups[n] for n in wanted if n in _groups]
+    return app
 
 
 def _say(message: str) -> None:
     print(f"ironrt: {message}", file=sys.stderr)
 
 
-def _usage_message(exc: Exception) -> str:
-    message: str = exc.format_message()  # type: ignore[attr-defined]
+def _usage_message(exc: Any) -> str:
+    message: str = exc.format_message()
     message = message.replace("Value error, ", "")  # typer's wording for a bad choice
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "ironrt"
     return f"{message.rstrip('.')} (see '{path} --help')"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else list(argv)
+def _run_typer(args: list[str]) -> int:
+    import typer
+
+    from ironrt.cli import coerce
+
+    # typer vendors click in recent versions and uses click itself in older ones; its
+    # BadParameter is a click exception either way, so find the base classes through it.
+    mro = typer.BadParameter.__mro__
+    click_error: type[Exception] = next(c for c in mro if c.__name__ == "ClickException")
+    usage_error: type[Exception] = next(c for c in mro if c.__name__ == "UsageError")
     coerce.install()
     try:
-        load(command_name(args))
-        result = app(args=args, prog_name="ironrt", standalone_mode=False)
-    except _UsageError as exc:
+        result = load(command_name(args))(args=args, prog_name="ironrt", standalone_mode=False)
+    except usage_error as error:
+        exc: Any = error
         if OPTIONS.debug:
             traceback.print_exc()
         if type(exc).__name__ == "NoArgsIsHelpError":
-            print(exc.ctx.get_help())  # type: ignore[attr-defined]  # a bare `ironrt daemon`
+            print(exc.ctx.get_help())  # a bare `ironrt daemon`
             return 0
         _say(_usage_message(exc))
         return 2
-    except _ClickException as exc:
-        _say(exc.format_message())  # type: ignore[attr-defined]
-        return int(getattr(exc, "exit_code", 1))
+    except click_error as error:
+        _say(getattr(error, "format_message", error.__str__)())
+        return int(getattr(error, "exit_code", 1))
+    return result if isinstance(result, int) else 0
+
+
+def _guarded(run: Callable[[], int]) -> int:
+    """Run a command, turning every failure into one line and an exit code."""
+    try:
+        return run()
     except (IronrtError, CliError, ConfigError) as exc:
         if OPTIONS.debug:
             traceback.print_exc()
@@ -141,4 +152,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _say(f"unexpected error: {exc!r} (run with --debug for the traceback)")
         return 1
-    return result if isinstance(result, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    fast = ps.fast_args(args)
+    if fast is None:
+        return _guarded(lambda: _run_typer(args))
+
+    def run_ps() -> int:
+        ps.run(**fast)
+        return 0
+
+    return _guarded(run_ps)

@@ -14,15 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import AgentRef, JsonFlag, app, print_json, runtime
+from ironrt.cli.app import AgentRef, JsonFlag, app
+from ironrt.cli.context import print_json, runtime
 from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
 
 if TYPE_CHECKING:
-    from ironrt.protocol import Agent, Metrics
-
-#: `ps` asks for cpu and memory one agent at a time; past this many live agents it
-#: shows what the list gives, so it stays one request however many agents run.
-PS_METRICS_MAX = 8
+    from ironrt.protocol import Agent
 
 START_HELP = """Start SCRIPT as a supervised agent and print its id.
 
@@ -116,52 +113,9 @@ def ps(
     json_: JsonFlag = False,
 ) -> None:
     """List agents (the live ones unless --all)."""
-    rt = runtime()
-    agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
-    shown = agents if all_ else [a for a in agents if a.status.live]
-    if json_:
-        print_json(shown)
-        return
-    live = [a for a in shown if a.status.live]
-    metrics: dict[str, Metrics] = {}
-    if len(live) <= PS_METRICS_MAX:
-        metrics = {a.id: rt.get_metrics(a.id) for a in live}
-    _print_ps(shown, metrics, hidden=len(agents) - len(shown))
+    from ironrt.cli import ps as ps_command
 
-
-def _print_ps(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:
-    if not agents:
-        print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
-    rows: list[list[render.Cell]] = []
-    for a in agents:
-        m = metrics.get(a.id)
-        rows.append(
-            [
-                a.id,
-                a.name,
-                str(a.pid) if a.pid and a.status.live else render.DASH,
-                render.status_text(a),
-                render.duration(render.uptime(a)),
-                f"{m.cpu_percent:.1f}%" if m else render.DASH,
-                render.nbytes(m.rss_bytes if m else None),
-                render.budget(a.spent_usd, a.budget_usd),
-                str(a.restarts),
-            ]
-        )
-    if rows:
-        render.columns(
-            ("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
-            rows,
-            right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"),
-        )
-    if hidden:
-        print(
-            render.paint(
-                f"{hidden} ended agent(s) not shown: ironrt ps --all",
-                "dim",
-                render.use_color(sys.stdout),
-            )
-        )
+    ps_command.run(all_=all_, json_=json_)
 
 
 @app.command("stop")
@@ -206,7 +160,7 @@ def remove(
 
 def _ended(agent: Agent) -> str:
     if agent.signal is not None:
-        return f", killed by {render._signal_name(agent.signal)}"
+        return f", killed by {render.signal_name(agent.signal)}"
     if agent.exit_code is not None:
         return f", exit code {agent.exit_code}"
     return ""
@@ -221,6 +175,7 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
         return
     from rich.table import Table
 
+    live = m.status.live
     pct = f" ({m.budget_used_percent:g}%)" if m.budget_used_percent is not None else ""
     rows = [
         (
@@ -228,9 +183,14 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
             m.status.value + (f", exit code {m.exit_code}" if m.exit_code is not None else ""),
         ),
         ("pid", str(m.pid or render.DASH)),
-        ("uptime", render.duration(m.uptime_s) if m.status.live else render.DASH),
-        ("cpu", f"{m.cpu_percent:.1f}%"),
-        ("memory", f"{render.nbytes(m.rss_bytes)} in {m.num_processes} process(es)"),
+        ("uptime", render.duration(m.uptime_s) if live else render.DASH),
+        ("cpu", f"{m.cpu_percent:.1f}%" if live else render.DASH),
+        (
+            "memory",
+            f"{render.nbytes(m.rss_bytes)} in {m.num_processes} process(es)"
+            if live
+            else render.DASH,
+        ),
         ("restarts", str(m.restarts)),
         ("llm calls", f"{m.llm_calls} ({m.errors} failed)"),
         ("tokens", f"{m.input_tokens:,} in / {m.output_tokens:,} out"),
@@ -292,10 +252,18 @@ def set_budget(
 def set_limits(
     ref: AgentRef,
     pii: Annotated[PiiMode | None, typer.Option("--pii", help="PII handling.")] = None,
-    rpm: Annotated[int | None, typer.Option("--rpm", min=1, metavar="N")] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", min=1, metavar="N")] = None,
-    on_budget: Annotated[OnBudget | None, typer.Option("--on-budget")] = None,
-    budget: Annotated[float | None, typer.Option("--budget", metavar="USD", min=0)] = None,
+    rpm: Annotated[
+        int | None, typer.Option("--rpm", min=1, metavar="N", help="Max LLM requests per minute.")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option("--tpm", min=1, metavar="N", help="Max LLM tokens per minute.")
+    ] = None,
+    on_budget: Annotated[
+        OnBudget | None, typer.Option("--on-budget", help="When the budget is spent.")
+    ] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", metavar="USD", min=0, help="Spend limit in USD.")
+    ] = None,
 ) -> None:
     """Change the governance settings of an agent, also while it runs."""
     changes = {

@@ -1,25 +1,17 @@
-"""The typer application and the options every command shares.
+"""The typer application, its global options, and the parameter types commands share.
 
-Kept apart from `__init__` so that each command module can register itself on `app`
-without importing the others. Nothing here may import rich, httpx, anyio or the daemon:
-this module is on the path of every `ironrt` invocation, and `ironrt ps` must answer in
-a blink.
+Kept apart from `__init__` so that each command module registers itself on `app` without
+importing the others (`__init__` imports only the module of the command being run).
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import Annotated
 
-import msgspec
 import typer
 
-if TYPE_CHECKING:
-    from ironrt.client import Runtime
-    from ironrt.config import Settings
+from ironrt.cli.context import OPTIONS
 
 HELP = """Run AI agents under control: a supervisor daemon with a governance router.
 
@@ -37,18 +29,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-
-
-@dataclass(slots=True)
-class Options:
-    """The global options, set by the root callback before any command runs."""
-
-    home: Path | None = None
-    no_autostart: bool = False
-    debug: bool = False
-
-
-OPTIONS = Options()
 
 
 @app.callback()
@@ -70,59 +50,10 @@ def _root(
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    OPTIONS.home = home.expanduser().resolve() if home is not None else None
-    OPTIONS.no_autostart = no_autostart
-    OPTIONS.debug = debug
+    OPTIONS.set(home, no_autostart, debug)
 
 
-class CliError(Exception):
-    """A failure the CLI itself detects; rendered like the client's errors."""
-
-
-def fail(message: str) -> NoReturn:
-    raise CliError(message)
-
-
-def environ() -> dict[str, str]:
-    """The process environment with the global options applied."""
-    env = dict(os.environ)
-    if OPTIONS.home is not None:
-        env["IRONRT_HOME"] = str(OPTIONS.home)
-    if OPTIONS.no_autostart:
-        env["IRONRT_NO_AUTOSTART"] = "1"
-    return env
-
-
-def settings() -> Settings:
-    from ironrt.config import Settings
-
-    return Settings.load(environ())
-
-
-def runtime(*, autostart: bool | None = None, timeout: float = 60.0) -> Runtime:
-    """A client for the daemon of this home; `autostart=False` for commands that must not
-    start one (stopping or inspecting a daemon)."""
-    from ironrt.client import Runtime
-
-    if OPTIONS.no_autostart:
-        autostart = False
-    return Runtime(home=OPTIONS.home, autostart=autostart, timeout=timeout)
-
-
-def print_json(value: object) -> None:
-    """Stable, indented JSON of protocol Structs (field order is the Struct's)."""
-    data = msgspec.json.format(msgspec.json.encode(value), indent=2)
-    sys.stdout.buffer.write(data + b"\n")
-    sys.stdout.flush()
-
-
-def print_json_line(value: object) -> None:
-    """One compact JSON document per line (NDJSON), for followed streams."""
-    sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
-    sys.stdout.flush()
-
-
-#: Options repeated across commands, declared once.
+#: Parameters repeated across commands, declared once.
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 AgentRef = Annotated[
     str,

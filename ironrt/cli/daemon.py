@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import JsonFlag, app, environ, fail, print_json, runtime, settings
+from ironrt.cli.app import JsonFlag, app
+from ironrt.cli.context import environ, fail, print_json, runtime, settings
 
 daemon_app = typer.Typer(
     help="Run, start, stop or inspect the ironrt daemon.",

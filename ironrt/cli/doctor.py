@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from ironrt.cli.app import app, runtime, settings
+from ironrt.cli.app import app
+from ironrt.cli.context import runtime, settings
 
 Level = Literal["ok", "warn", "fail", "info"]
 MARK: dict[Level, tuple[str, str]] = {

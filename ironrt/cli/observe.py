@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import JsonFlag, app, print_json, print_json_line, runtime
+from ironrt.cli.app import JsonFlag, app
+from ironrt.cli.context import print_json, print_json_line, runtime
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -93,8 +94,10 @@ def _event_line(event: Event, names: dict[str, str]) -> RenderableType:
     line = Text(render.clock(event.ts), style="dim")
     line.append(f"  {event.kind:<17}", style=EVENT_STYLE.get(event.kind, ""))
     if event.agent_id:
-        line.append(f" {names.get(event.agent_id, event.agent_id)}", style="bold")
-        line.append(f" ({event.agent_id})", style="dim")
+        name = names.get(event.agent_id)
+        line.append(f" {name or event.agent_id}", style="bold")
+        if name:
+            line.append(f" ({event.agent_id})", style="dim")
     if event.data:
         line.append("  " + render.details(event.data))
     return line

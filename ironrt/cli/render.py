@@ -6,6 +6,7 @@ print JSON or one line (and `--help`) must not pay for it.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -34,16 +35,20 @@ DASH = "-"
 
 
 def usd(value: float | None) -> str:
-    """Dollars with the precision a small spend needs ($0.000063 is not $0.00)."""
+    """Dollars with the precision a small spend needs ($0.000063 is not $0.00), and no
+    more than it needs ($0.50, not $0.5000)."""
     if value is None:
         return DASH
     if value == 0:
         return "$0"
-    if abs(value) < 0.01:
-        return f"${value:.6f}".rstrip("0")
-    if abs(value) < 100:
-        return f"${value:.2f}"
-    return f"${value:,.0f}"
+    if abs(value) >= 100:
+        return f"${value:,.0f}"
+    # Two significant digits at least, four decimals at least below a dollar.
+    digits = 2 if abs(value) >= 1 else min(max(4, 1 - math.floor(math.log10(abs(value)))), 9)
+    text = f"{value:.{digits}f}"
+    whole, _, cents = text.partition(".")
+    cents = cents.rstrip("0").ljust(2, "0")
+    return f"${whole}.{cents}"
 
 
 def nbytes(value: int | None) -> str:
@@ -113,11 +118,11 @@ def status_text(agent: Agent) -> tuple[str, str]:
     if status is AgentStatus.EXITED and agent.exit_code not in (None, 0):
         word, style = f"exited ({agent.exit_code})", "red"
     elif status is AgentStatus.KILLED and agent.signal is not None:
-        word = f"killed ({_signal_name(agent.signal)})"
+        word = f"killed ({signal_name(agent.signal)})"
     return word, style
 
 
-def _signal_name(signum: int) -> str:
+def signal_name(signum: int) -> str:
     import signal
 
     try:

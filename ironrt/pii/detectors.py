@@ -10,9 +10,10 @@ streaming scanner relies on to give the same answer as a scan of the whole text.
 
 Candidates are bounded by look-arounds on both sides (no card number starts in the middle
 of a longer digit run, no address inside a word), which is most of what keeps order
-numbers, dates, versions, UUIDs and ISBNs out. Formats deliberately not reported: bare
-10-digit numbers (indistinguishable from order numbers) and national phone formats other
-than the North American one, lower-case IBANs.
+numbers, dates, versions, UUIDs and ISBNs out. Formats deliberately not reported: a bare
+10-digit number unless a word such as "call" or "phone" precedes it (otherwise it reads as
+an order number), national phone formats other than the North American one, lower-case
+IBANs.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ _FAMILIES: dict[str, tuple[str, str]] = {
         r"(?:[ .-]?\([0-9]{1,4}\)[ .-]?[0-9]{1,12}|[ .-][0-9]{1,12}){0,8}" + _EXT.format("iext")
         + r"(?![0-9A-Za-z])",
     ),
+    # Ten digits (or 1 + ten) with no separators: a phone only after a word saying so.
+    "bare": ("[0-9]", r"(?<![_+.-].)(?:(?<=1)[0-9]{10}|[0-9]{9})(?![0-9A-Za-z]|[.-][0-9])"),
     "ipv4": (
         "[0-9]",
         r"(?<![_.].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![0-9A-Za-z_]|\.[0-9])",
@@ -129,6 +132,20 @@ def _nanp(text: str, m: re.Match[str]) -> Finding | None:
     return Finding("PHONE", m.start(), m.end(), m.group()) if phone_ok(digits[-10:], 1) else None
 
 
+#: Words that make a bare ten-digit number a phone number; without one it reads as an id.
+_PHONE_WORDS = re.compile(
+    r"\b(?:phone|tel|telephone|call|mobile|cell|fax|sms|text|whatsapp|reach|dial|ring)\b", re.I
+)
+_PHONE_WORDS_BEFORE = 40
+
+
+def _bare(text: str, m: re.Match[str]) -> Finding | None:
+    lo = max(0, m.start() - _PHONE_WORDS_BEFORE)
+    if not _PHONE_WORDS.search(text, lo, m.start()) or not phone_ok(m.group()[-10:], 1):
+        return None
+    return Finding("PHONE", m.start(), m.end(), m.group())
+
+
 def _card(text: str, m: re.Match[str]) -> Finding | None:
     sep = m.group("csep")
     if sep is None:
@@ -150,23 +167,19 @@ def _ssn(text: str, m: re.Match[str]) -> Finding | None:
     return Finding("SSN", m.start(), m.end(), v) if ok else None
 
 
+#: Per IBAN length: that many characters, single spaces allowed between them.
+_IBAN_SPANS = {
+    n: re.compile(rf"(?:[0-9A-Z] ?){{{n - 1}}}[0-9A-Z](?![0-9A-Za-z])", _A)
+    for n in set(IBAN_LENGTHS.values())
+}
+
+
 def _iban(text: str, m: re.Match[str]) -> Finding | None:
     want = IBAN_LENGTHS.get(m.group()[:2])
-    if want is None:
+    span = _IBAN_SPANS[want].match(text, m.start()) if want is not None else None
+    if span is None or not iban_ok(span.group().replace(" ", "")):
         return None
-    compact: list[str] = []
-    end = m.start()
-    for i in range(m.start(), m.end()):
-        if text[i] != " ":
-            compact.append(text[i])
-            if len(compact) == want:
-                end = i + 1
-                break
-    if len(compact) != want or (end < len(text) and text[end].isascii() and text[end].isalnum()):
-        return None
-    if not iban_ok("".join(compact)):
-        return None
-    return Finding("IBAN", m.start(), end, text[m.start() : end])
+    return Finding("IBAN", m.start(), span.end(), span.group())
 
 
 def _ipv4(text: str, m: re.Match[str]) -> Finding | None:
@@ -174,7 +187,10 @@ def _ipv4(text: str, m: re.Match[str]) -> Finding | None:
     return Finding("IP", m.start(), m.end(), m.group(), "ipv4") if ok else None
 
 
-_CHECKS = {"card": _card, "ssn": _ssn, "nanp": _nanp, "intl": _intl, "ipv4": _ipv4, "iban": _iban}
+_CHECKS = {
+    "card": _card, "ssn": _ssn, "nanp": _nanp, "intl": _intl, "bare": _bare, "ipv4": _ipv4,
+    "iban": _iban,
+}  # fmt: skip
 
 
 def _numbers(text: str, start: int, out: list[Finding]) -> None:

@@ -38,14 +38,20 @@ __all__ = ["PiiCallState", "PiiPolicy"]
 
 #: Slots carrying text a stream already delivered in deltas (see providers/base.py).
 _REPEAT = "repeat"
+#: Stream text is only counted, never rewritten, so it is scanned in batches of this many
+#: characters rather than on every one-token delta.
+_SCAN_BATCH = 128
 
 
 @dataclass(slots=True)
 class _Channel:
     where: str
+    #: The last event that carried this channel's text: the template for a flushed tail.
     like: StreamEvent
-    scanner: StreamScanner = field(default_factory=StreamScanner)
+    scanner: StreamScanner = field(default_factory=lambda: StreamScanner(batch=_SCAN_BATCH))
     restorer: StreamRestorer | None = None
+    #: Whether the channel's text is JSON, decided by its first non-blank text.
+    json_text: bool | None = None
 
 
 @dataclass(slots=True)
@@ -146,9 +152,10 @@ class PiiPolicy(Policy):
         before: list[StreamEvent] = []
         for key in closes:
             for channel in [c for c in state.channels if channel_closed(key, c)]:
+                like = state.channels[channel].like
                 rest = self._close(state, channel)
                 if rest:
-                    before.append(flow.text_event(channel, rest, event))
+                    before.append(flow.text_event(channel, rest, like))
         return [*before, event] if before else [event]
 
     def stream_end(self, flow: Flow) -> list[StreamEvent]:
@@ -184,8 +191,9 @@ class PiiPolicy(Policy):
         state.response.update((f.type, ch.where) for f in findings)
         if state.restoring:
             if ch.restorer is None:
-                escape = _is_json_text(slot, slot.text)
-                ch.restorer = StreamRestorer(state.placeholders, json_escape=escape)
+                ch.restorer = StreamRestorer(state.placeholders)
+            if ch.json_text is None and slot.text.strip():
+                ch.json_text = ch.restorer.json_escape = _is_json_text(slot, slot.text)
             text = ch.restorer.feed(slot.text)
             if closing:
                 text += ch.restorer.flush()

@@ -79,6 +79,10 @@ def test_phone_international_formats(value: str) -> None:
     only(f"Call {value} today.", "PHONE", value)
 
 
+def test_bare_ten_digits_are_a_phone_after_a_phone_word() -> None:
+    assert found("please call 4155552671 now") == [("PHONE", "4155552671")]
+
+
 def test_phone_drops_a_trailing_group_that_is_not_part_of_the_number() -> None:
     assert found("call +44 20 7946 0958 2023 edition") == [("PHONE", "+44 20 7946 0958")]
 

@@ -35,7 +35,8 @@ SAMPLES = [
     "-----BEGIN PRIVATE KEY-----\nMIIE",
 ]
 NOISE = [" ", "  ", "\n", ".", ",", "-", ":", "@", "(", ")", "+", "x", "ext", "00", "1", "9", "A"]
-WORDS = ["call", "Card", "the", "IBAN", "v1.2.3", "2023-10-14", "eyJ", "sk-", "[EMAIL_1]", "[EM"]
+WORDS = ["call ", "Card", "the", "IBAN", "v1.2.3", "2023-10-14", "eyJ", "sk-", "[EMAIL_1]", "[EM"]
+WORDS += ["4155552671", "35301113333000001"]
 
 fragments = st.lists(
     st.one_of(
@@ -65,10 +66,12 @@ def test_redacted_stream_equals_redacted_text(case: tuple[str, list[str]]) -> No
 
 
 @settings(max_examples=200, deadline=None)
-@given(split())
-def test_scanner_reports_each_finding_once_at_its_offset(case: tuple[str, list[str]]) -> None:
+@given(split(), st.sampled_from([0, 0, 5, 40]))
+def test_scanner_reports_each_finding_once_at_its_offset(
+    case: tuple[str, list[str]], batch: int
+) -> None:
     text, pieces = case
-    scanner = StreamScanner()
+    scanner = StreamScanner(batch=batch)
     got: list[Finding] = []
     offset = 0
     for piece in [*pieces, None]:

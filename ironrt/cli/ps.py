@@ -1,0 +1,95 @@
+"""`ironrt ps`, and the fast path that runs it without typer.
+
+`ps` is the command typed most, and what a user feels as ironrt's speed. Typer alone
+costs about as much as everything else `ps` does (request included), so `main()` first
+offers the command line to `fast_args()`: if it is a plain `ps` (the global options,
+`-a/--all`, `--json`), `run()` is called directly; anything else (`--help`, a typo, an
+unknown option) goes through typer, which parses and reports it. Both paths call the
+same `run()`, so they cannot print differently.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from ironrt.cli import render
+from ironrt.cli.context import OPTIONS, print_json, runtime
+
+if TYPE_CHECKING:
+    from ironrt.protocol import Agent, Metrics
+
+#: `ps` asks for cpu and memory one agent at a time; past this many live agents it
+#: shows what the list gives, so it stays one request however many agents run.
+PS_METRICS_MAX = 8
+
+_ROOT_FLAGS = {"--no-autostart", "--debug"}
+_PS_FLAGS = {"-a": "all", "--all": "all", "--json": "json"}
+
+
+def fast_args(argv: list[str]) -> dict[str, bool] | None:
+    """The flags of a plain `ps` command line (global options applied), or None."""
+    home: str | None = None
+    root: set[str] = set()
+    i = 0
+    while i < len(argv) and argv[i] != "ps":
+        arg = argv[i]
+        if arg == "--home" and i + 1 < len(argv):
+            home, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--home="):
+            home = arg.partition("=")[2]
+        elif arg in _ROOT_FLAGS:
+            root.add(arg)
+        else:
+            return None
+        i += 1
+    if i == len(argv) or not all(arg in _PS_FLAGS for arg in argv[i + 1 :]):
+        return None
+    OPTIONS.set(home, "--no-autostart" in root, "--debug" in root)
+    flags = {_PS_FLAGS[arg] for arg in argv[i + 1 :]}
+    return {"all_": "all" in flags, "json_": "json" in flags}
+
+
+def run(*, all_: bool, json_: bool) -> None:
+    rt = runtime()
+    agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
+    shown = agents if all_ else [a for a in agents if a.status.live]
+    if json_:
+        print_json(shown)
+        return
+    live = [a for a in shown if a.status.live]
+    metrics: dict[str, Metrics] = {}
+    if len(live) <= PS_METRICS_MAX:
+        metrics = {a.id: rt.get_metrics(a.id) for a in live}
+    _print(shown, metrics, hidden=len(agents) - len(shown))
+
+
+def _print(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:
+    if not agents:
+        print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
+    rows: list[list[render.Cell]] = []
+    for a in agents:
+        m = metrics.get(a.id)
+        rows.append(
+            [
+                a.id,
+                a.name,
+                str(a.pid) if a.pid and a.status.live else render.DASH,
+                render.status_text(a),
+                render.duration(render.uptime(a)),
+                f"{m.cpu_percent:.1f}%" if m else render.DASH,
+                render.nbytes(m.rss_bytes if m else None),
+                render.budget(a.spent_usd, a.budget_usd),
+                str(a.restarts),
+            ]
+        )
+    if rows:
+        render.columns(
+            ("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
+            rows,
+            right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"),
+        )
+    if hidden:
+        color = render.use_color(sys.stdout)
+        print(render.paint(f"{hidden} ended agent(s) not shown: ironrt ps --all", "dim", color))

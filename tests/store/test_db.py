@@ -1,0 +1,122 @@
+"""The store: migrations from an empty or older database, refusal of a newer one."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ironrt.protocol import Agent, AgentStatus
+from ironrt.store import agents as agent_store
+from ironrt.store.agents import StoredAgent
+from ironrt.store.db import Database, SchemaTooNew, migrations
+
+
+async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "a.db")
+    try:
+        assert await db.scalar("PRAGMA user_version") == migrations()[-1][0]
+        assert await db.scalar("PRAGMA journal_mode") == "wal"
+    finally:
+        await db.close()
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / "b.db")
+    con.execute("PRAGMA user_version = 999")
+    con.close()
+    with pytest.raises(SchemaTooNew, match="v999"):
+        await Database.open(tmp_path / "b.db")
+
+
+async def test_v1_database_round_trips_agents(tmp_path: Path) -> None:
+    """A database written at schema v1 (as shipped in 0.1) still loads as it was saved."""
+    path = tmp_path / "c.db"
+    con = sqlite3.connect(path)
+    con.executescript(migrations()[0][1])
+    con.execute("PRAGMA user_version = 1")
+    con.execute(
+        "INSERT INTO agents (id, name, status, pid, pid_started, command, cwd, env, restart, "
+        "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, created_at) VALUES "
+        "('abc123', 'old', 'running', 4242, 1.5, '[\"python\", \"a.py\"]', '/tmp', '{\"A\": \"1\"}', "
+        "'on-failure', 3, 1, 10.0, 2.5, 'block', 'detect', '2026-01-01T00:00:00Z')"
+    )
+    con.commit()
+    con.close()
+    db = await Database.open(path)
+    try:
+        (stored,) = await agent_store.load_all(db)
+        r = stored.record
+        assert (r.id, r.name, r.status, r.pid, r.restarts, r.spent_usd) == (
+            "abc123",
+            "old",
+            AgentStatus.RUNNING,
+            4242,
+            1,
+            2.5,
+        )
+        assert r.command == ["python", "a.py"] and stored.env == {"A": "1"}
+        assert stored.pid_started == 1.5
+        stored.record.status = AgentStatus.EXITED
+        await agent_store.save(db, stored)
+        (again,) = await agent_store.load_all(db)
+        assert again.record.status is AgentStatus.EXITED
+    finally:
+        await db.close()
+
+
+async def test_concurrent_transactions_do_not_interleave(tmp_path: Path) -> None:
+    import anyio
+
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(
+                    db.transaction,
+                    [
+                        ("INSERT INTO meta(key, value) VALUES(?, ?)", (f"k{i}", "x")),
+                        ("INSERT INTO meta(key, value) VALUES(?, ?)", (f"j{i}", "y")),
+                    ],
+                )
+        assert await db.scalar("SELECT COUNT(*) FROM meta") == 100
+    finally:
+        await db.close()
+
+
+def _agent(agent_id: str) -> StoredAgent:
+    record = Agent(
+        id=agent_id,
+        name="n",
+        pid=None,
+        status=AgentStatus.STARTING,
+        exit_code=None,
+        signal=None,
+        command=["x"],
+        cwd="/",
+        restart="no",
+        restarts=0,
+        max_restarts=0,
+        budget_usd=None,
+        spent_usd=0.0,
+        on_budget="block",
+        pii="detect",
+        rpm=None,
+        tpm=None,
+        allow_unmetered=False,
+        created_at="2026-01-01T00:00:00Z",
+        started_at=None,
+        ended_at=None,
+    )
+    return StoredAgent(record, {}, None, None)
+
+
+async def test_delete(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "e.db")
+    try:
+        await agent_store.save(db, _agent("one"))
+        await agent_store.delete(db, "one")
+        assert await agent_store.load_all(db) == []
+    finally:
+        await db.close()
