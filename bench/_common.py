@@ -126,19 +126,27 @@ def median_run(argv: Sequence[str], runs: int, *, env: dict[str, str] | None = N
 
     Stops early once `budget_s` is spent. Output is discarded but the exit codes are kept.
     """
+    import resource
+
     times: list[float] = []
+    cpu: list[float] = []
     codes: set[int] = set()
     deadline = time.monotonic() + budget_s
     subprocess.run(argv, env=env, capture_output=True, timeout=timeout)  # warm the page cache
     for _ in range(runs):
         if time.monotonic() > deadline:
             break
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(argv, env=env, capture_output=True, timeout=timeout)
         times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
         codes.add(done.returncode)
     out: dict[str, Any] = summary(times)
     out["median"] = percentile([t * 1000 for t in times], 50)
+    #: user+sys CPU of the command (ms): what it costs, whatever else loads the machine.
+    out["cpu_median"] = percentile([t * 1000 for t in cpu], 50)
     out["exit_codes"] = sorted(codes)
     return out
 

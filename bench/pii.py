@@ -27,6 +27,8 @@ import base64
 import binascii
 import gc
 import json
+import os
+import platform
 import random
 import statistics
 import string
@@ -506,7 +508,12 @@ def main() -> None:
             "near_miss_sentences": sum(s.near_miss for s in sentences),
             "labelled_findings": dict(Counter(g[0] for s in sentences for g in s.spans)),
             "seed": SEED,
-        }
+        },
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        },
     }
     ours = score(sentences, ironrt_detect, PII_TYPES)
     result["ironrt"] = {

@@ -258,19 +258,22 @@ def report(r: dict[str, Any]) -> None:
     n = r["agents"]
     s = r["startup"]
     base = s["python_c_pass"]["median"]
-    rows = [["python -c pass (baseline)", base, 1.0]]
+    cbase = s["python_c_pass"]["cpu_median"]
+    rows = [["python -c pass (baseline)", base, 1.0, cbase, 1.0]]
     for key, label in (("ironrt_help", "ironrt --help"), ("python_m_ironrt_help",
                        "python -m ironrt --help"), ("shim_ironrt_help", "ironrt --help (shim)")):
         if key in s:
-            rows.append([label, s[key]["median"], ratio(s[key]["median"], base)])
+            rows.append([label, s[key]["median"], ratio(s[key]["median"], base),
+                         s[key]["cpu_median"], ratio(s[key]["cpu_median"], cbase)])
     for kind, res in r["kinds"].items():
         cli = res["ironrt"].get("cli")
         if cli:
             for key, label in (("ps", "ironrt ps"), ("ps_json", "ironrt ps --json")):
                 rows.append([f"{label} ({res['ironrt']['n']} agents)", cli[key]["median"],
-                             ratio(cli[key]["median"], base)])
-    print(table(f"CLI end to end, median wall ms ({s['console_script']})",
-                ["command", "ms", "x python -c pass"], rows))
+                             ratio(cli[key]["median"], base), cli[key]["cpu_median"],
+                             ratio(cli[key]["cpu_median"], cbase)])
+    print(table(f"CLI end to end, median of runs ({s['console_script']})",
+                ["command", "wall ms", "x baseline", "CPU ms", "x baseline"], rows))
     print()
 
     for kind, res in r["kinds"].items():

@@ -9,6 +9,8 @@ blocks a publisher.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +21,8 @@ from anyio.streams.memory import MemoryObjectSendStream
 from ironrt.protocol import Event
 from ironrt.store import events as event_store
 from ironrt.store.db import Database
+
+log = logging.getLogger("ironrt.events")
 
 
 def utcnow() -> str:
@@ -34,7 +38,12 @@ class EventBus:
 
     async def publish(self, kind: str, agent_id: str | None = None, **data: Any) -> Event:
         ts = utcnow()
-        event_id = await event_store.insert(self._db, ts, kind, agent_id, data)
+        try:
+            event_id = await event_store.insert(self._db, ts, kind, agent_id, data)
+        except sqlite3.Error as exc:
+            # A full disk must not stop the daemon: live subscribers still get the event.
+            log.error("could not store event %s: %s", kind, exc)
+            event_id = 0
         event = Event(id=event_id, ts=ts, kind=kind, agent_id=agent_id, data=data)
         for stream in list(self._subscribers):
             try:

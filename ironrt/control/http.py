@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -210,10 +211,22 @@ class Router:
             response = await route.handler(Request(method, path, params, query, receive))
         except IronrtError as exc:
             response = error_response(exc)
+        except sqlite3.Error as exc:
+            log.error("state write failed on %s %s: %s", method, path, exc)
+            response = error_response(
+                StorageError(
+                    f"the daemon cannot write its state ({exc}); is the disk full? Nothing was changed"
+                )
+            )
         except Exception:
             log.exception("control API handler failed on %s %s", method, path)
             response = error_response(IronrtError("internal error in the daemon; see daemon.log"))
         await response(send, receive)
+
+
+class StorageError(IronrtError):
+    code = "storage_error"
+    status = 507
 
 
 class NotFound(IronrtError):

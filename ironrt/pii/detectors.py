@@ -1,9 +1,10 @@
 """Find PII in text: email, phone, payment card, US SSN, IBAN, IP address, secrets.
 
-This runs on every prompt and completion the router forwards, so it is built for speed: each
-family first asks a cheap question of the whole text (is there an `@`, a digit, a `:`?) and
-only then runs a pattern whose first character the regex engine can skip to; expensive
-validation (Luhn, mod-97, numbering plans) runs on the few candidates left. Patterns are
+This runs on every prompt and completion the router forwards, so it is built for speed: a
+family runs only if a cheap test of the whole text finds its marker (an `@`, a `:`, `sk-`),
+every pattern starts with a character class the regex engine skips to in C (all number
+formats share one such pattern, so one pass finds them all), and the expensive validation
+(Luhn, mod-97, numbering plans) runs on the few candidates left. Patterns are
 ASCII-only and every quantifier is bounded, which keeps a finding's extent local: whether
 `text[i:j]` is a finding depends on at most a few characters around it, the property the
 streaming scanner relies on to give the same answer as a scan of the whole text.
@@ -25,7 +26,7 @@ from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
 
-__all__ = ["find_pii"]
+__all__ = ["find_pii", "scan"]
 
 _A = re.ASCII
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -162,14 +163,24 @@ class RouterService:
             error=flow.error,
             started_at=utcnow(),
         )
-        await self.db.transaction(
-            [
-                trace_store.insert_statement(trace),
-                ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
-            ]
-        )
-        for event in flow.events:
-            await self.bus.publish(event.kind, gov.agent_id, **event.data)
+        try:
+            await self.db.transaction(
+                [
+                    trace_store.insert_statement(trace),
+                    ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
+                ]
+            )
+            for event in flow.events:
+                await self.bus.publish(event.kind, gov.agent_id, **event.data)
+        except sqlite3.Error as exc:
+            # Disk full, say. The spend stays counted in memory (the budget still holds) and
+            # the agent row is rewritten with the running total by the next call that settles.
+            log.error(
+                "could not record a call",
+                extra={
+                    "fields": {"agent": gov.agent_id, "error": str(exc), "cost_usd": flow.cost_usd}
+                },
+            )
         if flow.metadata.get("stop_agent"):
             try:
                 self._stop_requests.send_nowait(gov.agent_id)

@@ -9,8 +9,10 @@ what the last one knew, and reattaches to the agents that outlived it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +35,7 @@ from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
 from ironrt.supervisor.environment import agent_environment, new_token, scrub, token_hash
 from ironrt.supervisor.sampler import TreeSample, TreeSampler
 
+log = logging.getLogger("ironrt.supervisor")
 S = AgentStatus
 STARTSECS = 1.0  # a process that lives this long counts as started (supervisord's rule)
 _EMPTY_SAMPLE = TreeSample(0.0, 0, 0)
@@ -176,9 +179,13 @@ class Supervisor:
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
         m = Managed(StoredAgent(record, env, None, None), AgentGovernance(agent_id))
         self._apply_settings(m.gov, record)
+        # Written before the process exists: an agent the store cannot record is never
+        # started (a crash would lose it). A full disk fails here, cleanly.
+        await agent_store.save(self.db, m.stored)
         try:
             await self._spawn(m)
         except StartFailed:
+            await agent_store.delete(self.db, agent_id)
             raise
         self.agents[agent_id] = m
         await self.bus.publish("AgentStarted", agent_id, pid=record.pid, name=name)
@@ -487,7 +494,11 @@ class Supervisor:
 
     async def _save(self, m: Managed) -> None:
         m.record.spent_usd = m.gov.spent_usd
-        await agent_store.save(self.db, m.stored)
+        try:
+            await agent_store.save(self.db, m.stored)
+        except sqlite3.Error as exc:
+            # Disk full: the state stays right in memory and is written with the next change.
+            log.error("could not save agent %s: %s", m.record.id, exc)
 
     async def _sample_loop(self) -> None:
         while True:

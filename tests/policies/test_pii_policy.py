@@ -222,11 +222,29 @@ def test_held_text_is_flushed_before_the_event_that_closes_its_channel() -> None
     policy, flow = redacted_chat(f"mail {EMAIL}", stream=True)
     close = chunk(None, "stop")
     out = run_stream(policy, flow, [chunk("to [EMAIL_"), close])
-    assert out[-1] is close
+    assert out[-1] is close and out[-2].data["id"] == "c1"
     assert [e.data["choices"][0]["delta"] for e in out[:-1]] == [
         {"content": "to "},
         {"content": "[EMAIL_"},
     ]
+
+
+def test_a_private_key_restored_into_streamed_tool_arguments_keeps_them_valid_json() -> None:
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----"
+    policy, flow = redacted_chat(f"store this key:\n{key}\nplease", stream=True)
+
+    def args(text: str) -> StreamEvent:
+        call = {"index": 0, "function": {"arguments": text}}
+        choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
+        return make_event({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]})
+
+    out = run_stream(policy, flow, [args('{"pem": "[SEC'), args('RET_1]"}'), chunk(None, "stop")])
+    streamed = "".join(
+        c["function"]["arguments"]
+        for e in out
+        for c in e.data["choices"][0]["delta"].get("tool_calls", ())
+    )
+    assert json.loads(streamed) == {"pem": key}
 
 
 def test_stream_end_flushes_what_a_channel_still_holds() -> None:

@@ -1,0 +1,83 @@
+"""A full disk: calls are still answered and governed, nothing settled is lost, the daemon
+stays up, and a control request that cannot be recorded gets a clear error."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ironrt.errors import IronrtError
+from ironrt.tempdaemon import TempDaemon, wait_until
+
+
+@contextlib.contextmanager
+def small_filesystem(size: str) -> Iterator[Path]:
+    where = Path(tempfile.mkdtemp(prefix="irt-fs-", dir="/tmp"))
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        where.rmdir()
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+        where.rmdir()
+
+
+def fill(path: Path) -> None:
+    with path.open("wb") as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def test_full_disk_loses_no_settled_spend(tmp_path: Path) -> None:
+    with small_filesystem("4m") as fs:
+        d = TempDaemon(offline=True)
+        d.home.rmdir()
+        d.home = fs / "home"
+        d.env["IRONRT_HOME"] = str(d.home)
+        d.home.mkdir(mode=0o700)
+        from ironrt.client import Runtime
+
+        d.rt = Runtime(home=d.home, autostart=False, timeout=30)
+        with d:
+            token_file = tmp_path / "token"
+            script = tmp_path / "hold.py"
+            script.write_text(
+                f"import os, time\nopen({str(token_file)!r}, 'w').write(os.environ['IC_TOKEN'])\ntime.sleep(60)\n"
+            )
+            agent_id = d.rt.start_agent(str(script), budget=1.0)
+            wait_until(lambda: token_file.exists() and token_file.read_text(), timeout=15)
+            auth = {"authorization": f"Bearer {token_file.read_text()}"}
+            body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 200}]}
+            filler = fs / "filler"
+            fill(filler)
+            for _ in range(3):  # answered although nothing can be written
+                r = httpx.post(f"{d.router_url}/v1/chat/completions", headers=auth, json=body)
+                assert r.status_code == 200
+            with pytest.raises(IronrtError, match="disk full"):
+                d.rt.start_agent(str(script))
+            assert d.rt.health().ok
+            spent_in_memory = d.rt.get_agent(agent_id).spent_usd
+            assert spent_in_memory > 0
+            filler.unlink()
+            r = httpx.post(f"{d.router_url}/v1/chat/completions", headers=auth, json=body)
+            assert r.status_code == 200
+            wait_until(lambda: d.rt.get_agent(agent_id).spent_usd > spent_in_memory, timeout=5)
+            total = d.rt.get_agent(agent_id).spent_usd
+            d.kill()  # a crash now: the total reached the disk with the last call
+            d.start()
+            assert d.rt.get_agent(agent_id).spent_usd == pytest.approx(total, abs=1e-12)
