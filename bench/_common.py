@@ -90,7 +90,7 @@ def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> s
     lines = [title, "-" * len(title)]
     for n, row in enumerate(cells):
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
+                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

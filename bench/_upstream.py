@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import socket
 import sys
@@ -138,10 +139,8 @@ async def serve(port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Bounded life: never outlive a crashed benchmark by more than an hour.
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=3600)
-    except asyncio.TimeoutError:
-        pass
     server.close()
 
 

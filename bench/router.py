@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import http.client
 import json
 import os
@@ -45,7 +46,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     BENCH_DIR,
     RESULTS_DIR,
     Deadline,
@@ -58,9 +59,9 @@ from _common import (  # noqa: E402
     table,
     write_results,
 )
-from _loadgen import Samples, Target, alternate, build_request, saturate  # noqa: E402
+from _loadgen import Samples, Target, alternate, build_request, saturate
 
-from ironrt.tempdaemon import TempDaemon  # noqa: E402
+from ironrt.tempdaemon import TempDaemon
 
 NAME = "router"
 FAKE_KEY = "sk-bench-upstream-0123456789abcdefABCDEF"
@@ -178,7 +179,8 @@ def token_agent(d: TempDaemon, workdir: Path, name: str, **kw: Any) -> tuple[str
     deadline = time.monotonic() + 20
     while not target.exists():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"token agent {name} did not publish its token: {d.rt.logs(agent_id)}")
+            logs = d.rt.logs(agent_id)
+            raise RuntimeError(f"token agent {name} did not publish its token: {logs}")
         time.sleep(0.02)
     return agent_id, target.read_text()
 
@@ -245,17 +247,15 @@ class LiteLLM:
             log.close()
         took = wait_http("127.0.0.1", self.port, "/health/liveliness", timeout, self.proc)
         if took is None:
-            self.error = "did not answer within %.0f s: %s" % (timeout, self.log_tail())
+            self.error = f"did not answer within {timeout:.0f} s: {self.log_tail()}"
             self.stop()
             return False
         self.startup_s = time.perf_counter() - t0
-        try:
+        with contextlib.suppress(subprocess.SubprocessError):
             self.version = subprocess.run(
                 [str(LITELLM_VENV / "bin" / "python"), "-c",
                  "import importlib.metadata as m; print(m.version('litellm'))"],
                 capture_output=True, text=True, timeout=30).stdout.strip()
-        except subprocess.SubprocessError:
-            pass
         return True
 
     def log_tail(self) -> str:
@@ -421,7 +421,7 @@ async def profile_router(target: Target, seconds: float, pid: int, out: Path,
     if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
     raw = out.with_suffix(".txt")
-    proc = subprocess.Popen([spy, "record", "-p", str(pid), "-o", str(raw), "-f", "raw",
+    proc = subprocess.Popen([spy, "record",  # noqa: ASYNC220 - py-spy runs beside the load "-p", str(pid), "-o", str(raw), "-f", "raw",
                              "-d", str(int(seconds)), "-r", "200", "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     await asyncio.sleep(1.0)
@@ -562,7 +562,6 @@ def main(argv: list[str] | None = None) -> int:
 def report(r: dict[str, Any]) -> None:
     peer = r.get("peer")
     c1 = r["c1_plain"]
-    d = c1["direct"]
     names = [n for n in ("direct", "ironrt", "ironrt_pii_off", "litellm") if n in c1]
 
     def added(name: str, key: str, block: dict[str, Any] = c1, sub: str | None = None) -> float:

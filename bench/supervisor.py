@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import (  # noqa: E402
+from _common import (
     Deadline,
     machine,
     median_run,
@@ -43,7 +43,7 @@ from _common import (  # noqa: E402
     write_results,
 )
 
-from ironrt.tempdaemon import TempDaemon  # noqa: E402
+from ironrt.tempdaemon import TempDaemon
 
 NAME = "supervisor"
 TARGET_PS_MS = 150.0
@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         floors = {"sleep": ["sleep", "60"], "python": [sys.executable, "tiny_agent.py"]}
 
         script = console_script()
-        base_env = {**os.environ, "IRONRT_HOME": str(workdir / "nohome"), "IRONRT_NO_AUTOSTART": "1"}
+        base_env = {**os.environ, "IRONRT_HOME": str(workdir / "nohome"),
+                    "IRONRT_NO_AUTOSTART": "1"}
         results["startup"] = {
             "python_c_pass": median_run([sys.executable, "-c", "pass"], cli_runs, env=base_env),
             "ironrt_help": median_run([script, "--help"], cli_runs, env=base_env),
@@ -265,7 +266,7 @@ def report(r: dict[str, Any]) -> None:
         if key in s:
             rows.append([label, s[key]["median"], ratio(s[key]["median"], base),
                          s[key]["cpu_median"], ratio(s[key]["cpu_median"], cbase)])
-    for kind, res in r["kinds"].items():
+    for res in r["kinds"].values():
         cli = res["ironrt"].get("cli")
         if cli:
             for key, label in (("ps", "ironrt ps"), ("ps_json", "ironrt ps --json")):
@@ -280,8 +281,8 @@ def report(r: dict[str, Any]) -> None:
         f, o = res["popen"], res["ironrt"]
         rows = []
         for op in ("start", "stop"):
-            rows.append([f"{op} (p50)", f[op]["p50"], o[op]["p50"], ratio(o[op]["p50"], f[op]["p50"])])
-            rows.append([f"{op} (p99)", f[op]["p99"], o[op]["p99"], ratio(o[op]["p99"], f[op]["p99"])])
+            for q in ("p50", "p99"):
+                rows.append([f"{op} ({q})", f[op][q], o[op][q], ratio(o[op][q], f[op][q])])
         ss_f = f["start"]["p50"] + f["stop"]["p50"]
         ss_o = o["start"]["p50"] + o["stop"]["p50"]
         rows.append(["start+stop per agent (p50 sum)", ss_f, ss_o, ratio(ss_o, ss_f)])

@@ -254,14 +254,28 @@ def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
         colon = text.find(":", max(m.end(), colon + 1))
 
 
-def find_pii(text: str, start: int = 0) -> list[Finding]:
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+
+
+def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Finding]:
     """All findings in `text` that start at or after `start`, in order, none overlapping.
 
     Characters before `start` are still read as context (look-behinds, an email's local
     part), which is how the streaming scanner rescans only its held-back tail.
+
+    `json_text`: `text` is JSON (tool-call arguments as a string), so an escape such as
+    `\\n` separates words: `"line\\njane@x.io"` holds `jane@x.io`, not `njane@x.io`, and a
+    placeholder put in its place never lands right after a backslash.
     """
-    raw = scan(text, start)
-    return resolve(raw) if raw else raw
+    scanned = text
+    if json_text and "\\" in text:
+        scanned = _JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
+    raw = scan(scanned, start)
+    if not raw:
+        return raw
+    if scanned is not text:
+        raw = [Finding(f.type, f.start, f.end, text[f.start : f.end], f.kind) for f in raw]
+    return resolve(raw)
 
 
 def scan(text: str, start: int = 0) -> list[Finding]:

@@ -5,7 +5,9 @@ call on and never half-way through one):
 
 - `off`: every hook returns at once.
 - `detect` (default): findings in the request and in the response are counted on the agent
-  and reported in `PiiAlert` events (types, where, counts: never a value).
+  and reported in `PiiAlert` events (types, where, counts: never a value). One event per
+  direction and call: `direction` (request|response), `action` (detected|redacted|blocked),
+  `count`, `types`, `where`, `counts` per type, `findings` per (type, where).
 - `redact`: each finding in the request is replaced by a typed placeholder (`[EMAIL_1]`)
   before the request leaves the machine; placeholders the model echoes are turned back
   into the agent's values in the response, streamed or not. A finding the model produced
@@ -38,6 +40,8 @@ __all__ = ["PiiCallState", "PiiPolicy"]
 
 #: Slots carrying text a stream already delivered in deltas (see providers/base.py).
 _REPEAT = "repeat"
+#: Slots whose text may be a JSON document rather than prose.
+_JSON_WHERE = ("tool_arguments", "tool_result", _REPEAT)
 #: Stream text is only counted, never rewritten, so it is scanned in batches of this many
 #: characters rather than on every one-token delta.
 _SCAN_BATCH = 128
@@ -72,12 +76,13 @@ class PiiCallState:
 
 
 def _is_json_text(slot: TextSlot, text: str) -> bool:
-    """Whether the slot's text is itself JSON (tool-call arguments as a string).
+    """Whether the slot's text is itself JSON (tool-call arguments or a tool's result).
 
-    Values restored into JSON text are escaped (a private key's newlines), and values taken
-    from it are unescaped, so one placeholder maps to one value whatever the context.
+    In JSON text escapes separate words when scanning, values restored into it are escaped
+    (a private key's newlines) and values taken from it are unescaped, so one placeholder
+    maps to one value whatever the context and the JSON stays valid.
     """
-    return slot.where in ("tool_arguments", _REPEAT) and text.lstrip()[:1] in ("{", "[")
+    return slot.where in _JSON_WHERE and text.lstrip()[:1] in ("{", "[")
 
 
 class PiiPolicy(Policy):
@@ -93,7 +98,7 @@ class PiiPolicy(Policy):
         flow.metadata["pii"] = state
         found: list[tuple[TextSlot, list[Finding]]] = []
         for slot in flow.request_texts():
-            findings = find_pii(slot.text)
+            findings = find_pii(slot.text, json_text=_is_json_text(slot, slot.text))
             if findings:
                 found.append((slot, findings))
                 state.request.update((f.type, slot.where) for f in findings)
@@ -129,7 +134,8 @@ class PiiPolicy(Policy):
         changed = False
         for slot in flow.response_texts(body):
             if slot.where != _REPEAT:
-                state.response.update((f.type, slot.where) for f in find_pii(slot.text))
+                found = find_pii(slot.text, json_text=_is_json_text(slot, slot.text))
+                state.response.update((f.type, slot.where) for f in found)
             if state.restoring and self._restore_whole(state, slot):
                 changed = True
         self._finish(flow, state)
@@ -229,12 +235,16 @@ class PiiPolicy(Policy):
         if not total:
             return
         flow.agent.pii_findings += total
+        per_type: Counter[str] = Counter()
+        for (type_, _), n in counts.items():
+            per_type[type_] += n
         flow.emit(
             "PiiAlert",
             direction=direction,
             action=action,
             count=total,
-            types=sorted({t for t, _ in counts}),
+            types=sorted(per_type),
             where=sorted({w for _, w in counts}),
+            counts=dict(sorted(per_type.items())),
             findings=[{"type": t, "where": w, "count": n} for (t, w), n in sorted(counts.items())],
         )

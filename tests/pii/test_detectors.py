@@ -280,6 +280,11 @@ def test_secret_near_misses(text: str) -> None:
     assert found(text) == []
 
 
+def test_in_json_text_an_escape_separates_words() -> None:
+    text = '{"note": "line\\njane@x.io\\n4111111111111111"}'
+    assert [f.value for f in find_pii(text, json_text=True)] == ["jane@x.io", "4111111111111111"]
+
+
 def test_findings_are_in_order_and_do_not_overlap() -> None:
     text = "mail a@b.io, ip ::ffff:192.0.2.1, card 4111111111111111"
     fs = find_pii(text)

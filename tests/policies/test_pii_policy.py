@@ -152,6 +152,15 @@ def test_redact_covers_anthropic_tool_use_input_and_system() -> None:
     assert body["messages"][0]["content"][0]["input"] == {"to": "[EMAIL_1]"}
 
 
+def test_redacted_tool_call_arguments_stay_valid_json() -> None:
+    function = {"name": "note", "arguments": json.dumps({"text": f"line\n{EMAIL}"})}
+    call = {"id": "t", "type": "function", "function": function}
+    assistant = {"role": "assistant", "content": None, "tool_calls": [call]}
+    flow = chat_flow("redact", user("go"), assistant)
+    PiiPolicy().request(flow)
+    assert json.loads(function["arguments"]) == {"text": "line\n[EMAIL_1]"}
+
+
 def test_the_mode_is_read_once_per_call() -> None:
     policy, flow = redacted_chat(f"mail {EMAIL}", stream=True)
     flow.agent.pii = "off"  # changed on the running agent mid-call
@@ -203,6 +212,7 @@ def test_detect_counts_findings_in_a_response() -> None:
             "count": 1,
             "types": ["CARD"],
             "where": ["completion"],
+            "counts": {"CARD": 1},
             "findings": [{"type": "CARD", "where": "completion", "count": 1}],
         }
     ]
