@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from ironrt.pii.finding import PII_TYPES, Finding
 
-__all__ = ["PLACEHOLDER", "PLACEHOLDER_MAX", "Placeholders"]
+__all__ = ["PLACEHOLDER", "PLACEHOLDER_MAX", "NovelPlaceholders", "Placeholders"]
 
 #: A complete placeholder; only ones this call issued are restored.
 PLACEHOLDER = re.compile(r"\[(?:" + "|".join(PII_TYPES) + r")_[1-9][0-9]{0,5}\]")
@@ -35,6 +35,10 @@ class Placeholders:
 
     def __len__(self) -> int:
         return len(self._originals)
+
+    def knows(self, type_: str, value: str) -> bool:
+        """Whether `value` was issued a placeholder in this call (it is the agent's own)."""
+        return (type_, value) in self._placeholders
 
     def placeholder(self, type_: str, value: str) -> str:
         """The placeholder for `value`, issuing the next one of its type if it is new."""
@@ -80,6 +84,31 @@ class Placeholders:
             return json.dumps(value)[1:-1] if json_escape else value
 
         return PLACEHOLDER.sub(original, text)
+
+
+class NovelPlaceholders(Placeholders):
+    """Placeholders for what the model produced itself, sparing the agent's own values.
+
+    In redact mode a completion's findings are replaced too, except values the agent sent
+    (those came back through `restore` and are the agent's to see).
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self, known: Placeholders) -> None:
+        super().__init__()
+        self._known = known
+        # Numbering goes on from the request's: `[EMAIL_2]` is plainly not the agent's `[EMAIL_1]`.
+        self._counts.update(known._counts)
+
+    def redact(self, text: str, findings: Iterable[Finding], *, json_text: bool = False) -> str:
+        known = self._known
+        novel = [
+            f
+            for f in findings
+            if not (known.knows(f.type, f.value) or known.knows(f.type, _unescape(f.value)))
+        ]
+        return super().redact(text, novel, json_text=json_text)
 
 
 def _unescape(value: str) -> str:

@@ -11,7 +11,8 @@ call on and never half-way through one):
 - `redact`: each finding in the request is replaced by a typed placeholder (`[EMAIL_1]`)
   before the request leaves the machine; placeholders the model echoes are turned back
   into the agent's values in the response, streamed or not. A finding the model produced
-  itself is left alone (the agent owns its response) and reported.
+  itself (not one of the agent's own values) is replaced by a placeholder too before it
+  reaches the agent: redact protects both directions.
 - `block`: a request with findings is refused with a provider-shaped 400 naming the types
   (`x-should-retry: false`, so the SDK does not retry it).
 
@@ -31,6 +32,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from ironrt.pii import Finding, Placeholders, StreamRestorer, StreamScanner, find_pii
+from ironrt.pii.redact import NovelPlaceholders
+from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.base import Policy
 from ironrt.protocol import PiiMode
 from ironrt.router.flow import Flow, Refusal, StreamEvent, TextSlot
@@ -54,6 +57,7 @@ class _Channel:
     like: StreamEvent
     scanner: StreamScanner = field(default_factory=lambda: StreamScanner(batch=_SCAN_BATCH))
     restorer: StreamRestorer | None = None
+    redactor: StreamRedactor | None = None
     #: Whether the channel's text is JSON, decided by its first non-blank text.
     json_text: bool | None = None
 
@@ -69,10 +73,17 @@ class PiiCallState:
     response: Counter[tuple[str, str]] = field(default_factory=Counter)
     channels: dict[Hashable, _Channel] = field(default_factory=dict)
     reported: bool = False
+    #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
+    novel: NovelPlaceholders | None = None
 
     @property
-    def restoring(self) -> bool:
-        return self.mode == "redact" and len(self.placeholders) > 0
+    def redacting(self) -> bool:
+        return self.mode == "redact"
+
+    def novel_placeholders(self) -> NovelPlaceholders:
+        if self.novel is None:
+            self.novel = NovelPlaceholders(self.placeholders)
+        return self.novel
 
 
 def _is_json_text(slot: TextSlot, text: str) -> bool:
@@ -136,7 +147,7 @@ class PiiPolicy(Policy):
             if slot.where != _REPEAT:
                 found = find_pii(slot.text, json_text=_is_json_text(slot, slot.text))
                 state.response.update((f.type, slot.where) for f in found)
-            if state.restoring and self._restore_whole(state, slot):
+            if state.redacting and self._rewrite_whole(state, slot):
                 changed = True
         self._finish(flow, state)
         return changed
@@ -150,8 +161,8 @@ class PiiPolicy(Policy):
         closes = flow.event_closes(event)
         for slot in flow.event_texts(event):
             if slot.where == _REPEAT:
-                if state.restoring:
-                    self._restore_whole(state, slot)
+                if state.redacting:
+                    self._rewrite_whole(state, slot)
                 continue
             closing = any(channel_closed(key, slot.channel) for key in closes)
             self._stream_slot(state, slot, event, closing)
@@ -195,14 +206,19 @@ class PiiPolicy(Policy):
         ch.like = event
         _, findings = ch.scanner.feed(slot.text)
         state.response.update((f.type, ch.where) for f in findings)
-        if state.restoring:
+        if state.redacting:
             if ch.restorer is None:
                 ch.restorer = StreamRestorer(state.placeholders)
+                ch.redactor = StreamRedactor(state.novel_placeholders())
+            assert ch.redactor is not None
             if ch.json_text is None and slot.text.strip():
                 ch.json_text = ch.restorer.json_escape = _is_json_text(slot, slot.text)
             text = ch.restorer.feed(slot.text)
             if closing:
                 text += ch.restorer.flush()
+            text = ch.redactor.feed(text)
+            if closing:
+                text += ch.redactor.flush()
             if text != slot.text:
                 slot.set(text)
         if closing:
@@ -214,11 +230,18 @@ class PiiPolicy(Policy):
         ch = state.channels.pop(channel)
         _, findings = ch.scanner.flush()
         state.response.update((f.type, ch.where) for f in findings)
-        return ch.restorer.flush() if ch.restorer is not None else ""
+        if ch.restorer is None or ch.redactor is None:
+            return ""
+        return ch.redactor.feed(ch.restorer.flush()) + ch.redactor.flush()
 
     @staticmethod
-    def _restore_whole(state: PiiCallState, slot: TextSlot) -> bool:
-        text = state.placeholders.restore(slot.text, json_escape=_is_json_text(slot, slot.text))
+    def _rewrite_whole(state: PiiCallState, slot: TextSlot) -> bool:
+        """Restore the agent's values, then hide what the model produced itself."""
+        json_text = _is_json_text(slot, slot.text)
+        text = state.placeholders.restore(slot.text, json_escape=json_text)
+        novel = find_pii(text, json_text=json_text)
+        if novel:
+            text = state.novel_placeholders().redact(text, novel, json_text=json_text)
         if text == slot.text:
             return False
         slot.set(text)

@@ -189,13 +189,14 @@ def test_redact_restores_tool_call_arguments() -> None:
     assert json.loads(function["arguments"]) == {"to": EMAIL}
 
 
-def test_a_finding_the_model_made_is_left_and_reported() -> None:
+def test_a_finding_the_model_made_is_redacted_and_reported() -> None:
     policy, flow = redacted_chat(f"mail {EMAIL}")
     body: dict[str, Any] = {
         "choices": [{"index": 0, "message": {"content": "[EMAIL_1], cc boss@corp.com"}}]
     }
     policy.response(flow, body)
-    assert body["choices"][0]["message"]["content"] == f"{EMAIL}, cc boss@corp.com"
+    # The agent's own address comes back; the one the model made up does not get through.
+    assert body["choices"][0]["message"]["content"] == f"{EMAIL}, cc [EMAIL_2]"
     response_alert = alerts(flow)[-1]
     assert (response_alert["direction"], response_alert["count"]) == ("response", 1)
 
@@ -325,7 +326,9 @@ def test_responses_repeated_text_is_restored_but_not_counted_twice() -> None:
         make_event({"type": done_type, "text": text, **common}, done_type),
     ]
     out = run_stream(policy, flow, events)
-    assert out[0].data["delta"] == out[1].data["text"] == f"{EMAIL} ok b@c.io"
+    streamed = "".join(e.data["delta"] for e in out if e.data["type"] == delta_type)
+    done = next(e.data["text"] for e in out if e.data["type"] == done_type)
+    assert streamed == done == f"{EMAIL} ok [EMAIL_2]"  # deltas and full text agree
     assert alerts(flow)[-1]["count"] == 1  # b@c.io, once
 
 
