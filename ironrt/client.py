@@ -328,6 +328,11 @@ class Runtime:
     def list_agents(self) -> list[Agent]:
         return self._call("GET", "/v1/agents", AgentList).agents
 
+    def list_agents_with_metrics(self) -> list[tuple[Agent, Metrics]]:
+        """Every agent with its metrics, in one request (what `ps` and `top` show)."""
+        found = self._call("GET", "/v1/agents?metrics=true", AgentList)
+        return list(zip(found.agents, found.metrics or [], strict=True))
+
     def get_agent(self, ref: str) -> Agent:
         return self._call("GET", f"/v1/agents/{_q(ref)}", Agent)
 

@@ -101,6 +101,8 @@ class Agent(Base):
 
 class AgentList(Base):
     agents: list[Agent]
+    #: With `?metrics=true`: each agent's metrics, in the same order (one request for `ps`/`top`).
+    metrics: list[Metrics] | None = None
 
 
 class StopRequest(Base):
@@ -112,17 +114,21 @@ class StopRequest(Base):
 
 
 class UpdateRequest(Base):
-    """Settings that may change on a running agent."""
+    """Settings that may change on a running agent. An absent field is left as it is; a
+    `null` budget, rpm or tpm removes that limit."""
 
-    budget_usd: float | None = None
-    pii: PiiMode | None = None
-    on_budget: OnBudget | None = None
-    rpm: int | None = None
-    tpm: int | None = None
+    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
+    pii: PiiMode | msgspec.UnsetType = msgspec.UNSET
+    on_budget: OnBudget | msgspec.UnsetType = msgspec.UNSET
+    rpm: int | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: int | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        if self.budget_usd is not None and self.budget_usd < 0:
+        if isinstance(self.budget_usd, float) and self.budget_usd < 0:
             raise ValueError("`budget_usd` must be >= 0")
+        for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
+            if isinstance(value, int) and value <= 0:
+                raise ValueError(f"`{field}` must be > 0")
 
 
 class Metrics(Base):

@@ -264,9 +264,13 @@ def set_limits(
     budget: Annotated[
         float | None, typer.Option("--budget", metavar="USD", min=0, help="Spend limit in USD.")
     ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option("--unset", metavar="rpm|tpm|budget", help="Remove a limit (repeatable)."),
+    ] = None,
 ) -> None:
     """Change the governance settings of an agent, also while it runs."""
-    changes = {
+    changes: dict[str, object] = {
         k: v
         for k, v in (
             ("pii", pii),
@@ -277,9 +281,14 @@ def set_limits(
         )
         if v is not None
     }
+    for name in unset or ():
+        field = {"rpm": "rpm", "tpm": "tpm", "budget": "budget_usd"}.get(name)
+        if field is None:
+            raise typer.BadParameter(f"--unset takes rpm, tpm or budget, not {name!r}")
+        changes[field] = None
     if not changes:
         raise typer.BadParameter(
-            "nothing to change: give --pii, --rpm, --tpm, --on-budget or --budget"
+            "nothing to change: give --pii, --rpm, --tpm, --on-budget, --budget or --unset"
         )
     a = runtime().update_agent(ref, **changes)
     print(

@@ -238,7 +238,9 @@ def frame(
     """One frame of `top`: the live agents (plus those in `include`) with their metrics."""
     from rich.text import Text
 
-    agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
+    pairs = sorted(rt.list_agents_with_metrics(), key=lambda p: p[0].created_at)
+    agents = [a for a, _ in pairs]
+    by_id = {a.id: m for a, m in pairs}
     shown = [a for a in agents if a.status.live or (include and a.id in include)]
     t = render.table(
         "ID",
@@ -259,7 +261,7 @@ def frame(
     )
     t.title_justify = "left"
     for a in shown:
-        m = rt.get_metrics(a.id)
+        m = by_id[a.id]
         word, style = render.status_text(a)
         used = m.budget_used_percent
         live = m.status.live

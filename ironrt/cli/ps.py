@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 #: `ps` asks for cpu and memory one agent at a time; past this many live agents it
 #: shows what the list gives, so it stays one request however many agents run.
-PS_METRICS_MAX = 8
 
 _ROOT_FLAGS = {"--no-autostart", "--debug"}
 _PS_FLAGS = {"-a": "all", "--all": "all", "--json": "json"}
@@ -53,16 +52,14 @@ def fast_args(argv: list[str]) -> dict[str, bool] | None:
 
 def run(*, all_: bool, json_: bool) -> None:
     rt = runtime()
-    agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
-    shown = agents if all_ else [a for a in agents if a.status.live]
     if json_:
-        print_json(shown)
+        agents = sorted(rt.list_agents(), key=lambda a: a.created_at)
+        print_json(agents if all_ else [a for a in agents if a.status.live])
         return
-    live = [a for a in shown if a.status.live]
-    metrics: dict[str, Metrics] = {}
-    if len(live) <= PS_METRICS_MAX:
-        metrics = {a.id: rt.get_metrics(a.id) for a in live}
-    _print(shown, metrics, hidden=len(agents) - len(shown))
+    pairs = sorted(rt.list_agents_with_metrics(), key=lambda p: p[0].created_at)
+    shown = [a for a, _ in pairs if all_ or a.status.live]
+    metrics: dict[str, Metrics] = {a.id: m for a, m in pairs if a.status.live}
+    _print(shown, metrics, hidden=len(pairs) - len(shown))
 
 
 def _print(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:

@@ -86,7 +86,8 @@ def build(ctx: DaemonContext) -> Router:
         return Response(200, openapi_document(r, __version__))
 
     async def list_agents(req: Request) -> Response:
-        return json_response(AgentList(agents=sup.agents_list()))
+        metrics = sup.all_metrics() if req.flag("metrics") else None
+        return json_response(AgentList(agents=sup.agents_list(), metrics=metrics))
 
     async def start_agent(req: Request) -> Response:
         body = await req.json(StartRequest)
@@ -207,7 +208,14 @@ def build(ctx: DaemonContext) -> Router:
     )
     r.add("GET", "/v1/version", version, "Daemon and protocol version", response=Version)
     r.add("GET", "/v1/openapi.json", openapi, "This description")
-    r.add("GET", "/v1/agents", list_agents, "List agents", response=AgentList)
+    r.add(
+        "GET",
+        "/v1/agents",
+        list_agents,
+        "List agents (metrics: with each one's metrics)",
+        response=AgentList,
+        query=("metrics",),
+    )
     r.add("POST", "/v1/agents", start_agent, "Start an agent", body=StartRequest, response=Agent)
     r.add(
         "GET",

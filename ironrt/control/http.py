@@ -215,7 +215,8 @@ class Router:
             log.error("state write failed on %s %s: %s", method, path, exc)
             response = error_response(
                 StorageError(
-                    f"the daemon cannot write its state ({exc}); is the disk full? Nothing was changed"
+                    f"the daemon cannot write its state ({exc}); is the disk full? "
+                    "Nothing was changed"
                 )
             )
         except Exception:

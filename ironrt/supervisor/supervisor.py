@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import msgspec
 from anyio.abc import TaskGroup
 
 from ironrt.config import Settings
@@ -231,13 +232,16 @@ class Supervisor:
         changes: dict[str, object] = {}
         for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm"):
             value = getattr(req, name)
-            if value is not None:
+            if value is not msgspec.UNSET:
                 setattr(r, name, value)
                 changes[name] = value
         self._apply_settings(m.gov, r)
-        if req.budget_usd is not None:
+        if "budget_usd" in changes:
             # New headroom: warnings below the new spend ratio may fire again.
-            m.gov.warned = {t for t in m.gov.warned if m.gov.spent_usd >= t / 100 * req.budget_usd}
+            budget = r.budget_usd or 0.0
+            m.gov.warned = {
+                t for t in m.gov.warned if budget and m.gov.spent_usd >= t / 100 * budget
+            }
         await self._save(m)
         await self.bus.publish("AgentUpdated", r.id, **changes)
         return self.snapshot(m)
@@ -250,7 +254,12 @@ class Supervisor:
         return self.snapshot(m)
 
     def metrics(self, ref: str) -> Metrics:
-        m = self.find(ref)
+        return self.metrics_of(self.find(ref))
+
+    def all_metrics(self) -> list[Metrics]:
+        return [self.metrics_of(m) for m in self.agents.values()]
+
+    def metrics_of(self, m: Managed) -> Metrics:
         r, g = self.snapshot(m), m.gov
         live = r.status.live and r.pid is not None
         sample = m.sample if live else _EMPTY_SAMPLE
