@@ -34,6 +34,7 @@ from ironrt.router.upstream import (
     Upstream,
     UpstreamResponse,
     UpstreamUnavailable,
+    error_kind,
     forward_headers,
     offline,
 )
@@ -277,7 +278,7 @@ class RouterApp:
         try:
             data = await upstream.read()
         except Exception as exc:  # the upstream broke mid-body
-            flow.status_code, flow.error = 502, f"upstream body: {type(exc).__name__}"
+            flow.status_code, flow.error = 502, f"upstream body: {error_kind(exc)}"
             await self._error(
                 send,
                 adapter,
@@ -392,12 +393,12 @@ class RouterApp:
                 flow.error = str(exc)
                 await self._stream_error(send, flow, f"ironrt router: {exc}; stream ended", gone)
             except Exception as exc:  # upstream broke or stalled mid-stream
-                flow.error = f"stream interrupted: {type(exc).__name__}: {exc}"[:500]
+                kind = error_kind(exc)
+                flow.error = f"stream interrupted: {kind}: {exc}"[:500]
                 await self._stream_error(
                     send,
                     flow,
-                    "ironrt router: the upstream stream stalled or broke off "
-                    f"({type(exc).__name__})",
+                    f"ironrt router: the upstream stream stalled or broke off ({kind})",
                     gone,
                 )
             if not gone.is_set():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -34,8 +33,8 @@ from ironrt.router.flow import Flow
 from ironrt.router.governance import AgentGovernance
 from ironrt.router.pipeline import Pipeline
 from ironrt.router.pricing import Pricer, UnknownPrice, load_configured
+from ironrt.router.recorder import Recorder
 from ironrt.router.upstream import Upstream
-from ironrt.store import traces as trace_store
 from ironrt.store.db import Database
 
 if TYPE_CHECKING:
@@ -75,6 +74,7 @@ class RouterService:
         self.keys = keys
         self.governance: dict[str, AgentGovernance] = {}
         self.pricer = Pricer(load_configured(settings.home / "prices.toml"))
+        self.recorder = Recorder(db)
         self.reliability = ReliabilitySettings.from_env(os.environ)
         self.pipeline = Pipeline(build_policies(self.pricer, self.reliability))
         self.upstream = Upstream(self.reliability)
@@ -116,7 +116,13 @@ class RouterService:
         return dict(states()) if callable(states) else {}
 
     async def run(self) -> None:
-        """Background work the hot path hands off: stopping agents whose budget ran out."""
+        """Background work the hot path hands off: committing calls, stopping agents whose
+        budget ran out."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.recorder.run)
+            await self._stop_exhausted()
+
+    async def _stop_exhausted(self) -> None:
         async with self._stop_receive:
             async for agent_id in self._stop_receive:
                 try:
@@ -163,24 +169,9 @@ class RouterService:
             error=flow.error,
             started_at=utcnow(),
         )
-        try:
-            await self.db.transaction(
-                [
-                    trace_store.insert_statement(trace),
-                    ("UPDATE agents SET spent_usd = ? WHERE id = ?", (gov.spent_usd, gov.agent_id)),
-                ]
-            )
-            for event in flow.events:
-                await self.bus.publish(event.kind, gov.agent_id, **event.data)
-        except sqlite3.Error as exc:
-            # Disk full, say. The spend stays counted in memory (the budget still holds) and
-            # the agent row is rewritten with the running total by the next call that settles.
-            log.error(
-                "could not record a call",
-                extra={
-                    "fields": {"agent": gov.agent_id, "error": str(exc), "cost_usd": flow.cost_usd}
-                },
-            )
+        await self.recorder.record(trace, gov.spent_usd)
+        for event in flow.events:
+            await self.bus.publish(event.kind, gov.agent_id, **event.data)
         if flow.metadata.get("stop_agent"):
             try:
                 self._stop_requests.send_nowait(gov.agent_id)

@@ -108,6 +108,20 @@ class Database:
                     await self.conn.execute("ROLLBACK")
                 raise
 
+    async def write_many(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """Each statement run over many rows, all in one transaction (group commit)."""
+        async with self._tx:
+            await self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in batches:
+                    if rows:
+                        await self.conn.executemany(sql, rows)
+                await self.conn.execute("COMMIT")
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self.conn.execute("ROLLBACK")
+                raise
+
     async def get_meta(self, key: str) -> str | None:
         value = await self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
         return None if value is None else str(value)
