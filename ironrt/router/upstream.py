@@ -153,7 +153,7 @@ class Upstream:
         if key not in self._proxies:
             proxies = urllib.request.getproxies_environment()
             hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            bypass = urllib.request.proxy_bypass_environment(hostname, proxies)
+            bypass = bool(proxies) and urllib.request.proxy_bypass(hostname)
             self._proxies[key] = None if bypass else proxies.get(scheme)
         return self._proxies[key]
 
