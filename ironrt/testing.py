@@ -237,6 +237,7 @@ class _State:
     latency: float = 0.0
     usage: TokenUsage | None = None
     expect_key: str | None = None
+    says: str | None = None
     faults: deque[_Fault] = field(default_factory=deque)
     holds: deque[StreamHold] = field(default_factory=deque)
     all_holds: dict[int, StreamHold] = field(default_factory=dict)
@@ -377,6 +378,17 @@ class FakeUpstream:
         self._state.usage = usage
 
     @property
+    def says(self) -> str | None:
+        """Words the model puts in its answer (streamed one word per event), instead of
+        echoing the prompt: for testing what a model says, PII included."""
+        return self._state.says
+
+    @says.setter
+    def says(self, text: str | None) -> None:
+        with self._state.lock:
+            self._state.says = text
+
+    @property
     def expect_key(self) -> str | None:
         return self._state.expect_key
 
@@ -423,7 +435,7 @@ class FakeUpstream:
             self._state.all_holds.clear()
             self._state.requests.clear()
             self._state.delay = self._state.latency = 0.0
-            self._state.usage = self._state.expect_key = None
+            self._state.usage = self._state.expect_key = self._state.says = None
         for hold in holds:
             hold.release()
 
@@ -499,10 +511,11 @@ class FakeUpstream:
         query = scope.get("query_string", b"").decode("latin-1")
         with self._state.lock:
             self._state.requests.append(ReceivedRequest(method, path, query, headers, body, raw))
-            latency, usage, expect_key = (
+            latency, usage, expect_key, says = (
                 self._state.latency,
                 self._state.usage,
                 self._state.expect_key,
+                self._state.says,
             )
         adapter = adapter_for(path, headers)
         if adapter is None:
@@ -535,6 +548,8 @@ class FakeUpstream:
             )
             return
         endpoint = adapter.endpoint_for(method, path) or "unmetered"
+        if says is not None and isinstance(body, dict):
+            body = _saying(endpoint, body, says)
         reply = offline_response(adapter.name, endpoint, body, path=path, usage=usage)
         reply_headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
@@ -663,3 +678,12 @@ async def _respond(
     all_headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": all_headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _saying(endpoint: str, body: dict[str, Any], text: str) -> dict[str, Any]:
+    """The request as if the user had written `text`: the offline reply echoes it."""
+    if endpoint in ("chat.completions", "messages"):
+        return {**body, "messages": [{"role": "user", "content": text}]}
+    if endpoint == "responses":
+        return {**body, "input": text}
+    return body
