@@ -118,6 +118,17 @@ def tree(pid: int, started: float | None) -> list[psutil.Process]:
     return list(procs.values())
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in the group (one syscall, no /proc walk)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def signal_tree(procs: list[psutil.Process], sig: int) -> None:
     for proc in procs:
         try:
@@ -134,17 +145,23 @@ async def kill_tree(procs: list[psutil.Process], grace: float) -> bool:
     """
     signal_tree(procs, signal.SIGTERM)
     deadline = time.monotonic() + grace
+    # Most agents die within a millisecond or two of SIGTERM: poll fast at first, then back
+    # off, so a quick stop is quick and a slow one costs little CPU.
+    pause = 0.001
     while time.monotonic() < deadline:
         if not _alive(procs):
             return False
-        await anyio.sleep(0.02)
+        await anyio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+        pause = min(pause * 2, 0.05)
     left = [p for p in procs if _is_alive(p)]
     if not left:
         return False
     signal_tree(left, signal.SIGKILL)
     deadline = time.monotonic() + 5.0
+    pause = 0.001
     while _alive(left) and time.monotonic() < deadline:
-        await anyio.sleep(0.02)
+        await anyio.sleep(pause)
+        pause = min(pause * 2, 0.05)
     return True
 
 

@@ -381,7 +381,7 @@ class Supervisor:
             code, sig = process.exit_status(popen)
             # Whatever the leader left behind in its group dies with it (systemd's
             # control-group rule): an agent's tree never outlives the agent.
-            leftovers = process.tree(pid, None)
+            leftovers = process.tree(pid, None) if process.group_alive(pid) else []
             if leftovers:
                 await process.kill_tree(leftovers, grace=2.0)
             m.popen = None
