@@ -25,14 +25,14 @@ from typing import IO, Any
 import anyio
 
 from ironrt._version import __version__
-from ironrt.config import Settings
+from ironrt.config import ConfigError, Settings
 from ironrt.control import api
 from ironrt.events import EventBus
-from ironrt.keys import load_keys
+from ironrt.keys import KeysFileError, load_keys
 from ironrt.router.service import RouterService
 from ironrt.server import bind_tcp, bind_unix, make_server
 from ironrt.store import traces as trace_store
-from ironrt.store.db import Database
+from ironrt.store.db import Database, SchemaTooNew
 from ironrt.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("ironrt.daemon")
@@ -102,6 +102,8 @@ def run(settings: Settings, *, foreground: bool = True) -> int:
     _setup_logging(settings, foreground)
     try:
         anyio.run(_main, settings)
+    except (ConfigError, KeysFileError, SchemaTooNew):
+        raise  # reported by main() in one line
     except Exception:
         log.exception("daemon crashed")
         raise
@@ -136,7 +138,7 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
     try:
         router_sock = bind_tcp(settings.router_host, port)
     except OSError as exc:
-        raise SystemExit(
+        raise ConfigError(
             f"cannot listen on {settings.router_host}:{port} for the router ({exc.strerror}); "
             "set IRONRT_ROUTER_PORT to a free port (0 picks one and keeps it)"
         ) from None
@@ -234,12 +236,16 @@ async def _watch_signals(request_shutdown: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     """`python -m ironrt.daemon`: what `ironrt daemon start` runs in the background."""
     _ = argv
-    settings = Settings.load()
     try:
-        return run(settings)
+        return run(Settings.load())
     except DaemonAlreadyRunning as exc:
         print(f"ironrt: {exc}", file=sys.stderr)
         return 3
+    except (ConfigError, KeysFileError, SchemaTooNew, OSError) as exc:
+        # Start-up problems the user can fix: one clear line (the CLI shows it), no traceback.
+        log.error("daemon cannot start: %s", exc)
+        print(f"ironrt: the daemon cannot start: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -99,6 +99,9 @@ class Supervisor:
         return [self.snapshot(m) for m in self.agents.values()]
 
     def governance_for_token(self, hashed: str) -> AgentGovernance | None:
+        """The agent a token hash belongs to. Lookup is by SHA-256 of the token, never the
+        token: whatever a timing side channel of the lookup could reveal is about a hash,
+        from which no token can be recovered (the constant-time comparison that matters)."""
         return self.by_token.get(hashed)
 
     # ---- life of the service ----------------------------------------------------------

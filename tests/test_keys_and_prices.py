@@ -1,0 +1,81 @@
+"""Provider keys held by the daemon, and prices users configure for unknown models."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ironrt.keys import KeysFileError, load_keys
+from ironrt.router.flow import TokenUsage
+from ironrt.router.pricing import Pricer, UnknownPrice, load_configured
+
+
+def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[openai]\napi_key = "sk-from-file-123"\n')
+    keys.chmod(0o644)
+    with pytest.raises(KeysFileError, match="chmod 600") as info:
+        load_keys({}, keys)
+    assert "sk-from-file-123" not in str(info.value)
+
+
+def test_keys_from_file_win_over_environment_and_never_print(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[openai]\napi_key = "sk-from-file-123"\n')
+    keys.chmod(0o600)
+    found = load_keys({"OPENAI_API_KEY": "sk-env-456", "ANTHROPIC_AUTH_TOKEN": "tok-789"}, keys)
+    assert found.get("openai") == "sk-from-file-123"
+    assert found.get("anthropic") == "tok-789" and found.kinds["anthropic"] == "bearer"
+    assert found.present() == {"openai": True, "anthropic": True}
+    assert "sk-" not in repr(found) and "tok-" not in repr(found)
+
+
+def test_malformed_keys_file_names_the_file_not_the_content(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[openai\napi_key = "sk-secret-000"\n')
+    keys.chmod(0o600)
+    with pytest.raises(KeysFileError) as info:
+        load_keys({}, keys)
+    assert str(keys) in str(info.value) and "sk-secret-000" not in str(info.value)
+
+
+def test_unknown_model_needs_a_configured_price(tmp_path: Path) -> None:
+    with pytest.raises(UnknownPrice, match="prices.toml"):
+        Pricer().check("openai", "my-finetune-xyz")
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[models."my-finetune-xyz"]\ninput_mtok = 0.30\noutput_mtok = 1.20\ncache_read_mtok = 0.03\n'
+    )
+    pricer = Pricer(load_configured(prices))
+    usage = TokenUsage(input_tokens=1_000_000, cached_tokens=500_000, output_tokens=1_000_000)
+    assert pricer.cost("openai", "my-finetune-xyz", usage) == Decimal("0.15") + Decimal(
+        "0.015"
+    ) + Decimal("1.2")
+
+
+def test_bad_prices_file_is_a_clear_error(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."m"]\ninput_mtok = "cheap"\n')
+    with pytest.raises(ValueError, match="input_mtok and output_mtok"):
+        load_configured(prices)
+
+
+def test_daemon_refuses_to_start_with_a_readable_keys_file_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="irt-", dir="/tmp"))
+    (home / "keys.toml").write_text('[openai]\napi_key = "sk-leaky-000"\n')
+    (home / "keys.toml").chmod(0o644)
+    env = {**os.environ, "IRONRT_HOME": str(home), "IRONRT_ROUTER_PORT": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ironrt.daemon"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("ironrt: the daemon cannot start:")
+    assert "chmod 600" in done.stderr and "Traceback" not in done.stderr
+    assert "sk-leaky-000" not in done.stderr
