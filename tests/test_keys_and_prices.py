@@ -42,7 +42,7 @@ def test_malformed_keys_file_names_the_file_not_the_content(tmp_path: Path) -> N
 
 
 def test_unknown_model_needs_a_configured_price(tmp_path: Path) -> None:
-    with pytest.raises(UnknownPrice, match="prices.toml"):
+    with pytest.raises(UnknownPrice, match=r"prices\.toml"):
         Pricer().check("openai", "my-finetune-xyz")
     prices = tmp_path / "prices.toml"
     prices.write_text(
