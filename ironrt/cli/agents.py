@@ -118,15 +118,16 @@ def ps(
     ps_command.run(all_=all_, json_=json_)
 
 
+GraceTimeout = Annotated[
+    float,
+    typer.Option("--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."),
+]
+
+
 @app.command("stop")
 def stop(
     ref: AgentRef,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."
-        ),
-    ] = 10.0,
+    timeout: GraceTimeout = 10.0,
 ) -> None:
     """Stop an agent and its whole process tree (SIGTERM, grace, SIGKILL)."""
     agent = runtime().stop_agent(ref, timeout=timeout)
@@ -136,12 +137,7 @@ def stop(
 @app.command("restart")
 def restart(
     ref: AgentRef,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            "--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."
-        ),
-    ] = 10.0,
+    timeout: GraceTimeout = 10.0,
 ) -> None:
     """Restart an agent (stopping it first if it runs)."""
     agent = runtime().restart_agent(ref, timeout=timeout)

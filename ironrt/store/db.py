@@ -97,16 +97,7 @@ class Database:
 
     async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Several writes committed together, or none of them."""
-        async with self._tx:
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    await self.conn.execute(sql, params)
-                await self.conn.execute("COMMIT")
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self.conn.execute("ROLLBACK")
-                raise
+        await self.write_many([(sql, [params]) for sql, params in statements])
 
     async def write_many(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """Each statement run over many rows, all in one transaction (group commit)."""
