@@ -64,8 +64,9 @@ import uvicorn
 from ironrt.router.flow import TokenUsage
 from ironrt.router.offline import offline_response
 from ironrt.router.providers import adapter_for
+from ironrt.tempdaemon import TempDaemon, wait_until
 
-__all__ = ["FakeUpstream", "ReceivedRequest", "StreamHold"]
+__all__ = ["FakeUpstream", "ReceivedRequest", "StreamHold", "TempDaemon", "wait_until"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
