@@ -150,6 +150,9 @@ class Metrics(Base):
     budget_used_percent: float | None
     pii_findings: int
     errors: int
+    #: Circuit breaker state of each provider endpoint the router has used ("closed",
+    #: "open", "half-open"): shared by all agents, shown with each agent's metrics.
+    circuits: dict[str, str] = {}
 
 
 class Event(Base):

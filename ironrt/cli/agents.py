@@ -199,6 +199,7 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
         ),
         ("pii findings", str(m.pii_findings)),
     ]
+    rows.extend((f"circuit {endpoint}", state) for endpoint, state in sorted(m.circuits.items()))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()

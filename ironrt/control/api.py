@@ -117,7 +117,9 @@ def build(ctx: DaemonContext) -> Router:
         return json_response(await sup.wait(req.params["ref"], timeout))
 
     async def agent_metrics(req: Request) -> Response:
-        return json_response(sup.metrics(req.params["ref"]))
+        metrics = sup.metrics(req.params["ref"])
+        metrics.circuits = ctx.circuits()
+        return json_response(metrics)
 
     async def agent_logs(req: Request) -> Response:
         m, path = sup.log_file(req.params["ref"])

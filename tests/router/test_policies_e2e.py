@@ -139,8 +139,10 @@ def test_retries_then_breaker_opens_fails_fast_and_recovers(
         first = json.loads(run_agent(d, script, "again").splitlines()[-1])
         assert first["status"] == 500  # the upstream's own error, after the router's retries
         seen = len(up.requests)
+        agent_id = d.rt.start_agent(["sleep", "30"])
         fast = json.loads(run_agent(d, script, "and again").splitlines()[-1])
         assert fast["status"] == 503 and "circuit" in fast["message"]
+        assert set(d.rt.get_metrics(agent_id).circuits.values()) == {"open"}  # in the metrics
         assert len(up.requests) == seen  # refused without touching the upstream
         wait_until(lambda: events(d, "CircuitOpened"), timeout=5)
 
