@@ -40,11 +40,15 @@ OnBudget = Literal["block", "stop"]
 PiiMode = Literal["off", "detect", "redact", "block"]
 
 
-class Base(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=False):
-    """Unknown fields are an error: a typo in a request must not be silently ignored."""
+class Base(msgspec.Struct, omit_defaults=False):
+    """Answers: a client ignores fields it does not know, so a newer daemon may add some."""
 
 
-class StartRequest(Base):
+class RequestBody(Base, forbid_unknown_fields=True):
+    """Requests: an unknown field is an error, a typo must not be silently ignored."""
+
+
+class StartRequest(RequestBody):
     command: list[str]
     cwd: str
     env: dict[str, str] = {}
@@ -105,7 +109,7 @@ class AgentList(Base):
     metrics: list[Metrics] | None = None
 
 
-class StopRequest(Base):
+class StopRequest(RequestBody):
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
@@ -113,7 +117,7 @@ class StopRequest(Base):
             raise ValueError("`timeout` must be between 0 and 3600 seconds")
 
 
-class UpdateRequest(Base):
+class UpdateRequest(RequestBody):
     """Settings that may change on a running agent. An absent field is left as it is; a
     `null` budget, rpm or tpm removes that limit."""
 
