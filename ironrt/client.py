@@ -4,29 +4,33 @@ Both speak the control API over the Unix socket with the protocol's Structs and 
 `ironrt.errors` classes the daemon names in its error bodies. Both start the daemon in the
 background when none answers (as the CLI does), unless autostart is off.
 
-The sync twin uses the standard library's http.client: the CLI is built on it, and a CLI
-that answers in a blink cannot afford to import an HTTP stack on every command. The async
+The sync twin speaks HTTP through `ironrt.uds` (httptools, no `email`/`ssl` imports): the
+CLI is built on it, and a CLI that answers in a blink cannot afford a heavy HTTP stack. The async
 twin uses httpx's Unix-socket transport. Request building and response decoding are
 shared, so the two cannot disagree.
 """
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import msgspec
 
+from ironrt import uds
 from ironrt.config import Settings
-from ironrt.errors import DaemonUnavailable, IronrtError, WaitTimeout, error_for
+from ironrt.errors import (
+    DaemonUnavailable,
+    InvalidRequest,
+    IronrtError,
+    WaitTimeout,
+    error_for,
+)
 from ironrt.protocol import (
     Agent,
     AgentList,
@@ -45,6 +49,10 @@ from ironrt.protocol import (
     UpdateRequest,
     Usage,
 )
+from ironrt.uds import Reply
+
+if TYPE_CHECKING:
+    import subprocess
 
 T = TypeVar("T")
 _AUTOSTART_WAIT_S = 15.0
@@ -99,8 +107,6 @@ def _start_body(
             python=python or default_python(),
         )
     except (ValueError, TypeError) as exc:
-        from ironrt.errors import InvalidRequest
-
         raise InvalidRequest(str(exc)) from None
     return msgspec.json.encode(req)
 
@@ -122,6 +128,7 @@ def _q(ref: str) -> str:
 def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     """Start `python -m ironrt.daemon` detached; it inherits this environment (and so the
     provider keys the user exported), as PM2's daemon does."""
+    import subprocess  # only when a daemon must be started: the CLI's start-up stays light
     settings.ensure_home()
     err = open(settings.home / "daemon.err", "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -147,45 +154,6 @@ def _startup_error(settings: Settings) -> str:
     return text[-1] if text else ""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float | None) -> None:
-        super().__init__("ironrt", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            if self.timeout is not None:
-                sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-class _Reply:
-    """A response and the connection it came on: closing one closes both."""
-
-    def __init__(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
-        self.conn = conn
-        self.resp = resp
-        self.status = resp.status
-
-    def read(self) -> bytes:
-        return self.resp.read()
-
-    def read1(self, n: int) -> bytes:
-        return self.resp.read1(n)
-
-    def readline(self) -> bytes:
-        return self.resp.readline()
-
-    def close(self) -> None:
-        self.resp.close()
-        self.conn.close()
-
-
 class Runtime:
     """Drive the ironrt daemon from Python. `Runtime(budget=50.0)` sets the default budget
     of the agents it starts."""
@@ -207,33 +175,17 @@ class Runtime:
         self.timeout = timeout
 
     # ---- transport --------------------------------------------------------------------
-    def _conn(self, timeout: float | None) -> _UnixConnection:
-        return _UnixConnection(str(self.settings.socket_path), timeout)
-
-    def _send(self, method: str, path: str, body: bytes | None, timeout: float | None) -> _Reply:
-        headers = {"content-type": "application/json"} if body is not None else {}
-        conn = self._conn(timeout)
+    def _send(self, method: str, path: str, body: bytes | None, timeout: float | None) -> Reply:
+        socket_path = str(self.settings.socket_path)
         try:
-            conn.request(method, path, body=body, headers=headers)
-            return _Reply(conn, conn.getresponse())
+            return uds.request(socket_path, method, path, body, timeout)
         except (FileNotFoundError, ConnectionRefusedError):
-            conn.close()
             if not self.autostart:
                 raise DaemonUnavailable(self._down_message()) from None
         except TimeoutError:
-            conn.close()
             raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
-        except BaseException:
-            conn.close()
-            raise
         self.ensure_daemon()
-        conn = self._conn(timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers)
-            return _Reply(conn, conn.getresponse())
-        except BaseException:
-            conn.close()
-            raise
+        return uds.request(socket_path, method, path, body, timeout)
 
     def _down_message(self) -> str:
         return (
@@ -256,16 +208,17 @@ class Runtime:
             resp.close()
 
     def ping(self) -> bool:
-        conn = self._conn(2.0)
         try:
-            conn.request("GET", "/v1/version")
-            resp = conn.getresponse()
-            resp.read()
-            return resp.status == 200
+            reply = uds.request(str(self.settings.socket_path), "GET", "/v1/version", None, 2.0)
+        except OSError:
+            return False
+        try:
+            reply.read()
+            return reply.status == 200
         except OSError:
             return False
         finally:
-            conn.close()
+            reply.close()
 
     def ensure_daemon(self) -> None:
         """Start the daemon in the background if none answers; return once it does."""
