@@ -17,7 +17,12 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover
+    from typing_extensions import Unpack
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -68,43 +73,48 @@ def _decode(status: int, body: bytes, type_: type[T]) -> T:
     return msgspec.json.decode(body, type=type_)
 
 
+class StartOptions(TypedDict, total=False):
+    """How to run an agent: the keyword arguments of `start_agent` (sync and async)."""
+
+    name: str | None
+    budget: float | None
+    env: Mapping[str, str] | None
+    restart: RestartPolicy
+    max_restarts: int
+    cwd: str | None
+    on_budget: OnBudget
+    pii: PiiMode
+    rpm: int | None
+    tpm: int | None
+    allow_unmetered: bool
+    python: str | None
+    #: Send this process's environment as the agent's base environment (default True).
+    inherit_env: bool
+
+
 def _start_body(
-    path: str | Sequence[str],
-    args: Sequence[str],
-    *,
-    cwd: str | None,
-    env: Mapping[str, str] | None,
-    inherit_env: bool,
-    name: str | None,
-    budget: float | None,
-    restart: RestartPolicy,
-    max_restarts: int,
-    on_budget: OnBudget,
-    pii: PiiMode,
-    rpm: int | None,
-    tpm: int | None,
-    allow_unmetered: bool,
-    python: str | None,
+    path: str | Sequence[str], args: Sequence[str], default_budget: float | None, o: StartOptions
 ) -> bytes:
     command = [path] if isinstance(path, str) else list(path)
     command = [str(c) for c in command] + [str(a) for a in args]
-    base = dict(os.environ) if inherit_env else {}
+    base = dict(os.environ) if o.get("inherit_env", True) else {}
+    budget = o.get("budget")
     try:
         req = StartRequest(
             command=command,
-            cwd=cwd or os.getcwd(),
+            cwd=o.get("cwd") or os.getcwd(),
             env=base,
-            env_overrides=dict(env or {}),
-            name=name,
-            budget_usd=budget,
-            restart=restart,
-            max_restarts=max_restarts,
-            on_budget=on_budget,
-            pii=pii,
-            rpm=rpm,
-            tpm=tpm,
-            allow_unmetered=allow_unmetered,
-            python=python or default_python(),
+            env_overrides=dict(o.get("env") or {}),
+            name=o.get("name"),
+            budget_usd=default_budget if budget is None else budget,
+            restart=o.get("restart", "no"),
+            max_restarts=o.get("max_restarts", 5),
+            on_budget=o.get("on_budget", "block"),
+            pii=o.get("pii", "detect"),
+            rpm=o.get("rpm"),
+            tpm=o.get("tpm"),
+            allow_unmetered=o.get("allow_unmetered", False),
+            python=o.get("python") or default_python(),
         )
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
@@ -129,6 +139,7 @@ def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     """Start `python -m ironrt.daemon` detached; it inherits this environment (and so the
     provider keys the user exported), as PM2's daemon does."""
     import subprocess  # only when a daemon must be started: the CLI's start-up stays light
+
     settings.ensure_home()
     err = open(settings.home / "daemon.err", "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -240,42 +251,10 @@ class Runtime:
 
     # ---- agents -----------------------------------------------------------------------
     def start_agent(
-        self,
-        path: str | Sequence[str],
-        args: Sequence[str] = (),
-        *,
-        name: str | None = None,
-        budget: float | None = None,
-        env: Mapping[str, str] | None = None,
-        restart: RestartPolicy = "no",
-        max_restarts: int = 5,
-        cwd: str | None = None,
-        on_budget: OnBudget = "block",
-        pii: PiiMode = "detect",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        allow_unmetered: bool = False,
-        python: str | None = None,
-        inherit_env: bool = True,
+        self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
-        """Start an agent; returns its id."""
-        body = _start_body(
-            path,
-            args,
-            cwd=cwd,
-            env=env,
-            inherit_env=inherit_env,
-            name=name,
-            budget=self.budget if budget is None else budget,
-            restart=restart,
-            max_restarts=max_restarts,
-            on_budget=on_budget,
-            pii=pii,
-            rpm=rpm,
-            tpm=tpm,
-            allow_unmetered=allow_unmetered,
-            python=python,
-        )
+        """Start an agent (see `StartOptions`); returns its id."""
+        body = _start_body(path, args, self.budget, options)
         return self._call("POST", "/v1/agents", Agent, body).id
 
     def list_agents(self) -> list[Agent]:
@@ -463,41 +442,10 @@ class AsyncRuntime:
         raise AssertionError("unreachable")
 
     async def start_agent(
-        self,
-        path: str | Sequence[str],
-        args: Sequence[str] = (),
-        *,
-        name: str | None = None,
-        budget: float | None = None,
-        env: Mapping[str, str] | None = None,
-        restart: RestartPolicy = "no",
-        max_restarts: int = 5,
-        cwd: str | None = None,
-        on_budget: OnBudget = "block",
-        pii: PiiMode = "detect",
-        rpm: int | None = None,
-        tpm: int | None = None,
-        allow_unmetered: bool = False,
-        python: str | None = None,
-        inherit_env: bool = True,
+        self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
-        body = _start_body(
-            path,
-            args,
-            cwd=cwd,
-            env=env,
-            inherit_env=inherit_env,
-            name=name,
-            budget=self.budget if budget is None else budget,
-            restart=restart,
-            max_restarts=max_restarts,
-            on_budget=on_budget,
-            pii=pii,
-            rpm=rpm,
-            tpm=tpm,
-            allow_unmetered=allow_unmetered,
-            python=python,
-        )
+        """Start an agent (see `StartOptions`); returns its id."""
+        body = _start_body(path, args, self.budget, options)
         return (await self._call("POST", "/v1/agents", Agent, body)).id
 
     async def list_agents(self) -> list[Agent]:
