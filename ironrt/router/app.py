@@ -3,9 +3,11 @@
     agent SDK ──▶ authenticate (IC_TOKEN → agent) ──▶ parse ──▶ Flow
               ──▶ pipeline.request (budget → safety → reliability)
               ──▶ upstream (real key swapped in; retries per policy) or offline provider
-              ──▶ relay: whole body through pipeline.response, or stream event by event
-                  through pipeline.stream_event (usage read on the way)
-              ──▶ settle: price usage, pipeline.complete, record trace + spend
+              ──▶ relay.py: whole body through pipeline.response, or stream event by
+                  event through pipeline.stream_event (usage read on the way)
+              ──▶ settle (service.py): price usage, pipeline.complete, record trace + spend
+
+Answers the router makes itself (refusals, errors) are provider-shaped, in responses.py.
 
 Everything provider-specific is asked of the adapter; everything governance-specific is
 decided by the policies. This module only moves bytes and keeps the books straight: the
@@ -16,7 +18,6 @@ client gone mid-stream), is settled exactly once.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,17 +25,15 @@ from typing import Any
 import anyio
 import msgspec
 
-from ironrt.router.flow import Flow, Refusal, StreamEvent, TokenUsage
+from ironrt.router.flow import Flow
 from ironrt.router.governance import AgentGovernance
-from ironrt.router.pipeline import Pipeline, PolicyFailed
+from ironrt.router.pipeline import Pipeline
 from ironrt.router.providers import adapter_for
-from ironrt.router.providers.base import ProviderAdapter
-from ironrt.router.sse import SSEParser, encode_event
+from ironrt.router.relay import relay_body, relay_stream
+from ironrt.router.responses import send_error, send_json, send_refusal
 from ironrt.router.upstream import (
     Upstream,
-    UpstreamResponse,
     UpstreamUnavailable,
-    error_kind,
     forward_headers,
     offline,
 )
@@ -48,16 +47,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Bodies above this are refused with 413 while being read (images in base64 fit well below).
 MAX_BODY_BYTES = 16 * 1024 * 1024
-#: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
-DRAIN_AFTER_DISCONNECT_S = 30.0
 _DECODE = msgspec.json.Decoder()
 _ENCODE = msgspec.json.encode
 _SUPPORTED = (
     "OpenAI /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models; "
     "Anthropic /v1/messages, /v1/messages/count_tokens"
 )
-_NO_RETRY = (b"x-should-retry", b"false")
-_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(slots=True)
@@ -89,11 +84,11 @@ class RouterApp:
         method: str = scope["method"]
         headers = _headers(scope)
         if path in ("/health", "/healthz"):
-            await _respond(send, 200, b'{"ok":true}')
+            await send_json(send, 200, b'{"ok":true}')
             return
         adapter = adapter_for(path, headers)
         if adapter is None:
-            await _respond(
+            await send_json(
                 send,
                 404,
                 _ENCODE(
@@ -117,7 +112,7 @@ class RouterApp:
                 if not token
                 else "the IC_TOKEN is unknown or revoked (the agent was stopped?)"
             )
-            await self._error(
+            await send_error(
                 send,
                 adapter,
                 401,
@@ -129,7 +124,7 @@ class RouterApp:
             return
         endpoint = adapter.endpoint_for(method, path)
         if endpoint is None or (endpoint == "unmetered" and not gov.allow_unmetered):
-            await self._error(
+            await send_error(
                 send,
                 adapter,
                 404,
@@ -144,7 +139,7 @@ class RouterApp:
         try:
             raw = await _read_body(receive)
         except _BodyTooLarge:
-            await self._error(
+            await send_error(
                 send,
                 adapter,
                 413,
@@ -161,7 +156,7 @@ class RouterApp:
             try:
                 decoded = _DECODE.decode(raw)
             except msgspec.DecodeError as exc:
-                await self._error(
+                await send_error(
                     send,
                     adapter,
                     400,
@@ -172,7 +167,7 @@ class RouterApp:
                 )
                 return
             if not isinstance(decoded, dict):
-                await self._error(
+                await send_error(
                     send,
                     adapter,
                     400,
@@ -211,7 +206,7 @@ class RouterApp:
             flow.body_changed = True
         self.pipeline.request(flow)
         if flow.refusal is not None:
-            await self._refuse(send, flow, flow.refusal)
+            await send_refusal(send, flow, flow.refusal)
             return
         if flow.body_changed and flow.body is not None:
             raw = _ENCODE(flow.body)
@@ -222,7 +217,7 @@ class RouterApp:
             if found is None:
                 flow.status_code = 401
                 flow.error = "no provider key"
-                await self._error(
+                await send_error(
                     send,
                     adapter,
                     401,
@@ -254,7 +249,7 @@ class RouterApp:
                 gave_up = flow.metadata.get("retry", {}).get("gave_up", False)
                 status = 504 if exc.kind == "timeout" else 502
                 flow.status_code, flow.error = status, str(exc)
-                await self._error(
+                await send_error(
                     send,
                     adapter,
                     status,
@@ -266,195 +261,12 @@ class RouterApp:
                 return
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
-                await self._relay_stream(flow, upstream, receive, send, drop_usage)
+                await relay_stream(flow, upstream, receive, send, self.pipeline, drop_usage)
             else:
-                await self._relay_body(flow, upstream, send)
+                await relay_body(flow, upstream, send, self.pipeline)
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
-
-    async def _relay_body(self, flow: Flow, upstream: UpstreamResponse, send: Send) -> None:
-        adapter = flow.adapter
-        try:
-            data = await upstream.read()
-        except Exception as exc:  # the upstream broke mid-body
-            flow.status_code, flow.error = 502, f"upstream body: {error_kind(exc)}"
-            await self._error(
-                send,
-                adapter,
-                502,
-                "ironrt router: the upstream response broke off",
-                "api_error",
-                "upstream_broken",
-                retry=False,
-            )
-            return
-        flow.status_code = upstream.status
-        flow.ttfb = time.monotonic()
-        headers = list(upstream.headers)
-        if (
-            upstream.status < 300
-            and "json" in upstream.content_type
-            and flow.endpoint != "unmetered"
-        ):
-            try:
-                parsed = _DECODE.decode(data)
-            except msgspec.DecodeError:
-                parsed = None
-            if parsed is not None:
-                flow.usage = adapter.usage_from_response(flow.endpoint, parsed)
-                if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
-                    flow.model = parsed["model"] or flow.model
-                try:
-                    if self.pipeline.response(flow, parsed):
-                        data = _ENCODE(parsed)
-                except PolicyFailed as exc:
-                    flow.status_code, flow.error = 500, str(exc)
-                    await self._error(
-                        send,
-                        adapter,
-                        500,
-                        f"ironrt router: {exc}; the response was withheld",
-                        "api_error",
-                        "policy_error",
-                        retry=False,
-                    )
-                    return
-        elif upstream.status >= 400:
-            flow.error = _error_text(data)
-            if flow.metadata.get("retry", {}).get("gave_up"):
-                headers.append(_NO_RETRY)
-        headers.append((b"content-length", str(len(data)).encode()))
-        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
-        flow.committed = True
-
-    async def _relay_stream(
-        self, flow: Flow, upstream: UpstreamResponse, receive: Receive, send: Send, drop_usage: bool
-    ) -> None:
-        adapter = flow.adapter
-        flow.status_code = upstream.status
-        headers = list(upstream.headers)
-        await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-        flow.committed = True
-        parser = SSEParser()
-        usage = TokenUsage()
-        saw_usage = False
-        stream_model = ""
-        gone = anyio.Event()
-
-        async def watch_client() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone.set()
-                    return
-
-        async def emit(events: list[StreamEvent]) -> None:
-            if gone.is_set() or not events:
-                return
-            out = b"".join(encode_event(ev) if ev.changed else ev.raw for ev in events)
-            await send({"type": "http.response.body", "body": out, "more_body": True})
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch_client)
-            try:
-                with anyio.CancelScope() as drain_scope:
-                    async for chunk in upstream.iter_bytes():
-                        if flow.ttfb is None:
-                            flow.ttfb = time.monotonic()
-                        out: list[StreamEvent] = []
-                        for ev in parser.feed(chunk):
-                            if ev.data is not None:
-                                if adapter.usage_from_event(flow.endpoint, ev, usage):
-                                    saw_usage = True
-                                if not stream_model:
-                                    stream_model = adapter.stream_model(flow.endpoint, ev) or ""
-                                if drop_usage and adapter.is_usage_only_chunk(flow.endpoint, ev):
-                                    continue
-                            out.extend(self.pipeline.stream_event(flow, ev))
-                        await emit(out)
-                        if gone.is_set() and drain_scope.deadline == float("inf"):
-                            # The agent hung up: keep reading (bounded) only to learn the usage.
-                            drain_scope.deadline = anyio.current_time() + DRAIN_AFTER_DISCONNECT_S
-                    tail = parser.flush()
-                    out = []
-                    for ev in tail:
-                        if ev.data is not None and adapter.usage_from_event(
-                            flow.endpoint, ev, usage
-                        ):
-                            saw_usage = True
-                        out.extend(self.pipeline.stream_event(flow, ev))
-                    out.extend(self.pipeline.stream_end(flow))
-                    await emit(out)
-                if drain_scope.cancelled_caught:
-                    flow.error = "client disconnected; upstream usage not received in time"
-            except PolicyFailed as exc:
-                flow.error = str(exc)
-                await self._stream_error(send, flow, f"ironrt router: {exc}; stream ended", gone)
-            except Exception as exc:  # upstream broke or stalled mid-stream
-                kind = error_kind(exc)
-                flow.error = f"stream interrupted: {kind}: {exc}"[:500]
-                await self._stream_error(
-                    send,
-                    flow,
-                    f"ironrt router: the upstream stream stalled or broke off ({kind})",
-                    gone,
-                )
-            if not gone.is_set():
-                await send({"type": "http.response.body", "body": b""})
-            elif flow.error is None:
-                flow.error = "client disconnected mid-stream"
-            tg.cancel_scope.cancel()
-        if saw_usage:
-            flow.usage = usage
-        if stream_model:
-            flow.model = stream_model
-
-    async def _stream_error(self, send: Send, flow: Flow, message: str, gone: anyio.Event) -> None:
-        if gone.is_set():
-            return
-        await send(
-            {
-                "type": "http.response.body",
-                "body": flow.adapter.stream_error_event(message, "api_error"),
-                "more_body": True,
-            }
-        )
-
-    async def _refuse(self, send: Send, flow: Flow, refusal: Refusal) -> None:
-        flow.status_code = refusal.status
-        flow.error = f"refused by {refusal.policy or 'router'}: {refusal.code or refusal.type}"
-        extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
-        await self._error(
-            send,
-            flow.adapter,
-            refusal.status,
-            refusal.message,
-            refusal.type,
-            refusal.code,
-            retry=refusal.retryable,
-            extra=extra,
-        )
-
-    async def _error(
-        self,
-        send: Send,
-        adapter: ProviderAdapter,
-        status: int,
-        message: str,
-        type_: str,
-        code: str | None,
-        *,
-        retry: bool,
-        extra: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        body = adapter.error_body(status, message, type_, code)
-        headers = [_JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
-        if not retry:
-            headers.append(_NO_RETRY)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
 
 
 class _BodyTooLarge(Exception):
@@ -483,26 +295,3 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-
-
-async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [_JSON, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def _error_text(data: bytes) -> str:
-    try:
-        parsed = _DECODE.decode(data)
-    except msgspec.DecodeError:
-        return data[:300].decode("utf-8", "replace")
-    if isinstance(parsed, dict):
-        err = parsed.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            return str(err["message"])[:300]
-    return data[:300].decode("utf-8", "replace")

@@ -1,0 +1,197 @@
+"""Relaying the provider's answer to the agent, through the policies on the way back.
+
+A whole body is decoded once, read for usage, offered to the policies and re-encoded only
+if one changed it. A stream is relayed event by event as it arrives (never buffered
+whole): usage is read from its events, the usage-only chunk the router asked for is
+dropped, and what the policies hold back is flushed before the event that closes its
+channel. If the agent hangs up mid-stream, the upstream is still read (bounded) to learn
+what the call cost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import msgspec
+
+from ironrt.router.flow import Flow, StreamEvent, TokenUsage
+from ironrt.router.pipeline import Pipeline, PolicyFailed
+from ironrt.router.responses import NO_RETRY, send_error
+from ironrt.router.sse import SSEParser, encode_event
+from ironrt.router.upstream import UpstreamResponse, error_kind
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+#: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
+DRAIN_AFTER_DISCONNECT_S = 30.0
+_DECODE = msgspec.json.Decoder()
+_ENCODE = msgspec.json.encode
+
+
+async def relay_body(
+    flow: Flow, upstream: UpstreamResponse, send: Send, pipeline: Pipeline
+) -> None:
+    adapter = flow.adapter
+    try:
+        data = await upstream.read()
+    except Exception as exc:  # the upstream broke mid-body
+        flow.status_code, flow.error = 502, f"upstream body: {error_kind(exc)}"
+        await send_error(
+            send,
+            adapter,
+            502,
+            "ironrt router: the upstream response broke off",
+            "api_error",
+            "upstream_broken",
+            retry=False,
+        )
+        return
+    flow.status_code = upstream.status
+    flow.ttfb = time.monotonic()
+    headers = list(upstream.headers)
+    if upstream.status < 300 and "json" in upstream.content_type and flow.endpoint != "unmetered":
+        try:
+            parsed = _DECODE.decode(data)
+        except msgspec.DecodeError:
+            parsed = None
+        if parsed is not None:
+            flow.usage = adapter.usage_from_response(flow.endpoint, parsed)
+            if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
+                flow.model = parsed["model"] or flow.model
+            try:
+                if pipeline.response(flow, parsed):
+                    data = _ENCODE(parsed)
+            except PolicyFailed as exc:
+                flow.status_code, flow.error = 500, str(exc)
+                await send_error(
+                    send,
+                    adapter,
+                    500,
+                    f"ironrt router: {exc}; the response was withheld",
+                    "api_error",
+                    "policy_error",
+                    retry=False,
+                )
+                return
+    elif upstream.status >= 400:
+        flow.error = _error_text(data)
+        if flow.metadata.get("retry", {}).get("gave_up"):
+            headers.append(NO_RETRY)
+    headers.append((b"content-length", str(len(data)).encode()))
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    flow.committed = True
+
+
+async def relay_stream(
+    flow: Flow,
+    upstream: UpstreamResponse,
+    receive: Receive,
+    send: Send,
+    pipeline: Pipeline,
+    drop_usage: bool,
+) -> None:
+    adapter = flow.adapter
+    flow.status_code = upstream.status
+    headers = list(upstream.headers)
+    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    flow.committed = True
+    parser = SSEParser()
+    usage = TokenUsage()
+    saw_usage = False
+    stream_model = ""
+    gone = anyio.Event()
+
+    async def watch_client() -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone.set()
+                return
+
+    async def emit(events: list[StreamEvent]) -> None:
+        if gone.is_set() or not events:
+            return
+        out = b"".join(encode_event(ev) if ev.changed else ev.raw for ev in events)
+        await send({"type": "http.response.body", "body": out, "more_body": True})
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_client)
+        try:
+            with anyio.CancelScope() as drain_scope:
+                async for chunk in upstream.iter_bytes():
+                    if flow.ttfb is None:
+                        flow.ttfb = time.monotonic()
+                    out: list[StreamEvent] = []
+                    for ev in parser.feed(chunk):
+                        if ev.data is not None:
+                            if adapter.usage_from_event(flow.endpoint, ev, usage):
+                                saw_usage = True
+                            if not stream_model:
+                                stream_model = adapter.stream_model(flow.endpoint, ev) or ""
+                            if drop_usage and adapter.is_usage_only_chunk(flow.endpoint, ev):
+                                continue
+                        out.extend(pipeline.stream_event(flow, ev))
+                    await emit(out)
+                    if gone.is_set() and drain_scope.deadline == float("inf"):
+                        # The agent hung up: keep reading (bounded) only to learn the usage.
+                        drain_scope.deadline = anyio.current_time() + DRAIN_AFTER_DISCONNECT_S
+                tail = parser.flush()
+                out = []
+                for ev in tail:
+                    if ev.data is not None and adapter.usage_from_event(flow.endpoint, ev, usage):
+                        saw_usage = True
+                    out.extend(pipeline.stream_event(flow, ev))
+                out.extend(pipeline.stream_end(flow))
+                await emit(out)
+            if drain_scope.cancelled_caught:
+                flow.error = "client disconnected; upstream usage not received in time"
+        except PolicyFailed as exc:
+            flow.error = str(exc)
+            await _stream_error(send, flow, f"ironrt router: {exc}; stream ended", gone)
+        except Exception as exc:  # upstream broke or stalled mid-stream
+            kind = error_kind(exc)
+            flow.error = f"stream interrupted: {kind}: {exc}"[:500]
+            await _stream_error(
+                send,
+                flow,
+                f"ironrt router: the upstream stream stalled or broke off ({kind})",
+                gone,
+            )
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b""})
+        elif flow.error is None:
+            flow.error = "client disconnected mid-stream"
+        tg.cancel_scope.cancel()
+    if saw_usage:
+        flow.usage = usage
+    if stream_model:
+        flow.model = stream_model
+
+
+async def _stream_error(send: Send, flow: Flow, message: str, gone: anyio.Event) -> None:
+    if gone.is_set():
+        return
+    await send(
+        {
+            "type": "http.response.body",
+            "body": flow.adapter.stream_error_event(message, "api_error"),
+            "more_body": True,
+        }
+    )
+
+
+def _error_text(data: bytes) -> str:
+    try:
+        parsed = _DECODE.decode(data)
+    except msgspec.DecodeError:
+        return data[:300].decode("utf-8", "replace")
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:300]
+    return data[:300].decode("utf-8", "replace")

@@ -1,0 +1,65 @@
+"""Answers the router makes itself, shaped like the provider's own, made in one place.
+
+The SDKs raise their normal exceptions on these (an OpenAI `APIStatusError`, an Anthropic
+`APIStatusError`), with a message that says what ironrt did and why. A refusal that must not
+be retried carries `x-should-retry: false`, which both SDKs obey.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ironrt.router.flow import Flow, Refusal
+from ironrt.router.providers.base import ProviderAdapter
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = (b"content-type", b"application/json")
+NO_RETRY = (b"x-should-retry", b"false")
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [JSON, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send,
+    adapter: ProviderAdapter,
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None,
+    *,
+    retry: bool,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = adapter.error_body(status, message, type_, code)
+    headers = [JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
+    if not retry:
+        headers.append(NO_RETRY)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
+    flow.status_code = refusal.status
+    flow.error = f"refused by {refusal.policy or 'router'}: {refusal.code or refusal.type}"
+    extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
+    await send_error(
+        send,
+        flow.adapter,
+        refusal.status,
+        refusal.message,
+        refusal.type,
+        refusal.code,
+        retry=refusal.retryable,
+        extra=extra,
+    )
