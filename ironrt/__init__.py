@@ -6,7 +6,8 @@ agent_id = rt.start_agent("agents/hello.py")
 """
 
 from ironrt._version import __version__
-from ironrt.client import AsyncRuntime, Runtime
+from ironrt.aclient import AsyncRuntime
+from ironrt.client import Runtime
 from ironrt.errors import (
     AgentNotFound,
     AmbiguousAgent,

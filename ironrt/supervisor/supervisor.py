@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +31,10 @@ from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database
 from ironrt.supervisor import logfiles, process, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
+from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import agent_environment, new_token, scrub, token_hash
+from ironrt.supervisor.metrics import metrics_for
+from ironrt.supervisor.restart import backoff, failed, should_restart
 from ironrt.supervisor.sampler import TreeSample, TreeSampler
 
 log = logging.getLogger("ironrt.supervisor")
@@ -147,14 +148,14 @@ class Supervisor:
 
     # ---- operations ---------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Agent:
-        command = self._resolve_command(req)
+        command = resolve_command(req)
         live_names = {a.record.name for a in self.agents.values() if a.record.status.live}
         if req.name is not None:
             if req.name in live_names:
                 raise Conflict(f"an agent named '{req.name}' is already running", field="name")
             name = req.name
         else:
-            name = unique_name(_default_name(req.command), live_names)
+            name = unique_name(default_name(req.command), live_names)
         agent_id = new_agent_id()
         record = Agent(
             id=agent_id,
@@ -263,35 +264,10 @@ class Supervisor:
         return [self.metrics_of(m) for m in self.agents.values()]
 
     def metrics_of(self, m: Managed) -> Metrics:
-        r, g = self.snapshot(m), m.gov
+        r = self.snapshot(m)
         live = r.status.live and r.pid is not None
-        sample = m.sample if live else _EMPTY_SAMPLE
-        remaining = None if g.budget_usd is None else max(g.budget_usd - g.spent_usd, 0.0)
-        used = None
-        if g.budget_usd:
-            used = round(100 * g.spent_usd / g.budget_usd, 2)
-        elif g.budget_usd == 0:
-            used = 100.0
-        return Metrics(
-            id=r.id,
-            status=r.status,
-            pid=r.pid,
-            exit_code=r.exit_code,
-            cpu_percent=sample.cpu_percent,
-            rss_bytes=sample.rss_bytes,
-            num_processes=sample.num_processes,
-            uptime_s=round(time.monotonic() - m.started_mono, 3) if live else 0.0,
-            restarts=r.restarts,
-            llm_calls=g.llm_calls,
-            input_tokens=g.input_tokens,
-            output_tokens=g.output_tokens,
-            spent_usd=round(g.spent_usd, 9),
-            budget_usd=g.budget_usd,
-            budget_remaining_usd=remaining,
-            budget_used_percent=used,
-            pii_findings=g.pii_findings,
-            errors=g.errors,
-        )
+        uptime = time.monotonic() - m.started_mono if live else 0.0
+        return metrics_for(r, m.gov, m.sample if live else None, uptime)
 
     def log_file(self, ref: str) -> tuple[Managed, Path]:
         m = self.find(ref)
@@ -306,29 +282,6 @@ class Supervisor:
     # ---- internals ----------------------------------------------------------------------
     def _finished(self, m: Managed) -> bool:
         return m.record.status in states.ENDED and not m.restart_pending
-
-    def _resolve_command(self, req: StartRequest) -> list[str]:
-        program, *args = req.command
-        path_env = req.env.get("PATH", os.environ.get("PATH", ""))
-        if program.endswith(".py"):
-            script = Path(req.cwd, program)
-            if not script.is_file():
-                raise StartFailed(f"no such script: {script}", field="command")
-            python = req.python or sys.executable
-            return [python, program, *args]
-        if os.sep in program:
-            target = Path(req.cwd, program)
-            if not target.exists():
-                raise StartFailed(f"no such file: {target}", field="command")
-            if target.is_dir() or not os.access(target, os.X_OK):
-                raise StartFailed(
-                    f"not executable: {target} (chmod +x it, or name an interpreter)",
-                    field="command",
-                )
-            return [program, *args]
-        if shutil.which(program, path=path_env) is None:
-            raise StartFailed(f"program not found on PATH: {program}", field="command")
-        return [program, *args]
 
     async def _spawn(self, m: Managed) -> None:
         r = m.record
@@ -396,11 +349,11 @@ class Supervisor:
                 await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
                 return
             final = S.KILLED if sig is not None else S.EXITED
-            m.restart_pending = self._should_restart(m)
+            m.restart_pending = should_restart(m.record)
             gave_up = (
                 not m.restart_pending
                 and r.restart != "no"
-                and self._failed(m)
+                and failed(m.record)
                 and r.restarts >= r.max_restarts
             )
             if gave_up:
@@ -417,7 +370,7 @@ class Supervisor:
                 await self.bus.publish("AgentFailed", r.id, reason=r.error)
             if not m.restart_pending:
                 return
-            delay = min(self.restart_backoff * (2**r.restarts), 60.0)
+            delay = backoff(self.restart_backoff, r.restarts)
             r.restarts += 1
             await self.bus.publish("AgentRestarting", r.id, attempt=r.restarts, delay_s=delay)
             with anyio.move_on_after(delay):
@@ -442,18 +395,6 @@ class Supervisor:
             await anyio.sleep(remaining)
         if m.record.pid == pid and m.record.status is S.STARTING:
             await self._set(m, S.RUNNING)
-
-    def _failed(self, m: Managed) -> bool:
-        r = m.record
-        return r.signal is not None or (r.exit_code is not None and r.exit_code != 0)
-
-    def _should_restart(self, m: Managed) -> bool:
-        r = m.record
-        if r.restart == "no" or r.restarts >= r.max_restarts:
-            return False
-        if r.restart == "always":
-            return True
-        return self._failed(m)
 
     async def _stop(self, m: Managed, timeout: float) -> None:
         m.stop_requested = True
@@ -533,12 +474,3 @@ class Supervisor:
         for agent_id in roots:
             logfiles.rotate_if_needed(logfiles.log_path(self.settings.logs_dir, agent_id))
         return self._sampler.sample(roots)
-
-
-def _default_name(command: list[str]) -> str:
-    for part in command:
-        stem = Path(part).stem
-        named = part.endswith(".py") or ("/" not in part and not part.startswith("-"))
-        if named and stem not in {"python", "python3", "node", "bash", "sh", "uv", "env"}:
-            return stem or "agent"
-    return Path(command[0]).stem or "agent"

@@ -1,0 +1,53 @@
+"""What to execute for a start request, checked before anything is recorded or spawned.
+
+A `.py` script runs with the caller's Python; a path must exist and be executable; a bare
+name must be on the caller's PATH. Each failure is a StartFailed naming what is wrong, so
+the user gets a clear error instead of an agent record that failed silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ironrt.errors import StartFailed
+from ironrt.protocol import StartRequest
+
+_INTERPRETERS = frozenset({"python", "python3", "node", "bash", "sh", "uv", "env"})
+
+
+def resolve_command(req: StartRequest) -> list[str]:
+    """The argv to execute, or StartFailed saying clearly why there is none."""
+    program, *args = req.command
+    path_env = req.env.get("PATH", os.environ.get("PATH", ""))
+    if program.endswith(".py"):
+        script = Path(req.cwd, program)
+        if not script.is_file():
+            raise StartFailed(f"no such script: {script}", field="command")
+        python = req.python or sys.executable
+        return [python, program, *args]
+    if os.sep in program:
+        target = Path(req.cwd, program)
+        if not target.exists():
+            raise StartFailed(f"no such file: {target}", field="command")
+        if target.is_dir() or not os.access(target, os.X_OK):
+            raise StartFailed(
+                f"not executable: {target} (chmod +x it, or name an interpreter)",
+                field="command",
+            )
+        return [program, *args]
+    if shutil.which(program, path=path_env) is None:
+        raise StartFailed(f"program not found on PATH: {program}", field="command")
+    return [program, *args]
+
+
+def default_name(command: list[str]) -> str:
+    """A name for an agent started without --name: its script's or program's stem."""
+    for part in command:
+        stem = Path(part).stem
+        named = part.endswith(".py") or ("/" not in part and not part.startswith("-"))
+        if named and stem not in _INTERPRETERS:
+            return stem or "agent"
+    return Path(command[0]).stem or "agent"
