@@ -19,10 +19,11 @@ IBANs.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
-from ironrt.pii.finding import Finding, resolve
+from ironrt.pii.finding import Finding, new_finding, resolve
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
 
@@ -31,7 +32,7 @@ __all__ = ["find_pii", "scan"]
 _A = re.ASCII
 
 # --- email: anchored on '@', the local part is read leftwards --------------------------------
-_LOCAL = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+_LOCAL = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-"
 _DOMAIN = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}([A-Za-z]{2,24})"
     r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])",
@@ -46,14 +47,13 @@ def _emails(text: str, start: int, out: list[Finding]) -> None:
     while at != -1:
         m = _DOMAIN.match(text, at + 1)
         if m is not None and m.group(1).lower() not in _FILE_SUFFIXES:
-            s = at
-            while s > 0 and at - s <= 64 and text[s - 1] in _LOCAL:
-                s -= 1
-            while s < at and text[s] == ".":
-                s += 1
-            local = text[s:at]
-            if local and at - s <= 64 and local[-1] != "." and ".." not in local:
-                out.append(Finding("EMAIL", s, m.end(), text[s : m.end()]))
+            # The local part: the run of local characters ending at `at` (at most 65 read,
+            # more than 64 is rejected), without its leading dots. `rstrip` finds it in C.
+            window = text[at - 65 if at > 65 else 0 : at]
+            local = window[len(window.rstrip(_LOCAL)) :].lstrip(".")
+            if 0 < len(local) <= 64 and local[-1] != "." and ".." not in local:
+                s, end = at - len(local), m.end()
+                out.append(new_finding("EMAIL", s, end, text[s:end]))
         at = text.find("@", at + 1)
 
 
@@ -97,10 +97,18 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "iban": ("[A-Z]", r"[A-Z][0-9]{2}(?: ?[0-9A-Z]){10,30}"),
 }  # fmt: skip
 _NO_ALNUM_BEFORE = r"(?<![0-9A-Za-z].)"
+
+
+def _alternatives(names: list[str]) -> str:
+    return "|".join(f"(?<={_FAMILIES[n][0]})(?P<{n}>{_FAMILIES[n][1]})" for n in names)
+
+
+# A capital can only start an IBAN, so that branch comes first and the others are tried as
+# one group behind a single test (capitals start many words; this spares them six look-
+# behinds). No other branch can match where the IBAN one can, so the order is unchanged.
 _NUMERIC = re.compile(
-    r"[0-9(+A-Z]" + _NO_ALNUM_BEFORE + "(?:"
-    + "|".join(f"(?<={first})(?P<{name}>{rest})" for name, (first, rest) in _FAMILIES.items())
-    + ")",
+    r"[0-9(+A-Z]" + _NO_ALNUM_BEFORE + "(?:" + _alternatives(["iban"]) + "|(?<![A-Z])(?:"
+    + _alternatives([n for n in _FAMILIES if n != "iban"]) + "))",
     _A,
 )  # fmt: skip
 #: Each family alone, to retry the others where the first one matching failed validation.
@@ -123,14 +131,29 @@ def _intl(text: str, m: re.Match[str]) -> Finding | None:
             return None
         if len(digits) <= 15 and phone_ok(digits):
             end = m.end() if k == len(pieces) else pieces[k - 1][1]
-            return Finding("PHONE", start, end, text[start:end])
+            return new_finding("PHONE", start, end, text[start:end])
     return None
 
 
+#: What a North American match holds besides digits (before any extension).
+_NANP_SEPARATORS = str.maketrans("", "", "() .-")
+
+
+#: Validation verdicts are cached per candidate text, as `phone_ok` caches numbers: the same
+#: values come back on every turn of a conversation, and on every rescan of a stream's tail.
+_VERDICTS = 4096
+
+
+@functools.lru_cache(maxsize=_VERDICTS)
+def _nanp_ok(core: str) -> bool:
+    return phone_ok(core.translate(_NANP_SEPARATORS)[-10:], 1)
+
+
 def _nanp(text: str, m: re.Match[str]) -> Finding | None:
-    core = text[m.start() : m.start("next")] if m.group("next") else m.group()
-    digits = "".join(c for c in core if c.isdigit())
-    return Finding("PHONE", m.start(), m.end(), m.group()) if phone_ok(digits[-10:], 1) else None
+    start, end = m.span()
+    nxt = m.start("next")
+    ok = _nanp_ok(text[start : nxt if nxt != -1 else end])
+    return new_finding("PHONE", start, end, text[start:end]) if ok else None
 
 
 #: Words that make a bare ten-digit number a phone number; without one it reads as an id.
@@ -141,31 +164,46 @@ _PHONE_WORDS_BEFORE = 40
 
 
 def _bare(text: str, m: re.Match[str]) -> Finding | None:
-    lo = max(0, m.start() - _PHONE_WORDS_BEFORE)
-    if not _PHONE_WORDS.search(text, lo, m.start()) or not phone_ok(m.group()[-10:], 1):
+    start, value = m.start(), m.group()
+    lo = max(0, start - _PHONE_WORDS_BEFORE)
+    if not _PHONE_WORDS.search(text, lo, start) or not phone_ok(value[-10:], 1):
         return None
-    return Finding("PHONE", m.start(), m.end(), m.group())
+    return new_finding("PHONE", start, m.end(), value)
 
 
-def _card(text: str, m: re.Match[str]) -> Finding | None:
-    sep = m.group("csep")
+@functools.lru_cache(maxsize=_VERDICTS)
+def _card_number(value: str, sep: str | None) -> tuple[int, str] | None:
+    """How long the card number that `value` starts with is, and its brand."""
     if sep is None:
-        brand = card_brand(m.group())
-        return Finding("CARD", m.start(), m.end(), m.group(), brand) if brand else None
-    groups = m.group().split(sep)
+        brand = card_brand(value)
+        return (len(value), brand) if brand else None
+    groups = value.split(sep)
     for k in range(len(groups), 2, -1):  # a CVV or expiry may follow the last group
         digits = "".join(groups[:k])
         brand = card_brand(digits) if 13 <= len(digits) <= 19 else None
         if brand:
-            end = m.start() + len(sep.join(groups[:k]))
-            return Finding("CARD", m.start(), end, text[m.start() : end], brand)
+            return len(sep.join(groups[:k])), brand
     return None
 
 
+def _card(text: str, m: re.Match[str]) -> Finding | None:
+    found = _card_number(m.group(), m.group("csep"))
+    if found is None:
+        return None
+    start = m.start()
+    end = start + found[0]
+    return new_finding("CARD", start, end, text[start:end], found[1])
+
+
+@functools.lru_cache(maxsize=_VERDICTS)
+def _ssn_ok(v: str) -> bool:
+    return ssn_ok(v[0:3], v[4:6], v[7:11])
+
+
 def _ssn(text: str, m: re.Match[str]) -> Finding | None:
-    v = m.group()
-    ok = ssn_ok(v[0:3], v[4:6], v[7:11])
-    return Finding("SSN", m.start(), m.end(), v) if ok else None
+    start, end = m.span()
+    v = text[start:end]
+    return new_finding("SSN", start, end, v) if _ssn_ok(v) else None
 
 
 #: Per IBAN length: that many characters, single spaces allowed between them.
@@ -180,12 +218,18 @@ def _iban(text: str, m: re.Match[str]) -> Finding | None:
     span = _IBAN_SPANS[want].match(text, m.start()) if want is not None else None
     if span is None or not iban_ok(span.group().replace(" ", "")):
         return None
-    return Finding("IBAN", m.start(), span.end(), span.group())
+    return new_finding("IBAN", m.start(), span.end(), span.group())
+
+
+@functools.lru_cache(maxsize=_VERDICTS)
+def _ipv4_ok(value: str) -> bool:
+    return ipv4_ok(value.split("."))
 
 
 def _ipv4(text: str, m: re.Match[str]) -> Finding | None:
-    ok = ipv4_ok(m.group().split("."))
-    return Finding("IP", m.start(), m.end(), m.group(), "ipv4") if ok else None
+    start, end = m.span()
+    value = text[start:end]
+    return new_finding("IP", start, end, value, "ipv4") if _ipv4_ok(value) else None
 
 
 _CHECKS = {
@@ -194,12 +238,41 @@ _CHECKS = {
 }  # fmt: skip
 
 
+#: Every ASCII digit to `0`, anything else to `x`. `text.encode("ascii", "replace")` has one
+#: byte per character, so in the result `find(b"0")` finds the next digit with memchr.
+_DIGIT_MASK = bytes.maketrans(bytes(range(256)), b"x" * 48 + b"0" * 10 + b"x" * 198)
+#: A candidate starts at most this many characters before its first digit (`DE89...`).
+_LEAD = 2
+#: Below this many characters to scan, the mask costs more than it saves (a stream's tail).
+_MASK_MIN = 256
+
+
 def _numbers(text: str, start: int, out: list[Finding]) -> None:
+    # Every number format holds a digit within `_LEAD` characters of its start. The regex
+    # engine reads a few ns a character looking for one of its first characters, memchr far
+    # less, so on longer text each search starts at the next digit, skipping the text
+    # between candidates (most of it); text without a digit is not searched at all.
+    mask = None
+    if len(text) - start >= _MASK_MIN:
+        if not any(map(text.__contains__, "0123456789")):
+            return
+        mask = text.encode("ascii", "replace").translate(_DIGIT_MASK)
+    search, checks = _NUMERIC.search, _CHECKS
     pos = start
-    while (m := _NUMERIC.search(text, pos)) is not None:
+    while True:
+        at = pos
+        if mask is not None:
+            at = mask.find(b"0", pos) - _LEAD
+            if at < -_LEAD:
+                return
+            if at < pos:
+                at = pos
+        m = search(text, at)
+        if m is None:
+            return
         name = m.lastgroup
         assert name is not None
-        found = _CHECKS[name](text, m)
+        found = checks[name](text, m)
         if found is None:
             found = _retry(text, m.start(), name)
         if found is None:
@@ -239,6 +312,12 @@ def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
     # Anchored on ':' (rare in prose) rather than on hex letters (a quarter of English words).
     colon = text.find(":", start)
     while colon != -1:
+        # A label's colon (`Contact: ...`, `https://`) has no hex digit or colon on either
+        # side, so no candidate of at least two such characters can hold it.
+        before, after = text[colon - 1 : colon], text[colon + 1 : colon + 2]
+        if before not in _HEX_COLON and after not in _HEX_COLON:
+            colon = text.find(":", colon + 1)
+            continue
         s = colon
         while s > 0 and colon - s < 40 and text[s - 1] in _HEX_COLON:
             s -= 1
@@ -250,7 +329,7 @@ def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
         if not _ipv6_ok(value) and value.endswith(":") and _ipv6_ok(value[:-1]):
             value = value[:-1]
         if _ipv6_ok(value):
-            out.append(Finding("IP", s, s + len(value), value, "ipv6"))
+            out.append(new_finding("IP", s, s + len(value), value, "ipv6"))
         colon = text.find(":", max(m.end(), colon + 1))
 
 
@@ -274,7 +353,7 @@ def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Find
     if not raw:
         return raw
     if scanned is not text:
-        raw = [Finding(f.type, f.start, f.end, text[f.start : f.end], f.kind) for f in raw]
+        raw = [new_finding(f.type, f.start, f.end, text[f.start : f.end], f.kind) for f in raw]
     return resolve(raw)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from operator import attrgetter
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["PII_TYPES", "Finding", "PiiType", "resolve"]
+__all__ = ["PII_TYPES", "Finding", "PiiType", "new_finding", "resolve"]
 
 PiiType = Literal["EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET"]
 
@@ -13,7 +15,7 @@ PiiType = Literal["EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET"]
 PII_TYPES: tuple[PiiType, ...] = ("EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Finding:
     """One piece of PII at `text[start:end]`.
 
@@ -27,6 +29,63 @@ class Finding:
     value: str
     kind: str = ""
 
+    # The generated `__init__` of a frozen dataclass looks `object.__setattr__` up for every
+    # field; setting the slots through their descriptors does the same in half the time,
+    # which matters because a scan builds one of these per candidate.
+    def __init__(self, type: PiiType, start: int, end: int, value: str, kind: str = "") -> None:
+        _set_type(self, type)
+        _set_start(self, start)
+        _set_end(self, end)
+        _set_value(self, value)
+        _set_kind(self, kind)
+
+
+_Setter = Callable[[Finding, object], None]
+_set_type: _Setter = Finding.__dict__["type"].__set__
+_set_start: _Setter = Finding.__dict__["start"].__set__
+_set_end: _Setter = Finding.__dict__["end"].__set__
+_set_value: _Setter = Finding.__dict__["value"].__set__
+_set_kind: _Setter = Finding.__dict__["kind"].__set__
+
+
+class _Draft:
+    """A `Finding` being built: the same slots without the frozen `__setattr__`, so fields are
+    stored at plain attribute speed, after which it becomes the `Finding` it holds (`__class__`
+    assignment, allowed between classes of the same layout). About half the cost of
+    `Finding(...)`, which is a good part of what a scan spends per finding.
+    """
+
+    # In `Finding`'s order, not sorted: `__class__` assignment needs the same layout.
+    __slots__ = ("type", "start", "end", "value", "kind")  # noqa: RUF023
+
+    type: PiiType
+    start: int
+    end: int
+    value: str
+    kind: str
+
+    def __init__(self, type: PiiType, start: int, end: int, value: str, kind: str = "") -> None:
+        self.type = type
+        self.start = start
+        self.end = end
+        self.value = value
+        self.kind = kind
+        self.__class__ = Finding  # type: ignore[assignment]
+
+
+if getattr(Finding, "__slots__", None) != _Draft.__slots__:  # pragma: no cover
+    raise RuntimeError("_Draft must have exactly the slots of Finding")
+
+#: `Finding(...)` for the detectors' hot paths: the same object, built faster.
+if TYPE_CHECKING:
+    new_finding = Finding
+else:
+    new_finding = _Draft
+
+
+_START = attrgetter("start")
+_END = attrgetter("end")
+
 
 def resolve(findings: list[Finding]) -> list[Finding]:
     """Keep non-overlapping findings, earliest first, the longer one on a tie.
@@ -34,7 +93,10 @@ def resolve(findings: list[Finding]) -> list[Finding]:
     Overlaps are rare (an IPv4 tail inside an IPv6 address, a US number matched by both
     phone patterns) and always the same thing seen twice, so the wider match wins.
     """
-    findings.sort(key=lambda f: (f.start, f.start - f.end))
+    # Two stable sorts with C key functions: by start, and on a tie by end descending (the
+    # order `key=(start, start - end)` gives, without a Python call per finding).
+    findings.sort(key=_END, reverse=True)
+    findings.sort(key=_START)
     kept: list[Finding] = []
     last_end = -1
     for f in findings:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ironrt.pii.finding import Finding
+from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.validators import github_checksum_ok, jwt_header_ok
 
 __all__ = [
@@ -89,34 +89,43 @@ def _openai_ok(key: str) -> bool:
     )
 
 
+_LONG = 1024
+
+
 def find_secrets(text: str, start: int, out: list[Finding]) -> None:
     """Append the secrets that start at or after `start` to `out`."""
-    if "sk-" in text:
+    # A one-character test is a memchr; a longer marker costs a pass over the text (about a
+    # ns a character), so each is tested only if a character it holds is present. On long
+    # text the regex engine's own search for a pattern's literal prefix is the cheaper test;
+    # on short text (a stream's tail) its fixed cost is not.
+    long = len(text) > _LONG
+    if "-" in text and (long or "sk-" in text):
         for m in _SK.finditer(text, start):
             if m.group("ant"):
-                out.append(Finding("SECRET", m.start(), m.end(), m.group(), "anthropic_key"))
+                out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "anthropic_key"))
             elif not m.group("oai").startswith("ant-") and _openai_ok(m.group()):
-                out.append(Finding("SECRET", m.start(), m.end(), m.group(), "openai_key"))
+                out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "openai_key"))
     if "A" in text:
         for m in _AWS.finditer(text, start):
-            out.append(Finding("SECRET", m.start(), m.end(), m.group(), "aws_access_key_id"))
-    if "gh" in text:
+            out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "aws_access_key_id"))
+    underscore = "_" in text
+    if underscore and (long or "gh" in text):
         for m in _GITHUB.finditer(text, start):
             if github_checksum_ok(m.group()):
-                out.append(Finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
-    if "github_pat_" in text:
+                out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
+    if underscore and "github_pat_" in text:
         for m in _GITHUB_PAT.finditer(text, start):
-            out.append(Finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
-    if "x" in text and ("xox" in text or "xapp-" in text):
+            out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "github_token"))
+    if "x" in text and "-" in text and (long or "xox" in text or "xapp-" in text):
         for m in _SLACK.finditer(text, start):
-            out.append(Finding("SECRET", m.start(), m.end(), m.group(), "slack_token"))
-    if "J" in text and "eyJ" in text:  # a one-character test is a memchr
+            out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "slack_token"))
+    if "J" in text and "eyJ" in text:
         for m in _JWT.finditer(text, start):
             if jwt_header_ok(m.group(1)):
-                out.append(Finding("SECRET", m.start(), m.end(), m.group(), "jwt"))
-    if "-----BEGIN" in text:
+                out.append(new_finding("SECRET", m.start(), m.end(), m.group(), "jwt"))
+    if "G" in text and "-----BEGIN" in text:
         pos = start
         while (head := PEM_HEAD.search(text, pos)) is not None:
             start, (end, _) = head.start(), pem_end(text, head)
-            out.append(Finding("SECRET", start, end, text[start:end], "private_key"))
+            out.append(new_finding("SECRET", start, end, text[start:end], "private_key"))
             pos = end

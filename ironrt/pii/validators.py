@@ -36,8 +36,17 @@ __all__ = [
 _DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 
 
+#: Each digit doubled and its two digits summed, as `_DOUBLED` says.
+_DOUBLE_DIGITS = str.maketrans("0123456789", "".join(map(str, _DOUBLED)))
+
+
 def luhn_ok(digits: str) -> bool:
     """The Luhn (mod 10) check every payment card number carries in its last digit."""
+    if digits.isascii() and digits.isdigit():
+        # Fast path, no Python loop: double every second digit from the right by table,
+        # then the digit sum of an ASCII string is its byte sum less 48 per character.
+        s = digits[-1::-2] + digits[-2::-2].translate(_DOUBLE_DIGITS)
+        return (sum(s.encode()) - 48 * len(s)) % 10 == 0
     total = sum(map(int, digits[-1::-2]))
     total += sum(_DOUBLED[int(d)] for d in digits[-2::-2])
     return total % 10 == 0
@@ -68,13 +77,28 @@ _BRANDS: tuple[tuple[int, int, int, frozenset[int], str], ...] = (
 )
 
 
+#: The IIN lookup per (first four characters, length): which brand it is (`""` for none)
+#: depends on nothing else. Bounded so odd inputs cannot grow it without limit.
+_IIN_CACHE: dict[tuple[str, int], str] = {}
+_IIN_CACHE_MAX = 1 << 16
+
+
+def _iin_brand(prefix: str, n: int) -> str:
+    for low, high, width, lengths, brand in _BRANDS:
+        if n in lengths and low <= int(prefix[:width]) <= high:
+            return brand
+    return ""
+
+
 def card_brand(digits: str) -> str | None:
     """The brand whose IIN range and length fit, if the number also passes Luhn."""
-    n = len(digits)
-    for low, high, width, lengths, brand in _BRANDS:
-        if n in lengths and low <= int(digits[:width]) <= high:
-            return brand if luhn_ok(digits) else None
-    return None
+    key = (digits[:4], len(digits))
+    brand = _IIN_CACHE.get(key)
+    if brand is None:
+        brand = _iin_brand(*key)
+        if len(_IIN_CACHE) < _IIN_CACHE_MAX:
+            _IIN_CACHE[key] = brand
+    return brand if brand and luhn_ok(digits) else None
 
 
 #: Numbers the SSA voided after they were printed in advertisements.
