@@ -33,8 +33,9 @@ class KeysFileError(ValueError):
 @dataclass(slots=True)
 class ProviderKeys:
     keys: dict[str, str] = field(default_factory=dict)
-    #: "ANTHROPIC_AUTH_TOKEN" is a bearer token, not an x-api-key: remember which one we hold.
-    kinds: dict[str, str] = field(default_factory=dict)
+    #: The variable each key came from (or would, for keys.toml): the adapter tells a bearer
+    #: token (ANTHROPIC_AUTH_TOKEN) from an API key by it.
+    sources: dict[str, str] = field(default_factory=dict)
 
     def get(self, provider: str) -> str | None:
         return self.keys.get(provider)
@@ -65,15 +66,11 @@ def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
             value = section.get("api_key") if isinstance(section, dict) else None
             if isinstance(value, str) and value:
                 found.keys[provider] = value
-                found.kinds[provider] = "api_key"
+                found.sources[provider] = ENV_NAMES[provider][0]
     for provider, names in ENV_NAMES.items():
         for name in names:
             value = environ.get(name)
             if value and provider not in found.keys:
                 found.keys[provider] = value
-                found.kinds[provider] = "bearer" if name.endswith("AUTH_TOKEN") else "api_key"
+                found.sources[provider] = name
     return found
-
-
-def keys_file_template() -> str:
-    return '[openai]\napi_key = "sk-..."\n\n[anthropic]\napi_key = "sk-ant-..."\n'

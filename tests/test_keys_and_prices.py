@@ -27,7 +27,9 @@ def test_keys_from_file_win_over_environment_and_never_print(tmp_path: Path) -> 
     keys.chmod(0o600)
     found = load_keys({"OPENAI_API_KEY": "sk-env-456", "ANTHROPIC_AUTH_TOKEN": "tok-789"}, keys)
     assert found.get("openai") == "sk-from-file-123"
-    assert found.get("anthropic") == "tok-789" and found.kinds["anthropic"] == "bearer"
+    assert (
+        found.get("anthropic") == "tok-789" and found.sources["anthropic"] == "ANTHROPIC_AUTH_TOKEN"
+    )
     assert found.present() == {"openai": True, "anthropic": True}
     assert "sk-" not in repr(found) and "tok-" not in repr(found)
 

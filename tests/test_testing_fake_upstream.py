@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from ironrt.router.flow import TokenUsage
+from ironrt.router.pricing import genai_usage
 from ironrt.router.providers import ADAPTERS
 from ironrt.testing import FakeUpstream
 
@@ -75,7 +76,7 @@ def test_openai_chat_non_stream_and_stream(up: FakeUpstream, oai: openai.OpenAI)
     assert first.body["messages"] == CHAT["messages"]
     assert second.body["stream"] is True
     price = genai_prices.calc_price(
-        ADAPTERS["openai"].price_usage(TokenUsage(6, 13)), completion.model, provider_id="openai"
+        genai_usage(TokenUsage(6, 13)), completion.model, provider_id="openai"
     )
     assert price.total_price > 0
 

@@ -70,7 +70,6 @@ class BudgetPolicy(Policy):
             flow.emit("BudgetClamped", max_output_tokens=affordable, asked=asked)
             output_bound = affordable
             cost = self.pricer.bound(flow.provider, flow.model, input_bound, affordable * choices)
-        flow.max_output_tokens = output_bound
         reserved = float(cost)
         gov.reserved_usd += reserved
         flow.metadata[self.name] = reserved

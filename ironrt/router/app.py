@@ -187,13 +187,20 @@ class RouterApp:
         base = self.config.base_urls.get(adapter.name)
         flow.metadata["upstream"] = f"{adapter.name}:{base or adapter.default_base_url}"
         try:
-            await self._handle(flow, scope, receive, send, raw, base)
+            await self._handle(flow, scope, headers, receive, send, raw, base)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.settle(flow)
 
     async def _handle(
-        self, flow: Flow, scope: Scope, receive: Receive, send: Send, raw: bytes, base: str | None
+        self,
+        flow: Flow,
+        scope: Scope,
+        headers: dict[str, str],
+        receive: Receive,
+        send: Send,
+        raw: bytes,
+        base: str | None,
     ) -> None:
         adapter = flow.adapter
         drop_usage = False
@@ -231,8 +238,8 @@ class RouterApp:
                 )
                 return
             env_name, key = found
-            headers = forward_headers(scope["headers"], adapter.auth_headers)
-            headers.update(adapter.upstream_auth_headers(key, env_name))
+            outgoing = forward_headers(headers, adapter.auth_headers)
+            outgoing.update(adapter.upstream_auth_headers(key, env_name))
             qs = scope.get("query_string", b"")
             path = scope["path"] + (("?" + qs.decode("latin-1")) if qs else "")
             url = adapter.upstream_url(path, base)
@@ -242,7 +249,7 @@ class RouterApp:
                     self.pipeline,
                     method=scope["method"],
                     url=url,
-                    headers=headers,
+                    headers=outgoing,
                     content=raw,
                 )
             except UpstreamUnavailable as exc:

@@ -133,8 +133,6 @@ class Flow:
     metadata: dict[str, Any] = field(default_factory=dict)
     events: list[PolicyEvent] = field(default_factory=list)
     usage: TokenUsage | None = None
-    #: Upper bound of the call's output tokens, as the request allows it (after clamping).
-    max_output_tokens: int | None = None
     status_code: int = 0
     error: str | None = None
     cost_usd: float = 0.0

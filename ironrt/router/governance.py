@@ -39,9 +39,3 @@ class AgentGovernance:
     warned: set[int] = field(default_factory=set)
     #: Per-policy state that lives as long as the agent (rate-limit buckets, ...).
     state: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def remaining_usd(self) -> float | None:
-        if self.budget_usd is None:
-            return None
-        return self.budget_usd - self.spent_usd - self.reserved_usd

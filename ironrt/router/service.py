@@ -93,15 +93,7 @@ class RouterService:
 
     def _key_for(self, provider: str) -> tuple[str, str] | None:
         key = self.keys.get(provider)
-        if key is None:
-            return None
-        kind = self.keys.kinds.get(provider, "api_key")
-        env_name = (
-            "ANTHROPIC_AUTH_TOKEN"
-            if (provider == "anthropic" and kind == "bearer")
-            else ("OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY")
-        )
-        return env_name, key
+        return None if key is None else (self.keys.sources[provider], key)
 
     async def load(self, totals: dict[str, tuple[int, int, int, int]]) -> None:
         """Seed per-agent counters from the traces on disk (the daemon may have restarted)."""

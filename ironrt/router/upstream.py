@@ -17,7 +17,7 @@ import asyncio
 import email.utils
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,15 +96,9 @@ class UpstreamResponse:
             self._resp.release()
 
 
-def forward_headers(
-    scope_headers: list[tuple[bytes, bytes]], drop: tuple[str, ...]
-) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope_headers:
-        name = raw_name.decode("latin-1").lower()
-        if name in _HOP_BY_HOP or name in drop:
-            continue
-        out[name] = raw_value.decode("latin-1")
+def forward_headers(headers: Mapping[str, str], drop: tuple[str, ...]) -> dict[str, str]:
+    """The agent's headers (already decoded, lower-case names) fit to send upstream."""
+    out = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP and k not in drop}
     out["accept-encoding"] = "identity"  # usage is read from the body: no compression
     return out
 

@@ -95,10 +95,6 @@ class Database:
         async with self._tx, self.conn.execute(sql, tuple(params)) as cur:
             return cur.lastrowid or 0
 
-    async def transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """Several writes committed together, or none of them."""
-        await self.write_many([(sql, [params]) for sql, params in statements])
-
     async def write_many(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         """Each statement run over many rows, all in one transaction (group commit)."""
         async with self._tx:

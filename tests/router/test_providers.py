@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -18,8 +19,10 @@ import msgspec
 import openai
 import pytest
 
+from ironrt.keys import load_keys
 from ironrt.router.flow import Endpoint, StreamEvent, TokenUsage
 from ironrt.router.offline import offline_response
+from ironrt.router.pricing import genai_usage
 from ironrt.router.providers import ADAPTERS, AnthropicAdapter, OpenAIAdapter, adapter_for
 from ironrt.router.providers.base import (
     IMAGE_TOKENS_ALLOWANCE,
@@ -144,12 +147,13 @@ def test_tokens_and_keys() -> None:
     assert AN.upstream_auth_headers("tok", "ANTHROPIC_AUTH_TOKEN") == {
         "authorization": "Bearer tok"
     }
-    assert AN.key_from_env({"ANTHROPIC_AUTH_TOKEN": "t"}) == ("ANTHROPIC_AUTH_TOKEN", "t")
-    assert AN.key_from_env({"ANTHROPIC_API_KEY": "k", "ANTHROPIC_AUTH_TOKEN": "t"}) == (
-        "ANTHROPIC_API_KEY",
-        "k",
-    )
-    assert OA.key_from_env({"OPENAI_API_KEY": ""}) is None
+    # Which variable a key comes from is the daemon's keys module's job (ironrt.keys).
+    nowhere = Path("/nonexistent/keys.toml")
+    bearer = load_keys({"ANTHROPIC_AUTH_TOKEN": "t"}, nowhere)
+    assert (bearer.sources["anthropic"], bearer.get("anthropic")) == ("ANTHROPIC_AUTH_TOKEN", "t")
+    both = load_keys({"ANTHROPIC_API_KEY": "k", "ANTHROPIC_AUTH_TOKEN": "t"}, nowhere)
+    assert (both.sources["anthropic"], both.get("anthropic")) == ("ANTHROPIC_API_KEY", "k")
+    assert load_keys({"OPENAI_API_KEY": ""}, nowhere).get("openai") is None
     assert {"authorization", "x-api-key"} <= set(OA.auth_headers)
 
 
@@ -451,12 +455,11 @@ def test_usage_from_stream_matches_non_stream(
     ],
 )
 def test_price_usage_works_with_genai_prices(provider: str, model: str) -> None:
-    adapter = ADAPTERS[provider]
     usage = TokenUsage(input_tokens=1000, output_tokens=200, cached_tokens=400, reasoning_tokens=50)
-    price = genai_prices.calc_price(adapter.price_usage(usage), model, provider_id=provider)
+    price = genai_prices.calc_price(genai_usage(usage), model, provider_id=provider)
     assert price.total_price > 0
     no_cache = genai_prices.calc_price(
-        adapter.price_usage(TokenUsage(input_tokens=1000, output_tokens=200)),
+        genai_usage(TokenUsage(input_tokens=1000, output_tokens=200)),
         model,
         provider_id=provider,
     )

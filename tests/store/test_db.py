@@ -74,10 +74,10 @@ async def test_concurrent_transactions_do_not_interleave(tmp_path: Path) -> None
         async with anyio.create_task_group() as tg:
             for i in range(50):
                 tg.start_soon(
-                    db.transaction,
+                    db.write_many,
                     [
-                        ("INSERT INTO meta(key, value) VALUES(?, ?)", (f"k{i}", "x")),
-                        ("INSERT INTO meta(key, value) VALUES(?, ?)", (f"j{i}", "y")),
+                        ("INSERT INTO meta(key, value) VALUES(?, ?)", [(f"k{i}", "x")]),
+                        ("INSERT INTO meta(key, value) VALUES(?, ?)", [(f"j{i}", "y")]),
                     ],
                 )
         assert await db.scalar("SELECT COUNT(*) FROM meta") == 100

@@ -226,14 +226,6 @@ class ProviderAdapter(ABC):
         """Where to send `path` (query string included); `base` overrides the default."""
         return join_url(base or self.default_base_url, path)
 
-    def key_from_env(self, environ: Mapping[str, str]) -> tuple[str, str] | None:
-        """The first real key found in `environ`, as (variable name, key)."""
-        for var in self.key_env:
-            key = environ.get(var)
-            if key:
-                return var, key
-        return None
-
     @abstractmethod
     def endpoint_for(self, method: str, path: str) -> Endpoint | None:
         """The metered endpoint of a request; `"unmetered"` for other `/v1/` paths."""
@@ -330,20 +322,6 @@ class ProviderAdapter(ABC):
     def stream_model(self, endpoint: Endpoint, ev: StreamEvent) -> str | None:
         """The model the stream reports (the one actually used, for pricing)."""
         return None
-
-    def price_usage(self, usage: TokenUsage) -> genai_prices.Usage:
-        """`usage` in genai-prices' terms (see the module docstring on totals)."""
-        values: dict[str, int] = {
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-        }
-        if usage.cached_tokens:
-            values["cache_read_tokens"] = usage.cached_tokens
-        if usage.cache_write_tokens:
-            values["cache_write_tokens"] = usage.cache_write_tokens
-        if usage.reasoning_tokens and usage.reasoning_tokens <= usage.output_tokens:
-            values["output_reasoning_tokens"] = usage.reasoning_tokens
-        return genai_prices.Usage(**values)
 
     # ---- text access ------------------------------------------------------------------
 
