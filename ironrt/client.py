@@ -285,8 +285,11 @@ class Runtime:
         return self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
 
     def update_agent(self, ref: str, **changes: Any) -> Agent:
-        body = msgspec.json.encode(UpdateRequest(**changes))
-        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, body)
+        try:
+            request = UpdateRequest(**changes)
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(str(exc)) from None
+        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, msgspec.json.encode(request))
 
     def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return self.update_agent(ref, budget_usd=budget_usd)

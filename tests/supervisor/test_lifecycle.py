@@ -196,3 +196,16 @@ def test_logs_and_rotation_keep_child_writing(daemon: TempDaemon, tmp_path: Path
     assert b"line 4" in followed
     assert sys.executable  # the agent ran with the caller's Python
     assert os.path.exists(daemon.home / "logs" / f"{agent_id}.log")
+
+
+def test_limits_change_and_clear_on_a_running_agent(daemon: TempDaemon) -> None:
+    agent_id = daemon.rt.start_agent(["sleep", "30"], rpm=5, budget=1.0)
+    changed = daemon.rt.update_agent(agent_id, pii="redact", tpm=1000)
+    assert (changed.pii, changed.rpm, changed.tpm, changed.budget_usd) == ("redact", 5, 1000, 1.0)
+    cleared = daemon.rt.update_agent(agent_id, rpm=None, budget_usd=None)  # null removes a limit
+    assert (cleared.rpm, cleared.tpm, cleared.budget_usd) == (None, 1000, None)
+    from ironrt.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="rpm"):
+        daemon.rt.update_agent(agent_id, rpm=0)
+    daemon.rt.stop_agent(agent_id, timeout=2)
