@@ -14,7 +14,18 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from ironrt.client import Runtime, StartOptions, _decode, _q, _start_body
+from ironrt.client import (
+    Runtime,
+    StartOptions,
+    _decode,
+    _given,
+    _limits_body,
+    _limits_path,
+    _q,
+    _start_body,
+    _unset_changes,
+    _update_body,
+)
 from ironrt.errors import DaemonUnavailable, WaitTimeout
 from ironrt.protocol import (
     Agent,
@@ -22,9 +33,10 @@ from ironrt.protocol import (
     Event,
     EventList,
     Health,
+    LimitsList,
     Metrics,
+    ScopeLimits,
     StopRequest,
-    UpdateRequest,
 )
 
 if sys.version_info >= (3, 11):
@@ -45,12 +57,16 @@ class AsyncRuntime:
         home: str | os.PathLike[str] | None = None,
         autostart: bool | None = None,
         timeout: float = 60.0,
+        project: str | None = None,
     ) -> None:
         import httpx
 
-        self._sync = Runtime(budget, home=home, autostart=autostart, timeout=timeout)
+        self._sync = Runtime(
+            budget, home=home, autostart=autostart, timeout=timeout, project=project
+        )
         self.settings = self._sync.settings
         self.budget = budget
+        self.project = self._sync.project
         self.timeout = timeout
         transport = httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path))
         self._client = httpx.AsyncClient(
@@ -88,7 +104,7 @@ class AsyncRuntime:
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
         """Start an agent (see `StartOptions`); returns its id."""
-        body = _start_body(path, args, self.budget, options)
+        body = _start_body(path, args, self.budget, options, self.project)
         return (await self._call("POST", "/v1/agents", Agent, body)).id
 
     async def list_agents(self) -> list[Agent]:
@@ -109,9 +125,11 @@ class AsyncRuntime:
     async def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
         return await self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
 
+    async def update_agent(self, ref: str, **changes: Any) -> Agent:
+        return await self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, _update_body(changes))
+
     async def set_budget(self, ref: str, budget_usd: float) -> Agent:
-        body = msgspec.json.encode(UpdateRequest(budget_usd=budget_usd))
-        return await self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, body)
+        return await self.update_agent(ref, budget_usd=budget_usd)
 
     async def wait(self, ref: str, timeout: float | None = None) -> Agent:
         import anyio
@@ -147,6 +165,48 @@ class AsyncRuntime:
             async for line in resp.aiter_lines():
                 if line.strip():
                     yield msgspec.json.decode(line, type=Event)
+
+    # ---- limits (see `Runtime`: the same bodies, built by the same functions) -----------
+    async def limits(self) -> list[ScopeLimits]:
+        """Every budget scope with its limits, spend and calls in flight."""
+        return (await self._call("GET", "/v1/limits", LimitsList)).limits
+
+    async def get_limits(self, scope: str) -> ScopeLimits:
+        return await self._call("GET", _limits_path(scope), ScopeLimits)
+
+    async def set_limits(
+        self,
+        scope: str,
+        *,
+        budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET,
+        window: str | msgspec.UnsetType | None = msgspec.UNSET,
+        rpm: int | msgspec.UnsetType | None = msgspec.UNSET,
+        tpm: int | msgspec.UnsetType | None = msgspec.UNSET,
+        max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET,
+        models: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> ScopeLimits:
+        """Set the given limits of `scope` (None clears one; the others are left as they
+        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
+        body = _limits_body(
+            _given(
+                budget_usd=budget_usd,
+                window=window,
+                rpm=rpm,
+                tpm=tpm,
+                max_concurrent=max_concurrent,
+                models=models,
+            )
+        )
+        return await self._call("PUT", _limits_path(scope), ScopeLimits, body)
+
+    async def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
+        """Clear the named limits of `scope` (names as in `LimitsUpdate`)."""
+        body = _limits_body(_unset_changes(fields))
+        return await self._call("PUT", _limits_path(scope), ScopeLimits, body)
+
+    async def remove_limits(self, scope: str) -> ScopeLimits:
+        """Remove every limit of `scope`; its spend is kept."""
+        return await self._call("DELETE", _limits_path(scope), ScopeLimits)
 
     async def health(self) -> Health:
         return await self._call("GET", "/v1/health", Health)

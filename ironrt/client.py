@@ -37,22 +37,27 @@ from ironrt.errors import (
     error_for,
 )
 from ironrt.protocol import (
+    LIMIT_FIELDS,
     Agent,
     AgentList,
     ErrorResponse,
     Event,
     EventList,
     Health,
+    LimitsList,
+    LimitsUpdate,
     Metrics,
     OnBudget,
     PiiMode,
     RestartPolicy,
+    ScopeLimits,
     StartRequest,
     StopRequest,
     Trace,
     TraceList,
     UpdateRequest,
     Usage,
+    check_project,
 )
 from ironrt.uds import Reply
 
@@ -70,7 +75,15 @@ def _decode(status: int, body: bytes, type_: type[T]) -> T:
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise IronrtError(f"daemon answered HTTP {status}: {body[:200]!r}") from None
         raise error_for(err.code, err.message, err.field)
-    return msgspec.json.decode(body, type=type_)
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        # A daemon started by an older ironrt still runs after an upgrade: say so, rather
+        # than fail with a decoding error.
+        raise IronrtError(
+            f"unexpected answer from the daemon ({exc}): if it runs an older ironrt, restart "
+            "it with `ironrt daemon stop && ironrt daemon start`"
+        ) from None
 
 
 class StartOptions(TypedDict, total=False):
@@ -90,15 +103,22 @@ class StartOptions(TypedDict, total=False):
     python: str | None
     #: Send this process's environment as the agent's base environment (default True).
     inherit_env: bool
+    #: The project whose limits the agent's calls must also fit (default: the client's).
+    project: str | None
 
 
 def _start_body(
-    path: str | Sequence[str], args: Sequence[str], default_budget: float | None, o: StartOptions
+    path: str | Sequence[str],
+    args: Sequence[str],
+    default_budget: float | None,
+    o: StartOptions,
+    default_project: str | None = None,
 ) -> bytes:
     command = [path] if isinstance(path, str) else list(path)
     command = [str(c) for c in command] + [str(a) for a in args]
     base = dict(os.environ) if o.get("inherit_env", True) else {}
     budget = o.get("budget")
+    project = o.get("project")
     try:
         req = StartRequest(
             command=command,
@@ -115,10 +135,70 @@ def _start_body(
             tpm=o.get("tpm"),
             allow_unmetered=o.get("allow_unmetered", False),
             python=o.get("python") or default_python(),
+            project=default_project if project is None else project,
         )
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
     return msgspec.json.encode(req)
+
+
+def _update_body(changes: Mapping[str, Any]) -> bytes:
+    """A PATCH body for an agent; bad values raise InvalidRequest before anything is sent."""
+    try:
+        return msgspec.json.encode(UpdateRequest(**changes))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _checked_project(project: str | None) -> str | None:
+    """A client-wide default project, checked once rather than on every start."""
+    if project is not None:
+        try:
+            check_project(project)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    return project
+
+
+def _limits_path(scope: str) -> str:
+    """The URL of one scope: quoted whole, so `project:x` or a name with `/` stays one
+    path segment. An empty scope would address the list instead, so it is refused."""
+    if not scope.strip():
+        raise InvalidRequest(
+            "a scope is `global`, `project:NAME`, `agent:REF` or an agent REF", field="scope"
+        )
+    return f"/v1/limits/{_q(scope)}"
+
+
+def _limits_body(changes: Mapping[str, Any]) -> bytes:
+    """A `LimitsUpdate` body holding exactly `changes` (None clears a field).
+
+    The changes go through the same JSON decoding the daemon does, so a wrong type (an
+    rpm of `"10"`, a budget of `True`) or a bad value (window `5x`, budget -1) raises
+    InvalidRequest here, before anything is sent, with the daemon's own wording."""
+    if not changes:
+        raise InvalidRequest("nothing to change: give at least one of " + ", ".join(LIMIT_FIELDS))
+    try:
+        update = msgspec.json.decode(msgspec.json.encode(dict(changes)), type=LimitsUpdate)
+    except (msgspec.ValidationError, msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
+        raise InvalidRequest(str(exc)) from None
+    return msgspec.json.encode(update)
+
+
+def _unset_changes(fields: Sequence[str]) -> dict[str, None]:
+    """`{field: None}` for `unset_limits`, refusing names LimitsUpdate does not have (a
+    typo must not look like success)."""
+    unknown = [f for f in fields if f not in LIMIT_FIELDS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown limit {unknown[0]!r}: the limits are " + ", ".join(LIMIT_FIELDS)
+        )
+    return dict.fromkeys(fields)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were passed (UNSET ones left out)."""
+    return {k: v for k, v in values.items() if v is not msgspec.UNSET}
 
 
 def default_python() -> str:
@@ -166,8 +246,8 @@ def _startup_error(settings: Settings) -> str:
 
 
 class Runtime:
-    """Drive the ironrt daemon from Python. `Runtime(budget=50.0)` sets the default budget
-    of the agents it starts."""
+    """Drive the ironrt daemon from Python. `Runtime(budget=50.0, project="search")` sets
+    the default budget and project of the agents it starts."""
 
     def __init__(
         self,
@@ -176,12 +256,14 @@ class Runtime:
         home: str | os.PathLike[str] | None = None,
         autostart: bool | None = None,
         timeout: float = 60.0,
+        project: str | None = None,
     ) -> None:
         env = dict(os.environ)
         if home is not None:
             env["IRONRT_HOME"] = str(home)
         self.settings = Settings.load(env)
         self.budget = budget
+        self.project = _checked_project(project)
         self.autostart = (not self.settings.no_autostart) if autostart is None else autostart
         self.timeout = timeout
 
@@ -254,7 +336,7 @@ class Runtime:
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
         """Start an agent (see `StartOptions`); returns its id."""
-        body = _start_body(path, args, self.budget, options)
+        body = _start_body(path, args, self.budget, options, self.project)
         return self._call("POST", "/v1/agents", Agent, body).id
 
     def list_agents(self) -> list[Agent]:
@@ -285,11 +367,7 @@ class Runtime:
         return self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
 
     def update_agent(self, ref: str, **changes: Any) -> Agent:
-        try:
-            request = UpdateRequest(**changes)
-        except (ValueError, TypeError) as exc:
-            raise InvalidRequest(str(exc)) from None
-        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, msgspec.json.encode(request))
+        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, _update_body(changes))
 
     def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return self.update_agent(ref, budget_usd=budget_usd)
@@ -367,8 +445,50 @@ class Runtime:
         query: dict[str, Any] = {"limit": limit, **({"agent": agent} if agent else {})}
         return self._call("GET", f"/v1/traces?{urlencode(query)}", TraceList).traces
 
-    def limits(self) -> list[Agent]:
-        return self._call("GET", "/v1/limits", AgentList).agents
+    # ---- limits -----------------------------------------------------------------------
+    # A scope is `global`, `project:NAME`, `agent:REF` or a bare agent REF (id, prefix or
+    # name). Each scope's spend is kept when its limits change or are removed.
+    def limits(self) -> list[ScopeLimits]:
+        """Every budget scope with its limits, spend and calls in flight."""
+        return self._call("GET", "/v1/limits", LimitsList).limits
+
+    def get_limits(self, scope: str) -> ScopeLimits:
+        return self._call("GET", _limits_path(scope), ScopeLimits)
+
+    def set_limits(
+        self,
+        scope: str,
+        *,
+        budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET,
+        window: str | msgspec.UnsetType | None = msgspec.UNSET,
+        rpm: int | msgspec.UnsetType | None = msgspec.UNSET,
+        tpm: int | msgspec.UnsetType | None = msgspec.UNSET,
+        max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET,
+        models: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> ScopeLimits:
+        """Set the given limits of `scope` (None clears one; the others are left as they
+        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
+        body = _limits_body(
+            _given(
+                budget_usd=budget_usd,
+                window=window,
+                rpm=rpm,
+                tpm=tpm,
+                max_concurrent=max_concurrent,
+                models=models,
+            )
+        )
+        return self._call("PUT", _limits_path(scope), ScopeLimits, body)
+
+    def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
+        """Clear the named limits of `scope` (names as in `LimitsUpdate`: budget_usd,
+        window, rpm, tpm, max_concurrent, models)."""
+        body = _limits_body(_unset_changes(fields))
+        return self._call("PUT", _limits_path(scope), ScopeLimits, body)
+
+    def remove_limits(self, scope: str) -> ScopeLimits:
+        """Remove every limit of `scope`; its spend is kept."""
+        return self._call("DELETE", _limits_path(scope), ScopeLimits)
 
     def health(self) -> Health:
         return self._call("GET", "/v1/health", Health)

@@ -29,8 +29,10 @@ from ironrt.config import ConfigError, Settings
 from ironrt.control import api
 from ironrt.events import EventBus
 from ironrt.keys import KeysFileError, load_keys
+from ironrt.ledger import Ledger
 from ironrt.router.service import RouterService
 from ironrt.server import bind_tcp, bind_unix, make_server
+from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database, SchemaTooNew
 from ironrt.supervisor.supervisor import Supervisor
@@ -148,15 +150,19 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
     host = settings.router_host if ":" not in settings.router_host else f"[{settings.router_host}]"
     router_url = f"http://{host}:{port}"
 
+    ledger = Ledger()
+    for scope in await scope_store.load_all(db):
+        ledger.scopes[scope.key] = scope
     supervisor = Supervisor(
         settings,
         db,
         bus,
         router_url,
+        ledger,
         restart_backoff=float(os.environ.get("IRONRT_RESTART_BACKOFF", "0.5")),
         sample_interval=float(os.environ.get("IRONRT_SAMPLE_INTERVAL", "1.0")),
     )
-    router = RouterService(settings, db, bus, supervisor, keys)
+    router = RouterService(settings, db, bus, supervisor, keys, ledger)
     stopping = anyio.Event()
     keep_agents = True
 

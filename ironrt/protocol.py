@@ -9,6 +9,8 @@ docs/api.md: never rename one, only add optional fields.
 from __future__ import annotations
 
 import enum
+import math
+import re
 from typing import Any, Literal
 
 import msgspec
@@ -29,14 +31,64 @@ class AgentStatus(str, enum.Enum):
     EXITED = "exited"
     FAILED = "failed"
     KILLED = "killed"
+    #: SIGSTOPped by `--on-budget pause` while a call waits for budget; still live.
+    PAUSED = "paused"
 
     @property
     def live(self) -> bool:
-        return self in (AgentStatus.STARTING, AgentStatus.RUNNING, AgentStatus.STOPPING)
+        return self in (
+            AgentStatus.STARTING,
+            AgentStatus.RUNNING,
+            AgentStatus.STOPPING,
+            AgentStatus.PAUSED,
+        )
 
 
 RestartPolicy = Literal["no", "on-failure", "always"]
-OnBudget = Literal["block", "stop"]
+OnBudget = Literal["block", "pause", "stop"]
+#: Why an agent is paused or ended by ironrt: a budget, or a person (`ironrt stop`).
+StopReason = Literal["budget", "user"]
+
+#: The largest budget (USD) and count limit accepted: far above any real use, far below
+#: where floats and SQLite integers misbehave.
+MAX_USD = 1e9
+MAX_COUNT = 1_000_000_000
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+_DURATION = re.compile(r"([1-9][0-9]{0,8})(s|m|h|d)")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a window written like `30s`, `10m`, `1h`, `1d`, `7d`, `30d`."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"invalid window {text!r}: write a whole number and a unit s, m, h or d (e.g. 1h, 7d)"
+        )
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds > 3650 * 86400:
+        raise ValueError(f"window {text!r} is longer than ten years")
+    return seconds
+
+
+def check_project(name: str) -> None:
+    if not _PROJECT.fullmatch(name):
+        raise ValueError(
+            f"invalid project name {name!r}: 1-64 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
+
+
+def check_usd(field: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0 or value > MAX_USD:
+        raise ValueError(f"`{field}` must be a number of USD between 0 and {MAX_USD:.0f}")
+
+
+def check_count(field: str, value: int) -> None:
+    if not 0 < value <= MAX_COUNT:
+        raise ValueError(f"`{field}` must be between 1 and {MAX_COUNT}")
+
+
 PiiMode = Literal["off", "detect", "redact", "block"]
 
 
@@ -65,17 +117,21 @@ class StartRequest(RequestBody):
     env_overrides: dict[str, str] = {}
     #: Interpreter for a `.py` script: the caller's Python (a virtualenv's, say).
     python: str | None = None
+    #: The project the agent belongs to: its calls must also fit `project:NAME`'s limits.
+    project: str | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
             raise ValueError("`command` must name a program")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            raise ValueError("`budget_usd` must be >= 0")
-        if self.max_restarts < 0:
-            raise ValueError("`max_restarts` must be >= 0")
+        if self.budget_usd is not None:
+            check_usd("budget_usd", self.budget_usd)
+        if not 0 <= self.max_restarts <= MAX_COUNT:
+            raise ValueError(f"`max_restarts` must be between 0 and {MAX_COUNT}")
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
-            if value is not None and value <= 0:
-                raise ValueError(f"`{field}` must be > 0")
+            if value is not None:
+                check_count(field, value)
+        if self.project is not None:
+            check_project(self.project)
 
 
 class Agent(Base):
@@ -101,6 +157,10 @@ class Agent(Base):
     started_at: str | None
     ended_at: str | None
     error: str | None = None
+    project: str | None = None
+    #: Null while the agent runs normally; "budget" when a budget paused or stopped it (the
+    #: blocking scope is in its events), "user" after `ironrt stop`.
+    stop_reason: StopReason | None = None
 
 
 class AgentList(Base):
@@ -128,11 +188,77 @@ class UpdateRequest(RequestBody):
     tpm: int | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
-        if isinstance(self.budget_usd, float) and self.budget_usd < 0:
-            raise ValueError("`budget_usd` must be >= 0")
+        if isinstance(self.budget_usd, float):
+            check_usd("budget_usd", self.budget_usd)
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
-            if isinstance(value, int) and value <= 0:
-                raise ValueError(f"`{field}` must be > 0")
+            if isinstance(value, int):
+                check_count(field, value)
+
+
+LIMIT_FIELDS = ("budget_usd", "window", "rpm", "tpm", "max_concurrent", "models")
+
+
+class ScopeLimits(Base):
+    """One budget scope (`global`, `project:NAME`, `agent:ID`) with its limits and books.
+
+    `spent_usd` is the settled spend of the current window (of all time without one),
+    `held_usd` what calls in flight have reserved. `window` is the duration as written
+    (`"1h"`), `resets_at` when the window's spend next returns to 0.
+    """
+
+    scope: str
+    budget_usd: float | None
+    spent_usd: float
+    held_usd: float
+    window: str | None
+    resets_at: str | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrent: int | None
+    models: list[str] | None
+    #: Calls admitted and not yet settled, and calls waiting for admission.
+    in_flight: int = 0
+    waiting: int = 0
+
+
+class LimitsList(Base):
+    limits: list[ScopeLimits]
+
+
+class LimitsUpdate(RequestBody):
+    """`PUT /v1/limits/{scope}`: the given fields are set, `null` clears one, an absent one
+    is left as it is."""
+
+    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
+    window: str | msgspec.UnsetType | None = msgspec.UNSET
+    rpm: int | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: int | msgspec.UnsetType | None = msgspec.UNSET
+    max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET
+    models: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.budget_usd, float):
+            check_usd("budget_usd", self.budget_usd)
+        if isinstance(self.window, str):
+            parse_duration(self.window)
+        for field in ("rpm", "tpm", "max_concurrent"):
+            value = getattr(self, field)
+            if isinstance(value, int):
+                check_count(field, value)
+        if isinstance(self.models, list):
+            if not self.models:
+                raise ValueError("`models` must list at least one pattern (null clears it)")
+            for pattern in self.models:
+                if not pattern.strip() or len(pattern) > 200:
+                    raise ValueError(f"`models`: invalid pattern {pattern!r}")
+
+    def given(self) -> dict[str, Any]:
+        """The fields this update sets or clears (None = clear)."""
+        return {
+            name: getattr(self, name)
+            for name in LIMIT_FIELDS
+            if getattr(self, name) is not msgspec.UNSET
+        }
 
 
 class Metrics(Base):

@@ -68,8 +68,21 @@ def start(
         str | None, typer.Option("--python", metavar="PATH", help="Interpreter for a .py SCRIPT.")
     ] = None,
     on_budget: Annotated[
-        OnBudget, typer.Option("--on-budget", help="When the budget is spent.")
+        OnBudget,
+        typer.Option(
+            "--on-budget",
+            help="When a budget is spent: block its calls, pause the agent until there is "
+            "budget again, or stop it.",
+        ),
     ] = "block",
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            metavar="NAME",
+            help="Project of the agent: its calls must also fit project:NAME's limits.",
+        ),
+    ] = None,
     pii: Annotated[
         PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")
     ] = "detect",
@@ -103,6 +116,7 @@ def start(
         tpm=tpm,
         allow_unmetered=allow_unmetered,
         python=python,
+        project=project,
     )
     print(agent_id)
 
@@ -165,19 +179,26 @@ def _ended(agent: Agent) -> str:
 @app.command("metrics")
 def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
     """CPU, memory, uptime, LLM calls, tokens, spend and budget of one agent."""
-    m = runtime().get_metrics(ref)
+    rt = runtime()
+    m = rt.get_metrics(ref)
     if json_:
         print_json(m)
         return
     from rich.table import Table
 
+    # Metrics carry no project or stop reason: ask for the agent too (by its id, so both
+    # answers are about the same agent even if `ref` is a reused name).
+    agent = rt.get_agent(m.id)
     live = m.status.live
     pct = f" ({m.budget_used_percent:g}%)" if m.budget_used_percent is not None else ""
     rows = [
         (
             "status",
-            m.status.value + (f", exit code {m.exit_code}" if m.exit_code is not None else ""),
+            m.status.value
+            + (f", exit code {m.exit_code}" if m.exit_code is not None else "")
+            + (f" ({agent.stop_reason})" if agent.stop_reason else ""),
         ),
+        ("project", agent.project or render.DASH),
         ("pid", str(m.pid or render.DASH)),
         ("uptime", render.duration(m.uptime_s) if live else render.DASH),
         ("cpu", f"{m.cpu_percent:.1f}%" if live else render.DASH),

@@ -65,25 +65,29 @@ def run(*, all_: bool, json_: bool) -> None:
 def _print(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> None:
     if not agents:
         print("no agents running" if hidden else "no agents yet: ironrt start SCRIPT")
+    # The PROJECT column only when some agent has one: most setups use none, and `ps`
+    # is already wide.
+    projects = any(a.project for a in agents)
     rows: list[list[render.Cell]] = []
     for a in agents:
         m = metrics.get(a.id)
-        rows.append(
-            [
-                a.id,
-                a.name,
-                str(a.pid) if a.pid and a.status.live else render.DASH,
-                render.status_text(a),
-                render.duration(render.uptime(a)),
-                f"{m.cpu_percent:.1f}%" if m else render.DASH,
-                render.nbytes(m.rss_bytes if m else None),
-                render.budget(a.spent_usd, a.budget_usd),
-                str(a.restarts),
-            ]
-        )
+        row: list[render.Cell] = [a.id, a.name]
+        if projects:
+            row.append(a.project or render.DASH)
+        row += [
+            str(a.pid) if a.pid and a.status.live else render.DASH,
+            render.status_text(a),
+            render.duration(render.uptime(a)),
+            f"{m.cpu_percent:.1f}%" if m else render.DASH,
+            render.nbytes(m.rss_bytes if m else None),
+            render.budget(a.spent_usd, a.budget_usd),
+            str(a.restarts),
+        ]
+        rows.append(row)
     if rows:
+        headers = ("ID", "NAME", *(("PROJECT",) if projects else ()), "PID", "STATUS")
         render.columns(
-            ("ID", "NAME", "PID", "STATUS", "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
+            (*headers, "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
             rows,
             right=("PID", "UPTIME", "CPU", "MEM", "RESTARTS"),
         )

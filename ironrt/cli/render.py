@@ -29,22 +29,31 @@ STATUS_STYLE: dict[AgentStatus, str] = {
     AgentStatus.EXITED: "blue",
     AgentStatus.FAILED: "bold red",
     AgentStatus.KILLED: "red",
+    AgentStatus.PAUSED: "bold yellow",
 }
 
 DASH = "-"
+#: Below this (a billionth of a dollar) `usd` says "less than" rather than print zeros.
+_SMALLEST_USD = 1e-9
 
 
 def usd(value: float | None) -> str:
     """Dollars with the precision a small spend needs ($0.000063 is not $0.00), and no
-    more than it needs ($0.50, not $0.5000)."""
+    more than it needs ($0.50, not $0.5000). A figure is never shown as a rounder one
+    than it is: a non-zero amount is never "$0", and $150.50 is not "$150"."""
     if value is None:
         return DASH
     if value == 0:
         return "$0"
-    if abs(value) >= 100:
-        return f"${value:,.0f}"
+    if value < 0:
+        return "-" + usd(-value)
+    if value < _SMALLEST_USD:
+        return f"<${_SMALLEST_USD:.9f}"
+    if value >= 100:
+        whole = f"${value:,.0f}"
+        return whole if round(value, 2) == round(value) else f"${value:,.2f}"
     # Two significant digits at least, four decimals at least below a dollar.
-    digits = 2 if abs(value) >= 1 else min(max(4, 1 - math.floor(math.log10(abs(value)))), 9)
+    digits = 2 if value >= 1 else min(max(4, 1 - math.floor(math.log10(value))), 9)
     text = f"{value:.{digits}f}"
     whole, _, cents = text.partition(".")
     cents = cents.rstrip("0").ljust(2, "0")
@@ -111,14 +120,22 @@ def clock(text: str | None) -> str:
 
 
 def status_text(agent: Agent) -> tuple[str, str]:
-    """The status word (with the exit code when it says something) and its style."""
+    """The status word and its style, with what explains it: the exit code or signal
+    when they say something, and who paused or stopped it (`paused (budget)`, `stopped
+    (user)`), so a budget stop is not mistaken for a crash or a person's decision."""
     status = agent.status
-    word = status.value
     style = STATUS_STYLE[status]
+    why: list[str] = []
     if status is AgentStatus.EXITED and agent.exit_code not in (None, 0):
-        word, style = f"exited ({agent.exit_code})", "red"
+        why.append(str(agent.exit_code))
+        style = "red"
     elif status is AgentStatus.KILLED and agent.signal is not None:
-        word = f"killed ({signal_name(agent.signal)})"
+        why.append(signal_name(agent.signal))
+    if agent.stop_reason is not None:
+        why.append(agent.stop_reason)
+        if agent.stop_reason == "budget" and not status.live:
+            style = "yellow"
+    word = f"{status.value} ({', '.join(why)})" if why else status.value
     return word, style
 
 

@@ -23,12 +23,16 @@ from ironrt.control.openapi import openapi_document
 from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
 from ironrt.protocol import (
+    LIMIT_FIELDS,
     PROTOCOL_VERSION,
     Agent,
     AgentList,
     EventList,
     Health,
+    LimitsList,
+    LimitsUpdate,
     Metrics,
+    ScopeLimits,
     StartRequest,
     StopRequest,
     TraceList,
@@ -194,7 +198,20 @@ def build(ctx: DaemonContext) -> Router:
         )
 
     async def limits(req: Request) -> Response:
-        return json_response(AgentList(agents=[a for a in sup.agents_list() if a.status.live]))
+        return json_response(LimitsList(limits=[s.info() for s in sup.all_scopes()]))
+
+    async def get_limits(req: Request) -> Response:
+        return json_response(sup.resolve_scope(req.params["scope"]).info())
+
+    async def put_limits(req: Request) -> Response:
+        body = await req.json(LimitsUpdate)
+        scope = sup.resolve_scope(req.params["scope"])
+        return json_response((await sup.set_limits(scope, body.given())).info())
+
+    async def delete_limits(req: Request) -> Response:
+        scope = sup.resolve_scope(req.params["scope"])
+        cleared: dict[str, object] = {name: None for name in LIMIT_FIELDS}
+        return json_response((await sup.set_limits(scope, cleared)).info())
 
     async def shutdown(req: Request) -> Response:
         keep = req.flag("keep_agents")
@@ -308,8 +325,30 @@ def build(ctx: DaemonContext) -> Router:
         "GET",
         "/v1/limits",
         limits,
-        "Budgets and rate limits of the live agents",
-        response=AgentList,
+        "Every budget scope (global, project:NAME, agent:ID): limits, spend, holds",
+        response=LimitsList,
+    )
+    r.add(
+        "GET",
+        "/v1/limits/{scope}",
+        get_limits,
+        "One scope: global, project:NAME, agent:REF or an agent ref",
+        response=ScopeLimits,
+    )
+    r.add(
+        "PUT",
+        "/v1/limits/{scope}",
+        put_limits,
+        "Set limits of a scope (absent: unchanged, null: cleared); applied live",
+        body=LimitsUpdate,
+        response=ScopeLimits,
+    )
+    r.add(
+        "DELETE",
+        "/v1/limits/{scope}",
+        delete_limits,
+        "Remove every limit of a scope (its spend is kept)",
+        response=ScopeLimits,
     )
     r.add(
         "POST",

@@ -1,137 +1,135 @@
-"""Budget: an agent's spend never exceeds its budget, also under many concurrent calls.
+"""Budget: what a call may cost, asked of the ledger before it is forwarded.
 
-Before a call is forwarded, an upper bound of its cost is *reserved* (input bounded from
-the request's size, output from its max-tokens setting or, absent one, the model's context
-window); once the call settles, the real cost is charged and the reservation released.
-Since the sum of spend and reservations never exceeds the budget, no interleaving of
-concurrent calls can overspend it. When what remains cannot cover a call, its max output
-is clamped to what the budget affords (if that is still a useful answer), else the call
-is refused with 402 and `x-should-retry: false`.
+This policy does the synchronous part of budgeting. Before forwarding it refuses token
+limits no provider would honour (negative, zero, absurd, not an integer: a negative
+`max_tokens` once made a negative reservation and minted budget), checks that the call
+can be priced, and puts a `Claim` on the flow: the call's input bound (body bytes, an
+exact provider count may replace it at the margin), its output bound (the request's max
+tokens, else the model's maximum *output*, never its context window) and its scopes. The
+router then asks `ironrt.ledger` for admission, which may wait for calls in flight; when
+the call settles, `complete` turns its hold into spend in every scope and passes on the
+warnings (50/80/95 %) and `BudgetExhausted` (100 %) the ledger reports.
 """
 
 from __future__ import annotations
 
-import math
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
+from ironrt.ledger import Claim, Ledger, usd_to_nanos
 from ironrt.policies.base import Policy
 from ironrt.router.flow import Flow, Refusal
-from ironrt.router.pricing import Pricer, UnknownPrice, context_window
+from ironrt.router.output_limits import OutputLimits
+from ironrt.router.pricing import Pricer, UnknownPrice
 
-WARN_AT = (50, 80, 95, 100)
-#: Below this many output tokens an answer is not worth clamping to: refuse instead.
-MIN_USEFUL_OUTPUT = 16
-#: When neither the request nor genai-prices bounds the output.
-FALLBACK_MAX_OUTPUT = 128_000
-_FREE = frozenset({"models", "messages.count_tokens"})
+#: The least output clamping may leave a call (documented: 16 tokens). A call whose input
+#: plus this much output does not fit the budget is refused as exhausted.
+MIN_OUTPUT_TOKENS = 16
+#: Output limits above this are refused as absurd (no model emits ten million tokens).
+MAX_OUTPUT_TOKENS = 10_000_000
+#: Completions per call (`n`) above this are refused.
+MAX_CHOICES = 128
+_FREE = frozenset({"models", "messages.count_tokens", "responses.input_tokens", "unmetered"})
 _NO_OUTPUT = frozenset({"embeddings"})
+_COUNTABLE = frozenset({"chat.completions", "responses", "messages"})
+#: Request fields that cap output tokens, per the three APIs.
+_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
+def _bad_limit(body: dict[str, Any]) -> str | None:
+    for name in _OUTPUT_FIELDS:
+        if name not in body or body[name] is None:
+            continue
+        value = body[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"`{name}` must be an integer, not {type(value).__name__}"
+        if not 1 <= value <= MAX_OUTPUT_TOKENS:
+            return f"`{name}` must be between 1 and {MAX_OUTPUT_TOKENS}, got {value}"
+    n = body.get("n")
+    valid_n = isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_CHOICES
+    if n is not None and not valid_n:
+        return f"`n` must be an integer between 1 and {MAX_CHOICES}"
+    return None
 
 
 class BudgetPolicy(Policy):
     name = "budget"
 
-    def __init__(self, pricer: Pricer) -> None:
+    def __init__(self, pricer: Pricer, outputs: OutputLimits, ledger: Ledger) -> None:
         self.pricer = pricer
-        self._windows: dict[tuple[str, str], int] = {}
+        self.outputs = outputs
+        self.ledger = ledger
+        self._prices: dict[tuple[str, str], Callable[[int, int], int]] = {}
 
     def request(self, flow: Flow) -> None:
-        if flow.endpoint in _FREE or flow.endpoint == "unmetered":
-            return
-        try:
-            self.pricer.check(flow.provider, flow.model)
-        except UnknownPrice as exc:
-            flow.refuse(Refusal(400, str(exc), code="model_price_unknown", policy=self.name))
-            return
-        gov = flow.agent
-        if gov.budget_usd is None:
+        if flow.endpoint in _FREE or not flow.agent.scopes:
             return
         body: dict[str, Any] = flow.body or {}
-        input_bound = int(flow.metadata.get("input_tokens_bound", 0))
-        choices = max(flow.adapter.choices(flow.endpoint, body), 1)
-        has_output = flow.endpoint not in _NO_OUTPUT
-        asked = flow.adapter.max_output_tokens(flow.endpoint, body) if has_output else 0
-        output_bound = asked if asked is not None else self._window(flow)
-        cost = self.pricer.bound(flow.provider, flow.model, input_bound, output_bound * choices)
-        remaining = (
-            Decimal(str(gov.budget_usd))
-            - Decimal(str(gov.spent_usd))
-            - Decimal(str(gov.reserved_usd))
-        )
-        if cost > remaining:
-            affordable = (
-                self._affordable_output(flow, remaining, input_bound, choices) if has_output else 0
+        problem = _bad_limit(body)
+        if problem is not None:
+            flow.refuse(
+                Refusal(
+                    400,
+                    f"ironrt router: {problem}",
+                    code="invalid_max_tokens",
+                    policy=self.name,
+                    type="invalid_request_error",
+                )
             )
-            if affordable < MIN_USEFUL_OUTPUT:
-                self._refuse(flow)
+            return
+        budgeted = any(s.budget_nanos is not None for s in flow.agent.scopes)
+        try:
+            price = self._price_fn(flow.provider, flow.model)
+        except UnknownPrice as exc:
+            if budgeted:
+                flow.refuse(Refusal(400, str(exc), code="model_price_unknown", policy=self.name))
                 return
-            flow.adapter.set_max_output_tokens(flow.endpoint, body, affordable)
-            flow.body_changed = True
-            flow.emit("BudgetClamped", max_output_tokens=affordable, asked=asked)
-            output_bound = affordable
-            cost = self.pricer.bound(flow.provider, flow.model, input_bound, affordable * choices)
-        reserved = float(cost)
-        gov.reserved_usd += reserved
-        flow.metadata[self.name] = reserved
+            price = _free
+        has_output = flow.endpoint not in _NO_OUTPUT
+        asked = flow.adapter.max_output_tokens(flow.endpoint, body) if has_output else None
+        if not has_output:
+            output = 0
+        elif asked is not None:
+            output = asked
+            flow.output_cap = asked
+        else:
+            output = self.outputs.max_output(flow.provider, flow.model)
+        flow.claim = Claim(
+            agent_id=flow.agent.agent_id,
+            scopes=flow.agent.scopes,
+            price=price,
+            input_tokens=flow.input_bound,
+            output_tokens=output,
+            choices=max(flow.adapter.choices(flow.endpoint, body), 1),
+            min_output=min(MIN_OUTPUT_TOKENS, output),
+            countable=budgeted and flow.endpoint in _COUNTABLE,
+            park=flow.agent.on_budget == "pause",
+        )
 
     def complete(self, flow: Flow) -> None:
-        gov = flow.agent
-        reserved = flow.metadata.pop(self.name, 0.0)
-        gov.reserved_usd = max(gov.reserved_usd - reserved, 0.0)
-        gov.spent_usd += flow.cost_usd
-        budget = gov.budget_usd
-        if not budget:
+        hold = flow.hold
+        if hold is None:
             return
-        used = 100 * gov.spent_usd / budget
-        for threshold in WARN_AT:
-            if used >= threshold and threshold not in gov.warned:
-                gov.warned.add(threshold)
-                kind = "BudgetExhausted" if threshold == 100 else "BudgetWarning"
-                flow.emit(
-                    kind,
-                    threshold_percent=threshold,
-                    spent_usd=round(gov.spent_usd, 6),
-                    budget_usd=budget,
-                )
-                if threshold == 100 and gov.on_budget == "stop":
-                    flow.metadata["stop_agent"] = True
+        events = self.ledger.settle(hold, usd_to_nanos(flow.cost_usd))
+        for event in events:
+            flow.emit(event.kind, **event.data)
+            if event.kind == "BudgetExhausted" and flow.agent.on_budget == "stop":
+                flow.stop_agent = True
 
-    def _window(self, flow: Flow) -> int:
-        key = (flow.provider, flow.model)
-        if key not in self._windows:
-            self._windows[key] = context_window(flow.provider, flow.model) or FALLBACK_MAX_OUTPUT
-        return self._windows[key]
+    def _price_fn(self, provider: str, model: str) -> Callable[[int, int], int]:
+        key = (provider, model)
+        fn = self._prices.get(key)
+        if fn is None:
+            self.pricer.check(provider, model)
+            pricer = self.pricer
 
-    def _affordable_output(
-        self, flow: Flow, remaining: Decimal, input_bound: int, choices: int
-    ) -> int:
-        input_cost = self.pricer.bound(flow.provider, flow.model, input_bound, 0)
-        per_token = self.pricer.output_token_price(flow.provider, flow.model)
-        if per_token <= 0:
-            return 0
-        return max(math.floor((remaining - input_cost) / per_token / choices), 0)
+            def fn(input_tokens: int, output_tokens: int) -> int:
+                bound = pricer.bound(provider, model, input_tokens, output_tokens)
+                return usd_to_nanos(bound, up=True)
 
-    def _refuse(self, flow: Flow) -> None:
-        gov = flow.agent
-        budget = gov.budget_usd or 0.0
-        flow.refuse(
-            Refusal(
-                402,
-                f"ironrt budget exhausted for agent {gov.agent_id}: spent ${gov.spent_usd:.6f} of "
-                f"${budget:.2f} (${gov.reserved_usd:.6f} held by calls in flight); raise it with "
-                f"`ironrt budget {gov.agent_id} <usd>`",
-                type="insufficient_quota",
-                code="budget_exhausted",
-                policy=self.name,
-            )
-        )
-        if 100 not in gov.warned:
-            gov.warned.add(100)
-            flow.emit(
-                "BudgetExhausted",
-                spent_usd=round(gov.spent_usd, 6),
-                budget_usd=budget,
-                refused=True,
-            )
-            if gov.on_budget == "stop":
-                flow.metadata["stop_agent"] = True
+            self._prices[key] = fn
+        return fn
+
+
+def _free(input_tokens: int, output_tokens: int) -> int:
+    return 0

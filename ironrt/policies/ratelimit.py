@@ -1,4 +1,4 @@
-"""Per-agent request and token rate limits (`--rpm`, `--tpm`) as token buckets.
+"""Request and token rate limits (`rpm`, `tpm`) of every scope of a call, as token buckets.
 
 An agent in a loop can burn a provider quota shared with everyone else on the machine; the
 limits stop it in the router, before the provider does, with the provider's own 429 shape and
@@ -6,8 +6,9 @@ a Retry-After the SDK honours, so the agent slows down instead of failing.
 
 Each limit is a bucket holding at most one minute's allowance and refilling continuously
 (`limit / 60` per second), so a burst up to the limit is allowed and the long-run rate is the
-limit. The buckets live on the agent (`flow.agent.state["ratelimit"]`) and follow its
-settings: they are resized in place when `rpm`/`tpm` change on a running agent (raising a
+limit. The buckets live on each budget scope of the call (the agent's `--rpm`/`--tpm`,
+and `ironrt limits set project:NAME --rpm N`, ...) and follow its settings: they are
+resized in place when `rpm`/`tpm` change on a running agent (raising a
 limit adds the new headroom at once, lowering it clamps what is left), created full when a
 limit is set and dropped when it is removed.
 
@@ -19,7 +20,7 @@ Accounting choices:
   misbehaving agent spin against them at full speed. A call this policy refuses is not
   counted (a well-behaved SDK retrying after Retry-After must eventually get through).
 - Tokens are unknown before the call, so the request charges an estimate: the router's upper
-  bound of the input (`flow.metadata["input_tokens_bound"]`, 0 when absent) and nothing for
+  bound of the input (`flow.input_bound`) and nothing for
   the output. Charging `max_tokens` up front would refuse most calls for tokens they never
   use. `complete` then trues the charge up to the provider's reported usage (input + output):
   the bucket may go into debt, and the next calls wait until it is repaid, so the limit holds
@@ -37,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from ironrt.ledger.scope import Scope
 from ironrt.policies.base import Policy
 from ironrt.router.flow import Flow, Refusal
 
@@ -99,61 +101,71 @@ class RateLimitPolicy(Policy):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
 
-    def _buckets(self, flow: Flow, now: float) -> AgentBuckets:
-        state = flow.agent.state.get(self.name)
+    def _buckets(self, scope: Scope, now: float) -> AgentBuckets:
+        state = scope.state.get(self.name)
         if not isinstance(state, AgentBuckets):
             state = AgentBuckets()
-            flow.agent.state[self.name] = state
-        state.rpm = _sync(state.rpm, flow.agent.rpm, now)
-        state.tpm = _sync(state.tpm, flow.agent.tpm, now)
+            scope.state[self.name] = state
+        state.rpm = _sync(state.rpm, scope.rpm, now)
+        state.tpm = _sync(state.tpm, scope.tpm, now)
         return state
 
     def request(self, flow: Flow) -> None:
-        buckets = self._buckets(flow, self._clock())
-        if buckets.rpm is None and buckets.tpm is None:
+        now = self._clock()
+        limited = [
+            (scope, self._buckets(scope, now))
+            for scope in flow.agent.scopes
+            if scope.rpm is not None or scope.tpm is not None or self.name in scope.state
+        ]
+        limited = [(s, b) for s, b in limited if b.rpm is not None or b.tpm is not None]
+        if not limited:
             return
-        bound = flow.metadata.get("input_tokens_bound")
-        estimate = bound if isinstance(bound, int) and bound > 0 else 0
-        waits: list[tuple[float, Limit, int]] = []
-        if buckets.rpm is not None:
-            waits.append((buckets.rpm.wait_for(1.0), "rpm", int(buckets.rpm.capacity)))
-        if buckets.tpm is not None:
-            need = min(max(float(estimate), 1.0), buckets.tpm.capacity)
-            waits.append((buckets.tpm.wait_for(need), "tpm", int(buckets.tpm.capacity)))
-        wait, limit, per_minute = max(waits)
+        estimate = max(flow.input_bound, 0)
+        waits: list[tuple[float, Limit, int, str]] = []
+        for scope, buckets in limited:
+            if buckets.rpm is not None:
+                cap = int(buckets.rpm.capacity)
+                waits.append((buckets.rpm.wait_for(1.0), "rpm", cap, scope.key))
+            if buckets.tpm is not None:
+                need = min(max(float(estimate), 1.0), buckets.tpm.capacity)
+                cap = int(buckets.tpm.capacity)
+                waits.append((buckets.tpm.wait_for(need), "tpm", cap, scope.key))
+        wait, limit, per_minute, key = max(waits)
         if wait > 0:
-            self._refuse(flow, limit, per_minute, wait)
+            self._refuse(flow, limit, per_minute, wait, key)
             return
-        if buckets.rpm is not None:
-            buckets.rpm.level -= 1.0
-        if buckets.tpm is not None:
-            buckets.tpm.level -= estimate
-            flow.metadata[self.name] = {"tpm_charged": estimate}
+        charged: list[TokenBucket] = []
+        for _, buckets in limited:
+            if buckets.rpm is not None:
+                buckets.rpm.level -= 1.0
+            if buckets.tpm is not None:
+                buckets.tpm.level -= estimate
+                charged.append(buckets.tpm)
+        if charged:
+            flow.metadata[self.name] = (estimate, charged)
 
     def complete(self, flow: Flow) -> None:
         charge = flow.metadata.get(self.name)
-        if not isinstance(charge, dict):
+        if not isinstance(charge, tuple):
             return
-        state = flow.agent.state.get(self.name)
-        bucket = state.tpm if isinstance(state, AgentBuckets) else None
-        if bucket is None:
-            return
-        charged = int(charge["tpm_charged"])
+        estimate, buckets = charge
         if flow.usage is not None:
             actual = flow.usage.input_tokens + flow.usage.output_tokens
         else:
-            actual = charged if flow.committed else 0
-        bucket.refill(self._clock())
-        bucket.level = min(bucket.capacity, bucket.level - (actual - charged))
+            actual = estimate if flow.committed else 0
+        now = self._clock()
+        for bucket in buckets:
+            bucket.refill(now)
+            bucket.level = min(bucket.capacity, bucket.level - (actual - estimate))
 
-    def _refuse(self, flow: Flow, limit: Limit, per_minute: int, wait: float) -> None:
+    def _refuse(self, flow: Flow, limit: Limit, per_minute: int, wait: float, key: str) -> None:
         retry_after = max(1, math.ceil(wait - _EPSILON))
         unit = "requests" if limit == "rpm" else "tokens"
         flow.refuse(
             Refusal(
                 status=429,
                 message=(
-                    f"ironrt rate limit: agent {flow.agent.agent_id} may make {per_minute} "
+                    f"ironrt rate limit: {_who(key)} may make {per_minute} "
                     f"{unit} per minute (--{limit}); retry after {retry_after} s."
                 ),
                 type="rate_limit_error",
@@ -163,4 +175,10 @@ class RateLimitPolicy(Policy):
                 headers={"retry-after": str(retry_after)},
             )
         )
-        flow.emit("RateLimited", limit=limit, retry_after_s=retry_after, per_minute=per_minute)
+        flow.emit(
+            "RateLimited", limit=limit, retry_after_s=retry_after, per_minute=per_minute, scope=key
+        )
+
+
+def _who(key: str) -> str:
+    return f"agent {key[6:]}" if key.startswith("agent:") else key

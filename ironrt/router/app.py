@@ -25,12 +25,15 @@ from typing import Any
 import anyio
 import msgspec
 
+from ironrt.ledger import Ledger
+from ironrt.router.admission import Admitter
+from ironrt.router.counting import Sender, exact_input_tokens, offline_sender
 from ironrt.router.flow import Flow
 from ironrt.router.governance import AgentGovernance
 from ironrt.router.pipeline import Pipeline
-from ironrt.router.providers import adapter_for
+from ironrt.router.providers import ProviderAdapter, adapter_for
 from ironrt.router.relay import relay_body, relay_stream
-from ironrt.router.responses import send_error, send_json, send_refusal
+from ironrt.router.responses import note_refusal, send_error, send_json, send_refusal
 from ironrt.router.upstream import (
     Upstream,
     UpstreamUnavailable,
@@ -70,12 +73,18 @@ class RouterApp:
         upstream: Upstream,
         lookup: Callable[[str], AgentGovernance | None],
         settle: Callable[[Flow], Awaitable[None]],
+        ledger: Ledger,
+        admission_timeout: float,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.upstream = upstream
         self.lookup = lookup
         self.settle = settle
+        self.admitter = Admitter(ledger, self._count, admission_timeout)
+
+    async def _count(self, flow: Flow) -> int | None:
+        return await count_input(self, flow, flow.headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -178,10 +187,10 @@ class RouterApp:
                 )
                 return
             body = decoded
-        flow = Flow(agent=gov, adapter=adapter, endpoint=endpoint, body=body)
+        flow = Flow(agent=gov, adapter=adapter, endpoint=endpoint, body=body, headers=headers)
         flow.model = adapter.request_model(endpoint, body) if body is not None else ""
         flow.stream = adapter.is_stream(endpoint, body) if body is not None else False
-        flow.metadata["input_tokens_bound"] = (
+        flow.input_bound = (
             adapter.input_token_bound(endpoint, body, len(raw)) if body is not None else 0
         )
         base = self.config.base_urls.get(adapter.name)
@@ -212,7 +221,11 @@ class RouterApp:
             drop_usage = True
             flow.body_changed = True
         self.pipeline.request(flow)
+        if flow.refusal is None and flow.claim is not None:
+            await self.admitter.admit(flow)
         if flow.refusal is not None:
+            note_refusal(flow, flow.refusal)
+            await self.settle(flow)
             await send_refusal(send, flow, flow.refusal)
             return
         if flow.body_changed and flow.body is not None:
@@ -224,6 +237,7 @@ class RouterApp:
             if found is None:
                 flow.status_code = 401
                 flow.error = "no provider key"
+                await self.settle(flow)
                 await send_error(
                     send,
                     adapter,
@@ -256,6 +270,8 @@ class RouterApp:
                 gave_up = flow.metadata.get("retry", {}).get("gave_up", False)
                 status = 504 if exc.kind == "timeout" else 502
                 flow.status_code, flow.error = status, str(exc)
+                flow.upstream_failure = exc.kind
+                await self.settle(flow)
                 await send_error(
                     send,
                     adapter,
@@ -268,9 +284,11 @@ class RouterApp:
                 return
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
-                await relay_stream(flow, upstream, receive, send, self.pipeline, drop_usage)
+                await relay_stream(
+                    flow, upstream, receive, send, self.pipeline, drop_usage, self.settle
+                )
             else:
-                await relay_body(flow, upstream, send, self.pipeline)
+                await relay_body(flow, upstream, send, self.pipeline, self.settle)
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
@@ -302,3 +320,32 @@ async def _read_body(receive: Receive) -> bytes:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def count_sender(app: RouterApp, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender:
+    """How the budget asks the provider for an exact input count: the agent's own headers
+    (beta flags, versions) with the real key, or the offline provider."""
+    if app.config.offline:
+        return offline_sender(adapter.name)
+    found = app.config.keys(adapter.name)
+    base = app.config.base_urls.get(adapter.name)
+
+    async def send(path: str, payload: dict[str, Any]) -> tuple[int, Any] | None:
+        if found is None:
+            return None
+        env_name, key = found
+        outgoing = forward_headers(headers, adapter.auth_headers)
+        outgoing.update(adapter.upstream_auth_headers(key, env_name))
+        outgoing["content-type"] = "application/json"
+        return await app.upstream.post_json(
+            adapter.name, adapter.upstream_url(path, base), outgoing, _ENCODE(payload)
+        )
+
+    return send
+
+
+async def count_input(app: RouterApp, flow: Flow, headers: dict[str, str]) -> int | None:
+    if flow.body is None:
+        return None
+    send = count_sender(app, flow.adapter, headers)
+    return await exact_input_tokens(flow.adapter, flow.endpoint, flow.body, send=send)

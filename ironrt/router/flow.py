@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from ironrt.ledger.scope import Claim, Hold
     from ironrt.router.governance import AgentGovernance
     from ironrt.router.providers.base import ProviderAdapter
 
@@ -31,6 +32,7 @@ Endpoint = Literal[
     "models",
     "messages",
     "messages.count_tokens",
+    "responses.input_tokens",
     "unmetered",
 ]
 
@@ -126,6 +128,8 @@ class Flow:
     adapter: ProviderAdapter
     endpoint: Endpoint
     body: dict[str, Any] | None
+    #: The agent's request headers (lower-case names), as received.
+    headers: dict[str, str] = field(default_factory=dict)
     model: str = ""
     stream: bool = False
     body_changed: bool = False
@@ -141,6 +145,28 @@ class Flow:
     #: True once the first byte of the response went to the agent: from then on nothing may
     #: be retried and a refusal can only end the stream.
     committed: bool = False
+    #: The router's upper bound of the input tokens (from the body's bytes; an exact
+    #: provider count may replace it at the budget margin).
+    input_bound: int = 0
+    #: What the call asks of the budget ledger (set by the budget policy), and the hold it
+    #: was granted (set at admission, released exactly once at settlement).
+    claim: Claim | None = None
+    hold: Hold | None = None
+    #: The model the provider says answered (the request's `model` stays in `model`).
+    response_model: str = ""
+    #: The HTTP status the provider answered with (None: no answer, or never asked).
+    upstream_status: int | None = None
+    #: The output cap the provider was told (the request's own, or the budget's clamp):
+    #: reported output above it is not believed.
+    output_cap: int | None = None
+    #: No answer from the upstream: "connect" (never sent: free), "timeout" or "protocol"
+    #: (sent, maybe billed).
+    upstream_failure: str | None = None
+    #: Settled (priced, books closed, recorded): done before the agent sees the end of
+    #: its answer, at most once.
+    settled: bool = False
+    #: A budget was truly exhausted and the agent runs with `--on-budget stop`.
+    stop_agent: bool = False
 
     @property
     def provider(self) -> str:

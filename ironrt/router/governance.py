@@ -12,21 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironrt.ledger.scope import Scope
 from ironrt.protocol import OnBudget, PiiMode
 
 
 @dataclass(slots=True)
 class AgentGovernance:
     agent_id: str
-    budget_usd: float | None = None
-    #: Settled spend, committed to the store after each call.
+    #: Settled spend of all time, committed to the store after each call (the budget
+    #: scopes keep the spend of their windows).
     spent_usd: float = 0.0
-    #: Upper bounds held by calls in flight (reserved before forwarding, released on settle).
-    reserved_usd: float = 0.0
+    #: The budget scopes every call of the agent must fit: its own (`agent:ID`) first,
+    #: then its project's, then `global`.
+    scopes: tuple[Scope, ...] = ()
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
-    rpm: int | None = None
-    tpm: int | None = None
     allow_unmetered: bool = False
     #: False once the agent stopped: its token no longer opens the router.
     active: bool = True
@@ -35,7 +35,10 @@ class AgentGovernance:
     output_tokens: int = 0
     pii_findings: int = 0
     errors: int = 0
-    #: Budget warning thresholds (percent) already announced, so each fires once.
-    warned: set[int] = field(default_factory=set)
     #: Per-policy state that lives as long as the agent (rate-limit buckets, ...).
     state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def own(self) -> Scope | None:
+        """The agent's own scope (`agent:ID`)."""
+        return self.scopes[0] if self.scopes else None

@@ -15,6 +15,10 @@ parse them, their stream helpers accumulate them), only the words are made up:
   the first function tool with arguments made from its JSON schema (not truncated).
 - Chat streams send the usage chunk only when `stream_options.include_usage` is set, as
   the API does.
+- The count endpoints (`/v1/messages/count_tokens`, `/v1/responses/input_tokens`) answer
+  with the same text length / 4 the call would bill, so a count of a request (or of its
+  translation into the count endpoint's format, which carries every text unchanged) is
+  never below the call's billed input.
 
 Everything here is a pure function of its arguments (plus the clock for `created`).
 """
@@ -53,6 +57,16 @@ DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
     "openai": ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"),
     "anthropic": ("claude-haiku-4-5", "claude-sonnet-4-5", "claude-3-5-haiku-latest"),
 }
+_SERVED = frozenset(
+    {
+        "chat.completions",
+        "responses",
+        "embeddings",
+        "messages",
+        "messages.count_tokens",
+        "responses.input_tokens",
+    }
+)
 _EMBEDDING_DIMS = {"text-embedding-3-large": 3072}
 _DEFAULT_DIMS = 1536
 
@@ -109,15 +123,17 @@ def offline_response(
     try:
         if endpoint == "models":
             return _json(adapter, _models(adapter_name, path, created))
-        if endpoint not in ("chat.completions", "responses", "embeddings", "messages") and (
-            endpoint != "messages.count_tokens"
-        ):
+        if endpoint not in _SERVED:
             return _error(adapter, 404, f"The offline provider does not serve {path or endpoint}.")
         if not isinstance(body, dict):
             raise _BadRequest("The request body must be a JSON object.")
+        # Counts follow the request's text, never a `usage` override (that is for calls).
         if endpoint == "messages.count_tokens":
             _require(body, "model", "messages")
             return _json(adapter, {"input_tokens": _input_tokens(adapter, endpoint, body)})
+        if endpoint == "responses.input_tokens":
+            tokens = _input_tokens(adapter, endpoint, body)
+            return _json(adapter, {"object": "response.input_tokens", "input_tokens": tokens})
         if endpoint == "embeddings":
             return _json(adapter, _embeddings(body, usage))
         call = _plan(adapter, endpoint, body, created, usage)

@@ -63,6 +63,8 @@ def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
         data = tomllib.load(fh)
     out: dict[str, ConfiguredPrice] = {}
     for model, spec in (data.get("models") or {}).items():
+        if isinstance(spec, dict) and not ({"input_mtok", "output_mtok"} & spec.keys()):
+            continue  # only other settings (max_output_tokens): not a price
         try:
             out[model] = ConfiguredPrice(
                 Decimal(str(spec["input_mtok"])),

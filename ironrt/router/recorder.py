@@ -1,7 +1,8 @@
 """Writing settled calls to the store in groups.
 
-Each call's trace and its agent's new spend must be on disk before the call's handler
-returns (a daemon killed a moment later loses nothing). Committing each call on its own
+Each call's trace, its agent's new spend and its scopes' window spend must be on disk
+before the agent receives the end of its answer (a daemon killed a moment later loses
+nothing). Committing each call on its own
 costs a handful of database-thread round trips per call and serialises concurrent calls
 behind one another; instead one writer drains whatever has settled meanwhile and commits
 it in one transaction, and every call waits only for the commit that holds it.
@@ -16,7 +17,10 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from ironrt.ledger import Scope
 from ironrt.protocol import Trace
+from ironrt.router.governance import AgentGovernance
+from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database
 
@@ -29,7 +33,8 @@ _UPDATE_SPEND = "UPDATE agents SET spent_usd = ? WHERE id = ?"
 @dataclass(slots=True)
 class _Settled:
     trace: Trace
-    spent_usd: float
+    gov: AgentGovernance
+    scopes: tuple[Scope, ...]
     done: anyio.Event = field(default_factory=anyio.Event)
     ok: bool = False
 
@@ -39,9 +44,14 @@ class Recorder:
         self.db = db
         self._send, self._receive = anyio.create_memory_object_stream[_Settled](math.inf)
 
-    async def record(self, trace: Trace, spent_usd: float) -> bool:
-        """Queue one settled call and wait for its commit; False if it could not be written."""
-        item = _Settled(trace, spent_usd)
+    async def record(self, trace: Trace, gov: AgentGovernance, scopes: tuple[Scope, ...]) -> bool:
+        """Queue one settled call and wait for its commit; False if it could not be written.
+
+        Spend is read when the batch commits, not when the call is queued: the values
+        written are the latest (they only grow within a window), together with the window
+        they belong to.
+        """
+        item = _Settled(trace, gov, scopes)
         self._send.send_nowait(item)
         await item.done.wait()
         return item.ok
@@ -60,12 +70,14 @@ class Recorder:
 
     async def _commit(self, batch: list[_Settled]) -> None:
         insert_sql = trace_store.insert_statement(batch[0].trace)[0]
-        spend = {item.trace.agent_id: item.spent_usd for item in batch}  # the latest total wins
+        spend = {item.gov.agent_id: item.gov.spent_usd for item in batch}
+        scopes = {s.key: s for item in batch for s in item.scopes}
         try:
             await self.db.write_many(
                 [
                     (insert_sql, [trace_store.insert_statement(i.trace)[1] for i in batch]),
                     (_UPDATE_SPEND, [(total, agent_id) for agent_id, total in spend.items()]),
+                    (scope_store.SPEND_SQL, [scope_store.spend_params(s) for s in scopes.values()]),
                 ]
             )
             ok = True

@@ -6,6 +6,12 @@ whole): usage is read from its events, the usage-only chunk the router asked for
 dropped, and what the policies hold back is flushed before the event that closes its
 channel. If the agent hangs up mid-stream, the upstream is still read (bounded) to learn
 what the call cost.
+
+A call is settled (priced, its hold turned into spend, its trace and spend committed)
+*before* the agent receives the end of its answer: the whole body, or a stream's closing
+event (`[DONE]`, `message_stop`, `response.completed`). A daemon killed at any moment
+therefore never leaves an answered call without its cost on disk. The price is one group
+commit on the way out (see bench/README.md for what it costs).
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ from ironrt.router.upstream import UpstreamResponse, error_kind
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Settle = Callable[[Flow], Awaitable[None]]
+
+#: Stream events that end an answer (OpenAI chat, Anthropic, OpenAI Responses): held back
+#: until the call's cost is durable.
+_CLOSING_TYPES = frozenset(
+    {"message_stop", "response.completed", "response.incomplete", "response.failed"}
+)
 
 #: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
 DRAIN_AFTER_DISCONNECT_S = 30.0
@@ -32,14 +45,23 @@ _DECODE = msgspec.json.Decoder()
 _ENCODE = msgspec.json.encode
 
 
+def closes_answer(ev: StreamEvent) -> bool:
+    if ev.data is None:
+        return ev.raw.strip().endswith(b"[DONE]")
+    return isinstance(ev.data, dict) and ev.data.get("type") in _CLOSING_TYPES
+
+
 async def relay_body(
-    flow: Flow, upstream: UpstreamResponse, send: Send, pipeline: Pipeline
+    flow: Flow, upstream: UpstreamResponse, send: Send, pipeline: Pipeline, settle: Settle
 ) -> None:
     adapter = flow.adapter
+    flow.upstream_status = upstream.status
     try:
         data = await upstream.read()
-    except Exception as exc:  # the upstream broke mid-body
+    except Exception as exc:  # the upstream broke mid-body: sent, maybe billed
         flow.status_code, flow.error = 502, f"upstream body: {error_kind(exc)}"
+        flow.upstream_failure = "protocol"
+        await settle(flow)
         await send_error(
             send,
             adapter,
@@ -61,12 +83,13 @@ async def relay_body(
         if parsed is not None:
             flow.usage = adapter.usage_from_response(flow.endpoint, parsed)
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
-                flow.model = parsed["model"] or flow.model
+                flow.response_model = parsed["model"]
             try:
                 if pipeline.response(flow, parsed):
                     data = _ENCODE(parsed)
             except PolicyFailed as exc:
                 flow.status_code, flow.error = 500, str(exc)
+                await settle(flow)
                 await send_error(
                     send,
                     adapter,
@@ -82,6 +105,7 @@ async def relay_body(
         if flow.metadata.get("retry", {}).get("gave_up"):
             headers.append(NO_RETRY)
     headers.append((b"content-length", str(len(data)).encode()))
+    await settle(flow)
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
     flow.committed = True
@@ -94,9 +118,10 @@ async def relay_stream(
     send: Send,
     pipeline: Pipeline,
     drop_usage: bool,
+    settle: Settle,
 ) -> None:
     adapter = flow.adapter
-    flow.status_code = upstream.status
+    flow.status_code = flow.upstream_status = upstream.status
     headers = list(upstream.headers)
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     flow.committed = True
@@ -105,6 +130,8 @@ async def relay_stream(
     saw_usage = False
     stream_model = ""
     gone = anyio.Event()
+    #: The closing event and whatever follows it: sent once the call is settled.
+    closing: list[StreamEvent] = []
 
     async def watch_client() -> None:
         while True:
@@ -114,6 +141,29 @@ async def relay_stream(
                 return
 
     async def emit(events: list[StreamEvent]) -> None:
+        if closing:
+            closing.extend(events)
+            return
+        for i, ev in enumerate(events):
+            if closes_answer(ev):
+                closing.extend(events[i:])
+                events = events[:i]
+                break
+        if gone.is_set() or not events:
+            return
+        out = b"".join(encode_event(ev) if ev.changed else ev.raw for ev in events)
+        await send({"type": "http.response.body", "body": out, "more_body": True})
+
+    def account() -> None:
+        if saw_usage:
+            flow.usage = usage
+        if stream_model:
+            flow.response_model = stream_model
+
+    async def finish(events: list[StreamEvent]) -> None:
+        """Settle, then send what was held back: the agent sees the end after the books."""
+        account()
+        await settle(flow)
         if gone.is_set() or not events:
             return
         out = b"".join(encode_event(ev) if ev.changed else ev.raw for ev in events)
@@ -150,12 +200,19 @@ async def relay_stream(
                 await emit(out)
             if drain_scope.cancelled_caught:
                 flow.error = "client disconnected; upstream usage not received in time"
+            if gone.is_set() and flow.error is None:
+                flow.error = "client disconnected mid-stream"
+            await finish(closing)
         except PolicyFailed as exc:
             flow.error = str(exc)
+            account()
+            await settle(flow)
             await _stream_error(send, flow, f"ironrt router: {exc}; stream ended", gone)
         except Exception as exc:  # upstream broke or stalled mid-stream
             kind = error_kind(exc)
             flow.error = f"stream interrupted: {kind}: {exc}"[:500]
+            account()
+            await settle(flow)
             await _stream_error(
                 send,
                 flow,
@@ -164,13 +221,7 @@ async def relay_stream(
             )
         if not gone.is_set():
             await send({"type": "http.response.body", "body": b""})
-        elif flow.error is None:
-            flow.error = "client disconnected mid-stream"
         tg.cancel_scope.cancel()
-    if saw_usage:
-        flow.usage = usage
-    if stream_model:
-        flow.model = stream_model
 
 
 async def _stream_error(send: Send, flow: Flow, message: str, gone: anyio.Event) -> None:

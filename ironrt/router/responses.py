@@ -49,9 +49,14 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
+def note_refusal(flow: Flow, refusal: Refusal) -> None:
+    """Record the refusal on the flow (its trace says who refused and why)."""
     flow.status_code = refusal.status
     flow.error = f"refused by {refusal.policy or 'router'}: {refusal.code or refusal.type}"
+
+
+async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
+    note_refusal(flow, refusal)
     extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     await send_error(
         send,

@@ -1,25 +1,27 @@
 """The router as a daemon service: the pipeline, the upstream clients, and the books.
 
-Settling a call is the one place where money is counted: the call's usage is priced, the
-policies' `complete` hooks run (the budget turns its reservation into spend), and the trace
-row and the agent's new spend are committed in one transaction, before the call's handler
-returns. A daemon killed right after an agent saw its answer has that answer's cost on
-disk.
+Settling a call is the one place where money is counted: the call is charged by the rule
+in `charging.py`, the policies' `complete` hooks run (the budget turns its hold into spend
+in every scope), and the trace row, the agent's spend and its scopes' window spend are
+committed in one transaction, before the agent receives the end of its answer
+(`relay.py`). A daemon killed at any moment has every answered call's cost on disk.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import anyio
 
-from ironrt.config import Settings
+from ironrt.config import ConfigError, Settings
 from ironrt.events import EventBus, utcnow
 from ironrt.keys import ProviderKeys
+from ironrt.ledger import Ledger, Scope
+from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.base import Policy
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.budget import BudgetPolicy
@@ -28,13 +30,17 @@ from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
+from ironrt.router.admission import admission_timeout
 from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.charging import charge, is_snapshot
 from ironrt.router.flow import Flow
 from ironrt.router.governance import AgentGovernance
+from ironrt.router.output_limits import OutputLimits, load_output_limits
 from ironrt.router.pipeline import Pipeline
-from ironrt.router.pricing import Pricer, UnknownPrice, load_configured
+from ironrt.router.pricing import Pricer, load_configured
 from ironrt.router.recorder import Recorder
 from ironrt.router.upstream import Upstream
+from ironrt.store import scopes as scope_store
 from ironrt.store.db import Database
 
 if TYPE_CHECKING:
@@ -43,14 +49,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("ironrt.router")
 
 
-def build_policies(pricer: Pricer, reliability: ReliabilitySettings) -> list[Policy]:
-    """The ordered pipeline: budget → safety → reliability. A new policy is one line here.
+def build_policies(
+    pricer: Pricer, outputs: OutputLimits, ledger: Ledger, reliability: ReliabilitySettings
+) -> list[Policy]:
+    """The ordered pipeline: allowlist → budget → safety → reliability. A new policy is one
+    line here.
 
     The retry policy comes after the breaker: it reads the breaker's verdict on the same
     attempt before deciding to try again.
     """
     return [
-        BudgetPolicy(pricer),
+        AllowlistPolicy(),
+        BudgetPolicy(pricer, outputs, ledger),
         PiiPolicy(),
         RateLimitPolicy(),
         CircuitBreakerPolicy(reliability),
@@ -66,17 +76,27 @@ class RouterService:
         bus: EventBus,
         supervisor: Supervisor,
         keys: ProviderKeys,
+        ledger: Ledger,
     ) -> None:
         self.settings = settings
+        self.ledger = ledger
         self.db = db
         self.bus = bus
         self.supervisor = supervisor
         self.keys = keys
         self.governance: dict[str, AgentGovernance] = {}
-        self.pricer = Pricer(load_configured(settings.home / "prices.toml"))
+        prices = settings.home / "prices.toml"
+        self.pricer = Pricer(load_configured(prices))
+        self.outputs = OutputLimits(load_output_limits(prices))
         self.recorder = Recorder(db)
         self.reliability = ReliabilitySettings.from_env(os.environ)
-        self.pipeline = Pipeline(build_policies(self.pricer, self.reliability))
+        try:
+            timeout = admission_timeout(os.environ.get("IRONRT_ADMISSION_TIMEOUT"))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.pipeline = Pipeline(
+            build_policies(self.pricer, self.outputs, ledger, self.reliability)
+        )
         self.upstream = Upstream(self.reliability)
         config = RouterConfig(
             offline=settings.offline,
@@ -87,9 +107,17 @@ class RouterService:
             keys=self._key_for,
         )
         self.app = RouterApp(
-            config, self.pipeline, self.upstream, supervisor.governance_for_token, self.settle
+            config,
+            self.pipeline,
+            self.upstream,
+            supervisor.governance_for_token,
+            self.settle,
+            ledger,
+            timeout,
         )
         self._stop_requests, self._stop_receive = anyio.create_memory_object_stream[str](100)
+        self._resets, self._resets_receive = anyio.create_memory_object_stream[Scope](math.inf)
+        ledger.on_reset = self._resets.send_nowait
 
     def _key_for(self, provider: str) -> tuple[str, str] | None:
         key = self.keys.get(provider)
@@ -112,45 +140,59 @@ class RouterService:
         budget ran out."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.recorder.run)
+            tg.start_soon(self._persist_resets)
+            tg.start_soon(self.ledger.run)
             await self._stop_exhausted()
 
     async def _stop_exhausted(self) -> None:
         async with self._stop_receive:
             async for agent_id in self._stop_receive:
                 try:
-                    await self.supervisor.stop(agent_id, 10.0)
+                    await self.supervisor.stop(agent_id, 10.0, reason="budget")
                 except Exception:
                     log.exception("could not stop agent %s after budget exhaustion", agent_id)
+
+    async def _persist_resets(self) -> None:
+        """A window reset is written (so it survives a restart) and announced."""
+        async with self._resets_receive:
+            async for scope in self._resets_receive:
+                try:
+                    await scope_store.save(self.db, scope)
+                except Exception:
+                    log.exception("could not save the window reset of %s", scope.key)
+                agent_id = scope.key[6:] if scope.key.startswith("agent:") else None
+                await self.bus.publish("BudgetWindowReset", agent_id, **scope.describe())
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
 
     async def settle(self, flow: Flow) -> None:
+        """Close the call's books, once: charge, release the hold, commit, announce."""
+        if flow.settled:
+            return
+        flow.settled = True
         gov = flow.agent
-        if flow.usage is not None and flow.endpoint not in ("unmetered",):
-            flow.cost_usd = self._price(flow)
-        elif flow.usage is None and flow.committed and flow.metadata.get("budget"):
-            # Paid for but never told how much (stream cut before its usage): charge the
-            # reservation, the upper bound, rather than nothing.
-            flow.cost_usd = float(flow.metadata["budget"])
-            flow.error = (flow.error or "") + "; usage unknown: charged the reserved upper bound"
+        charge(flow, self.pricer)
         self.pipeline.complete(flow)
+        gov.spent_usd += flow.cost_usd
         usage = flow.usage
         gov.llm_calls += 1
         if usage is not None:
             gov.input_tokens += usage.input_tokens
             gov.output_tokens += usage.output_tokens
-        if flow.status_code >= 400 or flow.error:
+        if flow.status_code >= 400 or flow.error or flow.refusal is not None:
             gov.errors += 1
+        answered = flow.response_model
+        model = answered if answered and is_snapshot(answered, flow.model) else flow.model
         now = time.monotonic()
         trace = Trace(
             id=0,
             agent_id=gov.agent_id,
             provider=flow.provider,
-            model=flow.model or "",
+            model=model or "",
             endpoint=flow.endpoint,
             stream=flow.stream,
-            status_code=flow.status_code,
+            status_code=flow.status_code or (flow.refusal.status if flow.refusal else 0),
             input_tokens=usage.input_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
             cached_tokens=usage.cached_tokens if usage else 0,
@@ -161,23 +203,11 @@ class RouterService:
             error=flow.error,
             started_at=utcnow(),
         )
-        await self.recorder.record(trace, gov.spent_usd)
+        await self.recorder.record(trace, gov, gov.scopes if flow.hold is not None else ())
         for event in flow.events:
             await self.bus.publish(event.kind, gov.agent_id, **event.data)
-        if flow.metadata.get("stop_agent"):
+        if flow.stop_agent:
             try:
                 self._stop_requests.send_nowait(gov.agent_id)
             except anyio.WouldBlock:
                 log.warning("stop queue full; agent %s not stopped", gov.agent_id)
-
-    def _price(self, flow: Flow) -> float:
-        assert flow.usage is not None
-        try:
-            cost = self.pricer.cost(flow.provider, flow.model, flow.usage)
-        except UnknownPrice:
-            requested = flow.adapter.request_model(flow.endpoint, flow.body or {})
-            try:
-                cost = self.pricer.cost(flow.provider, requested, flow.usage)
-            except UnknownPrice:
-                return float(flow.metadata.get("budget", 0.0))
-        return float(cost.quantize(Decimal("0.000000001")))

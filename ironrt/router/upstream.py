@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import msgspec
 from multidict import CIMultiDictProxy
 
 from ironrt.policies.settings import ReliabilitySettings
@@ -59,6 +60,10 @@ _DROP_FROM_UPSTREAM = frozenset(
         "set-cookie",
     }
 )
+
+
+#: The exact input count at the budget margin must not stall a call for long.
+COUNT_TIMEOUT_S = 10.0
 
 
 class UpstreamUnavailable(Exception):
@@ -237,6 +242,25 @@ class Upstream:
             if delay is None:
                 raise UpstreamUnavailable(failure, _describe(error, url)) from None
             await anyio.sleep(delay)
+
+    async def post_json(
+        self, provider: str, url: str, headers: dict[str, str], content: bytes
+    ) -> tuple[int, Any] | None:
+        """One plain POST with a JSON answer (the count endpoints): no retries, no policies,
+        a short deadline; None on any failure, which the caller treats as "unknown"."""
+        try:
+            with anyio.fail_after(COUNT_TIMEOUT_S):
+                async with self.session(provider).post(
+                    url, headers=headers, data=content, proxy=self.proxy_for(url)
+                ) as resp:
+                    data = await resp.read()
+                    status = resp.status
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return None
+        try:
+            return status, msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            return None
 
 
 def offline(flow: Flow, path: str) -> UpstreamResponse:

@@ -18,7 +18,7 @@ from ironrt.store.db import Database
 _COLUMNS = (
     "id, name, status, pid, pid_started, exit_code, signal, command, cwd, env, restart, "
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
-    "allow_unmetered, token_hash, created_at, started_at, ended_at, error"
+    "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason"
 )
 
 
@@ -60,6 +60,8 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.started_at,
         r.ended_at,
         r.error,
+        r.project,
+        r.stop_reason,
     )
 
 
@@ -101,6 +103,8 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         started_at=row["started_at"],
         ended_at=row["ended_at"],
         error=row["error"],
+        project=row["project"],
+        stop_reason=row["stop_reason"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

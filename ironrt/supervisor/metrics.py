@@ -10,11 +10,16 @@ from ironrt.supervisor.sampler import TreeSample
 def metrics_for(
     r: Agent, g: AgentGovernance, sample: TreeSample | None, uptime_s: float
 ) -> Metrics:
-    remaining = None if g.budget_usd is None else max(g.budget_usd - g.spent_usd, 0.0)
+    own = g.own
+    budget = own.budget_usd if own is not None else None
+    # Against the budget: the spend of the agent scope's current window (all time without
+    # one); `spent_usd` stays the agent's spend of all time.
+    window_spent = own.spent_usd if own is not None else g.spent_usd
+    remaining = None if budget is None else max(budget - window_spent, 0.0)
     used = None
-    if g.budget_usd:
-        used = round(100 * g.spent_usd / g.budget_usd, 2)
-    elif g.budget_usd == 0:
+    if budget:
+        used = round(100 * window_spent / budget, 2)
+    elif budget == 0:
         used = 100.0
     return Metrics(
         id=r.id,
@@ -30,7 +35,7 @@ def metrics_for(
         input_tokens=g.input_tokens,
         output_tokens=g.output_tokens,
         spent_usd=round(g.spent_usd, 9),
-        budget_usd=g.budget_usd,
+        budget_usd=budget,
         budget_remaining_usd=remaining,
         budget_used_percent=used,
         pii_findings=g.pii_findings,

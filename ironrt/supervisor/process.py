@@ -144,6 +144,8 @@ async def kill_tree(procs: list[psutil.Process], grace: float) -> bool:
     Returns True if SIGKILL was needed.
     """
     signal_tree(procs, signal.SIGTERM)
+    # A paused (SIGSTOPped) agent only acts on SIGTERM once it runs again.
+    signal_tree(procs, signal.SIGCONT)
     deadline = time.monotonic() + grace
     # Most agents die within a millisecond or two of SIGTERM: poll fast at first, then back
     # off, so a quick stop is quick and a slow one costs little CPU.

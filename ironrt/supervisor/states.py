@@ -1,7 +1,9 @@
 """The agent lifecycle: which status may follow which, in one place.
 
     starting ──▶ running ──▶ stopping ──▶ stopped
-       │  ▲         │
+       │  ▲         │  ▲
+       │  │         ▼  │ (budget raised, window reset)
+       │  │       paused (SIGSTOPped by `--on-budget pause`)
        │  └─────────┤ (restart policy, `ironrt restart`)
        ▼            ▼
      failed       exited / killed
@@ -18,8 +20,11 @@ from ironrt.protocol import AgentStatus as S
 ENDED = frozenset({S.STOPPED, S.EXITED, S.FAILED, S.KILLED})
 
 TRANSITIONS: dict[S, frozenset[S]] = {
-    S.STARTING: frozenset({S.RUNNING, S.STOPPING, S.STOPPED, S.EXITED, S.KILLED, S.FAILED}),
-    S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING}),
+    S.STARTING: frozenset(
+        {S.RUNNING, S.STOPPING, S.STOPPED, S.EXITED, S.KILLED, S.FAILED, S.PAUSED}
+    ),
+    S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING, S.PAUSED}),
+    S.PAUSED: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.KILLED, S.FAILED}),
     S.STOPPING: frozenset({S.STOPPED}),
     S.STOPPED: frozenset({S.STARTING}),
     # An agent waiting out its restart backoff may be stopped, or give up for good.

@@ -10,7 +10,9 @@ what the last one knew, and reattaches to the agents that outlived it.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -22,11 +24,21 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from ironrt.config import Settings
-from ironrt.errors import Conflict, StartFailed
+from ironrt.errors import Conflict, InvalidRequest, StartFailed
 from ironrt.events import EventBus, utcnow
-from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, UpdateRequest
+from ironrt.ledger import Ledger, Scope, scope_key
+from ironrt.protocol import (
+    Agent,
+    AgentStatus,
+    Metrics,
+    StartRequest,
+    StopReason,
+    UpdateRequest,
+    check_project,
+)
 from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
+from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database
 from ironrt.supervisor import logfiles, process, states
@@ -69,6 +81,7 @@ class Supervisor:
         db: Database,
         bus: EventBus,
         router_url: str,
+        ledger: Ledger | None = None,
         *,
         restart_backoff: float = 0.5,
         sample_interval: float = 1.0,
@@ -77,9 +90,15 @@ class Supervisor:
         self.db = db
         self.bus = bus
         self.router_url = router_url
+        self.ledger = ledger or Ledger()
+        self.ledger.on_pause = self._on_pause
+        self.ledger.on_resume = self._on_resume
         self.restart_backoff = restart_backoff
         self.sample_interval = sample_interval
         self.agents: dict[str, Managed] = {}
+        self._pauses_send, self._pauses_receive = anyio.create_memory_object_stream[
+            tuple[str, str, bool]
+        ](math.inf)
         self.by_token: dict[str, AgentGovernance] = {}
         self._tg: TaskGroup | None = None
         self._sampler = TreeSampler()
@@ -93,8 +112,18 @@ class Supervisor:
 
     def snapshot(self, m: Managed) -> Agent:
         m.record.spent_usd = round(m.gov.spent_usd, 9)
-        m.record.budget_usd = m.gov.budget_usd
+        own = m.gov.own
+        if own is not None:
+            m.record.budget_usd, m.record.rpm, m.record.tpm = own.budget_usd, own.rpm, own.tpm
         return m.record
+
+    def scopes_for(self, r: Agent) -> tuple[Scope, ...]:
+        """The scopes an agent's calls must fit: its own, its project's, `global`."""
+        ledger = self.ledger
+        own = ledger.scope(scope_key("agent", r.id))
+        if r.project:
+            return (own, ledger.scope(scope_key("project", r.project)), ledger.scope("global"))
+        return (own, ledger.scope("global"))
 
     def agents_list(self) -> list[Agent]:
         return [self.snapshot(m) for m in self.agents.values()]
@@ -111,6 +140,10 @@ class Supervisor:
         self._tg = tg
         for stored in await agent_store.load_all(self.db):
             gov = governance.get(stored.record.id) or AgentGovernance(stored.record.id)
+            fresh = scope_key("agent", stored.record.id) not in self.ledger.scopes
+            gov.scopes = self.scopes_for(stored.record)
+            if fresh:  # no row yet (a v1 database migrates one): limits from the record
+                self._limit_own(gov, stored.record)
             self._apply_settings(gov, stored.record)
             gov.spent_usd = stored.record.spent_usd
             m = Managed(stored, gov)
@@ -118,6 +151,7 @@ class Supervisor:
             if stored.record.status.live:
                 await self._reattach(m)
         tg.start_soon(self._sample_loop)
+        tg.start_soon(self._pause_loop)
 
     async def _reattach(self, m: Managed) -> None:
         r = m.record
@@ -126,6 +160,11 @@ class Supervisor:
                 self.by_token[m.stored.token_hash] = m.gov
             m.started_mono = time.monotonic() - STARTSECS
             if r.status is S.STARTING:
+                await self._set(m, S.RUNNING)
+            if r.status is S.PAUSED:
+                # The call that paused it died with the last daemon: let it run again.
+                process.signal_tree(process.tree(r.pid, m.stored.pid_started), signal.SIGCONT)
+                r.stop_reason = None
                 await self._set(m, S.RUNNING)
             await self.bus.publish("AgentReattached", r.id, pid=r.pid)
             self._watch(m)
@@ -144,7 +183,7 @@ class Supervisor:
         async with anyio.create_task_group() as tg:
             for m in list(self.agents.values()):
                 if m.record.status.live:
-                    tg.start_soon(self._stop, m, timeout)
+                    tg.start_soon(self._stop, m, timeout, "user")
 
     # ---- operations ---------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Agent:
@@ -179,27 +218,37 @@ class Supervisor:
             created_at=utcnow(),
             started_at=None,
             ended_at=None,
+            project=req.project,
         )
         env = scrub(req.env)
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
         m = Managed(StoredAgent(record, env, None, None), AgentGovernance(agent_id))
+        m.gov.scopes = self.scopes_for(record)
+        own = self._limit_own(m.gov, record)
         self._apply_settings(m.gov, record)
         # Written before the process exists: an agent the store cannot record is never
         # started (a crash would lose it). A full disk fails here, cleanly.
-        await agent_store.save(self.db, m.stored)
+        try:
+            await agent_store.save(self.db, m.stored)
+            await scope_store.save(self.db, own)
+        except BaseException:
+            self.ledger.drop(own.key)
+            raise
         try:
             await self._spawn(m)
         except StartFailed:
+            self.ledger.drop(own.key)
             await agent_store.delete(self.db, agent_id)
+            await scope_store.delete(self.db, own.key)
             raise
         self.agents[agent_id] = m
         await self.bus.publish("AgentStarted", agent_id, pid=record.pid, name=name)
         self._watch(m)
         return self.snapshot(m)
 
-    async def stop(self, ref: str, timeout: float) -> Agent:
+    async def stop(self, ref: str, timeout: float, reason: StopReason = "user") -> Agent:
         m = self.find(ref)
-        await self._stop(m, timeout)
+        await self._stop(m, timeout, reason)
         return self.snapshot(m)
 
     async def restart(self, ref: str, timeout: float) -> Agent:
@@ -211,6 +260,7 @@ class Supervisor:
             m.wake = anyio.Event()
             m.record.exit_code = m.record.signal = None
             m.record.error = None
+            m.record.stop_reason = None
             await self._spawn(m)
             await self.bus.publish("AgentRestarted", m.record.id, pid=m.record.pid, manual=True)
             self._watch(m)
@@ -226,6 +276,9 @@ class Supervisor:
             await self._stop(m, timeout)
         self.agents.pop(m.record.id, None)
         await agent_store.delete(self.db, m.record.id)
+        own = scope_key("agent", m.record.id)
+        self.ledger.drop(own)
+        await scope_store.delete(self.db, own)
         logfiles.remove_logs(logfiles.log_path(self.settings.logs_dir, m.record.id))
         await self.bus.publish("AgentRemoved", m.record.id)
         return self.snapshot(m)
@@ -240,12 +293,9 @@ class Supervisor:
                 setattr(r, name, value)
                 changes[name] = value
         self._apply_settings(m.gov, r)
-        if "budget_usd" in changes:
-            # New headroom: warnings below the new spend ratio may fire again.
-            budget = r.budget_usd or 0.0
-            m.gov.warned = {
-                t for t in m.gov.warned if budget and m.gov.spent_usd >= t / 100 * budget
-            }
+        limits = {k: v for k, v in changes.items() if k in ("budget_usd", "rpm", "tpm")}
+        if limits:
+            await self.set_limits(m.gov.scopes[0], limits)
         await self._save(m)
         await self.bus.publish("AgentUpdated", r.id, **changes)
         return self.snapshot(m)
@@ -396,10 +446,13 @@ class Supervisor:
         if m.record.pid == pid and m.record.status is S.STARTING:
             await self._set(m, S.RUNNING)
 
-    async def _stop(self, m: Managed, timeout: float) -> None:
+    async def _stop(self, m: Managed, timeout: float, reason: StopReason = "user") -> None:
         m.stop_requested = True
         m.wake.set()
         r = m.record
+        if r.status is not S.STOPPED:
+            r.stop_reason = reason
+        self.ledger.cancel(r.id)  # calls it had waiting for budget are answered now
         if r.status in states.ENDED:
             if m.restart_pending:  # in restart backoff: the watcher records the stop
                 with anyio.move_on_after(10):
@@ -431,12 +484,92 @@ class Supervisor:
         m.gov.active = False
 
     def _apply_settings(self, gov: AgentGovernance, r: Agent) -> None:
-        gov.budget_usd = r.budget_usd
         gov.on_budget = r.on_budget
         gov.pii = r.pii
-        gov.rpm = r.rpm
-        gov.tpm = r.tpm
         gov.allow_unmetered = r.allow_unmetered
+
+    def _limit_own(self, gov: AgentGovernance, r: Agent) -> Scope:
+        own = gov.scopes[0]
+        limits = {"budget_usd": r.budget_usd, "rpm": r.rpm, "tpm": r.tpm}
+        own.apply({k: v for k, v in limits.items() if v is not None}, self.ledger.clock())
+        return own
+
+    # ---- limits and budget pauses ------------------------------------------------------
+    def agent_of(self, scope: Scope) -> Managed | None:
+        return self.agents.get(scope.key[6:]) if scope.key.startswith("agent:") else None
+
+    def resolve_scope(self, text: str) -> Scope:
+        """`global`, `project:NAME`, `agent:REF` or a bare agent REF, as a ledger scope."""
+        if text == "global":
+            return self.ledger.scope("global")
+        kind, sep, name = text.partition(":")
+        if sep and kind == "project":
+            try:
+                check_project(name)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), field="scope") from None
+            return self.ledger.scope(scope_key("project", name))
+        if sep and kind != "agent":
+            raise InvalidRequest(
+                f"invalid scope {text!r}: use global, project:NAME or an agent (agent:REF)",
+                field="scope",
+            )
+        m = self.find(name if sep else text)
+        return m.gov.scopes[0] if m.gov.scopes else self.ledger.scope(f"agent:{m.record.id}")
+
+    def all_scopes(self) -> list[Scope]:
+        order = {"global": 0, "project": 1, "agent": 2}
+        return sorted(
+            self.ledger.scopes.values(),
+            key=lambda s: (order.get(s.key.partition(":")[0], 3), s.key),
+        )
+
+    async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
+        """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
+        persist them; an agent's own scope is mirrored on its record."""
+        self.ledger.set_limits(scope, changes)
+        await scope_store.save(self.db, scope)
+        m = self.agent_of(scope)
+        if m is not None:
+            self.snapshot(m)
+            await self._save(m)
+        await self.bus.publish(
+            "LimitsChanged",
+            m.record.id if m is not None else None,
+            scope=scope.key,
+            **{k: v for k, v in changes.items() if not isinstance(v, tuple)},
+        )
+        return scope
+
+    def _on_pause(self, agent_id: str, scope: Scope) -> None:
+        self._pauses_send.send_nowait((agent_id, scope.key, True))
+
+    def _on_resume(self, agent_id: str) -> None:
+        self._pauses_send.send_nowait((agent_id, "", False))
+
+    async def _pause_loop(self) -> None:
+        """SIGSTOP / SIGCONT agents as the ledger parks and releases their calls, in order."""
+        async with self._pauses_receive:
+            async for agent_id, key, pause in self._pauses_receive:
+                m = self.agents.get(agent_id)
+                if m is None or m.record.pid is None:
+                    continue
+                r, pid = m.record, m.record.pid
+                try:
+                    if pause and r.status in (S.RUNNING, S.STARTING):
+                        procs = process.tree(pid, m.stored.pid_started)
+                        process.signal_tree(procs, signal.SIGSTOP)
+                        r.stop_reason = "budget"
+                        await self._set(m, S.PAUSED)
+                        await self.bus.publish("AgentPaused", r.id, scope=key, reason="budget")
+                    elif not pause and r.status is S.PAUSED:
+                        procs = process.tree(pid, m.stored.pid_started)
+                        process.signal_tree(procs, signal.SIGCONT)
+                        r.stop_reason = None
+                        await self._set(m, S.RUNNING)
+                        await self.bus.publish("AgentResumed", r.id)
+                except Exception:
+                    log.exception("could not %s agent %s", "pause" if pause else "resume", r.id)
 
     async def _set(self, m: Managed, status: AgentStatus) -> None:
         states.check(m.record.status, status)

@@ -192,8 +192,10 @@ def test_budget_set_limits_top_and_events(d: TempDaemon) -> None:
     wait_until(lambda: d.rt.get_metrics(agent_id).llm_calls >= 1, timeout=20)
     assert "$3.00" in ok(d, "budget", "busy", "3")
     assert "pii redact" in ok(d, "set", "busy", "--pii", "redact", "--rpm", "10")
-    (row,) = [a for a in json.loads(ok(d, "limits", "--json")) if a["id"] == agent_id]
-    assert row["budget_usd"] == 3.0 and row["pii"] == "redact" and row["rpm"] == 10
+    limits = json.loads(ok(d, "limits", "--json"))
+    (row,) = [s for s in limits if s["scope"] == f"agent:{agent_id}"]
+    assert row["budget_usd"] == 3.0 and row["rpm"] == 10
+    assert d.rt.get_agent(agent_id).pii == "redact"
     frame = ok(d, "top", "--once")
     assert "busy" in frame and "running" in frame
     events = json.loads(ok(d, "events", "--agent", "busy", "--json"))

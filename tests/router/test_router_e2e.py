@@ -25,9 +25,9 @@ BOTH_SDKS = """
         for _ in s: pass
         print(json.dumps({"chat_stream": s.get_final_completion().choices[0].message.content}))
     a = anthropic.Anthropic()
-    m = a.messages.create(model="claude-haiku-4-5", max_tokens=200, messages=[{"role": "user", "content": "hi"}])
+    m = a.messages.create(model="claude-haiku-4-5", max_tokens=400, messages=[{"role": "user", "content": "hi"}])
     print(json.dumps({"messages": m.usage.input_tokens}))
-    with a.messages.stream(model="claude-haiku-4-5", max_tokens=200, messages=[{"role": "user", "content": "hi"}]) as s:
+    with a.messages.stream(model="claude-haiku-4-5", max_tokens=400, messages=[{"role": "user", "content": "hi"}]) as s:
         print(json.dumps({"messages_stream": "".join(s.text_stream)}))
     raw = o.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     print(json.dumps({"raw_status": raw.http_response.status_code}))

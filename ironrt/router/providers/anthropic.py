@@ -57,6 +57,9 @@ ERROR_TYPES: dict[int, str] = {
 _KNOWN_TYPES = frozenset(ERROR_TYPES.values())
 #: Server tools whose results enter the model's input without being in the request body.
 _SERVER_TOOLS = ("web_search", "web_fetch", "code_execution", "mcp", "tool_search")
+_COUNT_PATH = "/v1/messages/count_tokens"
+#: The body fields `POST /v1/messages/count_tokens` accepts (of a Messages request).
+_COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
 def error_type_for_status(status: int) -> str:
@@ -178,6 +181,28 @@ class AnthropicAdapter(ProviderAdapter):
                 for t in tools
             )
         return images, bool(tools), external
+
+    # ---- exact input counts -----------------------------------------------------------
+
+    def count_request(
+        self, endpoint: Endpoint, body: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """`POST /v1/messages/count_tokens` with the call's own fields (same format).
+
+        None when the call's input is not all in the body: server tools (web search and
+        fetch, code execution, MCP, tool search) and `mcp_servers` or a `container` add
+        their results to the billed input while the call runs, which no count sees.
+        """
+        if endpoint != "messages":
+            return None
+        tools = body.get("tools")
+        if body.get("mcp_servers") or body.get("container"):
+            return None
+        if isinstance(tools, list) and any(
+            isinstance(t, dict) and str(t.get("type", "")).startswith(_SERVER_TOOLS) for t in tools
+        ):
+            return None
+        return _COUNT_PATH, {k: body[k] for k in _COUNT_FIELDS if k in body}
 
     # ---- usage ------------------------------------------------------------------------
 

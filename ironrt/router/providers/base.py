@@ -309,6 +309,36 @@ class ProviderAdapter(ABC):
         """(number of images, tools declared, input referenced but not included)."""
         return 0, False, False
 
+    # ---- exact input counts -----------------------------------------------------------
+
+    def count_request(
+        self, endpoint: Endpoint, body: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The (path, JSON body) to send to this provider's count endpoint for the input of
+        a call to `endpoint`, or None when it cannot be counted (embeddings, models, count
+        endpoints themselves, input the count endpoint cannot see such as server-tool
+        results).
+
+        The budget asks for it only at the margin, when the byte bound of
+        `input_token_bound` would refuse or clamp a call the exact count may let through.
+        `body` is not modified; the returned body shares no mutable state the caller
+        cares about (it is sent, never forwarded).
+        """
+        return None
+
+    def count_margin(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
+        """Tokens to add to the count so it stays an UPPER bound of what the call is billed
+        for (formatting the translation to the count endpoint's format can lose)."""
+        return 0
+
+    def count_from_response(self, body: Any) -> int | None:
+        """The input tokens a count endpoint answered (`{"input_tokens": N}` for both
+        providers), or None if the answer does not carry a count."""
+        value = dict_value(body).get("input_tokens")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        return None
+
     # ---- usage ------------------------------------------------------------------------
 
     @abstractmethod

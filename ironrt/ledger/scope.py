@@ -1,0 +1,226 @@
+"""One budget scope, one call's claim on the scopes it belongs to, and the hold it gets.
+
+A scope is `global`, `project:NAME` or `agent:ID`. Every metered call belongs to its
+agent's scope, its project's (if any) and `global`, and must fit all of them: its hold is
+taken in each, atomically (the ledger is single-threaded on the event loop), and settled
+in each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ironrt.ledger.money import nanos_to_usd, usd_to_nanos
+from ironrt.protocol import ScopeLimits, parse_duration
+
+#: Budget warnings, in percent of the budget; 100 is `BudgetExhausted`.
+WARN_AT = (50, 80, 95, 100)
+
+#: (input tokens, output tokens of all choices) -> nano-dollars, an upper bound.
+PriceFn = Callable[[int, int], int]
+
+
+def scope_key(kind: str, name: str = "") -> str:
+    return "global" if kind == "global" else f"{kind}:{name}"
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    stamp = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def parse_iso(text: str | None) -> float | None:
+    if not text:
+        return None
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@functools.lru_cache(maxsize=1024)
+def _pattern(glob: str) -> re.Pattern[str]:
+    return re.compile(fnmatch.translate(glob))
+
+
+@dataclass(slots=True, eq=False)
+class Scope:
+    key: str
+    budget_nanos: int | None = None
+    window: str | None = None
+    resets_at: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrent: int | None = None
+    models: tuple[str, ...] | None = None
+    #: Settled spend of the current window (of all time without a window).
+    spent_nanos: int = 0
+    #: Upper bounds reserved by calls in flight.
+    held_nanos: int = 0
+    in_flight: int = 0
+    #: Calls queued for admission (parked `pause` calls not counted).
+    waiting: int = 0
+    warned: set[int] = field(default_factory=set)
+    #: BudgetExhausted was announced in this window (announce once, not per refused call).
+    exhausted: bool = False
+    #: Per-policy state that lives with the scope (rate-limit buckets).
+    state: dict[str, Any] = field(default_factory=dict)
+
+    # ---- limits ---------------------------------------------------------------------
+    @property
+    def budget_usd(self) -> float | None:
+        return None if self.budget_nanos is None else nanos_to_usd(self.budget_nanos)
+
+    @property
+    def spent_usd(self) -> float:
+        return nanos_to_usd(self.spent_nanos)
+
+    @property
+    def held_usd(self) -> float:
+        return nanos_to_usd(self.held_nanos)
+
+    @property
+    def window_s(self) -> int | None:
+        return None if self.window is None else parse_duration(self.window)
+
+    @property
+    def limited(self) -> bool:
+        """Anything to check at admission (a budget or a concurrency cap)."""
+        return self.budget_nanos is not None or self.max_concurrent is not None
+
+    def allows(self, model: str) -> bool:
+        return self.models is None or any(_pattern(p).match(model) for p in self.models)
+
+    def apply(self, changes: dict[str, Any], now: float) -> None:
+        """Set (or, with None, clear) limits. A window starts when it is set, keeping the
+        spend so far; a new budget re-arms the warnings it is no longer past."""
+        for name, value in changes.items():
+            if name == "budget_usd":
+                self.budget_nanos = None if value is None else usd_to_nanos(value)
+                self.exhausted = False
+                self.rearm()
+            elif name == "window":
+                self.window = value
+                self.resets_at = None if value is None else now + parse_duration(value)
+            elif name == "models":
+                self.models = None if value is None else tuple(value)
+            elif name in ("rpm", "tpm", "max_concurrent"):
+                setattr(self, name, value)
+            else:
+                raise KeyError(name)
+
+    def rearm(self) -> None:
+        budget = self.budget_nanos
+        self.warned = {t for t in self.warned if budget and self.spent_nanos * 100 >= t * budget}
+
+    def roll(self, now: float) -> bool:
+        """Start the next window if this one is over: spend back to 0, warnings re-armed.
+
+        Fixed windows: `resets_at` moves on by whole windows, so a daemon that was down
+        through several resets lands on the same schedule as one that never stopped.
+        """
+        if self.resets_at is None or now < self.resets_at:
+            return False
+        step = self.window_s or 1
+        missed = int((now - self.resets_at) // step) + 1
+        self.resets_at += missed * step
+        self.spent_nanos = 0
+        self.warned = set()
+        self.exhausted = False
+        return True
+
+    def crossed(self) -> list[int]:
+        """Warning thresholds newly reached by the current spend (each fires once a window)."""
+        budget = self.budget_nanos
+        if budget is None:
+            return []
+        out = []
+        for threshold in WARN_AT:
+            reached = self.spent_nanos * 100 >= threshold * budget if budget else True
+            if reached and threshold not in self.warned:
+                self.warned.add(threshold)
+                out.append(threshold)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """What events say about the scope: enough digits to be true."""
+        return {
+            "scope": self.key,
+            "spent_usd": round(self.spent_usd, 9),
+            "held_usd": round(self.held_usd, 9),
+            "budget_usd": self.budget_usd,
+            "resets_at": iso(self.resets_at),
+        }
+
+    def info(self) -> ScopeLimits:
+        return ScopeLimits(
+            scope=self.key,
+            budget_usd=self.budget_usd,
+            spent_usd=round(self.spent_usd, 9),
+            held_usd=round(self.held_usd, 9),
+            window=self.window,
+            resets_at=iso(self.resets_at),
+            rpm=self.rpm,
+            tpm=self.tpm,
+            max_concurrent=self.max_concurrent,
+            models=list(self.models) if self.models is not None else None,
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+        )
+
+
+@dataclass(slots=True, eq=False)
+class Claim:
+    """What one call asks of the ledger: its token bounds and how to price them.
+
+    `output_tokens` is the bound per choice (the request's max tokens, else the model's
+    maximum output); `min_output` the least output clamping may leave (0 for calls that
+    produce none). `countable` says an exact input count can be asked of the provider
+    while `input_tokens` is still the byte-based bound (`exact` False).
+    """
+
+    agent_id: str
+    scopes: tuple[Scope, ...]
+    price: PriceFn
+    input_tokens: int
+    output_tokens: int
+    choices: int = 1
+    min_output: int = 0
+    exact: bool = False
+    countable: bool = False
+    #: `--on-budget pause`: on exhaustion wait (unanswered) instead of refusing.
+    park: bool = False
+    #: Place in the FIFO queue; kept when the call re-enters after an exact count.
+    seq: int = -1
+
+    def cost(self, output_per_choice: int) -> int:
+        return self.price(self.input_tokens, output_per_choice * self.choices)
+
+    def affordable(self, room: int) -> int:
+        """The largest output per choice whose bound fits `room` nano-dollars."""
+        lo, hi = self.min_output, self.output_tokens
+        if self.cost(lo) > room:
+            return -1
+        while lo < hi:  # the price is monotone in the output: bisect
+            mid = (lo + hi + 1) // 2
+            if self.cost(mid) <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+
+@dataclass(slots=True, eq=False)
+class Hold:
+    """A call's reservation, held in each of its scopes until it settles (exactly once)."""
+
+    scopes: tuple[Scope, ...]
+    nanos: int
+    #: The output per choice the call was clamped to, when it did not fit whole.
+    clamped_to: int | None = None
+    settled: bool = False

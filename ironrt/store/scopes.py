@@ -1,0 +1,80 @@
+"""Typed queries for the `scopes` table: each budget scope's limits and window spend.
+
+Limits are written when they change; spend is written by the router's recorder in the
+same transaction as the traces that caused it (`spend_statement`), with the window it
+belongs to, so a daemon killed at any moment restarts with the books of the last commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from ironrt.ledger.scope import Scope
+from ironrt.store.db import Database
+
+_COLUMNS = (
+    "scope, budget_usd, window_spec, resets_at, rpm, tpm, max_concurrent, models, "
+    "spent_nanos, warned"
+)
+
+SPEND_SQL = (
+    "INSERT INTO scopes(scope, spent_nanos, resets_at, warned) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(scope) DO UPDATE SET spent_nanos = excluded.spent_nanos, "
+    "resets_at = excluded.resets_at, warned = excluded.warned"
+)
+
+
+def _warned(scope: Scope) -> str:
+    return msgspec.json.encode(sorted(scope.warned)).decode()
+
+
+def spend_params(scope: Scope) -> tuple[object, ...]:
+    return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope))
+
+
+def save_statement(scope: Scope) -> tuple[str, tuple[object, ...]]:
+    models = None if scope.models is None else msgspec.json.encode(list(scope.models)).decode()
+    params = (
+        scope.key,
+        scope.budget_usd,
+        scope.window,
+        scope.resets_at,
+        scope.rpm,
+        scope.tpm,
+        scope.max_concurrent,
+        models,
+        scope.spent_nanos,
+        _warned(scope),
+    )
+    placeholders = ", ".join("?" * len(params))
+    return f"INSERT OR REPLACE INTO scopes ({_COLUMNS}) VALUES ({placeholders})", params
+
+
+async def save(db: Database, scope: Scope) -> None:
+    sql, params = save_statement(scope)
+    await db.execute(sql, params)
+
+
+async def delete(db: Database, key: str) -> None:
+    await db.execute("DELETE FROM scopes WHERE scope = ?", (key,))
+
+
+def _from_row(row: sqlite3.Row) -> Scope:
+    scope = Scope(row["scope"])
+    if row["budget_usd"] is not None:
+        scope.apply({"budget_usd": row["budget_usd"]}, 0.0)
+    scope.window = row["window_spec"]
+    scope.resets_at = row["resets_at"]
+    scope.rpm, scope.tpm, scope.max_concurrent = row["rpm"], row["tpm"], row["max_concurrent"]
+    if row["models"] is not None:
+        scope.models = tuple(msgspec.json.decode(row["models"], type=list[str]))
+    scope.spent_nanos = int(row["spent_nanos"])
+    scope.warned = set(msgspec.json.decode(row["warned"], type=list[int]))
+    return scope
+
+
+async def load_all(db: Database) -> list[Scope]:
+    rows = await db.fetchall(f"SELECT {_COLUMNS} FROM scopes ORDER BY scope")
+    return [_from_row(r) for r in rows]
