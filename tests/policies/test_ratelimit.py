@@ -1,9 +1,8 @@
-"""RateLimitPolicy: per-agent rpm/tpm token buckets, driven by an injected clock."""
+"""RateLimitPolicy: rpm/tpm token buckets of each scope of a call, driven by an injected clock."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from ironrt.ledger import Scope
 from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.router.flow import Flow, Refusal, TokenUsage
 from ironrt.router.governance import AgentGovernance
@@ -18,7 +17,12 @@ class Clock:
         return self.now
 
 
-def make_flow(agent: AgentGovernance, clock: Clock, **metadata: Any) -> Flow:
+def agent_with(rpm: int | None = None, tpm: int | None = None) -> AgentGovernance:
+    """An agent in its own scope and `global` (the limits sit on its own scope)."""
+    return AgentGovernance("a1", scopes=(Scope("agent:a1", rpm=rpm, tpm=tpm), Scope("global")))
+
+
+def make_flow(agent: AgentGovernance, clock: Clock, input_tokens_bound: int = 0) -> Flow:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
     return Flow(
         agent=agent,
@@ -26,12 +30,12 @@ def make_flow(agent: AgentGovernance, clock: Clock, **metadata: Any) -> Flow:
         endpoint="chat.completions",
         body=body,
         model="gpt-4o-mini",
-        metadata=dict(metadata),
+        input_bound=input_tokens_bound,
         started=clock(),
     )
 
 
-def call(policy: RateLimitPolicy, agent: AgentGovernance, clock: Clock, **meta: Any) -> Flow:
+def call(policy: RateLimitPolicy, agent: AgentGovernance, clock: Clock, **meta: int) -> Flow:
     flow = make_flow(agent, clock, **meta)
     policy.request(flow)
     return flow
@@ -43,7 +47,7 @@ def refusal(flow: Flow) -> Refusal:
 
 
 def test_rpm_refuses_the_call_over_the_limit_with_a_429() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", rpm=5)
+    clock, agent = Clock(), agent_with(rpm=5)
     policy = RateLimitPolicy(clock=clock)
     assert all(call(policy, agent, clock).refusal is None for _ in range(5))
     sixth = call(policy, agent, clock)
@@ -62,7 +66,7 @@ def test_rpm_refuses_the_call_over_the_limit_with_a_429() -> None:
 
 
 def test_rpm_allows_again_after_refill() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", rpm=5)
+    clock, agent = Clock(), agent_with(rpm=5)
     policy = RateLimitPolicy(clock=clock)
     for _ in range(5):
         call(policy, agent, clock)
@@ -72,7 +76,7 @@ def test_rpm_allows_again_after_refill() -> None:
 
 
 def test_refused_calls_are_not_counted_but_admitted_ones_are() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", rpm=1)
+    clock, agent = Clock(), agent_with(rpm=1)
     policy = RateLimitPolicy(clock=clock)
     admitted = call(policy, agent, clock)
     admitted.refuse(Refusal(402, "budget", policy="budget"))  # a later policy refuses it
@@ -84,7 +88,7 @@ def test_refused_calls_are_not_counted_but_admitted_ones_are() -> None:
 
 
 def test_tpm_charges_the_input_bound_then_trues_up_to_usage() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", tpm=1000)
+    clock, agent = Clock(), agent_with(tpm=1000)
     policy = RateLimitPolicy(clock=clock)
     first = call(policy, agent, clock, input_tokens_bound=600)
     assert first.refusal is None
@@ -97,7 +101,7 @@ def test_tpm_charges_the_input_bound_then_trues_up_to_usage() -> None:
 
 
 def test_tpm_usage_beyond_the_estimate_puts_the_agent_in_debt() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", tpm=600)
+    clock, agent = Clock(), agent_with(tpm=600)
     policy = RateLimitPolicy(clock=clock)
     flow = call(policy, agent, clock)  # no bound: charges 0
     flow.usage = TokenUsage(input_tokens=500, output_tokens=400)
@@ -109,7 +113,7 @@ def test_tpm_usage_beyond_the_estimate_puts_the_agent_in_debt() -> None:
 
 
 def test_tpm_refunds_a_call_settled_without_usage_before_any_byte() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", tpm=1000)
+    clock, agent = Clock(), agent_with(tpm=1000)
     policy = RateLimitPolicy(clock=clock)
     flow = call(policy, agent, clock, input_tokens_bound=1000)
     flow.error = "connect error"
@@ -118,26 +122,26 @@ def test_tpm_refunds_a_call_settled_without_usage_before_any_byte() -> None:
 
 
 def test_raising_rpm_on_a_running_agent_adds_the_headroom() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", rpm=2)
+    clock, agent = Clock(), agent_with(rpm=2)
     policy = RateLimitPolicy(clock=clock)
     for _ in range(2):
         call(policy, agent, clock)
-    agent.rpm = 4
+    agent.scopes[0].rpm = 4
     assert [call(policy, agent, clock).refusal is None for _ in range(3)] == [True, True, False]
 
 
 def test_lowering_rpm_clamps_what_is_left_and_removing_it_lifts_the_limit() -> None:
-    clock, agent = Clock(), AgentGovernance("a1", rpm=100)
+    clock, agent = Clock(), agent_with(rpm=100)
     policy = RateLimitPolicy(clock=clock)
     call(policy, agent, clock)
-    agent.rpm = 1
+    agent.scopes[0].rpm = 1
     assert [call(policy, agent, clock).refusal is None for _ in range(2)] == [True, False]
-    agent.rpm = None
+    agent.scopes[0].rpm = None
     assert all(call(policy, agent, clock).refusal is None for _ in range(50))
 
 
 def test_no_limits_leave_the_call_alone() -> None:
-    clock, agent = Clock(), AgentGovernance("a1")
+    clock, agent = Clock(), agent_with()
     policy = RateLimitPolicy(clock=clock)
     flow = call(policy, agent, clock, input_tokens_bound=10**6)
     policy.complete(flow)
