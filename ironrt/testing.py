@@ -17,7 +17,9 @@ Controls (from the test, thread-safe; each fault applies to the next API request
 arrival order and is bounded in time, so a forgotten fault cannot hang a test run):
 
 - `delay` seconds between stream events; `latency` seconds before any response.
-- `usage`: a `TokenUsage` reported instead of the computed one.
+- `usage`: a `TokenUsage` reported instead of the computed one (any numbers, negative
+  ones included, to test what a gateway does with a lying provider).
+- `answer_model`: the model named in answers instead of the requested one.
 - `expect_key`: answer 401 (provider-shaped) unless the request carries this key.
 - `fail(times, status, retry_after)`: the next `times` requests get that error.
 - `hang(times, seconds)`: accept, read the request, answer nothing for `seconds` (then a
@@ -34,7 +36,8 @@ bodies; every field optional):
 - `GET /_fake/requests` -> list of `{method, path, query, headers, body}`;
   `DELETE /_fake/requests` clears it.
 - `POST /_fake/config` `{"delay", "latency", "usage": {"input_tokens", "output_tokens",
-  "cached_tokens", "cache_write_tokens", "reasoning_tokens"} | null, "expect_key"}`.
+  "cached_tokens", "cache_write_tokens", "reasoning_tokens"} | null, "expect_key",
+  "answer_model"}`.
 - `POST /_fake/fail` `{"times", "status", "retry_after", "message"}`.
 - `POST /_fake/hang` `{"times", "seconds"}`.
 - `POST /_fake/drop` `{"times", "after"}`.
@@ -202,6 +205,7 @@ class _ConfigBody(msgspec.Struct, forbid_unknown_fields=True):
     latency: float | None = None
     usage: _UsageBody | msgspec.UnsetType | None = msgspec.UNSET
     expect_key: str | msgspec.UnsetType | None = msgspec.UNSET
+    answer_model: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class _FailBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -239,6 +243,7 @@ class _State:
     usage: TokenUsage | None = None
     expect_key: str | None = None
     says: str | None = None
+    answer_model: str | None = None
     faults: deque[_Fault] = field(default_factory=deque)
     holds: deque[StreamHold] = field(default_factory=deque)
     all_holds: dict[int, StreamHold] = field(default_factory=dict)
@@ -390,6 +395,15 @@ class FakeUpstream:
             self._state.says = text
 
     @property
+    def answer_model(self) -> str | None:
+        return self._state.answer_model
+
+    @answer_model.setter
+    def answer_model(self, model: str | None) -> None:
+        with self._state.lock:
+            self._state.answer_model = model
+
+    @property
     def expect_key(self) -> str | None:
         return self._state.expect_key
 
@@ -437,6 +451,7 @@ class FakeUpstream:
             self._state.requests.clear()
             self._state.delay = self._state.latency = 0.0
             self._state.usage = self._state.expect_key = self._state.says = None
+            self._state.answer_model = None
         for hold in holds:
             hold.release()
 
@@ -512,11 +527,12 @@ class FakeUpstream:
         query = scope.get("query_string", b"").decode("latin-1")
         with self._state.lock:
             self._state.requests.append(ReceivedRequest(method, path, query, headers, body, raw))
-            latency, usage, expect_key, says = (
+            latency, usage, expect_key, says, answer_model = (
                 self._state.latency,
                 self._state.usage,
                 self._state.expect_key,
                 self._state.says,
+                self._state.answer_model,
             )
         adapter = adapter_for(path, headers)
         if adapter is None:
@@ -551,6 +567,8 @@ class FakeUpstream:
         endpoint = adapter.endpoint_for(method, path) or "unmetered"
         if says is not None and isinstance(body, dict):
             body = _saying(endpoint, body, says)
+        if answer_model is not None and isinstance(body, dict):
+            body = {**body, "model": answer_model}  # the offline reply names the body's model
         reply = offline_response(adapter.name, endpoint, body, path=path, usage=usage)
         reply_headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()
@@ -635,6 +653,8 @@ class FakeUpstream:
                 self.usage = None if usage is None else TokenUsage(**msgspec.structs.asdict(usage))
             if config.expect_key is not msgspec.UNSET:
                 self.expect_key = config.expect_key
+            if config.answer_model is not msgspec.UNSET:
+                self.answer_model = config.answer_model
             return {"ok": True}
         if action == "fail":
             fail = decode(raw, type=_FailBody)
