@@ -89,8 +89,12 @@ def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> s
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [title, "-" * len(title)]
     for n, row in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -120,8 +124,14 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)
 
 
-def median_run(argv: Sequence[str], runs: int, *, env: dict[str, str] | None = None,
-               timeout: float = 30.0, budget_s: float = 60.0) -> dict[str, Any]:
+def median_run(
+    argv: Sequence[str],
+    runs: int,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    budget_s: float = 60.0,
+) -> dict[str, Any]:
     """Run a command `runs` times (after one warm-up) and return its wall times.
 
     Stops early once `budget_s` is spent. Output is discarded but the exit codes are kept.

@@ -33,9 +33,14 @@ class Target:
 
 
 def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"host: {host}:{port}", "content-type: application/json",
-             "accept: application/json", f"content-length: {len(body)}",
-             *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"host: {host}:{port}",
+        "content-type: application/json",
+        "accept: application/json",
+        f"content-length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
@@ -89,8 +94,9 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         if self.waiter is not None and not self.waiter.done():
             first = self.t_body or now
-            self.waiter.set_result(Result(self.parser.get_status_code(), first - self.t0,
-                                          now - self.t0, self.size))
+            self.waiter.set_result(
+                Result(self.parser.get_status_code(), first - self.t0, now - self.t0, self.size)
+            )
 
     async def send(self, data: bytes) -> Result:
         assert self.transport is not None
@@ -147,8 +153,13 @@ class Samples:
         self.bytes += r.size
 
 
-async def alternate(targets: list[Target], kind: str, iterations: int, deadline: float,
-                    every: dict[str, int] | None = None) -> tuple[dict[str, Samples], int]:
+async def alternate(
+    targets: list[Target],
+    kind: str,
+    iterations: int,
+    deadline: float,
+    every: dict[str, int] | None = None,
+) -> tuple[dict[str, Samples], int]:
     """Concurrency 1: each iteration calls every target once, in a rotating order.
 
     `every[name] = k` calls that target only every k-th iteration (a slow peer). Returns the
@@ -162,14 +173,13 @@ async def alternate(targets: list[Target], kind: str, iterations: int, deadline:
         for i in range(iterations):
             if time.monotonic() > deadline:
                 break
-            order = targets[i % len(targets):] + targets[:i % len(targets)]
+            order = targets[i % len(targets) :] + targets[: i % len(targets)]
             for t in order:
                 if i % every.get(t.name, 1):
                     continue
                 try:
                     out[t.name].add(await clients[t.name].call(kind))
-                except (OSError, asyncio.TimeoutError, ConnectionError,
-                        httptools.HttpParserError):
+                except (OSError, asyncio.TimeoutError, ConnectionError, httptools.HttpParserError):
                     out[t.name].errors += 1
             done += 1
     finally:
@@ -178,8 +188,9 @@ async def alternate(targets: list[Target], kind: str, iterations: int, deadline:
     return out, done
 
 
-async def saturate(target: Target, kind: str, concurrency: int, duration: float,
-                   max_requests: int) -> tuple[Samples, float]:
+async def saturate(
+    target: Target, kind: str, concurrency: int, duration: float, max_requests: int
+) -> tuple[Samples, float]:
     """`concurrency` connections, each calling back to back for `duration` seconds (or until
     `max_requests` in all). Returns the samples and the elapsed wall time."""
     samples = Samples()

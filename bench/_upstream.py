@@ -29,8 +29,10 @@ _DECODE = msgspec.json.Decoder()
 
 
 def _canned() -> tuple[bytes, list[bytes], bytes]:
-    req: dict[str, Any] = {"model": "gpt-4o-mini",
-                           "messages": [{"role": "user", "content": "Say hello in five words."}]}
+    req: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say hello in five words."}],
+    }
     body = offline_response("openai", "chat.completions", req).body
     stream_req = {**req, "stream": True, "stream_options": {"include_usage": True}}
     events = offline_response("openai", "chat.completions", stream_req).events or []
@@ -60,8 +62,9 @@ class _Handler(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             assert self.transport is not None
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
-                                 b"connection: close\r\n\r\n")
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
             self.transport.close()
 
     # httptools callbacks
@@ -86,15 +89,20 @@ class _App:
     def __init__(self) -> None:
         body, events, models = _canned()
         json_head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        self.chat = json_head + b"content-length: %d\r\nx-request-id: req_bench\r\n\r\n" % len(
-            body) + body
+        self.chat = (
+            json_head + b"content-length: %d\r\nx-request-id: req_bench\r\n\r\n" % len(body) + body
+        )
         self.models = json_head + b"content-length: %d\r\n\r\n" % len(models) + models
-        self.health = json_head + b"content-length: 11\r\n\r\n{\"ok\":true}"
-        self.not_found = (b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n"
-                          b"content-length: 38\r\n\r\n{\"error\":{\"message\":\"no such route\"}}")
-        self.stream_head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
-                            b"x-request-id: req_bench\r\n\r\n")
+        self.health = json_head + b'content-length: 11\r\n\r\n{"ok":true}'
+        self.not_found = (
+            b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n"
+            b'content-length: 38\r\n\r\n{"error":{"message":"no such route"}}'
+        )
+        self.stream_head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"
+            b"x-request-id: req_bench\r\n\r\n"
+        )
         self.stream_events = [b"%x\r\n%s\r\n" % (len(e), e) for e in events]
         self.requests = 0
 
@@ -131,8 +139,9 @@ class _App:
 async def serve(port: int) -> None:
     app = _App()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _Handler(app), "127.0.0.1", port, backlog=1024,
-                                      reuse_address=True)
+    server = await loop.create_server(
+        lambda: _Handler(app), "127.0.0.1", port, backlog=1024, reuse_address=True
+    )
     bound = server.sockets[0].getsockname()[1]
     print(f"PORT {bound}", flush=True)
     stop = asyncio.Event()

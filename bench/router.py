@@ -66,12 +66,20 @@ from ironrt.tempdaemon import TempDaemon
 NAME = "router"
 FAKE_KEY = "sk-bench-upstream-0123456789abcdefABCDEF"
 MODEL = "gpt-4o-mini"
-LITELLM_VENV = Path(os.environ.get("IRONRT_BENCH_LITELLM_VENV",
-                                   Path.home() / ".cache" / "ironrt-bench" / "litellm-venv"))
+LITELLM_VENV = Path(
+    os.environ.get(
+        "IRONRT_BENCH_LITELLM_VENV", Path.home() / ".cache" / "ironrt-bench" / "litellm-venv"
+    )
+)
 #: Pinned: a release from before the compromised 1.107.0 and installable from the mirror.
 LITELLM_SPEC = "litellm[proxy]==1.100.5"
-TARGETS = {"added_p50_ms": 0.5, "added_p99_ms": 2.0, "added_ttfb_ms": 1.0, "c32_rps": 1000.0,
-           "pii_added_p50_ms": 1.0}
+TARGETS = {
+    "added_p50_ms": 0.5,
+    "added_p99_ms": 2.0,
+    "added_ttfb_ms": 1.0,
+    "c32_rps": 1000.0,
+    "pii_added_p50_ms": 1.0,
+}
 
 TOKEN_AGENT = """\
 import os, sys, time
@@ -84,8 +92,11 @@ time.sleep(900)
 
 
 def chat_body(content: str, *, stream: bool = False) -> bytes:
-    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": content}],
-                            "max_tokens": 64}
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": 64,
+    }
     if stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":")).encode()
@@ -93,11 +104,15 @@ def chat_body(content: str, *, stream: bool = False) -> bytes:
 
 def pii_prompt(size: int = 3072) -> str:
     """About `size` bytes of prose with a handful of PII items (email, phone, card, SSN, IP)."""
-    filler = ("Please summarise the following customer note for the support queue and keep "
-              "the tone neutral. The customer describes a delayed delivery, a refund request "
-              "and a follow-up call that never happened. ")
-    pii = ("Contact: jane.doe@example.com, phone (415) 555-0132. Card on file 4111 1111 1111 "
-           "1111, SSN 123-45-6789, last login from 203.0.113.42. ")
+    filler = (
+        "Please summarise the following customer note for the support queue and keep "
+        "the tone neutral. The customer describes a delayed delivery, a refund request "
+        "and a follow-up call that never happened. "
+    )
+    pii = (
+        "Contact: jane.doe@example.com, phone (415) 555-0132. Card on file 4111 1111 1111 "
+        "1111, SSN 123-45-6789, last login from 203.0.113.42. "
+    )
     text = ""
     while len(text) < size:
         text += filler + (pii if len(text) % 3 == 0 or len(text) < size // 2 else "")
@@ -114,8 +129,12 @@ def free_port() -> int:
 
 
 def start_upstream() -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, str(BENCH_DIR / "_upstream.py")],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH_DIR / "_upstream.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -158,8 +177,9 @@ def http_ok(host: str, port: int, path: str, timeout: float = 1.0) -> bool:
         conn.close()
 
 
-def wait_http(host: str, port: int, path: str, timeout: float,
-              proc: subprocess.Popen[Any] | None = None) -> float | None:
+def wait_http(
+    host: str, port: int, path: str, timeout: float, proc: subprocess.Popen[Any] | None = None
+) -> float | None:
     """Seconds until GET path answers 200, or None after `timeout` (or if `proc` died)."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
@@ -204,10 +224,18 @@ class LiteLLM:
         """Install the pinned LiteLLM into its own venv (never the project's env)."""
         try:
             if not (LITELLM_VENV / "bin" / "python").exists():
-                subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True,
-                               timeout=60, capture_output=True)
-            done = subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q",
-                                   LITELLM_SPEC], timeout=timeout, capture_output=True, text=True)
+                subprocess.run(
+                    [sys.executable, "-m", "venv", str(LITELLM_VENV)],
+                    check=True,
+                    timeout=60,
+                    capture_output=True,
+                )
+            done = subprocess.run(
+                [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM_SPEC],
+                timeout=timeout,
+                capture_output=True,
+                text=True,
+            )
         except (subprocess.SubprocessError, OSError) as exc:
             return f"install failed: {exc}"
         return "" if done.returncode == 0 else f"install failed: {done.stderr[-400:]}"
@@ -230,19 +258,38 @@ class LiteLLM:
             "  request_timeout: 30\n"
             "  telemetry: false\n"
         )
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-               "LITELLM_TELEMETRY": "False", "NO_PROXY": "127.0.0.1,localhost",
-               "no_proxy": "127.0.0.1,localhost"}
+        env = {
+            **os.environ,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
+        }
         for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DATABASE_URL"):
             env.pop(var, None)
         log = open(self.workdir / "litellm.log", "wb")  # noqa: SIM115 - handed to the child
         t0 = time.perf_counter()
         try:
             self.proc = subprocess.Popen(
-                [str(self.binary()), "--config", str(config), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--num_workers", "1"],
-                env=env, cwd=self.workdir, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+                [
+                    str(self.binary()),
+                    "--config",
+                    str(config),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--num_workers",
+                    "1",
+                ],
+                env=env,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             log.close()
         took = wait_http("127.0.0.1", self.port, "/health/liveliness", timeout, self.proc)
@@ -253,9 +300,15 @@ class LiteLLM:
         self.startup_s = time.perf_counter() - t0
         with contextlib.suppress(subprocess.SubprocessError):
             self.version = subprocess.run(
-                [str(LITELLM_VENV / "bin" / "python"), "-c",
-                 "import importlib.metadata as m; print(m.version('litellm'))"],
-                capture_output=True, text=True, timeout=30).stdout.strip()
+                [
+                    str(LITELLM_VENV / "bin" / "python"),
+                    "-c",
+                    "import importlib.metadata as m; print(m.version('litellm'))",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
         return True
 
     def log_tail(self) -> str:
@@ -323,19 +376,27 @@ def lat(s: Samples) -> dict[str, Any]:
 
 
 def ttfb(s: Samples) -> dict[str, Any]:
-    return {"ttfb": summary(s.ttfb), "total": summary(s.total), "errors": s.errors,
-            "statuses": s.statuses}
+    return {
+        "ttfb": summary(s.ttfb),
+        "total": summary(s.total),
+        "errors": s.errors,
+        "statuses": s.statuses,
+    }
 
 
 def cpu_per_call(used: dict[str, float], samples: dict[str, Samples]) -> dict[str, float]:
     """CPU ms per call of each process: the daemon serves the ironrt* paths, LiteLLM its own,
     the upstream every path."""
+
     def calls(pred: Any) -> int:
         return sum(len(v.total) + v.errors for k, v in samples.items() if pred(k))
 
     out = {}
-    pairs = [("daemon", lambda k: k.startswith("ironrt")), ("litellm", lambda k: k == "litellm"),
-             ("upstream", lambda k: True)]
+    pairs = [
+        ("daemon", lambda k: k.startswith("ironrt")),
+        ("litellm", lambda k: k == "litellm"),
+        ("upstream", lambda k: True),
+    ]
     for proc, pred in pairs:
         n = calls(pred)
         if proc in used and n:
@@ -343,8 +404,9 @@ def cpu_per_call(used: dict[str, float], samples: dict[str, Samples]) -> dict[st
     return out
 
 
-async def measure(targets: dict[str, Target], args: argparse.Namespace,
-                  deadline: Deadline, pids: dict[str, int]) -> dict[str, Any]:
+async def measure(
+    targets: dict[str, Target], args: argparse.Namespace, deadline: Deadline, pids: dict[str, int]
+) -> dict[str, Any]:
     res: dict[str, Any] = {}
     peer = "litellm" if "litellm" in targets else None
     every = {"litellm": args.litellm_every}
@@ -355,20 +417,33 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace,
     await alternate(main, "stream", 20, time.monotonic() + 30)
 
     with CpuMeter(pids) as cpu:
-        samples, done = await alternate(main, "plain", args.iterations,
-                                        time.monotonic() + min(deadline.left() * 0.3, 60), every)
-    res["c1_plain"] = {"iterations": done, **{k: lat(v) for k, v in samples.items()},
-                       "cpu_ms_per_call": cpu_per_call(cpu.used, samples)}
+        samples, done = await alternate(
+            main, "plain", args.iterations, time.monotonic() + min(deadline.left() * 0.3, 60), every
+        )
+    res["c1_plain"] = {
+        "iterations": done,
+        **{k: lat(v) for k, v in samples.items()},
+        "cpu_ms_per_call": cpu_per_call(cpu.used, samples),
+    }
 
     with CpuMeter(pids) as cpu:
-        samples, done = await alternate(main, "stream", args.stream_iterations,
-                                        time.monotonic() + min(deadline.left() * 0.25, 40), every)
-    res["c1_stream"] = {"iterations": done, **{k: ttfb(v) for k, v in samples.items()},
-                        "cpu_ms_per_call": cpu_per_call(cpu.used, samples)}
+        samples, done = await alternate(
+            main,
+            "stream",
+            args.stream_iterations,
+            time.monotonic() + min(deadline.left() * 0.25, 40),
+            every,
+        )
+    res["c1_stream"] = {
+        "iterations": done,
+        **{k: ttfb(v) for k, v in samples.items()},
+        "cpu_ms_per_call": cpu_per_call(cpu.used, samples),
+    }
 
     # c=32: phases alternate direct / router / peer, `rounds` times.
     c32: dict[str, dict[str, Any]] = collections.defaultdict(
-        lambda: {"samples": Samples(), "elapsed": 0.0, "phases": [], "cpu": {}})
+        lambda: {"samples": Samples(), "elapsed": 0.0, "phases": [], "cpu": {}}
+    )
     order = [t for t in main if t.name != "ironrt_pii_off"]
     for _ in range(args.rounds):
         for t in order:
@@ -376,8 +451,13 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace,
                 res["c32_truncated"] = True
                 break
             with CpuMeter(pids) as cpu:
-                s, elapsed = await saturate(t, "plain", args.concurrency, args.phase_s,
-                                            max_requests=int(args.phase_s * 20000))
+                s, elapsed = await saturate(
+                    t,
+                    "plain",
+                    args.concurrency,
+                    args.phase_s,
+                    max_requests=int(args.phase_s * 20000),
+                )
             acc = c32[t.name]
             for proc, used in cpu.used.items():
                 acc["cpu"][proc] = acc["cpu"].get(proc, 0.0) + used
@@ -396,17 +476,25 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace,
         out["rps_per_phase"] = acc["phases"]
         calls = len(acc["samples"].total) + acc["samples"].errors
         out["cpu_ms_per_call"] = {k: v * 1000 / calls for k, v in acc["cpu"].items() if calls}
-        out["cpu_busy_pct"] = {k: v / acc["elapsed"] * 100 for k, v in acc["cpu"].items()
-                               if acc["elapsed"]}
+        out["cpu_busy_pct"] = {
+            k: v / acc["elapsed"] * 100 for k, v in acc["cpu"].items() if acc["elapsed"]
+        }
         res["c32_plain"][name] = out
 
     # 3 KB prompt with PII, every policy on.
-    pii_targets = [targets[k] for k in ("direct", "ironrt_pii_off", "ironrt_pii_detect",
-                                        "ironrt_pii_redact") if k in targets]
+    pii_targets = [
+        targets[k]
+        for k in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact")
+        if k in targets
+    ]
     await alternate(pii_targets, "pii", 20, time.monotonic() + 30)
     with CpuMeter(pids) as cpu:
-        samples, done = await alternate(pii_targets, "pii", args.pii_iterations,
-                                        time.monotonic() + max(min(deadline.left() - 10, 40), 5))
+        samples, done = await alternate(
+            pii_targets,
+            "pii",
+            args.pii_iterations,
+            time.monotonic() + max(min(deadline.left() - 10, 40), 5),
+        )
     res["c1_pii_3kb"] = {"iterations": done, **{k: lat(v) for k, v in samples.items()}}
     # per-variant daemon CPU is not separable within one alternating loop: see cpu_ms_per_call
     res["c1_pii_3kb"]["cpu_ms_per_call"] = cpu_per_call(cpu.used, samples)
@@ -414,16 +502,27 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace,
     return res
 
 
-async def profile_router(target: Target, seconds: float, pid: int, out: Path,
-                         concurrency: int = 32) -> dict[str, Any]:
+async def profile_router(
+    target: Target, seconds: float, pid: int, out: Path, concurrency: int = 32
+) -> dict[str, Any]:
     """py-spy the daemon while the router is driven at `concurrency`; top functions."""
     spy = shutil.which("py-spy")
     if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
     raw = out.with_suffix(".txt")
-    proc = subprocess.Popen([spy, "record",  # noqa: ASYNC220 - py-spy runs beside the load "-p", str(pid), "-o", str(raw), "-f", "raw",
-                             "-d", str(int(seconds)), "-r", "200", "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            spy,
+            "record",  # noqa: ASYNC220 - py-spy runs beside the load "-p", str(pid), "-o", str(raw), "-f", "raw",
+            "-d",
+            str(int(seconds)),
+            "-r",
+            "200",
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     await asyncio.sleep(1.0)
     s, elapsed = await saturate(target, "plain", concurrency, seconds - 1.5, int(seconds * 20000))
     try:
@@ -443,9 +542,13 @@ async def profile_router(target: Target, seconds: float, pid: int, out: Path,
         self_time[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
-    return {"rps_while_profiled": len(s.total) / elapsed, "samples": total, "raw": str(raw),
-            "self": [(f, n / total) for f, n in self_time.most_common(25)],
-            "inclusive": [(f, n / total) for f, n in inclusive.most_common(45)]}
+    return {
+        "rps_while_profiled": len(s.total) / elapsed,
+        "samples": total,
+        "raw": str(raw),
+        "self": [(f, n / total) for f, n in self_time.most_common(25)],
+        "inclusive": [(f, n / total) for f, n in inclusive.most_common(45)],
+    }
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -455,10 +558,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~20 s smoke run")
     ap.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy")
-    ap.add_argument("--with-litellm", action="store_true",
-                    help="include LiteLLM in --quick runs too (its start-up alone is ~10 s)")
-    ap.add_argument("--install-litellm", action="store_true",
-                    help=f"pip install {LITELLM_SPEC} into {LITELLM_VENV} first (bounded)")
+    ap.add_argument(
+        "--with-litellm",
+        action="store_true",
+        help="include LiteLLM in --quick runs too (its start-up alone is ~10 s)",
+    )
+    ap.add_argument(
+        "--install-litellm",
+        action="store_true",
+        help=f"pip install {LITELLM_SPEC} into {LITELLM_VENV} first (bounded)",
+    )
     ap.add_argument("--profile", action="store_true", help="py-spy the daemon at c=32 afterwards")
     ap.add_argument("--budget", type=float, default=None, help="wall-clock cap in seconds")
     args = ap.parse_args(argv)
@@ -481,9 +590,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upstream, up_port = start_upstream()
         results["python_c_pass_ms"] = median_run([sys.executable, "-c", "pass"], 3 if q else 7)[
-            "median"]
-        env = {"IRONRT_OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}", "OPENAI_API_KEY": FAKE_KEY,
-               "IRONRT_SAMPLE_INTERVAL": "1.0", "IRONRT_RESTART_BACKOFF": "0.5"}
+            "median"
+        ]
+        env = {
+            "IRONRT_OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}",
+            "OPENAI_API_KEY": FAKE_KEY,
+            "IRONRT_SAMPLE_INTERVAL": "1.0",
+            "IRONRT_RESTART_BACKOFF": "0.5",
+        }
         t0 = time.perf_counter()
         with TempDaemon(offline=False, env=env) as d:
             url = urlsplit(d.router_url)
@@ -498,22 +612,31 @@ def main(argv: list[str] | None = None) -> int:
             tokens = {
                 "ironrt": token_agent(d, workdir, "bench-default")[1],
                 "ironrt_pii_off": token_agent(d, workdir, "bench-pii-off", pii="off")[1],
-                "ironrt_pii_detect": token_agent(d, workdir, "bench-detect", pii="detect",
-                                                 rpm=10_000_000, tpm=10**12)[1],
-                "ironrt_pii_redact": token_agent(d, workdir, "bench-redact", pii="redact",
-                                                 rpm=10_000_000, tpm=10**12)[1],
+                "ironrt_pii_detect": token_agent(
+                    d, workdir, "bench-detect", pii="detect", rpm=10_000_000, tpm=10**12
+                )[1],
+                "ironrt_pii_redact": token_agent(
+                    d, workdir, "bench-redact", pii="redact", rpm=10_000_000, tpm=10**12
+                )[1],
             }
             path = "/v1/chat/completions"
-            plain, stream = chat_body("Say hello in five words."), chat_body(
-                "Say hello in five words.", stream=True)
+            plain, stream = (
+                chat_body("Say hello in five words."),
+                chat_body("Say hello in five words.", stream=True),
+            )
             pii = chat_body(pii_prompt())
             results["pii_prompt_bytes"] = len(pii_prompt().encode())
 
             def target(name: str, host: str, port: int, auth: str) -> Target:
                 h = {"authorization": f"Bearer {auth}"}
-                return Target(name, host, port, build_request(host, port, path, plain, h),
-                              build_request(host, port, path, stream, h),
-                              {"pii": build_request(host, port, path, pii, h)})
+                return Target(
+                    name,
+                    host,
+                    port,
+                    build_request(host, port, path, plain, h),
+                    build_request(host, port, path, stream, h),
+                    {"pii": build_request(host, port, path, pii, h)},
+                )
 
             targets = {"direct": target("direct", "127.0.0.1", up_port, FAKE_KEY)}
             for name, token in tokens.items():
@@ -540,10 +663,16 @@ def main(argv: list[str] | None = None) -> int:
             if peer is not None and peer.proc is not None:
                 results["litellm"]["rss_after_mb"] = rss_mb(peer.proc.pid, tree=True)
             if args.profile:
-                results["profile_c1"] = asyncio.run(profile_router(
-                    targets["ironrt"], 10.0, dpid, RESULTS_DIR / "router-pyspy-c1", 1))
-                results["profile"] = asyncio.run(profile_router(
-                    targets["ironrt"], 10.0, dpid, RESULTS_DIR / "router-pyspy-c32", 32))
+                results["profile_c1"] = asyncio.run(
+                    profile_router(
+                        targets["ironrt"], 10.0, dpid, RESULTS_DIR / "router-pyspy-c1", 1
+                    )
+                )
+                results["profile"] = asyncio.run(
+                    profile_router(
+                        targets["ironrt"], 10.0, dpid, RESULTS_DIR / "router-pyspy-c32", 32
+                    )
+                )
             traces = d.rt.usage(by="agent")
             results["usage_check"] = repr(traces)[:400]
     finally:
@@ -572,11 +701,26 @@ def report(r: dict[str, Any]) -> None:
     rows = []
     for n in names:
         x = c1[n]
-        rows.append([n, x["n"], x["p50"], x["p90"], x["p99"], x["rps"],
-                     "" if n == "direct" else fmt(added(n, "p50")),
-                     "" if n == "direct" else fmt(added(n, "p99")), x["errors"]])
-    print(table(f"Non-streaming, concurrency 1, {c1['iterations']} alternating iterations (ms)",
-                ["path", "n", "p50", "p90", "p99", "req/s", "+p50", "+p99", "err"], rows))
+        rows.append(
+            [
+                n,
+                x["n"],
+                x["p50"],
+                x["p90"],
+                x["p99"],
+                x["rps"],
+                "" if n == "direct" else fmt(added(n, "p50")),
+                "" if n == "direct" else fmt(added(n, "p99")),
+                x["errors"],
+            ]
+        )
+    print(
+        table(
+            f"Non-streaming, concurrency 1, {c1['iterations']} alternating iterations (ms)",
+            ["path", "n", "p50", "p90", "p99", "req/s", "+p50", "+p99", "err"],
+            rows,
+        )
+    )
     print(cpu_line(c1))
     print()
 
@@ -584,14 +728,36 @@ def report(r: dict[str, Any]) -> None:
     rows = []
     for n in names:
         x = s[n]
-        rows.append([n, x["ttfb"]["n"], x["ttfb"]["p50"], x["ttfb"]["p99"], x["total"]["p50"],
-                     x["total"]["p99"],
-                     "" if n == "direct" else fmt(x["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"]),
-                     "" if n == "direct" else fmt(x["total"]["p50"] - s["direct"]["total"]["p50"]),
-                     x["errors"]])
-    print(table(f"Streaming, concurrency 1, {s['iterations']} alternating iterations (ms)",
-                ["path", "n", "ttfb p50", "ttfb p99", "total p50", "total p99", "+ttfb p50",
-                 "+total p50", "err"], rows))
+        rows.append(
+            [
+                n,
+                x["ttfb"]["n"],
+                x["ttfb"]["p50"],
+                x["ttfb"]["p99"],
+                x["total"]["p50"],
+                x["total"]["p99"],
+                "" if n == "direct" else fmt(x["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"]),
+                "" if n == "direct" else fmt(x["total"]["p50"] - s["direct"]["total"]["p50"]),
+                x["errors"],
+            ]
+        )
+    print(
+        table(
+            f"Streaming, concurrency 1, {s['iterations']} alternating iterations (ms)",
+            [
+                "path",
+                "n",
+                "ttfb p50",
+                "ttfb p99",
+                "total p50",
+                "total p99",
+                "+ttfb p50",
+                "+total p50",
+                "err",
+            ],
+            rows,
+        )
+    )
     print(cpu_line(s))
     print()
 
@@ -600,15 +766,32 @@ def report(r: dict[str, Any]) -> None:
     for n in ("direct", "ironrt", "litellm"):
         if n in c32:
             x = c32[n]
-            rows.append([n, x["n"], x["rps"], ratio(x["rps"], c32["direct"]["rps"]), x["p50"],
-                         x["p90"], x["p99"], x["errors"]])
-    print(table(f"Non-streaming, concurrency {c32['concurrency']} (ms; phases alternate)",
-                ["path", "n", "req/s", "x direct", "p50", "p90", "p99", "err"], rows))
+            rows.append(
+                [
+                    n,
+                    x["n"],
+                    x["rps"],
+                    ratio(x["rps"], c32["direct"]["rps"]),
+                    x["p50"],
+                    x["p90"],
+                    x["p99"],
+                    x["errors"],
+                ]
+            )
+    print(
+        table(
+            f"Non-streaming, concurrency {c32['concurrency']} (ms; phases alternate)",
+            ["path", "n", "req/s", "x direct", "p50", "p90", "p99", "err"],
+            rows,
+        )
+    )
     for n, proc in (("direct", "upstream"), ("ironrt", "daemon"), ("litellm", "litellm")):
         if n in c32 and proc in c32[n].get("cpu_ms_per_call", {}):
-            print(f"  {n} phase: {proc} CPU {c32[n]['cpu_ms_per_call'][proc]:.3f} ms/call, busy "
-                  f"{c32[n]['cpu_busy_pct'][proc]:.0f}% of one core; upstream "
-                  f"{c32[n]['cpu_ms_per_call'].get('upstream', float('nan')):.3f} ms/call")
+            print(
+                f"  {n} phase: {proc} CPU {c32[n]['cpu_ms_per_call'][proc]:.3f} ms/call, busy "
+                f"{c32[n]['cpu_busy_pct'][proc]:.0f}% of one core; upstream "
+                f"{c32[n]['cpu_ms_per_call'].get('upstream', float('nan')):.3f} ms/call"
+            )
     print()
 
     p = r["c1_pii_3kb"]
@@ -616,25 +799,54 @@ def report(r: dict[str, Any]) -> None:
     for n in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact"):
         if n in p:
             x = p[n]
-            rows.append([n, x["n"], x["p50"], x["p90"], x["p99"],
-                         "" if n == "direct" else fmt(x["p50"] - p["direct"]["p50"]),
-                         "" if n == "direct" else fmt(x["p99"] - p["direct"]["p99"]), x["errors"]])
-    print(table(f"3 KB prompt with PII, concurrency 1, all policies on "
-                f"({r['pii_prompt_bytes']} B prompt, {p['iterations']} iterations, ms)",
-                ["path", "n", "p50", "p90", "p99", "+p50", "+p99", "err"], rows))
+            rows.append(
+                [
+                    n,
+                    x["n"],
+                    x["p50"],
+                    x["p90"],
+                    x["p99"],
+                    "" if n == "direct" else fmt(x["p50"] - p["direct"]["p50"]),
+                    "" if n == "direct" else fmt(x["p99"] - p["direct"]["p99"]),
+                    x["errors"],
+                ]
+            )
+    print(
+        table(
+            f"3 KB prompt with PII, concurrency 1, all policies on "
+            f"({r['pii_prompt_bytes']} B prompt, {p['iterations']} iterations, ms)",
+            ["path", "n", "p50", "p90", "p99", "+p50", "+p99", "err"],
+            rows,
+        )
+    )
     print(cpu_line(p) + " (daemon: mean over the 3 router variants)")
     print()
 
     lit = r.get("litellm", {})
-    rows = [["python -c pass (baseline)", r["python_c_pass_ms"], "", ""],
-            ["ironrt daemon start-up -> router answers (ms)", r["daemon_startup_s"] * 1000,
-             fmt(ratio(r["daemon_startup_s"] * 1000, r["python_c_pass_ms"])),
-             fmt(ratio(r["daemon_startup_s"], lit.get("startup_s") or float("nan")))],
-            ["ironrt daemon RSS after run (MiB)", r["daemon_rss_after_mb"], "", fmt(
-                ratio(r["daemon_rss_after_mb"], lit.get("rss_after_mb") or float("nan")))]]
+    rows = [
+        ["python -c pass (baseline)", r["python_c_pass_ms"], "", ""],
+        [
+            "ironrt daemon start-up -> router answers (ms)",
+            r["daemon_startup_s"] * 1000,
+            fmt(ratio(r["daemon_startup_s"] * 1000, r["python_c_pass_ms"])),
+            fmt(ratio(r["daemon_startup_s"], lit.get("startup_s") or float("nan"))),
+        ],
+        [
+            "ironrt daemon RSS after run (MiB)",
+            r["daemon_rss_after_mb"],
+            "",
+            fmt(ratio(r["daemon_rss_after_mb"], lit.get("rss_after_mb") or float("nan"))),
+        ],
+    ]
     if peer:
-        rows.append([f"LiteLLM {lit.get('version')} start-up (ms)", lit["startup_s"] * 1000,
-                     fmt(ratio(lit["startup_s"] * 1000, r["python_c_pass_ms"])), 1.0])
+        rows.append(
+            [
+                f"LiteLLM {lit.get('version')} start-up (ms)",
+                lit["startup_s"] * 1000,
+                fmt(ratio(lit["startup_s"] * 1000, r["python_c_pass_ms"])),
+                1.0,
+            ]
+        )
         rows.append(["LiteLLM RSS after run (MiB, process tree)", lit.get("rss_after_mb"), "", 1.0])
     print(table("Start-up and memory", ["what", "value", "x python -c pass", "x LiteLLM"], rows))
     if not peer:
@@ -643,23 +855,53 @@ def report(r: dict[str, Any]) -> None:
 
     if peer and "litellm" in c32 and "ironrt" in c32:
         rows = [
-            ["added p50, c=1 (ms)", added("ironrt", "p50"), added("litellm", "p50"),
-             ratio(added("ironrt", "p50"), added("litellm", "p50"))],
-            ["added p99, c=1 (ms)", added("ironrt", "p99"), added("litellm", "p99"),
-             ratio(added("ironrt", "p99"), added("litellm", "p99"))],
-            ["added ttfb p50, stream (ms)", s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
-             s["litellm"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
-             ratio(s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
-                   s["litellm"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"])],
-            ["req/s at c=32", c32["ironrt"]["rps"], c32["litellm"]["rps"],
-             ratio(c32["ironrt"]["rps"], c32["litellm"]["rps"])],
-            ["start-up (ms)", r["daemon_startup_s"] * 1000, lit["startup_s"] * 1000,
-             ratio(r["daemon_startup_s"], lit["startup_s"])],
-            ["RSS after run (MiB)", r["daemon_rss_after_mb"], lit.get("rss_after_mb"),
-             ratio(r["daemon_rss_after_mb"], lit.get("rss_after_mb") or float("nan"))],
+            [
+                "added p50, c=1 (ms)",
+                added("ironrt", "p50"),
+                added("litellm", "p50"),
+                ratio(added("ironrt", "p50"), added("litellm", "p50")),
+            ],
+            [
+                "added p99, c=1 (ms)",
+                added("ironrt", "p99"),
+                added("litellm", "p99"),
+                ratio(added("ironrt", "p99"), added("litellm", "p99")),
+            ],
+            [
+                "added ttfb p50, stream (ms)",
+                s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
+                s["litellm"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
+                ratio(
+                    s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
+                    s["litellm"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
+                ),
+            ],
+            [
+                "req/s at c=32",
+                c32["ironrt"]["rps"],
+                c32["litellm"]["rps"],
+                ratio(c32["ironrt"]["rps"], c32["litellm"]["rps"]),
+            ],
+            [
+                "start-up (ms)",
+                r["daemon_startup_s"] * 1000,
+                lit["startup_s"] * 1000,
+                ratio(r["daemon_startup_s"], lit["startup_s"]),
+            ],
+            [
+                "RSS after run (MiB)",
+                r["daemon_rss_after_mb"],
+                lit.get("rss_after_mb"),
+                ratio(r["daemon_rss_after_mb"], lit.get("rss_after_mb") or float("nan")),
+            ],
         ]
-        print(table("ironrt vs LiteLLM proxy (same run, same upstream, same load generator)",
-                    ["figure", "ironrt", "LiteLLM", "ironrt / LiteLLM"], rows))
+        print(
+            table(
+                "ironrt vs LiteLLM proxy (same run, same upstream, same load generator)",
+                ["figure", "ironrt", "LiteLLM", "ironrt / LiteLLM"],
+                rows,
+            )
+        )
         print()
 
     print("Targets")
@@ -667,19 +909,33 @@ def report(r: dict[str, Any]) -> None:
     checks = [
         ("added p50 at c=1", added("ironrt", "p50"), TARGETS["added_p50_ms"], "ms"),
         ("added p99 at c=1", added("ironrt", "p99"), TARGETS["added_p99_ms"], "ms"),
-        ("added ttfb p50 (stream)", s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
-         TARGETS["added_ttfb_ms"], "ms"),
+        (
+            "added ttfb p50 (stream)",
+            s["ironrt"]["ttfb"]["p50"] - s["direct"]["ttfb"]["p50"],
+            TARGETS["added_ttfb_ms"],
+            "ms",
+        ),
     ]
     for n in ("ironrt_pii_detect", "ironrt_pii_redact"):
         if n in p:
-            checks.append((f"added p50, 3 KB PII prompt, {n.rsplit('_', 1)[1]}",
-                           p[n]["p50"] - p["direct"]["p50"], TARGETS["pii_added_p50_ms"], "ms"))
+            checks.append(
+                (
+                    f"added p50, 3 KB PII prompt, {n.rsplit('_', 1)[1]}",
+                    p[n]["p50"] - p["direct"]["p50"],
+                    TARGETS["pii_added_p50_ms"],
+                    "ms",
+                )
+            )
     for label, value, limit, unit in checks:
-        print(f"{label}: {value:.3f} {unit} (target <= {limit}): "
-              f"{'PASS' if value <= limit else 'FAIL'}")
+        print(
+            f"{label}: {value:.3f} {unit} (target <= {limit}): "
+            f"{'PASS' if value <= limit else 'FAIL'}"
+        )
     rps = c32["ironrt"]["rps"] if "ironrt" in c32 else float("nan")
-    print(f"router req/s at c=32: {rps:,.0f} (target >= {TARGETS['c32_rps']:,.0f}): "
-          f"{'PASS' if rps >= TARGETS['c32_rps'] else 'FAIL'}")
+    print(
+        f"router req/s at c=32: {rps:,.0f} (target >= {TARGETS['c32_rps']:,.0f}): "
+        f"{'PASS' if rps >= TARGETS['c32_rps'] else 'FAIL'}"
+    )
 
     for key, label in (("profile_c1", "c=1"), ("profile", "c=32")):
         print_profile(r.get(key), label)
@@ -694,8 +950,10 @@ def cpu_line(block: dict[str, Any]) -> str:
 def print_profile(prof: dict[str, Any] | None, label: str) -> None:
     if prof and "self" in prof:
         print()
-        print(f"py-spy on the daemon at {label} ({prof['samples']} samples, "
-              f"{prof['rps_while_profiled']:.0f} req/s while sampled; raw: {prof['raw']})")
+        print(
+            f"py-spy on the daemon at {label} ({prof['samples']} samples, "
+            f"{prof['rps_while_profiled']:.0f} req/s while sampled; raw: {prof['raw']})"
+        )
         print("top self time:")
         for f, share in prof["self"][:15]:
             print(f"  {share * 100:5.1f}%  {f}")

@@ -77,10 +77,17 @@ def popen_floor(command: list[str], n: int, workdir: Path, deadline: Deadline) -
                 break
             t0 = time.perf_counter()
             with open(workdir / f"floor-{i}.log", "ab") as log:
-                procs.append(subprocess.Popen(
-                    command, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    start_new_session=True, close_fds=True,
-                ))
+                procs.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=workdir,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+                )
             starts.append(time.perf_counter() - t0)
         start_wall = time.perf_counter() - t_all
         time.sleep(0.5)  # let them all be running (as the daemon's are when stopped)
@@ -96,15 +103,27 @@ def popen_floor(command: list[str], n: int, workdir: Path, deadline: Deadline) -
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
-    return {"n": len(starts), "start": summary(starts), "stop": summary(stops),
-            "start_wall_s": start_wall, "stop_wall_s": stop_wall}
+    return {
+        "n": len(starts),
+        "start": summary(starts),
+        "stop": summary(stops),
+        "start_wall_s": start_wall,
+        "stop_wall_s": stop_wall,
+    }
 
 
 # ---- ironrt ------------------------------------------------------------------------------
 
 
-def ironrt_run(kind: str, command: list[str], n: int, workdir: Path, deadline: Deadline,
-               cli_runs: int, list_runs: int) -> dict[str, Any]:
+def ironrt_run(
+    kind: str,
+    command: list[str],
+    n: int,
+    workdir: Path,
+    deadline: Deadline,
+    cli_runs: int,
+    list_runs: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"truncated": False}
     with TempDaemon(env=DAEMON_ENV) as d:
         assert d.proc is not None
@@ -153,11 +172,13 @@ def ironrt_run(kind: str, command: list[str], n: int, workdir: Path, deadline: D
             cli_budget = max(min(deadline.left() - 20, 60), 5)
             out["cli"] = {
                 "ps": median_run([script, "ps"], cli_runs, env=d.env, budget_s=cli_budget / 2),
-                "ps_json": median_run([script, "ps", "--json"], cli_runs, env=d.env,
-                                      budget_s=cli_budget / 2),
+                "ps_json": median_run(
+                    [script, "ps", "--json"], cli_runs, env=d.env, budget_s=cli_budget / 2
+                ),
             }
-            probe = subprocess.run([script, "ps", "--json"], env=d.env, capture_output=True,
-                                   text=True, timeout=30)
+            probe = subprocess.run(
+                [script, "ps", "--json"], env=d.env, capture_output=True, text=True, timeout=30
+            )
             out["cli"]["ps_json_bytes"] = len(probe.stdout)
             out["cli"]["ps_exit"] = probe.returncode
             if probe.returncode:
@@ -213,9 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     deadline = Deadline(args.budget or (45 if args.quick else 170))
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
 
-    results: dict[str, Any] = {"machine": machine(), "agents": n, "kinds": {}, "targets": {
-        "ps_ms": TARGET_PS_MS, "start_stop_ratio": TARGET_START_STOP_RATIO,
-        "rss_mb": TARGET_RSS_MB}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "agents": n,
+        "kinds": {},
+        "targets": {
+            "ps_ms": TARGET_PS_MS,
+            "start_stop_ratio": TARGET_START_STOP_RATIO,
+            "rss_mb": TARGET_RSS_MB,
+        },
+    }
     workdir = Path(tempfile.mkdtemp(prefix="irt-bench-"))
     try:
         (workdir / "tiny_agent.py").write_text(TINY_AGENT)
@@ -223,19 +251,24 @@ def main(argv: list[str] | None = None) -> int:
         floors = {"sleep": ["sleep", "60"], "python": [sys.executable, "tiny_agent.py"]}
 
         script = console_script()
-        base_env = {**os.environ, "IRONRT_HOME": str(workdir / "nohome"),
-                    "IRONRT_NO_AUTOSTART": "1"}
+        base_env = {
+            **os.environ,
+            "IRONRT_HOME": str(workdir / "nohome"),
+            "IRONRT_NO_AUTOSTART": "1",
+        }
         results["startup"] = {
             "python_c_pass": median_run([sys.executable, "-c", "pass"], cli_runs, env=base_env),
             "ironrt_help": median_run([script, "--help"], cli_runs, env=base_env),
-            "python_m_ironrt_help": median_run([sys.executable, "-m", "ironrt", "--help"],
-                                               cli_runs, env=base_env),
+            "python_m_ironrt_help": median_run(
+                [sys.executable, "-m", "ironrt", "--help"], cli_runs, env=base_env
+            ),
             "console_script": script,
         }
         shim = shutil.which("ironrt")
         if shim and shim != script:
-            results["startup"]["shim_ironrt_help"] = median_run([shim, "--help"], cli_runs,
-                                                                env=base_env)
+            results["startup"]["shim_ironrt_help"] = median_run(
+                [shim, "--help"], cli_runs, env=base_env
+            )
             results["startup"]["shim"] = shim
         results["bare_python_rss_mb"] = bare_python_rss()
 
@@ -261,20 +294,41 @@ def report(r: dict[str, Any]) -> None:
     base = s["python_c_pass"]["median"]
     cbase = s["python_c_pass"]["cpu_median"]
     rows = [["python -c pass (baseline)", base, 1.0, cbase, 1.0]]
-    for key, label in (("ironrt_help", "ironrt --help"), ("python_m_ironrt_help",
-                       "python -m ironrt --help"), ("shim_ironrt_help", "ironrt --help (shim)")):
+    for key, label in (
+        ("ironrt_help", "ironrt --help"),
+        ("python_m_ironrt_help", "python -m ironrt --help"),
+        ("shim_ironrt_help", "ironrt --help (shim)"),
+    ):
         if key in s:
-            rows.append([label, s[key]["median"], ratio(s[key]["median"], base),
-                         s[key]["cpu_median"], ratio(s[key]["cpu_median"], cbase)])
+            rows.append(
+                [
+                    label,
+                    s[key]["median"],
+                    ratio(s[key]["median"], base),
+                    s[key]["cpu_median"],
+                    ratio(s[key]["cpu_median"], cbase),
+                ]
+            )
     for res in r["kinds"].values():
         cli = res["ironrt"].get("cli")
         if cli:
             for key, label in (("ps", "ironrt ps"), ("ps_json", "ironrt ps --json")):
-                rows.append([f"{label} ({res['ironrt']['n']} agents)", cli[key]["median"],
-                             ratio(cli[key]["median"], base), cli[key]["cpu_median"],
-                             ratio(cli[key]["cpu_median"], cbase)])
-    print(table(f"CLI end to end, median of runs ({s['console_script']})",
-                ["command", "wall ms", "x baseline", "CPU ms", "x baseline"], rows))
+                rows.append(
+                    [
+                        f"{label} ({res['ironrt']['n']} agents)",
+                        cli[key]["median"],
+                        ratio(cli[key]["median"], base),
+                        cli[key]["cpu_median"],
+                        ratio(cli[key]["cpu_median"], cbase),
+                    ]
+                )
+    print(
+        table(
+            f"CLI end to end, median of runs ({s['console_script']})",
+            ["command", "wall ms", "x baseline", "CPU ms", "x baseline"],
+            rows,
+        )
+    )
     print()
 
     for kind, res in r["kinds"].items():
@@ -293,20 +347,33 @@ def report(r: dict[str, Any]) -> None:
         rows.append(["list_agents (p99)", float("nan"), o["list"]["p99"], float("nan")])
         rows.append(["get_metrics (p50)", float("nan"), o["metrics"]["p50"], float("nan")])
         rows.append(["get_metrics (p99)", float("nan"), o["metrics"]["p99"], float("nan")])
-        print(table(f"Agents '{kind}' x{o['n']}: ms per operation, Popen floor vs ironrt client",
-                    ["operation", "Popen ms", "ironrt ms", "ratio"], rows))
+        print(
+            table(
+                f"Agents '{kind}' x{o['n']}: ms per operation, Popen floor vs ironrt client",
+                ["operation", "Popen ms", "ironrt ms", "ratio"],
+                rows,
+            )
+        )
         print()
         bare = r["bare_python_rss_mb"]
         rows = [
             ["bare python interpreter (baseline)", bare, 1.0],
             ["daemon idle, 0 agents", o["rss_idle_mb"], ratio(o["rss_idle_mb"], bare)],
             [f"daemon, {o['n']} agents", o["rss_loaded_mb"], ratio(o["rss_loaded_mb"], bare)],
-            ["daemon, after stopping all", o["rss_after_stop_mb"],
-             ratio(o["rss_after_stop_mb"], bare)],
+            [
+                "daemon, after stopping all",
+                o["rss_after_stop_mb"],
+                ratio(o["rss_after_stop_mb"], bare),
+            ],
         ]
-        print(table(f"Daemon RSS MiB ('{kind}' agents; idle CPU with agents: "
-                    f"{o['daemon_idle_cpu_pct_with_agents']:.1f}%)",
-                    ["process", "MiB", "x bare python"], rows))
+        print(
+            table(
+                f"Daemon RSS MiB ('{kind}' agents; idle CPU with agents: "
+                f"{o['daemon_idle_cpu_pct_with_agents']:.1f}%)",
+                ["process", "MiB", "x bare python"],
+                rows,
+            )
+        )
         print()
 
     print("Targets")
@@ -314,16 +381,22 @@ def report(r: dict[str, Any]) -> None:
     for kind, res in r["kinds"].items():
         f, o = res["popen"], res["ironrt"]
         ss = ratio(o["start"]["p50"] + o["stop"]["p50"], f["start"]["p50"] + f["stop"]["p50"])
-        print(f"[{kind}] start+stop per agent {ss:.2f}x Popen (target <= "
-              f"{TARGET_START_STOP_RATIO}x): {'PASS' if ss <= TARGET_START_STOP_RATIO else 'FAIL'}")
-        print(f"[{kind}] daemon RSS {o['rss_loaded_mb']:.1f} MiB with {o['n']} agents (target < "
-              f"{TARGET_RSS_MB:.0f}): {'PASS' if o['rss_loaded_mb'] < TARGET_RSS_MB else 'FAIL'}")
+        print(
+            f"[{kind}] start+stop per agent {ss:.2f}x Popen (target <= "
+            f"{TARGET_START_STOP_RATIO}x): {'PASS' if ss <= TARGET_START_STOP_RATIO else 'FAIL'}"
+        )
+        print(
+            f"[{kind}] daemon RSS {o['rss_loaded_mb']:.1f} MiB with {o['n']} agents (target < "
+            f"{TARGET_RSS_MB:.0f}): {'PASS' if o['rss_loaded_mb'] < TARGET_RSS_MB else 'FAIL'}"
+        )
         cli = o.get("cli")
         if cli:
             ps = cli["ps"]["median"]
             note = "" if n >= 100 else f" (only {n} agents: not the target's 100)"
-            print(f"[{kind}] ironrt ps {ps:.1f} ms with {o['n']} agents (target < "
-                  f"{TARGET_PS_MS:.0f}): {'PASS' if ps < TARGET_PS_MS else 'FAIL'}{note}")
+            print(
+                f"[{kind}] ironrt ps {ps:.1f} ms with {o['n']} agents (target < "
+                f"{TARGET_PS_MS:.0f}): {'PASS' if ps < TARGET_PS_MS else 'FAIL'}{note}"
+            )
     if r.get("truncated"):
         print("NOTE: the run hit its wall-clock budget and was truncated.")
 

@@ -100,7 +100,9 @@ def test_a_sequential_spender_is_refused_only_when_its_next_call_no_longer_fits(
     agent_id, token = token_agent(gov, tmp_path)
     c = client(gov, token)
     prompt = "Summarise the quarterly numbers for the board. " * 8
-    first = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+    first = c.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": prompt}]
+    )
     assert first.usage is not None
     per_call = price("gpt-4o", first.usage.prompt_tokens, first.usage.completion_tokens)
     budget = round(per_call * 50, 9)  # each call is ~2% of the budget
@@ -110,7 +112,9 @@ def test_a_sequential_spender_is_refused_only_when_its_next_call_no_longer_fits(
     calls = 0
     with pytest.raises(openai.APIStatusError) as refused:
         for _ in range(200):
-            c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": prompt}])
+            c.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": prompt}]
+            )
             calls += 1
     assert refused.value.status_code == 402
     scope = gov.rt.get_limits(f"agent:{agent_id}")

@@ -130,7 +130,7 @@ def test_a_model_outside_an_allowlist_is_refused_with_a_403_naming_model_and_sco
     gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     gov.rt.set_limits("project:ro", models=["gpt-4o-mini*", "claude-haiku-*"])
-    agent_id, token = token_agent(gov, tmp_path, project="ro")
+    _, token = token_agent(gov, tmp_path, project="ro")
     c = openai.OpenAI(base_url=gov.router_url + "/v1", api_key=token, max_retries=3)
     ask(c)  # allowed
     with pytest.raises(openai.PermissionDeniedError) as denied:
@@ -167,7 +167,13 @@ def test_limits_and_window_spend_survive_a_daemon_sigkill(
     for key in ("project:keep", "global", f"agent:{agent_id}"):
         a, b = after[key], before[key]
         assert (a.budget_usd, a.window, a.resets_at, a.rpm, a.tpm, a.max_concurrent, a.models) == (
-            b.budget_usd, b.window, b.resets_at, b.rpm, b.tpm, b.max_concurrent, b.models
+            b.budget_usd,
+            b.window,
+            b.resets_at,
+            b.rpm,
+            b.tpm,
+            b.max_concurrent,
+            b.models,
         ), key
         assert a.spent_usd == pytest.approx(b.spent_usd, abs=1e-12), key
     # Applied live to the reattached agent: the allowlist still holds.
