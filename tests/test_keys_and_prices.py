@@ -81,3 +81,32 @@ def test_daemon_refuses_to_start_with_a_readable_keys_file_in_one_line(tmp_path:
     assert done.stderr.strip().startswith("ironrt: the daemon cannot start:")
     assert "chmod 600" in done.stderr and "Traceback" not in done.stderr
     assert "sk-leaky-000" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "prices", "says"),
+    [
+        ({"IRONRT_ADMISSION_TIMEOUT": "abc"}, None, "IRONRT_ADMISSION_TIMEOUT"),
+        ({"IRONRT_ADMISSION_TIMEOUT": "0"}, None, "IRONRT_ADMISSION_TIMEOUT"),
+        ({}, '[models."gpt-4o"]\nmax_output_tokens = -5\n', "max_output_tokens"),
+    ],
+)
+def test_bad_budget_settings_stop_the_daemon_in_one_line(
+    env: dict[str, str], prices: str | None, says: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="irt-", dir="/tmp"))
+    if prices is not None:
+        (home / "prices.toml").write_text(prices)
+    full = {**os.environ, "IRONRT_HOME": str(home), "IRONRT_ROUTER_PORT": "0", **env}
+    done = subprocess.run(
+        [sys.executable, "-m", "ironrt.daemon"], env=full, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().startswith("ironrt: the daemon cannot start:")
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

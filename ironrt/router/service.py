@@ -86,8 +86,11 @@ class RouterService:
         self.keys = keys
         self.governance: dict[str, AgentGovernance] = {}
         prices = settings.home / "prices.toml"
-        self.pricer = Pricer(load_configured(prices))
-        self.outputs = OutputLimits(load_output_limits(prices))
+        try:
+            self.pricer = Pricer(load_configured(prices))
+            self.outputs = OutputLimits(load_output_limits(prices))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.recorder = Recorder(db)
         self.reliability = ReliabilitySettings.from_env(os.environ)
         try:

@@ -130,3 +130,44 @@ def test_openapi_describes_every_route(daemon: TempDaemon) -> None:
         assert path in paths
     schemas = doc["components"]["schemas"]  # type: ignore[index]
     assert "StartRequest" in schemas and "Metrics" in schemas
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/limits/global", {"window": "5x"}, "window"),
+        ("/v1/limits/global", {"window": "0s"}, "window"),
+        ("/v1/limits/global", {"budget_usd": -1}, "budget_usd"),
+        ("/v1/limits/global", {"budget_usd": 1e300}, "budget_usd"),
+        ("/v1/limits/global", {"rpm": 9223372036854775808}, "rpm"),
+        ("/v1/limits/global", {"max_concurrent": 0}, "max_concurrent"),
+        ("/v1/limits/global", {"models": []}, "models"),
+        ("/v1/limits/global", {"models": "gpt-4o*"}, "models"),
+        ("/v1/limits/global", {"budgett_usd": 5}, "budgett_usd"),
+        ("/v1/limits/project:bad%20name", {"rpm": 5}, "scope"),
+        ("/v1/limits/team:x", {"rpm": 5}, "scope"),
+    ],
+)
+def test_bad_limits_are_refused_naming_the_field(
+    daemon: TempDaemon, path: str, body: dict[str, object], field: str
+) -> None:
+    before = raw(daemon, "GET", "/v1/limits")
+    status, answer = raw(daemon, "PUT", path, json.dumps(body).encode())
+    assert status == 400, answer
+    error = answer["error"]
+    assert isinstance(error, dict) and error["code"] == "invalid_request"
+    assert field in str(error["message"]) + str(error.get("field"))
+    assert raw(daemon, "GET", "/v1/limits") == before  # nothing changed
+
+
+def test_limits_of_an_unknown_agent_is_a_404(daemon: TempDaemon) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        status, answer = raw(daemon, method, "/v1/limits/agent:nobody", b"{}")
+        assert status == 404, answer
+
+
+def test_start_refuses_huge_numbers_and_bad_projects(daemon: TempDaemon) -> None:
+    for over in ({"max_restarts": 2**63}, {"rpm": 2**63}, {"project": "no spaces"}):
+        status, answer = raw(daemon, "POST", "/v1/agents", start_body(**over))
+        assert status == 400, answer
+    assert raw(daemon, "GET", "/v1/agents")[1]["agents"] == []

@@ -90,12 +90,16 @@ def test_budget_warnings_then_stop_on_exhaustion(daemon: TempDaemon, tmp_path: P
     )
     agent_id = daemon.rt.start_agent(script, budget=0.0003, on_budget="stop")
     final = daemon.rt.wait(agent_id, timeout=60)
-    assert final.status.value == "stopped"  # --on-budget stop
+    assert final.status.value == "stopped" and final.stop_reason == "budget"  # --on-budget stop
     assert final.spent_usd <= 0.0003
     events = [e for e in daemon.rt.events(agent=agent_id, limit=1000)]
     warnings = [e.data["threshold_percent"] for e in events if e.kind == "BudgetWarning"]
     assert warnings == sorted(warnings) and 50 in warnings and 80 in warnings
-    assert any(e.kind == "BudgetExhausted" for e in events)
+    exhausted = [e for e in events if e.kind == "BudgetExhausted"]
+    assert exhausted and exhausted[0].id > max(e.id for e in events if e.kind == "BudgetWarning")
+    # Stopped for true exhaustion: what is left cannot pay for the next call's least cost.
+    left = exhausted[0].data["budget_usd"] - exhausted[0].data["spent_usd"]
+    assert left < exhausted[0].data.get("call_least_usd", left + 1)
     metrics = daemon.rt.get_metrics(agent_id)
     assert metrics.budget_remaining_usd is not None and metrics.budget_remaining_usd < 0.0003 * 0.2
     assert metrics.llm_calls >= 2

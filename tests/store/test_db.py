@@ -9,6 +9,7 @@ import pytest
 
 from ironrt.protocol import Agent, AgentStatus
 from ironrt.store import agents as agent_store
+from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database, SchemaTooNew, migrations
 
@@ -58,6 +59,14 @@ async def test_v1_database_round_trips_agents(tmp_path: Path) -> None:
         )
         assert r.command == ["python", "a.py"] and stored.env == {"A": "1"}
         assert stored.pid_started == 1.5
+        assert r.project is None and r.stop_reason is None
+        # v2 moved budgets into scopes: the agent's budget, and its spend as the global's.
+        scopes = {s.key: s for s in await scope_store.load_all(db)}
+        assert set(scopes) == {"agent:abc123", "global"}
+        own = scopes["agent:abc123"]
+        assert (own.budget_usd, own.spent_nanos, own.window) == (10.0, 2_500_000_000, None)
+        assert scopes["global"].spent_nanos == 2_500_000_000
+        assert scopes["global"].budget_nanos is None
         stored.record.status = AgentStatus.EXITED
         await agent_store.save(db, stored)
         (again,) = await agent_store.load_all(db)
