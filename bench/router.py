@@ -17,7 +17,10 @@ Measured, alternating the paths call by call (concurrency 1) or phase by phase
 (concurrency 32): non-streaming latency p50/p90/p99 and requests/s at c=1 and c=32;
 streaming time to first byte (first SSE event) and total at c=1; a 3 KB prompt with PII
 through agents with every policy on (PII detect / redact, rate limits set); the daemon's
-start-up time (until the router answers) and RSS after the run.
+start-up time (until the router answers) and RSS after the run. Then the budget figures
+of bench/_budget.py: c=32 throughput of an agent in three budgeted scopes vs one, the
+sequential spender's utilization, the 64-call burst, and the cost of committing each
+call's cost before its answer ends.
 
 Targets (DESIGN.md, issue): added p50 <= 0.5 ms and p99 <= 2 ms at c=1; streaming adds
 <= 1 ms to time to first byte; >= 1,000 requests/s through the router at c=32; with PII
@@ -46,6 +49,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _budget import durability, sequential_and_burst
 from _common import (
     BENCH_DIR,
     RESULTS_DIR,
@@ -502,6 +506,32 @@ async def measure(
     return res
 
 
+async def measure_scopes(one: Target, three: Target, args: argparse.Namespace) -> dict[str, Any]:
+    """c=32 phases alternating an agent in one budgeted scope and one in three."""
+    acc: dict[str, list[float]] = {one.name: [], three.name: []}
+    totals: dict[str, list[int]] = {one.name: [0, 0], three.name: [0, 0]}
+    await saturate(one, "plain", args.concurrency, 1.0, 20000)
+    await saturate(three, "plain", args.concurrency, 1.0, 20000)
+    for n in range(args.rounds * 2):
+        for t in (one, three) if n % 2 == 0 else (three, one):
+            s, elapsed = await saturate(
+                t, "plain", args.concurrency, args.phase_s, int(args.phase_s * 20000)
+            )
+            acc[t.name].append(len(s.total) / elapsed if elapsed else 0.0)
+            totals[t.name][0] += len(s.total)
+            totals[t.name][1] += s.errors
+    out: dict[str, Any] = {}
+    for name, phases in acc.items():
+        out[name] = {
+            "rps": sum(phases) / len(phases),
+            "phases": phases,
+            "calls": totals[name][0],
+            "errors": totals[name][1],
+        }
+    out["ratio_three_to_one"] = ratio(out[three.name]["rps"], out[one.name]["rps"])
+    return out
+
+
 async def profile_router(
     target: Target, seconds: float, pid: int, out: Path, concurrency: int = 32
 ) -> dict[str, Any]:
@@ -510,10 +540,17 @@ async def profile_router(
     if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
     raw = out.with_suffix(".txt")
-    proc = subprocess.Popen(
+    # py-spy runs beside the load, for a bounded time.
+    proc = subprocess.Popen(  # noqa: ASYNC220
         [
             spy,
-            "record",  # noqa: ASYNC220 - py-spy runs beside the load "-p", str(pid), "-o", str(raw), "-f", "raw",
+            "record",
+            "-p",
+            str(pid),
+            "-o",
+            str(raw),
+            "-f",
+            "raw",
             "-d",
             str(int(seconds)),
             "-r",
@@ -659,6 +696,19 @@ def main(argv: list[str] | None = None) -> int:
             if peer is not None and peer.proc is not None:
                 pids["litellm"] = peer.proc.pid
             results.update(asyncio.run(measure(targets, args, Deadline(measure_budget), pids)))
+            # Budget scopes: an agent whose calls must fit three budgeted scopes vs one.
+            one_token = token_agent(d, workdir, "bench-scope1", pii="off")[1]
+            d.rt.set_limits("project:bench", budget_usd=1000.0)
+            d.rt.set_limits("global", budget_usd=1_000_000.0)
+            three_token = token_agent(d, workdir, "bench-scope3", pii="off", project="bench")[1]
+            results["scopes"] = asyncio.run(
+                measure_scopes(
+                    target("one_scope", rhost, rport, one_token),
+                    target("three_scopes", rhost, rport, three_token),
+                    args,
+                )
+            )
+            d.rt.remove_limits("global")
             results["daemon_rss_after_mb"] = rss_mb(dpid)
             if peer is not None and peer.proc is not None:
                 results["litellm"]["rss_after_mb"] = rss_mb(peer.proc.pid, tree=True)
@@ -681,8 +731,11 @@ def main(argv: list[str] | None = None) -> int:
         stop_proc(upstream)
         shutil.rmtree(workdir, ignore_errors=True)
 
+    results["budget"] = sequential_and_burst(q)
+    results["durability"] = durability(q)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     report(results)
+    report_budget(results)
     path_out = write_results(NAME, results)
     print(f"\nJSON: {path_out}")
     return 0
@@ -939,6 +992,73 @@ def report(r: dict[str, Any]) -> None:
 
     for key, label in (("profile_c1", "c=1"), ("profile", "c=32")):
         print_profile(r.get(key), label)
+
+
+def report_budget(r: dict[str, Any]) -> None:
+    sc = r["scopes"]
+    print()
+    print(
+        table(
+            "Budget scopes, concurrency 32 (phases alternate)",
+            ["agent", "req/s", "calls", "errors"],
+            [
+                [k, sc[k]["rps"], sc[k]["calls"], sc[k]["errors"]]
+                for k in ("one_scope", "three_scopes")
+            ],
+        )
+    )
+    verdict = "PASS" if sc["ratio_three_to_one"] >= 0.95 else "FAIL"
+    print(f"three scopes / one scope: {sc['ratio_three_to_one']:.3f} (goal >= 0.95): {verdict}")
+    seq, burst = r["budget"]["sequential"], r["budget"]["burst"]
+    print()
+    print(
+        table(
+            "Exact admission (FakeUpstream with latency; baseline: the calls the budget pays for)",
+            ["figure", "ironrt", "baseline", "ratio"],
+            [
+                [
+                    "sequential: calls before the 402",
+                    seq["calls_ok"],
+                    seq["calls_worth"],
+                    ratio(seq["calls_ok"], seq["calls_worth"]),
+                ],
+                [
+                    "sequential: share of the budget used",
+                    seq["used_of_budget"],
+                    1.0,
+                    seq["used_of_budget"],
+                ],
+                ["sequential: left when refused (calls)", seq["left_in_calls"], "< 1", ""],
+                [
+                    "burst of 64: calls served",
+                    burst["ok"],
+                    burst["fit"],
+                    ratio(burst["ok"], burst["fit"]),
+                ],
+                [
+                    "burst of 64: spend / budget",
+                    burst["spent_of_budget"],
+                    1.0,
+                    burst["spent_of_budget"],
+                ],
+                [
+                    "burst of 64: refusals (402) / others",
+                    f"{burst['refused_402']} / {burst['other']}",
+                    "",
+                    "",
+                ],
+            ],
+        )
+    )
+    dur = r["durability"]
+    print()
+    print(
+        table(
+            "Durability: the commit each call waits for (in process, same store; ms p50)",
+            ["concurrency", "settle before the answer ends (chosen)", "a hold before forwarding"],
+            [[k, v["settle_commit_p50_ms"], v["hold_commit_p50_ms"]] for k, v in dur.items()],
+        )
+    )
 
 
 def cpu_line(block: dict[str, Any]) -> str:
