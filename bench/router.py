@@ -650,10 +650,10 @@ def main(argv: list[str] | None = None) -> int:
                 "ironrt": token_agent(d, workdir, "bench-default")[1],
                 "ironrt_pii_off": token_agent(d, workdir, "bench-pii-off", pii="off")[1],
                 "ironrt_pii_detect": token_agent(
-                    d, workdir, "bench-detect", pii="detect", rpm=10_000_000, tpm=10**12
+                    d, workdir, "bench-detect", pii="detect", rpm=10_000_000, tpm=10**9
                 )[1],
                 "ironrt_pii_redact": token_agent(
-                    d, workdir, "bench-redact", pii="redact", rpm=10_000_000, tpm=10**12
+                    d, workdir, "bench-redact", pii="redact", rpm=10_000_000, tpm=10**9
                 )[1],
             }
             path = "/v1/chat/completions"

@@ -104,7 +104,11 @@ def test_bad_budget_settings_stop_the_daemon_in_one_line(
         (home / "prices.toml").write_text(prices)
     full = {**os.environ, "IRONRT_HOME": str(home), "IRONRT_ROUTER_PORT": "0", **env}
     done = subprocess.run(
-        [sys.executable, "-m", "ironrt.daemon"], env=full, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ironrt.daemon"],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().startswith("ironrt: the daemon cannot start:")

@@ -22,9 +22,11 @@ from ironrt.router.flow import Flow, Refusal
 from ironrt.router.output_limits import OutputLimits
 from ironrt.router.pricing import Pricer, UnknownPrice
 
-#: The least output clamping may leave a call (documented: 16 tokens). A call whose input
-#: plus this much output does not fit the budget is refused as exhausted.
-MIN_OUTPUT_TOKENS = 16
+#: The least output clamping may leave a call: one token. A call is refused as exhausted
+#: only when not even its input and one output token fit, i.e. when what is left is below
+#: the real cost of any answer. (A larger minimum refuses short answers, a yes/no
+#: classification or a few words, while money for them remains.)
+MIN_OUTPUT_TOKENS = 1
 #: Output limits above this are refused as absurd (no model emits ten million tokens).
 MAX_OUTPUT_TOKENS = 10_000_000
 #: Completions per call (`n`) above this are refused.

@@ -23,6 +23,7 @@ from ironrt.router.governance import AgentGovernance
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database
+from ironrt.store.writer import BatchWriter
 
 log = logging.getLogger("ironrt.router")
 
@@ -42,6 +43,7 @@ class _Settled:
 class Recorder:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._writer: BatchWriter | None = None
         self._send, self._receive = anyio.create_memory_object_stream[_Settled](math.inf)
 
     async def record(self, trace: Trace, gov: AgentGovernance, scopes: tuple[Scope, ...]) -> bool:
@@ -57,6 +59,15 @@ class Recorder:
         return item.ok
 
     async def run(self) -> None:
+        if self.db.path is not None:
+            self._writer = BatchWriter.open(self.db.path)
+        try:
+            await self._drain()
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    async def _drain(self) -> None:
         async with self._receive:
             async for first in self._receive:
                 batch = [first]
@@ -72,8 +83,9 @@ class Recorder:
         insert_sql = trace_store.insert_statement(batch[0].trace)[0]
         spend = {item.gov.agent_id: item.gov.spent_usd for item in batch}
         scopes = {s.key: s for item in batch for s in item.scopes}
+        write = self._writer.write_many if self._writer is not None else self.db.write_many
         try:
-            await self.db.write_many(
+            await write(
                 [
                     (insert_sql, [trace_store.insert_statement(i.trace)[1] for i in batch]),
                     (_UPDATE_SPEND, [(total, agent_id) for agent_id, total in spend.items()]),

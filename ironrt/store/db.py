@@ -33,8 +33,10 @@ def migrations() -> list[tuple[int, str]]:
 class Database:
     """A thin typed wrapper over one aiosqlite connection (SQLite serialises writers anyway)."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path | None = None) -> None:
         self.conn = conn
+        #: The file, for a second connection (the router's batch writer).
+        self.path = path
         # One connection, many tasks: a transaction must not interleave with another's.
         self._tx = anyio.Lock()
 
@@ -46,7 +48,7 @@ class Database:
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA busy_timeout=5000")
-        db = cls(conn)
+        db = cls(conn, path)
         try:
             await db.migrate()
         except BaseException:
