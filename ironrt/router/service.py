@@ -20,7 +20,7 @@ import anyio
 from ironrt.config import ConfigError, Settings
 from ironrt.events import EventBus, utcnow
 from ironrt.keys import ProviderKeys
-from ironrt.ledger import Ledger, Scope
+from ironrt.ledger import Ledger, Scope, nanos_to_usd
 from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.base import Policy
 from ironrt.policies.breaker import CircuitBreakerPolicy
@@ -175,7 +175,16 @@ class RouterService:
             return
         flow.settled = True
         gov = flow.agent
-        charge(flow, self.pricer)
+        try:
+            charge(flow, self.pricer)
+        except Exception as exc:  # never leave a hold behind: charge the reservation
+            log.exception("could not price a call of agent %s", gov.agent_id)
+            flow.usage = None
+            flow.cost_usd = nanos_to_usd(flow.hold.nanos) if flow.hold is not None else 0.0
+            flow.error = (
+                f"{flow.error + '; ' if flow.error else ''}pricing failed "
+                f"({type(exc).__name__}): charged the reservation"
+            )
         self.pipeline.complete(flow)
         gov.spent_usd += flow.cost_usd
         usage = flow.usage

@@ -561,6 +561,16 @@ class Supervisor:
                         process.signal_tree(procs, signal.SIGSTOP)
                         r.stop_reason = "budget"
                         await self._set(m, S.PAUSED)
+                        scope = self.ledger.scopes.get(key)
+                        if scope is not None and not scope.exhausted:
+                            scope.exhausted = True  # announced once a window
+                            await self.bus.publish(
+                                "BudgetExhausted",
+                                r.id,
+                                paused=True,
+                                threshold_percent=100,
+                                **scope.describe(),
+                            )
                         await self.bus.publish("AgentPaused", r.id, scope=key, reason="budget")
                     elif not pause and r.status is S.PAUSED:
                         procs = process.tree(pid, m.stored.pid_started)

@@ -181,3 +181,21 @@ def test_limits_and_window_spend_survive_a_daemon_sigkill(
     # Applied live to the reattached agent: the allowlist still holds.
     with pytest.raises(openai.PermissionDeniedError):
         ask(client(gov, token), "gpt-3.5-turbo")
+
+
+def test_a_window_reset_resumes_a_paused_agent(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.latency = 0.05
+    script = agent_script(tmp_path, "pauser.py", PAUSER)
+    gov.rt.set_limits("project:nightly", budget_usd=0.00002, window="2s")
+    agent_id = gov.rt.start_agent(script, project="nightly", on_budget="pause")
+    wait_until(lambda: gov.rt.get_agent(agent_id).status.value == "paused", timeout=20)
+    # Nobody raises anything: each reset lets the held call through, and the next pauses.
+    final = gov.rt.wait(agent_id, timeout=40)
+    assert final.exit_code == 0 and "call 3 ok" in gov.rt.logs(agent_id)
+    kinds = [e.kind for e in gov.rt.events(agent=agent_id, limit=1000)]
+    assert kinds.count("AgentResumed") >= 1 and "BudgetExhausted" in [
+        e.kind for e in gov.rt.events(limit=1000)
+    ]
+    assert gov.rt.get_limits("project:nightly").spent_usd <= 0.00002
