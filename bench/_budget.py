@@ -28,32 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import start_token_agent
 
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 
-TOKEN_AGENT = """\
-import os, sys, time
-target = sys.argv[1]
-with open(target + ".tmp", "w") as fh:
-    fh.write(os.environ["IC_TOKEN"])
-os.rename(target + ".tmp", target)
-time.sleep(900)
-"""
 KEY = "sk-bench-budget-0123456789abcdef"
-
-
-def _token(d: TempDaemon, workdir: Path, name: str, **kw: Any) -> tuple[str, str]:
-    script = workdir / "hold_token.py"
-    script.write_text(TOKEN_AGENT)
-    target = workdir / f"token-{name}"
-    agent_id = d.rt.start_agent(str(script), [str(target)], name=name, **kw)
-    deadline = time.monotonic() + 20
-    while not target.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"token agent {name} did not start")
-        time.sleep(0.02)
-    return agent_id, target.read_text()
+_token = start_token_agent
 
 
 def _chat(router: str, token: str, prompt: str, client: httpx.Client) -> int:

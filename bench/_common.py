@@ -172,3 +172,31 @@ class Deadline:
 
     def passed(self) -> bool:
         return time.monotonic() >= self.end
+
+
+#: A bench agent that only publishes its IC_TOKEN (to the file named by its argument) and
+#: sleeps: the load generator calls the router with that token.
+TOKEN_AGENT = """\
+import os, sys, time
+target = sys.argv[1]
+with open(target + ".tmp", "w") as fh:
+    fh.write(os.environ["IC_TOKEN"])
+os.rename(target + ".tmp", target)
+time.sleep(900)
+"""
+
+
+def start_token_agent(d: Any, workdir: Path, name: str, **kw: Any) -> tuple[str, str]:
+    """Start a token agent on the TempDaemon `d`: (agent id, its IC_TOKEN)."""
+    script = workdir / "hold_token.py"
+    script.write_text(TOKEN_AGENT)
+    target = workdir / f"token-{name}"
+    agent_id = d.rt.start_agent(str(script), [str(target)], name=name, **kw)
+    deadline = time.monotonic() + 20
+    while not target.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"token agent {name} did not publish its token: {d.rt.logs(agent_id)}"
+            )
+        time.sleep(0.02)
+    return agent_id, target.read_text()

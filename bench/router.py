@@ -59,6 +59,7 @@ from _common import (
     median_run,
     ratio,
     rss_mb,
+    start_token_agent,
     summary,
     table,
     write_results,
@@ -84,15 +85,6 @@ TARGETS = {
     "c32_rps": 1000.0,
     "pii_added_p50_ms": 1.0,
 }
-
-TOKEN_AGENT = """\
-import os, sys, time
-target = sys.argv[1]
-with open(target + ".tmp", "w") as fh:
-    fh.write(os.environ["IC_TOKEN"])
-os.rename(target + ".tmp", target)
-time.sleep(900)
-"""
 
 
 def chat_body(content: str, *, stream: bool = False) -> bytes:
@@ -196,17 +188,7 @@ def wait_http(
 
 
 def token_agent(d: TempDaemon, workdir: Path, name: str, **kw: Any) -> tuple[str, str]:
-    script = workdir / "hold_token.py"
-    script.write_text(TOKEN_AGENT)
-    target = workdir / f"token-{name}"
-    agent_id = d.rt.start_agent(str(script), [str(target)], name=name, budget=1000.0, **kw)
-    deadline = time.monotonic() + 20
-    while not target.exists():
-        if time.monotonic() > deadline:
-            logs = d.rt.logs(agent_id)
-            raise RuntimeError(f"token agent {name} did not publish its token: {logs}")
-        time.sleep(0.02)
-    return agent_id, target.read_text()
+    return start_token_agent(d, workdir, name, **{"budget": 1000.0, **kw})
 
 
 class LiteLLM:

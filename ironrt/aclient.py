@@ -1,7 +1,7 @@
 """The anyio twin of `Runtime`: the same calls, awaited, over httpx's Unix-socket transport.
 
-Request bodies and answers are built and decoded by the same functions as the sync client's
-(`ironrt.client`), so the two cannot disagree.
+Requests are built by the same functions as the sync client's (`ironrt.client_requests`)
+and answers decoded by the same `ironrt.client._decode`, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from ironrt.client import (
-    Runtime,
+from ironrt.client import Runtime, _decode
+from ironrt.client_requests import (
     StartOptions,
-    _decode,
-    _given,
-    _limits_body,
-    _limits_path,
-    _q,
-    _start_body,
-    _unset_changes,
-    _update_body,
+    agent_path,
+    given,
+    limits_body,
+    limits_path,
+    start_body,
+    unset_changes,
+    update_body,
 )
 from ironrt.errors import DaemonUnavailable, WaitTimeout
 from ironrt.protocol import (
@@ -104,29 +103,29 @@ class AsyncRuntime:
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
         """Start an agent (see `StartOptions`); returns its id."""
-        body = _start_body(path, args, self.budget, options, self.project)
+        body = start_body(path, args, self.budget, options, self.project)
         return (await self._call("POST", "/v1/agents", Agent, body)).id
 
     async def list_agents(self) -> list[Agent]:
         return (await self._call("GET", "/v1/agents", AgentList)).agents
 
     async def get_agent(self, ref: str) -> Agent:
-        return await self._call("GET", f"/v1/agents/{_q(ref)}", Agent)
+        return await self._call("GET", agent_path(ref), Agent)
 
     async def get_metrics(self, ref: str) -> Metrics:
-        return await self._call("GET", f"/v1/agents/{_q(ref)}/metrics", Metrics)
+        return await self._call("GET", f"{agent_path(ref)}/metrics", Metrics)
 
     async def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
         body = msgspec.json.encode(StopRequest(timeout=timeout))
         return await self._call(
-            "POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30
+            "POST", f"{agent_path(ref)}/stop", Agent, body, timeout=timeout + 30
         )
 
     async def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
-        return await self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
+        return await self._call("DELETE", f"{agent_path(ref)}?force={str(force).lower()}", Agent)
 
     async def update_agent(self, ref: str, **changes: Any) -> Agent:
-        return await self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, _update_body(changes))
+        return await self._call("PATCH", agent_path(ref), Agent, update_body(changes))
 
     async def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return await self.update_agent(ref, budget_usd=budget_usd)
@@ -137,14 +136,14 @@ class AsyncRuntime:
         with anyio.move_on_after(timeout):
             while True:
                 agent = await self._call(
-                    "GET", f"/v1/agents/{_q(ref)}/wait?timeout=300", Agent, timeout=330
+                    "GET", f"{agent_path(ref)}/wait?timeout=300", Agent, timeout=330
                 )
                 if not agent.status.live:
                     return agent
         raise WaitTimeout(f"agent {ref} still running after {timeout}s")
 
     async def logs(self, ref: str, tail: int = 100) -> str:
-        resp = await self._client.get(f"/v1/agents/{_q(ref)}/logs", params={"tail": tail})
+        resp = await self._client.get(f"{agent_path(ref)}/logs", params={"tail": tail})
         if resp.status_code >= 400:
             _decode(resp.status_code, resp.content, bytes)
         return resp.text
@@ -172,7 +171,7 @@ class AsyncRuntime:
         return (await self._call("GET", "/v1/limits", LimitsList)).limits
 
     async def get_limits(self, scope: str) -> ScopeLimits:
-        return await self._call("GET", _limits_path(scope), ScopeLimits)
+        return await self._call("GET", limits_path(scope), ScopeLimits)
 
     async def set_limits(
         self,
@@ -187,8 +186,8 @@ class AsyncRuntime:
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
         are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
-        body = _limits_body(
-            _given(
+        body = limits_body(
+            given(
                 budget_usd=budget_usd,
                 window=window,
                 rpm=rpm,
@@ -197,16 +196,16 @@ class AsyncRuntime:
                 models=models,
             )
         )
-        return await self._call("PUT", _limits_path(scope), ScopeLimits, body)
+        return await self._call("PUT", limits_path(scope), ScopeLimits, body)
 
     async def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`)."""
-        body = _limits_body(_unset_changes(fields))
-        return await self._call("PUT", _limits_path(scope), ScopeLimits, body)
+        body = limits_body(unset_changes(fields))
+        return await self._call("PUT", limits_path(scope), ScopeLimits, body)
 
     async def remove_limits(self, scope: str) -> ScopeLimits:
         """Remove every limit of `scope`; its spend is kept."""
-        return await self._call("DELETE", _limits_path(scope), ScopeLimits)
+        return await self._call("DELETE", limits_path(scope), ScopeLimits)
 
     async def health(self) -> Health:
         return await self._call("GET", "/v1/health", Health)

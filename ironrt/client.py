@@ -6,8 +6,8 @@ background when none answers (as the CLI does), unless autostart is off.
 
 The sync twin speaks HTTP through `ironrt.uds` (httptools, no `email`/`ssl` imports): the
 CLI is built on it, and a CLI that answers in a blink cannot afford a heavy HTTP stack. The async
-twin uses httpx's Unix-socket transport. Request building and response decoding are
-shared, so the two cannot disagree.
+twin uses httpx's Unix-socket transport. Request building (`ironrt.client_requests`) and
+response decoding (`_decode`) are shared, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -15,29 +15,38 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pragma: no cover
     from typing_extensions import Unpack
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import msgspec
 
 from ironrt import uds
+from ironrt.client_requests import StartOptions as StartOptions  # re-exported
+from ironrt.client_requests import (
+    agent_path,
+    checked_project,
+    given,
+    limits_body,
+    limits_path,
+    start_body,
+    unset_changes,
+    update_body,
+)
+from ironrt.client_requests import default_python as default_python  # re-exported
 from ironrt.config import Settings
 from ironrt.errors import (
     DaemonUnavailable,
-    InvalidRequest,
     IronrtError,
     WaitTimeout,
     error_for,
 )
 from ironrt.protocol import (
-    LIMIT_FIELDS,
     Agent,
     AgentList,
     ErrorResponse,
@@ -45,19 +54,12 @@ from ironrt.protocol import (
     EventList,
     Health,
     LimitsList,
-    LimitsUpdate,
     Metrics,
-    OnBudget,
-    PiiMode,
-    RestartPolicy,
     ScopeLimits,
-    StartRequest,
     StopRequest,
     Trace,
     TraceList,
-    UpdateRequest,
     Usage,
-    check_project,
 )
 from ironrt.uds import Reply
 
@@ -84,135 +86,6 @@ def _decode(status: int, body: bytes, type_: type[T]) -> T:
             f"unexpected answer from the daemon ({exc}): if it runs an older ironrt, restart "
             "it with `ironrt daemon stop && ironrt daemon start`"
         ) from None
-
-
-class StartOptions(TypedDict, total=False):
-    """How to run an agent: the keyword arguments of `start_agent` (sync and async)."""
-
-    name: str | None
-    budget: float | None
-    env: Mapping[str, str] | None
-    restart: RestartPolicy
-    max_restarts: int
-    cwd: str | None
-    on_budget: OnBudget
-    pii: PiiMode
-    rpm: int | None
-    tpm: int | None
-    allow_unmetered: bool
-    python: str | None
-    #: Send this process's environment as the agent's base environment (default True).
-    inherit_env: bool
-    #: The project whose limits the agent's calls must also fit (default: the client's).
-    project: str | None
-
-
-def _start_body(
-    path: str | Sequence[str],
-    args: Sequence[str],
-    default_budget: float | None,
-    o: StartOptions,
-    default_project: str | None = None,
-) -> bytes:
-    command = [path] if isinstance(path, str) else list(path)
-    command = [str(c) for c in command] + [str(a) for a in args]
-    base = dict(os.environ) if o.get("inherit_env", True) else {}
-    budget = o.get("budget")
-    project = o.get("project")
-    try:
-        req = StartRequest(
-            command=command,
-            cwd=o.get("cwd") or os.getcwd(),
-            env=base,
-            env_overrides=dict(o.get("env") or {}),
-            name=o.get("name"),
-            budget_usd=default_budget if budget is None else budget,
-            restart=o.get("restart", "no"),
-            max_restarts=o.get("max_restarts", 5),
-            on_budget=o.get("on_budget", "block"),
-            pii=o.get("pii", "detect"),
-            rpm=o.get("rpm"),
-            tpm=o.get("tpm"),
-            allow_unmetered=o.get("allow_unmetered", False),
-            python=o.get("python") or default_python(),
-            project=default_project if project is None else project,
-        )
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(str(exc)) from None
-    return msgspec.json.encode(req)
-
-
-def _update_body(changes: Mapping[str, Any]) -> bytes:
-    """A PATCH body for an agent; bad values raise InvalidRequest before anything is sent."""
-    try:
-        return msgspec.json.encode(UpdateRequest(**changes))
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(str(exc)) from None
-
-
-def _checked_project(project: str | None) -> str | None:
-    """A client-wide default project, checked once rather than on every start."""
-    if project is not None:
-        try:
-            check_project(project)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
-    return project
-
-
-def _limits_path(scope: str) -> str:
-    """The URL of one scope: quoted whole, so `project:x` or a name with `/` stays one
-    path segment. An empty scope would address the list instead, so it is refused."""
-    if not scope.strip():
-        raise InvalidRequest(
-            "a scope is `global`, `project:NAME`, `agent:REF` or an agent REF", field="scope"
-        )
-    return f"/v1/limits/{_q(scope)}"
-
-
-def _limits_body(changes: Mapping[str, Any]) -> bytes:
-    """A `LimitsUpdate` body holding exactly `changes` (None clears a field).
-
-    The changes go through the same JSON decoding the daemon does, so a wrong type (an
-    rpm of `"10"`, a budget of `True`) or a bad value (window `5x`, budget -1) raises
-    InvalidRequest here, before anything is sent, with the daemon's own wording."""
-    if not changes:
-        raise InvalidRequest("nothing to change: give at least one of " + ", ".join(LIMIT_FIELDS))
-    try:
-        update = msgspec.json.decode(msgspec.json.encode(dict(changes)), type=LimitsUpdate)
-    except (msgspec.ValidationError, msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
-        raise InvalidRequest(str(exc)) from None
-    return msgspec.json.encode(update)
-
-
-def _unset_changes(fields: Sequence[str]) -> dict[str, None]:
-    """`{field: None}` for `unset_limits`, refusing names LimitsUpdate does not have (a
-    typo must not look like success)."""
-    unknown = [f for f in fields if f not in LIMIT_FIELDS]
-    if unknown:
-        raise InvalidRequest(
-            f"unknown limit {unknown[0]!r}: the limits are " + ", ".join(LIMIT_FIELDS)
-        )
-    return dict.fromkeys(fields)
-
-
-def _given(**values: Any) -> dict[str, Any]:
-    """The keyword arguments that were passed (UNSET ones left out)."""
-    return {k: v for k, v in values.items() if v is not msgspec.UNSET}
-
-
-def default_python() -> str:
-    """The caller's Python: the active virtualenv's if there is one, else this one."""
-    venv = os.environ.get("VIRTUAL_ENV")
-    if venv:
-        candidate = Path(venv) / "bin" / "python"
-        if candidate.exists():
-            return str(candidate)
-    return sys.executable
-
-
-def _q(ref: str) -> str:
-    return quote(ref, safe="")
 
 
 def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
@@ -263,7 +136,7 @@ class Runtime:
             env["IRONRT_HOME"] = str(home)
         self.settings = Settings.load(env)
         self.budget = budget
-        self.project = _checked_project(project)
+        self.project = checked_project(project)
         self.autostart = (not self.settings.no_autostart) if autostart is None else autostart
         self.timeout = timeout
 
@@ -336,7 +209,7 @@ class Runtime:
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
         """Start an agent (see `StartOptions`); returns its id."""
-        body = _start_body(path, args, self.budget, options, self.project)
+        body = start_body(path, args, self.budget, options, self.project)
         return self._call("POST", "/v1/agents", Agent, body).id
 
     def list_agents(self) -> list[Agent]:
@@ -348,26 +221,24 @@ class Runtime:
         return list(zip(found.agents, found.metrics or [], strict=True))
 
     def get_agent(self, ref: str) -> Agent:
-        return self._call("GET", f"/v1/agents/{_q(ref)}", Agent)
+        return self._call("GET", agent_path(ref), Agent)
 
     def get_metrics(self, ref: str) -> Metrics:
-        return self._call("GET", f"/v1/agents/{_q(ref)}/metrics", Metrics)
+        return self._call("GET", f"{agent_path(ref)}/metrics", Metrics)
 
     def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
         body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return self._call("POST", f"/v1/agents/{_q(ref)}/stop", Agent, body, timeout=timeout + 30)
+        return self._call("POST", f"{agent_path(ref)}/stop", Agent, body, timeout=timeout + 30)
 
     def restart_agent(self, ref: str, timeout: float = 10.0) -> Agent:
         body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return self._call(
-            "POST", f"/v1/agents/{_q(ref)}/restart", Agent, body, timeout=timeout + 30
-        )
+        return self._call("POST", f"{agent_path(ref)}/restart", Agent, body, timeout=timeout + 30)
 
     def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
-        return self._call("DELETE", f"/v1/agents/{_q(ref)}?force={str(force).lower()}", Agent)
+        return self._call("DELETE", f"{agent_path(ref)}?force={str(force).lower()}", Agent)
 
     def update_agent(self, ref: str, **changes: Any) -> Agent:
-        return self._call("PATCH", f"/v1/agents/{_q(ref)}", Agent, _update_body(changes))
+        return self._call("PATCH", agent_path(ref), Agent, update_body(changes))
 
     def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return self.update_agent(ref, budget_usd=budget_usd)
@@ -379,7 +250,7 @@ class Runtime:
             step = 300.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
             agent = self._call(
                 "GET",
-                f"/v1/agents/{_q(ref)}/wait?timeout={min(step, 300.0)}",
+                f"{agent_path(ref)}/wait?timeout={min(step, 300.0)}",
                 Agent,
                 timeout=min(step, 300.0) + 30,
             )
@@ -391,7 +262,7 @@ class Runtime:
                 )
 
     def logs(self, ref: str, tail: int = 100) -> str:
-        resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}", None, self.timeout)
+        resp = self._send("GET", f"{agent_path(ref)}/logs?tail={tail}", None, self.timeout)
         try:
             data = resp.read()
         finally:
@@ -402,7 +273,7 @@ class Runtime:
 
     def follow_logs(self, ref: str, tail: int = 10) -> Iterator[bytes]:
         """Yield the agent's output as it is written, until the agent ends."""
-        resp = self._send("GET", f"/v1/agents/{_q(ref)}/logs?tail={tail}&follow=true", None, None)
+        resp = self._send("GET", f"{agent_path(ref)}/logs?tail={tail}&follow=true", None, None)
         try:
             if resp.status >= 400:
                 _decode(resp.status, resp.read(), bytes)
@@ -453,7 +324,7 @@ class Runtime:
         return self._call("GET", "/v1/limits", LimitsList).limits
 
     def get_limits(self, scope: str) -> ScopeLimits:
-        return self._call("GET", _limits_path(scope), ScopeLimits)
+        return self._call("GET", limits_path(scope), ScopeLimits)
 
     def set_limits(
         self,
@@ -468,8 +339,8 @@ class Runtime:
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
         are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
-        body = _limits_body(
-            _given(
+        body = limits_body(
+            given(
                 budget_usd=budget_usd,
                 window=window,
                 rpm=rpm,
@@ -478,17 +349,17 @@ class Runtime:
                 models=models,
             )
         )
-        return self._call("PUT", _limits_path(scope), ScopeLimits, body)
+        return self._call("PUT", limits_path(scope), ScopeLimits, body)
 
     def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`: budget_usd,
         window, rpm, tpm, max_concurrent, models)."""
-        body = _limits_body(_unset_changes(fields))
-        return self._call("PUT", _limits_path(scope), ScopeLimits, body)
+        body = limits_body(unset_changes(fields))
+        return self._call("PUT", limits_path(scope), ScopeLimits, body)
 
     def remove_limits(self, scope: str) -> ScopeLimits:
         """Remove every limit of `scope`; its spend is kept."""
-        return self._call("DELETE", _limits_path(scope), ScopeLimits)
+        return self._call("DELETE", limits_path(scope), ScopeLimits)
 
     def health(self) -> Health:
         return self._call("GET", "/v1/health", Health)

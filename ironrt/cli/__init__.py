@@ -44,7 +44,7 @@ COMMANDS: dict[str, str] = {
     "events": "observe",
     "usage": "observe",
     "traces": "observe",
-    "limits": "observe",
+    "limits": "limits",
     "top": "observe",
     "daemon": "daemon",
     "doctor": "doctor",

@@ -72,6 +72,11 @@ def runtime(*, autostart: bool | None = None, timeout: float = 60.0) -> Runtime:
     return Runtime(home=OPTIONS.home, autostart=autostart, timeout=timeout)
 
 
+def agent_names(rt: Runtime) -> dict[str, str]:
+    """The name of every agent, by id (to show names next to ids)."""
+    return {a.id: a.name for a in rt.list_agents()}
+
+
 def print_json(value: object) -> None:
     """Stable, indented JSON of protocol Structs (field order is the Struct's)."""
     data = msgspec.json.format(msgspec.json.encode(value), indent=2)

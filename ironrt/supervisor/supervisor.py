@@ -10,13 +10,10 @@ what the last one knew, and reattaches to the agents that outlived it.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sqlite3
-import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -24,7 +21,7 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from ironrt.config import Settings
-from ironrt.errors import Conflict, InvalidRequest, StartFailed
+from ironrt.errors import Conflict, StartFailed
 from ironrt.events import EventBus, utcnow
 from ironrt.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import (
@@ -34,7 +31,6 @@ from ironrt.protocol import (
     StartRequest,
     StopReason,
     UpdateRequest,
-    check_project,
 )
 from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
@@ -43,8 +39,10 @@ from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database
 from ironrt.supervisor import logfiles, process, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
+from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
 from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import agent_environment, new_token, scrub, token_hash
+from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.metrics import metrics_for
 from ironrt.supervisor.restart import backoff, failed, should_restart
 from ironrt.supervisor.sampler import TreeSample, TreeSampler
@@ -52,26 +50,6 @@ from ironrt.supervisor.sampler import TreeSample, TreeSampler
 log = logging.getLogger("ironrt.supervisor")
 S = AgentStatus
 STARTSECS = 1.0  # a process that lives this long counts as started (supervisord's rule)
-_EMPTY_SAMPLE = TreeSample(0.0, 0, 0)
-
-
-@dataclass(slots=True, eq=False)
-class Managed:
-    stored: StoredAgent
-    gov: AgentGovernance
-    popen: subprocess.Popen[bytes] | None = None
-    stop_requested: bool = False
-    #: Ended, but the restart policy will start it again: not finished for `wait`.
-    restart_pending: bool = False
-    wake: anyio.Event = field(default_factory=anyio.Event)
-    changed: anyio.Event = field(default_factory=anyio.Event)
-    lock: anyio.Lock = field(default_factory=anyio.Lock)
-    started_mono: float = 0.0
-    sample: TreeSample = _EMPTY_SAMPLE
-
-    @property
-    def record(self) -> Agent:
-        return self.stored.record
 
 
 class Supervisor:
@@ -91,14 +69,10 @@ class Supervisor:
         self.bus = bus
         self.router_url = router_url
         self.ledger = ledger or Ledger()
-        self.ledger.on_pause = self._on_pause
-        self.ledger.on_resume = self._on_resume
         self.restart_backoff = restart_backoff
         self.sample_interval = sample_interval
         self.agents: dict[str, Managed] = {}
-        self._pauses_send, self._pauses_receive = anyio.create_memory_object_stream[
-            tuple[str, str, bool]
-        ](math.inf)
+        self._pauses = BudgetPauses(self.ledger, bus, self.agents, self._set)
         self.by_token: dict[str, AgentGovernance] = {}
         self._tg: TaskGroup | None = None
         self._sampler = TreeSampler()
@@ -151,7 +125,7 @@ class Supervisor:
             if stored.record.status.live:
                 await self._reattach(m)
         tg.start_soon(self._sample_loop)
-        tg.start_soon(self._pause_loop)
+        tg.start_soon(self._pauses.run)
 
     async def _reattach(self, m: Managed) -> None:
         r = m.record
@@ -500,29 +474,10 @@ class Supervisor:
 
     def resolve_scope(self, text: str) -> Scope:
         """`global`, `project:NAME`, `agent:REF` or a bare agent REF, as a ledger scope."""
-        if text == "global":
-            return self.ledger.scope("global")
-        kind, sep, name = text.partition(":")
-        if sep and kind == "project":
-            try:
-                check_project(name)
-            except ValueError as exc:
-                raise InvalidRequest(str(exc), field="scope") from None
-            return self.ledger.scope(scope_key("project", name))
-        if sep and kind != "agent":
-            raise InvalidRequest(
-                f"invalid scope {text!r}: use global, project:NAME or an agent (agent:REF)",
-                field="scope",
-            )
-        m = self.find(name if sep else text)
-        return m.gov.scopes[0] if m.gov.scopes else self.ledger.scope(f"agent:{m.record.id}")
+        return resolve_scope(self.ledger, self.find, text)
 
     def all_scopes(self) -> list[Scope]:
-        order = {"global": 0, "project": 1, "agent": 2}
-        return sorted(
-            self.ledger.scopes.values(),
-            key=lambda s: (order.get(s.key.partition(":")[0], 3), s.key),
-        )
+        return sorted_scopes(self.ledger)
 
     async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
         """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
@@ -540,46 +495,6 @@ class Supervisor:
             **{k: v for k, v in changes.items() if not isinstance(v, tuple)},
         )
         return scope
-
-    def _on_pause(self, agent_id: str, scope: Scope) -> None:
-        self._pauses_send.send_nowait((agent_id, scope.key, True))
-
-    def _on_resume(self, agent_id: str) -> None:
-        self._pauses_send.send_nowait((agent_id, "", False))
-
-    async def _pause_loop(self) -> None:
-        """SIGSTOP / SIGCONT agents as the ledger parks and releases their calls, in order."""
-        async with self._pauses_receive:
-            async for agent_id, key, pause in self._pauses_receive:
-                m = self.agents.get(agent_id)
-                if m is None or m.record.pid is None:
-                    continue
-                r, pid = m.record, m.record.pid
-                try:
-                    if pause and r.status in (S.RUNNING, S.STARTING):
-                        procs = process.tree(pid, m.stored.pid_started)
-                        process.signal_tree(procs, signal.SIGSTOP)
-                        r.stop_reason = "budget"
-                        await self._set(m, S.PAUSED)
-                        scope = self.ledger.scopes.get(key)
-                        if scope is not None and not scope.exhausted:
-                            scope.exhausted = True  # announced once a window
-                            await self.bus.publish(
-                                "BudgetExhausted",
-                                r.id,
-                                paused=True,
-                                threshold_percent=100,
-                                **scope.describe(),
-                            )
-                        await self.bus.publish("AgentPaused", r.id, scope=key, reason="budget")
-                    elif not pause and r.status is S.PAUSED:
-                        procs = process.tree(pid, m.stored.pid_started)
-                        process.signal_tree(procs, signal.SIGCONT)
-                        r.stop_reason = None
-                        await self._set(m, S.RUNNING)
-                        await self.bus.publish("AgentResumed", r.id)
-                except Exception:
-                    log.exception("could not %s agent %s", "pause" if pause else "resume", r.id)
 
     async def _set(self, m: Managed, status: AgentStatus) -> None:
         states.check(m.record.status, status)

@@ -1,0 +1,177 @@
+"""Client calls as validated requests: the paths and JSON bodies both client twins send.
+
+`Runtime` (sync) and `AsyncRuntime` (anyio) build every request body and every path that
+holds a caller's value here, so the two cannot disagree, and bad arguments raise
+`InvalidRequest` before anything is sent, in the daemon's own wording (the bodies are
+checked by the protocol's Structs). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+from urllib.parse import quote
+
+import msgspec
+
+from ironrt.errors import InvalidRequest
+from ironrt.protocol import (
+    LIMIT_FIELDS,
+    LimitsUpdate,
+    OnBudget,
+    PiiMode,
+    RestartPolicy,
+    StartRequest,
+    UpdateRequest,
+    check_project,
+)
+
+__all__ = [
+    "StartOptions",
+    "agent_path",
+    "checked_project",
+    "default_python",
+    "given",
+    "limits_body",
+    "limits_path",
+    "start_body",
+    "unset_changes",
+    "update_body",
+]
+
+
+class StartOptions(TypedDict, total=False):
+    """How to run an agent: the keyword arguments of `start_agent` (sync and async)."""
+
+    name: str | None
+    budget: float | None
+    env: Mapping[str, str] | None
+    restart: RestartPolicy
+    max_restarts: int
+    cwd: str | None
+    on_budget: OnBudget
+    pii: PiiMode
+    rpm: int | None
+    tpm: int | None
+    allow_unmetered: bool
+    python: str | None
+    #: Send this process's environment as the agent's base environment (default True).
+    inherit_env: bool
+    #: The project whose limits the agent's calls must also fit (default: the client's).
+    project: str | None
+
+
+def start_body(
+    path: str | Sequence[str],
+    args: Sequence[str],
+    default_budget: float | None,
+    o: StartOptions,
+    default_project: str | None = None,
+) -> bytes:
+    command = [path] if isinstance(path, str) else list(path)
+    command = [str(c) for c in command] + [str(a) for a in args]
+    base = dict(os.environ) if o.get("inherit_env", True) else {}
+    budget = o.get("budget")
+    project = o.get("project")
+    try:
+        req = StartRequest(
+            command=command,
+            cwd=o.get("cwd") or os.getcwd(),
+            env=base,
+            env_overrides=dict(o.get("env") or {}),
+            name=o.get("name"),
+            budget_usd=default_budget if budget is None else budget,
+            restart=o.get("restart", "no"),
+            max_restarts=o.get("max_restarts", 5),
+            on_budget=o.get("on_budget", "block"),
+            pii=o.get("pii", "detect"),
+            rpm=o.get("rpm"),
+            tpm=o.get("tpm"),
+            allow_unmetered=o.get("allow_unmetered", False),
+            python=o.get("python") or default_python(),
+            project=default_project if project is None else project,
+        )
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(str(exc)) from None
+    return msgspec.json.encode(req)
+
+
+def update_body(changes: Mapping[str, Any]) -> bytes:
+    """A PATCH body for an agent; bad values raise InvalidRequest before anything is sent."""
+    try:
+        return msgspec.json.encode(UpdateRequest(**changes))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def checked_project(project: str | None) -> str | None:
+    """A client-wide default project, checked once rather than on every start."""
+    if project is not None:
+        try:
+            check_project(project)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+    return project
+
+
+def limits_path(scope: str) -> str:
+    """The URL of one scope: quoted whole, so `project:x` or a name with `/` stays one
+    path segment. An empty scope would address the list instead, so it is refused."""
+    if not scope.strip():
+        raise InvalidRequest(
+            "a scope is `global`, `project:NAME`, `agent:REF` or an agent REF", field="scope"
+        )
+    return f"/v1/limits/{_segment(scope)}"
+
+
+def limits_body(changes: Mapping[str, Any]) -> bytes:
+    """A `LimitsUpdate` body holding exactly `changes` (None clears a field).
+
+    The changes go through the same JSON decoding the daemon does, so a wrong type (an
+    rpm of `"10"`, a budget of `True`) or a bad value (window `5x`, budget -1) raises
+    InvalidRequest here, before anything is sent, with the daemon's own wording."""
+    if not changes:
+        raise InvalidRequest("nothing to change: give at least one of " + ", ".join(LIMIT_FIELDS))
+    try:
+        update = msgspec.json.decode(msgspec.json.encode(dict(changes)), type=LimitsUpdate)
+    except (msgspec.ValidationError, msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
+        raise InvalidRequest(str(exc)) from None
+    return msgspec.json.encode(update)
+
+
+def unset_changes(fields: Sequence[str]) -> dict[str, None]:
+    """`{field: None}` for `unset_limits`, refusing names LimitsUpdate does not have (a
+    typo must not look like success)."""
+    unknown = [f for f in fields if f not in LIMIT_FIELDS]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown limit {unknown[0]!r}: the limits are " + ", ".join(LIMIT_FIELDS)
+        )
+    return dict.fromkeys(fields)
+
+
+def given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were passed (UNSET ones left out)."""
+    return {k: v for k, v in values.items() if v is not msgspec.UNSET}
+
+
+def default_python() -> str:
+    """The caller's Python: the active virtualenv's if there is one, else this one."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    if venv:
+        candidate = Path(venv) / "bin" / "python"
+        if candidate.exists():
+            return str(candidate)
+    return sys.executable
+
+
+def agent_path(ref: str) -> str:
+    """The URL of one agent (`ref`: id, id prefix or name), quoted as one path segment."""
+    return f"/v1/agents/{_segment(ref)}"
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")

@@ -1,0 +1,35 @@
+"""One supervised agent as the supervisor holds it: its record, its governance, and the
+events its tasks wait on."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+
+import anyio
+
+from ironrt.protocol import Agent
+from ironrt.router.governance import AgentGovernance
+from ironrt.store.agents import StoredAgent
+from ironrt.supervisor.sampler import TreeSample
+
+_EMPTY_SAMPLE = TreeSample(0.0, 0, 0)
+
+
+@dataclass(slots=True, eq=False)
+class Managed:
+    stored: StoredAgent
+    gov: AgentGovernance
+    popen: subprocess.Popen[bytes] | None = None
+    stop_requested: bool = False
+    #: Ended, but the restart policy will start it again: not finished for `wait`.
+    restart_pending: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    started_mono: float = 0.0
+    sample: TreeSample = _EMPTY_SAMPLE
+
+    @property
+    def record(self) -> Agent:
+        return self.stored.record
