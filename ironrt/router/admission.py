@@ -63,8 +63,6 @@ class Admitter:
                     asked=claim.output_tokens,
                     bound_usd=round(nanos_to_usd(hold.nanos), 9),
                 )
-            if admission.waited_s >= 0.001:
-                flow.metadata["admission_wait_s"] = round(admission.waited_s, 4)
         elif outcome is Outcome.EXHAUSTED:
             self._exhausted(flow, admission)
         elif outcome is Outcome.TIMEOUT:

@@ -9,9 +9,9 @@ what the call cost.
 
 A call is settled (priced, its hold turned into spend, its trace and spend committed)
 *before* the agent receives the end of its answer: the whole body, or a stream's closing
-event (`[DONE]`, `message_stop`, `response.completed`). A daemon killed at any moment
-therefore never leaves an answered call without its cost on disk. The price is one group
-commit on the way out (see bench/README.md for what it costs).
+event (`ProviderAdapter.closes_answer`: `[DONE]`, `message_stop`, `response.completed`).
+A daemon killed at any moment therefore never leaves an answered call without its cost
+on disk. The price is one group commit on the way out (bench/router.py measures it).
 """
 
 from __future__ import annotations
@@ -33,22 +33,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Settle = Callable[[Flow], Awaitable[None]]
 
-#: Stream events that end an answer (OpenAI chat, Anthropic, OpenAI Responses): held back
-#: until the call's cost is durable.
-_CLOSING_TYPES = frozenset(
-    {"message_stop", "response.completed", "response.incomplete", "response.failed"}
-)
-
 #: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
 DRAIN_AFTER_DISCONNECT_S = 30.0
 _DECODE = msgspec.json.Decoder()
 _ENCODE = msgspec.json.encode
-
-
-def closes_answer(ev: StreamEvent) -> bool:
-    if ev.data is None:
-        return ev.raw.strip().endswith(b"[DONE]")
-    return isinstance(ev.data, dict) and ev.data.get("type") in _CLOSING_TYPES
 
 
 async def relay_body(
@@ -145,7 +133,7 @@ async def relay_stream(
             closing.extend(events)
             return
         for i, ev in enumerate(events):
-            if closes_answer(ev):
+            if adapter.closes_answer(flow.endpoint, ev):
                 closing.extend(events[i:])
                 events = events[:i]
                 break

@@ -129,7 +129,7 @@ def test_retries_then_breaker_opens_fails_fast_and_recovers(
 ) -> None:
     script = agent_script(tmp_path, "c.py", CHAT)
     with daemon_for(
-        up, IRONRT_RETRY_MAX_ATTEMPTS="3", IRONRT_BREAKER_FAIL_MAX="3", IRONRT_BREAKER_RESET_S="2"
+        up, IRONRT_RETRY_MAX_ATTEMPTS="3", IRONRT_BREAKER_FAIL_MAX="3", IRONRT_BREAKER_RESET_S="5"
     ) as d:
         up.fail(times=2, status=503)
         out = json.loads(run_agent(d, script, "hello").splitlines()[-1])

@@ -146,6 +146,9 @@ class AnthropicAdapter(ProviderAdapter):
 
     # ---- request shape ----------------------------------------------------------------
 
+    def closes_answer(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
+        return isinstance(ev.data, dict) and ev.data.get("type") == "message_stop"
+
     def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None:
         if endpoint != "messages":
             return None

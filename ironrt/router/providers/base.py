@@ -272,6 +272,11 @@ class ProviderAdapter(ABC):
     def is_usage_only_chunk(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
         return False
 
+    def closes_answer(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
+        """The event that ends a streamed answer. The router holds it back until the call's
+        cost is durable, so an agent never sees the end of an answer a crash could lose."""
+        return False
+
     @abstractmethod
     def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None:
         """The request's cap on output tokens per choice, if it sets one."""

@@ -190,6 +190,11 @@ class OpenAIAdapter(ProviderAdapter):
             and data.get("moderation") is None
         )
 
+    def closes_answer(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
+        if endpoint == "chat.completions":
+            return ev.data is None and ev.raw.strip().endswith(b"[DONE]")
+        return isinstance(ev.data, dict) and ev.data.get("type") in _RESPONSE_END
+
     def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None:
         body = dict_value(body)
         if endpoint == "chat.completions":
