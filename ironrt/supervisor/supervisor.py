@@ -338,6 +338,7 @@ class Supervisor:
         m.restart_pending = False
         self.by_token[hashed] = m.gov
         r.pid = spawned.pid
+        r.stop_reason = None
         r.started_at = utcnow()
         r.ended_at = None
         m.started_mono = time.monotonic()
@@ -372,6 +373,7 @@ class Supervisor:
                 await self._set(m, S.STOPPED)
                 await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
                 return
+            r.stop_reason = None  # it ended by itself, whatever had paused it
             final = S.KILLED if sig is not None else S.EXITED
             m.restart_pending = should_restart(m.record)
             gave_up = (
@@ -424,7 +426,7 @@ class Supervisor:
         m.stop_requested = True
         m.wake.set()
         r = m.record
-        if r.status is not S.STOPPED:
+        if r.status.live or m.restart_pending:
             r.stop_reason = reason
         self.ledger.cancel(r.id)  # calls it had waiting for budget are answered now
         if r.status in states.ENDED:
@@ -452,6 +454,8 @@ class Supervisor:
                 await m.changed.wait()
 
     def _revoke(self, m: Managed) -> None:
+        # Calls it left waiting for budget must never be forwarded for a process that is gone.
+        self.ledger.cancel(m.record.id)
         if m.stored.token_hash:
             self.by_token.pop(m.stored.token_hash, None)
         m.stored.token_hash = None

@@ -199,3 +199,24 @@ def test_a_window_reset_resumes_a_paused_agent(
     assert kinds.count("BudgetWindowReset") >= 2
     assert "LimitsChanged" not in kinds[kinds.index("AgentStarted") :]  # nobody raised it
     assert gov.rt.get_limits("project:nightly").spent_usd <= 0.00001
+
+
+def test_a_paused_agent_that_dies_leaves_no_call_behind(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    script = agent_script(tmp_path, "pauser.py", PAUSER)
+    agent_id = gov.rt.start_agent(script, budget=0.0, on_budget="pause")
+    wait_until(lambda: gov.rt.get_agent(agent_id).status.value == "paused", timeout=20)
+    pid = gov.rt.get_agent(agent_id).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    final = gov.rt.wait(agent_id, timeout=20)
+    assert final.status.value == "killed" and final.stop_reason is None
+    gov.rt.set_budget(agent_id, 5.0)  # would have let the parked call through
+    time.sleep(0.5)
+    assert not [r for r in upstream.requests if r.path == "/v1/chat/completions"]
+    scope = gov.rt.get_limits(agent_id)
+    assert (scope.held_usd, scope.in_flight, scope.waiting, scope.spent_usd) == (0, 0, 0, 0)
