@@ -130,7 +130,7 @@ def durability(quick: bool) -> dict[str, Any]:
     from ironrt.ledger import Scope
     from ironrt.protocol import Trace
     from ironrt.router.governance import AgentGovernance
-    from ironrt.router.recorder import Recorder
+    from ironrt.store.books import Books
     from ironrt.store.db import Database
     from ironrt.store.writer import BatchWriter
 
@@ -160,7 +160,7 @@ def durability(quick: bool) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         db = await Database.open(home / "bench.db")
         await db.execute("CREATE TABLE bench_holds (id INTEGER PRIMARY KEY, nanos INTEGER)")
-        recorder = Recorder(db)
+        recorder = Books(db)
         holds_writer = BatchWriter.open(home / "bench.db")  # the same fast path as settling
         gov = AgentGovernance("a1", scopes=(Scope("agent:a1"), Scope("global")))
         res: dict[str, Any] = {}
@@ -178,7 +178,7 @@ def durability(quick: bool) -> dict[str, Any]:
                         )
                         holds.append(time.perf_counter() - t0)
                         t0 = time.perf_counter()
-                        await recorder.record(trace(), gov, gov.scopes)
+                        await recorder.record(trace(), 1e-5, gov.scopes)
                         waits.append(time.perf_counter() - t0)
 
                 per = max(n // concurrency, 1)

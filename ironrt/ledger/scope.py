@@ -114,6 +114,33 @@ class Scope:
             else:
                 raise KeyError(name)
 
+    def limits_state(self) -> tuple[Any, ...]:
+        """Everything `apply` may change, to put back if the change cannot be saved."""
+        return (
+            self.budget_nanos,
+            self.window,
+            self.resets_at,
+            self.rpm,
+            self.tpm,
+            self.max_concurrent,
+            self.models,
+            set(self.warned),
+            self.exhausted,
+        )
+
+    def restore_limits(self, state: tuple[Any, ...]) -> None:
+        (
+            self.budget_nanos,
+            self.window,
+            self.resets_at,
+            self.rpm,
+            self.tpm,
+            self.max_concurrent,
+            self.models,
+            self.warned,
+            self.exhausted,
+        ) = state
+
     def rearm(self) -> None:
         budget = self.budget_nanos
         self.warned = {t for t in self.warned if budget and self.spent_nanos * 100 >= t * budget}

@@ -38,9 +38,7 @@ from ironrt.router.governance import AgentGovernance
 from ironrt.router.output_limits import OutputLimits, load_output_limits
 from ironrt.router.pipeline import Pipeline
 from ironrt.router.pricing import Pricer, load_configured
-from ironrt.router.recorder import Recorder
 from ironrt.router.upstream import Upstream
-from ironrt.store import scopes as scope_store
 from ironrt.store.db import Database
 
 if TYPE_CHECKING:
@@ -91,7 +89,7 @@ class RouterService:
             self.outputs = OutputLimits(load_output_limits(prices))
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self.recorder = Recorder(db)
+        self.books = supervisor.books
         self.reliability = ReliabilitySettings.from_env(os.environ)
         try:
             timeout = admission_timeout(os.environ.get("IRONRT_ADMISSION_TIMEOUT"))
@@ -142,7 +140,7 @@ class RouterService:
         """Background work the hot path hands off: committing calls, stopping agents whose
         budget ran out."""
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self.recorder.run)
+            tg.start_soon(self.books.run)
             tg.start_soon(self._persist_resets)
             tg.start_soon(self.ledger.run)
             await self._stop_exhausted()
@@ -159,10 +157,8 @@ class RouterService:
         """A window reset is written (so it survives a restart) and announced."""
         async with self._resets_receive:
             async for scope in self._resets_receive:
-                try:
-                    await scope_store.save(self.db, scope)
-                except Exception:
-                    log.exception("could not save the window reset of %s", scope.key)
+                if not await self.books.save_scope(scope):
+                    log.error("could not save the window reset of %s", scope.key)
                 agent_id = scope.key[6:] if scope.key.startswith("agent:") else None
                 await self.bus.publish("BudgetWindowReset", agent_id, **scope.describe())
 
@@ -215,7 +211,7 @@ class RouterService:
             error=flow.error,
             started_at=utcnow(),
         )
-        await self.recorder.record(trace, gov, gov.scopes if flow.hold is not None else ())
+        await self.books.record(trace, gov.spent_usd, gov.scopes if flow.hold is not None else ())
         for event in flow.events:
             await self.bus.publish(event.kind, gov.agent_id, **event.data)
         if flow.stop_agent:

@@ -65,9 +65,19 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
     )
 
 
+_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+#: Insert, or update every column but the spend: `spent_usd` is written only by
+#: `ironrt.store.books`, in order with the traces it sums (a lifecycle save holding an older
+#: figure must never overwrite it).
+_SAVE_SQL = (
+    f"INSERT INTO agents ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))}) "
+    "ON CONFLICT(id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _NAMES if c not in ("id", "spent_usd"))
+)
+
+
 def save_statement(agent: StoredAgent) -> tuple[str, tuple[object, ...]]:
-    placeholders = ", ".join("?" * len(_COLUMNS.split(",")))
-    return (f"INSERT OR REPLACE INTO agents ({_COLUMNS}) VALUES ({placeholders})", _params(agent))
+    return _SAVE_SQL, _params(agent)
 
 
 async def save(db: Database, agent: StoredAgent) -> None:

@@ -1,8 +1,8 @@
 """Typed queries for the `scopes` table: each budget scope's limits and window spend.
 
-Limits are written when they change; spend is written by the router's recorder in the
-same transaction as the traces that caused it (`spend_statement`), with the window it
-belongs to, so a daemon killed at any moment restarts with the books of the last commit.
+Every write goes through `ironrt.store.books` (one ordered writer): limits when they
+change, window spend in the same transaction as the traces that caused it, with the window
+it belongs to, so a daemon killed at any moment restarts with the books of the last commit.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def spend_params(scope: Scope) -> tuple[object, ...]:
     return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope))
 
 
+SAVE_SQL = (
+    f"INSERT OR REPLACE INTO scopes ({_COLUMNS}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS.split(',')))})"
+)
+
+
 def save_statement(scope: Scope) -> tuple[str, tuple[object, ...]]:
     models = None if scope.models is None else msgspec.json.encode(list(scope.models)).decode()
     params = (
@@ -48,8 +54,7 @@ def save_statement(scope: Scope) -> tuple[str, tuple[object, ...]]:
         scope.spent_nanos,
         _warned(scope),
     )
-    placeholders = ", ".join("?" * len(params))
-    return f"INSERT OR REPLACE INTO scopes ({_COLUMNS}) VALUES ({placeholders})", params
+    return SAVE_SQL, params
 
 
 async def save(db: Database, scope: Scope) -> None:

@@ -36,6 +36,7 @@ from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
+from ironrt.store.books import Books
 from ironrt.store.db import Database
 from ironrt.supervisor import logfiles, process, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
@@ -60,6 +61,7 @@ class Supervisor:
         bus: EventBus,
         router_url: str,
         ledger: Ledger | None = None,
+        books: Books | None = None,
         *,
         restart_backoff: float = 0.5,
         sample_interval: float = 1.0,
@@ -69,6 +71,7 @@ class Supervisor:
         self.bus = bus
         self.router_url = router_url
         self.ledger = ledger or Ledger()
+        self.books = books or Books(db)
         self.restart_backoff = restart_backoff
         self.sample_interval = sample_interval
         self.agents: dict[str, Managed] = {}
@@ -252,7 +255,7 @@ class Supervisor:
         await agent_store.delete(self.db, m.record.id)
         own = scope_key("agent", m.record.id)
         self.ledger.drop(own)
-        await scope_store.delete(self.db, own)
+        await self.books.delete_scope(own)
         logfiles.remove_logs(logfiles.log_path(self.settings.logs_dir, m.record.id))
         await self.bus.publish("AgentRemoved", m.record.id)
         return self.snapshot(m)
@@ -370,8 +373,10 @@ class Supervisor:
             r.ended_at = utcnow()
             self._revoke(m)
             if m.stop_requested:
-                await self._set(m, S.STOPPED)
+                # Announced first: `stop` returns once the status is final, and by then the
+                # event must be there for whoever reads it next.
                 await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
+                await self._set(m, S.STOPPED)
                 return
             r.stop_reason = None  # it ended by itself, whatever had paused it
             final = S.KILLED if sig is not None else S.EXITED
@@ -486,8 +491,12 @@ class Supervisor:
     async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
         """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
         persist them; an agent's own scope is mirrored on its record."""
+        before = scope.limits_state()
         self.ledger.set_limits(scope, changes)
-        await scope_store.save(self.db, scope)
+        if not await self.books.save_scope(scope):
+            # Not on disk, so not at all: a limit must not vanish with the next restart.
+            scope.restore_limits(before)
+            raise sqlite3.OperationalError(f"could not save the limits of {scope.key}")
         m = self.agent_of(scope)
         if m is not None:
             self.snapshot(m)

@@ -94,11 +94,12 @@ def test_a_burst_waits_for_holds_instead_of_being_refused(
 
 
 def test_a_sequential_spender_is_refused_only_when_its_next_call_no_longer_fits(
-    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     upstream.latency = 0.05
     agent_id, token = token_agent(gov, tmp_path)
     c = client(gov, token)
+    request.addfinalizer(c.close)
     prompt = "Summarise the quarterly numbers for the board. " * 8
     first = c.chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": prompt}]

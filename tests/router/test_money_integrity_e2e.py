@@ -68,10 +68,11 @@ def test_impossible_token_limits_get_a_400_before_anything_is_held(
 
 
 def test_a_negative_max_tokens_through_the_sdk_is_refused_without_retries(
-    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     agent_id, token = token_agent(gov, tmp_path, budget=5.0)
     c = openai.OpenAI(base_url=gov.router_url + "/v1", api_key=token, max_retries=3)
+    request.addfinalizer(c.close)
     with pytest.raises(openai.BadRequestError):
         c.chat.completions.create(model="gpt-4o", max_tokens=-10_000_000, messages=CHAT["messages"])  # type: ignore[arg-type]
     assert upstream.requests == [] and books(gov, agent_id) == (0.0, 0.0)

@@ -33,11 +33,12 @@ def proc_state(pid: int) -> str:
 
 
 def test_a_window_resets_spend_so_calls_succeed_again(
-    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     upstream.latency = 0.1
     agent_id, token = token_agent(gov, tmp_path)
     c = client(gov, token)
+    request.addfinalizer(c.close)
     ask(c)
     one_call = gov.rt.get_agent(agent_id).spent_usd
     scope = gov.rt.set_limits(agent_id, budget_usd=round(one_call * 3.5, 9), window="3s")
@@ -129,11 +130,12 @@ def test_a_paused_agent_can_be_stopped(
 
 
 def test_a_model_outside_an_allowlist_is_refused_with_a_403_naming_model_and_scope(
-    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     gov.rt.set_limits("project:ro", models=["gpt-4o-mini*", "claude-haiku-*"])
     _, token = token_agent(gov, tmp_path, project="ro")
     c = openai.OpenAI(base_url=gov.router_url + "/v1", api_key=token, max_retries=3)
+    request.addfinalizer(c.close)
     ask(c)  # allowed
     with pytest.raises(openai.PermissionDeniedError) as denied:
         ask(c, "gpt-4o")
@@ -142,6 +144,7 @@ def test_a_model_outside_an_allowlist_is_refused_with_a_403_naming_model_and_sco
     with pytest.raises(openai.PermissionDeniedError):
         c.embeddings.create(model="text-embedding-3-small", input="x")
     a = anthropic.Anthropic(base_url=gov.router_url, api_key=token, max_retries=3)
+    request.addfinalizer(a.close)
     a.messages.create(
         model="claude-haiku-4-5", max_tokens=10, messages=[{"role": "user", "content": "x"}]
     )
@@ -160,7 +163,8 @@ def test_limits_and_window_spend_survive_a_daemon_sigkill(
     gov.rt.set_limits("project:keep", budget_usd=2.5, window="1h", rpm=600, models=["gpt-4o*"])
     gov.rt.set_limits("global", max_concurrent=50, tpm=1_000_000)
     agent_id, token = token_agent(gov, tmp_path, project="keep", budget=1.0)
-    ask(client(gov, token))
+    with client(gov, token) as c:
+        ask(c)
     before = {s.scope: s for s in gov.rt.limits()}
     assert before["project:keep"].spent_usd > 0
     gov.kill()
@@ -179,8 +183,8 @@ def test_limits_and_window_spend_survive_a_daemon_sigkill(
         ), key
         assert a.spent_usd == pytest.approx(b.spent_usd, abs=1e-12), key
     # Applied live to the reattached agent: the allowlist still holds.
-    with pytest.raises(openai.PermissionDeniedError):
-        ask(client(gov, token), "gpt-3.5-turbo")
+    with client(gov, token) as c, pytest.raises(openai.PermissionDeniedError):
+        ask(c, "gpt-3.5-turbo")
 
 
 def test_a_window_reset_resumes_a_paused_agent(

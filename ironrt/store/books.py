@@ -1,0 +1,120 @@
+"""The one writer of the books: settled calls, spend and scope changes, in order, in groups.
+
+Each call's trace, its agent's spend and its scopes' window spend must be on disk before
+the agent receives the end of its answer (a daemon killed a moment later loses nothing).
+Committing each call on its own costs round trips and serialises concurrent calls; instead
+one writer drains whatever has been queued meanwhile and commits it in one transaction,
+and every caller waits only for the commit that holds its write.
+
+Everything that writes money goes through this queue: settled calls, limit changes,
+window resets and removed scopes. Each write carries a snapshot taken when it was queued,
+and writes commit in queue order, so what is on disk is always the books as they were at
+one moment: the agent's spend equals the sum of its committed traces, and a scope's
+window spend is never ahead of (nor behind) the calls that made it. (The daemon's other
+writes, agent lifecycle rows, never touch a spend column.)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ironrt.ledger import Scope
+from ironrt.protocol import Trace
+from ironrt.store import scopes as scope_store
+from ironrt.store import traces as trace_store
+from ironrt.store.db import Database
+from ironrt.store.writer import BatchWriter
+
+log = logging.getLogger("ironrt.store")
+
+_MAX_BATCH = 512
+_UPDATE_SPEND = "UPDATE agents SET spent_usd = ? WHERE id = ?"
+_DELETE_SCOPE = "DELETE FROM scopes WHERE scope = ?"
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(slots=True)
+class _Write:
+    statements: list[Statement]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    ok: bool = False
+
+
+class Books:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._writer: BatchWriter | None = None
+        self._send, self._receive = anyio.create_memory_object_stream[_Write](math.inf)
+
+    async def record(self, trace: Trace, agent_spent_usd: float, scopes: tuple[Scope, ...]) -> bool:
+        """A settled call: its trace, its agent's spend of all time and its scopes' window
+        spend as they are now. Waits for the commit; False if it could not be written."""
+        statements = [
+            trace_store.insert_statement(trace),
+            (_UPDATE_SPEND, (agent_spent_usd, trace.agent_id)),
+        ]
+        statements += [(scope_store.SPEND_SQL, scope_store.spend_params(s)) for s in scopes]
+        return await self._queue(statements)
+
+    async def save_scope(self, scope: Scope) -> bool:
+        """A scope's limits and books as they are now (limits changed, window reset)."""
+        return await self._queue([scope_store.save_statement(scope)])
+
+    async def delete_scope(self, key: str) -> bool:
+        return await self._queue([(_DELETE_SCOPE, (key,))])
+
+    async def _queue(self, statements: list[Statement]) -> bool:
+        item = _Write(statements)
+        self._send.send_nowait(item)
+        await item.done.wait()
+        return item.ok
+
+    async def run(self) -> None:
+        if self.db.path is not None:
+            self._writer = BatchWriter.open(self.db.path)
+        try:
+            async with self._receive:
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < _MAX_BATCH:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except anyio.WouldBlock:
+                            break
+                    with anyio.CancelScope(shield=True):
+                        await self._commit(batch)
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+
+    async def _commit(self, batch: list[_Write]) -> None:
+        write = self._writer.write_many if self._writer is not None else self.db.write_many
+        # In queue order; consecutive statements of one shape run as one executemany.
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        for item in batch:
+            for sql, params in item.statements:
+                if runs and runs[-1][0] == sql and sql != scope_store.SAVE_SQL:
+                    runs[-1][1].append(params)
+                else:
+                    runs.append((sql, [params]))
+        try:
+            await write(runs)
+            ok = True
+        except sqlite3.Error as exc:
+            # Disk full, say. The books stay right in memory (the budget still holds), and
+            # the next write of each row carries its running total.
+            log.error("could not write %d book entries: %s", len(batch), exc)
+            ok = False
+        for item in batch:
+            item.ok = ok
+            item.done.set()
+
+    def close(self) -> None:
+        self._send.close()
