@@ -192,6 +192,23 @@ class Pricer:
         )
         return max(plain, written)
 
+    def bound_rates(self, provider: str, model: str) -> tuple[int, int] | None:
+        """For a flat price: (dearest input rate, output rate) in nano-dollars per million
+        tokens, exact integers, so a bound is integer arithmetic (the ledger's hot path).
+        None for tiered prices, or rates finer than a nano-dollar per million tokens."""
+        price = self._price_of(provider, model)
+        if isinstance(price, ConfiguredPrice):
+            inputs = [price.input_mtok, price.cache_write_mtok or price.input_mtok]
+            output = price.output_mtok
+        elif isinstance(price, _LinearRates):
+            inputs, output = [price.plain, price.cache_write], price.output
+        else:
+            return None
+        rates = [max(inputs) * 1_000_000_000, output * 1_000_000_000]
+        if any(r != r.to_integral_value() or r < 0 for r in rates):
+            return None
+        return int(rates[0]), int(rates[1])
+
     def output_token_price(self, provider: str, model: str) -> Decimal:
         return self.cost(provider, model, TokenUsage(output_tokens=1_000_000)) / _MTOK
 
