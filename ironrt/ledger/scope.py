@@ -48,6 +48,20 @@ def _pattern(glob: str) -> re.Pattern[str]:
     return re.compile(fnmatch.translate(glob))
 
 
+#: What `Scope.apply` may change.
+_LIMITS_STATE = (
+    "budget_nanos",
+    "window",
+    "resets_at",
+    "rpm",
+    "tpm",
+    "max_concurrent",
+    "models",
+    "warned",
+    "exhausted",
+)
+
+
 @dataclass(slots=True, eq=False)
 class Scope:
     key: str
@@ -116,30 +130,14 @@ class Scope:
 
     def limits_state(self) -> tuple[Any, ...]:
         """Everything `apply` may change, to put back if the change cannot be saved."""
-        return (
-            self.budget_nanos,
-            self.window,
-            self.resets_at,
-            self.rpm,
-            self.tpm,
-            self.max_concurrent,
-            self.models,
-            set(self.warned),
-            self.exhausted,
+        return tuple(
+            set(getattr(self, name)) if name == "warned" else getattr(self, name)
+            for name in _LIMITS_STATE
         )
 
     def restore_limits(self, state: tuple[Any, ...]) -> None:
-        (
-            self.budget_nanos,
-            self.window,
-            self.resets_at,
-            self.rpm,
-            self.tpm,
-            self.max_concurrent,
-            self.models,
-            self.warned,
-            self.exhausted,
-        ) = state
+        for name, value in zip(_LIMITS_STATE, state, strict=True):
+            setattr(self, name, value)
 
     def rearm(self) -> None:
         budget = self.budget_nanos

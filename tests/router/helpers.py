@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import openai
+
 from ironrt.tempdaemon import TempDaemon, wait_until
 
 OPENAI_KEY = "sk-proj-REALKEYnevershown0123456789abcdefABCDEF"
@@ -42,3 +44,8 @@ def token_agent(d: TempDaemon, tmp_path: Path, **kw: object) -> tuple[str, str]:
     agent_id = d.rt.start_agent(script, **kw)  # type: ignore[arg-type]
     wait_until(target.exists, timeout=15)
     return agent_id, target.read_text()
+
+
+def sdk_client(d: TempDaemon, token: str) -> openai.OpenAI:
+    """The openai SDK in the test process, pointed at the daemon's router (no retries)."""
+    return openai.OpenAI(base_url=d.router_url + "/v1", api_key=token, max_retries=0)

@@ -13,7 +13,7 @@ import pytest
 from ironrt.router.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import OPENAI_KEY, agent_script, run_agent, token_agent
+from tests.router.helpers import OPENAI_KEY, agent_script, run_agent, sdk_client, token_agent
 
 
 def price(model: str, inp: int, out: int) -> float:
@@ -21,8 +21,7 @@ def price(model: str, inp: int, out: int) -> float:
     return float(genai_prices.calc_price(usage, model, provider_id="openai").total_price)
 
 
-def client(d: TempDaemon, token: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=d.router_url + "/v1", api_key=token, max_retries=0)
+client = sdk_client
 
 
 BURST = """

@@ -12,11 +12,9 @@ import pytest
 
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import agent_script, token_agent
+from tests.router.helpers import agent_script, sdk_client, token_agent
 
-
-def client(d: TempDaemon, token: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=d.router_url + "/v1", api_key=token, max_retries=0)
+client = sdk_client
 
 
 def ask(c: openai.OpenAI, model: str = "gpt-4o-mini") -> None:
