@@ -162,7 +162,7 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
         restart_backoff=float(os.environ.get("IRONRT_RESTART_BACKOFF", "0.5")),
         sample_interval=float(os.environ.get("IRONRT_SAMPLE_INTERVAL", "1.0")),
     )
-    router = RouterService(settings, db, bus, supervisor, keys, ledger)
+    router = RouterService(settings, db, bus, supervisor, keys)
     stopping = anyio.Event()
     keep_agents = True
 

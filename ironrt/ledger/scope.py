@@ -87,6 +87,11 @@ class Scope:
 
     # ---- limits ---------------------------------------------------------------------
     @property
+    def agent_id(self) -> str | None:
+        """The agent of an `agent:ID` scope (None for `global` and projects)."""
+        return self.key[6:] if self.key.startswith("agent:") else None
+
+    @property
     def budget_usd(self) -> float | None:
         return None if self.budget_nanos is None else nanos_to_usd(self.budget_nanos)
 

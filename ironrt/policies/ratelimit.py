@@ -121,18 +121,18 @@ class RateLimitPolicy(Policy):
         if not limited:
             return
         estimate = max(flow.input_bound, 0)
-        waits: list[tuple[float, Limit, int, str]] = []
+        waits: list[tuple[float, Limit, int, str]] = []  # (wait, limit, per minute, who)
         for scope, buckets in limited:
             if buckets.rpm is not None:
                 cap = int(buckets.rpm.capacity)
-                waits.append((buckets.rpm.wait_for(1.0), "rpm", cap, scope.key))
+                waits.append((buckets.rpm.wait_for(1.0), "rpm", cap, _who(scope)))
             if buckets.tpm is not None:
                 need = min(max(float(estimate), 1.0), buckets.tpm.capacity)
                 cap = int(buckets.tpm.capacity)
-                waits.append((buckets.tpm.wait_for(need), "tpm", cap, scope.key))
-        wait, limit, per_minute, key = max(waits)
+                waits.append((buckets.tpm.wait_for(need), "tpm", cap, _who(scope)))
+        wait, limit, per_minute, who = max(waits)
         if wait > 0:
-            self._refuse(flow, limit, per_minute, wait, key)
+            self._refuse(flow, limit, per_minute, wait, who)
             return
         charged: list[TokenBucket] = []
         for _, buckets in limited:
@@ -158,14 +158,14 @@ class RateLimitPolicy(Policy):
             bucket.refill(now)
             bucket.level = min(bucket.capacity, bucket.level - (actual - estimate))
 
-    def _refuse(self, flow: Flow, limit: Limit, per_minute: int, wait: float, key: str) -> None:
+    def _refuse(self, flow: Flow, limit: Limit, per_minute: int, wait: float, who: str) -> None:
         retry_after = max(1, math.ceil(wait - _EPSILON))
         unit = "requests" if limit == "rpm" else "tokens"
         flow.refuse(
             Refusal(
                 status=429,
                 message=(
-                    f"ironrt rate limit: {_who(key)} may make {per_minute} "
+                    f"ironrt rate limit: {who} may make {per_minute} "
                     f"{unit} per minute (--{limit}); retry after {retry_after} s."
                 ),
                 type="rate_limit_error",
@@ -176,9 +176,9 @@ class RateLimitPolicy(Policy):
             )
         )
         flow.emit(
-            "RateLimited", limit=limit, retry_after_s=retry_after, per_minute=per_minute, scope=key
+            "RateLimited", limit=limit, retry_after_s=retry_after, per_minute=per_minute, scope=who
         )
 
 
-def _who(key: str) -> str:
-    return f"agent {key[6:]}" if key.startswith("agent:") else key
+def _who(scope: Scope) -> str:
+    return f"agent {scope.agent_id}" if scope.agent_id else scope.key

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 from ironrt.ledger import Ledger, Outcome, fmt_usd, nanos_to_usd
 from ironrt.ledger.ledger import Admission, describe_refusal
-from ironrt.ledger.scope import Scope
+from ironrt.ledger.scope import Scope, iso
 from ironrt.router.flow import Flow, Refusal
 
 #: `IRONRT_ADMISSION_TIMEOUT`: how long a call may wait for budget held by calls in flight.
@@ -113,11 +113,11 @@ class Admitter:
 
 def exhausted_message(scope: Scope, admission: Admission) -> str:
     budget = scope.budget_usd or 0.0
-    if scope.key.startswith("agent:"):
-        hint = f"`ironrt budget {scope.key[6:]} <usd>`"
+    if scope.agent_id is not None:
+        hint = f"`ironrt budget {scope.agent_id} <usd>`"
     else:
         hint = f"`ironrt limits set {scope.key} --budget <usd>`"
-    reset = f", or wait for the window to reset at {describe_refusal(admission)['resets_at']}"
+    reset = f", or wait for the window to reset at {iso(scope.resets_at)}"
     return (
         f"ironrt budget exhausted in {scope.key}: spent {fmt_usd(scope.spent_usd)} of "
         f"{fmt_usd(budget)} ({fmt_usd(scope.held_usd)} held by calls in flight); this call "

@@ -84,7 +84,10 @@ class RouterApp:
         self.admitter = Admitter(ledger, self._count, admission_timeout)
 
     async def _count(self, flow: Flow) -> int | None:
-        return await count_input(self, flow, flow.headers)
+        if flow.body is None:
+            return None
+        send = count_sender(self, flow.adapter, flow.headers)
+        return await exact_input_tokens(flow.adapter, flow.endpoint, flow.body, send=send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -251,9 +254,7 @@ class RouterApp:
                     retry=False,
                 )
                 return
-            env_name, key = found
-            outgoing = forward_headers(headers, adapter.auth_headers)
-            outgoing.update(adapter.upstream_auth_headers(key, env_name))
+            outgoing = upstream_headers(adapter, headers, found)
             qs = scope.get("query_string", b"")
             path = scope["path"] + (("?" + qs.decode("latin-1")) if qs else "")
             url = adapter.upstream_url(path, base)
@@ -322,6 +323,16 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+def upstream_headers(
+    adapter: ProviderAdapter, headers: dict[str, str], found: tuple[str, str]
+) -> dict[str, str]:
+    """The agent's headers fit to go upstream, its IC_TOKEN swapped for the real key."""
+    env_name, key = found
+    outgoing = forward_headers(headers, adapter.auth_headers)
+    outgoing.update(adapter.upstream_auth_headers(key, env_name))
+    return outgoing
+
+
 def count_sender(app: RouterApp, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender:
     """How the budget asks the provider for an exact input count: the agent's own headers
     (beta flags, versions) with the real key, or the offline provider."""
@@ -333,19 +344,10 @@ def count_sender(app: RouterApp, adapter: ProviderAdapter, headers: dict[str, st
     async def send(path: str, payload: dict[str, Any]) -> tuple[int, Any] | None:
         if found is None:
             return None
-        env_name, key = found
-        outgoing = forward_headers(headers, adapter.auth_headers)
-        outgoing.update(adapter.upstream_auth_headers(key, env_name))
+        outgoing = upstream_headers(adapter, headers, found)
         outgoing["content-type"] = "application/json"
         return await app.upstream.post_json(
             adapter.name, adapter.upstream_url(path, base), outgoing, _ENCODE(payload)
         )
 
     return send
-
-
-async def count_input(app: RouterApp, flow: Flow, headers: dict[str, str]) -> int | None:
-    if flow.body is None:
-        return None
-    send = count_sender(app, flow.adapter, headers)
-    return await exact_input_tokens(flow.adapter, flow.endpoint, flow.body, send=send)

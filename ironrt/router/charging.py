@@ -80,22 +80,17 @@ def charge(flow: Flow, pricer: Pricer) -> None:
             _note(flow, f"usage rejected ({problem}): charged the reservation")
             flow.emit("UsageRejected", reason=problem, charged_usd=reserved)
             return
-        if flow.endpoint == "unmetered":
-            return
         cost = _price(flow, pricer, usage)
         flow.cost_usd = reserved if cost is None else float(cost.quantize(Decimal("1e-9")))
         return
     billed = flow.upstream_failure in ("timeout", "protocol") or (
         flow.upstream_status is not None and 200 <= flow.upstream_status < 300
     )
-    if billed and flow.hold is not None and flow.endpoint not in _FREE:
+    if billed and flow.hold is not None:  # free endpoints never hold anything
         flow.cost_usd = reserved
         _note(flow, "usage unknown: charged the reserved upper bound")
     else:
         flow.cost_usd = 0.0
-
-
-_FREE = frozenset({"models", "messages.count_tokens", "responses.input_tokens", "unmetered"})
 
 
 def _price(flow: Flow, pricer: Pricer, usage: TokenUsage) -> Decimal | None:

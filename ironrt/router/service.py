@@ -74,10 +74,9 @@ class RouterService:
         bus: EventBus,
         supervisor: Supervisor,
         keys: ProviderKeys,
-        ledger: Ledger,
     ) -> None:
         self.settings = settings
-        self.ledger = ledger
+        self.ledger = ledger = supervisor.ledger
         self.db = db
         self.bus = bus
         self.supervisor = supervisor
@@ -159,8 +158,7 @@ class RouterService:
             async for scope in self._resets_receive:
                 if not await self.books.save_scope(scope):
                     log.error("could not save the window reset of %s", scope.key)
-                agent_id = scope.key[6:] if scope.key.startswith("agent:") else None
-                await self.bus.publish("BudgetWindowReset", agent_id, **scope.describe())
+                await self.bus.publish("BudgetWindowReset", scope.agent_id, **scope.describe())
 
     async def aclose(self) -> None:
         await self.upstream.aclose()

@@ -479,7 +479,7 @@ class Supervisor:
 
     # ---- limits and budget pauses ------------------------------------------------------
     def agent_of(self, scope: Scope) -> Managed | None:
-        return self.agents.get(scope.key[6:]) if scope.key.startswith("agent:") else None
+        return self.agents.get(scope.agent_id) if scope.agent_id else None
 
     def resolve_scope(self, text: str) -> Scope:
         """`global`, `project:NAME`, `agent:REF` or a bare agent REF, as a ledger scope."""
