@@ -19,6 +19,8 @@ import msgspec
 
 from ironrt.errors import InvalidRequest
 from ironrt.protocol import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_MIN_UPTIME_S,
     LIMIT_FIELDS,
     LimitsUpdate,
     OnBudget,
@@ -50,7 +52,13 @@ class StartOptions(TypedDict, total=False):
     budget: float | None
     env: Mapping[str, str] | None
     restart: RestartPolicy
-    max_restarts: int
+    #: Consecutive unstable restarts before giving up; None: unlimited.
+    max_restarts: int | None
+    #: Seconds a run must last to count as stable (resets the unstable count).
+    min_uptime: float
+    #: Log rotation: bytes per file (default: the daemon's, 10 MiB) and files kept.
+    log_max_size: int | None
+    log_keep: int | None
     cwd: str | None
     on_budget: OnBudget
     pii: PiiMode
@@ -85,7 +93,10 @@ def start_body(
             name=o.get("name"),
             budget_usd=default_budget if budget is None else budget,
             restart=o.get("restart", "no"),
-            max_restarts=o.get("max_restarts", 5),
+            max_restarts=o.get("max_restarts", DEFAULT_MAX_RESTARTS),
+            min_uptime_s=o.get("min_uptime", DEFAULT_MIN_UPTIME_S),
+            log_max_bytes=o.get("log_max_size"),
+            log_keep=o.get("log_keep"),
             on_budget=o.get("on_budget", "block"),
             pii=o.get("pii", "detect"),
             rpm=o.get("rpm"),

@@ -13,6 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ironrt.protocol import (
+    DEFAULT_LOG_KEEP,
+    DEFAULT_LOG_MAX_BYTES,
+    MAX_LOG_KEEP,
+    parse_size,
+)
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -43,6 +50,20 @@ def _flag(name: str, value: object) -> bool:
     raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
+def _log_limits(size: object | None, keep: object | None) -> tuple[int, int]:
+    try:
+        max_bytes = DEFAULT_LOG_MAX_BYTES if size in (None, "") else parse_size(str(size))
+    except ValueError as exc:
+        raise ConfigError(f"IRONRT_LOG_MAX_SIZE: {exc}") from None
+    try:
+        kept = DEFAULT_LOG_KEEP if keep in (None, "") else int(str(keep))
+    except ValueError:
+        raise ConfigError(f"IRONRT_LOG_KEEP must be a whole number, got {keep!r}") from None
+    if not 1 <= kept <= MAX_LOG_KEEP:
+        raise ConfigError(f"IRONRT_LOG_KEEP must be between 1 and {MAX_LOG_KEEP}, got {kept}")
+    return max_bytes, kept
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
@@ -52,6 +73,9 @@ class Settings:
     anthropic_base_url: str | None = None
     offline: bool = False
     no_autostart: bool = False
+    #: Default log rotation of agents started without their own (`--log-max-size/--log-keep`).
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_keep: int = DEFAULT_LOG_KEEP
 
     @property
     def socket_path(self) -> Path:
@@ -110,7 +134,10 @@ class Settings:
         no_auto = get("IRONRT_NO_AUTOSTART")
         openai_url = get("IRONRT_OPENAI_BASE_URL")
         anthropic_url = get("IRONRT_ANTHROPIC_BASE_URL")
+        log_max_bytes, log_keep = _log_limits(get("IRONRT_LOG_MAX_SIZE"), get("IRONRT_LOG_KEEP"))
         return cls(
+            log_max_bytes=log_max_bytes,
+            log_keep=log_keep,
             home=home,
             router_host=host,
             router_port=port,

@@ -125,6 +125,10 @@ async def _router_port(settings: Settings, db: Database) -> int:
 
 async def _main(settings: Settings) -> None:
     started = time.monotonic()
+    # A daemon started from inside an agent (the CLI autostarts one) is not part of that
+    # agent: without its marks, stopping the agent never finds the daemon in its tree.
+    for mark in ("IRONRT_AGENT_ID", "IC_TOKEN"):
+        os.environ.pop(mark, None)
     db = await Database.open(settings.db_path)
     try:
         await _serve(settings, db, started)

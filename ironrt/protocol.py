@@ -56,6 +56,18 @@ MAX_COUNT = 1_000_000_000
 _PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _DURATION = re.compile(r"([1-9][0-9]{0,8})(s|m|h|d)")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_UPTIME = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)(ms|s|m|h)?")
+_UPTIME_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+#: A run shorter than this is unstable (PM2's `min_uptime`); longer than a day makes no sense.
+MAX_MIN_UPTIME_S = 86400.0
+DEFAULT_MIN_UPTIME_S = 5.0
+DEFAULT_MAX_RESTARTS = 5
+#: Log rotation per agent: each file at most this many bytes, this many rotated files kept.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_KEEP = 3
+MIN_LOG_MAX_BYTES = 1024
+MAX_LOG_MAX_BYTES = 1 << 40
+MAX_LOG_KEEP = 100
 
 
 def parse_duration(text: str) -> int:
@@ -69,6 +81,49 @@ def parse_duration(text: str) -> int:
     if seconds > 3650 * 86400:
         raise ValueError(f"window {text!r} is longer than ten years")
     return seconds
+
+
+def parse_uptime(text: str) -> float:
+    """Seconds in a duration written like `500ms`, `5s`, `2m`, `1h` or plain seconds `5`."""
+    match = _UPTIME.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"invalid duration {text!r}: a number and a unit ms, s, m or h (500ms, 5s, 2m)"
+        )
+    seconds = float(match.group(1)) * _UPTIME_UNIT_S[match.group(2) or "s"]
+    check_min_uptime(seconds)
+    return seconds
+
+
+def check_min_uptime(seconds: float) -> None:
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_MIN_UPTIME_S:
+        raise ValueError(f"`min_uptime_s` must be between 0 and {MAX_MIN_UPTIME_S:.0f} seconds")
+
+
+def check_log_limits(max_bytes: int | None, keep: int | None) -> None:
+    if max_bytes is not None and not MIN_LOG_MAX_BYTES <= max_bytes <= MAX_LOG_MAX_BYTES:
+        raise ValueError(
+            f"`log_max_bytes` must be between {MIN_LOG_MAX_BYTES} and {MAX_LOG_MAX_BYTES} bytes"
+        )
+    if keep is not None and not 1 <= keep <= MAX_LOG_KEEP:
+        raise ValueError(f"`log_keep` must be between 1 and {MAX_LOG_KEEP}")
+
+
+_SIZE = re.compile(r"([0-9]{1,13})\s*(b|kb|kib|k|mb|mib|m|gb|gib|g|tb|tib|t)?", re.IGNORECASE)
+_SIZE_UNIT = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size written like `1MB` (1,048,576: sizes of files are binary, as
+    logrotate's and PM2's are), `512KB`, `10MiB`, `2G` or plain bytes."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"invalid size {text!r}: a whole number and a unit KB, MB or GB (10MB)")
+    unit = (match.group(2) or "b").lower()[0]
+    size = int(match.group(1)) * 1024 ** _SIZE_UNIT[unit]
+    if not MIN_LOG_MAX_BYTES <= size <= MAX_LOG_MAX_BYTES:
+        raise ValueError(f"size {text!r} must be between 1KB and 1TB")
+    return size
 
 
 def check_project(name: str) -> None:
@@ -107,7 +162,8 @@ class StartRequest(RequestBody):
     name: str | None = None
     budget_usd: float | None = None
     restart: RestartPolicy = "no"
-    max_restarts: int = 5
+    #: Consecutive unstable restarts allowed (runs shorter than `min_uptime_s`); null: no cap.
+    max_restarts: int | None = DEFAULT_MAX_RESTARTS
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
     rpm: int | None = None
@@ -119,14 +175,21 @@ class StartRequest(RequestBody):
     python: str | None = None
     #: The project the agent belongs to: its calls must also fit `project:NAME`'s limits.
     project: str | None = None
+    #: A run shorter than this is unstable: it counts toward `max_restarts`.
+    min_uptime_s: float = DEFAULT_MIN_UPTIME_S
+    #: Log rotation: bytes per file and rotated files kept (null: the daemon's defaults).
+    log_max_bytes: int | None = None
+    log_keep: int | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
             raise ValueError("`command` must name a program")
         if self.budget_usd is not None:
             check_usd("budget_usd", self.budget_usd)
-        if not 0 <= self.max_restarts <= MAX_COUNT:
-            raise ValueError(f"`max_restarts` must be between 0 and {MAX_COUNT}")
+        if self.max_restarts is not None and not 0 <= self.max_restarts <= MAX_COUNT:
+            raise ValueError(f"`max_restarts` must be between 0 and {MAX_COUNT} (null: unlimited)")
+        check_min_uptime(self.min_uptime_s)
+        check_log_limits(self.log_max_bytes, self.log_keep)
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
             if value is not None:
                 check_count(field, value)
@@ -144,8 +207,10 @@ class Agent(Base):
     command: list[str]
     cwd: str
     restart: RestartPolicy
+    #: Restarts over the agent's life (by its policy, by `ironrt restart`, after a reboot).
     restarts: int
-    max_restarts: int
+    #: Cap on consecutive unstable restarts; null: unlimited.
+    max_restarts: int | None
     budget_usd: float | None
     spent_usd: float
     on_budget: OnBudget
@@ -161,6 +226,13 @@ class Agent(Base):
     #: Null while the agent runs normally; "budget" when a budget paused or stopped it (the
     #: blocking scope is in its events), "user" after `ironrt stop`.
     stop_reason: StopReason | None = None
+    min_uptime_s: float = DEFAULT_MIN_UPTIME_S
+    #: Restarts in a row after runs shorter than `min_uptime_s`; a longer run resets it.
+    unstable_restarts: int = 0
+    #: It ended while no daemon watched it (a reboot, a killed daemon): exit status unknown.
+    lost: bool = False
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
+    log_keep: int = DEFAULT_LOG_KEEP
 
 
 class AgentList(Base):

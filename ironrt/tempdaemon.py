@@ -92,6 +92,31 @@ class TempDaemon:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def crash_host(self) -> None:
+        """What a reboot does: the daemon, every agent's process group and the log relay
+        all die at once (SIGKILL), and the database stays as it was."""
+        groups = [a.pid for a in self.rt.list_agents() if a.pid and a.status.live]
+        self.kill()
+        for pgid in groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+        for proc in self._relays():
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                proc.wait(5)
+        for pgid in groups:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pgid).wait(5)
+
+    def _relays(self) -> list[psutil.Process]:
+        """This home's log relay process (an independent process; see logrelay.py)."""
+        sock = str(self.home / "logrelay.sock")
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if sock in (proc.info.get("cmdline") or []):
+                found.append(proc)
+        return found
+
     def cli(
         self,
         *args: str,
@@ -127,6 +152,10 @@ class TempDaemon:
                     p.kill()
             except psutil.Error:
                 pass
+        for relay in self._relays():  # it would leave by itself; tests do not wait for it
+            with contextlib.suppress(psutil.Error):
+                relay.terminate()
+                relay.wait(5)
 
     def __enter__(self) -> TempDaemon:
         return self.start()

@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from ironrt.cli import render
 from ironrt.cli.app import AgentRef, JsonFlag, app
 from ironrt.cli.context import print_json, runtime
-from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
+from ironrt.protocol import (
+    DEFAULT_MAX_RESTARTS,
+    OnBudget,
+    PiiMode,
+    RestartPolicy,
+    parse_size,
+    parse_uptime,
+)
 
 if TYPE_CHECKING:
     from ironrt.protocol import Agent
+
+T = TypeVar("T")
 
 START_HELP = """Start SCRIPT as a supervised agent and print its id.
 
@@ -46,6 +56,27 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _max_restarts(text: str) -> int | None:
+    if text.strip().lower() == "unlimited":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise typer.BadParameter(
+            f"expected a whole number or 'unlimited', got {text!r}", param_hint="'--max-restarts'"
+        )
+    return value
+
+
+def _parsed(parse: Callable[[str], T], text: str, option: str) -> T:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+
+
 @app.command(
     "start",
     help=START_HELP,
@@ -60,7 +91,35 @@ def start(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name (default: from SCRIPT).")] = None,
     restart: Annotated[RestartPolicy, typer.Option("--restart", help="Restart policy.")] = "no",
-    max_restarts: Annotated[int, typer.Option("--max-restarts", min=0, metavar="N")] = 5,
+    max_restarts: Annotated[
+        str,
+        typer.Option(
+            "--max-restarts",
+            metavar="N|unlimited",
+            help="Restarts in a row after runs shorter than --min-uptime before giving up.",
+        ),
+    ] = str(DEFAULT_MAX_RESTARTS),
+    min_uptime: Annotated[
+        str,
+        typer.Option(
+            "--min-uptime",
+            metavar="DUR",
+            help="A run shorter than this (500ms, 5s, 2m) is unstable; a longer one resets "
+            "the count.",
+        ),
+    ] = "5s",
+    log_max_size: Annotated[
+        str | None,
+        typer.Option(
+            "--log-max-size",
+            metavar="SIZE",
+            help="Rotate the log at this size (1MB, 512KB; default 10MB or the daemon's).",
+        ),
+    ] = None,
+    log_keep: Annotated[
+        int | None,
+        typer.Option("--log-keep", min=1, max=100, metavar="N", help="Rotated log files kept."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", metavar="K=V", help="Set a variable (repeatable).")
     ] = None,
@@ -108,7 +167,10 @@ def start(
         budget=budget,
         env=_parse_env(env),
         restart=restart,
-        max_restarts=max_restarts,
+        max_restarts=_max_restarts(max_restarts),
+        min_uptime=_parsed(parse_uptime, min_uptime, "--min-uptime"),
+        log_max_size=_parsed(parse_size, log_max_size, "--log-max-size") if log_max_size else None,
+        log_keep=log_keep,
         cwd=str(cwd.resolve()) if cwd else os.getcwd(),
         on_budget=on_budget,
         pii=pii,

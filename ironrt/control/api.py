@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import anyio
 import msgspec
@@ -128,26 +127,29 @@ def build(ctx: DaemonContext) -> Router:
     async def agent_logs(req: Request) -> Response:
         m, path = sup.log_file(req.params["ref"])
         lines = int(req.number("tail", 100, 0, 1_000_000))
-        head, offset = await anyio.to_thread.run_sync(logfiles.tail_lines, path, lines)
+        keep = m.record.log_keep
+        head, position = await anyio.to_thread.run_sync(logfiles.tail_lines, path, lines, keep)
         if not req.flag("follow"):
             return Response(200, head, "text/plain; charset=utf-8")
 
         async def follow() -> AsyncIterator[bytes]:
-            nonlocal offset
             if head:
                 yield head
-            idle_after_end = 0
-            while not ctx.stopping.is_set():
-                chunks = await anyio.to_thread.run_sync(_read_new, path, offset)
-                got = bool(chunks)
-                for data, end in chunks:
-                    offset = end
-                    yield data
-                if not m.record.status.live and not got:
-                    idle_after_end += 1
-                    if idle_after_end > 2:  # drained what the ended agent wrote
-                        return
-                await anyio.sleep(0.1)
+            follower = await anyio.to_thread.run_sync(logfiles.Follower, path, position, keep)
+            try:
+                idle_after_end = 0
+                while not ctx.stopping.is_set():
+                    data = await anyio.to_thread.run_sync(follower.read_new)
+                    if data:
+                        yield data
+                        continue
+                    if not m.record.status.live:
+                        idle_after_end += 1
+                        if idle_after_end > 2:  # drained what the ended agent wrote
+                            return
+                    await anyio.sleep(0.1)
+            finally:
+                follower.close()
 
         return Response(200, stream=follow(), content_type="text/plain; charset=utf-8")
 
@@ -358,7 +360,3 @@ def build(ctx: DaemonContext) -> Router:
         query=("keep_agents",),
     )
     return r
-
-
-def _read_new(path: Path, offset: int) -> list[tuple[bytes, int]]:
-    return list(logfiles.read_from(path, offset))

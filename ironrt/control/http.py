@@ -97,6 +97,10 @@ def _field_of(exc: msgspec.ValidationError) -> str | None:
     if match:
         return match.group(1)
     match = re.search(r"missing required field `([^`]+)`", str(exc))
+    if match:
+        return match.group(1)
+    # A check of the request's own (`__post_init__`) names its field first, in backticks.
+    match = re.match(r"`([A-Za-z_][A-Za-z_0-9]*)`", str(exc))
     return match.group(1) if match else None
 
 

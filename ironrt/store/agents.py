@@ -18,8 +18,11 @@ from ironrt.store.db import Database
 _COLUMNS = (
     "id, name, status, pid, pid_started, exit_code, signal, command, cwd, env, restart, "
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
-    "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason"
+    "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
+    "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep"
 )
+#: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
+_UNLIMITED = -1
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.cwd,
         msgspec.json.encode(agent.env).decode(),
         r.restart,
-        r.max_restarts,
+        _UNLIMITED if r.max_restarts is None else r.max_restarts,
         r.restarts,
         r.budget_usd,
         r.spent_usd,
@@ -62,6 +65,11 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.error,
         r.project,
         r.stop_reason,
+        r.min_uptime_s,
+        r.unstable_restarts,
+        int(r.lost),
+        r.log_max_bytes,
+        r.log_keep,
     )
 
 
@@ -101,7 +109,7 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         cwd=row["cwd"],
         restart=row["restart"],
         restarts=row["restarts"],
-        max_restarts=row["max_restarts"],
+        max_restarts=None if row["max_restarts"] == _UNLIMITED else row["max_restarts"],
         budget_usd=row["budget_usd"],
         spent_usd=row["spent_usd"],
         on_budget=row["on_budget"],
@@ -115,6 +123,11 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         error=row["error"],
         project=row["project"],
         stop_reason=row["stop_reason"],
+        min_uptime_s=row["min_uptime_s"],
+        unstable_restarts=row["unstable_restarts"],
+        lost=bool(row["lost"]),
+        log_max_bytes=row["log_max_bytes"],
+        log_keep=row["log_keep"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

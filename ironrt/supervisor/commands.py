@@ -18,8 +18,28 @@ from ironrt.protocol import StartRequest
 _INTERPRETERS = frozenset({"python", "python3", "node", "bash", "sh", "uv", "env"})
 
 
+def check_os_strings(req: StartRequest) -> None:
+    """What execve and chdir would refuse, refused first (422 naming the field), so a
+    request that cannot start leaves no record behind."""
+    texts = [("command", part) for part in req.command]
+    texts += [("cwd", req.cwd), ("name", req.name or ""), ("python", req.python or "")]
+    for field, text in texts:
+        if "\x00" in text:
+            raise StartFailed(f"`{field}` has a NUL byte, which no program accepts", field=field)
+    for field, env in (("env", req.env), ("env_overrides", req.env_overrides)):
+        for key, value in env.items():
+            if not key or "=" in key or "\x00" in key:
+                raise StartFailed(
+                    f"`{field}`: {key!r} is not a variable name (empty, or contains '=' or NUL)",
+                    field=field,
+                )
+            if "\x00" in value:
+                raise StartFailed(f"`{field}`: the value of {key!r} has a NUL byte", field=field)
+
+
 def resolve_command(req: StartRequest) -> list[str]:
     """The argv to execute, or StartFailed saying clearly why there is none."""
+    check_os_strings(req)
     program, *args = req.command
     path_env = req.env.get("PATH", os.environ.get("PATH", ""))
     if program.endswith(".py"):

@@ -26,7 +26,12 @@ class Managed:
     restart_pending: bool = False
     wake: anyio.Event = field(default_factory=anyio.Event)
     changed: anyio.Event = field(default_factory=anyio.Event)
+    #: Serialises start, stop, restart, remove and update of this agent, and a restart by
+    #: policy; `restart_pending` is handed over under it (an operation that takes over an
+    #: agent waiting out its backoff clears it, and the watcher then stands down).
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+    #: Removed: operations that waited for the lock find nothing, saves write nothing.
+    removed: bool = False
     started_mono: float = 0.0
     sample: TreeSample = _EMPTY_SAMPLE
 

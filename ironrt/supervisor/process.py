@@ -4,6 +4,17 @@ A process is identified by pid *and* start time, so a pid the kernel reused for 
 program is never mistaken for an agent after a daemon restart. Waiting uses a pidfd where
 the kernel has one (woken by the kernel, works for processes that are not our children,
 i.e. agents reattached after a restart) and falls back to polling.
+
+A new process waits at a gate before it runs any of the agent's code: a tiny `sh` reads
+one line from a pipe, then `exec`s the agent (same pid, same start time). The daemon opens
+the gate only once the pid is committed to the database, so a daemon killed at any moment
+never leaves a process that no record knows: if it dies first, the gate reads end of file
+and the shell exits without running anything.
+
+An agent's tree is its process, its descendants, whatever is left in its process group,
+and any process carrying its `IRONRT_AGENT_ID` in its environment: a daemon that
+double-forks and calls `setsid` leaves the group and the parent chain, but keeps the
+environment it inherited.
 """
 
 from __future__ import annotations
@@ -25,29 +36,63 @@ class Spawned:
     pid: int
     started: float
     popen: subprocess.Popen[bytes] | None
+    #: Write end of the gate pipe while the process waits at its gate; -1 once opened.
+    gate: int = -1
+
+
+#: Exit code of a gated process whose daemon died before opening the gate.
+GATE_CLOSED = 125
+_GATE = f'IFS= read -r go && [ "$go" = go ] || exit {GATE_CLOSED}; exec "$@" </dev/null'
 
 
 def spawn(command: list[str], *, cwd: str, env: dict[str, str], log_fd: int) -> Spawned:
-    """Start `command` as the leader of a new session (and so of its own process group).
+    """Start `command`, held at its gate, as the leader of a new session (and so of its
+    own process group). Call `open_gate(spawned)` once its pid is recorded.
 
-    Raises OSError (FileNotFoundError, PermissionError, ...) when the program cannot be
-    executed; the caller turns that into a clear StartFailed.
+    Raises OSError when the process cannot be created (a cwd that vanished, no memory).
     """
-    popen = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_fd,
-        stderr=log_fd,
-        start_new_session=True,
-        close_fds=True,
-    )
+    gate_read, gate_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", _GATE, "ironrt-gate", *command],
+            cwd=cwd,
+            env=env,
+            stdin=gate_read,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        os.close(gate_write)
+        raise
+    finally:
+        os.close(gate_read)
     try:
         started = psutil.Process(popen.pid).create_time()
     except psutil.Error:  # exited already; still a valid record
         started = time.time()
-    return Spawned(popen.pid, started, popen)
+    return Spawned(popen.pid, started, popen, gate_write)
+
+
+def open_gate(spawned: Spawned) -> None:
+    """Let the process run the agent (it `exec`s it under the same pid)."""
+    if spawned.gate < 0:
+        return
+    try:
+        os.write(spawned.gate, b"go\n")
+    except OSError:
+        pass  # it died at the gate: its watcher records how
+    finally:
+        os.close(spawned.gate)
+        spawned.gate = -1
+
+
+def close_gate(spawned: Spawned) -> None:
+    """Send the process away without running the agent (its record could not be saved)."""
+    if spawned.gate >= 0:
+        os.close(spawned.gate)
+        spawned.gate = -1
 
 
 def is_same_process(pid: int, started: float | None) -> bool:
@@ -95,8 +140,9 @@ async def wait_exit(pid: int, started: float | None, popen: subprocess.Popen[byt
         await anyio.to_thread.run_sync(popen.wait)
 
 
-def tree(pid: int, started: float | None) -> list[psutil.Process]:
-    """The agent's process and all its descendants, plus anything left in its group."""
+def tree(pid: int, started: float | None, agent_id: str | None = None) -> list[psutil.Process]:
+    """The agent's process and all its descendants, plus anything left in its group, plus
+    (given `agent_id`) any process that escaped both but carries the agent's id."""
     procs: dict[int, psutil.Process] = {}
     try:
         leader = psutil.Process(pid)
@@ -106,16 +152,38 @@ def tree(pid: int, started: float | None) -> list[psutil.Process]:
                 procs[child.pid] = child
     except psutil.Error:
         pass
-    # Orphans re-parented to init (their parent exited) are found through the group.
+    # Orphans re-parented to init (their parent exited) are found through the group, and
+    # those that also left the group (setsid) through the environment they inherited.
+    me = os.getpid()
     for proc in psutil.process_iter(["pid"]):
-        if proc.pid in procs:
+        if proc.pid in procs or proc.pid == me:
             continue
         try:
-            if os.getpgid(proc.pid) == pid:
+            if os.getpgid(proc.pid) == pid or (agent_id is not None and _carries(proc, agent_id)):
                 procs[proc.pid] = proc
         except (OSError, psutil.Error):
             continue
     return list(procs.values())
+
+
+def escaped(agent_id: str) -> list[psutil.Process]:
+    """Live processes carrying the agent's id: what is left of its tree once it ended."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if _carries(proc, agent_id) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _carries(proc: psutil.Process, agent_id: str) -> bool:
+    """Whether the process's environment names the agent (other users' are unreadable)."""
+    try:
+        return proc.environ().get("IRONRT_AGENT_ID") == agent_id
+    except (psutil.Error, OSError):
+        return False
 
 
 def group_alive(pgid: int) -> bool:

@@ -1,11 +1,18 @@
-"""The restart policy, decided from an agent's record alone (no I/O, easy to test).
+"""The restart policy (PM2's semantics), decided from an agent's record alone (no I/O).
 
-`no` never restarts; `on-failure` restarts after a non-zero exit or a signal; `always`
-restarts after any exit. Either stops at `max_restarts`, and the delay doubles each time
-(capped), so a crash loop costs little and gives up in bounded time.
+`no` never restarts; `on-failure` restarts after a non-zero exit, a signal, or an exit
+whose status is unknowable (the agent ended while another daemon was its parent: nobody
+can say it succeeded, so it counts as a failure); `always` restarts after any exit.
+
+A run shorter than `min_uptime_s` is *unstable*. `max_restarts` caps consecutive unstable
+restarts only: a service that crashes once a week is restarted for as long as it lives,
+while one that crashes at start gives up after `max_restarts` tries. A stable run resets
+the count and the backoff (which doubles with each unstable restart, capped).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ironrt.protocol import Agent
 
@@ -13,16 +20,43 @@ MAX_BACKOFF_S = 60.0
 
 
 def failed(r: Agent) -> bool:
-    return r.signal is not None or (r.exit_code is not None and r.exit_code != 0)
+    """Anything but a clean exit 0, including an exit status nobody could read."""
+    return not (r.exit_code == 0 and r.signal is None)
 
 
-def should_restart(r: Agent) -> bool:
-    if r.restart == "no" or r.restarts >= r.max_restarts:
+@dataclass(frozen=True, slots=True)
+class Decision:
+    restart: bool
+    #: The policy wanted a restart, but the unstable runs reached the cap.
+    gave_up: bool
+    delay_s: float
+
+
+def decide(r: Agent, uptime_s: float | None, first_delay: float) -> Decision:
+    """What to do after a run ended, updating the record's unstable-restart count.
+
+    `uptime_s` is how long the run lasted (None when unknown: counted as unstable).
+    """
+    if uptime_s is not None and uptime_s >= r.min_uptime_s:
+        r.unstable_restarts = 0
+    wanted = r.restart == "always" or (r.restart == "on-failure" and failed(r))
+    if not wanted:
+        return Decision(False, False, 0.0)
+    stable = uptime_s is not None and uptime_s >= r.min_uptime_s
+    if not stable and r.max_restarts is not None and r.unstable_restarts >= r.max_restarts:
+        return Decision(False, True, 0.0)
+    delay = backoff(first_delay, r.unstable_restarts)
+    if not stable:
+        r.unstable_restarts += 1
+    return Decision(True, False, delay)
+
+
+def pending(r: Agent) -> bool:
+    """Whether an ended agent's policy still wants it back (its restart was interrupted)."""
+    if r.restart == "no" or (r.restart == "on-failure" and not failed(r)):
         return False
-    if r.restart == "always":
-        return True
-    return failed(r)
+    return r.max_restarts is None or r.unstable_restarts <= r.max_restarts
 
 
-def backoff(first_delay: float, restarts_so_far: int) -> float:
-    return min(first_delay * 2.0**restarts_so_far, MAX_BACKOFF_S)
+def backoff(first_delay: float, unstable_so_far: int) -> float:
+    return min(first_delay * 2.0**unstable_so_far, MAX_BACKOFF_S)

@@ -8,6 +8,9 @@
        ▼            ▼
      failed       exited / killed
 
+A daemon that finds a live agent's process gone (a reboot) starts it again (`starting`)
+or records it `exited` with `lost` set; one that finds it `stopping` finishes the stop.
+
 `stopped` means ended because somebody asked; `exited` ended by itself with an exit code;
 `killed` ended by a signal nobody at ironrt sent; `failed` could not be started, or kept
 crashing until the restart cap.
@@ -24,7 +27,8 @@ TRANSITIONS: dict[S, frozenset[S]] = {
         {S.RUNNING, S.STOPPING, S.STOPPED, S.EXITED, S.KILLED, S.FAILED, S.PAUSED}
     ),
     S.RUNNING: frozenset({S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING, S.PAUSED}),
-    S.PAUSED: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.KILLED, S.FAILED}),
+    # A live status whose process is gone after a reboot may start again (resurrect).
+    S.PAUSED: frozenset({S.RUNNING, S.STOPPING, S.EXITED, S.KILLED, S.FAILED, S.STARTING}),
     S.STOPPING: frozenset({S.STOPPED}),
     S.STOPPED: frozenset({S.STARTING}),
     # An agent waiting out its restart backoff may be stopped, or give up for good.

@@ -1,0 +1,661 @@
+"""The log relay: a small process that writes every agent's stdout/stderr to its log file.
+
+Why a separate process: an agent's output is the write end of a pipe; whoever holds the read
+end must keep reading or the agent blocks. If the daemon read the pipes, a daemon crash
+would close them and the agents would die of SIGPIPE. The relay runs in its own session,
+outlives the daemon, and does nothing else, so it is the part least likely to die. The
+daemon keeps a duplicate of every read end: if the relay does die, the pipes stay open
+(their buffers keep what the agents write meanwhile) and the daemon hands them to a new one.
+
+Why it rotates by rename, itself: the process that writes a file is the only one that can
+keep it under its size limit at every instant. Before each write it checks the room left
+and rotates exactly when the next line would not fit, so a file never exceeds `max_bytes`
+and an agent's logs never use more than (keep + 1) x max_bytes of disk.
+
+Run as a script by file path (`python -I logrelay.py SOCKET_PATH`) so it starts without
+importing the ironrt package: standard library only, and nothing from `ironrt`. The daemon
+side (`logrelay_client`) imports this module for the protocol helpers below.
+
+Protocol: one JSON object per line on a Unix stream socket; descriptors travel with
+SCM_RIGHTS in the same sendmsg as the line that carries them. A client sends one request
+and waits for its reply. Which messages carry descriptors, and how many, follows from the
+message itself (`fd_count`): an attach request carries one, a `streams` reply one per name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import termios
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+#: Bytes read from a pipe at a time; also the most the relay holds for a stream in memory.
+CHUNK = 64 * 1024
+#: Descriptors per sendmsg: the kernel refuses more than 253 (SCM_MAX_FD).
+MAX_FDS_PER_MESSAGE = 250
+#: A line longer than this is not a request: the connection is closed.
+MAX_LINE = 1024 * 1024
+#: How often a write that failed (full disk...) is tried again, in seconds.
+RETRY_INTERVAL = 1.0
+#: With no stream and no client, the relay exits after this long (seconds).
+IDLE_GRACE = 1.0
+#: Right after start-up the relay waits this long for its first client (seconds).
+FIRST_CLIENT_WAIT = 30.0
+#: How long a relay starting waits for one exiting to let go of the lock (seconds).
+LOCK_WAIT = 3.0
+#: Errors that mean "no room": logged once, retried, never dropped.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+Message = dict[str, Any]
+Handler = Callable[[int], None]
+
+
+# ---- protocol helpers (shared with the client) ---------------------------------------------
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One message as its wire line."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def fd_count(message: Mapping[str, Any]) -> int:
+    """How many descriptors travel with this message (requests and replies alike)."""
+    if message.get("op") == "attach":
+        return 1
+    streams = message.get("streams")
+    return len(streams) if isinstance(streams, list) else 0
+
+
+class Framer:
+    """Cuts a byte stream into messages and gives each one its descriptors.
+
+    The kernel delivers a sendmsg's descriptors with the first byte of its data, and never
+    those of two sendmsgs in one recvmsg. So descriptors arrive in message order, no later
+    than the end of their line: a FIFO, from which each complete line takes `fd_count` of
+    its own, hands every message exactly its descriptors, however the bytes were split.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buffer = bytearray()
+        self._fds: deque[int] = deque()
+        self._max_line = max_line
+
+    def feed(self, data: bytes, fds: list[int]) -> list[tuple[Message, list[int]]]:
+        """The messages completed by `data`; raises ValueError on a malformed stream."""
+        self._buffer += data
+        self._fds.extend(fds)
+        out: list[tuple[Message, list[int]]] = []
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            message = json.loads(line)
+            if not isinstance(message, dict):
+                raise ValueError("a message must be a JSON object")
+            wanted = min(fd_count(message), len(self._fds))
+            out.append((message, [self._fds.popleft() for _ in range(wanted)]))
+        if len(self._buffer) > self._max_line:
+            raise ValueError("message line too long")
+        if not self._buffer:
+            self.close_strays()
+        return out
+
+    def close_strays(self) -> None:
+        """Close descriptors no message claimed (nothing partial is buffered to claim them)."""
+        while self._fds:
+            _close(self._fds.popleft())
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def log(text: str) -> None:
+    """One line on stderr (the daemon points it at a file in the ironrt home)."""
+    try:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        print(f"{stamp} logrelay[{os.getpid()}]: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+# ---- writing and rotating --------------------------------------------------------------------
+
+
+def piece_length(data: bytes, start: int, room: int, empty: bool) -> int:
+    """How many bytes of data[start:] go into a file with `room` bytes left; 0: rotate first.
+
+    Whole lines when possible: everything if it fits, else up to the last newline that fits.
+    A line longer than a whole file is cut at the limit rather than written over it.
+    """
+    left = len(data) - start
+    if left <= room + 100:
+        return left
+    cut = data.rfind(b"\n", start, start + room)
+    if cut >= 0:
+        return cut + 1 - start
+    return room if empty else 0
+
+
+class LogWriter:
+    """One log file (and its rotated predecessors), shared by every stream writing to it.
+
+    An agent restarted gets a new pipe while its old one may still be draining: both write
+    through the same writer, so the size it tracks is the file's real size.
+    """
+
+    def __init__(self, path: str, max_bytes: int, keep: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.refs = 0
+        self.failing = False
+        self._fd: int | None = None
+        self._size = 0
+
+    def write(self, data: bytes) -> tuple[int, OSError | None]:
+        """Write as much of `data` as possible: (bytes written, the error that stopped it)."""
+        done = 0
+        try:
+            while done < len(data):
+                done += self._write_piece(data, done)
+        except OSError as exc:
+            return done, exc
+        return done, None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            _close(self._fd)
+            self._fd = None
+
+    def _write_piece(self, data: bytes, start: int) -> int:
+        fd = self._open()
+        room = max(0, self.max_bytes - self._size)
+        n = piece_length(data, start, room, empty=self._size == 0)
+        if n == 0:
+            self._rotate()
+            return 0
+        written = os.write(fd, memoryview(data)[start : start + n])
+        self._size += written
+        return written
+
+    def _open(self) -> int:
+        """The live file, opened (appending: an existing file's size counts) if need be."""
+        if self._fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                os.fchmod(fd, 0o600)
+                self._size = os.fstat(fd).st_size
+            except OSError:
+                _close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    def _rotate(self) -> None:
+        """path.{K-1} -> path.{K}, ..., path -> path.1; the next write opens a fresh path.
+
+        Oldest first, so at every instant there are at most K rotated files and the live
+        one. A rename that fails leaves the file where it was; the write is retried later.
+        """
+        for i in range(self.keep - 1, 0, -1):
+            _rename_if_exists(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+        _rename_if_exists(self.path, f"{self.path}.1")
+        self.close()
+        self._size = 0
+
+
+def _rename_if_exists(src: str, dst: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.rename(src, dst)
+
+
+class Stream:
+    """One pipe's read end, feeding one writer."""
+
+    def __init__(self, name: str, fd: int, writer: LogWriter) -> None:
+        self.name = name
+        self.fd = fd
+        self.writer = writer
+        #: Read but not yet written (the disk refused it): the pipe is not read meanwhile.
+        self.pending = b""
+        self.retry_at = 0.0
+
+
+# ---- the relay ------------------------------------------------------------------------------
+
+
+class Client:
+    """One connection: its reassembly of requests and its queue of replies to send."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.framer = Framer()
+        self.outbox: deque[tuple[bytes, list[int]]] = deque()
+
+
+class Relay:
+    def __init__(self, listener: socket.socket) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.listener = listener
+        self.streams: dict[str, Stream] = {}
+        self.writers: dict[str, LogWriter] = {}
+        self.clients: dict[int, Client] = {}
+        self.stopping = False
+        self.had_client = False
+        self.started = time.monotonic()
+        self.idle_since: float | None = None
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.sel.register(listener, selectors.EVENT_READ, self._on_accept)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, self._on_wake)
+
+    # -- main loop
+
+    def run(self) -> int:
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            while not self.stopping:
+                for key, mask in self.sel.select(self._timeout()):
+                    handler: Handler = key.data
+                    handler(mask)
+                now = time.monotonic()
+                self._retry_pending(now)
+                if self._idle_long_enough(now):
+                    break
+            if self.stopping:
+                self._drain()
+        finally:
+            signal.set_wakeup_fd(-1)
+            self._close_all()
+        return 0
+
+    def _timeout(self) -> float:
+        """Until the next retry or idle check; at most a second."""
+        now = time.monotonic()
+        due = [s.retry_at for s in self.streams.values() if s.pending]
+        if not self.streams and not self.clients:
+            if self.had_client:
+                due.append((self.idle_since or now) + IDLE_GRACE)
+            else:
+                due.append(self.started + FIRST_CLIENT_WAIT)
+        return max(0.0, min([now + 1.0, *due]) - now)
+
+    def _idle_long_enough(self, now: float) -> bool:
+        if self.streams or self.clients:
+            self.idle_since = None
+            return False
+        if self.idle_since is None:
+            self.idle_since = now
+        if not self.had_client:
+            return now - self.started >= FIRST_CLIENT_WAIT
+        return now - self.idle_since >= IDLE_GRACE
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_wake(self, mask: int) -> None:
+        try:
+            while os.read(self.wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    # -- streams
+
+    def _on_stream(self, stream: Stream) -> Handler:
+        def on_readable(mask: int) -> None:
+            self._read(stream)
+
+        return on_readable
+
+    def _read(self, stream: Stream, size: int = CHUNK) -> bool:
+        """Read once and write it out; False when the stream cannot go on (EOF, paused)."""
+        try:
+            data = os.read(stream.fd, size)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            log(f"{stream.name}: read failed ({exc}); closing the stream")
+            data = b""
+        if not data:
+            self._end_stream(stream)
+            return False
+        return self._deliver(stream, data)
+
+    def _deliver(self, stream: Stream, data: bytes) -> bool:
+        """Write what was just read; if the disk refuses some, stop reading this pipe."""
+        if self._write(stream, data):
+            return True
+        self.sel.unregister(stream.fd)
+        return False
+
+    def _write(self, stream: Stream, data: bytes) -> bool:
+        """Write `data`; what the disk refuses is kept for a retry, never dropped.
+
+        The paused pipe fills up and the agent blocks on its own writes (backpressure)
+        until the disk takes data again. The error is logged once per episode.
+        """
+        writer = stream.writer
+        written, error = writer.write(data)
+        if error is None:
+            if writer.failing:
+                writer.failing = False
+                log(f"{writer.path}: writing again")
+            return True
+        stream.pending = data[written:]
+        stream.retry_at = time.monotonic() + RETRY_INTERVAL
+        if not writer.failing:
+            writer.failing = True
+            what = "disk full" if error.errno in DISK_FULL else "write failed"
+            log(f"{writer.path}: {what} ({error}); holding the output, retrying every second")
+        return False
+
+    def _retry_pending(self, now: float) -> None:
+        for stream in list(self.streams.values()):
+            if stream.pending and stream.retry_at <= now:
+                data, stream.pending = stream.pending, b""
+                if self._write(stream, data):
+                    self.sel.register(stream.fd, selectors.EVENT_READ, self._on_stream(stream))
+
+    def _end_stream(self, stream: Stream) -> None:
+        """All writers closed the pipe and everything read was written: forget it."""
+        if not stream.pending:
+            self.sel.unregister(stream.fd)
+        _close(stream.fd)
+        del self.streams[stream.name]
+        writer = stream.writer
+        writer.refs -= 1
+        if writer.refs == 0:
+            writer.close()
+            del self.writers[writer.path]
+
+    def attach(self, request: Message, fds: list[int]) -> Message:
+        """Start reading a pipe into a log file (a name already attached: keep the first)."""
+        if len(fds) != 1:
+            raise ValueError(f"attach carries exactly one descriptor, got {len(fds)}")
+        fd = fds.pop()
+        try:
+            name, path, max_bytes, keep = _attach_args(request)
+            if name in self.streams:
+                _close(fd)
+                return {"ok": True}
+            os.set_blocking(fd, False)
+        except (ValueError, OSError):
+            _close(fd)
+            raise
+        writer = self.writers.get(path)
+        if writer is None:
+            writer = self.writers[path] = LogWriter(path, max_bytes, keep)
+        writer.max_bytes, writer.keep = max_bytes, keep
+        writer.refs += 1
+        stream = self.streams[name] = Stream(name, fd, writer)
+        self.sel.register(fd, selectors.EVENT_READ, self._on_stream(stream))
+        return {"ok": True}
+
+    def list_streams(self) -> list[tuple[Message, list[int]]]:
+        """Names (and attach parameters) of the streams read, with duplicates of their fds."""
+        names = sorted(self.streams)
+        batches: list[tuple[Message, list[int]]] = []
+        for start in range(0, max(1, len(names)), MAX_FDS_PER_MESSAGE):
+            batch = names[start : start + MAX_FDS_PER_MESSAGE]
+            fds: list[int] = []
+            try:
+                for name in batch:
+                    fds.append(os.dup(self.streams[name].fd))
+            except OSError:
+                for fd in fds + [fd for _, more in batches for fd in more]:
+                    _close(fd)
+                raise
+            more = start + MAX_FDS_PER_MESSAGE < len(names)
+            reply = {"ok": True, "streams": batch, "more": more, "attach": self._params(batch)}
+            batches.append((reply, fds))
+        return batches
+
+    def _params(self, names: list[str]) -> list[Message]:
+        out: list[Message] = []
+        for name in names:
+            w = self.streams[name].writer
+            out.append({"path": w.path, "max_bytes": w.max_bytes, "keep": w.keep})
+        return out
+
+    def _drain(self) -> None:
+        """SIGTERM: write what the pipes hold right now (bounded by it), then stop."""
+        for stream in list(self.streams.values()):
+            if stream.pending:
+                data, stream.pending = stream.pending, b""
+                self._write(stream, data)
+                continue
+            try:
+                left = _readable_bytes(stream.fd)
+            except OSError:
+                continue
+            while left > 0 and stream.name in self.streams:
+                if not self._read(stream, min(CHUNK, left)):
+                    break
+                left -= CHUNK
+
+    # -- clients
+
+    def _on_accept(self, mask: int) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        sock.setblocking(False)
+        client = self.clients[sock.fileno()] = Client(sock)
+        self.had_client = True
+        self.sel.register(sock, selectors.EVENT_READ, lambda m: self._on_client(client, m))
+
+    def _on_client(self, client: Client, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(client)
+        if mask & selectors.EVENT_READ and client.sock.fileno() >= 0:
+            self._receive(client)
+
+    def _receive(self, client: Client) -> None:
+        try:
+            data, fds, flags, _ = socket.recv_fds(client.sock, 65536, MAX_FDS_PER_MESSAGE + 3)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop_client(client)
+            return
+        if flags & socket.MSG_CTRUNC:
+            log("a message's descriptors were truncated")
+        if not data:
+            for fd in fds:
+                _close(fd)
+            self._drop_client(client)
+            return
+        try:
+            messages = client.framer.feed(data, fds)
+        except ValueError as exc:
+            log(f"closing a client that sent a malformed message: {exc}")
+            self._drop_client(client)
+            return
+        for request, got in messages:
+            for reply in self._handle(request, got):
+                client.outbox.append((encode(reply[0]), reply[1]))
+        self._flush(client)
+
+    def _handle(self, request: Message, fds: list[int]) -> list[tuple[Message, list[int]]]:
+        op = request.get("op")
+        try:
+            if op == "attach":
+                return [(self.attach(request, fds), [])]
+            if op == "streams":
+                return self.list_streams()
+            if op == "ping":
+                return [({"ok": True, "pid": os.getpid()}, [])]
+            raise ValueError(f"unknown op {op!r}")
+        except (ValueError, OSError) as exc:
+            return [({"ok": False, "error": str(exc)}, [])]
+        finally:
+            for fd in fds:
+                _close(fd)
+
+    def _flush(self, client: Client) -> None:
+        """Send queued replies; what the socket cannot take now waits for EVENT_WRITE."""
+        while client.outbox:
+            data, fds = client.outbox[0]
+            try:
+                sent = socket.send_fds(client.sock, [data], fds) if fds else client.sock.send(data)
+            except BlockingIOError:
+                break
+            except OSError:
+                self._drop_client(client)
+                return
+            for fd in fds:  # our duplicates: the peer has its own now
+                _close(fd)
+            if sent < len(data):
+                client.outbox[0] = (data[sent:], [])
+            else:
+                client.outbox.popleft()
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbox else 0)
+        self.sel.modify(client.sock, events, self.sel.get_key(client.sock).data)
+
+    def _drop_client(self, client: Client) -> None:
+        self.clients.pop(client.sock.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(client.sock)
+        client.framer.close_strays()
+        for _, fds in client.outbox:
+            for fd in fds:
+                _close(fd)
+        client.outbox.clear()
+        client.sock.close()
+
+    def _close_all(self) -> None:
+        for client in list(self.clients.values()):
+            self._drop_client(client)
+        for stream in list(self.streams.values()):
+            if stream.pending:
+                log(f"{stream.name}: exiting with {len(stream.pending)} bytes unwritten")
+            _close(stream.fd)
+        for writer in self.writers.values():
+            writer.close()
+        self.sel.close()
+        self.listener.close()
+        _close(self.wake_r)
+        _close(self.wake_w)
+
+
+def _attach_args(request: Message) -> tuple[str, str, int, int]:
+    name, path = request.get("stream"), request.get("path")
+    max_bytes, keep = request.get("max_bytes"), request.get("keep")
+    if not isinstance(name, str) or not name:
+        raise ValueError("attach needs a stream name")
+    if not isinstance(path, str) or not os.path.isabs(path):
+        raise ValueError("attach needs an absolute path")
+    if not os.path.isdir(os.path.dirname(path)):
+        raise ValueError(f"no such directory: {os.path.dirname(path)}")
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1:
+        raise ValueError("max_bytes must be a positive integer")
+    if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+        raise ValueError("keep must be an integer >= 1")
+    return name, path, max_bytes, keep
+
+
+def _readable_bytes(fd: int) -> int:
+    buf = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return int.from_bytes(buf, sys.byteorder)
+
+
+# ---- start-up -------------------------------------------------------------------------------
+
+
+def _take_lock(socket_path: str) -> int | None:
+    """A lock held for the relay's lifetime: two relays never serve one socket.
+
+    None if another relay answers. A relay that holds the lock without answering is either
+    still starting or on its way out: wait for it (briefly) rather than give up, so a relay
+    spawned just as the previous one exits still comes up.
+    """
+    deadline = time.monotonic() + LOCK_WAIT
+    fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if _answers(socket_path) or time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
+
+
+def _answers(socket_path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(socket_path)
+        except OSError:
+            return False
+    return True
+
+
+def _listen(socket_path: str) -> socket.socket:
+    """Bind the socket private to the user (0600), replacing a stale socket file."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        listener.bind(socket_path)
+    except OSError:
+        listener.close()
+        raise
+    finally:
+        os.umask(old)
+    os.chmod(socket_path, 0o600)
+    listener.listen(64)
+    listener.setblocking(False)
+    return listener
+
+
+def _unlink_if_ours(socket_path: str, inode: int) -> None:
+    try:
+        if os.stat(socket_path).st_ino == inode:
+            os.unlink(socket_path)
+    except OSError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    # Before anything else: a Ctrl-C in the daemon's terminal must not reach the relay.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if len(argv) != 2:
+        print("usage: logrelay.py SOCKET_PATH", file=sys.stderr)
+        return 2
+    socket_path = argv[1]
+    lock = _take_lock(socket_path)
+    if lock is None or _answers(socket_path):
+        return 0  # another relay serves this home
+    try:
+        listener = _listen(socket_path)
+        inode = os.stat(socket_path).st_ino
+        log(f"listening on {socket_path}")
+        try:
+            return Relay(listener).run()
+        finally:
+            _unlink_if_ours(socket_path, inode)
+            log("exiting")
+    finally:
+        os.close(lock)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
