@@ -120,7 +120,7 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(f"invalid size {text!r}: a whole number and a unit KB, MB or GB (10MB)")
     unit = (match.group(2) or "b").lower()[0]
-    size = int(match.group(1)) * 1024 ** _SIZE_UNIT[unit]
+    size: int = int(match.group(1)) * 1024 ** _SIZE_UNIT[unit]
     if not MIN_LOG_MAX_BYTES <= size <= MAX_LOG_MAX_BYTES:
         raise ValueError(f"size {text!r} must be between 1KB and 1TB")
     return size
