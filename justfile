@@ -22,6 +22,7 @@ bench:
     python bench/router.py
     python bench/supervisor.py
     python bench/pii.py
+    python bench/logs.py
 
 # The offline demo: no key, no network.
 demo:

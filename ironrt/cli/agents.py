@@ -17,6 +17,7 @@ import typer
 from ironrt.cli import render
 from ironrt.cli.app import AgentRef, JsonFlag, app
 from ironrt.cli.context import print_json, runtime
+from ironrt.errors import DaemonUnavailable
 from ironrt.protocol import (
     DEFAULT_MAX_RESTARTS,
     OnBudget,
@@ -295,7 +296,12 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
 def logs(
     ref: AgentRef,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing until the agent ends (or Ctrl-C).")
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing, across restarts, until the agent ends for good (or Ctrl-C).",
+        ),
     ] = False,
     lines: Annotated[
         int, typer.Option("--lines", "-n", min=0, metavar="LINES", help="Lines of history to show.")
@@ -308,9 +314,23 @@ def logs(
         out.write(rt.logs(ref, tail=lines).encode())
         out.flush()
         return
-    for chunk in rt.follow_logs(ref, tail=lines):
+    agent_id = rt.get_agent(ref).id  # the same agent to the end, whatever its name does
+    for chunk in rt.follow_logs(agent_id, tail=lines):
         out.write(chunk)
         out.flush()
+    # The stream ends when the agent has ended for good, across its restarts, or when the
+    # daemon stops: say which.
+    try:
+        agent = runtime(autostart=False).get_agent(agent_id)  # never revive a stopped daemon
+    except DaemonUnavailable:
+        print("ironrt: the daemon stopped; no longer following the agent", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if agent.status.live:
+        print(f"ironrt: the daemon stopped; {agent.name} ({agent.id}) runs on", file=sys.stderr)
+        raise typer.Exit(1)
+    word, _ = render.status_text(agent)
+    restarts = f"{agent.restarts} restart{'s' if agent.restarts != 1 else ''}"
+    print(f"ironrt: {agent.name} ({agent.id}) {word} after {restarts}", file=sys.stderr)
 
 
 @app.command("budget")

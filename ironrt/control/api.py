@@ -143,10 +143,12 @@ def build(ctx: DaemonContext) -> Router:
                     if data:
                         yield data
                         continue
-                    if not m.record.status.live:
+                    if sup.finished(m):  # ended for good: not between two restarts
                         idle_after_end += 1
                         if idle_after_end > 2:  # drained what the ended agent wrote
                             return
+                    else:
+                        idle_after_end = 0
                     await anyio.sleep(0.1)
             finally:
                 follower.close()

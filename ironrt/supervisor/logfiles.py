@@ -85,15 +85,14 @@ def tail_lines(
     position returned, whatever the relay writes meanwhile.
     """
     fd = _open(path)
-    try:
-        position = Position(0, 0)
-        data = b""
-        if fd is not None:
+    if fd is None:
+        position, data = Position(0, 0), b""
+    else:
+        try:
             st = os.fstat(fd)
             position = Position(st.st_ino, st.st_size)
-            data = _tail_bytes(fd, st.st_size, lines, chunk, b"")
-    finally:
-        if fd is not None:
+            data = _tail_bytes(fd, st.st_size, lines, chunk, b"") if lines > 0 else b""
+        finally:
             os.close(fd)
     if lines <= 0:
         return b"", position
@@ -180,7 +179,7 @@ class Follower:
         data = os.read(self._fd, self._limit)
         if data or _inode(self.path) == self._inode:
             return data
-        data = b''
+        data = os.read(self._fd, self._limit)  # what was written just before the rename
         if data or not self._advance():
             return data
         return os.read(self._fd, self._limit)

@@ -139,7 +139,7 @@ def piece_length(data: bytes, start: int, room: int, empty: bool) -> int:
     A line longer than a whole file is cut at the limit rather than written over it.
     """
     left = len(data) - start
-    if left <= room + 100:
+    if left <= room:
         return left
     cut = data.rfind(b"\n", start, start + room)
     if cut >= 0:

@@ -89,6 +89,8 @@ class LogRelay:
         self._held: dict[str, dict[str, HeldStream]] = {}
         self._counter = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._released: set[str] = set()
+        self._restart_failing = False
 
     # ---- public API
 
@@ -117,9 +119,14 @@ class LogRelay:
         return write_end
 
     def release(self, agent_id: str) -> None:
-        """Forget an agent's pipes (it ended for good and its whole tree is gone)."""
+        """Forget an agent's pipes (it ended for good and its whole tree is gone).
+
+        The relay may still be writing out what they hold: their names are remembered so
+        that they are not adopted again meanwhile.
+        """
         for held in self._held.pop(agent_id, {}).values():
             os.close(held.fd)
+            self._released.add(held.name)
 
     def held(self, agent_id: str) -> list[str]:
         """Names of the streams whose read ends the daemon holds for this agent."""
@@ -140,8 +147,8 @@ class LogRelay:
         async with self._lock:
             self._disconnect()
             self._hand_off_process()
-        for agent_id in list(self._held):
-            self.release(agent_id)
+            for agent_id in list(self._held):
+                self.release(agent_id)
 
     # ---- attaching
 
@@ -189,7 +196,13 @@ class LogRelay:
             await self._reconnect_and_reattach()
         except (OSError, RelayBroken) as exc:
             self._disconnect()
-            log.error("log relay: cannot restart it (%s); trying again", exc)
+            if not self._restart_failing:  # once per episode, not every half second
+                log.error("log relay: cannot restart it (%s); trying again", exc)
+            self._restart_failing = True
+            return
+        self._restart_failing = False
+        count = sum(len(streams) for streams in self._held.values())
+        log.warning("log relay: the connection was lost; %d pipes attached again", count)
 
     def _next_name(self, agent_id: str) -> str:
         """A stream name the relay has never seen (it may hold a previous daemon's)."""
@@ -251,7 +264,7 @@ class LogRelay:
         params = message.get("attach") or []
         for i, fd in enumerate(fds):
             held = _held_from(names[i : i + 1], params[i : i + 1], fd)
-            if held is None or self._holds(held.name):
+            if held is None or self._holds(held.name) or held.name in self._released:
                 os.close(fd)
                 continue
             self._held.setdefault(_agent_of(held.name), {})[held.name] = held
@@ -271,9 +284,10 @@ class LogRelay:
         lines = await self._request({"op": "streams"}, [])
         if not lines[-1].get("ok"):
             raise RelayBroken(f"streams: {lines[-1].get('error')}")
+        live = {name for line in lines for name in line.get("streams") or []}
+        self._released &= live
         if not prune:
             return
-        live = {name for line in lines for name in line.get("streams") or []}
         for agent_id, streams in list(self._held.items()):
             for name in [n for n in streams if n not in live]:
                 os.close(streams.pop(name).fd)

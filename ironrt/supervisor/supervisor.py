@@ -308,7 +308,7 @@ class Supervisor:
     async def wait(self, ref: str, timeout: float) -> Agent:
         m = self.find(ref)
         with anyio.move_on_after(timeout):
-            while not self._finished(m):
+            while not self.finished(m):
                 await m.changed.wait()
         return self.snapshot(m)
 
@@ -335,7 +335,8 @@ class Supervisor:
         return out
 
     # ---- internals ----------------------------------------------------------------------
-    def _finished(self, m: Managed) -> bool:
+    def finished(self, m: Managed) -> bool:
+        """Ended for good: not live, and no restart by policy pending."""
         return m.record.status in states.ENDED and not m.restart_pending
 
     def _apply_settings(self, gov: AgentGovernance, r: Agent) -> None:

@@ -166,7 +166,7 @@ def test_stop_interrupted_by_a_daemon_kill_is_finished(daemon: TempDaemon, tmp_p
     thread.join(30)
     daemon.start()
     wait_until(lambda: daemon.rt.get_agent(agent_id).status.value == "stopped", timeout=20)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not _alive(pid)
     # The daemon lived through the agent's exit (no illegal transition ended it).
     assert daemon.rt.ping()
     assert daemon.proc is not None and daemon.proc.poll() is None
@@ -179,3 +179,29 @@ def _swallow(fn: object) -> object:
         return fn()
     except Exception as exc:  # the daemon died under it: expected
         return exc
+
+
+def test_restart_of_a_reattached_agent(daemon: TempDaemon) -> None:
+    agent_id = daemon.rt.start_agent(["sleep", "300"])
+    wait_until(lambda: daemon.rt.get_agent(agent_id).status.value == "running", timeout=10)
+    old_pid = daemon.rt.get_agent(agent_id).pid
+    daemon.kill()
+    daemon.start()
+    assert daemon.rt.get_agent(agent_id).pid == old_pid
+    agent = daemon.rt.restart_agent(agent_id, timeout=5)
+    assert agent.status.value in ("starting", "running") and agent.pid != old_pid
+    assert agent.restarts == 1
+    assert old_pid is not None and not _alive(old_pid)
+    # The new run is this daemon's child: its exit code is known again.
+    assert agent.pid is not None
+    psutil.Process(agent.pid).terminate()
+    ended = daemon.rt.wait(agent_id, timeout=10)
+    assert ended.status.value == "killed" and ended.signal == 15
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie: an agent whose parent daemon died is reaped by init later."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -1,0 +1,161 @@
+"""Agents' logs through a real daemon and its log relay: rotation at full speed loses no
+line and keeps every bound at every moment; `logs -n` reads across rotated files; `logs
+-f` follows an agent across its restarts and says how it ended."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ironrt.tempdaemon import TempDaemon, wait_until
+
+MAX = 64 * 1024
+KEEP = 3
+
+WRITER = """\
+import os, signal
+stopping = False
+def bye(*_):
+    global stopping
+    stopping = True
+signal.signal(signal.SIGTERM, bye)
+n = 0
+while not stopping:
+    n += 1
+    os.write(1, f"line {n:09d} {'x' * 40}\\n".encode())
+os.write(1, f"END {n}\\n".encode())
+"""
+
+
+def _files(logs: Path, agent_id: str) -> list[Path]:
+    """Oldest first: .KEEP … .1, then the live file."""
+    live = logs / f"{agent_id}.log"
+    rotated = [live.with_name(f"{live.name}.{i}") for i in range(KEEP, 0, -1)]
+    return [p for p in [*rotated, live] if p.exists()]
+
+
+def test_rotation_at_full_speed_loses_nothing_and_keeps_its_bounds(
+    daemon: TempDaemon, tmp_path: Path
+) -> None:
+    writer = tmp_path / "writer.py"
+    writer.write_text(WRITER)
+    agent_id = daemon.rt.start_agent(str(writer), log_max_size=MAX, log_keep=KEEP)
+    logs = daemon.home / "logs"
+    worst = {"file": 0, "total": 0, "count": 0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            sizes = []
+            for path in _files(logs, agent_id):
+                try:
+                    sizes.append(path.stat().st_size)
+                except FileNotFoundError:
+                    continue  # renamed between listing and stat
+            if sizes:
+                worst["file"] = max(worst["file"], *sizes)
+                worst["total"] = max(worst["total"], sum(sizes))
+                worst["count"] = max(worst["count"], len(sizes))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        wait_until(lambda: len(_files(logs, agent_id)) == KEEP + 1, timeout=30)
+        wait_until(lambda: (logs / f"{agent_id}.log.{KEEP}").stat().st_size > 0, timeout=30)
+    finally:
+        daemon.rt.stop_agent(agent_id, timeout=10)
+        stop.set()
+        sampler.join(10)
+
+    assert worst["file"] <= MAX  # never over the limit (within 10 % is the promise)
+    assert worst["total"] <= (KEEP + 1) * MAX
+    assert worst["count"] <= KEEP + 1
+    files = _files(logs, agent_id)
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = b"".join(p.read_bytes() for p in files).decode()
+    lines = text.splitlines()
+    assert lines[-1].startswith("END ")
+    last = int(lines[-1].split()[1])
+    numbers = [int(line.split()[1]) for line in lines[:-1] if line.startswith("line ")]
+    # A contiguous run ending at the last line the agent wrote: no gap, no duplicate (the
+    # oldest lines went with the oldest file, as rotation promises).
+    first_whole = 1 if lines[0].startswith("line ") else 0  # a split first line is partial
+    assert numbers[first_whole:] == list(range(numbers[first_whole], last + 1))
+    assert last > 5 * MAX // 60  # it really wrote past several rotations
+
+
+def test_logs_n_reads_across_rotated_files(daemon: TempDaemon, tmp_path: Path) -> None:
+    burst = tmp_path / "burst.py"
+    # 16 KiB files hold ~400 of these lines: the 500 asked for span two files.
+    burst.write_text(
+        "import time\nfor i in range(3000): print(f'line {i:05d} ' + 'y' * 30)\ntime.sleep(60)\n"
+    )
+    agent_id = daemon.rt.start_agent(str(burst), log_max_size=16384, log_keep=2)
+    live = daemon.home / "logs" / f"{agent_id}.log"
+    wait_until(lambda: live.exists() and b"line 02999" in live.read_bytes(), timeout=20)
+    assert live.with_name(f"{live.name}.1").exists()
+    out = daemon.cli("logs", agent_id, "-n", "500")
+    assert out.returncode == 0, out.stderr
+    got = out.stdout.splitlines()
+    assert len(got) == 500 and got[-1].startswith("line 02999") and got[0].startswith("line 02500")
+    assert live.read_bytes().count(b"\n") < 500  # the lines came from two files
+    daemon.rt.stop_agent(agent_id, timeout=5)
+
+
+def test_logs_follow_across_two_restarts(daemon: TempDaemon, tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    crash = tmp_path / "crash.py"
+    crash.write_text(
+        "import os, time\n"
+        f"path = {str(counter)!r}\n"
+        "run = int(open(path).read()) + 1 if os.path.exists(path) else 1\n"
+        "open(path, 'w').write(str(run))\n"
+        "print(f'run {run} says hello', flush=True)\n"
+        "time.sleep(0.5)\n"
+        "raise SystemExit(4)\n"
+    )
+    agent_id = daemon.rt.start_agent(
+        str(crash), restart="on-failure", max_restarts=2, min_uptime=30.0
+    )
+    follower = subprocess.run(
+        [sys.executable, "-m", "ironrt", "logs", agent_id, "-f", "-n", "100"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert follower.returncode == 0, follower.stderr
+    assert [line for line in follower.stdout.splitlines() if line.startswith("run ")] == [
+        "run 1 says hello",
+        "run 2 says hello",
+        "run 3 says hello",
+    ]
+    assert "failed" in follower.stderr and "2 restarts" in follower.stderr
+    assert daemon.rt.get_agent(agent_id).status.value == "failed"
+
+
+def test_logs_follow_ends_with_exit_1_when_the_daemon_stops(daemon: TempDaemon) -> None:
+    agent_id = daemon.rt.start_agent(["sh", "-c", "echo ready; exec sleep 300"])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ironrt", "logs", agent_id, "-f"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "ready\n"  # it follows
+        daemon.rt.shutdown_daemon(keep_agents=True, wait=30)
+        _, err = follower.communicate(timeout=30)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate()
+    assert follower.returncode == 1
+    assert "daemon stopped" in err
+    assert not daemon.rt.ping()  # and it did not start one again
