@@ -59,4 +59,6 @@ def pending(r: Agent) -> bool:
 
 
 def backoff(first_delay: float, unstable_so_far: int) -> float:
-    return min(first_delay * 2.0**unstable_so_far, MAX_BACKOFF_S)
+    # The exponent is bounded: with `unlimited`, the count can pass 1,024 (2.0**1024
+    # overflows a float) in a crash loop that runs for a day.
+    return min(first_delay * 2.0 ** min(unstable_so_far, 32), MAX_BACKOFF_S)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ironrt.errors import AgentNotFound, AmbiguousAgent
+from ironrt.protocol import Agent, parse_size, parse_uptime
 from ironrt.protocol import AgentStatus as S
-from ironrt.supervisor import logfiles, states
+from ironrt.supervisor import states
 from ironrt.supervisor.agents import resolve, unique_name
 from ironrt.supervisor.environment import agent_environment, new_token, token_hash
+from ironrt.supervisor.restart import Decision, decide, pending
 
 
 def test_environment_scrubs_every_provider_secret_even_from_overrides() -> None:
@@ -40,34 +40,6 @@ def test_tokens_are_256_bit_and_hashed() -> None:
     assert token_hash(a) != a and len(token_hash(a)) == 64
 
 
-def test_rotation_keeps_the_childs_descriptor_writing(tmp_path: Path) -> None:
-    import os
-
-    path = tmp_path / "x.log"
-    fd = logfiles.open_for_child(path)
-    try:
-        os.write(fd, b"a" * 2000)
-        assert logfiles.rotate_if_needed(path, max_bytes=1000, backups=2)
-        os.write(fd, b"after\n")
-        assert path.read_bytes() == b"after\n"  # O_APPEND: no hole where the old bytes were
-        assert (tmp_path / "x.log.1").read_bytes() == b"a" * 2000
-        assert not logfiles.rotate_if_needed(path, max_bytes=1000, backups=2)
-    finally:
-        os.close(fd)
-
-
-def test_tail_and_read_from(tmp_path: Path) -> None:
-    path = tmp_path / "t.log"
-    path.write_bytes(b"".join(f"line {i}\n".encode() for i in range(1000)))
-    text, end = logfiles.tail_lines(path, 3)
-    assert text == b"line 997\nline 998\nline 999\n" and end == path.stat().st_size
-    with path.open("ab") as fh:
-        fh.write(b"new\n")
-    assert [d for d, _ in logfiles.read_from(path, end)] == [b"new\n"]
-    path.write_bytes(b"truncated\n")  # rotation: the offset is past the end, start over
-    assert [d for d, _ in logfiles.read_from(path, end)] == [b"truncated\n"]
-
-
 def test_transitions() -> None:
     states.check(S.STARTING, S.RUNNING)
     states.check(S.EXITED, S.STARTING)
@@ -85,3 +57,62 @@ def test_resolve() -> None:
     with pytest.raises(AgentNotFound):
         resolve("zzz", rows)
     assert unique_name("web", {"web", "web-2"}) == "web-3"
+
+
+def _agent(**fields: object) -> Agent:
+    base: dict[str, object] = {
+        "id": "a1",
+        "name": "a",
+        "pid": None,
+        "status": S.EXITED,
+        "exit_code": 1,
+        "signal": None,
+        "command": ["x"],
+        "cwd": "/",
+        "restart": "on-failure",
+        "restarts": 0,
+        "max_restarts": 2,
+        "budget_usd": None,
+        "spent_usd": 0.0,
+        "on_budget": "block",
+        "pii": "detect",
+        "rpm": None,
+        "tpm": None,
+        "allow_unmetered": False,
+        "created_at": "",
+        "started_at": None,
+        "ended_at": None,
+        "min_uptime_s": 5.0,
+    }
+    base.update(fields)
+    return Agent(**base)  # type: ignore[arg-type]
+
+
+def test_restart_decisions_follow_pm2() -> None:
+    r = _agent()
+    # Unstable runs count; the cap gives up on the third in a row, with doubling delays.
+    assert [decide(r, 0.1, 1.0).delay_s for _ in range(2)] == [1.0, 2.0]
+    assert r.unstable_restarts == 2
+    assert decide(r, 0.1, 1.0) == Decision(False, True, 0.0)
+    # A stable run resets the count and the backoff, even at the cap.
+    assert decide(r, 6.0, 1.0) == Decision(True, False, 1.0) and r.unstable_restarts == 0
+    # A clean exit restarts only under `always`; an unknown exit is a failure.
+    assert decide(_agent(exit_code=0), 0.1, 1.0).restart is False
+    assert decide(_agent(exit_code=0, restart="always"), 0.1, 1.0).restart is True
+    assert decide(_agent(exit_code=None), None, 1.0).restart is True
+    assert decide(_agent(restart="no", exit_code=None), None, 1.0).restart is False
+    unlimited = _agent(max_restarts=None, unstable_restarts=10_000)
+    assert decide(unlimited, 0.0, 1.0).restart and decide(unlimited, 0.0, 1.0).delay_s == 60.0
+    assert pending(_agent()) and not pending(_agent(exit_code=0))
+
+
+def test_sizes_and_uptimes_parse_as_documented() -> None:
+    assert parse_size("1MB") == 1_048_576 and parse_size("512KB") == 524_288
+    assert parse_size("10MiB") == 10 * 1_048_576 and parse_size("2048") == 2048
+    assert parse_uptime("500ms") == 0.5 and parse_uptime("2m") == 120 and parse_uptime("5") == 5
+    for bad in ("", "10", "1PB", "ten MB", "-1MB"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+    for bad in ("", "5 parsecs", "-1s", "2d", "25h"):
+        with pytest.raises(ValueError):
+            parse_uptime(bad)
