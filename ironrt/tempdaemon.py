@@ -155,7 +155,6 @@ class TempDaemon:
         for relay in self._relays():  # it would leave by itself; tests do not wait for it
             with contextlib.suppress(psutil.Error):
                 relay.terminate()
-                relay.wait(5)
 
     def __enter__(self) -> TempDaemon:
         return self.start()
