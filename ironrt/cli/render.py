@@ -126,6 +126,8 @@ def status_text(agent: Agent) -> tuple[str, str]:
     status = agent.status
     style = STATUS_STYLE[status]
     why: list[str] = []
+    if agent.lost and not status.live:  # ended while no daemon watched: status unknown
+        why.append("lost")
     if status is AgentStatus.EXITED and agent.exit_code not in (None, 0):
         why.append(str(agent.exit_code))
         style = "red"

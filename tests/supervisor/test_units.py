@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ironrt.config import ConfigError, Settings
 from ironrt.errors import AgentNotFound, AmbiguousAgent
 from ironrt.protocol import Agent, parse_size, parse_uptime
 from ironrt.protocol import AgentStatus as S
@@ -116,3 +119,28 @@ def test_sizes_and_uptimes_parse_as_documented() -> None:
     for bad in ("", "5 parsecs", "-1s", "2d", "25h"):
         with pytest.raises(ValueError):
             parse_uptime(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IRONRT_LOG_MAX_SIZE", "ten megs"),
+        ("IRONRT_LOG_MAX_SIZE", "12"),
+        ("IRONRT_LOG_KEEP", "0"),
+        ("IRONRT_LOG_KEEP", "many"),
+    ],
+)
+def test_bad_log_settings_name_the_setting(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.load({"IRONRT_HOME": str(tmp_path), name: value})
+    (tmp_path / "config.toml").write_text(f'{name} = "{value}"\n')
+    with pytest.raises(ConfigError, match=name):  # the same check for config.toml
+        Settings.load({"IRONRT_HOME": str(tmp_path)})
+
+
+def test_log_settings_from_config_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('IRONRT_LOG_MAX_SIZE = "1MB"\nIRONRT_LOG_KEEP = 5\n')
+    settings = Settings.load({"IRONRT_HOME": str(tmp_path)})
+    assert (settings.log_max_bytes, settings.log_keep) == (1_048_576, 5)
+    env_wins = Settings.load({"IRONRT_HOME": str(tmp_path), "IRONRT_LOG_KEEP": "2"})
+    assert env_wins.log_keep == 2
