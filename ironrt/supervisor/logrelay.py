@@ -7,27 +7,16 @@ outlives the daemon, and does nothing else, so it is the part least likely to di
 daemon keeps a duplicate of every read end: if the relay does die, the pipes stay open
 (their buffers keep what the agents write meanwhile) and the daemon hands them to a new one.
 
-Why it rotates by rename, itself: the process that writes a file is the only one that can
-keep it under its size limit at every instant. Before each write it checks the room left
-and rotates exactly when the next line would not fit, so a file never exceeds `max_bytes`
-and an agent's logs never use more than (keep + 1) x max_bytes of disk.
-
 Run as a script by file path (`python -I logrelay.py SOCKET_PATH`) so it starts without
-importing the ironrt package: standard library only, and nothing from `ironrt`. The daemon
-side (`logrelay_client`) imports this module for the protocol helpers below.
-
-Protocol: one JSON object per line on a Unix stream socket; descriptors travel with
-SCM_RIGHTS in the same sendmsg as the line that carries them. A client sends one request
-and waits for its reply. Which messages carry descriptors, and how many, follows from the
-message itself (`fd_count`): an attach request carries one, a `streams` reply one per name.
+importing the ironrt package: standard library only, and nothing from `ironrt` but its two
+stdlib-only siblings, `logwire` (the protocol, shared with the daemon's `logrelay_client`)
+and `logwriter` (writing and rotating a log file).
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
-import json
 import os
 import selectors
 import signal
@@ -36,15 +25,21 @@ import sys
 import termios
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING or __package__:
+    from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
+    from ironrt.supervisor.logwriter import DISK_FULL, LogWriter
+else:
+    # Run as a script: `-I` leaves this directory off sys.path and the ironrt package may
+    # not be importable at all, so the siblings are loaded as top-level modules.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
+    from logwriter import DISK_FULL, LogWriter
 
 #: Bytes read from a pipe at a time; also the most the relay holds for a stream in memory.
 CHUNK = 64 * 1024
-#: Descriptors per sendmsg: the kernel refuses more than 253 (SCM_MAX_FD).
-MAX_FDS_PER_MESSAGE = 250
-#: A line longer than this is not a request: the connection is closed.
-MAX_LINE = 1024 * 1024
 #: How often a write that failed (full disk...) is tried again, in seconds.
 RETRY_INTERVAL = 1.0
 #: With no stream and no client, the relay exits after this long (seconds).
@@ -53,66 +48,8 @@ IDLE_GRACE = 1.0
 FIRST_CLIENT_WAIT = 30.0
 #: How long a relay starting waits for one exiting to let go of the lock (seconds).
 LOCK_WAIT = 3.0
-#: Errors that mean "no room": logged once, retried, never dropped.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
-Message = dict[str, Any]
 Handler = Callable[[int], None]
-
-
-# ---- protocol helpers (shared with the client) ---------------------------------------------
-
-
-def encode(message: Mapping[str, Any]) -> bytes:
-    """One message as its wire line."""
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
-
-
-def fd_count(message: Mapping[str, Any]) -> int:
-    """How many descriptors travel with this message (requests and replies alike)."""
-    if message.get("op") == "attach":
-        return 1
-    streams = message.get("streams")
-    return len(streams) if isinstance(streams, list) else 0
-
-
-class Framer:
-    """Cuts a byte stream into messages and gives each one its descriptors.
-
-    The kernel delivers a sendmsg's descriptors with the first byte of its data, and never
-    those of two sendmsgs in one recvmsg. So descriptors arrive in message order, no later
-    than the end of their line: a FIFO, from which each complete line takes `fd_count` of
-    its own, hands every message exactly its descriptors, however the bytes were split.
-    """
-
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self._buffer = bytearray()
-        self._fds: deque[int] = deque()
-        self._max_line = max_line
-
-    def feed(self, data: bytes, fds: list[int]) -> list[tuple[Message, list[int]]]:
-        """The messages completed by `data`; raises ValueError on a malformed stream."""
-        self._buffer += data
-        self._fds.extend(fds)
-        out: list[tuple[Message, list[int]]] = []
-        while (end := self._buffer.find(b"\n")) >= 0:
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            message = json.loads(line)
-            if not isinstance(message, dict):
-                raise ValueError("a message must be a JSON object")
-            wanted = min(fd_count(message), len(self._fds))
-            out.append((message, [self._fds.popleft() for _ in range(wanted)]))
-        if len(self._buffer) > self._max_line:
-            raise ValueError("message line too long")
-        if not self._buffer:
-            self.close_strays()
-        return out
-
-    def close_strays(self) -> None:
-        """Close descriptors no message claimed (nothing partial is buffered to claim them)."""
-        while self._fds:
-            _close(self._fds.popleft())
 
 
 def _close(fd: int) -> None:
@@ -129,96 +66,7 @@ def log(text: str) -> None:
         pass
 
 
-# ---- writing and rotating --------------------------------------------------------------------
-
-
-def piece_length(data: bytes, start: int, room: int, empty: bool) -> int:
-    """How many bytes of data[start:] go into a file with `room` bytes left; 0: rotate first.
-
-    Whole lines when possible: everything if it fits, else up to the last newline that fits.
-    A line longer than a whole file is cut at the limit rather than written over it.
-    """
-    left = len(data) - start
-    if left <= room:
-        return left
-    cut = data.rfind(b"\n", start, start + room)
-    if cut >= 0:
-        return cut + 1 - start
-    return room if empty else 0
-
-
-class LogWriter:
-    """One log file (and its rotated predecessors), shared by every stream writing to it.
-
-    An agent restarted gets a new pipe while its old one may still be draining: both write
-    through the same writer, so the size it tracks is the file's real size.
-    """
-
-    def __init__(self, path: str, max_bytes: int, keep: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        self.keep = keep
-        self.refs = 0
-        self.failing = False
-        self._fd: int | None = None
-        self._size = 0
-
-    def write(self, data: bytes) -> tuple[int, OSError | None]:
-        """Write as much of `data` as possible: (bytes written, the error that stopped it)."""
-        done = 0
-        try:
-            while done < len(data):
-                done += self._write_piece(data, done)
-        except OSError as exc:
-            return done, exc
-        return done, None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            _close(self._fd)
-            self._fd = None
-
-    def _write_piece(self, data: bytes, start: int) -> int:
-        fd = self._open()
-        room = max(0, self.max_bytes - self._size)
-        n = piece_length(data, start, room, empty=self._size == 0)
-        if n == 0:
-            self._rotate()
-            return 0
-        written = os.write(fd, memoryview(data)[start : start + n])
-        self._size += written
-        return written
-
-    def _open(self) -> int:
-        """The live file, opened (appending: an existing file's size counts) if need be."""
-        if self._fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-            fd = os.open(self.path, flags, 0o600)
-            try:
-                os.fchmod(fd, 0o600)
-                self._size = os.fstat(fd).st_size
-            except OSError:
-                _close(fd)
-                raise
-            self._fd = fd
-        return self._fd
-
-    def _rotate(self) -> None:
-        """path.{K-1} -> path.{K}, ..., path -> path.1; the next write opens a fresh path.
-
-        Oldest first, so at every instant there are at most K rotated files and the live
-        one. A rename that fails leaves the file where it was; the write is retried later.
-        """
-        for i in range(self.keep - 1, 0, -1):
-            _rename_if_exists(f"{self.path}.{i}", f"{self.path}.{i + 1}")
-        _rename_if_exists(self.path, f"{self.path}.1")
-        self.close()
-        self._size = 0
-
-
-def _rename_if_exists(src: str, dst: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.rename(src, dst)
+# ---- the relay ------------------------------------------------------------------------------
 
 
 class Stream:
@@ -231,9 +79,6 @@ class Stream:
         #: Read but not yet written (the disk refused it): the pipe is not read meanwhile.
         self.pending = b""
         self.retry_at = 0.0
-
-
-# ---- the relay ------------------------------------------------------------------------------
 
 
 class Client:

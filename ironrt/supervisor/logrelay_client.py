@@ -31,7 +31,7 @@ import anyio
 from anyio.abc import SocketAttribute, UNIXSocketStream
 
 from ironrt.supervisor import logrelay
-from ironrt.supervisor.logrelay import Framer, Message, encode
+from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
 
 log = logging.getLogger("ironrt.supervisor")
 
@@ -248,7 +248,7 @@ class LogRelay:
         conn = self._conn
         assert conn is not None
         while not self._replies:
-            data, fds = await conn.receive_fds(65536, logrelay.MAX_FDS_PER_MESSAGE + 3)
+            data, fds = await conn.receive_fds(65536, MAX_FDS_PER_MESSAGE + 3)
             for fd in fds:
                 os.set_inheritable(fd, False)  # never for the agents the daemon spawns
             if not data:

@@ -5,6 +5,7 @@ twice."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import threading
@@ -56,10 +57,9 @@ class Churn:
                     self.run.wait(0.05)
                     continue
                 self.idle.clear()
-                try:
+                # The daemon dies under some of these calls: that is the trial.
+                with contextlib.suppress(Exception):
                     self._step(pool)
-                except Exception:
-                    pass  # the daemon died under this call: that is the trial
                 self.operations += 1
             self.idle.set()
 
@@ -78,10 +78,8 @@ class Churn:
                 for _ in range(count)
             ]
             for future in futures:
-                try:
+                with contextlib.suppress(Exception):
                     future.result(timeout=30)
-                except Exception:
-                    pass
             return
         agents = [a for a in rt.list_agents() if a.name.startswith("sleep")]
         if not agents:

@@ -28,8 +28,9 @@ import pytest
 
 from ironrt.supervisor import logfiles
 from ironrt.supervisor.logfiles import Follower, Position, parse_size, tail_lines
-from ironrt.supervisor.logrelay import MAX_FDS_PER_MESSAGE, Framer, LogWriter, encode
 from ironrt.supervisor.logrelay_client import LogRelay
+from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, encode
+from ironrt.supervisor.logwriter import LogWriter
 
 RELAY_SCRIPT = Path(__file__).resolve().parents[2] / "ironrt" / "supervisor" / "logrelay.py"
 

@@ -19,9 +19,7 @@ def script(tmp_path: Path, name: str, code: str) -> str:
     return str(path)
 
 
-def test_a_crash_at_once_fails_after_exactly_n_restarts(
-    daemon: TempDaemon, tmp_path: Path
-) -> None:
+def test_a_crash_at_once_fails_after_exactly_n_restarts(daemon: TempDaemon, tmp_path: Path) -> None:
     crash = script(tmp_path, "crash.py", "raise SystemExit(3)\n")
     agent_id = daemon.rt.start_agent(crash, restart="always", max_restarts=3, min_uptime=5.0)
     agent = daemon.rt.wait(agent_id, timeout=30)
@@ -97,8 +95,10 @@ def test_policy_applies_to_a_reattached_agent(daemon: TempDaemon, tmp_path: Path
     assert daemon.rt.get_agent(agent_id).pid == first_pid  # reattached, not restarted
     quit_file.write_text("")  # exits 9 under a daemon that is not its parent
     wait_until(
-        lambda: daemon.rt.get_agent(agent_id).restarts == 1
-        and daemon.rt.get_agent(agent_id).status.value == "running",
+        lambda: (
+            daemon.rt.get_agent(agent_id).restarts == 1
+            and daemon.rt.get_agent(agent_id).status.value == "running"
+        ),
         timeout=15,
     )
     agent = daemon.rt.get_agent(agent_id)
@@ -121,8 +121,10 @@ def test_resurrect_after_a_reboot(daemon: TempDaemon, tmp_path: Path) -> None:
     daemon.start()
 
     wait_until(
-        lambda: daemon.rt.get_agent(always).status.value == "running"
-        and daemon.rt.get_agent(on_failure).status.value == "running",
+        lambda: (
+            daemon.rt.get_agent(always).status.value == "running"
+            and daemon.rt.get_agent(on_failure).status.value == "running"
+        ),
         timeout=15,
     )
     for agent_id in (always, on_failure):
