@@ -31,6 +31,9 @@ async def output_for(relay: LogRelay, logs_dir: Path, r: Agent) -> int:
     """A descriptor for the agent's stdout and stderr: the relay's pipe, or (when the relay
     cannot be reached) the log file itself, so an agent still starts, unrotated."""
     path = logfiles.log_path(logs_dir, r.id)
+    # There from the start (the relay creates it on the first line): `logs` and a reader
+    # of the file find an empty log, not a missing one, before the agent has written.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     try:
         return await relay.pipe_for(r.id, path, r.log_max_bytes, r.log_keep)
     except OSError as exc:

@@ -31,25 +31,23 @@ def test_concurrent_starts_of_one_name_give_one_agent(daemon: TempDaemon) -> Non
     assert [a.name for a in daemon.rt.list_agents()] == ["dup"]
 
 
-@pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"env": {"BAD=NAME": "1"}}, "env"),
-        ({"env": {"": "1"}}, "env"),
-        ({"env_overrides": {"A": "x\u0000y"}}, "env_overrides"),
-        ({"cwd": "/tmp\u0000/x"}, "cwd"),
-        ({"command": ["sleep", "6\u00000"]}, "command"),
-        ({"name": "a\u0000b"}, "name"),
-    ],
-)
-def test_a_start_the_os_would_refuse_is_a_422_that_leaves_nothing(
-    daemon: TempDaemon, change: dict[str, object], field: str
-) -> None:
-    body = {"command": ["sleep", "60"], "cwd": str(daemon.home), **change}
-    status, answer = raw(daemon, "POST", "/v1/agents", json.dumps(body).encode())
-    assert status == 422, answer
-    error = answer["error"]
-    assert isinstance(error, dict) and error["field"] == field, answer
+REFUSED_BY_THE_OS = [
+    ({"env": {"BAD=NAME": "1"}}, "env"),
+    ({"env": {"": "1"}}, "env"),
+    ({"env_overrides": {"A": "x\u0000y"}}, "env_overrides"),
+    ({"cwd": "/tmp\u0000/x"}, "cwd"),
+    ({"command": ["sleep", "6\u00000"]}, "command"),
+    ({"name": "a\u0000b"}, "name"),
+]
+
+
+def test_a_start_the_os_would_refuse_is_a_422_that_leaves_nothing(daemon: TempDaemon) -> None:
+    for change, field in REFUSED_BY_THE_OS:
+        body = {"command": ["sleep", "60"], "cwd": str(daemon.home), **change}
+        status, answer = raw(daemon, "POST", "/v1/agents", json.dumps(body).encode())
+        assert status == 422, answer
+        error = answer["error"]
+        assert isinstance(error, dict) and error["field"] == field, answer
     assert daemon.rt.list_agents() == []
     daemon.kill()
     daemon.start()
