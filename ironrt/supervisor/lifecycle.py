@@ -61,15 +61,19 @@ class Lifecycle:
         self.tg: TaskGroup | None = None
 
     async def spawn(self, m: Managed) -> None:
-        """Start one run: the process waits at its gate until its pid is on disk."""
+        """Start one run: the process waits at its gate until its record (pid, start time,
+        token hash) is on disk, in one write."""
         r = m.record
         token = new_token()
         spawned = await spawn_run(self.logs, self.logs_dir, r, m.stored.env, token, self.router_url)
+        old_hash = m.stored.token_hash
         previous = (r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at)
         r.pid, m.stored.pid_started = spawned.pid, spawned.started
         r.started_at, r.ended_at = utcnow(), None
+        m.stored.token_hash = token_hash(token)
         states.check(r.status, S.STARTING)
         r.status = S.STARTING
+        r.stop_reason = None
         try:
             await agent_store.save(self.db, m.stored)
         except BaseException as exc:
@@ -78,22 +82,19 @@ class Lifecycle:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(spawned.popen.wait if spawned.popen else int)
             r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at = previous
+            m.stored.token_hash = old_hash
             if isinstance(exc, sqlite3.Error):
                 raise StartFailed(f"cannot record the new process: {exc}") from exc
             raise
         process.open_gate(spawned)
-        if m.stored.token_hash:
-            self.by_token.pop(m.stored.token_hash, None)
-        hashed = token_hash(token)
-        m.stored.token_hash = hashed
+        if old_hash:
+            self.by_token.pop(old_hash, None)
+        self.by_token[m.stored.token_hash] = m.gov
         m.popen = spawned.popen
         m.gov.active = True
         m.restart_pending = False
-        self.by_token[hashed] = m.gov
-        r.stop_reason = None
         m.started_mono = time.monotonic()
         m.stop_requested = False
-        await self.save(m)  # the token hash, for a daemon that reattaches
         self.notify(m)
 
     def watch(self, m: Managed) -> None:

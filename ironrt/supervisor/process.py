@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import anyio
@@ -142,48 +143,97 @@ async def wait_exit(pid: int, started: float | None, popen: subprocess.Popen[byt
 
 def tree(pid: int, started: float | None, agent_id: str | None = None) -> list[psutil.Process]:
     """The agent's process and all its descendants, plus anything left in its group, plus
-    (given `agent_id`) any process that escaped both but carries the agent's id."""
-    procs: dict[int, psutil.Process] = {}
-    try:
-        leader = psutil.Process(pid)
-        if started is not None and abs(leader.create_time() - started) <= _START_TIME_TOLERANCE:
-            procs[pid] = leader
-            for child in leader.children(recursive=True):
-                procs[child.pid] = child
-    except psutil.Error:
-        pass
+    (given `agent_id`) any process that escaped both but carries the agent's id.
+
+    One pass over /proc (a stop must not cost a psutil object per process on the host)."""
+    table = _proc_table()
+    members: set[int] = set()
+    if _is_leader(pid, started):
+        members.add(pid)
+        children: dict[int, list[int]] = {}
+        for child, (ppid, _, _) in table.items():
+            children.setdefault(ppid, []).append(child)
+        todo = [pid]
+        while todo:
+            for child in children.get(todo.pop(), []):
+                if child not in members:
+                    members.add(child)
+                    todo.append(child)
     # Orphans re-parented to init (their parent exited) are found through the group, and
     # those that also left the group (setsid) through the environment they inherited.
     me = os.getpid()
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid in procs or proc.pid == me:
+    for other, (_, pgid, _) in table.items():
+        if other in members or other == me:
             continue
-        try:
-            if os.getpgid(proc.pid) == pid or (agent_id is not None and _carries(proc, agent_id)):
-                procs[proc.pid] = proc
-        except (OSError, psutil.Error):
-            continue
-    return list(procs.values())
+        if pgid == pid or (agent_id is not None and _carries(other, agent_id)):
+            members.add(other)
+    return _processes(members)
 
 
 def escaped(agent_id: str) -> list[psutil.Process]:
     """Live processes carrying the agent's id: what is left of its tree once it ended."""
+    me = os.getpid()
+    return _processes(
+        other
+        for other, (_, _, state) in _proc_table().items()
+        if other != me and state != b"Z" and _carries(other, agent_id)
+    )
+
+
+def _proc_table() -> dict[int, tuple[int, int, bytes]]:
+    """pid -> (parent pid, process group, state) of every process, from /proc/PID/stat."""
+    table: dict[int, tuple[int, int, bytes]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        data = _read_proc(f"/proc/{name}/stat")
+        if not data:
+            continue  # ended meanwhile
+        # The command name (2nd field) may hold spaces and parentheses: split after it.
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) >= 3:
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def _is_leader(pid: int, started: float | None) -> bool:
+    if started is None:
+        return False
+    try:
+        return abs(psutil.Process(pid).create_time() - started) <= _START_TIME_TOLERANCE
+    except psutil.Error:
+        return False
+
+
+def _carries(pid: int, agent_id: str) -> bool:
+    """Whether the process's environment names the agent (other users' are unreadable)."""
+    env = _read_proc(f"/proc/{pid}/environ", 1 << 20)
+    return f"IRONRT_AGENT_ID={agent_id}".encode() in env.split(b"\0")
+
+
+def _read_proc(path: str, limit: int = 4096) -> bytes:
+    """A /proc file's bytes, or b"" (gone, or another user's); raw syscalls: this runs
+    for every process on the host at each stop."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, limit)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
+
+
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
     found = []
-    for proc in psutil.process_iter(["pid"]):
+    for pid in pids:
         try:
-            if _carries(proc, agent_id) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
+            found.append(psutil.Process(pid))  # pins the start time: never a reused pid
         except psutil.Error:
             continue
     return found
-
-
-def _carries(proc: psutil.Process, agent_id: str) -> bool:
-    """Whether the process's environment names the agent (other users' are unreadable)."""
-    try:
-        return proc.environ().get("IRONRT_AGENT_ID") == agent_id
-    except (psutil.Error, OSError):
-        return False
 
 
 def group_alive(pgid: int) -> bool:
