@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,10 @@ import anyio
 import psutil
 from _common import machine, ratio, table, write_results
 
+from ironrt.protocol import parse_size
 from ironrt.supervisor import logfiles
 from ironrt.supervisor.logrelay_client import LogRelay
+from ironrt.supervisor.logsampler import LogSampler
 
 NAME = "logs"
 MB = 1_000_000
@@ -64,40 +65,6 @@ def bytes_of_lines(count: int) -> int:
     """Bytes of the first `count` numbered lines (12 + k % PADS each)."""
     cycles, rest = divmod(count, PADS)
     return count * 12 + cycles * sum(range(PADS)) + sum(range(rest))
-
-
-class Sampler:
-    """Stats the live file and every rotated name (one past `keep` too) every ~1 ms."""
-
-    def __init__(self, path: Path, keep: int) -> None:
-        self.names = [path, *logfiles.rotated(path, keep + 1)]
-        self.largest = 0
-        self.peak_total = 0
-        self.peak_blocks = 0
-        self.most_files = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.001):
-            stats = []
-            for name in self.names:
-                with contextlib.suppress(FileNotFoundError):
-                    stats.append(os.stat(name))
-            self.samples += 1
-            self.most_files = max(self.most_files, len(stats))
-            self.largest = max([self.largest, *(s.st_size for s in stats)])
-            self.peak_total = max(self.peak_total, sum(s.st_size for s in stats))
-            self.peak_blocks = max(self.peak_blocks, sum(s.st_blocks * 512 for s in stats))
 
 
 def run_writer(stdout: int, seconds: float) -> float:
@@ -176,7 +143,7 @@ def wait_ended(path: Path, timeout: float) -> float:
 def baseline(workdir: Path, seconds: float, keep: int) -> dict[str, Any]:
     path = workdir / "baseline.log"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    with Sampler(path, keep) as sampler:
+    with LogSampler(path, keep) as sampler:
         elapsed = run_writer(fd, seconds)
     out = verify(path, keep)
     out.update(_throughput(out["lines_written"], elapsed), peak_total=sampler.peak_total)
@@ -195,7 +162,7 @@ async def through_relay(workdir: Path, seconds: float, max_bytes: int, keep: int
         cpu0 = sum(proc.cpu_times()[:2])
         path = workdir / "agent.log"
         fd = await relay.pipe_for("agent", path, max_bytes, keep)
-        with Sampler(path, keep) as sampler:
+        with LogSampler(path, keep) as sampler:
             elapsed = await anyio.to_thread.run_sync(run_writer, fd, seconds)
             drain = await anyio.to_thread.run_sync(wait_ended, path, 60.0)
         cpu = sum(proc.cpu_times()[:2]) - cpu0
@@ -270,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=int, default=logfiles.DEFAULT_KEEP, help="rotated files kept")
     args = ap.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
-    max_bytes = logfiles.parse_size(args.max_size)
+    max_bytes = parse_size(args.max_size)
 
     results: dict[str, Any] = {
         "machine": machine(),

@@ -3,11 +3,6 @@ stays up, and a control request that cannot be recorded gets a clear error."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,32 +10,7 @@ import pytest
 
 from ironrt.errors import IronrtError
 from ironrt.tempdaemon import TempDaemon, wait_until
-
-
-@contextlib.contextmanager
-def small_filesystem(size: str) -> Iterator[Path]:
-    where = Path(tempfile.mkdtemp(prefix="irt-fs-", dir="/tmp"))
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        where.rmdir()
-        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
-
-
-def fill(path: Path) -> None:
-    with path.open("wb") as fh, contextlib.suppress(OSError):
-        while True:
-            fh.write(b"\0" * 65536)
-            fh.flush()
-            os.fsync(fh.fileno())
+from tests.fs import fill, small_filesystem
 
 
 def test_full_disk_loses_no_settled_spend(tmp_path: Path) -> None:

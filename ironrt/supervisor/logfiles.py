@@ -37,27 +37,6 @@ def rotated(path: Path, keep: int) -> list[Path]:
     return [path.with_name(f"{path.name}.{i}") for i in range(1, keep + 1)]
 
 
-def parse_size(text: str) -> int:
-    """A size as people write it: "10MB", "512KiB", "1.5g", "2048" (bytes).
-
-    Units are binary whichever spelling (1MB = 1MiB = 1048576 bytes), as for files on
-    disk. Between 1 KiB and 1 TiB; anything else raises ValueError saying what is wanted.
-    """
-    match = _SIZE.fullmatch(text)
-    if match is None:
-        raise ValueError(
-            f"invalid size {text!r}: expected a number with an optional unit "
-            "(B, KB, MB, GB, TB or KiB, MiB, GiB, TiB), e.g. 10MB"
-        )
-    number, unit = match.group(1), (match.group(2) or match.group(3) or "").lower()
-    if "." in number and unit in ("", "b"):
-        raise ValueError(f"invalid size {text!r}: a number of bytes is a whole number")
-    size = int(float(number) * _UNITS[unit]) if "." in number else int(number) * _UNITS[unit]
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise ValueError(f"size {text!r} is out of range: it must be between 1KB and 1TB")
-    return size
-
-
 def remove_logs(path: Path, keep: int = DEFAULT_KEEP) -> None:
     """Remove the live file and every rotated one (also past `keep`, if it was larger)."""
     path.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from ironrt.cli.render import status_text, usd
 from ironrt.protocol import Agent, AgentStatus, ScopeLimits
 from ironrt.tempdaemon import TempDaemon, wait_until
 from tests.cli.test_cli import cli, fields, ok, one_line_error, start
+from tests.records import agent_fields
 
 
 @pytest.fixture(scope="module")
@@ -194,36 +194,10 @@ def test_money_is_shown_true(value: float | None, shown: str) -> None:
 
 
 def test_status_says_who_paused_or_stopped() -> None:
-    base = _agent_fields()
+    base = agent_fields()
     paused = Agent(**{**base, "status": AgentStatus.PAUSED, "stop_reason": "budget"})
     assert status_text(paused) == ("paused (budget)", "bold yellow")
     stopped = Agent(**{**base, "status": AgentStatus.STOPPED, "stop_reason": "user"})
     assert status_text(stopped)[0] == "stopped (user)"
     crashed = Agent(**{**base, "status": AgentStatus.EXITED, "exit_code": 3})
     assert status_text(crashed) == ("exited (3)", "red")
-
-
-def _agent_fields() -> dict[str, Any]:
-    return {
-        "id": "0123456789ab",
-        "name": "x",
-        "pid": None,
-        "status": AgentStatus.RUNNING,
-        "exit_code": None,
-        "signal": None,
-        "command": ["x"],
-        "cwd": "/",
-        "restart": "no",
-        "restarts": 0,
-        "max_restarts": 5,
-        "budget_usd": None,
-        "spent_usd": 0.0,
-        "on_budget": "block",
-        "pii": "detect",
-        "rpm": None,
-        "tpm": None,
-        "allow_unmetered": False,
-        "created_at": "2024-01-01T00:00:00Z",
-        "started_at": None,
-        "ended_at": None,
-    }

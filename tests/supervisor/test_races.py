@@ -89,7 +89,9 @@ def _quietly(fn: Callable[..., object], *args: object, **kwargs: object) -> obje
         return exc
 
 
-def test_a_setsid_grandchild_is_stopped_with_its_agent(daemon: TempDaemon, tmp_path: Path) -> None:
+def _escaper(tmp_path: Path, then: str) -> tuple[Path, Path]:
+    """An agent whose grandchild leaves its group and parent chain (fork, setsid, fork:
+    a classic daemon) and writes its pid to a marker file; the agent then runs `then`."""
     marker = tmp_path / "grandchild.pid"
     agent = tmp_path / "escaper.py"
     agent.write_text(
@@ -100,8 +102,13 @@ def test_a_setsid_grandchild_is_stopped_with_its_agent(daemon: TempDaemon, tmp_p
         f"        open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
         "        time.sleep(120)\n"
         "    os._exit(0)\n"
-        "time.sleep(120)\n"
+        f"while not os.path.exists({str(marker)!r}): time.sleep(0.01)\n" + then
     )
+    return agent, marker
+
+
+def test_a_setsid_grandchild_is_stopped_with_its_agent(daemon: TempDaemon, tmp_path: Path) -> None:
+    agent, marker = _escaper(tmp_path, then="time.sleep(120)\n")
     agent_id = daemon.rt.start_agent(str(agent))
     wait_until(lambda: marker.exists() and marker.read_text().strip() != "", timeout=10)
     grandchild = int(marker.read_text())
@@ -114,19 +121,7 @@ def test_a_setsid_grandchild_is_stopped_with_its_agent(daemon: TempDaemon, tmp_p
 def test_an_escaped_grandchild_ends_with_an_agent_that_exits(
     daemon: TempDaemon, tmp_path: Path
 ) -> None:
-    marker = tmp_path / "grandchild.pid"
-    agent = tmp_path / "leaves.py"
-    agent.write_text(
-        "import os, time\n"
-        "if os.fork() == 0:\n"
-        "    os.setsid()\n"
-        "    if os.fork() == 0:\n"
-        f"        open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
-        "        time.sleep(120)\n"
-        "    os._exit(0)\n"
-        f"while not os.path.exists({str(marker)!r}): time.sleep(0.01)\n"
-        "time.sleep(0.2)\n"
-    )
+    agent, marker = _escaper(tmp_path, then="time.sleep(0.2)\n")
     agent_id = daemon.rt.start_agent(str(agent))
     assert daemon.rt.wait(agent_id, timeout=20).status.value == "exited"
     grandchild = int(marker.read_text())

@@ -14,6 +14,7 @@ from ironrt.supervisor import states
 from ironrt.supervisor.agents import resolve, unique_name
 from ironrt.supervisor.environment import agent_environment, new_token, token_hash
 from ironrt.supervisor.restart import Decision, decide, pending
+from tests import records
 
 
 def test_environment_scrubs_every_provider_secret_even_from_overrides() -> None:
@@ -63,32 +64,9 @@ def test_resolve() -> None:
 
 
 def _agent(**fields: object) -> Agent:
-    base: dict[str, object] = {
-        "id": "a1",
-        "name": "a",
-        "pid": None,
-        "status": S.EXITED,
-        "exit_code": 1,
-        "signal": None,
-        "command": ["x"],
-        "cwd": "/",
-        "restart": "on-failure",
-        "restarts": 0,
-        "max_restarts": 2,
-        "budget_usd": None,
-        "spent_usd": 0.0,
-        "on_budget": "block",
-        "pii": "detect",
-        "rpm": None,
-        "tpm": None,
-        "allow_unmetered": False,
-        "created_at": "",
-        "started_at": None,
-        "ended_at": None,
-        "min_uptime_s": 5.0,
-    }
-    base.update(fields)
-    return Agent(**base)  # type: ignore[arg-type]
+    """An agent that just exited 1 under `on-failure`, capped at 2 unstable restarts."""
+    defaults = {"status": S.EXITED, "exit_code": 1, "restart": "on-failure", "max_restarts": 2}
+    return records.agent(**{**defaults, **fields})
 
 
 def test_restart_decisions_follow_pm2() -> None:
