@@ -59,6 +59,8 @@ class StartOptions(TypedDict, total=False):
     #: Log rotation: bytes per file (default: the daemon's, 10 MiB) and files kept.
     log_max_size: int | None
     log_keep: int | None
+    #: Digest of the apps-file entry the agent comes from (`ironrt up` sets it).
+    spec_digest: str | None
     cwd: str | None
     on_budget: OnBudget
     pii: PiiMode
@@ -97,6 +99,7 @@ def start_body(
             min_uptime_s=o.get("min_uptime", DEFAULT_MIN_UPTIME_S),
             log_max_bytes=o.get("log_max_size"),
             log_keep=o.get("log_keep"),
+            spec_digest=o.get("spec_digest"),
             on_budget=o.get("on_budget", "block"),
             pii=o.get("pii", "detect"),
             rpm=o.get("rpm"),

@@ -126,6 +126,17 @@ def parse_size(text: str) -> int:
     return size
 
 
+#: Words the fleet commands give a meaning (`ironrt stop all`): no agent may be named so.
+RESERVED_NAMES = frozenset({"all"})
+
+
+def check_agent_name(name: str) -> None:
+    if not name.strip() or len(name) > 128:
+        raise ValueError("`name` must be 1 to 128 characters, not only spaces")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"`name`: {name!r} is reserved (`ironrt stop {name}` means every agent)")
+
+
 def check_project(name: str) -> None:
     if not _PROJECT.fullmatch(name):
         raise ValueError(
@@ -180,6 +191,9 @@ class StartRequest(RequestBody):
     #: Log rotation: bytes per file and rotated files kept (null: the daemon's defaults).
     log_max_bytes: int | None = None
     log_keep: int | None = None
+    #: Digest of the apps-file entry (`ironrt up`) this agent is started from: a changed
+    #: entry has another digest, so `up` knows to restart it with its new spec.
+    spec_digest: str | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -190,6 +204,10 @@ class StartRequest(RequestBody):
             raise ValueError(f"`max_restarts` must be between 0 and {MAX_COUNT} (null: unlimited)")
         check_min_uptime(self.min_uptime_s)
         check_log_limits(self.log_max_bytes, self.log_keep)
+        if self.name is not None:
+            check_agent_name(self.name)
+        if self.spec_digest is not None and not 1 <= len(self.spec_digest) <= 128:
+            raise ValueError("`spec_digest` must be 1 to 128 characters")
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
             if value is not None:
                 check_count(field, value)
@@ -233,6 +251,7 @@ class Agent(Base):
     lost: bool = False
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_keep: int = DEFAULT_LOG_KEEP
+    spec_digest: str | None = None
 
 
 class AgentList(Base):

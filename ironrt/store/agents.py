@@ -19,7 +19,7 @@ _COLUMNS = (
     "id, name, status, pid, pid_started, exit_code, signal, command, cwd, env, restart, "
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
     "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
-    "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep"
+    "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest"
 )
 #: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
 _UNLIMITED = -1
@@ -70,6 +70,7 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         int(r.lost),
         r.log_max_bytes,
         r.log_keep,
+        r.spec_digest,
     )
 
 
@@ -128,6 +129,7 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         lost=bool(row["lost"]),
         log_max_bytes=row["log_max_bytes"],
         log_keep=row["log_keep"],
+        spec_digest=row["spec_digest"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

@@ -21,6 +21,7 @@ from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
 from ironrt.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import (
+    RESERVED_NAMES,
     Agent,
     AgentStatus,
     Metrics,
@@ -150,7 +151,7 @@ class Supervisor:
     # ---- operations ---------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Agent:
         command = resolve_command(req)
-        taken = self._live_names() | self._reserved
+        taken = self._live_names() | self._reserved | RESERVED_NAMES  # all.py runs as all-2
         if req.name is not None:
             if req.name in taken:
                 raise Conflict(f"an agent named '{req.name}' is already running", field="name")
@@ -191,6 +192,7 @@ class Supervisor:
             min_uptime_s=req.min_uptime_s,
             log_max_bytes=req.log_max_bytes or self.settings.log_max_bytes,
             log_keep=req.log_keep or self.settings.log_keep,
+            spec_digest=req.spec_digest,
         )
         env = scrub(req.env)
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
