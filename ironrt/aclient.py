@@ -1,7 +1,10 @@
 """The anyio twin of `Runtime`: the same calls, awaited, over httpx's Unix-socket transport.
 
-Requests are built by the same functions as the sync client's (`ironrt.client_requests`)
-and answers decoded by the same `ironrt.client._decode`, so the two cannot disagree.
+Every public method of `Runtime` is here with the same parameters and the same result,
+awaited (its generators are async iterators yielding the same items), so code moves
+between the twins by adding or removing `await`; `tests/test_client_parity.py` keeps it so.
+Requests are the same `ironrt.client_requests.Call`s the sync twin sends, and answers are
+decoded by the same functions, so the two cannot disagree: only the transport differs.
 """
 
 from __future__ import annotations
@@ -9,45 +12,32 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
-from ironrt.client import Runtime, _decode
-from ironrt.client_requests import (
-    StartOptions,
-    agent_path,
-    given,
-    limits_body,
-    limits_path,
-    start_body,
-    unset_changes,
-    update_body,
-)
-from ironrt.errors import DaemonUnavailable, WaitTimeout
-from ironrt.protocol import (
-    Agent,
-    AgentList,
-    Event,
-    EventList,
-    Health,
-    LimitsList,
-    Metrics,
-    ScopeLimits,
-    StopRequest,
-)
+from ironrt import client_requests as req
+from ironrt.client import Runtime
+from ironrt.client_requests import StartOptions
+from ironrt.errors import DaemonUnavailable
+from ironrt.protocol import Agent, Event, Health, Metrics, ScopeLimits, Trace, Usage
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pragma: no cover
     from typing_extensions import Unpack
 
+if TYPE_CHECKING:
+    import httpx
+
 T = TypeVar("T")
 
 
 class AsyncRuntime:
-    """The anyio twin of `Runtime`, over httpx's Unix-socket transport."""
+    """Drive the ironrt daemon from anyio (asyncio or trio): `Runtime`, awaited.
+
+    `async with AsyncRuntime(budget=50.0) as rt:` closes its connections on the way out;
+    without `async with`, call `await rt.close()` (or `aclose()`)."""
 
     def __init__(
         self,
@@ -60,118 +50,198 @@ class AsyncRuntime:
     ) -> None:
         import httpx
 
+        # The sync twin holds the settings and starts a daemon when one is needed (in a
+        # worker thread): starting one is a subprocess and a poll, the same in both.
         self._sync = Runtime(
             budget, home=home, autostart=autostart, timeout=timeout, project=project
         )
         self.settings = self._sync.settings
         self.budget = budget
         self.project = self._sync.project
+        self.autostart = self._sync.autostart
         self.timeout = timeout
         transport = httpx.AsyncHTTPTransport(uds=str(self.settings.socket_path))
         self._client = httpx.AsyncClient(
             transport=transport, base_url="http://ironrt", timeout=timeout
         )
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        type_: type[T],
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> T:
+    # ---- transport --------------------------------------------------------------------
+    async def _send(
+        self, method: str, path: str, body: bytes | None, timeout: float | None, *, stream: bool
+    ) -> httpx.Response:
+        """Send one request, starting the daemon first if none answers and autostart is on
+        (as the sync twin does). `timeout` None: none (a followed stream)."""
         import anyio
         import httpx
 
+        request = self._client.build_request(
+            method,
+            path,
+            content=body,
+            timeout=timeout,
+            headers={"content-type": "application/json"} if body is not None else None,
+        )
         for attempt in (1, 2):
             try:
-                resp = await self._client.request(
-                    method,
-                    path,
-                    content=body,
-                    timeout=self.timeout if timeout is None else timeout,
-                    headers={"content-type": "application/json"} if body is not None else None,
-                )
-                return _decode(resp.status_code, resp.content, type_)
+                return await self._client.send(request, stream=stream)
             except httpx.ConnectError:
-                if attempt == 2 or not self._sync.autostart:
-                    raise DaemonUnavailable(self._sync._down_message()) from None
+                if attempt == 2 or not self.autostart:
+                    raise DaemonUnavailable(req.daemon_down(self.settings.home)) from None
                 await anyio.to_thread.run_sync(self._sync.ensure_daemon)
+            except httpx.TimeoutException:
+                raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
         raise AssertionError("unreachable")
 
+    async def _call(self, call: req.Call[T]) -> T:
+        timeout = self.timeout if call.timeout is None else call.timeout
+        resp = await self._send(call.method, call.path, call.body, timeout, stream=False)
+        return req.decode(resp.status_code, resp.content, call.answer)
+
+    async def _stream(self, path: str) -> httpx.Response:
+        """A followed answer, to be closed by the caller (no timeout: it lasts as long as
+        what it follows)."""
+        resp = await self._send("GET", path, None, None, stream=True)
+        if resp.status_code >= 400:
+            try:
+                req.raise_for_error(resp.status_code, await resp.aread())
+            finally:
+                await resp.aclose()
+        return resp
+
+    # ---- the daemon -------------------------------------------------------------------
+    async def ping(self) -> bool:
+        """Whether a daemon answers (within 2 s); never starts one."""
+        import httpx
+
+        try:
+            resp = await self._client.get(req.VERSION_PATH, timeout=2.0)
+        except httpx.TransportError:
+            return False
+        return resp.status_code == 200
+
+    async def ensure_daemon(self) -> None:
+        """Start the daemon in the background if none answers; return once it does."""
+        import anyio
+
+        if not await self.ping():
+            await anyio.to_thread.run_sync(self._sync.ensure_daemon)
+
+    async def health(self) -> Health:
+        return await self._call(req.health())
+
+    async def shutdown_daemon(self, *, keep_agents: bool = False, wait: float = 60.0) -> None:
+        """Stop the daemon (and its agents unless keep_agents); returns once it is gone."""
+        import anyio
+
+        if not await self.ping():
+            raise DaemonUnavailable(req.daemon_down(self.settings.home))
+        await self._call(req.shutdown_daemon(keep_agents))
+        with anyio.move_on_after(wait):
+            while self.settings.socket_path.exists() and await self.ping():
+                await anyio.sleep(0.05)
+            return
+        raise DaemonUnavailable(f"the daemon did not stop within {wait}s")
+
+    # ---- agents -----------------------------------------------------------------------
     async def start_agent(
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
-        """Start an agent (see `StartOptions`); returns its id."""
-        body = start_body(path, args, self.budget, options, self.project)
-        return (await self._call("POST", "/v1/agents", Agent, body)).id
+        """Start an agent (see `StartOptions`); returns its id. An unknown option raises
+        TypeError and a bad value InvalidRequest, before anything is sent."""
+        call = req.start_agent(path, args, options, budget=self.budget, project=self.project)
+        return (await self._call(call)).id
 
     async def list_agents(self) -> list[Agent]:
-        return (await self._call("GET", "/v1/agents", AgentList)).agents
+        return (await self._call(req.list_agents())).agents
+
+    async def list_agents_with_metrics(self) -> list[tuple[Agent, Metrics]]:
+        """Every agent with its metrics, in one request (what `ps` and `top` show)."""
+        found = await self._call(req.list_agents(metrics=True))
+        return list(zip(found.agents, found.metrics or [], strict=True))
 
     async def get_agent(self, ref: str) -> Agent:
-        return await self._call("GET", agent_path(ref), Agent)
+        return await self._call(req.get_agent(ref))
 
     async def get_metrics(self, ref: str) -> Metrics:
-        return await self._call("GET", f"{agent_path(ref)}/metrics", Metrics)
+        return await self._call(req.get_metrics(ref))
 
     async def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
-        body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return await self._call(
-            "POST", f"{agent_path(ref)}/stop", Agent, body, timeout=timeout + 30
-        )
+        return await self._call(req.stop_agent(ref, timeout))
+
+    async def restart_agent(self, ref: str, timeout: float = 10.0) -> Agent:
+        return await self._call(req.restart_agent(ref, timeout))
 
     async def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
-        return await self._call("DELETE", f"{agent_path(ref)}?force={str(force).lower()}", Agent)
+        return await self._call(req.remove_agent(ref, force))
 
-    async def update_agent(self, ref: str, **changes: Any) -> Agent:
-        return await self._call("PATCH", agent_path(ref), Agent, update_body(changes))
+    async def update_agent(self, ref: str, **changes: object) -> Agent:
+        """Change budget_usd, pii, on_budget, rpm or tpm of an agent, also while it runs
+        (None removes a limit). An unknown field raises TypeError, a bad value
+        InvalidRequest, before anything is sent."""
+        return await self._call(req.update_agent(ref, changes))
 
     async def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return await self.update_agent(ref, budget_usd=budget_usd)
 
     async def wait(self, ref: str, timeout: float | None = None) -> Agent:
-        import anyio
+        """Until the agent has ended for good; WaitTimeout if it has not by `timeout`.
 
-        with anyio.move_on_after(timeout):
-            while True:
-                agent = await self._call(
-                    "GET", f"{agent_path(ref)}/wait?timeout=300", Agent, timeout=330
-                )
-                if not agent.status.live:
-                    return agent
-        raise WaitTimeout(f"agent {ref} still running after {timeout}s")
+        Long polls, as the sync twin does, rather than a cancel scope: a poll cut short
+        on the client's side would leave the daemon waiting for nobody."""
+        until = req.deadline(timeout)
+        while True:
+            agent = await self._call(req.wait_poll(ref, until))
+            if not agent.status.live:
+                return agent
+            if error := req.wait_timeout(agent, until, timeout):
+                raise error
 
     async def logs(self, ref: str, tail: int = 100) -> str:
-        resp = await self._client.get(f"{agent_path(ref)}/logs", params={"tail": tail})
-        if resp.status_code >= 400:
-            _decode(resp.status_code, resp.content, bytes)
-        return resp.text
+        resp = await self._send("GET", req.logs_path(ref, tail), None, self.timeout, stream=False)
+        req.raise_for_error(resp.status_code, resp.content)
+        return resp.content.decode("utf-8", "replace")
+
+    async def follow_logs(self, ref: str, tail: int = 10) -> AsyncIterator[bytes]:
+        """Yield the agent's output as it is written, until the agent ends."""
+        resp = await self._stream(req.logs_path(ref, tail, follow=True))
+        try:
+            async for chunk in resp.aiter_bytes():
+                yield chunk
+        finally:
+            await resp.aclose()
 
     async def events(
-        self, *, agent: str | None = None, follow: bool = False
+        self, *, agent: str | None = None, since: int = 0, limit: int = 100, follow: bool = False
     ) -> AsyncIterator[Event]:
-        params: dict[str, Any] = {"follow": str(follow).lower()}
-        if agent:
-            params["agent"] = agent
+        """Events after id `since`, oldest first: up to `limit` of them, or with `follow`
+        that backlog and then live events until the daemon stops."""
         if not follow:
-            for event in (
-                await self._call("GET", f"/v1/events?{urlencode(params)}", EventList)
-            ).events:
-                yield event
+            for found in (await self._call(req.events(agent, since, limit))).events:
+                yield found
             return
-        async with self._client.stream("GET", "/v1/events", params=params, timeout=None) as resp:
+        resp = await self._stream(req.events_follow_path(agent, since, limit))
+        try:
             async for line in resp.aiter_lines():
-                if line.strip():
-                    yield msgspec.json.decode(line, type=Event)
+                if (event := req.event_line(line)) is not None:
+                    yield event
+        finally:
+            await resp.aclose()
 
-    # ---- limits (see `Runtime`: the same bodies, built by the same functions) -----------
+    async def usage(self, by: str = "agent", agent: str | None = None) -> Usage:
+        """Spend and tokens grouped `by` agent, provider or model."""
+        return await self._call(req.usage(by, agent))
+
+    async def traces(self, agent: str | None = None, limit: int = 50) -> list[Trace]:
+        """The last `limit` LLM calls, newest last."""
+        return (await self._call(req.traces(agent, limit))).traces
+
+    # ---- limits (see `Runtime`) ---------------------------------------------------------
     async def limits(self) -> list[ScopeLimits]:
         """Every budget scope with its limits, spend and calls in flight."""
-        return (await self._call("GET", "/v1/limits", LimitsList)).limits
+        return (await self._call(req.limits())).limits
 
     async def get_limits(self, scope: str) -> ScopeLimits:
-        return await self._call("GET", limits_path(scope), ScopeLimits)
+        return await self._call(req.get_limits(scope))
 
     async def set_limits(
         self,
@@ -186,35 +256,35 @@ class AsyncRuntime:
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
         are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
-        body = limits_body(
-            given(
-                budget_usd=budget_usd,
-                window=window,
-                rpm=rpm,
-                tpm=tpm,
-                max_concurrent=max_concurrent,
-                models=models,
-            )
+        changes = req.given(
+            budget_usd=budget_usd,
+            window=window,
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrent=max_concurrent,
+            models=models,
         )
-        return await self._call("PUT", limits_path(scope), ScopeLimits, body)
+        return await self._call(req.set_limits(scope, changes))
 
     async def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`)."""
-        body = limits_body(unset_changes(fields))
-        return await self._call("PUT", limits_path(scope), ScopeLimits, body)
+        return await self._call(req.set_limits(scope, req.unset_changes(fields)))
 
     async def remove_limits(self, scope: str) -> ScopeLimits:
         """Remove every limit of `scope`; its spend is kept."""
-        return await self._call("DELETE", limits_path(scope), ScopeLimits)
+        return await self._call(req.remove_limits(scope))
 
-    async def health(self) -> Health:
-        return await self._call("GET", "/v1/health", Health)
+    # ---- lifetime ---------------------------------------------------------------------
+    async def close(self) -> None:
+        """Close the pooled connections (the sync twin keeps none open)."""
+        await self._client.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """`close`, under the name `contextlib.aclosing` and anyio's resources use."""
+        await self.close()
 
     async def __aenter__(self) -> AsyncRuntime:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        await self.close()

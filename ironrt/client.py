@@ -1,13 +1,14 @@
-"""The Python client of the daemon: `Runtime` (sync) and `AsyncRuntime` (anyio).
+"""The sync Python client of the daemon: `Runtime` (its anyio twin is `ironrt.aclient`).
 
-Both speak the control API over the Unix socket with the protocol's Structs and raise the
-`ironrt.errors` classes the daemon names in its error bodies. Both start the daemon in the
-background when none answers (as the CLI does), unless autostart is off.
+Both twins speak the control API over the Unix socket with the protocol's Structs and raise
+the `ironrt.errors` classes the daemon names in its error bodies. Both start the daemon in
+the background when none answers (as the CLI does), unless autostart is off.
 
-The sync twin speaks HTTP through `ironrt.uds` (httptools, no `email`/`ssl` imports): the
-CLI is built on it, and a CLI that answers in a blink cannot afford a heavy HTTP stack. The async
-twin uses httpx's Unix-socket transport. Request building (`ironrt.client_requests`) and
-response decoding (`_decode`) are shared, so the two cannot disagree.
+This twin speaks HTTP through `ironrt.uds` (httptools, no `email`/`ssl` imports): the CLI is
+built on it, and a CLI that answers in a blink cannot afford a heavy HTTP stack. The async
+twin uses httpx's Unix-socket transport. Every request is a `Call` built by
+`ironrt.client_requests`, and every answer is decoded there, so the two cannot disagree:
+each method here only sends a call and picks the result out of the answer.
 """
 
 from __future__ import annotations
@@ -16,51 +17,22 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
 else:  # pragma: no cover
     from typing_extensions import Unpack
-from urllib.parse import urlencode
 
 import msgspec
 
+from ironrt import client_requests as req
 from ironrt import uds
 from ironrt.client_requests import StartOptions as StartOptions  # re-exported
-from ironrt.client_requests import (
-    agent_path,
-    checked_project,
-    given,
-    limits_body,
-    limits_path,
-    start_body,
-    unset_changes,
-    update_body,
-)
 from ironrt.client_requests import default_python as default_python  # re-exported
 from ironrt.config import Settings
-from ironrt.errors import (
-    DaemonUnavailable,
-    IronrtError,
-    WaitTimeout,
-    error_for,
-)
-from ironrt.protocol import (
-    Agent,
-    AgentList,
-    ErrorResponse,
-    Event,
-    EventList,
-    Health,
-    LimitsList,
-    Metrics,
-    ScopeLimits,
-    StopRequest,
-    Trace,
-    TraceList,
-    Usage,
-)
+from ironrt.errors import DaemonUnavailable
+from ironrt.protocol import Agent, Event, Health, Metrics, ScopeLimits, Trace, Usage
 from ironrt.uds import Reply
 
 if TYPE_CHECKING:
@@ -68,24 +40,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 _AUTOSTART_WAIT_S = 15.0
-
-
-def _decode(status: int, body: bytes, type_: type[T]) -> T:
-    if status >= 400:
-        try:
-            err = msgspec.json.decode(body, type=ErrorResponse).error
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise IronrtError(f"daemon answered HTTP {status}: {body[:200]!r}") from None
-        raise error_for(err.code, err.message, err.field)
-    try:
-        return msgspec.json.decode(body, type=type_)
-    except msgspec.ValidationError as exc:
-        # A daemon started by an older ironrt still runs after an upgrade: say so, rather
-        # than fail with a decoding error.
-        raise IronrtError(
-            f"unexpected answer from the daemon ({exc}): if it runs an older ironrt, restart "
-            "it with `ironrt daemon stop && ironrt daemon start`"
-        ) from None
 
 
 def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
@@ -136,7 +90,7 @@ class Runtime:
             env["IRONRT_HOME"] = str(home)
         self.settings = Settings.load(env)
         self.budget = budget
-        self.project = checked_project(project)
+        self.project = req.checked_project(project)
         self.autostart = (not self.settings.no_autostart) if autostart is None else autostart
         self.timeout = timeout
 
@@ -154,28 +108,31 @@ class Runtime:
         return uds.request(socket_path, method, path, body, timeout)
 
     def _down_message(self) -> str:
-        return (
-            f"no ironrt daemon is running on {self.settings.home} "
-            "(start one with `ironrt daemon start`, or allow autostart)"
-        )
+        return req.daemon_down(self.settings.home)
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        type_: type[T],
-        body: bytes | None = None,
-        timeout: float | None = None,
-    ) -> T:
-        resp = self._send(method, path, body, self.timeout if timeout is None else timeout)
+    def _call(self, call: req.Call[T]) -> T:
+        timeout = self.timeout if call.timeout is None else call.timeout
+        resp = self._send(call.method, call.path, call.body, timeout)
         try:
-            return _decode(resp.status, resp.read(), type_)
+            return req.decode(resp.status, resp.read(), call.answer)
         finally:
             resp.close()
 
+    def _stream(self, path: str) -> Reply:
+        """A followed answer (no timeout: it lasts as long as what it follows)."""
+        resp = self._send("GET", path, None, None)
+        if resp.status >= 400:
+            try:
+                req.raise_for_error(resp.status, resp.read())
+            finally:
+                resp.close()
+        return resp
+
+    # ---- the daemon -------------------------------------------------------------------
     def ping(self) -> bool:
+        """Whether a daemon answers (within 2 s); never starts one."""
         try:
-            reply = uds.request(str(self.settings.socket_path), "GET", "/v1/version", None, 2.0)
+            reply = uds.request(str(self.settings.socket_path), "GET", req.VERSION_PATH, None, 2.0)
         except OSError:
             return False
         try:
@@ -204,83 +161,86 @@ class Runtime:
             time.sleep(0.02)
         raise DaemonUnavailable(f"the daemon did not answer within {_AUTOSTART_WAIT_S:.0f}s")
 
+    def health(self) -> Health:
+        return self._call(req.health())
+
+    def shutdown_daemon(self, *, keep_agents: bool = False, wait: float = 60.0) -> None:
+        """Stop the daemon (and its agents unless keep_agents); returns once it is gone."""
+        if not self.ping():
+            raise DaemonUnavailable(self._down_message())
+        self._call(req.shutdown_daemon(keep_agents))
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not self.settings.socket_path.exists() or not self.ping():
+                return
+            time.sleep(0.05)
+        raise DaemonUnavailable(f"the daemon did not stop within {wait}s")
+
     # ---- agents -----------------------------------------------------------------------
     def start_agent(
         self, path: str | Sequence[str], args: Sequence[str] = (), **options: Unpack[StartOptions]
     ) -> str:
-        """Start an agent (see `StartOptions`); returns its id."""
-        body = start_body(path, args, self.budget, options, self.project)
-        return self._call("POST", "/v1/agents", Agent, body).id
+        """Start an agent (see `StartOptions`); returns its id. An unknown option raises
+        TypeError and a bad value InvalidRequest, before anything is sent."""
+        call = req.start_agent(path, args, options, budget=self.budget, project=self.project)
+        return self._call(call).id
 
     def list_agents(self) -> list[Agent]:
-        return self._call("GET", "/v1/agents", AgentList).agents
+        return self._call(req.list_agents()).agents
 
     def list_agents_with_metrics(self) -> list[tuple[Agent, Metrics]]:
         """Every agent with its metrics, in one request (what `ps` and `top` show)."""
-        found = self._call("GET", "/v1/agents?metrics=true", AgentList)
+        found = self._call(req.list_agents(metrics=True))
         return list(zip(found.agents, found.metrics or [], strict=True))
 
     def get_agent(self, ref: str) -> Agent:
-        return self._call("GET", agent_path(ref), Agent)
+        return self._call(req.get_agent(ref))
 
     def get_metrics(self, ref: str) -> Metrics:
-        return self._call("GET", f"{agent_path(ref)}/metrics", Metrics)
+        return self._call(req.get_metrics(ref))
 
     def stop_agent(self, ref: str, timeout: float = 10.0) -> Agent:
-        body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return self._call("POST", f"{agent_path(ref)}/stop", Agent, body, timeout=timeout + 30)
+        return self._call(req.stop_agent(ref, timeout))
 
     def restart_agent(self, ref: str, timeout: float = 10.0) -> Agent:
-        body = msgspec.json.encode(StopRequest(timeout=timeout))
-        return self._call("POST", f"{agent_path(ref)}/restart", Agent, body, timeout=timeout + 30)
+        return self._call(req.restart_agent(ref, timeout))
 
     def remove_agent(self, ref: str, *, force: bool = False) -> Agent:
-        return self._call("DELETE", f"{agent_path(ref)}?force={str(force).lower()}", Agent)
+        return self._call(req.remove_agent(ref, force))
 
-    def update_agent(self, ref: str, **changes: Any) -> Agent:
-        return self._call("PATCH", agent_path(ref), Agent, update_body(changes))
+    def update_agent(self, ref: str, **changes: object) -> Agent:
+        """Change budget_usd, pii, on_budget, rpm or tpm of an agent, also while it runs
+        (None removes a limit). An unknown field raises TypeError, a bad value
+        InvalidRequest, before anything is sent."""
+        return self._call(req.update_agent(ref, changes))
 
     def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return self.update_agent(ref, budget_usd=budget_usd)
 
     def wait(self, ref: str, timeout: float | None = None) -> Agent:
         """Block until the agent has ended for good; WaitTimeout if it has not by `timeout`."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        until = req.deadline(timeout)
         while True:
-            step = 300.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
-            agent = self._call(
-                "GET",
-                f"{agent_path(ref)}/wait?timeout={min(step, 300.0)}",
-                Agent,
-                timeout=min(step, 300.0) + 30,
-            )
+            agent = self._call(req.wait_poll(ref, until))
             if not agent.status.live:
                 return agent
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"agent {agent.id} is still {agent.status.value} after {timeout}s"
-                )
+            if error := req.wait_timeout(agent, until, timeout):
+                raise error
 
     def logs(self, ref: str, tail: int = 100) -> str:
-        resp = self._send("GET", f"{agent_path(ref)}/logs?tail={tail}", None, self.timeout)
+        resp = self._send("GET", req.logs_path(ref, tail), None, self.timeout)
         try:
             data = resp.read()
         finally:
             resp.close()
-        if resp.status >= 400:
-            _decode(resp.status, data, bytes)
+        req.raise_for_error(resp.status, data)
         return data.decode("utf-8", "replace")
 
     def follow_logs(self, ref: str, tail: int = 10) -> Iterator[bytes]:
         """Yield the agent's output as it is written, until the agent ends."""
-        resp = self._send("GET", f"{agent_path(ref)}/logs?tail={tail}&follow=true", None, None)
+        resp = self._stream(req.logs_path(ref, tail, follow=True))
         try:
-            if resp.status >= 400:
-                _decode(resp.status, resp.read(), bytes)
-            while True:
-                chunk = resp.read1(65536)
-                if not chunk:
-                    return
+            while chunk := resp.read1(65536):
                 yield chunk
         finally:
             resp.close()
@@ -288,43 +248,36 @@ class Runtime:
     def events(
         self, *, agent: str | None = None, since: int = 0, limit: int = 100, follow: bool = False
     ) -> Iterator[Event]:
-        query: dict[str, Any] = {"since": since, "limit": limit}
-        if agent:
-            query["agent"] = agent
+        """Events after id `since`, oldest first: up to `limit` of them, or with `follow`
+        that backlog and then live events until the daemon stops."""
         if not follow:
-            yield from self._call("GET", f"/v1/events?{urlencode(query)}", EventList).events
+            yield from self._call(req.events(agent, since, limit)).events
             return
-        query["follow"] = "true"
-        resp = self._send("GET", f"/v1/events?{urlencode(query)}", None, None)
+        resp = self._stream(req.events_follow_path(agent, since, limit))
         try:
-            if resp.status >= 400:
-                _decode(resp.status, resp.read(), bytes)
-            while True:
-                line = resp.readline()
-                if not line:
-                    return
-                if line.strip():
-                    yield msgspec.json.decode(line, type=Event)
+            while line := resp.readline():
+                if (event := req.event_line(line)) is not None:
+                    yield event
         finally:
             resp.close()
 
     def usage(self, by: str = "agent", agent: str | None = None) -> Usage:
-        query = {"by": by, **({"agent": agent} if agent else {})}
-        return self._call("GET", f"/v1/usage?{urlencode(query)}", Usage)
+        """Spend and tokens grouped `by` agent, provider or model."""
+        return self._call(req.usage(by, agent))
 
     def traces(self, agent: str | None = None, limit: int = 50) -> list[Trace]:
-        query: dict[str, Any] = {"limit": limit, **({"agent": agent} if agent else {})}
-        return self._call("GET", f"/v1/traces?{urlencode(query)}", TraceList).traces
+        """The last `limit` LLM calls, newest last."""
+        return self._call(req.traces(agent, limit)).traces
 
     # ---- limits -----------------------------------------------------------------------
     # A scope is `global`, `project:NAME`, `agent:REF` or a bare agent REF (id, prefix or
     # name). Each scope's spend is kept when its limits change or are removed.
     def limits(self) -> list[ScopeLimits]:
         """Every budget scope with its limits, spend and calls in flight."""
-        return self._call("GET", "/v1/limits", LimitsList).limits
+        return self._call(req.limits()).limits
 
     def get_limits(self, scope: str) -> ScopeLimits:
-        return self._call("GET", limits_path(scope), ScopeLimits)
+        return self._call(req.get_limits(scope))
 
     def set_limits(
         self,
@@ -339,44 +292,28 @@ class Runtime:
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
         are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
-        body = limits_body(
-            given(
-                budget_usd=budget_usd,
-                window=window,
-                rpm=rpm,
-                tpm=tpm,
-                max_concurrent=max_concurrent,
-                models=models,
-            )
+        changes = req.given(
+            budget_usd=budget_usd,
+            window=window,
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrent=max_concurrent,
+            models=models,
         )
-        return self._call("PUT", limits_path(scope), ScopeLimits, body)
+        return self._call(req.set_limits(scope, changes))
 
     def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`: budget_usd,
         window, rpm, tpm, max_concurrent, models)."""
-        body = limits_body(unset_changes(fields))
-        return self._call("PUT", limits_path(scope), ScopeLimits, body)
+        return self._call(req.set_limits(scope, req.unset_changes(fields)))
 
     def remove_limits(self, scope: str) -> ScopeLimits:
         """Remove every limit of `scope`; its spend is kept."""
-        return self._call("DELETE", limits_path(scope), ScopeLimits)
+        return self._call(req.remove_limits(scope))
 
-    def health(self) -> Health:
-        return self._call("GET", "/v1/health", Health)
-
-    def shutdown_daemon(self, *, keep_agents: bool = False, wait: float = 60.0) -> None:
-        """Stop the daemon (and its agents unless keep_agents); returns once it is gone."""
-        if not self.ping():
-            raise DaemonUnavailable(self._down_message())
-        self._call("POST", f"/v1/daemon/stop?keep_agents={str(keep_agents).lower()}", dict)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not self.settings.socket_path.exists() or not self.ping():
-                return
-            time.sleep(0.05)
-        raise DaemonUnavailable(f"the daemon did not stop within {wait}s")
-
+    # ---- lifetime ---------------------------------------------------------------------
     def close(self) -> None:
+        """Nothing to release (one connection per request); here for the twins' parity."""
         return None
 
     def __enter__(self) -> Runtime:

@@ -1,8 +1,22 @@
-"""Where ironrt keeps its state and how it is configured.
+"""Where ironrt keeps its state and how it is configured: every setting, read in one place.
 
 Every setting is an environment variable, each also settable in `$IRONRT_HOME/config.toml`
-(the environment wins). The CLI and the daemon read the same settings, so the CLI finds
-the socket the daemon listens on without being told.
+(the environment wins; an empty value counts as unset). `Settings.load` reads them all,
+checks them against the table of settings and hands typed values to the code that uses
+them: no other module reads `os.environ` for a setting. The CLI and the daemon load the same
+settings, so the CLI finds the socket the daemon listens on without being told, and a bad
+setting stops either of them with the same one line.
+
+Why so strict. A setting that is wrong does not fail where it is read but later, and far
+away: `IRONRT_SAMPLE_INTERVAL=0` spun the daemon at 99 % CPU, a typo in config.toml
+(`routr_port`) silently left the port at its default. So every value has a range, checked
+at start-up, and a key in config.toml that is no setting is an error with a "did you
+mean". The environment is another matter: agents and tools carry `IRONRT_AGENT_ID`,
+`IRONRT_ROUTER_URL` and the like, so an unknown `IRONRT_*` variable is left alone.
+
+The table (each setting, its kind of value and range) is `ironrt.settings_table`, the
+contract alone; this module reads the environment and config.toml against it and builds
+`Settings`.
 """
 
 from __future__ import annotations
@@ -10,14 +24,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ironrt.protocol import (
-    DEFAULT_LOG_KEEP,
-    DEFAULT_LOG_MAX_BYTES,
-    MAX_LOG_KEEP,
-    parse_size,
+import msgspec
+
+from ironrt.protocol import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES
+from ironrt.settings_table import (
+    BY_NAME,
+    PREFIX,
+    PROVIDERS,
+    SETTINGS,
+    Number,
+    find,
 )
 
 if sys.version_info >= (3, 11):
@@ -25,50 +45,236 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+__all__ = [
+    "BY_NAME",
+    "DEFAULT_ROUTER_PORT",
+    "PROVIDERS",
+    "RELIABILITY_FIELDS",
+    "SETTINGS",
+    "SETTINGS_FIELDS",
+    "ConfigError",
+    "Number",
+    "ReliabilitySettings",
+    "Settings",
+    "Timeouts",
+    "default_home",
+    "read",
+    "read_file",
+]
+
 DEFAULT_ROUTER_PORT = 8741
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 class ConfigError(ValueError):
     """A setting has a value ironrt cannot use; the message names the setting."""
 
 
+# ---- typed groups handed to the router -----------------------------------------------------
+
+
+def _checked(name: str, label: str, value: float) -> None:
+    """Programmatic construction (tests, library code) gets the same ranges as the file."""
+    kind = BY_NAME[name].kind
+    assert isinstance(kind, Number)
+    try:
+        kind.check(value)
+    except ValueError:
+        raise ConfigError(f"{label} must be {kind.accepts}, got {value!r}") from None
+
+
+class Timeouts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The two timeouts of one provider, as the forwarder gives them to its HTTP client."""
+
+    connect_s: float
+    read_s: float
+
+    def __post_init__(self) -> None:
+        _checked("IRONRT_CONNECT_TIMEOUT", "connect_s", self.connect_s)
+        _checked("IRONRT_READ_TIMEOUT", "read_s", self.read_s)
+
+
+#: ReliabilitySettings field ← the setting that sets it.
+RELIABILITY_FIELDS: dict[str, str] = {
+    "fail_max": "IRONRT_BREAKER_FAIL_MAX",
+    "reset_timeout_s": "IRONRT_BREAKER_RESET_S",
+    "max_attempts": "IRONRT_RETRY_MAX_ATTEMPTS",
+    "backoff_initial_s": "IRONRT_RETRY_BACKOFF_INITIAL_S",
+    "backoff_max_s": "IRONRT_RETRY_BACKOFF_MAX_S",
+    "retry_after_cap_s": "IRONRT_RETRY_AFTER_CAP_S",
+    "deadline_s": "IRONRT_RETRY_DEADLINE_S",
+    "connect_timeout_s": "IRONRT_CONNECT_TIMEOUT",
+    "read_timeout_s": "IRONRT_READ_TIMEOUT",
+}
+
+
+class ReliabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Breaker, retry and timeout settings: one object the daemon builds once and hands to
+    the breaker and retry policies and to the forwarder (the only place that sleeps and
+    sets timeouts). The defaults of the timeouts are the official SDKs' (5 s connect, 600 s
+    read), so routing an agent through ironrt never cuts a slow reasoning call the SDK
+    alone would have waited for."""
+
+    #: Consecutive upstream failures that open a circuit.
+    fail_max: int = 5
+    #: How long an open circuit refuses before a probe.
+    reset_timeout_s: float = 30.0
+    #: Tries per call, the first included; 1 leaves retries to the SDK.
+    max_attempts: int = 3
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 8.0
+    #: The most of an upstream Retry-After the router waits.
+    retry_after_cap_s: float = 20.0
+    #: No retry may start later than this after the call began.
+    deadline_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    #: Longest silence from the upstream, also between two chunks of a stream.
+    read_timeout_s: float = 600.0
+    #: Per provider overrides of the two timeouts, keyed by the adapter's name.
+    provider_timeouts: dict[str, Timeouts] = {}
+
+    def __post_init__(self) -> None:
+        for name, setting in RELIABILITY_FIELDS.items():
+            _checked(setting, name, getattr(self, name))
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError(
+                f"backoff_max_s ({self.backoff_max_s:g}) must be >= backoff_initial_s "
+                f"({self.backoff_initial_s:g})"
+            )
+
+    def timeouts(self, provider: str) -> Timeouts:
+        """The connect and read timeouts for calls to `provider`."""
+        override = self.provider_timeouts.get(provider)
+        if override is not None:
+            return override
+        return Timeouts(self.connect_timeout_s, self.read_timeout_s)
+
+
+#: Settings field ← the setting that sets it (IRONRT_HOME and the reliability group aside).
+SETTINGS_FIELDS: dict[str, str] = {
+    "router_host": "IRONRT_ROUTER_HOST",
+    "router_port": "IRONRT_ROUTER_PORT",
+    "openai_base_url": "IRONRT_OPENAI_BASE_URL",
+    "anthropic_base_url": "IRONRT_ANTHROPIC_BASE_URL",
+    "offline": "IRONRT_OFFLINE",
+    "no_autostart": "IRONRT_NO_AUTOSTART",
+    "log_max_bytes": "IRONRT_LOG_MAX_SIZE",
+    "log_keep": "IRONRT_LOG_KEEP",
+    "restart_backoff": "IRONRT_RESTART_BACKOFF",
+    "sample_interval": "IRONRT_SAMPLE_INTERVAL",
+    "admission_timeout": "IRONRT_ADMISSION_TIMEOUT",
+}
+
+
+# ---- reading ---------------------------------------------------------------------------
+
+
 def default_home(environ: Mapping[str, str]) -> Path:
-    if environ.get("IRONRT_HOME"):
+    if environ.get("IRONRT_HOME", "").strip():
         return Path(environ["IRONRT_HOME"]).expanduser()
     state = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(state).expanduser() / "ironrt"
 
 
-def _flag(name: str, value: object) -> bool:
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+def _unset(raw: object) -> bool:
+    return isinstance(raw, str) and raw.strip() == ""
 
 
-def _log_limits(size: object | None, keep: object | None) -> tuple[int, int]:
+def _suggest(key: str) -> str:
+    """` (did you mean 'router_port'?)`, spelled the way the user spells keys, or ''."""
+    import difflib  # only on the error path: the CLI's start-up stays light
+
+    word = key.upper()
+    full = word.startswith(PREFIX)
+    names = [s.name if full else s.key.upper() for s in SETTINGS if s.in_file]
+    found = difflib.get_close_matches(word, names, n=1)
+    if not found:
+        return ""
+    guess = found[0].lower() if key == key.lower() else found[0]
+    return f" (did you mean {guess!r}?)"
+
+
+def read_file(path: Path) -> dict[str, object]:
+    """config.toml's settings by their variable's name; unknown keys are an error."""
     try:
-        max_bytes = DEFAULT_LOG_MAX_BYTES if size in (None, "") else parse_size(str(size))
-    except ValueError as exc:
-        raise ConfigError(f"IRONRT_LOG_MAX_SIZE: {exc}") from None
-    try:
-        kept = DEFAULT_LOG_KEEP if keep in (None, "") else int(str(keep))
-    except ValueError:
-        raise ConfigError(f"IRONRT_LOG_KEEP must be a whole number, got {keep!r}") from None
-    if not 1 <= kept <= MAX_LOG_KEEP:
-        raise ConfigError(f"IRONRT_LOG_KEEP must be between 1 and {MAX_LOG_KEEP}, got {kept}")
-    return max_bytes, kept
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    values: dict[str, object] = {}
+    for key, value in raw.items():
+        setting = find(key)
+        if setting is None:
+            raise ConfigError(f"unknown setting {key!r} in {path}{_suggest(key)}")
+        if not setting.in_file:
+            raise ConfigError(
+                f"{setting.name} cannot be set in {path}: the file is found through it "
+                "(set it in the environment, or use --home)"
+            )
+        if setting.name in values:
+            raise ConfigError(f"{setting.name} is set twice in {path}")
+        values[setting.name] = value
+    return values
+
+
+def read(
+    environ: Mapping[str, str], file_values: Mapping[str, object], where: Path
+) -> dict[str, Any]:
+    """Every setting that is set, parsed by its kind: the environment over the file. Unset
+    ones are absent (their default is the field's)."""
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw: object = environ.get(setting.name)
+        origin = ""
+        if raw is None or _unset(raw):
+            raw = file_values.get(setting.name)
+            origin = f" (in {where})"
+        if raw is None or _unset(raw):
+            continue
+        try:
+            values[setting.name] = setting.kind.parse(raw)
+        except ValueError:
+            raise ConfigError(
+                f"{setting.name}{origin} must be {setting.kind.accepts}, got {raw!r}"
+            ) from None
+    return values
+
+
+def _reliability(values: Mapping[str, Any]) -> ReliabilitySettings:
+    given = {f: values[name] for f, name in RELIABILITY_FIELDS.items() if name in values}
+    defaults = ReliabilitySettings()
+    initial = given.get("backoff_initial_s", defaults.backoff_initial_s)
+    ceiling = given.get("backoff_max_s", defaults.backoff_max_s)
+    if ceiling < initial:
+        raise ConfigError(
+            f"IRONRT_RETRY_BACKOFF_MAX_S ({ceiling:g}) must be >= "
+            f"IRONRT_RETRY_BACKOFF_INITIAL_S ({initial:g})"
+        )
+    overrides: dict[str, Timeouts] = {}
+    for provider in PROVIDERS:
+        connect = values.get(f"IRONRT_{provider.upper()}_CONNECT_TIMEOUT")
+        read_s = values.get(f"IRONRT_{provider.upper()}_READ_TIMEOUT")
+        if connect is not None or read_s is not None:
+            overrides[provider] = Timeouts(
+                connect
+                if connect is not None
+                else given.get("connect_timeout_s", defaults.connect_timeout_s),
+                read_s
+                if read_s is not None
+                else given.get("read_timeout_s", defaults.read_timeout_s),
+            )
+    return ReliabilitySettings(**given, provider_timeouts=overrides)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
+    """Every setting, typed and checked; built by `load`, handed to whoever needs a value
+    (the supervisor's intervals, the router's timeouts, the client's autostart)."""
+
     home: Path
     router_host: str = "127.0.0.1"
-    router_port: int = DEFAULT_ROUTER_PORT
+    #: None: not configured, so the router takes 8741, or a free port if another home's
+    #: daemon holds it (kept for this home). 0: a free port, kept for this home.
+    router_port: int | None = None
     openai_base_url: str | None = None
     anthropic_base_url: str | None = None
     offline: bool = False
@@ -76,6 +282,13 @@ class Settings:
     #: Default log rotation of agents started without their own (`--log-max-size/--log-keep`).
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_keep: int = DEFAULT_LOG_KEEP
+    #: First delay before restarting an agent (doubled per unstable restart, capped at 60 s).
+    restart_backoff: float = 0.5
+    #: Seconds between two CPU/memory samples of the agents' process trees.
+    sample_interval: float = 1.0
+    #: Longest a call waits for budget held by calls in flight before a 429.
+    admission_timeout: float = 60.0
+    reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
 
     @property
     def socket_path(self) -> Path:
@@ -101,51 +314,20 @@ class Settings:
     def keys_path(self) -> Path:
         return self.home / "keys.toml"
 
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.toml"
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every setting; `ConfigError` names the first one that is wrong."""
         env = os.environ if environ is None else environ
         home = default_home(env)
-        file_values: dict[str, object] = {}
         config_file = home / "config.toml"
-        if config_file.is_file():
-            try:
-                with config_file.open("rb") as fh:
-                    raw = tomllib.load(fh)
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read {config_file}: {exc}") from exc
-            file_values = {str(k).upper(): v for k, v in raw.items()}
-
-        def get(name: str) -> object | None:
-            if name in env:
-                return env[name]
-            return file_values.get(name)
-
-        port_value = get("IRONRT_ROUTER_PORT")
-        try:
-            port = DEFAULT_ROUTER_PORT if port_value in (None, "") else int(str(port_value))
-        except ValueError as exc:
-            raise ConfigError(
-                f"IRONRT_ROUTER_PORT must be a port number, got {port_value!r}"
-            ) from exc
-        if not 0 <= port <= 65535:
-            raise ConfigError(f"IRONRT_ROUTER_PORT must be between 0 and 65535, got {port}")
-        host = str(get("IRONRT_ROUTER_HOST") or "127.0.0.1")
-        offline = get("IRONRT_OFFLINE")
-        no_auto = get("IRONRT_NO_AUTOSTART")
-        openai_url = get("IRONRT_OPENAI_BASE_URL")
-        anthropic_url = get("IRONRT_ANTHROPIC_BASE_URL")
-        log_max_bytes, log_keep = _log_limits(get("IRONRT_LOG_MAX_SIZE"), get("IRONRT_LOG_KEEP"))
-        return cls(
-            log_max_bytes=log_max_bytes,
-            log_keep=log_keep,
-            home=home,
-            router_host=host,
-            router_port=port,
-            openai_base_url=str(openai_url) if openai_url else None,
-            anthropic_base_url=str(anthropic_url) if anthropic_url else None,
-            offline=_flag("IRONRT_OFFLINE", offline) if offline is not None else False,
-            no_autostart=_flag("IRONRT_NO_AUTOSTART", no_auto) if no_auto is not None else False,
-        )
+        file_values = read_file(config_file) if config_file.is_file() else {}
+        values = read(env, file_values, config_file)
+        given = {f: values[name] for f, name in SETTINGS_FIELDS.items() if name in values}
+        return cls(home=home, reliability=_reliability(values), **given)
 
     def ensure_home(self) -> None:
         """Create the home folder private to the user (0700), and tighten it if it exists."""

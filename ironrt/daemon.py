@@ -13,11 +13,13 @@ restarting the service never kills the work); `ironrt daemon stop` stops them fi
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from typing import IO, Any
@@ -25,7 +27,7 @@ from typing import IO, Any
 import anyio
 
 from ironrt._version import __version__
-from ironrt.config import ConfigError, Settings
+from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
 from ironrt.control import api
 from ironrt.events import EventBus
 from ironrt.keys import KeysFileError, load_keys
@@ -114,13 +116,59 @@ def run(settings: Settings, *, foreground: bool = True) -> int:
     return 0
 
 
-async def _router_port(settings: Settings, db: Database) -> int:
-    """Port 0 means: pick a free port once, then keep it for this home (agents that outlive
-    the daemon must find the router where their environment says it is)."""
-    if settings.router_port != 0:
-        return settings.router_port
+async def _bind_router(settings: Settings, db: Database) -> socket.socket:
+    """The router's listening socket.
+
+    A port the user chose is used or refused: a clear error beats agents calling a port
+    that is not the one configured. Otherwise the port is placed once and kept for this
+    home, because agents that outlive a daemon restart call the URL their environment was
+    given: the kept port first, then (port not configured) the default 8741, then any free
+    port. So a second home on the same host does not fail on 8741: it takes another port,
+    and keeps it.
+    """
+    host, chosen = settings.router_host, settings.router_port
+    if chosen:
+        try:
+            return bind_tcp(host, chosen)
+        except OSError as exc:
+            raise _bind_error(host, chosen, exc, configured=True) from None
     saved = await db.get_meta("router_port")
-    return int(saved) if saved else 0
+    kept = int(saved) if saved and saved.isdigit() else None
+    wanted = [kept] if kept else []
+    if chosen is None and DEFAULT_ROUTER_PORT not in wanted:
+        wanted.append(DEFAULT_ROUTER_PORT)
+    for port in [*wanted, 0]:
+        try:
+            sock = bind_tcp(host, port)
+        except OSError as exc:
+            if port == 0 or exc.errno not in _TAKEN:
+                raise _bind_error(host, port, exc, configured=False) from None
+            if port == kept:
+                log.warning(
+                    "the router's port %d, kept for this home, is taken: agents still running "
+                    "from before cannot reach the router until they are restarted",
+                    port,
+                )
+            continue
+        placed: int = sock.getsockname()[1]
+        if placed != kept:
+            await db.set_meta("router_port", str(placed))
+        return sock
+    raise AssertionError("unreachable: port 0 binds or raises")
+
+
+#: A port someone else holds (or may not be ours): try the next one.
+_TAKEN = (errno.EADDRINUSE, errno.EACCES)
+
+
+def _bind_error(host: str, port: int, exc: OSError, *, configured: bool) -> ConfigError:
+    why = f"cannot listen on {host}:{port} for the router ({exc.strerror or exc})"
+    if configured and exc.errno in _TAKEN:
+        return ConfigError(
+            f"{why}: IRONRT_ROUTER_PORT is {port}; choose a free port, or unset it (ironrt "
+            "then takes 8741 or a free port, and keeps it for this home)"
+        )
+    return ConfigError(f"{why}; check IRONRT_ROUTER_HOST")
 
 
 async def _main(settings: Settings) -> None:
@@ -140,17 +188,8 @@ async def _main(settings: Settings) -> None:
 async def _serve(settings: Settings, db: Database, started: float) -> None:
     bus = EventBus(db)
     keys = load_keys(os.environ, settings.keys_path)
-    port = await _router_port(settings, db)
-    try:
-        router_sock = bind_tcp(settings.router_host, port)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {settings.router_host}:{port} for the router ({exc.strerror}); "
-            "set IRONRT_ROUTER_PORT to a free port (0 picks one and keeps it)"
-        ) from None
+    router_sock = await _bind_router(settings, db)
     port = router_sock.getsockname()[1]
-    if settings.router_port == 0:
-        await db.set_meta("router_port", str(port))
     host = settings.router_host if ":" not in settings.router_host else f"[{settings.router_host}]"
     router_url = f"http://{host}:{port}"
 
@@ -163,8 +202,8 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
         bus,
         router_url,
         ledger,
-        restart_backoff=float(os.environ.get("IRONRT_RESTART_BACKOFF", "0.5")),
-        sample_interval=float(os.environ.get("IRONRT_SAMPLE_INTERVAL", "1.0")),
+        restart_backoff=settings.restart_backoff,
+        sample_interval=settings.sample_interval,
     )
     router = RouterService(settings, db, bus, supervisor, keys)
     stopping = anyio.Event()
@@ -253,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except (ConfigError, KeysFileError, SchemaTooNew, OSError) as exc:
         # Start-up problems the user can fix: one clear line (the CLI shows it), no traceback.
-        log.error("daemon cannot start: %s", exc)
+        # Into daemon.log only once it is set up: before that (a bad setting), logging would
+        # fall back to stderr and say it twice.
+        if logging.getLogger("ironrt").handlers:
+            log.error("daemon cannot start: %s", exc)
         print(f"ironrt: the daemon cannot start: {exc}", file=sys.stderr)
         return 2
 

@@ -252,6 +252,8 @@ class Agent(Base):
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES
     log_keep: int = DEFAULT_LOG_KEEP
     spec_digest: str | None = None
+    #: Ended, and its restart policy will start it again (it waits out the backoff).
+    restarting: bool = False
 
 
 class AgentList(Base):
@@ -400,7 +402,9 @@ class Trace(Base):
     output_tokens: int
     cached_tokens: int
     reasoning_tokens: int
-    cost_usd: float
+    #: None: unknown (a model with no known price, let through because no scope of the
+    #: agent has a budget; the tokens are still counted). Sums of spend skip it.
+    cost_usd: float | None
     latency_ms: float
     ttfb_ms: float | None
     error: str | None

@@ -157,7 +157,13 @@ class TempDaemon:
                 relay.terminate()
 
     def __enter__(self) -> TempDaemon:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            # `__exit__` does not run when `__enter__` raises: clean up here, or every
+            # failed start would leave its home (and maybe a process) behind.
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

@@ -35,12 +35,14 @@ COMMANDS: dict[str, str] = {
     "start": "agents",
     "ps": "agents",
     "logs": "agents",
-    "stop": "agents",
-    "restart": "agents",
-    "rm": "agents",
+    "stop": "fleet",
+    "restart": "fleet",
+    "rm": "fleet",
     "metrics": "agents",
     "budget": "agents",
     "set": "agents",
+    "up": "apps",
+    "down": "apps",
     "events": "observe",
     "usage": "observe",
     "traces": "observe",
@@ -98,6 +100,13 @@ def _usage_message(exc: Any) -> str:
     message = message.replace("Value error, ", "")  # typer's wording for a bad choice
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "ironrt"
+    if type(exc).__name__ == "NoSuchOption" and path.endswith(" start"):
+        # An option meant for the agent: say how to pass it, rather than start without it.
+        option = getattr(exc, "option_name", "OPTION")
+        return (
+            f"{message.rstrip('.')}; nothing was started. An option for the agent goes "
+            f"after `--`: ironrt start SCRIPT -- {option}"
+        )
     return f"{message.rstrip('.')} (see '{path} --help')"
 
 

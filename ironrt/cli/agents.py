@@ -1,4 +1,5 @@
-"""Agent commands: start, ps, stop, restart, rm, metrics, logs, budget, set.
+"""Agent commands: start, ps, metrics, logs, budget, set (the fleet commands, `stop`,
+`restart` and `rm`, which act on many agents at once, are `fleet.py`).
 
 Each command is one request (two at most) through the sync `Runtime`; the daemon resolves
 agent references (id, prefix, name), so the CLI never lists agents just to find one.
@@ -6,6 +7,7 @@ agent references (id, prefix, name), so the CLI never lists agents just to find 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from ironrt.cli import render
 from ironrt.cli.app import AgentRef, JsonFlag, app
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable
+from ironrt.keys import ENV_NAMES
 from ironrt.protocol import (
     DEFAULT_MAX_RESTARTS,
     OnBudget,
@@ -26,23 +29,26 @@ from ironrt.protocol import (
     parse_size,
     parse_uptime,
 )
+from ironrt.supervisor.environment import TOKEN_PREFIX
 
 if TYPE_CHECKING:
-    from ironrt.protocol import Agent
+    from collections.abc import Mapping
+
+    from ironrt.protocol import Health
 
 T = TypeVar("T")
 
 START_HELP = """Start SCRIPT as a supervised agent and print its id.
 
-SCRIPT is a .py file (run with your current Python or --python) or any executable;
-ARGS go to the agent. ironrt's options may come before or after SCRIPT; options
-ironrt does not know are passed to the agent. Everything after `--` goes to the
-agent untouched, so use it for arguments that clash with ironrt's own:
+SCRIPT is a .py file (run with your current Python or --python) or any executable.
+Options before `--` are ironrt's, before or after SCRIPT: an unknown one is an error
+(a typo must never start an agent without its budget). Plain words after SCRIPT go to
+the agent; so does everything after `--`, options included:
 
 \b
     ironrt start agents/hello.py --budget 5
-    ironrt start --name bot agent.py --verbose
-    ironrt start agent.py --budget 5 -- --name passed-to-the-agent
+    ironrt start --name bot agent.py input.txt
+    ironrt start agent.py --budget 5 -- --verbose --name passed-to-the-agent
     ironrt start -- node agent.js
 """
 
@@ -81,7 +87,7 @@ def _parsed(parse: Callable[[str], T], text: str, option: str) -> T:
 @app.command(
     "start",
     help=START_HELP,
-    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
+    context_settings={"allow_interspersed_args": True},
 )
 def start(
     script: Annotated[str, typer.Argument(metavar="SCRIPT", show_default=False)],
@@ -182,6 +188,42 @@ def start(
         project=project,
     )
     print(agent_id)
+    for line in _mismatches(runtime().health(), os.environ):
+        print(f"ironrt: warning: {line}", file=sys.stderr)
+
+
+_RESTART = "ironrt daemon stop --keep-agents && {env}ironrt daemon start"
+
+
+def _mismatches(health: Health, environ: Mapping[str, str]) -> list[str]:
+    """What this shell asks for that the running daemon does not do. The daemon reads its
+    settings and keys when it starts: exported later, they reach only this command, and
+    the agent would get a 401 or a real call it did not expect."""
+
+    found = []
+    offline = environ.get("IRONRT_OFFLINE", "").strip().lower()
+    if offline in ("1", "true", "yes", "on") and not health.offline:
+        how = _RESTART.format(env="IRONRT_OFFLINE=1 ")
+        found.append(f"IRONRT_OFFLINE is set here but the daemon calls real providers: {how}")
+    elif offline in ("0", "false", "no", "off") and health.offline:
+        how = _RESTART.format(env="IRONRT_OFFLINE=0 ")
+        found.append(f"IRONRT_OFFLINE=0 here but the daemon answers offline: {how}")
+    if not health.offline:
+        for provider, names in ENV_NAMES.items():
+            name = next((n for n in names if environ.get(n)), None)
+            value = environ.get(name or "", "")
+            # Inside an agent the variable holds its IC_TOKEN, not a key: nothing to say.
+            if (
+                name
+                and not value.startswith(TOKEN_PREFIX)
+                and not health.provider_keys.get(provider)
+            ):
+                how = _RESTART.format(env="")
+                found.append(
+                    f"{name} is set here but the daemon has no {provider} key (it reads keys "
+                    f"when it starts); from this shell: {how}"
+                )
+    return found
 
 
 @app.command("ps")
@@ -193,50 +235,6 @@ def ps(
     from ironrt.cli import ps as ps_command
 
     ps_command.run(all_=all_, json_=json_)
-
-
-GraceTimeout = Annotated[
-    float,
-    typer.Option("--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."),
-]
-
-
-@app.command("stop")
-def stop(
-    ref: AgentRef,
-    timeout: GraceTimeout = 10.0,
-) -> None:
-    """Stop an agent and its whole process tree (SIGTERM, grace, SIGKILL)."""
-    agent = runtime().stop_agent(ref, timeout=timeout)
-    print(f"stopped {agent.name} ({agent.id}){_ended(agent)}")
-
-
-@app.command("restart")
-def restart(
-    ref: AgentRef,
-    timeout: GraceTimeout = 10.0,
-) -> None:
-    """Restart an agent (stopping it first if it runs)."""
-    agent = runtime().restart_agent(ref, timeout=timeout)
-    print(f"restarted {agent.name} ({agent.id}), pid {agent.pid}")
-
-
-@app.command("rm")
-def remove(
-    ref: AgentRef,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Stop it first if it runs.")] = False,
-) -> None:
-    """Remove an ended agent, its record and its logs."""
-    agent = runtime().remove_agent(ref, force=force)
-    print(f"removed {agent.name} ({agent.id})")
-
-
-def _ended(agent: Agent) -> str:
-    if agent.signal is not None:
-        return f", killed by {render.signal_name(agent.signal)}"
-    if agent.exit_code is not None:
-        return f", exit code {agent.exit_code}"
-    return ""
 
 
 @app.command("metrics")
@@ -308,16 +306,17 @@ def logs(
     ] = 100,
 ) -> None:
     """Print an agent's output (stdout and stderr, interleaved as written)."""
-    rt = runtime()
     out = sys.stdout.buffer
     if not follow:
-        out.write(rt.logs(ref, tail=lines).encode())
+        out.write(runtime().logs(ref, tail=lines).encode())
         out.flush()
         return
+    rt = runtime(autostart=False)  # a follower never starts a daemon
     agent_id = rt.get_agent(ref).id  # the same agent to the end, whatever its name does
-    for chunk in rt.follow_logs(agent_id, tail=lines):
-        out.write(chunk)
-        out.flush()
+    with contextlib.suppress(ConnectionError):  # the daemon went: said below
+        for chunk in rt.follow_logs(agent_id, tail=lines):
+            out.write(chunk)
+            out.flush()
     # The stream ends when the agent has ended for good, across its restarts, or when the
     # daemon stops: say which.
     try:

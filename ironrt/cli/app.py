@@ -31,6 +31,14 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from ironrt._version import __version__
+
+        print(f"ironrt {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     home: Annotated[
@@ -49,6 +57,15 @@ def _root(
         ),
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print ironrt's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     OPTIONS.set(home, no_autostart, debug)
 

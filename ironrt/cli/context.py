@@ -6,8 +6,10 @@ it alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -88,3 +90,24 @@ def print_json_line(value: object) -> None:
     """One compact JSON document per line (NDJSON), for followed streams."""
     sys.stdout.buffer.write(msgspec.json.encode(value) + b"\n")
     sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def daemon_gone_ends_follower(follow: bool, *, stream: bool = True) -> Iterator[None]:
+    """A follower (`events -f`, `top`) whose daemon stops says so and exits 1. For a
+    followed `stream`, its simple end means the same: the daemon closed it on its way
+    out (a follower never ends otherwise)."""
+    import typer
+
+    from ironrt.errors import DaemonUnavailable
+
+    try:
+        yield
+    except (DaemonUnavailable, ConnectionError) as exc:
+        if not follow:
+            raise
+        print(f"ironrt: the daemon stopped ({exc})", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if follow and stream:
+        print("ironrt: the daemon stopped", file=sys.stderr)
+        raise typer.Exit(1)

@@ -30,10 +30,16 @@ def run() -> None:
     and leaves the agents running."""
     import os
 
+    from ironrt.config import ConfigError
     from ironrt.daemon import DaemonAlreadyRunning
     from ironrt.daemon import run as run_daemon
+    from ironrt.keys import KeysFileError
+    from ironrt.store.db import SchemaTooNew
 
-    s = settings()
+    try:
+        s = settings()
+    except ConfigError as exc:
+        fail(f"the daemon cannot start: {exc}")  # the very line `python -m ironrt.daemon` says
     # Agents and the daemon's own lookups read the home from the environment.
     os.environ.update({k: v for k, v in environ().items() if k.startswith("IRONRT_")})
     print(
@@ -43,15 +49,22 @@ def run() -> None:
         run_daemon(s)
     except DaemonAlreadyRunning as exc:
         fail(str(exc))
+    except (ConfigError, KeysFileError, SchemaTooNew) as exc:
+        fail(f"the daemon cannot start: {exc}")
 
 
 @daemon_app.command()
 def start() -> None:
     """Start the daemon in the background; returns once it answers."""
-    rt = runtime(autostart=True)
+    from ironrt.config import ConfigError
+
+    try:
+        rt = runtime(autostart=True)  # loads and checks the settings the daemon will read
+    except ConfigError as exc:
+        fail(f"the daemon cannot start: {exc}")
     if rt.ping():
         h = rt.health()
-        print(f"ironrt daemon already running (pid {h.pid}) on {h.home}")
+        print(f"ironrt daemon already running (pid {h.pid}) on {h.home}, router {h.router_url}")
         return
     rt.ensure_daemon()
     h = rt.health()

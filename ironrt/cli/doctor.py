@@ -17,6 +17,7 @@ import typer
 
 from ironrt.cli.app import app
 from ironrt.cli.context import runtime, settings
+from ironrt.config import DEFAULT_ROUTER_PORT
 
 Level = Literal["ok", "warn", "fail", "info"]
 MARK: dict[Level, tuple[str, str]] = {
@@ -108,6 +109,15 @@ def diagnose() -> Report:
         report.add("ok", f"router reachable at {h.router_url}")
     else:
         report.add("fail", f"router at {h.router_url} is not reachable: {why}")
+    port = urlsplit(h.router_url).port
+    if s.router_port is None and port != DEFAULT_ROUTER_PORT:
+        # Agents are told the URL, so this is no fault; but a user looking for the router
+        # on 8741 (a firewall rule, a curl) should learn why it is elsewhere.
+        report.add(
+            "info",
+            f"router on port {port}, not {DEFAULT_ROUTER_PORT}: that port was taken (another "
+            "home's daemon?) so this home keeps its own; set IRONRT_ROUTER_PORT to choose",
+        )
     for name, state in sorted(h.circuits.items()):
         if state == "closed":
             report.add("ok", f"circuit {name}: closed")

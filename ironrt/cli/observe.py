@@ -19,7 +19,13 @@ import typer
 
 from ironrt.cli import render
 from ironrt.cli.app import JsonFlag, app
-from ironrt.cli.context import agent_names, print_json, print_json_line, runtime
+from ironrt.cli.context import (
+    agent_names,
+    daemon_gone_ends_follower,
+    print_json,
+    print_json_line,
+    runtime,
+)
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -67,21 +73,21 @@ def events(
     ] = False,
 ) -> None:
     """Lifecycle, budget, PII and reliability events, oldest first."""
-    rt = runtime()
+    rt = runtime(autostart=False) if follow else runtime()  # a follower never starts one
     stream = rt.events(agent=agent, limit=limit, follow=follow)
-    if json_:
-        if follow:
-            for event in stream:
-                print_json_line(event)
-        else:
-            print_json(list(stream))
+    if json_ and not follow:
+        print_json(list(stream))
         return
-    names = agent_names(rt)
+    names = {} if json_ else agent_names(rt)
     out = render.console()
     found = False
-    for event in stream:
-        found = True
-        out.print(_event_line(event, names), soft_wrap=True)
+    with daemon_gone_ends_follower(follow):
+        for event in stream:
+            found = True
+            if json_:
+                print_json_line(event)
+            else:
+                out.print(_event_line(event, names), soft_wrap=True)
     if not found and not follow:
         out.print("no events yet")
 
@@ -187,7 +193,7 @@ def traces(
             Text(str(tr.status_code), style="green" if ok else "red"),
             f"{tr.input_tokens:,}",
             f"{tr.output_tokens:,}",
-            render.usd(tr.cost_usd),
+            render.cost(tr.cost_usd),
             f"{tr.latency_ms:.0f} ms",
             tr.error or "",
         )
@@ -291,7 +297,7 @@ def top(
     ] = 1.0,
 ) -> None:
     """A live table of the running agents: cpu, memory, calls, spend (q or Ctrl-C quits)."""
-    rt = runtime()
+    rt = runtime(autostart=False)  # watching a daemon must never start one
     out = render.console()
     if once:
         out.print(frame(rt))
@@ -300,6 +306,7 @@ def top(
 
     # Ctrl-C is a normal way to leave top, not an error: exit 0 like q does.
     with (
+        daemon_gone_ends_follower(True, stream=False),
         contextlib.suppress(KeyboardInterrupt),
         _keys() as keys,
         Live(frame(rt), console=out, auto_refresh=False) as live,

@@ -60,6 +60,16 @@ def usd(value: float | None) -> str:
     return f"${whole}.{cents}"
 
 
+#: How a call's cost is shown when it cannot be known (a model with no known price).
+UNKNOWN_COST = "unknown"
+
+
+def cost(value: float | None) -> str:
+    """A call's cost (a trace's `cost_usd`): None is a cost nobody knows, not a missing
+    figure, so it says "unknown" rather than `usd`'s "-" (read as nothing, or $0)."""
+    return UNKNOWN_COST if value is None else usd(value)
+
+
 def nbytes(value: int | None) -> str:
     if not value:
         return DASH

@@ -16,14 +16,26 @@ wait in the same queue.
 
 Everything here runs on the event loop without awaiting between a decision and the books
 it changes, so concurrent calls cannot both take the same money.
+
+Announcements (`BudgetWarning` at 50/80/95 %, `BudgetExhausted` at 100 %, on a refusal or
+when a call parks) are queued in `announcements` at the moment the books decide them, for
+the daemon to publish in that order. If each call published its own as it finished, a
+call refused (or parked) just after another crossed 80 and 95 % could store "exhausted"
+before those warnings, while their call was still committing its trace. One settle can
+cross several thresholds in several scopes at once: those are queued by threshold (50 % of
+every scope before 80 % of any; agent, project, global within one threshold). Once a
+publisher is attached (`on_announce`), pausing and resuming an agent wait their turn in
+the same queue, so `AgentPaused` never precedes the `BudgetExhausted` that caused it.
 """
 
 from __future__ import annotations
 
 import bisect
 import enum
+import functools
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +80,13 @@ class Admission:
 class LedgerEvent:
     kind: str
     data: dict[str, Any]
+    #: The agent whose call crossed the threshold, was refused or parked.
+    agent_id: str | None = None
+
+
+#: What the ledger queues for its publisher: an event to publish, or a pause or resume to
+#: deliver (a call) once everything before it is published.
+Announcement = LedgerEvent | Callable[[], None]
 
 
 @dataclass(slots=True, eq=False)
@@ -94,6 +113,15 @@ class Ledger:
         self.on_resume: Callable[[str], None] = lambda agent_id: None
         #: Called when a window resets (the daemon persists the scope, publishes an event).
         self.on_reset: Callable[[Scope], None] = lambda scope: None
+        #: Budget announcements, and (with a publisher) pause/resume notifications to
+        #: deliver, in the order the books decided them; the publisher pops from the left.
+        #: A settled or refused call's announcements are published when that call
+        #: settles; `on_announce` asks the publisher to come at once for what no settling
+        #: call will publish (a parked call's, a pause or resume).
+        self.announcements: deque[Announcement] = deque()
+        #: None: no publisher (the ledger alone, in tests): `on_pause` and `on_resume` are
+        #: called at once, and nothing pops `announcements` but the caller.
+        self.on_announce: Callable[[], None] | None = None
         self._changed = anyio.Event()
 
     # ---- scopes ---------------------------------------------------------------------
@@ -171,24 +199,52 @@ class Ledger:
         self._pump()
 
     def settle(self, hold: Hold, cost_nanos: int) -> list[LedgerEvent]:
-        """Turn a hold into spend in each of its scopes (once); returns warnings to publish."""
+        """Turn a hold into spend in each of its scopes (once). The thresholds it crosses
+        are queued in `announcements` (before any call this settle lets through or
+        refuses can queue its own) and returned, for the caller to act on."""
         if hold.settled:
             return []
         hold.settled = True
-        events: list[LedgerEvent] = []
+        crossed: list[tuple[int, Scope]] = []
         now = self.clock()
         for s in hold.scopes:
             s.held_nanos -= hold.nanos
             s.in_flight -= 1
             self.roll(s, now)
             s.spent_nanos += cost_nanos
-            for threshold in s.crossed():
-                kind = "BudgetExhausted" if threshold == 100 else "BudgetWarning"
-                if threshold == 100:
-                    s.exhausted = True
-                events.append(LedgerEvent(kind, {**s.describe(), "threshold_percent": threshold}))
+            crossed += [(threshold, s) for threshold in s.crossed()]
+        events: list[LedgerEvent] = []
+        for threshold, s in sorted(crossed, key=lambda c: c[0]):  # stable: scope order kept
+            kind = "BudgetExhausted" if threshold == 100 else "BudgetWarning"
+            if threshold == 100:
+                s.exhausted = True
+            data = {**s.describe(), "threshold_percent": threshold}
+            events.append(LedgerEvent(kind, data, hold.agent_id))
+        self.announcements.extend(events)
         self._pump()
         return events
+
+    def announce_exhausted(
+        self, scope: Scope, agent_id: str, data: dict[str, Any], *, now: bool = False
+    ) -> bool:
+        """Queue `BudgetExhausted` for `scope` unless this window already has one (it is
+        announced once, not for every refused call). `now`: no settling call will publish
+        it, the publisher should at once. Returns whether it was queued."""
+        if scope.exhausted:
+            return False
+        scope.exhausted = True
+        self.announcements.append(LedgerEvent("BudgetExhausted", data, agent_id))
+        if now and self.on_announce is not None:
+            self.on_announce()
+        return True
+
+    def _in_turn(self, notify: Callable[[], None]) -> None:
+        """Deliver a pause or resume after the announcements queued before it."""
+        if self.on_announce is None:
+            notify()
+        else:
+            self.announcements.append(notify)
+            self.on_announce()
 
     def next_reset(self) -> float | None:
         return min((s.resets_at for s in self.scopes.values() if s.resets_at), default=None)
@@ -242,7 +298,7 @@ class Ledger:
         for s in claim.scopes:
             s.held_nanos += bound
             s.in_flight += 1
-        hold = Hold(claim.scopes, bound, cap)
+        hold = Hold(claim.scopes, bound, cap, agent_id=claim.agent_id)
         return Admission(Outcome.ADMITTED, hold=hold, bound_nanos=bound)
 
     def _leave(self, waiter: _Waiter) -> None:
@@ -261,7 +317,7 @@ class Ledger:
         left = self._parked.get(agent_id, 1) - 1
         if left <= 0:
             self._parked.pop(agent_id, None)
-            self.on_resume(agent_id)
+            self._in_turn(functools.partial(self.on_resume, agent_id))
         else:
             self._parked[agent_id] = left
 
@@ -286,8 +342,11 @@ class Ledger:
                         s.waiting -= 1
                     agent_id = waiter.claim.agent_id
                     self._parked[agent_id] = self._parked.get(agent_id, 0) + 1
+                    if scope is not None:  # announced here, after what settled before it
+                        data = {"paused": True, "threshold_percent": 100, **scope.describe()}
+                        self.announce_exhausted(scope, agent_id, data, now=True)
                     if self._parked[agent_id] == 1 and scope is not None:
-                        self.on_pause(agent_id, scope)
+                        self._in_turn(functools.partial(self.on_pause, agent_id, scope))
                     waiter.woken.set()
                 continue
             self._leave(waiter)

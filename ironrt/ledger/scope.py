@@ -254,3 +254,5 @@ class Hold:
     #: The output per choice the call was clamped to, when it did not fit whole.
     clamped_to: int | None = None
     settled: bool = False
+    #: Whose call holds it (the budget announcements its settle queues name the agent).
+    agent_id: str | None = None

@@ -7,8 +7,16 @@ can be priced, and puts a `Claim` on the flow: the call's input bound (body byte
 exact provider count may replace it at the margin), its output bound (the request's max
 tokens, else the model's maximum *output*, never its context window) and its scopes. The
 router then asks `ironrt.ledger` for admission, which may wait for calls in flight; when
-the call settles, `complete` turns its hold into spend in every scope and passes on the
-warnings (50/80/95 %) and `BudgetExhausted` (100 %) the ledger reports.
+the call settles, `complete` turns its hold into spend in every scope (the ledger queues
+the warnings, 50/80/95 %, and `BudgetExhausted`, 100 %, for the daemon to publish in
+order) and stops an `--on-budget stop` agent whose budget it exhausted.
+
+A model with no known price is refused when any scope of the call (agent, project,
+global) has a budget: nothing could keep the call inside it. Without a budget anywhere
+there is nothing to protect, so the call goes through unmetered: it holds nothing, its
+trace records an unknown cost (null) with its tokens, and `PriceUnknown` tells the user
+once per provider and model while this policy lives (one daemon run) that calls are
+going unpriced. Rate limits still apply (they count requests and tokens, not money).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 
 from ironrt.ledger import Claim, Ledger, usd_to_nanos
 from ironrt.policies.base import Policy
+from ironrt.router.admission import price_unknown_refusal
 from ironrt.router.flow import Flow, Refusal
 from ironrt.router.output_limits import OutputLimits
 from ironrt.router.pricing import Pricer, UnknownPrice
@@ -62,6 +71,8 @@ class BudgetPolicy(Policy):
         self.outputs = outputs
         self.ledger = ledger
         self._prices: dict[tuple[str, str], Callable[[int, int], int]] = {}
+        #: (provider, model) called unpriced since this policy began: `PriceUnknown` once.
+        self._unpriced: set[tuple[str, str]] = set()
 
     def request(self, flow: Flow) -> None:
         if flow.endpoint in _FREE or not flow.agent.scopes:
@@ -82,11 +93,13 @@ class BudgetPolicy(Policy):
         budgeted = any(s.budget_nanos is not None for s in flow.agent.scopes)
         try:
             price = self._price_fn(flow.provider, flow.model)
-        except UnknownPrice as exc:
+        except UnknownPrice:
             if budgeted:
-                flow.refuse(Refusal(400, str(exc), code="model_price_unknown", policy=self.name))
+                flow.refuse(price_unknown_refusal(flow.provider, flow.model, flow.agent.scopes))
                 return
             price = _free
+            flow.unpriced = True
+            self._announce_unpriced(flow)
         has_output = flow.endpoint not in _NO_OUTPUT
         asked = flow.adapter.max_output_tokens(flow.endpoint, body) if has_output else None
         if not has_output:
@@ -112,11 +125,26 @@ class BudgetPolicy(Policy):
         hold = flow.hold
         if hold is None:
             return
-        events = self.ledger.settle(hold, usd_to_nanos(flow.cost_usd))
-        for event in events:
-            flow.emit(event.kind, **event.data)
-            if event.kind == "BudgetExhausted" and flow.agent.on_budget == "stop":
-                flow.stop_agent = True
+        # An unknown cost (an unpriced call, admitted only where no budget can be hurt)
+        # moves no spend: the books hold what is known.
+        cost = flow.cost_usd
+        events = self.ledger.settle(hold, 0 if cost is None else usd_to_nanos(cost))
+        if flow.agent.on_budget == "stop" and any(e.kind == "BudgetExhausted" for e in events):
+            flow.stop_agent = True
+
+    def _announce_unpriced(self, flow: Flow) -> None:
+        key = (flow.provider, flow.model)
+        if key in self._unpriced:
+            return
+        self._unpriced.add(key)
+        flow.emit(
+            "PriceUnknown",
+            provider=flow.provider,
+            model=flow.model,
+            message="no known price: calls are recorded with an unknown cost while no scope "
+            "of the calling agent has a budget; add the model to $IRONRT_HOME/prices.toml "
+            "to meter it",
+        )
 
     def _price_fn(self, provider: str, model: str) -> Callable[[int, int], int]:
         key = (provider, model)

@@ -15,16 +15,12 @@ exact input first. What comes out is a hold on the flow, or a provider-shaped re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable
 
 from ironrt.ledger import Ledger, Outcome, fmt_usd, nanos_to_usd
 from ironrt.ledger.ledger import Admission, describe_refusal
 from ironrt.ledger.scope import Scope, iso
 from ironrt.router.flow import Flow, Refusal
-
-#: `IRONRT_ADMISSION_TIMEOUT`: how long a call may wait for budget held by calls in flight.
-DEFAULT_ADMISSION_TIMEOUT_S = 60.0
 
 Counter = Callable[[Flow], Awaitable[int | None]]
 
@@ -49,7 +45,13 @@ class Admitter:
                 flow.emit("BudgetExactCount", bound=claim.input_tokens, exact=exact)
                 claim.input_tokens = exact
         outcome = admission.outcome
-        if outcome is Outcome.ADMITTED:
+        if outcome is Outcome.ADMITTED and flow.unpriced and _budgeted(claim.scopes):
+            # A budget was set while this unpriced call waited: it can no longer be let
+            # through unmetered.
+            assert admission.hold is not None
+            self.ledger.settle(admission.hold, 0)
+            flow.refuse(price_unknown_refusal(flow.provider, flow.model, claim.scopes))
+        elif outcome is Outcome.ADMITTED:
             hold = admission.hold
             assert hold is not None
             flow.hold = hold
@@ -104,11 +106,32 @@ class Admitter:
                 policy="budget",
             )
         )
-        if not scope.exhausted:  # announced once a window, not for every refused call
-            scope.exhausted = True
-            flow.emit("BudgetExhausted", refused=True, threshold_percent=100, **data)
+        # Queued with the ledger, not on the flow: it must be published after the warnings
+        # of calls that settled before this refusal, whichever call finishes first.
+        announced = {"refused": True, "threshold_percent": 100, **data}
+        self.ledger.announce_exhausted(scope, flow.agent.agent_id, announced)
         if flow.agent.on_budget == "stop":
             flow.stop_agent = True
+
+
+def _budgeted(scopes: tuple[Scope, ...]) -> bool:
+    return any(s.budget_nanos is not None for s in scopes)
+
+
+def price_unknown_refusal(provider: str, model: str, scopes: tuple[Scope, ...]) -> Refusal:
+    """400 `model_price_unknown`: the model has no price and a scope of the call a budget."""
+    budgeted = ", ".join(s.key for s in scopes if s.budget_nanos is not None)
+    return Refusal(
+        400,
+        f"ironrt: no known price for model '{model}' ({provider}), and {budgeted} has a "
+        "budget: an unpriced call cannot be kept inside it. Price the model in "
+        f'$IRONRT_HOME/prices.toml ([models."{model}"] input_mtok = <USD per million input '
+        "tokens>, output_mtok = <USD per million output tokens>) and restart the daemon "
+        "(`ironrt daemon stop --keep-agents && ironrt daemon start`); "
+        "only an agent with no budget in any of its scopes may call an unpriced model",
+        code="model_price_unknown",
+        policy="budget",
+    )
 
 
 def exhausted_message(scope: Scope, admission: Admission) -> str:
@@ -125,18 +148,3 @@ def exhausted_message(scope: Scope, admission: Admission) -> str:
         f"{fmt_usd(nanos_to_usd(admission.bound_nanos))}). Raise it with {hint}"
         f"{reset if scope.resets_at is not None else ''}"
     )
-
-
-def admission_timeout(raw: str | None) -> float:
-    """`IRONRT_ADMISSION_TIMEOUT` in seconds (0 < t ≤ 3600), with a clear error."""
-    if raw is None or raw.strip() == "":
-        return DEFAULT_ADMISSION_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not 0 < value <= 3600:
-        raise ValueError(
-            f"IRONRT_ADMISSION_TIMEOUT must be a number of seconds in (0, 3600], not {raw!r}"
-        )
-    return value

@@ -15,6 +15,13 @@
 Prices are the requested model's. An answer naming one of its snapshots
 (`gpt-4o` → `gpt-4o-2024-08-06`) is priced at the snapshot; an answer naming another
 model is priced at the requested one and raises a `ModelMismatch` event.
+
+A model with no known price reaches the provider only when no scope of the call has a
+budget (`flow.unpriced`; the budget policy refuses it otherwise). Wherever the rule above
+says "priced" or "charged its reservation", such a call's cost is unknown (None): it held
+nothing, so its reservation says nothing about it, and recording $0 would pass a call of
+unknown price off as free. What the call certainly cost nothing (a refusal, a connect
+failure) stays $0.
 """
 
 from __future__ import annotations
@@ -69,7 +76,9 @@ def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> st
 
 def charge(flow: Flow, pricer: Pricer) -> None:
     """Set `flow.cost_usd` (and notes on `flow.error`) by the rule above."""
-    reserved = nanos_to_usd(flow.hold.nanos) if flow.hold is not None else 0.0
+    reserved: float | None = None
+    if not flow.unpriced:
+        reserved = nanos_to_usd(flow.hold.nanos) if flow.hold is not None else 0.0
     usage = flow.usage
     if usage is not None:
         choices = flow.claim.choices if flow.claim is not None else 1
@@ -77,7 +86,8 @@ def charge(flow: Flow, pricer: Pricer) -> None:
         if problem is not None:
             flow.usage = None
             flow.cost_usd = reserved
-            _note(flow, f"usage rejected ({problem}): charged the reservation")
+            outcome = "charged the reservation" if reserved is not None else "cost unknown"
+            _note(flow, f"usage rejected ({problem}): {outcome}")
             flow.emit("UsageRejected", reason=problem, charged_usd=reserved)
             return
         cost = _price(flow, pricer, usage)
@@ -88,7 +98,8 @@ def charge(flow: Flow, pricer: Pricer) -> None:
     )
     if billed and flow.hold is not None:  # free endpoints never hold anything
         flow.cost_usd = reserved
-        _note(flow, "usage unknown: charged the reserved upper bound")
+        if reserved is not None:
+            _note(flow, "usage unknown: charged the reserved upper bound")
     else:
         flow.cost_usd = 0.0
 

@@ -139,7 +139,12 @@ class Flow:
     usage: TokenUsage | None = None
     status_code: int = 0
     error: str | None = None
-    cost_usd: float = 0.0
+    #: What the call is charged; None when it cannot be known (an unpriced model, allowed
+    #: because none of the agent's scopes has a budget): the trace says so, no spend moves.
+    cost_usd: float | None = 0.0
+    #: The model has no known price and the call was let through unmetered (no budget in
+    #: any of its scopes): it holds nothing and is recorded with an unknown cost.
+    unpriced: bool = False
     started: float = field(default_factory=time.monotonic)
     ttfb: float | None = None
     #: True once the first byte of the response went to the agent: from then on nothing may

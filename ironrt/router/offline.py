@@ -12,7 +12,12 @@ parse them, their stream helpers accumulate them), only the words are made up:
   `max_completion_tokens`, `max_output_tokens`) truncates the reply and reports it
   (`finish_reason: "length"`, `status: "incomplete"`, `stop_reason: "max_tokens"`).
 - If the request declares tools and the last user message says "tool", the reply calls
-  the first function tool with arguments made from its JSON schema (not truncated).
+  the first function tool with arguments made from its JSON schema (not truncated) —
+  unless the request ends with that tool's result (a `tool` message, a
+  `function_call_output` item, a user turn of `tool_result` blocks): then the reply is
+  text, as a real model's final answer. A tool result does not replace the user message
+  that asked for the tool, so looking at that message alone would call the tool forever
+  and an agent's tool loop would never end.
 - Chat streams send the usage chunk only when `stream_options.include_usage` is set, as
   the API does.
 - The count endpoints (`/v1/messages/count_tokens`, `/v1/responses/input_tokens`) answer
@@ -221,6 +226,24 @@ def _last_user_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
     return " ".join(texts)
 
 
+def _ends_with_tool_result(endpoint: Endpoint, body: dict[str, Any]) -> bool:
+    """The request's last turn hands back a tool's result (so the model answers it)."""
+    items = body.get("input") if endpoint == "responses" else body.get("messages")
+    last = items[-1] if isinstance(items, list) and items else None
+    if not isinstance(last, dict):
+        return False
+    if endpoint == "chat.completions":
+        return last.get("role") in ("tool", "function")
+    if endpoint == "responses":
+        return last.get("type") in ("function_call_output", "custom_tool_call_output")
+    content = last.get("content")
+    return (
+        last.get("role") == "user"
+        and isinstance(content, list)
+        and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+    )
+
+
 def _schema_value(schema: Any) -> Any:
     """A plausible value for a JSON-schema (enough to make valid tool arguments)."""
     schema = dict_value(schema)
@@ -275,7 +298,8 @@ def _plan(
     if limit is not None and limit < 1:
         raise _BadRequest("The output token limit must be at least 1.", "max_tokens")
     user_text = _last_user_text(endpoint, body)
-    tool = _first_tool(endpoint, body) if _TOOL_WORD.search(user_text) else None
+    asked = _TOOL_WORD.search(user_text) and not _ends_with_tool_result(endpoint, body)
+    tool = _first_tool(endpoint, body) if asked else None
     choices = adapter.choices(endpoint, body)
     if tool is not None:
         args = tool[1]

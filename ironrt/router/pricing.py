@@ -2,8 +2,10 @@
 
 A model's price is looked up once per (provider, model) and cached (genai-prices' model
 matching costs far more than the arithmetic), and refreshed hourly, since genai-prices
-knows prices that change on a date. A model with no known price is an error the caller
-turns into a refusal: an unpriced call could not be kept inside a budget.
+knows prices that change on a date. A model with no known price raises `UnknownPrice`
+(also cached: genai-prices takes milliseconds to find nothing). The caller decides what
+that means: a refusal when one of the call's scopes has a budget (an unpriced call could
+not be kept inside it), otherwise a call recorded with an unknown cost.
 
 User prices live in `$IRONRT_HOME/prices.toml`:
 
@@ -35,6 +37,13 @@ _MTOK = Decimal(1_000_000)
 
 class UnknownPrice(LookupError):
     pass
+
+
+def unknown_price_message(provider: str, model: str) -> str:
+    return (
+        f"no known price for model '{model}' ({provider}); ironrt cannot keep an unpriced "
+        "call inside a budget. Add it to $IRONRT_HOME/prices.toml"
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -137,6 +146,7 @@ def _linear(price: Any) -> _LinearRates | None:
 class Pricer:
     def __init__(self, configured: dict[str, ConfiguredPrice] | None = None) -> None:
         self.configured = configured or {}
+        #: (when looked up, price); a price of None: genai-prices does not know the model.
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
 
     def _price_of(self, provider: str, model: str) -> Any:
@@ -144,6 +154,8 @@ class Pricer:
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and now - hit[0] < _TTL_S:
+            if hit[1] is None:
+                raise UnknownPrice(unknown_price_message(provider, model))
             return hit[1]
         if model in self.configured:
             price: Any = self.configured[model]
@@ -157,10 +169,10 @@ class Pricer:
                     model, None, provider, None
                 )
             except LookupError:
-                raise UnknownPrice(
-                    f"no known price for model '{model}' ({provider}); ironrt cannot keep an "
-                    "unpriced call inside a budget. Add it to $IRONRT_HOME/prices.toml"
-                ) from None
+                # Remembered like a price: an agent calling an unpriced model in a loop
+                # (allowed without a budget) must not pay genai-prices' search every call.
+                self._cache[key] = (now, None)
+                raise UnknownPrice(unknown_price_message(provider, model)) from None
             model_price = info.get_prices(datetime.now(tz=timezone.utc))
             price = _linear(model_price) or model_price
         self._cache[key] = (now, price)

@@ -5,13 +5,17 @@ in `charging.py`, the policies' `complete` hooks run (the budget turns its hold 
 in every scope), and the trace row, the agent's spend and its scopes' window spend are
 committed in one transaction, before the agent receives the end of its answer
 (`relay.py`). A daemon killed at any moment has every answered call's cost on disk.
+
+Then the call's events are published, and the ledger's budget announcements with them:
+those are published from the ledger's queue, in the order the books decided them, by one
+publisher at a time (`announce`), so a refusal's `BudgetExhausted` is never stored before
+the warnings of a call that settled first, even when that call's commit took longer.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,7 @@ from ironrt.config import ConfigError, Settings
 from ironrt.events import EventBus, utcnow
 from ironrt.keys import ProviderKeys
 from ironrt.ledger import Ledger, Scope, nanos_to_usd
+from ironrt.ledger.ledger import LedgerEvent
 from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.base import Policy
 from ironrt.policies.breaker import CircuitBreakerPolicy
@@ -30,7 +35,6 @@ from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
-from ironrt.router.admission import admission_timeout
 from ironrt.router.app import RouterApp, RouterConfig
 from ironrt.router.charging import charge, is_snapshot
 from ironrt.router.flow import Flow
@@ -89,11 +93,7 @@ class RouterService:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.books = supervisor.books
-        self.reliability = ReliabilitySettings.from_env(os.environ)
-        try:
-            timeout = admission_timeout(os.environ.get("IRONRT_ADMISSION_TIMEOUT"))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.reliability = settings.reliability
         self.pipeline = Pipeline(
             build_policies(self.pricer, self.outputs, ledger, self.reliability)
         )
@@ -113,11 +113,14 @@ class RouterService:
             supervisor.governance_for_token,
             self.settle,
             ledger,
-            timeout,
+            settings.admission_timeout,
         )
         self._stop_requests, self._stop_receive = anyio.create_memory_object_stream[str](100)
         self._resets, self._resets_receive = anyio.create_memory_object_stream[Scope](math.inf)
         ledger.on_reset = self._resets.send_nowait
+        self._announcing = anyio.Lock()
+        self._announce_wanted = anyio.Event()
+        ledger.on_announce = self._want_announce
 
     def _key_for(self, provider: str) -> tuple[str, str] | None:
         key = self.keys.get(provider)
@@ -142,7 +145,41 @@ class RouterService:
             tg.start_soon(self.books.run)
             tg.start_soon(self._persist_resets)
             tg.start_soon(self.ledger.run)
+            tg.start_soon(self._announce_when_wanted)
             await self._stop_exhausted()
+
+    async def announce(self) -> None:
+        """Publish the ledger's budget announcements queued so far, in queue order.
+
+        One publisher at a time: each publish awaits the database, and two interleaved
+        publishers would store a later announcement before an earlier one. Whoever holds
+        the lock publishes everything it popped before letting go, so when this returns
+        every announcement queued before the call is stored.
+        """
+        queue = self.ledger.announcements
+        async with self._announcing:
+            for _ in range(len(queue)):  # not what arrives meanwhile: no caller waits forever
+                if not queue:
+                    break
+                item = queue.popleft()
+                if isinstance(item, LedgerEvent):
+                    await self.bus.publish(item.kind, item.agent_id, **item.data)
+                else:
+                    try:
+                        item()  # a pause or resume for the supervisor, in its turn
+                    except Exception:
+                        log.exception("could not deliver a budget pause or resume")
+
+    async def _announce_when_wanted(self) -> None:
+        """What no settling call will publish (a call parked by `--on-budget pause` waits
+        unanswered; pauses and resumes): published as soon as it is queued."""
+        while True:
+            await self._announce_wanted.wait()
+            self._announce_wanted = anyio.Event()
+            await self.announce()
+
+    def _want_announce(self) -> None:
+        self._announce_wanted.set()
 
     async def _stop_exhausted(self) -> None:
         async with self._stop_receive:
@@ -174,13 +211,14 @@ class RouterService:
         except Exception as exc:  # never leave a hold behind: charge the reservation
             log.exception("could not price a call of agent %s", gov.agent_id)
             flow.usage = None
-            flow.cost_usd = nanos_to_usd(flow.hold.nanos) if flow.hold is not None else 0.0
+            held = nanos_to_usd(flow.hold.nanos) if flow.hold is not None else 0.0
+            flow.cost_usd = None if flow.unpriced else held
             flow.error = (
                 f"{flow.error + '; ' if flow.error else ''}pricing failed "
                 f"({type(exc).__name__}): charged the reservation"
             )
         self.pipeline.complete(flow)
-        gov.spent_usd += flow.cost_usd
+        gov.spent_usd += flow.cost_usd or 0.0  # unknown (None) adds nothing it could not know
         usage = flow.usage
         gov.llm_calls += 1
         if usage is not None:
@@ -212,6 +250,7 @@ class RouterService:
         await self.books.record(trace, gov.spent_usd, gov.scopes if flow.hold is not None else ())
         for event in flow.events:
             await self.bus.publish(event.kind, gov.agent_id, **event.data)
+        await self.announce()  # what this call's settle or refusal announced, and before
         if flow.stop_agent:
             try:
                 self._stop_requests.send_nowait(gov.agent_id)

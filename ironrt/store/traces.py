@@ -1,4 +1,9 @@
-"""Typed queries for the `traces` table: one row per LLM call, and the usage rollups."""
+"""Typed queries for the `traces` table: one row per LLM call, and the usage rollups.
+
+A call's cost may be unknown (`Trace.cost_usd` None: an unpriced model an agent without
+any budget may call): stored as NULL (schema v4), which every SQL sum leaves out, so
+spend is the sum of known costs.
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ def new_agent_id() -> str:
 
 
 def resolve(ref: str, agents: Iterable[tuple[str, str, bool]]) -> str:
-    """`agents` yields (id, name, live). Exact id, then name (live first), then id prefix."""
+    """`agents` yields (id, name, live). Exact id, then name (the live one first; several
+    ended ones of that name are ambiguous), then id prefix."""
     rows = list(agents)
     if not ref:
         raise AgentNotFound("an agent id, id prefix or name is required")
@@ -27,7 +28,9 @@ def resolve(ref: str, agents: Iterable[tuple[str, str, bool]]) -> str:
     if len(named) == 1:
         return named[0][0]
     if len(named) > 1 and not live_named:
-        return named[-1][0]  # the most recent of several ended agents with that name
+        # Several ended agents of that name: any pick could remove the wrong one's record.
+        shown = ", ".join(agent_id for agent_id, _ in named[:5])
+        raise AmbiguousAgent(f"'{ref}' names {len(named)} ended agents ({shown}); give one's id")
     prefixed = [agent_id for agent_id, _, _ in rows if agent_id.startswith(ref)]
     if len(prefixed) == 1:
         return prefixed[0]

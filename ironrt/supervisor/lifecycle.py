@@ -231,6 +231,8 @@ class Lifecycle:
         except states.IllegalTransition as exc:
             # What the process did is a fact: record it, and say that it was unexpected.
             log.error("agent %s: %s (recorded as it happened)", m.record.id, exc)
+        # Set before the write: decisions taken meanwhile (a budget resume, a promotion to
+        # running) see the new status; announced (notify, events) only once it is on disk.
         m.record.status = status
         await self.save(m)
         self.notify(m)

@@ -92,12 +92,17 @@ class Supervisor:
     # ---- lookup -------------------------------------------------------------------------
     def find(self, ref: str) -> Managed:
         agent_id = resolve(
-            ref, ((a.record.id, a.record.name, a.record.status.live) for a in self.agents.values())
+            ref,
+            (
+                (a.record.id, a.record.name, a.record.status.live or a.restart_pending)
+                for a in self.agents.values()
+            ),
         )
         return self.agents[agent_id]
 
     def snapshot(self, m: Managed) -> Agent:
         m.record.spent_usd = round(m.gov.spent_usd, 9)
+        m.record.restarting = m.restart_pending
         own = m.gov.own
         if own is not None:
             m.record.budget_usd, m.record.rpm, m.record.tpm = own.budget_usd, own.rpm, own.tpm

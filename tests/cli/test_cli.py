@@ -91,7 +91,7 @@ def test_start_then_ps_json_field_by_field(d: TempDaemon) -> None:
 
 
 def test_agent_arguments_and_logs(d: TempDaemon) -> None:
-    agent_id = start(d, "agents/hello.py", "--budget", "5", "--verbose", "--", "--name", "x")
+    agent_id = start(d, "agents/hello.py", "--budget", "5", "--", "--verbose", "--name", "x")
     agent = d.rt.wait(agent_id, timeout=20)
     assert agent.budget_usd == 5.0 and agent.name == "hello"
     out = ok(d, "logs", agent_id)

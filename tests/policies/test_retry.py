@@ -9,9 +9,8 @@ import tenacity
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironrt.config import ConfigError
 from ironrt.policies.retry import RetryPolicy
-from ironrt.policies.settings import ReliabilitySettings, Timeouts
+from ironrt.policies.settings import ReliabilitySettings
 from ironrt.router.flow import Attempt, Flow
 from ironrt.router.governance import AgentGovernance
 from ironrt.router.providers.openai import OpenAIAdapter
@@ -123,38 +122,3 @@ def test_default_backoff_is_jittered_exponential_within_bounds(number: int, init
     delay = policy.upstream_attempt(make_flow(clock), Attempt(number, status=503))
     assert delay is not None
     assert initial / 2 <= delay <= initial * 2 ** (number - 1)
-
-
-def test_settings_from_env() -> None:
-    settings = ReliabilitySettings.from_env(
-        {
-            "IRONRT_RETRY_MAX_ATTEMPTS": "5",
-            "IRONRT_CONNECT_TIMEOUT": "2.5",
-            "IRONRT_READ_TIMEOUT": "30",
-            "IRONRT_BREAKER_FAIL_MAX": "2",
-            "IRONRT_BREAKER_RESET_S": "0.5",
-            "IRONRT_ANTHROPIC_READ_TIMEOUT": "90",
-            "IRONRT_RETRY_DEADLINE_S": "",  # empty: default
-        }
-    )
-    assert (settings.max_attempts, settings.fail_max, settings.reset_timeout_s) == (5, 2, 0.5)
-    assert settings.deadline_s == 60.0
-    assert settings.timeouts("openai") == Timeouts(2.5, 30.0)
-    assert settings.timeouts("anthropic") == Timeouts(2.5, 90.0)
-
-
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("IRONRT_RETRY_MAX_ATTEMPTS", "0"),
-        ("IRONRT_RETRY_MAX_ATTEMPTS", "2.5"),
-        ("IRONRT_CONNECT_TIMEOUT", "fast"),
-        ("IRONRT_READ_TIMEOUT", "nan"),
-        ("IRONRT_BREAKER_RESET_S", "-1"),
-        ("IRONRT_OPENAI_CONNECT_TIMEOUT", "0"),
-        ("IRONRT_RETRY_BACKOFF_MAX_S", "0.1"),  # below the initial window
-    ],
-)
-def test_settings_reject_bad_values_naming_the_variable(name: str, value: str) -> None:
-    with pytest.raises(ConfigError, match=name):
-        ReliabilitySettings.from_env({name: value})

@@ -10,6 +10,7 @@ import pytest
 from ironrt.protocol import Agent, AgentStatus
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
+from ironrt.store import traces as trace_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database, SchemaTooNew, migrations
 
@@ -43,10 +44,24 @@ async def test_v1_database_round_trips_agents(tmp_path: Path) -> None:
         "('abc123', 'old', 'running', 4242, 1.5, '[\"python\", \"a.py\"]', '/tmp', '{\"A\": \"1\"}', "
         "'on-failure', 3, 1, 10.0, 2.5, 'block', 'detect', '2026-01-01T00:00:00Z')"
     )
+    con.execute(
+        "INSERT INTO traces (agent_id, provider, model, endpoint, stream, status_code, "
+        "input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, latency_ms, "
+        "started_at) VALUES ('abc123', 'openai', 'gpt-4o-mini', 'chat', 0, 200, 10, 5, 0, 0, "
+        "2.5, 12.0, '2026-01-01T00:00:01Z')"
+    )
     con.commit()
     con.close()
     db = await Database.open(path)
     try:
+        # v4 rebuilt `traces` with a nullable cost: the v1 row kept its id and values.
+        (trace,) = await trace_store.query(db, agent_id="abc123")
+        assert (trace.id, trace.model, trace.cost_usd, trace.input_tokens) == (
+            1,
+            "gpt-4o-mini",
+            2.5,
+            10,
+        )
         (stored,) = await agent_store.load_all(db)
         r = stored.record
         assert (r.id, r.name, r.status, r.pid, r.restarts, r.spent_usd) == (
@@ -60,6 +75,9 @@ async def test_v1_database_round_trips_agents(tmp_path: Path) -> None:
         assert r.command == ["python", "a.py"] and stored.env == {"A": "1"}
         assert stored.pid_started == 1.5
         assert r.project is None and r.stop_reason is None
+        # v3: PM2's restart semantics default for an old agent; its cap is kept.
+        assert (r.max_restarts, r.min_uptime_s, r.unstable_restarts, r.lost) == (3, 5.0, 0, False)
+        assert (r.log_max_bytes, r.log_keep, r.spec_digest) == (10 * 1024 * 1024, 3, None)
         # v2 moved budgets into scopes: the agent's budget, and its spend as the global's.
         scopes = {s.key: s for s in await scope_store.load_all(db)}
         assert set(scopes) == {"agent:abc123", "global"}

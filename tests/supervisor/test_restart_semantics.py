@@ -144,11 +144,13 @@ def test_resurrect_after_a_reboot(daemon: TempDaemon, tmp_path: Path) -> None:
 
 def test_stop_interrupted_by_a_daemon_kill_is_finished(daemon: TempDaemon, tmp_path: Path) -> None:
     # The agent takes 1.5 s to honour SIGTERM: the daemon dies during the grace period.
+    termed = tmp_path / "got-sigterm"
     slow = script(
         tmp_path,
         "slow.py",
         "import signal, sys, time\n"
         "def bye(*_):\n"
+        f"    open({str(termed)!r}, 'a').write('x')\n"
         "    time.sleep(1.5)\n"
         "    sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, bye)\n"
@@ -163,7 +165,8 @@ def test_stop_interrupted_by_a_daemon_kill_is_finished(daemon: TempDaemon, tmp_p
         target=lambda: done.append(_swallow(lambda: daemon.rt.stop_agent(agent_id, timeout=30)))
     )
     thread.start()
-    wait_until(lambda: daemon.rt.get_agent(agent_id).status.value == "stopping", timeout=10)
+    # In the grace period: SIGTERM is sent once `stopping` is on disk.
+    wait_until(termed.exists, timeout=10)
     daemon.kill()
     thread.join(30)
     daemon.start()

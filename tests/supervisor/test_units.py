@@ -60,6 +60,9 @@ def test_resolve() -> None:
         resolve("abc", rows)
     with pytest.raises(AgentNotFound):
         resolve("zzz", rows)
+    ended_twice = [("abc111", "job", False), ("abc222", "job", False)]
+    with pytest.raises(AmbiguousAgent, match="abc111, abc222"):
+        resolve("job", ended_twice)  # never a silent pick of one of them
     assert unique_name("web", {"web", "web-2"}) == "web-3"
 
 

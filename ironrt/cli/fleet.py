@@ -1,0 +1,136 @@
+"""Fleet commands: stop, restart, rm, each acting on many agents at once.
+
+They share one way of choosing agents (`fleet`: ids, prefixes, names, `all`, `--project`)
+and one rule: nothing is done unless every reference resolves, then each agent is acted
+on in turn, a failure reported and the others still done (exit 1 at the end).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ironrt.cli import render
+from ironrt.cli.app import app
+from ironrt.cli.context import CliError, runtime
+from ironrt.errors import IronrtError
+
+if TYPE_CHECKING:
+    from ironrt.client import Runtime
+    from ironrt.protocol import Agent
+
+GraceTimeout = Annotated[
+    float,
+    typer.Option("--timeout", metavar="S", min=0, max=3600, help="Grace period before SIGKILL."),
+]
+
+
+AgentRefs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="ID... | all",
+        help="Agent ids, unique id prefixes or names; `all` for every agent.",
+        show_default=False,
+    ),
+]
+ProjectFilter = Annotated[
+    str | None,
+    typer.Option("--project", metavar="NAME", help="Only the agents of this project."),
+]
+
+
+@app.command("stop")
+def stop(
+    refs: AgentRefs = None,
+    project: ProjectFilter = None,
+    timeout: GraceTimeout = 10.0,
+) -> None:
+    """Stop agents and their whole process trees (SIGTERM, grace, SIGKILL)."""
+    rt = runtime()
+    failed = False
+    for agent in fleet(rt, refs, project, lambda a: a.status.live or a.restarting):
+        try:
+            after = rt.stop_agent(agent.id, timeout=timeout)
+        except IronrtError as exc:
+            failed = _failed(agent, exc)
+            continue
+        if not (agent.status.live or agent.restarting):
+            print(f"{after.name} ({after.id}) had already ended: {render.status_text(after)[0]}")
+        else:
+            print(f"stopped {after.name} ({after.id})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("restart")
+def restart(
+    refs: AgentRefs = None,
+    project: ProjectFilter = None,
+    timeout: GraceTimeout = 10.0,
+) -> None:
+    """Restart agents (stopping each first if it runs)."""
+    rt = runtime()
+    failed = False
+    for agent in fleet(rt, refs, project, lambda a: True):
+        try:
+            after = rt.restart_agent(agent.id, timeout=timeout)
+        except IronrtError as exc:
+            failed = _failed(agent, exc)
+            continue
+        print(f"restarted {after.name} ({after.id}), pid {after.pid}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("rm")
+def remove(
+    refs: AgentRefs = None,
+    project: ProjectFilter = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Stop it first if it runs.")] = False,
+) -> None:
+    """Remove ended agents, their records and their logs (`all`: every ended agent)."""
+    rt = runtime()
+    failed = False
+    ended = lambda a: force or not (a.status.live or a.restarting)  # noqa: E731
+    for agent in fleet(rt, refs, project, ended):
+        try:
+            after = rt.remove_agent(agent.id, force=force)
+        except IronrtError as exc:
+            failed = _failed(agent, exc)
+            continue
+        print(f"removed {after.name} ({after.id})")
+    if failed:
+        raise typer.Exit(1)
+
+
+def fleet(
+    rt: Runtime, refs: list[str] | None, project: str | None, wanted: Callable[[Agent], bool]
+) -> list[Agent]:
+    """The agents a fleet command acts on: `all` (those `wanted` applies to), or each
+    reference resolved by the daemon (an ambiguous name is an error listing candidates).
+    `--project` keeps that project's agents. Nothing is done unless every reference
+    resolves: a typo in the third id must not leave the first two stopped."""
+    refs = refs or []
+    if "all" in refs:
+        if refs != ["all"]:
+            raise CliError("`all` stands alone: it already means every agent")
+        agents = [a for a in rt.list_agents() if wanted(a)]
+    elif refs:
+        agents = [rt.get_agent(ref) for ref in dict.fromkeys(refs)]
+    elif project is not None:
+        agents = [a for a in rt.list_agents() if wanted(a)]
+    else:
+        raise CliError("name the agents (ids, prefixes or names), or `all`")
+    if project is not None:
+        agents = [a for a in agents if a.project == project]
+    if not agents:
+        print("no agent to act on", file=sys.stderr)
+    return agents
+
+
+def _failed(agent: Agent, exc: IronrtError) -> bool:
+    print(f"ironrt: {agent.name} ({agent.id}): {exc}", file=sys.stderr)
+    return True
