@@ -300,5 +300,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _exit(code: int) -> None:
+    """Leave without the interpreter's teardown: everything the daemon owns is closed by
+    now (database, sockets, log relay connection), and tearing down the modules of the
+    pricing and phone-number tables took ~0.4 s of CPU at every stop or restart."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

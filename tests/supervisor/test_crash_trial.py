@@ -19,7 +19,7 @@ import pytest
 from ironrt.protocol import Agent
 from ironrt.tempdaemon import TempDaemon, wait_until
 
-KILLS_PER_SEED = 4
+KILLS_PER_SEED = 3
 SETTLED = {"running", "stopped", "exited", "failed", "killed", "paused"}
 
 TRAFFIC = """\
