@@ -37,8 +37,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
-import genai_prices
-
 from ironrt.router.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
 
 __all__ = [
@@ -113,8 +111,12 @@ def context_window(provider_id: str, model: str) -> int | None:
     """The model's context window as genai-prices knows it (None if it does not)."""
     if not model:
         return None
+    # Imported on first use: its price tables take ~0.3 s to load, the daemon's start
+    # should not wait for them (pricing.py does the same).
+    from genai_prices import data_snapshot
+
     try:
-        _provider, info = genai_prices.data_snapshot.get_snapshot().find_provider_model(
+        _provider, info = data_snapshot.get_snapshot().find_provider_model(
             model, None, provider_id, None
         )
     except LookupError:
