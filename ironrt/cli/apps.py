@@ -25,7 +25,7 @@ import typer
 from ironrt.apps.load import find_file, read_apps, resolve_apps
 from ironrt.apps.plan import Outcome, by_name, plan_down, plan_up
 from ironrt.apps.problems import AppsFileError, plain
-from ironrt.apps.schema import APPS_FILE, EXPECTED, AgentEntry, AgentSpec, App, AppsFile
+from ironrt.apps.schema import APPS_FILE, App
 from ironrt.cli.app import JsonFlag, app
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable, IronrtError
@@ -34,19 +34,7 @@ if TYPE_CHECKING:
     from ironrt.client import Runtime
     from ironrt.protocol import Agent
 
-__all__ = [
-    "APPS_FILE",
-    "EXPECTED",
-    "AgentEntry",
-    "AgentSpec",
-    "App",
-    "AppsFile",
-    "AppsFileError",
-    "AppsReport",
-    "Outcome",
-    "read_apps",
-    "resolve_apps",
-]
+__all__ = ["AppsReport", "down", "up"]
 
 
 class AppsReport(msgspec.Struct):

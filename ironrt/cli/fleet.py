@@ -42,6 +42,10 @@ ProjectFilter = Annotated[
 ]
 
 
+def _live(agent: Agent) -> bool:
+    return agent.status.live or agent.restarting
+
+
 @app.command("stop")
 def stop(
     refs: AgentRefs = None,
@@ -50,19 +54,14 @@ def stop(
 ) -> None:
     """Stop agents and their whole process trees (SIGTERM, grace, SIGKILL)."""
     rt = runtime()
-    failed = False
-    for agent in fleet(rt, refs, project, lambda a: a.status.live or a.restarting):
-        try:
-            after = rt.stop_agent(agent.id, timeout=timeout)
-        except IronrtError as exc:
-            failed = _failed(agent, exc)
-            continue
-        if not (agent.status.live or agent.restarting):
-            print(f"{after.name} ({after.id}) had already ended: {render.status_text(after)[0]}")
-        else:
-            print(f"stopped {after.name} ({after.id})")
-    if failed:
-        raise typer.Exit(1)
+
+    def said(before: Agent, after: Agent) -> str:
+        if not _live(before):
+            return f"{after.name} ({after.id}) had already ended: {render.status_text(after)[0]}"
+        return f"stopped {after.name} ({after.id})"
+
+    agents = fleet(rt, refs, project, _live)
+    each(agents, lambda a: rt.stop_agent(a.id, timeout=timeout), said)
 
 
 @app.command("restart")
@@ -73,16 +72,11 @@ def restart(
 ) -> None:
     """Restart agents (stopping each first if it runs)."""
     rt = runtime()
-    failed = False
-    for agent in fleet(rt, refs, project, lambda a: True):
-        try:
-            after = rt.restart_agent(agent.id, timeout=timeout)
-        except IronrtError as exc:
-            failed = _failed(agent, exc)
-            continue
-        print(f"restarted {after.name} ({after.id}), pid {after.pid}")
-    if failed:
-        raise typer.Exit(1)
+    each(
+        fleet(rt, refs, project, lambda a: True),
+        lambda a: rt.restart_agent(a.id, timeout=timeout),
+        lambda _, after: f"restarted {after.name} ({after.id}), pid {after.pid}",
+    )
 
 
 @app.command("rm")
@@ -93,15 +87,27 @@ def remove(
 ) -> None:
     """Remove ended agents, their records and their logs (`all`: every ended agent)."""
     rt = runtime()
+    each(
+        fleet(rt, refs, project, lambda a: force or not _live(a)),
+        lambda a: rt.remove_agent(a.id, force=force),
+        lambda _, after: f"removed {after.name} ({after.id})",
+    )
+
+
+def each(
+    agents: list[Agent], act: Callable[[Agent], Agent], said: Callable[[Agent, Agent], str]
+) -> None:
+    """Act on every agent, one line each; one that fails is said on stderr and the others
+    are still done; the exit code is 1 if any failed."""
     failed = False
-    ended = lambda a: force or not (a.status.live or a.restarting)  # noqa: E731
-    for agent in fleet(rt, refs, project, ended):
+    for agent in agents:
         try:
-            after = rt.remove_agent(agent.id, force=force)
+            after = act(agent)
         except IronrtError as exc:
-            failed = _failed(agent, exc)
+            print(f"ironrt: {agent.name} ({agent.id}): {exc}", file=sys.stderr)
+            failed = True
             continue
-        print(f"removed {after.name} ({after.id})")
+        print(said(agent, after))
     if failed:
         raise typer.Exit(1)
 
@@ -129,8 +135,3 @@ def fleet(
     if not agents:
         print("no agent to act on", file=sys.stderr)
     return agents
-
-
-def _failed(agent: Agent, exc: IronrtError) -> bool:
-    print(f"ironrt: {agent.name} ({agent.id}): {exc}", file=sys.stderr)
-    return True
