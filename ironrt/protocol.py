@@ -420,7 +420,9 @@ class UsageRow(Base):
     llm_calls: int
     input_tokens: int
     output_tokens: int
+    #: The sum of the known costs; `unpriced_calls` of the calls have no known price.
     cost_usd: float
+    unpriced_calls: int = 0
 
 
 class Usage(Base):

@@ -138,7 +138,8 @@ def usage(
             f"{row.llm_calls:,}",
             f"{row.input_tokens:,}",
             f"{row.output_tokens:,}",
-            render.usd(row.cost_usd),
+            render.usd(row.cost_usd)
+            + (f" + {row.unpriced_calls} unpriced" if row.unpriced_calls else ""),
         )
     out = render.console()
     if not result.rows:

@@ -82,7 +82,8 @@ async def usage(db: Database, group_by: str, agent_id: str | None = None) -> Usa
     where, params = ("WHERE agent_id = ?", [agent_id]) if agent_id else ("", [])
     rows = await db.fetchall(
         f"SELECT {column} AS key, COUNT(*) AS calls, SUM(input_tokens) AS i, "
-        f"SUM(output_tokens) AS o, SUM(cost_usd) AS c FROM traces {where} "
+        f"SUM(output_tokens) AS o, SUM(cost_usd) AS c, "
+        f"SUM(cost_usd IS NULL) AS unpriced FROM traces {where} "
         f"GROUP BY {column} ORDER BY c DESC",
         params,
     )
@@ -93,6 +94,7 @@ async def usage(db: Database, group_by: str, agent_id: str | None = None) -> Usa
             input_tokens=r["i"] or 0,
             output_tokens=r["o"] or 0,
             cost_usd=r["c"] or 0.0,
+            unpriced_calls=r["unpriced"] or 0,
         )
         for r in rows
     ]

@@ -9,8 +9,8 @@ daemon keeps a duplicate of every read end: if the relay does die, the pipes sta
 
 Run as a script by file path (`python -I logrelay.py SOCKET_PATH`) so it starts without
 importing the ironrt package: standard library only, and nothing from `ironrt` but its two
-stdlib-only siblings, `logwire` (the protocol, shared with the daemon's `logrelay_client`)
-and `logwriter` (writing and rotating a log file).
+stdlib-only siblings, `logwire` (the protocol, shared with the daemon's `logrelay_client`),
+`logwriter` (writing and rotating a log file) and `logsocket` (its socket and lock).
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING or __package__:
+    from ironrt.supervisor import logsocket
     from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
     from ironrt.supervisor.logwriter import DISK_FULL, LogWriter
 else:
     # Run as a script: `-I` leaves this directory off sys.path and the ironrt package may
     # not be importable at all, so the siblings are loaded as top-level modules.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import logsocket
     from logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
     from logwriter import DISK_FULL, LogWriter
 
@@ -46,8 +48,6 @@ RETRY_INTERVAL = 1.0
 IDLE_GRACE = 1.0
 #: Right after start-up the relay waits this long for its first client (seconds).
 FIRST_CLIENT_WAIT = 30.0
-#: How long a relay starting waits for one exiting to let go of the lock (seconds).
-LOCK_WAIT = 3.0
 
 Handler = Callable[[int], None]
 
@@ -419,65 +419,6 @@ def _readable_bytes(fd: int) -> int:
     return int.from_bytes(buf, sys.byteorder)
 
 
-# ---- start-up -------------------------------------------------------------------------------
-
-
-def _take_lock(socket_path: str) -> int | None:
-    """A lock held for the relay's lifetime: two relays never serve one socket.
-
-    None if another relay answers. A relay that holds the lock without answering is either
-    still starting or on its way out: wait for it (briefly) rather than give up, so a relay
-    spawned just as the previous one exits still comes up.
-    """
-    deadline = time.monotonic() + LOCK_WAIT
-    fd = os.open(socket_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError:
-            if _answers(socket_path) or time.monotonic() > deadline:
-                os.close(fd)
-                return None
-            time.sleep(0.02)
-
-
-def _answers(socket_path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(socket_path)
-        except OSError:
-            return False
-    return True
-
-
-def _listen(socket_path: str) -> socket.socket:
-    """Bind the socket private to the user (0600), replacing a stale socket file."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(socket_path)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(socket_path)
-    except OSError:
-        listener.close()
-        raise
-    finally:
-        os.umask(old)
-    os.chmod(socket_path, 0o600)
-    listener.listen(64)
-    listener.setblocking(False)
-    return listener
-
-
-def _unlink_if_ours(socket_path: str, inode: int) -> None:
-    try:
-        if os.stat(socket_path).st_ino == inode:
-            os.unlink(socket_path)
-    except OSError:
-        pass
-
-
 def main(argv: list[str]) -> int:
     # Before anything else: a Ctrl-C in the daemon's terminal must not reach the relay.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -486,17 +427,17 @@ def main(argv: list[str]) -> int:
         print("usage: logrelay.py SOCKET_PATH", file=sys.stderr)
         return 2
     socket_path = argv[1]
-    lock = _take_lock(socket_path)
-    if lock is None or _answers(socket_path):
+    lock = logsocket.take_lock(socket_path)
+    if lock is None or logsocket.answers(socket_path):
         return 0  # another relay serves this home
     try:
-        listener = _listen(socket_path)
+        listener = logsocket.listen(socket_path)
         inode = os.stat(socket_path).st_ino
         log(f"listening on {socket_path}")
         try:
             return Relay(listener).run()
         finally:
-            _unlink_if_ours(socket_path, inode)
+            logsocket.unlink_if_ours(socket_path, inode)
             log("exiting")
     finally:
         os.close(lock)

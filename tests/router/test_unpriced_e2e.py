@@ -57,6 +57,8 @@ def test_no_budget_anywhere_lets_an_unpriced_model_through_with_an_unknown_cost(
     assert gov.rt.get_agent(agent_id).spent_usd == pytest.approx(known.cost_usd)
     by_model = {row.key: row for row in gov.rt.usage(by="model").rows}
     assert by_model[UNPRICED].llm_calls == 2 and by_model[UNPRICED].cost_usd == 0
+    assert by_model[UNPRICED].unpriced_calls == 2  # $0 here means "unknown", and says so
+    assert by_model["gpt-4o-mini"].unpriced_calls == 0
     assert by_model[UNPRICED].output_tokens == sum(t.output_tokens for t in unpriced)
     assert gov.rt.usage(by="agent").total_usd == pytest.approx(known.cost_usd)
 
@@ -72,6 +74,7 @@ def test_no_budget_anywhere_lets_an_unpriced_model_through_with_an_unknown_cost(
     assert sum("unknown" in line for line in shown.stdout.splitlines() if UNPRICED in line) == 2
     usage = gov.cli("usage", "--by", "model")
     assert usage.returncode == 0 and UNPRICED in usage.stdout, usage.stderr
+    assert "2 unpriced" in next(line for line in usage.stdout.splitlines() if UNPRICED in line)
     as_json = gov.cli("traces", "--agent", agent_id, "--json")
     costs = [t["cost_usd"] for t in json.loads(as_json.stdout) if t["model"] == UNPRICED]
     assert costs == [None, None]
