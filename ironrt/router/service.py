@@ -157,6 +157,8 @@ class RouterService:
         every announcement queued before the call is stored.
         """
         queue = self.ledger.announcements
+        if not queue and not self._announcing.locked():
+            return  # nothing queued, nobody publishing: no lock round trip per call
         async with self._announcing:
             for _ in range(len(queue)):  # not what arrives meanwhile: no caller waits forever
                 if not queue:
