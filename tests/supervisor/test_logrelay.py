@@ -202,7 +202,7 @@ async def test_full_speed_writer_never_exceeds_the_limits_and_loses_nothing(home
             assert await wait_proc(w, 20) == 0
             await wait_for(lambda: ended(log), 10, "the relay never wrote the END line")
         assert not sampler.violations(max_bytes, keep), sampler.violations(max_bytes, keep)
-        assert sampler.samples > 50 and sampler.largest > max_bytes // 2
+        assert sampler.samples > 20 and sampler.largest > max_bytes // 2
         first, count = check_numbered(read_back(log, keep))
         assert count > 10_000 and first > 0  # it rotated, and kept a contiguous suffix
         for path in files_of(log, keep):
