@@ -38,7 +38,7 @@ import anyio
 import psutil
 from _common import machine, ratio, table, write_results
 
-from ironrt.protocol import parse_size
+from ironrt.protocol import DEFAULT_LOG_KEEP, parse_size
 from ironrt.supervisor import logfiles
 from ironrt.supervisor.logrelay_client import LogRelay
 from ironrt.supervisor.logsampler import LogSampler
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="per run (default 10)")
     ap.add_argument("--quick", action="store_true", help="3 s per run")
     ap.add_argument("--max-size", default="10MiB", help="log file limit (default 10MiB)")
-    ap.add_argument("--keep", type=int, default=logfiles.DEFAULT_KEEP, help="rotated files kept")
+    ap.add_argument("--keep", type=int, default=DEFAULT_LOG_KEEP, help="rotated files kept")
     args = ap.parse_args(argv)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     max_bytes = parse_size(args.max_size)

@@ -20,7 +20,6 @@ from ironrt.cli import render
 from ironrt.cli.app import AgentRef, JsonFlag, app
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable
-from ironrt.keys import ENV_NAMES
 from ironrt.protocol import (
     DEFAULT_MAX_RESTARTS,
     OnBudget,
@@ -29,7 +28,6 @@ from ironrt.protocol import (
     parse_size,
     parse_uptime,
 )
-from ironrt.supervisor.environment import TOKEN_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -199,13 +197,19 @@ def _mismatches(health: Health, environ: Mapping[str, str]) -> list[str]:
     """What this shell asks for that the running daemon does not do. The daemon reads its
     settings and keys when it starts: exported later, they reach only this command, and
     the agent would get a 401 or a real call it did not expect."""
+    from ironrt.keys import ENV_NAMES
+    from ironrt.settings_table import Flag
+    from ironrt.supervisor.environment import TOKEN_PREFIX
 
     found = []
-    offline = environ.get("IRONRT_OFFLINE", "").strip().lower()
-    if offline in ("1", "true", "yes", "on") and not health.offline:
+    try:  # read as the daemon reads it (settings_table.Flag); a bad value: nothing to say
+        offline = Flag().parse(environ["IRONRT_OFFLINE"]) if environ.get("IRONRT_OFFLINE") else None
+    except ValueError:
+        offline = None
+    if offline is True and not health.offline:
         how = _RESTART.format(env="IRONRT_OFFLINE=1 ")
         found.append(f"IRONRT_OFFLINE is set here but the daemon calls real providers: {how}")
-    elif offline in ("0", "false", "no", "off") and health.offline:
+    elif offline is False and health.offline:
         how = _RESTART.format(env="IRONRT_OFFLINE=0 ")
         found.append(f"IRONRT_OFFLINE=0 here but the daemon answers offline: {how}")
     if not health.offline:

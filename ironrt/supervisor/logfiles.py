@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_KEEP = 3
+from ironrt.protocol import DEFAULT_LOG_KEEP
+
 MIN_SIZE = 1024
 MAX_SIZE = 1024**4
 #: Bytes `Follower.read_new` returns at most per call.
@@ -37,7 +37,7 @@ def rotated(path: Path, keep: int) -> list[Path]:
     return [path.with_name(f"{path.name}.{i}") for i in range(1, keep + 1)]
 
 
-def remove_logs(path: Path, keep: int = DEFAULT_KEEP) -> None:
+def remove_logs(path: Path, keep: int = DEFAULT_LOG_KEEP) -> None:
     """Remove the live file and every rotated one (also past `keep`, if it was larger)."""
     path.unlink(missing_ok=True)
     i = 1
@@ -55,7 +55,7 @@ class Position:
 
 
 def tail_lines(
-    path: Path, lines: int, keep: int = DEFAULT_KEEP, chunk: int = 64 * 1024
+    path: Path, lines: int, keep: int = DEFAULT_LOG_KEEP, chunk: int = 64 * 1024
 ) -> tuple[bytes, Position]:
     """The last `lines` lines across the live file and its rotated ones (oldest last), and
     the position right after them, for a Follower to continue from.
@@ -139,7 +139,7 @@ class Follower:
         self,
         path: Path,
         position: Position = Position(0, 0),
-        keep: int = DEFAULT_KEEP,
+        keep: int = DEFAULT_LOG_KEEP,
         limit: int = READ_LIMIT,
     ) -> None:
         self.path = path
