@@ -17,6 +17,7 @@ from ironrt.errors import (
     InvalidRequest,
     IronrtError,
     StartFailed,
+    StorageError,
     WaitTimeout,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "IronrtError",
     "Runtime",
     "StartFailed",
+    "StorageError",
     "WaitTimeout",
     "__version__",
 ]

@@ -4,6 +4,7 @@ raises them) and the CLI (which renders them as one line).
     IronrtError
     ├── DaemonUnavailable    no daemon answers on the socket (and autostart was off or failed)
     ├── DaemonError          the daemon failed internally (HTTP 500)
+    ├── StorageError         the daemon cannot write its state: disk full (507); nothing changed
     ├── InvalidRequest       bad input: malformed JSON, wrong type, unknown field (400/413/422)
     ├── AgentNotFound        no agent matches the id, prefix or name (404)
     ├── AmbiguousAgent       a prefix matches several agents (409)
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidRequest",
     "IronrtError",
     "StartFailed",
+    "StorageError",
     "WaitTimeout",
     "error_for",
 ]
@@ -51,6 +53,11 @@ class DaemonUnavailable(IronrtError):
 class DaemonError(IronrtError):
     code = "internal"
     status = 500
+
+
+class StorageError(IronrtError):
+    code = "storage_error"
+    status = 507
 
 
 class InvalidRequest(IronrtError):
@@ -93,6 +100,7 @@ _BY_CODE: dict[str, type[IronrtError]] = {
     for cls in (
         DaemonUnavailable,
         DaemonError,
+        StorageError,
         InvalidRequest,
         PayloadTooLarge,
         AgentNotFound,

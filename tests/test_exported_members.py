@@ -20,6 +20,7 @@ def test_top_level_exports() -> None:
         "IronrtError",
         "Runtime",
         "StartFailed",
+        "StorageError",
         "WaitTimeout",
         "__version__",
     ]

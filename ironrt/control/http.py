@@ -9,6 +9,7 @@ unexpected becomes a 500 with a generic message (and a traceback in the daemon l
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import sqlite3
@@ -20,7 +21,13 @@ from urllib.parse import parse_qs
 import anyio
 import msgspec
 
-from ironrt.errors import InvalidRequest, IronrtError, PayloadTooLarge
+from ironrt.errors import (
+    DaemonError,
+    InvalidRequest,
+    IronrtError,
+    PayloadTooLarge,
+    StorageError,
+)
 from ironrt.protocol import MAX_BODY_BYTES, ErrorBody, ErrorResponse
 
 log = logging.getLogger("ironrt.control")
@@ -215,23 +222,39 @@ class Router:
             response = await route.handler(Request(method, path, params, query, receive))
         except IronrtError as exc:
             response = error_response(exc)
-        except sqlite3.Error as exc:
-            log.error("state write failed on %s %s: %s", method, path, exc)
-            response = error_response(
-                StorageError(
-                    f"the daemon cannot write its state ({exc}); is the disk full? "
-                    "Nothing was changed"
+        except (sqlite3.Error, OSError) as exc:
+            if not is_storage_error(exc):
+                response = _internal(method, path)
+            else:
+                log.error("state write failed on %s %s: %s", method, path, exc)
+                response = error_response(
+                    StorageError(
+                        f"the daemon cannot write its state ({exc}); is the disk full? "
+                        "Nothing was changed"
+                    )
                 )
-            )
         except Exception:
-            log.exception("control API handler failed on %s %s", method, path)
-            response = error_response(IronrtError("internal error in the daemon; see daemon.log"))
+            response = _internal(method, path)
         await response(send, receive)
 
 
-class StorageError(IronrtError):
-    code = "storage_error"
-    status = 507
+#: What a full, read-only, over-quota or failing disk says through the OS.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """SQLite's errors (full, locked, read-only, I/O) and the OS's disk errors: the daemon
+    could not keep its state, which is a 507, not a bug."""
+    if isinstance(exc, sqlite3.Error):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+
+
+def _internal(method: str, path: str) -> Response:
+    """A bug: the traceback goes to daemon.log, the client gets the documented 500, and
+    the daemon (its other agents) carries on."""
+    log.exception("control API handler failed on %s %s", method, path)
+    return error_response(DaemonError("internal error in the daemon; see daemon.log"))
 
 
 class NotFound(IronrtError):

@@ -241,12 +241,19 @@ class Lifecycle:
         changed, m.changed = m.changed, anyio.Event()
         changed.set()
 
-    async def save(self, m: Managed) -> None:
+    async def save_or_raise(self, m: Managed) -> None:
+        """Write the record, or raise: for changes a person asked for, which are answered
+        with 507 and undone in memory when the disk refuses them."""
         if m.removed:
             return  # a removed agent must not come back with the next restart
         m.record.spent_usd = m.gov.spent_usd
+        await agent_store.save(self.db, m.stored)
+
+    async def save(self, m: Managed) -> None:
+        """Write the record after a fact (the process started, exited): memory must follow
+        the process whatever the disk says, so a failed write is logged, not raised."""
         try:
-            await agent_store.save(self.db, m.stored)
-        except (sqlite3.Error, OverflowError) as exc:
+            await self.save_or_raise(m)
+        except (sqlite3.Error, OverflowError, OSError) as exc:
             # Disk full: the state stays right in memory and is written with the next change.
             log.error("could not save agent %s: %s", m.record.id, exc)

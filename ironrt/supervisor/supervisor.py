@@ -271,10 +271,12 @@ class Supervisor:
                 m.stop_requested = True
                 m.wake.set()
                 await self.life.stop(m, timeout)
-            m.removed = True
-            self.agents.pop(r.id, None)
             with anyio.CancelScope(shield=True):
+                # Off the disk first: a delete the disk refuses (507) leaves the agent
+                # listed, as it still is on disk, instead of coming back at the next start.
                 await agent_store.delete(self.db, r.id)
+                m.removed = True
+                self.agents.pop(r.id, None)
                 own = scope_key("agent", r.id)
                 self.ledger.drop(own)
                 await self.books.delete_scope(own)
@@ -288,17 +290,31 @@ class Supervisor:
         async with m.lock:
             self._present(m)
             r = m.record
-            changes: dict[str, object] = {}
-            for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm"):
-                value = getattr(req, name)
-                if value is not msgspec.UNSET:
-                    setattr(r, name, value)
-                    changes[name] = value
-            self._apply_settings(m.gov, r)
+            changes: dict[str, object] = {
+                name: getattr(req, name)
+                for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm")
+                if getattr(req, name) is not msgspec.UNSET
+            }
+            before = {name: getattr(r, name) for name in changes}
+            scope = m.gov.scopes[0]
+            limits_before = scope.limits_state()
             limits = {k: v for k, v in changes.items() if k in ("budget_usd", "rpm", "tpm")}
-            if limits:
-                await self.set_limits(m.gov.scopes[0], limits)
-            await self.life.save(m)
+            for name, value in changes.items():
+                setattr(r, name, value)
+            try:
+                if limits:
+                    await self.set_limits(scope, limits)
+                await self.life.save_or_raise(m)
+            except BaseException:
+                # The disk refused: memory goes back to what the disk holds (507).
+                for name, value in before.items():
+                    setattr(r, name, value)
+                if limits:
+                    scope.restore_limits(limits_before)
+                    with anyio.CancelScope(shield=True):
+                        await self.books.save_scope(scope)
+                raise
+            self._apply_settings(m.gov, r)
             await self.bus.publish("AgentUpdated", r.id, **changes)
         return self.snapshot(m)
 
