@@ -162,6 +162,11 @@ SETTINGS_FIELDS: dict[str, str] = {
     "restart_backoff": "IRONRT_RESTART_BACKOFF",
     "sample_interval": "IRONRT_SAMPLE_INTERVAL",
     "admission_timeout": "IRONRT_ADMISSION_TIMEOUT",
+    "max_connections": "IRONRT_MAX_CONNECTIONS",
+    "max_connections_per_peer": "IRONRT_MAX_CONNECTIONS_PER_PEER",
+    "header_timeout": "IRONRT_HEADER_TIMEOUT",
+    "body_timeout": "IRONRT_BODY_TIMEOUT",
+    "keepalive_timeout": "IRONRT_KEEPALIVE_TIMEOUT",
 }
 
 
@@ -288,6 +293,15 @@ class Settings:
     sample_interval: float = 1.0
     #: Longest a call waits for budget held by calls in flight before a 429.
     admission_timeout: float = 60.0
+    #: The router's connections: in total and per client address (over a cap, the oldest
+    #: idle connection is closed to make room; see ironrt.connections).
+    max_connections: int = 4096
+    max_connections_per_peer: int = 2048
+    #: Seconds for a request's headers to arrive whole, between two pieces of its body,
+    #: and for an idle kept-alive connection to be used again (both servers).
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 15.0
     reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
 
     @property

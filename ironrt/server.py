@@ -7,18 +7,21 @@ nothing of its own, and it serves sockets the daemon bound and secured beforehan
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import dataclasses
 import os
+import resource
 import socket
-import struct
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-_FORBIDDEN = b'{"error":{"code":"forbidden","message":"this daemon only answers its own user"}}'
+from ironrt.connections import ConnectionLimits, Guard, guarded_protocol
+
+if TYPE_CHECKING:
+    from ironrt.config import Settings
 
 
 class _QuietServer(uvicorn.Server):
@@ -27,31 +30,21 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
-class PeerCheckedProtocol(HttpToolsProtocol):
-    """Refuses connections from other users (SO_PEERCRED), on top of the 0600 socket mode."""
+class GuardedServer(_QuietServer):
+    """A uvicorn server whose connections are guarded (`ironrt.connections`)."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is None or sock.family != socket.AF_UNIX:
-            return
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        if uid not in (os.getuid(), 0):
-            head = (
-                b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n"
-                b"connection: close\r\ncontent-length: "
-                + str(len(_FORBIDDEN)).encode()
-                + b"\r\n\r\n"
-            )
-            transport.write(head + _FORBIDDEN)
-            transport.close()
+    guard: Guard
 
 
-def make_server(app: Any, *, unix: bool, graceful: int = 3) -> uvicorn.Server:
+def make_server(
+    app: Any, *, unix: bool, limits: ConnectionLimits | None = None, graceful: int = 3
+) -> GuardedServer:
+    """A server for the control API (`unix`: only its own user may connect) or the router."""
+    limits = limits or (CONTROL_LIMITS if unix else ConnectionLimits())
+    protocol, guard = guarded_protocol(limits)
     config = uvicorn.Config(
         app,
-        http=PeerCheckedProtocol if unix else "httptools",
+        http=protocol,
         loop="none",
         lifespan="off",
         interface="asgi3",
@@ -60,11 +53,54 @@ def make_server(app: Any, *, unix: bool, graceful: int = 3) -> uvicorn.Server:
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=graceful,
-        timeout_keep_alive=30,
-        limit_concurrency=4096,
+        timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
         backlog=2048,
     )
-    return _QuietServer(config)
+    server = GuardedServer(config)
+    server.guard = guard
+    return server
+
+
+#: The control socket: one user's CLI, clients and followers (`logs -f`, `events -f`).
+CONTROL_LIMITS = ConnectionLimits(max_total=512, max_per_peer=512, own_user_only=True)
+#: Descriptors kept for everything but router connections: the database, agents' pipes,
+#: the control socket's connections, upstream connections (one per call in flight).
+_RESERVED_FILES = 1024
+
+
+def limits_from(settings: Settings) -> tuple[ConnectionLimits, ConnectionLimits]:
+    """The control socket's and the router's limits. The router's total is capped so that
+    a flood of connections meets the cap, not the open-files limit (EMFILE would refuse
+    every new connection, agents' included, without the eviction that keeps them served)."""
+    files = raise_open_files_limit()
+    total = max(16, min(settings.max_connections, files - _RESERVED_FILES - 512))
+    timing = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+    )
+    control = dataclasses.replace(
+        timing,
+        max_total=CONTROL_LIMITS.max_total,
+        max_per_peer=CONTROL_LIMITS.max_per_peer,
+        own_user_only=True,
+    )
+    router = dataclasses.replace(
+        timing, max_total=total, max_per_peer=min(settings.max_connections_per_peer, total)
+    )
+    return control, router
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft open-files limit to the hard one (1024 by default on most systems,
+    too few for a router); the number of files the daemon may now open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return soft
 
 
 def bind_unix(path: str) -> socket.socket:

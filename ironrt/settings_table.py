@@ -219,6 +219,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_ADMISSION_TIMEOUT", _seconds(0, 3600)),
     Setting("IRONRT_LOG_MAX_SIZE", Size()),
     Setting("IRONRT_LOG_KEEP", _count(1, MAX_LOG_KEEP)),
+    # Both servers: slow or silent clients are closed, connections over a cap evict idle
+    # ones (ironrt.connections). Below 16 connections the CLI's own followers could not fit.
+    Setting("IRONRT_MAX_CONNECTIONS", _count(16, 1_000_000)),
+    Setting("IRONRT_MAX_CONNECTIONS_PER_PEER", _count(16, 1_000_000)),
+    Setting("IRONRT_HEADER_TIMEOUT", _seconds(0.1, 300, low_open=False)),
+    Setting("IRONRT_BODY_TIMEOUT", _seconds(0.1, 3600, low_open=False)),
+    Setting("IRONRT_KEEPALIVE_TIMEOUT", _seconds(1, 3600, low_open=False)),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 _BY_KEY: dict[str, Setting] = {s.key.upper(): s for s in SETTINGS}
