@@ -48,7 +48,9 @@ def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     import subprocess  # only when a daemon must be started: the CLI's start-up stays light
 
     settings.ensure_home()
-    err = open(settings.home / "daemon.err", "ab")  # noqa: SIM115 - handed to the child
+    # 0600 like everything in the home: start-up errors may quote settings.
+    fd = os.open(settings.home / "daemon.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    err = os.fdopen(fd, "ab")
     try:
         return subprocess.Popen(
             [sys.executable, "-m", "ironrt.daemon"],
