@@ -42,6 +42,9 @@ T = TypeVar("T")
 _AUTOSTART_WAIT_S = 15.0
 
 
+_SERVICE_MANAGER = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
+
 def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     """Start `python -m ironrt.daemon` detached; it inherits this environment (and so the
     provider keys the user exported), as PM2's daemon does."""
@@ -60,7 +63,12 @@ def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
             start_new_session=True,
             close_fds=True,
             cwd=str(settings.home),
-            env={**os.environ, "IRONRT_HOME": str(settings.home)},
+            # Not the service manager's variables of a unit this CLI may run in (an
+            # `ExecStartPost=ironrt up`): a daemon started here is not that unit's.
+            env={
+                **{k: v for k, v in os.environ.items() if k not in _SERVICE_MANAGER},
+                "IRONRT_HOME": str(settings.home),
+            },
         )
     finally:
         err.close()

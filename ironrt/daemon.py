@@ -22,9 +22,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 import anyio
+import uvicorn
 
 from ironrt._version import __version__
 from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
@@ -32,8 +34,10 @@ from ironrt.control import api
 from ironrt.events import EventBus
 from ironrt.keys import KeysFileError, load_keys
 from ironrt.ledger import Ledger
+from ironrt.private_home import secure_home
 from ironrt.router.service import RouterService
-from ironrt.server import bind_tcp, bind_unix, make_server
+from ironrt.sdnotify import Notifier
+from ironrt.server import bind_tcp, bind_unix, limits_from, make_server
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database, SchemaTooNew
@@ -101,7 +105,7 @@ def acquire_lock(settings: Settings) -> IO[str]:
 
 
 def run(settings: Settings, *, foreground: bool = True) -> int:
-    settings.ensure_home()
+    secure_home(settings)
     lock = acquire_lock(settings)
     _setup_logging(settings, foreground)
     try:
@@ -177,15 +181,19 @@ async def _main(settings: Settings) -> None:
     # agent: without its marks, stopping the agent never finds the daemon in its tree.
     for mark in ("IRONRT_AGENT_ID", "IC_TOKEN"):
         os.environ.pop(mark, None)
+    # Under systemd (`Type=notify`): read and removed before any child is spawned, so
+    # only this process, the unit's main one, ever speaks to the service manager.
+    notifier = Notifier.from_environ()
     db = await Database.open(settings.db_path)
     try:
-        await _serve(settings, db, started)
+        await _serve(settings, db, started, notifier)
     finally:
+        notifier.close()
         with anyio.CancelScope(shield=True):
             await db.close()
 
 
-async def _serve(settings: Settings, db: Database, started: float) -> None:
+async def _serve(settings: Settings, db: Database, started: float, notifier: Notifier) -> None:
     bus = EventBus(db)
     keys = load_keys(os.environ, settings.keys_path)
     router_sock = await _bind_router(settings, db)
@@ -226,8 +234,9 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
         request_shutdown=request_shutdown,
         stopping=stopping,
     )
-    control = make_server(api.build(ctx), unix=True)
-    router_server = make_server(router.app, unix=False)
+    control_limits, router_limits = limits_from(settings)
+    control = make_server(api.build(ctx), unix=True, limits=control_limits)
+    router_server = make_server(router.app, unix=False, limits=router_limits)
 
     async with anyio.create_task_group() as tg:
         await router.load(await trace_store.totals_by_agent(db))
@@ -242,6 +251,15 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
         async with anyio.create_task_group() as servers:
             servers.start_soon(router_server.serve, [router_sock])
             servers.start_soon(control.serve, [control_sock])
+            if notifier.enabled:
+
+                def status() -> str:
+                    running = supervisor.counts().get("running", 0)
+                    return f"{running} agents running; router on {router_url}"
+
+                both = (control, router_server)
+                servers.start_soon(_announce_ready, notifier, both, stopping, status)
+                tg.start_soon(notifier.run, status)
             await bus.publish(
                 "DaemonStarted", None, pid=os.getpid(), version=__version__, router_url=router_url
             )
@@ -259,6 +277,7 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
                 },
             )
             await stopping.wait()
+            notifier.stopping("stopping" + (", agents keep running" if keep_agents else " agents"))
             with anyio.CancelScope(shield=True):
                 log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
                 await supervisor.shutdown(keep_agents=keep_agents)
@@ -270,6 +289,21 @@ async def _serve(settings: Settings, db: Database, started: float) -> None:
             sock_path.unlink(missing_ok=True)
             await router.aclose()
         tg.cancel_scope.cancel()
+
+
+async def _announce_ready(
+    notifier: Notifier,
+    servers: tuple[uvicorn.Server, ...],
+    stopping: anyio.Event,
+    status: Callable[[], str],
+) -> None:
+    """READY=1 once uvicorn serves both sockets (`Server.started`), not merely once they
+    are bound: systemd then orders units after ours, and they expect answers."""
+    while not all(server.started for server in servers):
+        if stopping.is_set():
+            return  # stopped before it was ever ready: say nothing
+        await anyio.sleep(0.005)
+    notifier.ready(notifier.status_text(status))
 
 
 async def _watch_signals(request_shutdown: Any) -> None:

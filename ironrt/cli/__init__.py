@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "limits": "limits",
     "top": "observe",
     "daemon": "daemon",
+    "service": "service",
     "doctor": "doctor",
     "demo": "demo",
     "version": "daemon",
