@@ -61,6 +61,13 @@ class StartOptions(TypedDict, total=False):
     #: Log rotation: bytes per file (default: the daemon's, 10 MiB) and files kept.
     log_max_size: int | None
     log_keep: int | None
+    #: Restart the agent when its process tree's RSS exceeds this many bytes (PM2's
+    #: `max_memory_restart`); None: no limit.
+    max_memory: int | None
+    #: RLIMIT_NOFILE (soft and hard) of each of its processes; None: the daemon's.
+    max_open_files: int | None
+    #: RLIMIT_CPU in seconds of each of its processes (SIGXCPU, then SIGKILL); None: none.
+    max_cpu_seconds: int | None
     #: Digest of the apps-file entry the agent comes from (`ironrt up` sets it).
     spec_digest: str | None
     cwd: str | None
@@ -131,6 +138,9 @@ def start_body(
             min_uptime_s=o.get("min_uptime", DEFAULT_MIN_UPTIME_S),
             log_max_bytes=o.get("log_max_size"),
             log_keep=o.get("log_keep"),
+            max_memory_bytes=o.get("max_memory"),
+            max_open_files=o.get("max_open_files"),
+            max_cpu_seconds=o.get("max_cpu_seconds"),
             spec_digest=o.get("spec_digest"),
             on_budget=o.get("on_budget", "block"),
             pii=o.get("pii", "detect"),

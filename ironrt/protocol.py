@@ -68,6 +68,13 @@ DEFAULT_LOG_KEEP = 3
 MIN_LOG_MAX_BYTES = 1024
 MAX_LOG_MAX_BYTES = 1 << 40
 MAX_LOG_KEEP = 100
+#: Per-agent resource limits (null: none). Memory is the whole tree's RSS; open files and
+#: CPU seconds are rlimits of each process (see docs/supervision.md).
+MIN_MAX_MEMORY_BYTES = 1 << 20
+MAX_MAX_MEMORY_BYTES = 1 << 40
+MIN_OPEN_FILES = 16
+MAX_OPEN_FILES = 1 << 20
+MAX_CPU_SECONDS = 3650 * 86400
 
 
 def parse_duration(text: str) -> int:
@@ -111,6 +118,53 @@ def check_log_limits(max_bytes: int | None, keep: int | None) -> None:
 
 _SIZE = re.compile(r"([0-9]{1,13})\s*(b|kb|kib|k|mb|mib|m|gb|gib|g|tb|tib|t)?", re.IGNORECASE)
 _SIZE_UNIT = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def check_resource_limits(
+    max_memory_bytes: int | None, max_open_files: int | None, max_cpu_seconds: int | None
+) -> None:
+    if max_memory_bytes is not None and not (
+        MIN_MAX_MEMORY_BYTES <= max_memory_bytes <= MAX_MAX_MEMORY_BYTES
+    ):
+        raise ValueError("`max_memory_bytes` must be between 1 MiB and 1 TiB (null: no limit)")
+    if max_open_files is not None and not MIN_OPEN_FILES <= max_open_files <= MAX_OPEN_FILES:
+        raise ValueError(
+            f"`max_open_files` must be between {MIN_OPEN_FILES} and {MAX_OPEN_FILES} "
+            "(null: no limit)"
+        )
+    if max_cpu_seconds is not None and not 1 <= max_cpu_seconds <= MAX_CPU_SECONDS:
+        raise ValueError(
+            f"`max_cpu_seconds` must be between 1 and {MAX_CPU_SECONDS} (ten years; null: no limit)"
+        )
+
+
+def parse_cpu_seconds(text: str) -> int:
+    """Seconds of CPU time written as plain seconds (`90`) or a duration (`30s`, `2m`, `1h`,
+    `1d`), between 1 s and ten years: `--max-cpu-seconds`'s parser."""
+    try:
+        plain = text.strip().isascii() and text.strip().isdigit()
+        value = int(text) if plain else parse_duration(text)
+    except ValueError as exc:
+        if "invalid window" not in str(exc):  # well formed, but longer than ten years
+            raise ValueError(f"`max_cpu_seconds` {text!r} is longer than ten years") from None
+        raise ValueError(
+            f"invalid duration {text!r}: seconds (90) or a whole number and a unit s, m, h "
+            "or d (30s, 2m, 1h)"
+        ) from None
+    check_resource_limits(None, None, value)
+    return value
+
+
+def parse_memory(text: str) -> int:
+    """Bytes in a memory limit written like `512M`, `2GB` or `1G` (binary units, as
+    `parse_size` reads them), between 1 MiB and 1 TiB: `--max-memory`'s parser."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"invalid size {text!r}: a whole number and a unit M or G (512M, 2G)")
+    size: int = int(match.group(1)) * 1024 ** _SIZE_UNIT[(match.group(2) or "b").lower()[0]]
+    if not MIN_MAX_MEMORY_BYTES <= size <= MAX_MAX_MEMORY_BYTES:
+        raise ValueError(f"size {text!r} must be between 1MB and 1TB")
+    return size
 
 
 def parse_size(text: str) -> int:
@@ -191,6 +245,11 @@ class StartRequest(RequestBody):
     #: Log rotation: bytes per file and rotated files kept (null: the daemon's defaults).
     log_max_bytes: int | None = None
     log_keep: int | None = None
+    #: Restart the agent when its tree's RSS exceeds this (PM2's `max_memory_restart`).
+    max_memory_bytes: int | None = None
+    #: RLIMIT_NOFILE (soft and hard) and RLIMIT_CPU of each of its processes.
+    max_open_files: int | None = None
+    max_cpu_seconds: int | None = None
     #: Digest of the apps-file entry (`ironrt up`) this agent is started from: a changed
     #: entry has another digest, so `up` knows to restart it with its new spec.
     spec_digest: str | None = None
@@ -204,6 +263,7 @@ class StartRequest(RequestBody):
             raise ValueError(f"`max_restarts` must be between 0 and {MAX_COUNT} (null: unlimited)")
         check_min_uptime(self.min_uptime_s)
         check_log_limits(self.log_max_bytes, self.log_keep)
+        check_resource_limits(self.max_memory_bytes, self.max_open_files, self.max_cpu_seconds)
         if self.name is not None:
             check_agent_name(self.name)
         if self.spec_digest is not None and not 1 <= len(self.spec_digest) <= 128:
@@ -254,6 +314,10 @@ class Agent(Base):
     spec_digest: str | None = None
     #: Ended, and its restart policy will start it again (it waits out the backoff).
     restarting: bool = False
+    #: Resource limits (null: none); see `StartRequest`.
+    max_memory_bytes: int | None = None
+    max_open_files: int | None = None
+    max_cpu_seconds: int | None = None
 
 
 class AgentList(Base):

@@ -7,10 +7,8 @@ nothing of its own, and it serves sockets the daemon bound and secured beforehan
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import resource
 import socket
 from collections.abc import Generator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from ironrt.connections import ConnectionLimits, Guard, guarded_protocol
+from ironrt.supervisor import rlimits
 
 if TYPE_CHECKING:
     from ironrt.config import Settings
@@ -72,7 +71,7 @@ def limits_from(settings: Settings) -> tuple[ConnectionLimits, ConnectionLimits]
     """The control socket's and the router's limits. The router's total is capped so that
     a flood of connections meets the cap, not the open-files limit (EMFILE would refuse
     every new connection, agents' included, without the eviction that keeps them served)."""
-    files = raise_open_files_limit()
+    files = rlimits.raise_own_nofile()
     total = max(16, min(settings.max_connections, files - _RESERVED_FILES - 512))
     timing = ConnectionLimits(
         header_timeout=settings.header_timeout,
@@ -89,18 +88,6 @@ def limits_from(settings: Settings) -> tuple[ConnectionLimits, ConnectionLimits]
         timing, max_total=total, max_per_peer=min(settings.max_connections_per_peer, total)
     )
     return control, router
-
-
-def raise_open_files_limit() -> int:
-    """Raise the soft open-files limit to the hard one (1024 by default on most systems,
-    too few for a router); the number of files the daemon may now open."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-    if target > soft:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    return soft
 
 
 def bind_unix(path: str) -> socket.socket:

@@ -33,7 +33,9 @@ from ironrt.apps.schema import (
     AgentSpec,
     App,
     AppsFile,
+    cpu_seconds,
     log_max_bytes,
+    memory_bytes,
     min_uptime_s,
 )
 from ironrt.errors import StartFailed
@@ -44,6 +46,7 @@ from ironrt.protocol import (
     check_agent_name,
     check_count,
     check_project,
+    check_resource_limits,
     check_usd,
 )
 
@@ -163,6 +166,12 @@ def _check_entry(e: AgentEntry) -> None:
             check_count("tpm", e.tpm)
     with about("log_max_size"):
         log_max_bytes(e.log_max_size)
+    with about("max_memory"):
+        memory_bytes(e.max_memory)
+    with about("max_open_files"):
+        check_resource_limits(None, e.max_open_files, None)
+    with about("max_cpu_seconds"):
+        cpu_seconds(e.max_cpu_seconds)
     if isinstance(e.max_restarts, int) and not 0 <= e.max_restarts <= MAX_COUNT:
         raise BadValue("max_restarts", f'must be between 0 and {MAX_COUNT}, or "unlimited"')
     if e.log_keep is not None and not 1 <= e.log_keep <= MAX_LOG_KEEP:
@@ -205,6 +214,9 @@ def _resolve(name: str, e: AgentEntry, base: Path) -> AgentSpec:
         log_max_bytes=log_max_bytes(e.log_max_size),
         log_keep=e.log_keep,
         allow_unmetered=e.allow_unmetered,
+        max_memory_bytes=memory_bytes(e.max_memory),
+        max_open_files=e.max_open_files,
+        max_cpu_seconds=cpu_seconds(e.max_cpu_seconds),
     )
     _check_like_the_daemon(name, spec, "script" if e.script is not None else "command")
     return spec

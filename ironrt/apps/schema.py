@@ -19,6 +19,9 @@ from ironrt.protocol import (
     OnBudget,
     PiiMode,
     RestartPolicy,
+    check_resource_limits,
+    parse_cpu_seconds,
+    parse_memory,
     parse_size,
     parse_uptime,
 )
@@ -30,7 +33,9 @@ __all__ = [
     "AgentSpec",
     "App",
     "AppsFile",
+    "cpu_seconds",
     "log_max_bytes",
+    "memory_bytes",
     "min_uptime_s",
 ]
 
@@ -67,6 +72,9 @@ class AgentEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tpm: int | None = None
     log_max_size: str | int | None = None
     log_keep: int | None = None
+    max_memory: str | int | None = None
+    max_open_files: int | None = None
+    max_cpu_seconds: str | int | None = None
     allow_unmetered: bool = False
 
 
@@ -89,6 +97,9 @@ EXPECTED: dict[str, str] = {
     "tpm": "a whole number of tokens per minute",
     "log_max_size": 'a size such as "10MB", or a number of bytes',
     "log_keep": "a whole number of rotated log files",
+    "max_memory": 'a size such as "512M" or "2G", or a number of bytes',
+    "max_open_files": "a whole number of open files",
+    "max_cpu_seconds": 'a duration such as "90s", "2m", "1h", or a number of seconds',
     "allow_unmetered": "true or false",
 }
 
@@ -117,12 +128,22 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     log_max_bytes: int | None
     log_keep: int | None
     allow_unmetered: bool
+    max_memory_bytes: int | None = None
+    max_open_files: int | None = None
+    max_cpu_seconds: int | None = None
 
     def digest(self) -> str:
-        canonical = json.dumps(
-            msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        spec = msgspec.to_builtins(self)
+        # Keys added after the first release count only when set, so an entry that does
+        # not use them keeps its digest (`up` after an upgrade restarts nothing).
+        for key in _LATER_KEYS:
+            if spec.get(key) is None:
+                spec.pop(key, None)
+        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_LATER_KEYS = ("max_memory_bytes", "max_open_files", "max_cpu_seconds")
 
 
 class App(msgspec.Struct, frozen=True):
@@ -150,3 +171,18 @@ def min_uptime_s(value: str | float) -> float:
 def log_max_bytes(value: str | int | None) -> int | None:
     """`log_max_size` in bytes: a size ("10MB") or a number of bytes; None: the daemon's."""
     return None if value is None else parse_size(str(value))
+
+
+def memory_bytes(value: str | int | None) -> int | None:
+    """`max_memory` in bytes: a size ("512M") or a number of bytes; None: no limit."""
+    return None if value is None else parse_memory(str(value))
+
+
+def cpu_seconds(value: str | int | None) -> int | None:
+    """`max_cpu_seconds`: a duration ("2m") or a number of seconds; None: no limit."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        check_resource_limits(None, None, value)
+        return value
+    return parse_cpu_seconds(value)

@@ -25,6 +25,9 @@ from ironrt.protocol import (
     OnBudget,
     PiiMode,
     RestartPolicy,
+    check_resource_limits,
+    parse_cpu_seconds,
+    parse_memory,
     parse_size,
     parse_uptime,
 )
@@ -32,7 +35,7 @@ from ironrt.protocol import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ironrt.protocol import Health
+    from ironrt.protocol import Agent, Health
 
 T = TypeVar("T")
 
@@ -72,6 +75,15 @@ def _max_restarts(text: str) -> int | None:
         raise typer.BadParameter(
             f"expected a whole number or 'unlimited', got {text!r}", param_hint="'--max-restarts'"
         )
+    return value
+
+
+def _open_files(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+    check_resource_limits(None, value, None)
     return value
 
 
@@ -125,6 +137,32 @@ def start(
         int | None,
         typer.Option("--log-keep", min=1, max=100, metavar="N", help="Rotated log files kept."),
     ] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            help="Restart the agent when its process tree's memory (RSS) exceeds this "
+            "(512M, 2G), whatever --restart says (PM2's max_memory_restart).",
+        ),
+    ] = None,
+    max_open_files: Annotated[
+        str | None,
+        typer.Option(
+            "--max-open-files",
+            metavar="N",
+            help="Open files each of its processes may hold (RLIMIT_NOFILE, soft and hard).",
+        ),
+    ] = None,
+    max_cpu_seconds: Annotated[
+        str | None,
+        typer.Option(
+            "--max-cpu-seconds",
+            metavar="DUR",
+            help="CPU time each of its processes may use (90, 2m, 1h; RLIMIT_CPU): then "
+            "the kernel ends it (SIGXCPU) and its restart policy applies.",
+        ),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", metavar="K=V", help="Set a variable (repeatable).")
     ] = None,
@@ -176,6 +214,15 @@ def start(
         min_uptime=_parsed(parse_uptime, min_uptime, "--min-uptime"),
         log_max_size=_parsed(parse_size, log_max_size, "--log-max-size") if log_max_size else None,
         log_keep=log_keep,
+        max_memory=_parsed(parse_memory, max_memory, "--max-memory") if max_memory else None,
+        max_open_files=(
+            _parsed(_open_files, max_open_files, "--max-open-files") if max_open_files else None
+        ),
+        max_cpu_seconds=(
+            _parsed(parse_cpu_seconds, max_cpu_seconds, "--max-cpu-seconds")
+            if max_cpu_seconds
+            else None
+        ),
         cwd=str(cwd.resolve()) if cwd else os.getcwd(),
         on_budget=on_budget,
         pii=pii,
@@ -284,6 +331,7 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
             else "no limit",
         ),
         ("pii findings", str(m.pii_findings)),
+        ("resource limits", _resource_limits(agent)),
     ]
     rows.extend((f"circuit {endpoint}", state) for endpoint, state in sorted(m.circuits.items()))
     grid = Table.grid(padding=(0, 2))
@@ -292,6 +340,17 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
     for key, value in rows:
         grid.add_row(key, value)
     render.console().print(grid)
+
+
+def _resource_limits(agent: Agent) -> str:
+    parts = []
+    if agent.max_memory_bytes is not None:
+        parts.append(f"restart above {render.nbytes(agent.max_memory_bytes)} memory")
+    if agent.max_open_files is not None:
+        parts.append(f"open files {agent.max_open_files}")
+    if agent.max_cpu_seconds is not None:
+        parts.append(f"cpu {render.duration(agent.max_cpu_seconds)} per process")
+    return ", ".join(parts) or "none"
 
 
 @app.command("logs")

@@ -104,6 +104,9 @@ def _start(rt: Runtime, entry: App) -> str:
         tpm=s.tpm,
         log_max_size=s.log_max_bytes,
         log_keep=s.log_keep,
+        max_memory=s.max_memory_bytes,
+        max_open_files=s.max_open_files,
+        max_cpu_seconds=s.max_cpu_seconds,
         allow_unmetered=s.allow_unmetered,
     )
 

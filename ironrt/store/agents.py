@@ -19,7 +19,8 @@ _COLUMNS = (
     "id, name, status, pid, pid_started, exit_code, signal, command, cwd, env, restart, "
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
     "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
-    "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest"
+    "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest, "
+    "max_memory_bytes, max_open_files, max_cpu_seconds"
 )
 #: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
 _UNLIMITED = -1
@@ -71,6 +72,9 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.log_max_bytes,
         r.log_keep,
         r.spec_digest,
+        r.max_memory_bytes,
+        r.max_open_files,
+        r.max_cpu_seconds,
     )
 
 
@@ -130,6 +134,9 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         log_max_bytes=row["log_max_bytes"],
         log_keep=row["log_keep"],
         spec_digest=row["spec_digest"],
+        max_memory_bytes=row["max_memory_bytes"],
+        max_open_files=row["max_open_files"],
+        max_cpu_seconds=row["max_cpu_seconds"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

@@ -45,6 +45,10 @@ PROVIDER_SECRETS = frozenset(
 #: ironrt's own settings do not leak into agents (an agent is not a daemon client).
 _DAEMON_ONLY_PREFIX = "IRONRT_"
 
+#: systemd's notify protocol (see sdnotify.py): an agent must never speak to the service
+#: manager, in the daemon's name or in that of a unit the caller ran in.
+_SERVICE_MANAGER = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
+
 TOKEN_PREFIX = "ic-"
 
 
@@ -58,11 +62,14 @@ def token_hash(token: str) -> str:
 
 
 def scrub(environ: Mapping[str, str]) -> dict[str, str]:
-    """The caller's environment minus provider secrets and ironrt's own settings."""
+    """The caller's environment minus provider secrets, ironrt's own settings and the
+    service manager's variables."""
     return {
         k: v
         for k, v in environ.items()
-        if k not in PROVIDER_SECRETS and not k.startswith(_DAEMON_ONLY_PREFIX)
+        if k not in PROVIDER_SECRETS
+        and k not in _SERVICE_MANAGER
+        and not k.startswith(_DAEMON_ONLY_PREFIX)
     }
 
 

@@ -95,6 +95,7 @@ class Lifecycle:
         m.restart_pending = False
         m.started_mono = time.monotonic()
         m.stop_requested = False
+        m.over_memory = False
         self.notify(m)
 
     def watch(self, m: Managed) -> None:
@@ -127,6 +128,7 @@ class Lifecycle:
         if leftovers:
             await process.kill_tree(leftovers, grace=2.0)
         m.popen = None
+        over_memory, m.over_memory = m.over_memory, False
         r.exit_code, r.signal = code, sig
         r.ended_at = utcnow()
         self.revoke(m)
@@ -139,18 +141,24 @@ class Lifecycle:
             return False
         r.stop_reason = None  # it ended by itself, whatever had paused it
         final = S.KILLED if sig is not None else S.EXITED
-        decision = decide(r, uptime, self.restart_backoff)
+        decision = decide(r, uptime, self.restart_backoff, forced=over_memory)
         if decision.gave_up:
             r.error = (
                 f"ended {r.unstable_restarts + 1} times in a row within {r.min_uptime_s:g}s "
                 f"of starting; restart limit ({r.max_restarts}) reached"
+                + (" (the last time for exceeding its memory limit)" if over_memory else "")
             )
             final = S.FAILED
         m.restart_pending = decision.restart
         # Announced before the status (as a stop is): whoever sees the status final finds
         # the events that explain it.
+        why = {"reason": "max_memory"} if over_memory else {}
         await self.bus.publish(
-            "AgentKilled" if sig is not None else "AgentExited", r.id, exit_code=code, signal=sig
+            "AgentKilled" if sig is not None else "AgentExited",
+            r.id,
+            exit_code=code,
+            signal=sig,
+            **why,
         )
         if decision.gave_up:
             await self.bus.publish("AgentFailed", r.id, reason=r.error)
@@ -163,6 +171,7 @@ class Lifecycle:
             attempt=r.restarts + 1,
             unstable=r.unstable_restarts,
             delay_s=decision.delay_s,
+            **why,
         )
         with anyio.move_on_after(decision.delay_s):
             await m.wake.wait()

@@ -33,6 +33,9 @@ class Managed:
     #: Removed: operations that waited for the lock find nothing, saves write nothing.
     removed: bool = False
     started_mono: float = 0.0
+    #: This run is being ended for exceeding `max_memory_bytes`: its watcher restarts it
+    #: whatever the policy (see `memory`). Cleared when the run ends and at each spawn.
+    over_memory: bool = False
     sample: TreeSample = _EMPTY_SAMPLE
 
     @property

@@ -8,6 +8,11 @@ A run shorter than `min_uptime_s` is *unstable*. `max_restarts` caps consecutive
 restarts only: a service that crashes once a week is restarted for as long as it lives,
 while one that crashes at start gives up after `max_restarts` tries. A stable run resets
 the count and the backoff (which doubles with each unstable restart, capped).
+
+A run ended for exceeding `max_memory_bytes` is restarted whatever the policy (PM2's
+`max_memory_restart` restarts a `--restart no` process too), by the same rules otherwise:
+an agent that outgrows its limit within `min_uptime_s` of every start is a crash loop,
+backed off the same way and given up on after `max_restarts` tries.
 """
 
 from __future__ import annotations
@@ -32,14 +37,17 @@ class Decision:
     delay_s: float
 
 
-def decide(r: Agent, uptime_s: float | None, first_delay: float) -> Decision:
+def decide(
+    r: Agent, uptime_s: float | None, first_delay: float, *, forced: bool = False
+) -> Decision:
     """What to do after a run ended, updating the record's unstable-restart count.
 
-    `uptime_s` is how long the run lasted (None when unknown: counted as unstable).
+    `uptime_s` is how long the run lasted (None when unknown: counted as unstable);
+    `forced`: restart whatever the policy (the run was ended for its memory).
     """
     if uptime_s is not None and uptime_s >= r.min_uptime_s:
         r.unstable_restarts = 0
-    wanted = r.restart == "always" or (r.restart == "on-failure" and failed(r))
+    wanted = forced or r.restart == "always" or (r.restart == "on-failure" and failed(r))
     if not wanted:
         return Decision(False, False, 0.0)
     stable = uptime_s is not None and uptime_s >= r.min_uptime_s

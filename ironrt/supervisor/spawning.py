@@ -1,9 +1,9 @@
 """Creating one run of an agent: its environment, its log pipe, its gated process.
 
 The process is created held at its gate (see `process`), so the caller can make its pid
-durable before any of the agent's code runs. Its stdout and stderr are the write end of a
-pipe whose reader is the log relay, an independent process: a daemon killed mid-write
-never breaks an agent's output.
+durable before any of the agent's code runs; its resource limits (`rlimits`) are set while
+it waits there. Its stdout and stderr are the write end of a pipe whose reader is the log
+relay, an independent process: a daemon killed mid-write never breaks an agent's output.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import logging
 import os
 from pathlib import Path
 
+import anyio
+
 from ironrt.errors import StartFailed
 from ironrt.protocol import Agent
-from ironrt.supervisor import logfiles, process
+from ironrt.supervisor import logfiles, process, rlimits
 from ironrt.supervisor.environment import agent_environment
 from ironrt.supervisor.logrelay_client import LogRelay
 
@@ -54,7 +56,7 @@ async def spawn_run(
     )
     fd = await output_for(relay, logs_dir, r)
     try:
-        return process.spawn(r.command, cwd=r.cwd, env=env, log_fd=fd)
+        spawned = process.spawn(r.command, cwd=r.cwd, env=env, log_fd=fd)
     except (OSError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.filename == r.cwd:
             raise StartFailed(f"cannot enter {r.cwd}: {exc.strerror}", field="cwd") from exc
@@ -62,3 +64,12 @@ async def spawn_run(
         raise StartFailed(f"cannot start {r.command[0]}: {reason}", field="command") from exc
     finally:
         os.close(fd)
+    try:
+        rlimits.apply(spawned.pid, r)
+    except StartFailed:
+        # Never run without its limits: the gate closes and the shell exits unexecuted.
+        process.close_gate(spawned)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(spawned.popen.wait if spawned.popen else int)
+        raise
+    return spawned

@@ -35,7 +35,7 @@ from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.books import Books
 from ironrt.store.db import Database
-from ironrt.supervisor import logfiles, states
+from ironrt.supervisor import logfiles, rlimits, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
 from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
 from ironrt.supervisor.commands import default_name, resolve_command
@@ -43,6 +43,7 @@ from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.logrelay_client import LogRelay
 from ironrt.supervisor.managed import Managed
+from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
 from ironrt.supervisor.recovery import recover
 from ironrt.supervisor.sampler import TreeSampler
@@ -85,6 +86,7 @@ class Supervisor:
         self.by_token = self.life.by_token
         self._pauses = BudgetPauses(self.ledger, bus, self.agents, self.life.set)
         self._sampler = TreeSampler()
+        self._memory = MemoryGuard(self.life)
         #: Names of agents being started: taken before the first await, so two concurrent
         #: starts can never both get one name.
         self._reserved: set[str] = set()
@@ -156,6 +158,7 @@ class Supervisor:
     # ---- operations ---------------------------------------------------------------------
     async def start(self, req: StartRequest) -> Agent:
         command = resolve_command(req)
+        rlimits.check(req)
         taken = self._live_names() | self._reserved | RESERVED_NAMES  # all.py runs as all-2
         if req.name is not None:
             if req.name in taken:
@@ -198,6 +201,9 @@ class Supervisor:
             log_max_bytes=req.log_max_bytes or self.settings.log_max_bytes,
             log_keep=req.log_keep or self.settings.log_keep,
             spec_digest=req.spec_digest,
+            max_memory_bytes=req.max_memory_bytes,
+            max_open_files=req.max_open_files,
+            max_cpu_seconds=req.max_cpu_seconds,
         )
         env = scrub(req.env)
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
@@ -415,6 +421,8 @@ class Supervisor:
             if roots:
                 samples = await anyio.to_thread.run_sync(self._sampler.sample, roots)
                 for agent_id, sample in samples.items():
-                    if agent_id in self.agents:
-                        self.agents[agent_id].sample = sample
+                    m = self.agents.get(agent_id)
+                    if m is not None:
+                        m.sample = sample
+                        self._memory.check(m, roots[agent_id][0], sample.rss_bytes)
             await anyio.sleep(self.sample_interval)

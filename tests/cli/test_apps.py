@@ -73,6 +73,9 @@ budget = {budget}
 command = [{PY}, "-c", "import time; time.sleep(600)"]
 restart = "on-failure"
 min_uptime = "500ms"
+max_memory = "512M"
+max_open_files = 256
+max_cpu_seconds = 3600
 """
 
 
@@ -89,7 +92,10 @@ def test_up_twice_starts_nothing_the_second_time(d: TempDaemon, tmp_path: Path) 
     a = records["twice-a"][0]
     assert a.command[1:] == [str(tmp_path / "sleeper.py"), "one"] and a.budget_usd == 5.0
     assert records["twice-b"][0].restart == "on-failure"
-    assert records["twice-b"][0].min_uptime_s == 0.5
+    b = records["twice-b"][0]
+    assert b.min_uptime_s == 0.5
+    limits = (b.max_memory_bytes, b.max_open_files, b.max_cpu_seconds)
+    assert limits == (512 * 1024 * 1024, 256, 3600)
     # The agent's environment: the caller's, plus the entry's `env`.
     wait_until(lambda: "X=from-the-file" in d.rt.logs(a.id), timeout=10)
     assert f"cwd={tmp_path}" in d.rt.logs(a.id)
