@@ -65,6 +65,13 @@ class InvalidRequest(IronrtError):
     status = 400
 
 
+class InvalidValue(InvalidRequest):
+    """A value of the right type that is out of its range or not allowed (a budget of -1,
+    an rpm of 2**63): 422, with the same code, so clients handle both alike."""
+
+    status = 422
+
+
 class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
     status = 413

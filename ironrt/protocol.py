@@ -194,7 +194,7 @@ def check_agent_name(name: str) -> None:
 def check_project(name: str) -> None:
     if not _PROJECT.fullmatch(name):
         raise ValueError(
-            f"invalid project name {name!r}: 1-64 letters, digits, '_', '.' or '-', "
+            f"`project`: invalid name {name!r}: 1-64 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
         )
 

@@ -24,6 +24,7 @@ import msgspec
 from ironrt.errors import (
     DaemonError,
     InvalidRequest,
+    InvalidValue,
     IronrtError,
     PayloadTooLarge,
     StorageError,
@@ -69,7 +70,11 @@ class Request:
         try:
             return msgspec.json.decode(raw, type=type_)
         except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"invalid request body: {exc}", field=_field_of(exc)) from exc
+            # A check of the request's own (`__post_init__`, a ValueError) or a number
+            # beyond what JSON numbers hold: the type was right, the value is not (422).
+            ranged = isinstance(exc.__cause__, ValueError) or "out of range" in str(exc)
+            cls = InvalidValue if ranged else InvalidRequest
+            raise cls(f"invalid request body: {exc}", field=_field_of(exc)) from exc
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"malformed JSON: {exc}") from exc
 
@@ -90,7 +95,7 @@ class Request:
         except ValueError:
             raise InvalidRequest(f"query parameter `{name}` must be a number", field=name) from None
         if not lo <= value <= hi:
-            raise InvalidRequest(
+            raise InvalidValue(
                 f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name
             )
         return value

@@ -66,7 +66,7 @@ def start_body(**over: object) -> bytes:
         (start_body(budget_usd="lots"), 400, "invalid_request", "budget_usd"),
         (start_body(restart="sometimes"), 400, "invalid_request", "restart"),
         (start_body(colour="blue"), 400, "invalid_request", "colour"),
-        (start_body(command=[]), 400, "invalid_request", None),
+        (start_body(command=[]), 422, "invalid_request", None),
         (b'{"cwd": "/tmp"}', 400, "invalid_request", "command"),
         (start_body(command=["/nonexistent/agent.py"]), 422, "start_failed", "command"),
     ],
@@ -133,27 +133,30 @@ def test_openapi_describes_every_route(daemon: TempDaemon) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "body", "field"),
+    ("path", "body", "field", "status"),
     [
-        ("/v1/limits/global", {"window": "5x"}, "window"),
-        ("/v1/limits/global", {"window": "0s"}, "window"),
-        ("/v1/limits/global", {"budget_usd": -1}, "budget_usd"),
-        ("/v1/limits/global", {"budget_usd": 1e300}, "budget_usd"),
-        ("/v1/limits/global", {"rpm": 9223372036854775808}, "rpm"),
-        ("/v1/limits/global", {"max_concurrent": 0}, "max_concurrent"),
-        ("/v1/limits/global", {"models": []}, "models"),
-        ("/v1/limits/global", {"models": "gpt-4o*"}, "models"),
-        ("/v1/limits/global", {"budgett_usd": 5}, "budgett_usd"),
-        ("/v1/limits/project:bad%20name", {"rpm": 5}, "scope"),
-        ("/v1/limits/team:x", {"rpm": 5}, "scope"),
+        # A value of the right type, out of range or not allowed: 422.
+        ("/v1/limits/global", {"window": "5x"}, "window", 422),
+        ("/v1/limits/global", {"window": "0s"}, "window", 422),
+        ("/v1/limits/global", {"budget_usd": -1}, "budget_usd", 422),
+        ("/v1/limits/global", {"budget_usd": 1e300}, "budget_usd", 422),
+        ("/v1/limits/global", {"rpm": 9223372036854775808}, "rpm", 422),
+        ("/v1/limits/global", {"tpm": -9223372036854775809}, "tpm", 422),
+        ("/v1/limits/global", {"max_concurrent": 0}, "max_concurrent", 422),
+        ("/v1/limits/global", {"models": []}, "models", 422),
+        # A wrong type, an unknown field, a bad path: 400.
+        ("/v1/limits/global", {"models": "gpt-4o*"}, "models", 400),
+        ("/v1/limits/global", {"budgett_usd": 5}, "budgett_usd", 400),
+        ("/v1/limits/project:bad%20name", {"rpm": 5}, "scope", 400),
+        ("/v1/limits/team:x", {"rpm": 5}, "scope", 400),
     ],
 )
 def test_bad_limits_are_refused_naming_the_field(
-    daemon: TempDaemon, path: str, body: dict[str, object], field: str
+    daemon: TempDaemon, path: str, body: dict[str, object], field: str, status: int
 ) -> None:
     before = raw(daemon, "GET", "/v1/limits")
-    status, answer = raw(daemon, "PUT", path, json.dumps(body).encode())
-    assert status == 400, answer
+    got, answer = raw(daemon, "PUT", path, json.dumps(body).encode())
+    assert got == status, answer
     error = answer["error"]
     assert isinstance(error, dict) and error["code"] == "invalid_request"
     assert field in str(error["message"]) + str(error.get("field"))
@@ -167,7 +170,38 @@ def test_limits_of_an_unknown_agent_is_a_404(daemon: TempDaemon) -> None:
 
 
 def test_start_refuses_huge_numbers_and_bad_projects(daemon: TempDaemon) -> None:
-    for over in ({"max_restarts": 2**63}, {"rpm": 2**63}, {"project": "no spaces"}):
+    for over in (
+        {"max_restarts": 2**63},
+        {"rpm": 2**63},
+        {"tpm": 2**64 + 1},
+        {"log_keep": -(2**63) - 1},
+        {"log_max_bytes": 2**70},
+        {"min_uptime_s": 1e300},
+        {"project": "no spaces"},
+    ):
         status, answer = raw(daemon, "POST", "/v1/agents", start_body(**over))
-        assert status == 400, answer
+        assert status == 422, answer
+        assert answer["error"]["field"] == next(iter(over)), answer  # type: ignore[index]
     assert raw(daemon, "GET", "/v1/agents")[1]["agents"] == []
+
+
+def test_huge_numbers_in_an_update_change_nothing_and_the_daemon_lives_on(
+    daemon: TempDaemon,
+) -> None:
+    """The finding: `PATCH {"rpm": 2**63}` once reached SQLite (OverflowError, a 500) after
+    the record in memory had taken it, and the agent's next state change killed the
+    daemon. Now: a 422 naming the field, nothing changed, the agent stops normally."""
+    status, started = raw(daemon, "POST", "/v1/agents", start_body(command=["sleep", "30"]))
+    assert status == 201, started
+    ref = f"/v1/agents/{started['id']}"
+    changes = [b'{"rpm": %d}' % 2**63, b'{"tpm": %d}' % 2**63, b'{"rpm": -1}']
+    changes.append(b'{"budget_usd": 1e400}')  # beyond a double: not JSON's Infinity
+    for change in changes:
+        status, answer = raw(daemon, "PATCH", ref, change)
+        assert status == 422, answer
+        assert answer["error"]["field"] == next(iter(json.loads(change)))  # type: ignore[index]
+    status, agent = raw(daemon, "GET", ref)
+    assert (agent["rpm"], agent["tpm"], agent["budget_usd"]) == (None, None, None)
+    status, stopped = raw(daemon, "POST", ref + "/stop", b"{}")
+    assert status == 200 and stopped["status"] == "stopped", stopped
+    assert daemon.rt.health().ok
