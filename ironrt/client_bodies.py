@@ -53,6 +53,9 @@ class StartOptions(TypedDict, total=False):
     name: str | None
     budget: float | None
     env: Mapping[str, str] | None
+    #: dotenv files the daemon reads at each start of the agent (relative paths: to this
+    #: process's directory). Their values are never stored: the place for secrets.
+    env_files: Sequence[str] | None
     restart: RestartPolicy
     #: Consecutive unstable restarts before giving up; None: unlimited.
     max_restarts: int | None
@@ -125,12 +128,14 @@ def start_body(
     base = dict(os.environ) if o.get("inherit_env", True) else {}
     budget = o.get("budget")
     project = o.get("project")
+    env_files = _absolute(o.get("env_files"))
     try:
         req = StartRequest(
             command=command,
             cwd=o.get("cwd") or os.getcwd(),
             env=base,
             env_overrides=dict(o.get("env") or {}),
+            env_files=env_files,
             name=o.get("name"),
             budget_usd=default_budget if budget is None else budget,
             restart=o.get("restart", "no"),
@@ -153,6 +158,12 @@ def start_body(
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
     return msgspec.json.encode(req)
+
+
+def _absolute(paths: Sequence[str] | None) -> list[str]:
+    if isinstance(paths, str):  # one path, not one file per character
+        raise TypeError(f"start_agent() `env_files` is a sequence of paths, not {paths!r}")
+    return [os.path.abspath(os.fspath(p)) for p in paths or ()]
 
 
 def update_body(changes: Mapping[str, object]) -> bytes:

@@ -191,6 +191,18 @@ def check_agent_name(name: str) -> None:
         raise ValueError(f"`name`: {name!r} is reserved (`ironrt stop {name}` means every agent)")
 
 
+#: More env files than this is a mistake (a glob that matched a folder of logs).
+MAX_ENV_FILES = 32
+
+
+def check_env_files(paths: list[str]) -> None:
+    if len(paths) > MAX_ENV_FILES:
+        raise ValueError(f"`env_files`: at most {MAX_ENV_FILES} files")
+    for path in paths:
+        if not path.startswith("/") or len(path) > 4096 or "\0" in path:
+            raise ValueError(f"`env_files`: {path[:200]!r} is not an absolute path")
+
+
 def check_project(name: str) -> None:
     if not _PROJECT.fullmatch(name):
         raise ValueError(
@@ -236,6 +248,9 @@ class StartRequest(RequestBody):
     allow_unmetered: bool = False
     #: Extra variables layered over `env` (the CLI's `--env K=V`).
     env_overrides: dict[str, str] = {}
+    #: Absolute paths of dotenv files read at each start of the agent, layered over both:
+    #: their values are never stored (secrets stay out of the database).
+    env_files: list[str] = []
     #: Interpreter for a `.py` script: the caller's Python (a virtualenv's, say).
     python: str | None = None
     #: The project the agent belongs to: its calls must also fit `project:NAME`'s limits.
@@ -257,6 +272,7 @@ class StartRequest(RequestBody):
     def __post_init__(self) -> None:
         if not self.command:
             raise ValueError("`command` must name a program")
+        check_env_files(self.env_files)
         if self.budget_usd is not None:
             check_usd("budget_usd", self.budget_usd)
         if self.max_restarts is not None and not 0 <= self.max_restarts <= MAX_COUNT:
@@ -314,6 +330,8 @@ class Agent(Base):
     spec_digest: str | None = None
     #: Ended, and its restart policy will start it again (it waits out the backoff).
     restarting: bool = False
+    #: The `--env-file`s read at each start (paths only: their values are not stored).
+    env_files: list[str] = []
     #: Resource limits (null: none); see `StartRequest`.
     max_memory_bytes: int | None = None
     max_open_files: int | None = None
@@ -397,7 +415,10 @@ class LimitsUpdate(RequestBody):
         if isinstance(self.budget_usd, float):
             check_usd("budget_usd", self.budget_usd)
         if isinstance(self.window, str):
-            parse_duration(self.window)
+            try:
+                parse_duration(self.window)
+            except ValueError as exc:
+                raise ValueError(f"`window`: {exc}") from None
         for field in ("rpm", "tpm", "max_concurrent"):
             value = getattr(self, field)
             if isinstance(value, int):

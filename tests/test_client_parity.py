@@ -126,6 +126,7 @@ SAMPLES: dict[str, Any] = {
     "name": "sample",
     "budget": 1.5,
     "env": {"SAMPLE": "1"},
+    "env_files": ["/etc/agent.env"],
     "restart": "always",
     "max_restarts": None,
     "min_uptime": 2.5,

@@ -217,6 +217,7 @@ def _resolve(name: str, e: AgentEntry, base: Path) -> AgentSpec:
         max_memory_bytes=memory_bytes(e.max_memory),
         max_open_files=e.max_open_files,
         max_cpu_seconds=cpu_seconds(e.max_cpu_seconds),
+        env_files=[str(_path(base, f)) for f in e.env_files],
     )
     _check_like_the_daemon(name, spec, "script" if e.script is not None else "command")
     return spec
@@ -243,6 +244,7 @@ def _check_like_the_daemon(name: str, spec: AgentSpec, program_key: str) -> None
     executable, a program not on PATH, bytes the OS refuses), run here on every entry
     before anything starts. The daemon runs them again; this is for the all-or-nothing."""
     from ironrt.supervisor.commands import resolve_command
+    from ironrt.supervisor.envfiles import EnvFileError, check_env_file
 
     try:
         req = StartRequest(
@@ -254,6 +256,10 @@ def _check_like_the_daemon(name: str, spec: AgentSpec, program_key: str) -> None
             python=spec.python,
         )
         resolve_command(req)
+        for path in spec.env_files:
+            check_env_file(path)
+    except EnvFileError as exc:
+        raise BadValue("env_files", plain(exc)) from None
     except StartFailed as exc:
         key = {"command": program_key, "cwd": "cwd", "python": "python", "name": ""}
         message = plain(exc).replace("`env_overrides`", "`env`")

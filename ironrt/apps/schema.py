@@ -60,6 +60,7 @@ class AgentEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     args: list[str] = []
     cwd: str | None = None
     env: dict[str, str] = {}
+    env_files: list[str] = []
     python: str | None = None
     budget: float | None = None
     project: str | None = None
@@ -85,6 +86,7 @@ EXPECTED: dict[str, str] = {
     "args": "a list of strings",
     "cwd": "a folder (a string)",
     "env": 'a table of strings, e.g. { LOG_LEVEL = "info" }',
+    "env_files": 'a list of dotenv files, e.g. ["secrets.env"]',
     "python": "a path or program name (a string)",
     "budget": "a number of USD",
     "project": "a project name (a string)",
@@ -131,19 +133,20 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_memory_bytes: int | None = None
     max_open_files: int | None = None
     max_cpu_seconds: int | None = None
+    env_files: list[str] = []
 
     def digest(self) -> str:
         spec = msgspec.to_builtins(self)
         # Keys added after the first release count only when set, so an entry that does
         # not use them keeps its digest (`up` after an upgrade restarts nothing).
         for key in _LATER_KEYS:
-            if spec.get(key) is None:
+            if spec.get(key) in (None, []):
                 spec.pop(key, None)
         canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_LATER_KEYS = ("max_memory_bytes", "max_open_files", "max_cpu_seconds")
+_LATER_KEYS = ("max_memory_bytes", "max_open_files", "max_cpu_seconds", "env_files")
 
 
 class App(msgspec.Struct, frozen=True):

@@ -166,6 +166,15 @@ def start(
     env: Annotated[
         list[str] | None, typer.Option("--env", metavar="K=V", help="Set a variable (repeatable).")
     ] = None,
+    env_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--env-file",
+            metavar="FILE",
+            help="Variables from a dotenv file, read at each start and never stored: the "
+            "place for secrets (repeatable; later files win).",
+        ),
+    ] = None,
     python: Annotated[
         str | None, typer.Option("--python", metavar="PATH", help="Interpreter for a .py SCRIPT.")
     ] = None,
@@ -209,6 +218,7 @@ def start(
         name=name,
         budget=budget,
         env=_parse_env(env),
+        env_files=[str(p) for p in env_file or ()],
         restart=restart,
         max_restarts=_max_restarts(max_restarts),
         min_uptime=_parsed(parse_uptime, min_uptime, "--min-uptime"),

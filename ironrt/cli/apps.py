@@ -107,6 +107,7 @@ def _start(rt: Runtime, entry: App) -> str:
         max_memory=s.max_memory_bytes,
         max_open_files=s.max_open_files,
         max_cpu_seconds=s.max_cpu_seconds,
+        env_files=s.env_files,
         allow_unmetered=s.allow_unmetered,
     )
 

@@ -20,7 +20,7 @@ _COLUMNS = (
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
     "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
     "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest, "
-    "max_memory_bytes, max_open_files, max_cpu_seconds"
+    "max_memory_bytes, max_open_files, max_cpu_seconds, env_files"
 )
 #: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
 _UNLIMITED = -1
@@ -75,6 +75,7 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.max_memory_bytes,
         r.max_open_files,
         r.max_cpu_seconds,
+        msgspec.json.encode(r.env_files).decode(),
     )
 
 
@@ -137,6 +138,7 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         max_memory_bytes=row["max_memory_bytes"],
         max_open_files=row["max_open_files"],
         max_cpu_seconds=row["max_cpu_seconds"],
+        env_files=msgspec.json.decode(row["env_files"], type=list[str]),
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

@@ -17,6 +17,7 @@ import anyio
 from ironrt.errors import StartFailed
 from ironrt.protocol import Agent
 from ironrt.supervisor import logfiles, process, rlimits
+from ironrt.supervisor.envfiles import EnvFileError, read_env_files
 from ironrt.supervisor.environment import agent_environment
 from ironrt.supervisor.logrelay_client import LogRelay
 
@@ -47,11 +48,16 @@ async def spawn_run(
     relay: LogRelay, logs_dir: Path, r: Agent, base_env: dict[str, str], token: str, router: str
 ) -> process.Spawned:
     """One gated process for the agent, or StartFailed naming why the OS refused it."""
+    try:  # read at every start: a rotated secret takes effect at the next restart
+        from_files = await anyio.to_thread.run_sync(read_env_files, r.env_files)
+    except EnvFileError as exc:
+        raise StartFailed(str(exc), field="env_files") from None
     env = agent_environment(
         base_env,
         agent_id=r.id,
         token=token,
         router_url=router,
+        overrides=from_files,
         python_agent=is_python_agent(r.command),
     )
     fd = await output_for(relay, logs_dir, r)

@@ -17,7 +17,7 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from ironrt.config import Settings
-from ironrt.errors import AgentNotFound, Conflict
+from ironrt.errors import AgentNotFound, Conflict, StartFailed
 from ironrt.events import EventBus, utcnow
 from ironrt.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import (
@@ -42,6 +42,7 @@ from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.logrelay_client import LogRelay
+from ironrt.supervisor.envfiles import EnvFileError, read_env_files
 from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
@@ -159,6 +160,10 @@ class Supervisor:
     async def start(self, req: StartRequest) -> Agent:
         command = resolve_command(req)
         rlimits.check(req)
+        try:  # what would fail the spawn, refused before anything is recorded
+            await anyio.to_thread.run_sync(read_env_files, req.env_files)
+        except EnvFileError as exc:
+            raise StartFailed(str(exc), field="env_files") from None
         taken = self._live_names() | self._reserved | RESERVED_NAMES  # all.py runs as all-2
         if req.name is not None:
             if req.name in taken:
@@ -204,6 +209,7 @@ class Supervisor:
             max_memory_bytes=req.max_memory_bytes,
             max_open_files=req.max_open_files,
             max_cpu_seconds=req.max_cpu_seconds,
+            env_files=list(req.env_files),
         )
         env = scrub(req.env)
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
