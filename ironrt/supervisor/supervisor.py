@@ -39,10 +39,10 @@ from ironrt.supervisor import logfiles, rlimits, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
 from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
 from ironrt.supervisor.commands import default_name, resolve_command
+from ironrt.supervisor.envfiles import EnvFileError, read_env_files
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.logrelay_client import LogRelay
-from ironrt.supervisor.envfiles import EnvFileError, read_env_files
 from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for

@@ -48,9 +48,7 @@ def seen(out: Path) -> dict[str, str | None]:
 
 
 def stored_bytes(daemon: TempDaemon) -> bytes:
-    return b"".join(
-        p.read_bytes() for p in daemon.home.iterdir() if p.name.startswith("ironrt.db")
-    )
+    return b"".join(p.read_bytes() for p in daemon.home.iterdir() if p.name.startswith("ironrt.db"))
 
 
 def test_values_reach_the_agent_at_each_start_and_never_the_database(
