@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -224,6 +224,22 @@ def check_count(field: str, value: int) -> None:
 PiiMode = Literal["off", "detect", "redact", "block"]
 
 
+# ---- ranges, checked where requests are decoded and published in openapi.json -----------
+# The `__post_init__` checks below say the same in friendlier words, and also hold for
+# requests built in Python (msgspec applies `Meta` only when decoding).
+Usd = Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
+Restarts = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+UptimeS = Annotated[float, msgspec.Meta(ge=0, le=MAX_MIN_UPTIME_S)]
+LogBytes = Annotated[int, msgspec.Meta(ge=MIN_LOG_MAX_BYTES, le=MAX_LOG_MAX_BYTES)]
+LogKeep = Annotated[int, msgspec.Meta(ge=1, le=MAX_LOG_KEEP)]
+MemoryBytes = Annotated[int, msgspec.Meta(ge=MIN_MAX_MEMORY_BYTES, le=MAX_MAX_MEMORY_BYTES)]
+OpenFiles = Annotated[int, msgspec.Meta(ge=MIN_OPEN_FILES, le=MAX_OPEN_FILES)]
+CpuSeconds = Annotated[int, msgspec.Meta(ge=1, le=MAX_CPU_SECONDS)]
+AgentName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Seconds3600 = Annotated[float, msgspec.Meta(ge=0, le=3600)]
+
+
 class Base(msgspec.Struct, omit_defaults=False):
     """Answers: a client ignores fields it does not know, so a newer daemon may add some."""
 
@@ -236,15 +252,15 @@ class StartRequest(RequestBody):
     command: list[str]
     cwd: str
     env: dict[str, str] = {}
-    name: str | None = None
-    budget_usd: float | None = None
+    name: AgentName | None = None
+    budget_usd: Usd | None = None
     restart: RestartPolicy = "no"
     #: Consecutive unstable restarts allowed (runs shorter than `min_uptime_s`); null: no cap.
-    max_restarts: int | None = DEFAULT_MAX_RESTARTS
+    max_restarts: Restarts | None = DEFAULT_MAX_RESTARTS
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
-    rpm: int | None = None
-    tpm: int | None = None
+    rpm: Count | None = None
+    tpm: Count | None = None
     allow_unmetered: bool = False
     #: Extra variables layered over `env` (the CLI's `--env K=V`).
     env_overrides: dict[str, str] = {}
@@ -256,15 +272,15 @@ class StartRequest(RequestBody):
     #: The project the agent belongs to: its calls must also fit `project:NAME`'s limits.
     project: str | None = None
     #: A run shorter than this is unstable: it counts toward `max_restarts`.
-    min_uptime_s: float = DEFAULT_MIN_UPTIME_S
+    min_uptime_s: UptimeS = DEFAULT_MIN_UPTIME_S
     #: Log rotation: bytes per file and rotated files kept (null: the daemon's defaults).
-    log_max_bytes: int | None = None
-    log_keep: int | None = None
+    log_max_bytes: LogBytes | None = None
+    log_keep: LogKeep | None = None
     #: Restart the agent when its tree's RSS exceeds this (PM2's `max_memory_restart`).
-    max_memory_bytes: int | None = None
+    max_memory_bytes: MemoryBytes | None = None
     #: RLIMIT_NOFILE (soft and hard) and RLIMIT_CPU of each of its processes.
-    max_open_files: int | None = None
-    max_cpu_seconds: int | None = None
+    max_open_files: OpenFiles | None = None
+    max_cpu_seconds: CpuSeconds | None = None
     #: Digest of the apps-file entry (`ironrt up`) this agent is started from: a changed
     #: entry has another digest, so `up` knows to restart it with its new spec.
     spec_digest: str | None = None
@@ -345,7 +361,7 @@ class AgentList(Base):
 
 
 class StopRequest(RequestBody):
-    timeout: float = 10.0
+    timeout: Seconds3600 = 10.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.timeout <= 3600:
@@ -356,11 +372,11 @@ class UpdateRequest(RequestBody):
     """Settings that may change on a running agent. An absent field is left as it is; a
     `null` budget, rpm or tpm removes that limit."""
 
-    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
+    budget_usd: Usd | msgspec.UnsetType | None = msgspec.UNSET
     pii: PiiMode | msgspec.UnsetType = msgspec.UNSET
     on_budget: OnBudget | msgspec.UnsetType = msgspec.UNSET
-    rpm: int | msgspec.UnsetType | None = msgspec.UNSET
-    tpm: int | msgspec.UnsetType | None = msgspec.UNSET
+    rpm: Count | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: Count | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.budget_usd, float):
@@ -404,11 +420,11 @@ class LimitsUpdate(RequestBody):
     """`PUT /v1/limits/{scope}`: the given fields are set, `null` clears one, an absent one
     is left as it is."""
 
-    budget_usd: float | msgspec.UnsetType | None = msgspec.UNSET
+    budget_usd: Usd | msgspec.UnsetType | None = msgspec.UNSET
     window: str | msgspec.UnsetType | None = msgspec.UNSET
-    rpm: int | msgspec.UnsetType | None = msgspec.UNSET
-    tpm: int | msgspec.UnsetType | None = msgspec.UNSET
-    max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET
+    rpm: Count | msgspec.UnsetType | None = msgspec.UNSET
+    tpm: Count | msgspec.UnsetType | None = msgspec.UNSET
+    max_concurrent: Count | msgspec.UnsetType | None = msgspec.UNSET
     models: list[str] | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:

@@ -72,7 +72,7 @@ class Request:
         except msgspec.ValidationError as exc:
             # A check of the request's own (`__post_init__`, a ValueError) or a number
             # beyond what JSON numbers hold: the type was right, the value is not (422).
-            ranged = isinstance(exc.__cause__, ValueError) or "out of range" in str(exc)
+            ranged = isinstance(exc.__cause__, ValueError) or _OUT_OF_RANGE.search(str(exc))
             cls = InvalidValue if ranged else InvalidRequest
             raise cls(f"invalid request body: {exc}", field=_field_of(exc)) from exc
         except msgspec.DecodeError as exc:
@@ -99,6 +99,10 @@ class Request:
                 f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name
             )
         return value
+
+
+#: msgspec's words for a value outside its `Meta` range, or beyond what a number holds.
+_OUT_OF_RANGE = re.compile(r"Expected `[^`]+` (of length )?[<>]=?|out of range")
 
 
 def _field_of(exc: msgspec.ValidationError) -> str | None:
