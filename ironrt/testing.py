@@ -28,7 +28,8 @@ arrival order and is bounded in time, so a forgotten fault cannot hang a test ru
   connection without finishing the response.
 - `hold_stream(timeout)`: the next stream sends its first event, then waits until the
   returned `StreamHold` is released (or `timeout` passes).
-- `requests`: every API request received (method, path, query, headers, decoded body).
+- `requests`: every API request received (method, path as received and decoded, query,
+  headers, decoded body).
 
 The same controls over HTTP, for a test driving the fake from another process (JSON
 bodies; every field optional):
@@ -179,6 +180,8 @@ class ReceivedRequest:
     #: The decoded JSON body, or None if the body was empty or not JSON (see `raw`).
     body: Any
     raw: bytes = b""
+    #: The path exactly as it came over the wire (`path` is percent-decoded).
+    raw_path: str = ""
 
 
 @dataclass(slots=True)
@@ -525,8 +528,11 @@ class FakeUpstream:
         method: str = scope["method"]
         path: str = scope["path"]
         query = scope.get("query_string", b"").decode("latin-1")
+        raw_path = (scope.get("raw_path") or path.encode()).decode("latin-1")
         with self._state.lock:
-            self._state.requests.append(ReceivedRequest(method, path, query, headers, body, raw))
+            self._state.requests.append(
+                ReceivedRequest(method, path, query, headers, body, raw, raw_path)
+            )
             latency, usage, expect_key, says, answer_model = (
                 self._state.latency,
                 self._state.usage,

@@ -7,7 +7,19 @@
                   event through pipeline.stream_event (usage read on the way)
               ──▶ settle (service.py): price usage, pipeline.complete, record trace + spend
 
-Answers the router makes itself (refusals, errors) are provider-shaped, in responses.py.
+Answers the router makes itself (refusals, errors) are provider-shaped, in responses.py,
+and carry `x-should-retry: false` unless a retry can help. A refusal of a request from a
+known agent (a valid IC_TOKEN) is settled like any call: it leaves a trace. One no agent
+owns (no token, an unknown one) is logged instead, at a bounded rate (strays.py).
+
+The endpoint is decided on the canonical form of the raw request path (paths.py), and that
+exact path is what goes upstream. Request bodies are decoded and checked in one place
+(bodies.py) before anything reads them.
+
+Whatever else goes wrong is a bug, and `__call__` is its last stop: it is logged with its
+traceback, the call is settled with the error in its trace, and the agent gets a
+provider-shaped 500 `internal_error` with `x-should-retry: false` (the same request would
+meet the same bug), or, when its answer has started, the provider's stream error event.
 
 Everything provider-specific is asked of the adapter; everything governance-specific is
 decided by the policies. This module only moves bytes and keeps the books straight: the
@@ -27,13 +39,16 @@ import msgspec
 
 from ironrt.ledger import Ledger
 from ironrt.router.admission import Admitter
+from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
 from ironrt.router.counting import Sender, exact_input_tokens, offline_sender
-from ironrt.router.flow import Flow
+from ironrt.router.flow import Endpoint, Flow, Refusal
 from ironrt.router.governance import AgentGovernance
+from ironrt.router.paths import BadPath, canonical_path, check_query, describe_target, raw_target
 from ironrt.router.pipeline import Pipeline
-from ironrt.router.providers import ProviderAdapter, adapter_for
+from ironrt.router.providers import OPENAI, ProviderAdapter, adapter_for
 from ironrt.router.relay import relay_body, relay_stream
-from ironrt.router.responses import note_refusal, send_error, send_json, send_refusal
+from ironrt.router.responses import note_refusal, send_error, send_json, send_refused
+from ironrt.router.strays import StrayLog
 from ironrt.router.upstream import (
     Upstream,
     UpstreamUnavailable,
@@ -50,7 +65,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: Bodies above this are refused with 413 while being read (images in base64 fit well below).
 MAX_BODY_BYTES = 16 * 1024 * 1024
-_DECODE = msgspec.json.Decoder()
 _ENCODE = msgspec.json.encode
 _SUPPORTED = (
     "OpenAI /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models; "
@@ -82,6 +96,7 @@ class RouterApp:
         self.lookup = lookup
         self.settle = settle
         self.admitter = Admitter(ledger, self._count, admission_timeout)
+        self.strays = StrayLog()
 
     async def _count(self, flow: Flow) -> int | None:
         if flow.body is None:
@@ -92,117 +107,181 @@ class RouterApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        path: str = scope["path"]
+        x = _Exchange(send)
+        try:
+            await self._serve(x, scope, receive)
+        except Exception as exc:
+            await self._fail(x, scope, exc)
+        finally:
+            if x.flow is not None and not x.flow.settled:
+                with anyio.CancelScope(shield=True):
+                    await self._settle_quietly(x.flow)
+
+    async def _serve(self, x: _Exchange, scope: Scope, receive: Receive) -> None:
         method: str = scope["method"]
         headers = _headers(scope)
-        if path in ("/health", "/healthz"):
-            await send_json(send, 200, b'{"ok":true}')
+        raw_path = raw_target(scope)
+        if raw_path in (b"/health", b"/healthz"):
+            await send_json(x, 200, b'{"ok":true}')
             return
-        adapter = adapter_for(path, headers)
-        if adapter is None:
-            await send_json(
-                send,
-                404,
-                _ENCODE(
-                    {
-                        "error": {
-                            "message": f"ironrt router: no such endpoint {method} {path}; "
-                            f"supported: {_SUPPORTED}",
-                            "type": "invalid_request_error",
-                            "param": None,
-                            "code": "unknown_endpoint",
-                        }
-                    }
-                ),
-            )
-            return
-        token = adapter.token_from_headers(headers)
+        # The error shape the client speaks, before its path is trusted to say more.
+        x.adapter = adapter_for("/v1", headers) or OPENAI
+        try:
+            path = canonical_path(raw_path)
+            query = check_query(scope.get("query_string", b""))
+            bad: str | None = None
+        except BadPath as exc:
+            path, query, bad = "", "", str(exc)
+        adapter = adapter_for(path, headers) if bad is None else None
+        if adapter is not None:
+            x.adapter = adapter
+        token = x.adapter.token_from_headers(headers)
         gov = self.lookup(token_hash(token)) if token else None
-        if gov is None or not gov.active:
+        agent = gov if gov is not None and gov.active else None
+        target = f"{method} {describe_target(raw_path)}"
+        if adapter is None:
+            because = f" ({bad})" if bad else ""
+            refusal = Refusal(
+                404,
+                f"ironrt router: no such endpoint {target}{because}; supported: {_SUPPORTED}",
+                code="unknown_endpoint",
+                policy="router",
+            )
+            why = bad or "not an API path"
+            await self._refuse_early(x, agent, "unmetered", headers, refusal, target, why)
+            return
+        if agent is None:
             reason = (
                 "no IC_TOKEN was sent (set the SDK's api_key from the agent's environment)"
                 if not token
                 else "the IC_TOKEN is unknown or revoked (the agent was stopped?)"
             )
-            await send_error(
-                send,
-                adapter,
+            refusal = Refusal(
                 401,
                 f"ironrt router: {reason}",
-                "authentication_error",
-                "invalid_ic_token",
-                retry=False,
+                type="authentication_error",
+                code="invalid_ic_token",
+                policy="router",
             )
+            why = "no token" if not token else "unknown or revoked token"
+            await self._refuse_early(x, None, "unmetered", headers, refusal, target, why)
             return
         endpoint = adapter.endpoint_for(method, path)
-        if endpoint is None or (endpoint == "unmetered" and not gov.allow_unmetered):
-            await send_error(
-                send,
-                adapter,
+        if endpoint is None or (endpoint == "unmetered" and not agent.allow_unmetered):
+            refusal = Refusal(
                 404,
-                f"ironrt router: {method} {path} cannot be metered, so it is not "
-                f"forwarded (start the agent with --allow-unmetered to allow it); "
-                f"supported: {_SUPPORTED}",
-                "invalid_request_error",
-                "endpoint_not_supported",
-                retry=False,
+                f"ironrt router: {target} cannot be metered, so it is not forwarded (start "
+                f"the agent with --allow-unmetered to allow it); supported: {_SUPPORTED}",
+                code="endpoint_not_supported",
+                policy="router",
             )
+            why = "cannot be metered"
+            await self._refuse_early(x, agent, "unmetered", headers, refusal, target, why)
             return
+        flow = x.flow = Flow(
+            agent=agent, adapter=adapter, endpoint=endpoint, body=None, headers=headers
+        )
         try:
             raw = await _read_body(receive)
         except _BodyTooLarge:
-            await send_error(
-                send,
-                adapter,
+            refusal = Refusal(
                 413,
                 f"ironrt router: request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
-                "invalid_request_error",
-                "request_too_large",
-                retry=False,
+                code="request_too_large",
+                policy="router",
             )
+            await self._refuse(x, flow, refusal)
             return
         except _ClientGone:
+            x.flow = None  # nothing was asked: no call to record
             return
-        body: dict[str, Any] | None = None
         if raw and endpoint != "unmetered":
             try:
-                decoded = _DECODE.decode(raw)
-            except msgspec.DecodeError as exc:
-                await send_error(
-                    send,
-                    adapter,
-                    400,
-                    f"ironrt router: malformed JSON body: {exc}",
-                    "invalid_request_error",
-                    "invalid_json",
-                    retry=False,
-                )
+                parsed = await parse_request_off_loop(adapter, endpoint, raw)
+            except BadBody as exc:
+                refusal = Refusal(400, exc.message, code=exc.code, policy="router", param=exc.param)
+                await self._refuse(x, flow, refusal)
                 return
-            if not isinstance(decoded, dict):
-                await send_error(
-                    send,
-                    adapter,
-                    400,
-                    "ironrt router: the JSON body must be an object",
-                    "invalid_request_error",
-                    "invalid_json",
-                    retry=False,
-                )
-                return
-            body = decoded
-        flow = Flow(agent=gov, adapter=adapter, endpoint=endpoint, body=body, headers=headers)
-        flow.model = adapter.request_model(endpoint, body) if body is not None else ""
-        flow.stream = adapter.is_stream(endpoint, body) if body is not None else False
-        flow.input_bound = (
-            adapter.input_token_bound(endpoint, body, len(raw)) if body is not None else 0
-        )
+            flow.body = parsed.body
+            flow.model, flow.stream, flow.input_bound = (
+                parsed.model,
+                parsed.stream,
+                parsed.input_bound,
+            )
         base = self.config.base_urls.get(adapter.name)
         flow.metadata["upstream"] = f"{adapter.name}:{base or adapter.default_base_url}"
+        target_url = path + ("?" + query if query else "")
+        await self._handle(flow, scope, headers, receive, x, raw, base, target_url)
+
+    async def _refuse_early(
+        self,
+        x: _Exchange,
+        agent: AgentGovernance | None,
+        endpoint: Endpoint,
+        headers: dict[str, str],
+        refusal: Refusal,
+        target: str,
+        why: str,
+    ) -> None:
+        """A refusal before the call has a body: traced if an agent is known, else logged."""
+        assert x.adapter is not None
+        if agent is None:
+            self.strays.refused(refusal.status, refusal.code or refusal.type, target, why)
+            await send_refused(x, x.adapter, refusal)
+            return
+        flow = x.flow = Flow(
+            agent=agent, adapter=x.adapter, endpoint=endpoint, body=None, headers=headers
+        )
+        await self._refuse(x, flow, refusal, target)
+
+    async def _refuse(
+        self, send: Send, flow: Flow, refusal: Refusal, detail: str | None = None
+    ) -> None:
+        """Record the refusal (settled: its trace says who refused what), then answer."""
+        note_refusal(flow, refusal)
+        if refusal.param:
+            flow.error = f"{flow.error} ({refusal.param})"
+        if detail:
+            flow.error = f"{flow.error} ({detail[:300]})"
+        await self.settle(flow)
+        await send_refused(send, flow.adapter, refusal)
+
+    async def _settle_quietly(self, flow: Flow) -> None:
         try:
-            await self._handle(flow, scope, headers, receive, send, raw, base)
-        finally:
+            await self.settle(flow)
+        except Exception:
+            log.exception("router: could not settle a call of agent %s", flow.agent.agent_id)
+
+    async def _fail(self, x: _Exchange, scope: Scope, exc: Exception) -> None:
+        """The last stop of an unexpected exception: logged, traced, answered."""
+        kind = type(_innermost(exc)).__name__
+        where = f"{scope.get('method', '?')} {describe_target(raw_target(scope))}"
+        log.error("router: unexpected %s on %s", kind, where, exc_info=exc)
+        flow = x.flow
+        if flow is not None and not flow.settled:
+            if not x.started:
+                flow.status_code = 500
+            note = f"internal error ({kind}); the daemon log has the traceback"
+            flow.error = f"{flow.error}; {note}" if flow.error else note
             with anyio.CancelScope(shield=True):
-                await self.settle(flow)
+                await self._settle_quietly(flow)
+        message = (
+            f"ironrt router: internal error ({kind}); the call was not completed. "
+            "This is a bug in ironrt: the daemon log has the details"
+        )
+        adapter = x.adapter or OPENAI
+        try:
+            if not x.started:
+                await send_error(
+                    x, adapter, 500, message, "api_error", "internal_error", retry=False
+                )
+            elif not x.finished:
+                if flow is not None and flow.stream:
+                    event = adapter.stream_error_event(message, "api_error")
+                    await x({"type": "http.response.body", "body": event, "more_body": True})
+                await x({"type": "http.response.body", "body": b""})
+        except Exception:  # the client is gone, or the server refused the message
+            log.debug("router: could not answer after an internal error", exc_info=True)
 
     async def _handle(
         self,
@@ -213,7 +292,10 @@ class RouterApp:
         send: Send,
         raw: bytes,
         base: str | None,
+        target: str,
     ) -> None:
+        """Forward a call whose path and body were checked: `target` is its canonical path
+        and query, exactly what goes upstream."""
         adapter = flow.adapter
         drop_usage = False
         if (
@@ -227,14 +309,22 @@ class RouterApp:
         if flow.refusal is None and flow.claim is not None:
             await self.admitter.admit(flow)
         if flow.refusal is not None:
-            note_refusal(flow, flow.refusal)
-            await self.settle(flow)
-            await send_refusal(send, flow, flow.refusal)
+            await self._refuse(send, flow, flow.refusal)
             return
         if flow.body_changed and flow.body is not None:
-            raw = _ENCODE(flow.body)
+            try:
+                raw = await encode_json(flow.body, len(raw))
+            except RecursionError:
+                refusal = Refusal(
+                    400,
+                    "ironrt router: the JSON body is nested too deeply",
+                    code="invalid_json",
+                    policy="router",
+                )
+                await self._refuse(send, flow, refusal)
+                return
         if self.config.offline:
-            upstream = offline(flow, scope["path"])
+            upstream = offline(flow, target.split("?", 1)[0])
         else:
             found = self.config.keys(adapter.name)
             if found is None:
@@ -255,9 +345,7 @@ class RouterApp:
                 )
                 return
             outgoing = upstream_headers(adapter, headers, found)
-            qs = scope.get("query_string", b"")
-            path = scope["path"] + (("?" + qs.decode("latin-1")) if qs else "")
-            url = adapter.upstream_url(path, base)
+            url = adapter.upstream_url(target, base)
             try:
                 upstream = await self.upstream.send(
                     flow,
@@ -283,6 +371,10 @@ class RouterApp:
                     retry=not gave_up,
                 )
                 return
+            except Exception:
+                # Unexpected, and the request may have left: charged as one that did.
+                flow.upstream_failure = flow.upstream_failure or "protocol"
+                raise
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
                 await relay_stream(
@@ -293,6 +385,37 @@ class RouterApp:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
+
+
+def _innermost(exc: BaseException) -> BaseException:
+    """The one error inside (nested) groups of one, as a task group raises it."""
+    inner = getattr(exc, "exceptions", None)
+    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
+
+
+class _Exchange:
+    """One request's answer as it goes out: whether it started and ended, and what the
+    failure guard needs to answer or record (the adapter shaping errors, the flow)."""
+
+    __slots__ = ("_send", "adapter", "finished", "flow", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self.finished = False
+        self.adapter: ProviderAdapter | None = None
+        self.flow: Flow | None = None
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.started = True
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.finished = True
+        await self._send(message)
 
 
 class _BodyTooLarge(Exception):

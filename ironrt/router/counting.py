@@ -16,6 +16,7 @@ is an optimisation, never a reason to refuse.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ from ironrt.router.providers import ADAPTERS
 from ironrt.router.providers.base import ProviderAdapter
 
 __all__ = ["Sender", "exact_input_tokens", "offline_sender"]
+
+log = logging.getLogger("ironrt.router")
 
 #: `send(path, json_body)` -> (HTTP status, decoded JSON), or None on a transport failure.
 Sender = Callable[[str, dict[str, Any]], Awaitable[tuple[int, Any] | None]]
@@ -40,21 +43,29 @@ async def exact_input_tokens(
     send: Sender,
 ) -> int | None:
     """count + margin, or None if the call cannot be counted or the count failed (the
-    caller falls back to its byte bound)."""
-    request = adapter.count_request(endpoint, body)
-    if request is None:
+    caller falls back to its byte bound).
+
+    Translating a body for the count endpoint walks far more of it than anything else the
+    router does; a shape nobody foresaw there is logged and costs only the exact count.
+    """
+    try:
+        request = adapter.count_request(endpoint, body)
+        if request is None:
+            return None
+        path, payload = request
+        answer = await send(path, payload)
+        if answer is None:
+            return None
+        status, decoded = answer
+        if not 200 <= status < 300:
+            return None
+        count = adapter.count_from_response(decoded)
+        if count is None:
+            return None
+        return count + adapter.count_margin(endpoint, body)
+    except Exception:  # not CancelledError: a cancelled call stays cancelled
+        log.exception("router: the exact input count of a %s call failed", endpoint)
         return None
-    path, payload = request
-    answer = await send(path, payload)
-    if answer is None:
-        return None
-    status, decoded = answer
-    if not 200 <= status < 300:
-        return None
-    count = adapter.count_from_response(decoded)
-    if count is None:
-        return None
-    return count + adapter.count_margin(endpoint, body)
 
 
 def offline_sender(adapter_name: str) -> Sender:

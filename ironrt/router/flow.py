@@ -84,6 +84,8 @@ class Refusal:
     policy: str = ""
     retryable: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    #: The request field at fault, if one is (OpenAI's errors name it as `param`).
+    param: str | None = None
 
 
 @dataclass(slots=True)

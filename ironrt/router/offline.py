@@ -56,6 +56,8 @@ _PREAMBLE = ["This", "is", "an", "offline", "reply", "from", "ironrt."]
 _ECHO_WORDS = 12
 _TOOL_WORD = re.compile(r"\btools?\b", re.IGNORECASE)
 _ARG_PIECE = 8  # characters of tool-call arguments per stream delta
+_SCHEMA_DEPTH = 32
+_MAX_CHOICES = 128
 
 #: Models the offline provider lists; all are priced by genai-prices.
 DEFAULT_MODELS: dict[str, tuple[str, ...]] = {
@@ -244,8 +246,10 @@ def _ends_with_tool_result(endpoint: Endpoint, body: dict[str, Any]) -> bool:
     )
 
 
-def _schema_value(schema: Any) -> Any:
-    """A plausible value for a JSON-schema (enough to make valid tool arguments)."""
+def _schema_value(schema: Any, depth: int = 0) -> Any:
+    """A plausible value for a JSON-schema (enough to make valid tool arguments); objects
+    nested deeper than `_SCHEMA_DEPTH` are left empty (a recursion bound, not a limit any
+    real tool reaches)."""
     schema = dict_value(schema)
     if isinstance(schema.get("enum"), list) and schema["enum"]:
         return schema["enum"][0]
@@ -253,8 +257,10 @@ def _schema_value(schema: Any) -> Any:
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object" or "properties" in schema:
+        if depth >= _SCHEMA_DEPTH:
+            return {}
         props = dict_value(schema.get("properties"))
-        return {name: _schema_value(sub) for name, sub in props.items()}
+        return {name: _schema_value(sub, depth + 1) for name, sub in props.items()}
     return {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}.get(
         str(kind), "offline"
     )
@@ -301,6 +307,8 @@ def _plan(
     asked = _TOOL_WORD.search(user_text) and not _ends_with_tool_result(endpoint, body)
     tool = _first_tool(endpoint, body) if asked else None
     choices = adapter.choices(endpoint, body)
+    if choices > _MAX_CHOICES:  # as the API: and a reply per choice must stay bounded
+        raise _BadRequest(f"'n' must be at most {_MAX_CHOICES}.", "n")
     if tool is not None:
         args = tool[1]
         pieces = [args[i : i + _ARG_PIECE] for i in range(0, len(args), _ARG_PIECE)]

@@ -1,7 +1,8 @@
 """Relaying the provider's answer to the agent, through the policies on the way back.
 
-A whole body is decoded once, read for usage, offered to the policies and re-encoded only
-if one changed it. A stream is relayed event by event as it arrives (never buffered
+A whole body is decoded once (for its usage alone if it holds no text), read for usage,
+offered to the policies and re-encoded only if one changed it, off the event loop when
+it is large (bodies.py). A stream is relayed event by event as it arrives (never buffered
 whole): usage is read from its events, the usage-only chunk the router asked for is
 dropped, and what the policies hold back is flushed before the event that closes its
 channel. If the agent hangs up mid-stream, the upstream is still read (bounded) to learn
@@ -23,6 +24,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from ironrt.router.bodies import OFFLOAD_BYTES, decode_json, decode_usage, encode_json
 from ironrt.router.flow import Flow, StreamEvent, TokenUsage
 from ironrt.router.pipeline import Pipeline, PolicyFailed
 from ironrt.router.responses import NO_RETRY, send_error
@@ -36,7 +38,6 @@ Settle = Callable[[Flow], Awaitable[None]]
 #: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
 DRAIN_AFTER_DISCONNECT_S = 30.0
 _DECODE = msgspec.json.Decoder()
-_ENCODE = msgspec.json.encode
 
 
 async def relay_body(
@@ -64,17 +65,18 @@ async def relay_body(
     flow.ttfb = time.monotonic()
     headers = list(upstream.headers)
     if upstream.status < 300 and "json" in upstream.content_type and flow.endpoint != "unmetered":
-        try:
-            parsed = _DECODE.decode(data)
-        except msgspec.DecodeError:
-            parsed = None
+        whole = adapter.response_has_text(flow.endpoint)
+        # A body without text is read for its usage alone (embeddings: megabytes of floats).
+        parsed = await decode_json(data) if whole else await decode_usage(data)
         if parsed is not None:
             flow.usage = adapter.usage_from_response(flow.endpoint, parsed)
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
                 flow.response_model = parsed["model"]
             try:
-                if pipeline.response(flow, parsed):
-                    data = _ENCODE(parsed)
+                # Policies see the body through the adapter's text slots: a body read for
+                # its usage alone has none, and is never re-encoded in place of the whole.
+                if pipeline.response(flow, parsed) and whole:
+                    data = await encode_json(parsed, len(data))
             except PolicyFailed as exc:
                 flow.status_code, flow.error = 500, str(exc)
                 await settle(flow)
@@ -225,9 +227,11 @@ async def _stream_error(send: Send, flow: Flow, message: str, gone: anyio.Event)
 
 
 def _error_text(data: bytes) -> str:
+    if len(data) > OFFLOAD_BYTES:  # no provider error is this long: not worth the loop
+        return data[:300].decode("utf-8", "replace")
     try:
         parsed = _DECODE.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return data[:300].decode("utf-8", "replace")
     if isinstance(parsed, dict):
         err = parsed.get("error")

@@ -40,8 +40,9 @@ async def send_error(
     *,
     retry: bool,
     extra: list[tuple[bytes, bytes]] | None = None,
+    param: str | None = None,
 ) -> None:
-    body = adapter.error_body(status, message, type_, code)
+    body = adapter.error_body(status, message, type_, code, param)
     headers = [JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
     if not retry:
         headers.append(NO_RETRY)
@@ -57,14 +58,20 @@ def note_refusal(flow: Flow, refusal: Refusal) -> None:
 
 async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
     note_refusal(flow, refusal)
+    await send_refused(send, flow.adapter, refusal)
+
+
+async def send_refused(send: Send, adapter: ProviderAdapter, refusal: Refusal) -> None:
+    """The refusal's answer alone (the flow, if any, was told already)."""
     extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     await send_error(
         send,
-        flow.adapter,
+        adapter,
         refusal.status,
         refusal.message,
         refusal.type,
         refusal.code,
         retry=refusal.retryable,
         extra=extra,
+        param=refusal.param,
     )

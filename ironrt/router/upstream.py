@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
@@ -24,6 +25,7 @@ from typing import Any
 import aiohttp
 import anyio
 import msgspec
+import yarl
 from multidict import CIMultiDictProxy
 
 from ironrt.policies.settings import ReliabilitySettings
@@ -61,6 +63,9 @@ _DROP_FROM_UPSTREAM = frozenset(
     }
 )
 
+#: What uvicorn refuses in a header it sends (its own `HEADER_RE`, `HEADER_VALUE_RE`).
+_BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 #: The exact input count at the budget margin must not stall a call for long.
 COUNT_TIMEOUT_S = 10.0
@@ -109,11 +114,26 @@ def forward_headers(headers: Mapping[str, str], drop: tuple[str, ...]) -> dict[s
 
 
 def response_headers(headers: CIMultiDictProxy[str]) -> list[tuple[bytes, bytes]]:
-    return [
-        (k.lower().encode("latin-1"), v.encode("latin-1"))
-        for k, v in headers.items()
-        if k.lower() not in _DROP_FROM_UPSTREAM
-    ]
+    """The upstream's headers fit to relay, as the bytes that came in (aiohttp decodes them
+    as UTF-8, undecodable bytes as surrogates). A header the router's own HTTP server
+    refuses to send (a control character: aiohttp accepts them) is dropped: relaying it
+    would fail the answer to a call the provider already billed."""
+    out: list[tuple[bytes, bytes]] = []
+    for k, v in headers.items():
+        name = k.lower()
+        if name in _DROP_FROM_UPSTREAM:
+            continue
+        raw_name = name.encode("utf-8", "surrogateescape")
+        raw_value = v.encode("utf-8", "surrogateescape")
+        if _BAD_NAME.search(raw_name) is None and _BAD_VALUE.search(raw_value) is None:
+            out.append((raw_name, raw_value))
+    return out
+
+
+def exact_url(url: str) -> yarl.URL:
+    """`url` as the upstream client must send it: already encoded (the router's canonical
+    path, see paths.py), so yarl neither resolves dot-segments nor re-quotes anything."""
+    return yarl.URL(url, encoded=True)
 
 
 def retry_after_seconds(headers: CIMultiDictProxy[str]) -> float | None:
@@ -208,7 +228,7 @@ class Upstream:
             try:
                 resp = await session.request(
                     method,
-                    url,
+                    exact_url(url),
                     headers=headers,
                     data=content or None,
                     allow_redirects=False,
@@ -251,7 +271,7 @@ class Upstream:
         try:
             with anyio.fail_after(COUNT_TIMEOUT_S):
                 async with self.session(provider).post(
-                    url, headers=headers, data=content, proxy=self.proxy_for(url)
+                    exact_url(url), headers=headers, data=content, proxy=self.proxy_for(url)
                 ) as resp:
                     data = await resp.read()
                     status = resp.status
@@ -259,7 +279,7 @@ class Upstream:
             return None
         try:
             return status, msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
 
 

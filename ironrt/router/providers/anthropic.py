@@ -62,6 +62,18 @@ _COUNT_PATH = "/v1/messages/count_tokens"
 _COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
+# What the router walks of a Messages body (see `ProviderAdapter.request_shapes`).
+class _Message(msgspec.Struct):
+    content: str | list[Any] | None = None
+
+
+class _MessagesShape(msgspec.Struct):
+    model: str | None = None
+    messages: list[_Message] | None = None
+    system: str | list[Any] | None = None
+    tools: list[Any] | None = None
+
+
 def error_type_for_status(status: int) -> str:
     """The documented error type for a status: other 4xx are invalid requests, 5xx API errors."""
     known = ERROR_TYPES.get(status)
@@ -97,6 +109,10 @@ class AnthropicAdapter(ProviderAdapter):
     base_url_env: ClassVar[str] = "IRONRT_ANTHROPIC_BASE_URL"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     price_provider: ClassVar[str] = "anthropic"
+    request_shapes: ClassVar[Mapping[str, type[msgspec.Struct]]] = {
+        "messages": _MessagesShape,
+        "messages.count_tokens": _MessagesShape,
+    }
 
     # ---- routing and auth -------------------------------------------------------------
 

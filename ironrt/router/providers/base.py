@@ -33,9 +33,13 @@ Conventions every adapter follows (the router and policies rely on them):
 from __future__ import annotations
 
 import functools
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
+
+import msgspec
+import yarl
 
 from ironrt.router.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
 
@@ -43,7 +47,9 @@ __all__ = [
     "FILE_TOKENS_ALLOWANCE",
     "IMAGE_TOKENS_ALLOWANCE",
     "TOOLS_TOKENS_ALLOWANCE",
+    "BodyProblem",
     "ProviderAdapter",
+    "body_problem",
     "channel_closed",
     "content_slots",
     "context_window",
@@ -72,6 +78,32 @@ FILE_TOKENS_ALLOWANCE = 1_000_000
 #: Chat framing per call (role markers, reply priming): the JSON syntax around each
 #: message is already longer in bytes than the framing tokens, this is a margin.
 _FRAMING_TOKENS = 64
+
+
+class BodyProblem(msgspec.Struct, frozen=True):
+    """A request body field of a type the router cannot read: the agent gets a 400."""
+
+    #: The field, as the APIs name it in errors (`messages[0].content`).
+    param: str
+    message: str
+
+
+_AT = re.compile(r"^(?P<detail>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+
+
+def body_problem(exc: msgspec.ValidationError) -> BodyProblem:
+    """msgspec's "Expected `array`, got `int` - at `$.messages`" as a named param."""
+    match = _AT.match(str(exc))
+    detail = match.group("detail") if match else str(exc)
+    param = ((match.group("path") if match else None) or "").lstrip(".") or "body"
+    detail = detail[:1].lower() + detail[1:]
+    return BodyProblem(param, f"ironrt router: invalid type for '{param}': {detail}")
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded_base(base: str) -> str:
+    """A configured base URL in the encoded form the upstream client gets verbatim."""
+    return str(yarl.URL(base))
 
 
 def join_url(base: str, path: str) -> str:
@@ -225,8 +257,12 @@ class ProviderAdapter(ABC):
     # ---- routing and auth -------------------------------------------------------------
 
     def upstream_url(self, path: str, base: str | None = None) -> str:
-        """Where to send `path` (query string included); `base` overrides the default."""
-        return join_url(base or self.default_base_url, path)
+        """Where to send `path` (query string included); `base` overrides the default.
+
+        The result is already encoded: `path` is the router's canonical path
+        (`ironrt.router.paths`) and goes upstream exactly as it is.
+        """
+        return join_url(_encoded_base(base or self.default_base_url), path)
 
     @abstractmethod
     def endpoint_for(self, method: str, path: str) -> Endpoint | None:
@@ -253,6 +289,27 @@ class ProviderAdapter(ABC):
         """An SSE event that makes the SDK raise: the stream failed after it started."""
 
     # ---- request shape ----------------------------------------------------------------
+
+    #: Per endpoint, a msgspec type describing the fields of a request body that the
+    #: router and the policies walk (lists they iterate, objects they look into). A body
+    #: that does not fit is answered 400 before anything reads it; fields the code only
+    #: tests with `isinstance` need no entry.
+    request_shapes: ClassVar[Mapping[str, type[msgspec.Struct]]] = {}
+
+    def request_problem(self, endpoint: Endpoint, body: dict[str, Any]) -> BodyProblem | None:
+        """What in `body` has a type the router cannot read, if anything.
+
+        Checked once, where the body is decoded: the rest of the adapter (and every
+        policy) may then take the checked fields' types for granted.
+        """
+        shape = self.request_shapes.get(endpoint)
+        if shape is None:
+            return None
+        try:
+            msgspec.convert(body, shape)
+        except msgspec.ValidationError as exc:
+            return body_problem(exc)
+        return None
 
     def request_model(self, endpoint: Endpoint, body: Any) -> str:
         model = dict_value(body).get("model")
@@ -367,6 +424,11 @@ class ProviderAdapter(ABC):
         self, endpoint: Endpoint, body: dict[str, Any], on_change: Callable[[], None]
     ) -> list[TextSlot]:
         """Every piece of text a request sends (prompts, system, tool results, input)."""
+
+    def response_has_text(self, endpoint: Endpoint) -> bool:
+        """Whether a non-streamed response of `endpoint` can hold text (`response_texts`);
+        one that cannot is read for its `usage` and `model` alone."""
+        return endpoint in ("chat.completions", "responses", "messages")
 
     @abstractmethod
     def response_texts(self, endpoint: Endpoint, body: Any) -> list[TextSlot]:

@@ -62,6 +62,33 @@ _RESPONSES_TEXT_FIELDS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
+# What the router walks of each request body (see `ProviderAdapter.request_shapes`):
+# types only, no values; anything not named here is read with `isinstance` or not at all.
+class _ChatMessage(msgspec.Struct):
+    content: str | list[Any] | None = None
+    tool_calls: list[Any] | None = None
+    function_call: dict[str, Any] | None = None
+
+
+class _ChatShape(msgspec.Struct):
+    model: str | None = None
+    messages: list[_ChatMessage] | None = None
+    stream_options: dict[str, Any] | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+
+
+class _ResponsesShape(msgspec.Struct):
+    model: str | None = None
+    input: str | list[Any] | None = None
+    tools: list[Any] | None = None
+
+
+class _EmbeddingsShape(msgspec.Struct):
+    model: str | None = None
+    input: str | list[Any] | None = None
+
+
 def _responses_usage(usage: dict[str, Any], into: TokenUsage) -> None:
     details = dict_value(usage.get("input_tokens_details"))
     into.input_tokens = int_value(usage.get("input_tokens"))
@@ -122,6 +149,12 @@ class OpenAIAdapter(ProviderAdapter):
     base_url_env: ClassVar[str] = "IRONRT_OPENAI_BASE_URL"
     default_base_url: ClassVar[str] = "https://api.openai.com"
     price_provider: ClassVar[str] = "openai"
+    request_shapes: ClassVar[Mapping[str, type[msgspec.Struct]]] = {
+        "chat.completions": _ChatShape,
+        "responses": _ResponsesShape,
+        "responses.input_tokens": _ResponsesShape,
+        "embeddings": _EmbeddingsShape,
+    }
 
     # ---- routing and auth -------------------------------------------------------------
 

@@ -283,7 +283,7 @@ def _tool_ref(ref: Any) -> dict[str, Any]:
     """A chat reference to one tool (`{"type": "function", "function": {"name"}}`)."""
     ref = dict_value(ref)
     kind = ref.get("type", "function")
-    inner = dict_value(ref.get(kind))
+    inner = dict_value(ref.get(kind)) if isinstance(kind, str) else {}
     return {"type": kind, "name": _str(inner.get("name") or ref.get("name"))}
 
 
