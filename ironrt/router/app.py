@@ -41,6 +41,18 @@ from ironrt.ledger import Ledger
 from ironrt.router.admission import Admitter
 from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
 from ironrt.router.counting import Sender, exact_input_tokens, offline_sender
+from ironrt.router.exchange import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    ClientGone,
+    Exchange,
+    Receive,
+    Scope,
+    Send,
+    innermost,
+    read_body,
+    request_headers,
+)
 from ironrt.router.flow import Endpoint, Flow, Refusal
 from ironrt.router.governance import AgentGovernance
 from ironrt.router.paths import BadPath, canonical_path, check_query, describe_target, raw_target
@@ -59,12 +71,6 @@ from ironrt.supervisor.environment import token_hash
 
 log = logging.getLogger("ironrt.router")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-#: Bodies above this are refused with 413 while being read (images in base64 fit well below).
-MAX_BODY_BYTES = 16 * 1024 * 1024
 _ENCODE = msgspec.json.encode
 _SUPPORTED = (
     "OpenAI /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models; "
@@ -107,7 +113,7 @@ class RouterApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        x = _Exchange(send)
+        x = Exchange(send)
         try:
             await self._serve(x, scope, receive)
         except Exception as exc:
@@ -117,9 +123,9 @@ class RouterApp:
                 with anyio.CancelScope(shield=True):
                     await self._settle_quietly(x.flow)
 
-    async def _serve(self, x: _Exchange, scope: Scope, receive: Receive) -> None:
+    async def _serve(self, x: Exchange, scope: Scope, receive: Receive) -> None:
         method: str = scope["method"]
-        headers = _headers(scope)
+        headers = request_headers(scope)
         raw_path = raw_target(scope)
         if raw_path in (b"/health", b"/healthz"):
             await send_json(x, 200, b'{"ok":true}')
@@ -182,8 +188,8 @@ class RouterApp:
             agent=agent, adapter=adapter, endpoint=endpoint, body=None, headers=headers
         )
         try:
-            raw = await _read_body(receive)
-        except _BodyTooLarge:
+            raw = await read_body(receive)
+        except BodyTooLarge:
             refusal = Refusal(
                 413,
                 f"ironrt router: request body larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
@@ -192,7 +198,7 @@ class RouterApp:
             )
             await self._refuse(x, flow, refusal)
             return
-        except _ClientGone:
+        except ClientGone:
             x.flow = None  # nothing was asked: no call to record
             return
         if raw and endpoint != "unmetered":
@@ -215,7 +221,7 @@ class RouterApp:
 
     async def _refuse_early(
         self,
-        x: _Exchange,
+        x: Exchange,
         agent: AgentGovernance | None,
         endpoint: Endpoint,
         headers: dict[str, str],
@@ -252,9 +258,9 @@ class RouterApp:
         except Exception:
             log.exception("router: could not settle a call of agent %s", flow.agent.agent_id)
 
-    async def _fail(self, x: _Exchange, scope: Scope, exc: Exception) -> None:
+    async def _fail(self, x: Exchange, scope: Scope, exc: Exception) -> None:
         """The last stop of an unexpected exception: logged, traced, answered."""
-        kind = type(_innermost(exc)).__name__
+        kind = type(innermost(exc)).__name__
         where = f"{scope.get('method', '?')} {describe_target(raw_target(scope))}"
         log.error("router: unexpected %s on %s", kind, where, exc_info=exc)
         flow = x.flow
@@ -385,65 +391,6 @@ class RouterApp:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
-
-
-def _innermost(exc: BaseException) -> BaseException:
-    """The one error inside (nested) groups of one, as a task group raises it."""
-    inner = getattr(exc, "exceptions", None)
-    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
-        exc = inner[0]
-        inner = getattr(exc, "exceptions", None)
-    return exc
-
-
-class _Exchange:
-    """One request's answer as it goes out: whether it started and ended, and what the
-    failure guard needs to answer or record (the adapter shaping errors, the flow)."""
-
-    __slots__ = ("_send", "adapter", "finished", "flow", "started")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.started = False
-        self.finished = False
-        self.adapter: ProviderAdapter | None = None
-        self.flow: Flow | None = None
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.started = True
-        elif kind == "http.response.body" and not message.get("more_body", False):
-            self.finished = True
-        await self._send(message)
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-class _ClientGone(Exception):
-    pass
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 def upstream_headers(
