@@ -23,6 +23,7 @@ bench:
     python bench/supervisor.py
     python bench/pii.py
     python bench/logs.py
+    python bench/stall.py
 
 # The offline demo: no key, no network.
 demo:

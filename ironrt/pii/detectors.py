@@ -27,7 +27,7 @@ from ironrt.pii.finding import Finding, new_finding, resolve
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
 
-__all__ = ["find_pii", "scan"]
+__all__ = ["JSON_ESCAPE", "find_pii", "scan"]
 
 _A = re.ASCII
 
@@ -333,7 +333,8 @@ def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
         colon = text.find(":", max(m.end(), colon + 1))
 
 
-_JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+#: A JSON string escape: `find_pii` reads each as spaces in JSON text (`pieces.py` too).
+JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
 def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Finding]:
@@ -348,7 +349,7 @@ def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Find
     """
     scanned = text
     if json_text and "\\" in text:
-        scanned = _JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
+        scanned = JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
     raw = scan(scanned, start)
     if not raw:
         return raw

@@ -19,6 +19,10 @@ Hooks, in the order a call meets them (all optional, all synchronous, none does 
 - `complete(flow)`: the call settled (success, upstream error, refusal, client gone);
   `flow.usage`, `flow.status_code` and `flow.error` are final. Never refuses.
 
+The router awaits `request_async`, `response_async` and `stream_event_async`, which call
+the hooks above unless a policy overrides them (the PII policy does: it checks a large
+text in steps, letting the event loop run between them).
+
 A hook that raises fails the call closed: the router answers a provider-shaped 500 that
 names the policy, and never forwards a request a policy could not check.
 """
@@ -50,3 +54,15 @@ class Policy:
 
     def complete(self, flow: Flow) -> None:
         return None
+
+    # What the router awaits. A policy whose check of a large body takes long (PII)
+    # overrides these to give the event loop turns meanwhile; by default, the hooks above.
+
+    async def request_async(self, flow: Flow) -> None:
+        self.request(flow)
+
+    async def response_async(self, flow: Flow, body: object) -> bool:
+        return self.response(flow, body)
+
+    async def stream_event_async(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
+        return self.stream_event(flow, event)

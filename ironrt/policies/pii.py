@@ -23,23 +23,51 @@ event that closes its channel and at the end of the stream.
 
 The policy sees text only through `Flow`; the per-call state sits in
 `flow.metadata["pii"]` (a `PiiCallState`), so the router and tests can read what happened.
+
+Large texts. Scanning is pure Python around `re`, 0.2-0.6 µs a character on dense PII (up
+to ~5 µs on crafted input): three 15 MiB prompts held the event loop, so every other
+agent's calls and the control API, for ~10 s. The router awaits the `*_async` hooks: a
+request, response or stream event with at most `INLINE_MAX` characters of text is checked
+inline as before (about a millisecond at most); a larger one is checked in steps of about
+`STEP_S` (`ironrt/pii/steps.py`), and the loop gets a turn whenever the large checks in
+progress have used `TURN_S` between them (`Turns`). One large check per agent runs at a
+time (its other calls wait their turn), so a flood from one agent costs the others one
+share of the loop, not one per prompt. The results are the same as inline (same
+findings, placeholders and order): where a step ends never changes what is found
+(`PieceScan`, `StreamScanner`, `StreamRestorer`).
+
+Why steps on the loop rather than a worker thread: the scan holds the GIL, so a thread
+buys no parallelism, and the loop then waits for the GIL (up to the 5 ms switch interval)
+at every wake-up and socket call. 3 x 4 MiB redacted through the daemon (`bench/stall.py
+--quick`, a loaded 2-CPU machine), p50/p99 of another agent's call and of `/v1/health`:
+with the scan in worker threads (at most 1 or 2, in the same short pieces) 24-36/100-150
+ms and 16-17/63-88 ms; in steps on the loop 13/47 ms and 7/17 ms. A process pool would
+scan in parallel, but ships 15 MiB out and ~10^5 findings back through pickle on the loop.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from ironrt.pii import Finding, Placeholders, StreamRestorer, StreamScanner, find_pii
+import anyio
+
+from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
 from ironrt.pii.redact import NovelPlaceholders
+from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.base import Policy
 from ironrt.protocol import PiiMode
 from ironrt.router.flow import Flow, Refusal, StreamEvent, TextSlot
 from ironrt.router.providers.base import channel_closed
 
-__all__ = ["PiiCallState", "PiiPolicy"]
+__all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
+
+T = TypeVar("T")
 
 #: Slots carrying text a stream already delivered in deltas (see providers/base.py).
 _REPEAT = "repeat"
@@ -48,6 +76,12 @@ _JSON_WHERE = ("tool_arguments", "tool_result", _REPEAT)
 #: Stream text is only counted, never rewritten, so it is scanned in batches of this many
 #: characters rather than on every one-token delta.
 _SCAN_BATCH = 128
+#: Characters of text (all slots of a request, response or stream event) checked inline,
+#: on the path they always took: about 1 ms on dense PII, a few on a loaded machine. Above
+#: it a check takes its agent's lock and gives the loop turns.
+INLINE_MAX = 4096
+#: Where an agent's large-check lock lives in `AgentGovernance.state`.
+_AGENT_LOCK = "pii"
 
 
 @dataclass(slots=True)
@@ -93,27 +127,90 @@ def _is_json_text(slot: TextSlot, text: str) -> bool:
     (a private key's newlines) and values taken from it are unescaped, so one placeholder
     maps to one value whatever the context and the JSON stays valid.
     """
-    return slot.where in _JSON_WHERE and text.lstrip()[:1] in ("{", "[")
+    if slot.where not in _JSON_WHERE:
+        return False
+    m = _FIRST_VISIBLE.match(text)  # `text.lstrip()` would copy a large text
+    return m is not None and m.group(1) in ("{", "[")
+
+
+#: The first character that is not whitespace (`\s` is `str.isspace`, as `lstrip` uses).
+_FIRST_VISIBLE = re.compile(r"\s*(\S)")
+
+
+def _size(slots: list[TextSlot]) -> int:
+    return sum(len(slot.text) for slot in slots)
 
 
 class PiiPolicy(Policy):
+    """The router awaits the `*_async` hooks; the plain ones check everything inline."""
+
     name = "pii"
+
+    def __init__(
+        self,
+        *,
+        inline_max: int = INLINE_MAX,
+        turn_s: float = TURN_S,
+        step_s: float = STEP_S,
+        piece: int = PIECE_START,
+    ) -> None:
+        """The defaults are the daemon's; tests force the stepped path with small pieces
+        (`inline_max=0, step_s=0, piece=5`)."""
+        self.inline_max = inline_max
+        self.step_s = step_s
+        self.piece = piece
+        self._turns = Turns(turn_s)
+
+    async def _run(self, flow: Flow, size: int, steps: Steps[T]) -> T:
+        if size <= self.inline_max:
+            return drain(steps)
+        lock = flow.agent.state.get(_AGENT_LOCK)
+        if not isinstance(lock, anyio.Lock):
+            lock = flow.agent.state[_AGENT_LOCK] = anyio.Lock()
+        return await self._turns.run(lock, steps)
+
+    def _pace(self, size: int) -> Pace:
+        return Pace.whole() if size <= self.inline_max else Pace(self.step_s, self.piece)
 
     # ---- request ------------------------------------------------------------------------
 
     def request(self, flow: Flow) -> None:
         mode = flow.agent.pii
+        if mode != "off":
+            drain(self._request_steps(flow, mode, flow.request_texts(), Pace.whole()))
+
+    async def request_async(self, flow: Flow) -> None:
+        mode = flow.agent.pii
         if mode == "off":
             return
+        slots = flow.request_texts()
+        size = _size(slots)
+        await self._run(flow, size, self._request_steps(flow, mode, slots, self._pace(size)))
+
+    def _request_steps(
+        self, flow: Flow, mode: PiiMode, slots: list[TextSlot], pace: Pace
+    ) -> Steps[None]:
         state = PiiCallState(mode)
         flow.metadata["pii"] = state
-        found: list[tuple[TextSlot, list[Finding]]] = []
-        for slot in flow.request_texts():
-            findings = find_pii(slot.text, json_text=_is_json_text(slot, slot.text))
-            if findings:
-                found.append((slot, findings))
-                state.request.update((f.type, slot.where) for f in findings)
-        if not found:
+        redacting = mode == "redact"
+        # Placeholders are issued slot by slot, finding by finding, as the text is scanned:
+        # the numbering inline redaction of the whole text gives.
+        rewritten: list[tuple[TextSlot, str]] = []
+        for slot in slots:
+            json_text = _is_json_text(slot, slot.text)
+            parts: list[str] = []
+            found = False
+            for stretch, findings in find_steps(slot.text, pace, json_text=json_text):
+                if findings:
+                    found = True
+                    state.request.update((f.type, slot.where) for f in findings)
+                    if redacting:
+                        stretch = state.placeholders.redact(stretch, findings, json_text=json_text)
+                parts.append(stretch)
+                yield
+            if found and redacting:
+                rewritten.append((slot, "".join(parts)))
+        if not state.request:
             return
         if mode == "block":
             types = ", ".join(sorted({t for t, _ in state.request}))
@@ -130,11 +227,9 @@ class PiiPolicy(Policy):
             ))  # fmt: skip
             self._report(flow, state.request, "request", "blocked")
             return
-        if mode == "redact":
-            for slot, findings in found:
-                json_text = _is_json_text(slot, slot.text)
-                slot.set(state.placeholders.redact(slot.text, findings, json_text=json_text))
-        self._report(flow, state.request, "request", "redacted" if mode == "redact" else "detected")
+        for slot, text in rewritten:
+            slot.set(text)
+        self._report(flow, state.request, "request", "redacted" if redacting else "detected")
 
     # ---- non-streamed response ----------------------------------------------------------
 
@@ -142,12 +237,29 @@ class PiiPolicy(Policy):
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return False
+        return drain(self._response_steps(flow, state, flow.response_texts(body), Pace.whole()))
+
+    async def response_async(self, flow: Flow, body: object) -> bool:
+        state = flow.metadata.get("pii")
+        if not isinstance(state, PiiCallState):
+            return False
+        slots = flow.response_texts(body)
+        size = _size(slots)
+        return await self._run(
+            flow, size, self._response_steps(flow, state, slots, self._pace(size))
+        )
+
+    def _response_steps(
+        self, flow: Flow, state: PiiCallState, slots: list[TextSlot], pace: Pace
+    ) -> Steps[bool]:
         changed = False
-        for slot in flow.response_texts(body):
+        for slot in slots:
             if slot.where != _REPEAT:
-                found = find_pii(slot.text, json_text=_is_json_text(slot, slot.text))
-                state.response.update((f.type, slot.where) for f in found)
-            if state.redacting and self._rewrite_whole(state, slot):
+                json_text = _is_json_text(slot, slot.text)
+                for _, findings in find_steps(slot.text, pace, json_text=json_text):
+                    state.response.update((f.type, slot.where) for f in findings)
+                    yield
+            if state.redacting and (yield from self._rewrite_whole(state, slot, pace)):
                 changed = True
         self._finish(flow, state)
         return changed
@@ -158,14 +270,35 @@ class PiiPolicy(Policy):
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return [event]
+        return drain(self._event_steps(flow, state, event, flow.event_texts(event), Pace.whole()))
+
+    async def stream_event_async(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
+        """Events are small; one can still be huge (a `.done` event repeating a whole text)."""
+        state = flow.metadata.get("pii")
+        if not isinstance(state, PiiCallState):
+            return [event]
+        slots = flow.event_texts(event)
+        size = _size(slots)
+        return await self._run(
+            flow, size, self._event_steps(flow, state, event, slots, self._pace(size))
+        )
+
+    def _event_steps(
+        self,
+        flow: Flow,
+        state: PiiCallState,
+        event: StreamEvent,
+        slots: list[TextSlot],
+        pace: Pace,
+    ) -> Steps[list[StreamEvent]]:
         closes = flow.event_closes(event)
-        for slot in flow.event_texts(event):
+        for slot in slots:
             if slot.where == _REPEAT:
                 if state.redacting:
-                    self._rewrite_whole(state, slot)
+                    yield from self._rewrite_whole(state, slot, pace)
                 continue
             closing = any(channel_closed(key, slot.channel) for key in closes)
-            self._stream_slot(state, slot, event, closing)
+            yield from self._stream_slot(state, slot, event, closing, pace)
         before: list[StreamEvent] = []
         for key in closes:
             for channel in [c for c in state.channels if channel_closed(key, c)]:
@@ -198,29 +331,49 @@ class PiiPolicy(Policy):
     # ---- helpers ------------------------------------------------------------------------
 
     def _stream_slot(
-        self, state: PiiCallState, slot: TextSlot, event: StreamEvent, closing: bool
-    ) -> None:
+        self, state: PiiCallState, slot: TextSlot, event: StreamEvent, closing: bool, pace: Pace
+    ) -> Steps[None]:
+        """Feed the slot's text to its channel, in pieces if it is large.
+
+        The scanner, restorer and redactor give the same text for any split of what they
+        are fed, so the pieces change nothing; a text of one piece takes the calls it
+        always took.
+        """
         ch = state.channels.get(slot.channel)
         if ch is None:
             ch = state.channels[slot.channel] = _Channel(slot.where, event)
         ch.like = event
-        _, findings = ch.scanner.feed(slot.text)
-        state.response.update((f.type, ch.where) for f in findings)
         if state.redacting:
             if ch.restorer is None:
                 ch.restorer = StreamRestorer(state.placeholders)
                 ch.redactor = StreamRedactor(state.novel_placeholders())
-            assert ch.redactor is not None
             if ch.json_text is None and slot.text.strip():
                 ch.json_text = ch.restorer.json_escape = _is_json_text(slot, slot.text)
-            text = ch.restorer.feed(slot.text)
-            if closing:
-                text += ch.restorer.flush()
-            text = ch.redactor.feed(text)
-            if closing:
-                text += ch.redactor.flush()
-            if text != slot.text:
-                slot.set(text)
+        text, out, pos = slot.text, list[str](), 0
+        while True:
+            size = pace.size
+            piece = text if pos == 0 and len(text) <= size else text[pos : pos + size]
+            pos += len(piece)
+            last = pos >= len(text)
+            t0 = time.perf_counter()
+            _, findings = ch.scanner.feed(piece)
+            state.response.update((f.type, ch.where) for f in findings)
+            if ch.restorer is not None and ch.redactor is not None:
+                done = ch.restorer.feed(piece)
+                if last and closing:
+                    done += ch.restorer.flush()
+                done = ch.redactor.feed(done)
+                if last and closing:
+                    done += ch.redactor.flush()
+                out.append(done)
+            pace.took(len(piece), time.perf_counter() - t0)
+            if last:
+                break
+            yield
+        if state.redacting:
+            rewritten = out[0] if len(out) == 1 else "".join(out)
+            if rewritten != slot.text:
+                slot.set(rewritten)
         if closing:
             self._close(state, slot.channel)
 
@@ -235,13 +388,32 @@ class PiiPolicy(Policy):
         return ch.redactor.feed(ch.restorer.flush()) + ch.redactor.flush()
 
     @staticmethod
-    def _rewrite_whole(state: PiiCallState, slot: TextSlot) -> bool:
+    def _rewrite_whole(state: PiiCallState, slot: TextSlot, pace: Pace) -> Steps[bool]:
         """Restore the agent's values, then hide what the model produced itself."""
         json_text = _is_json_text(slot, slot.text)
-        text = state.placeholders.restore(slot.text, json_escape=json_text)
-        novel = find_pii(text, json_text=json_text)
-        if novel:
-            text = state.novel_placeholders().redact(text, novel, json_text=json_text)
+        text = slot.text
+        if len(text) <= pace.size:
+            text = state.placeholders.restore(text, json_escape=json_text)
+        else:  # the restorer gives the same text for any split of it
+            restorer = StreamRestorer(state.placeholders, json_escape=json_text)
+            size = pace.size
+            parts: list[str] = []
+            for pos in range(0, len(text), size):
+                parts.append(restorer.feed(text[pos : pos + size]))
+                yield
+            parts.append(restorer.flush())
+            text = "".join(parts)
+        novel: NovelPlaceholders | None = None
+        parts = []
+        for stretch, findings in find_steps(text, pace, json_text=json_text):
+            if findings:
+                if novel is None:
+                    novel = state.novel_placeholders()
+                parts.append(novel.redact(stretch, findings, json_text=json_text))
+            else:
+                parts.append(stretch)
+            yield
+        text = parts[0] if len(parts) == 1 else "".join(parts)
         if text == slot.text:
             return False
         slot.set(text)

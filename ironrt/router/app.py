@@ -311,7 +311,7 @@ class RouterApp:
         ):
             drop_usage = True
             flow.body_changed = True
-        self.pipeline.request(flow)
+        await self.pipeline.request(flow)
         if flow.refusal is None and flow.claim is not None:
             await self.admitter.admit(flow)
         if flow.refusal is not None:

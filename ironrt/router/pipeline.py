@@ -27,25 +27,28 @@ class Pipeline:
     def __init__(self, policies: Sequence[Policy]) -> None:
         self.policies = list(policies)
         # Only policies that override a hook are called for it: the hot path stays short.
-        self._request = self._overriding("request")
+        self._request = self._overriding("request", "request_async")
         self._attempt = self._overriding("upstream_attempt")
-        self._response = self._overriding("response")
-        self._event = self._overriding("stream_event")
+        self._response = self._overriding("response", "response_async")
+        self._event = self._overriding("stream_event", "stream_event_async")
         self._end = self._overriding("stream_end")
         self._complete = self._overriding("complete")
         self._stream = [p for p in self.policies if p in self._event or p in self._end]
 
-    def _overriding(self, hook: str) -> list[Policy]:
-        base = getattr(Policy, hook)
-        return [p for p in self.policies if getattr(type(p), hook) is not base]
+    def _overriding(self, *hooks: str) -> list[Policy]:
+        return [
+            p
+            for p in self.policies
+            if any(getattr(type(p), hook) is not getattr(Policy, hook) for hook in hooks)
+        ]
 
     def get(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)
 
-    def request(self, flow: Flow) -> None:
+    async def request(self, flow: Flow) -> None:
         for policy in self._request:
             try:
-                policy.request(flow)
+                await policy.request_async(flow)
             except Exception as exc:
                 log.exception("policy %s failed on request", policy.name)
                 flow.refuse(
@@ -73,23 +76,23 @@ class Pipeline:
                 delay = wanted if delay is None else max(delay, wanted)
         return delay
 
-    def response(self, flow: Flow, body: object) -> bool:
+    async def response(self, flow: Flow, body: object) -> bool:
         changed = False
         for policy in self._response:
             try:
-                changed = policy.response(flow, body) or changed
+                changed = await policy.response_async(flow, body) or changed
             except Exception as exc:
                 log.exception("policy %s failed on response", policy.name)
                 raise PolicyFailed(policy.name, exc) from exc
         return changed
 
-    def stream_event(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
+    async def stream_event(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
         events = [event]
         for policy in self._event:
             out: list[StreamEvent] = []
             try:
                 for ev in events:
-                    out.extend(policy.stream_event(flow, ev))
+                    out.extend(await policy.stream_event_async(flow, ev))
             except Exception as exc:
                 log.exception("policy %s failed on stream_event", policy.name)
                 raise PolicyFailed(policy.name, exc) from exc

@@ -75,7 +75,7 @@ async def relay_body(
             try:
                 # Policies see the body through the adapter's text slots: a body read for
                 # its usage alone has none, and is never re-encoded in place of the whole.
-                if pipeline.response(flow, parsed) and whole:
+                if await pipeline.response(flow, parsed) and whole:
                     data = await encode_json(parsed, len(data))
             except PolicyFailed as exc:
                 flow.status_code, flow.error = 500, str(exc)
@@ -175,7 +175,7 @@ async def relay_stream(
                                 stream_model = adapter.stream_model(flow.endpoint, ev) or ""
                             if drop_usage and adapter.is_usage_only_chunk(flow.endpoint, ev):
                                 continue
-                        out.extend(pipeline.stream_event(flow, ev))
+                        out.extend(await pipeline.stream_event(flow, ev))
                     await emit(out)
                     if gone.is_set() and drain_scope.deadline == float("inf"):
                         # The agent hung up: keep reading (bounded) only to learn the usage.
@@ -185,7 +185,7 @@ async def relay_stream(
                 for ev in tail:
                     if ev.data is not None and adapter.usage_from_event(flow.endpoint, ev, usage):
                         saw_usage = True
-                    out.extend(pipeline.stream_event(flow, ev))
+                    out.extend(await pipeline.stream_event(flow, ev))
                 out.extend(pipeline.stream_end(flow))
                 await emit(out)
             if drain_scope.cancelled_caught:
