@@ -7,7 +7,8 @@ agents printed. So the daemon:
 
 - creates files with umask 077 from its first instant (SQLite's WAL and shared-memory
   files, rotated logs and the log relay it spawns inherit it);
-- tightens the modes of files an older version or another tool left readable;
+- tightens the modes of files an older version or another tool left readable (not
+  `keys.toml`: a readable one is refused by keys.py, as its keys may have leaked);
 - refuses to start on a home, or a file in it, that belongs to another user: a daemon run
   by root on a user's home would otherwise leave root-owned files the user's own daemon
   cannot open, and a daemon run by a user on someone else's folder would share secrets.
@@ -48,6 +49,8 @@ def secure_home(settings: Settings) -> None:
                 continue  # sockets, folders and links are the daemon's own or not its business
             path = Path(entry.path)
             _owned(path, home)
+            if path == settings.keys_path:
+                continue  # a readable keys file may have leaked: refused, not hushed (keys.py)
             if stat.S_IMODE(entry.stat(follow_symlinks=False).st_mode) & 0o077:
                 os.chmod(path, 0o600)
 
