@@ -38,7 +38,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summary(values_s: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99/mean/min in milliseconds of durations given in seconds."""
+    """p50/p90/p99/mean/min/max in milliseconds of durations given in seconds."""
     ms = [v * 1000.0 for v in values_s]
     return {
         "n": len(ms),
@@ -47,6 +47,7 @@ def summary(values_s: Sequence[float]) -> dict[str, float]:
         "p99": percentile(ms, 99),
         "mean": statistics.fmean(ms) if ms else math.nan,
         "min": min(ms) if ms else math.nan,
+        "max": max(ms) if ms else math.nan,
     }
 
 

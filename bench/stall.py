@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 import sys
 import tempfile
 import time
@@ -44,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import (
     fmt,
     machine,
-    percentile,
     ratio,
     start_token_agent,
+    summary,
     table,
     write_results,
 )
@@ -54,6 +53,7 @@ from _loadgen import Client, Target, build_request
 from router import FAKE_KEY, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
+from tests.pii import texts
 
 PATH = "/v1/chat/completions"
 PROBE_PERIOD_S = 0.01
@@ -69,18 +69,10 @@ SAMPLES = [
     "2001:db8::1",
     "AKIAIOSFODNN7EXAMPLE",
 ]
-WORDS = ["the", "customer", "asked", "about", "order", "12345", "on", "2023-10-14", "me"]
 
 
 def dense_pii(size: int, seed: int) -> str:
-    rng = random.Random(seed)
-    parts: list[str] = []
-    n = 0
-    while n < size:
-        part = " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + f" {rng.choice(SAMPLES)}. "
-        parts.append(part)
-        n += len(part)
-    return "".join(parts)[:size]
+    return texts.dense_pii(size, SAMPLES, seed)
 
 
 def chat_body(content: str) -> bytes:
@@ -124,16 +116,6 @@ async def run_probe(probe: Probe, once: Any, stop: asyncio.Event) -> None:
         else:
             probe.errors += 1
         await asyncio.sleep(PROBE_PERIOD_S)
-
-
-def lat(values_s: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values_s]
-    return {
-        "n": len(ms),
-        "p50": percentile(ms, 50),
-        "p99": percentile(ms, 99),
-        "max": max(ms) if ms else float("nan"),
-    }
 
 
 # ---- scenarios ----------------------------------------------------------------------------------
@@ -181,8 +163,8 @@ async def scenario(
     return {
         "flood_s": end - start,
         "flood_statuses": statuses,
-        "chat": lat(chat.during(start, end)),
-        "health": lat(health.during(start, end)),
+        "chat": summary(chat.during(start, end)),
+        "health": summary(health.during(start, end)),
         "probe_errors": chat.errors + health.errors,
     }
 

@@ -16,7 +16,7 @@ import pytest
 
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import OPENAI_KEY, token_agent
+from tests.router.helpers import governed_env, token_agent
 
 CAP = 32
 
@@ -29,16 +29,14 @@ def upstream() -> Iterator[FakeUpstream]:
 
 @pytest.fixture(scope="module")
 def daemon(upstream: FakeUpstream) -> Iterator[TempDaemon]:
-    env = {
-        "IRONRT_OPENAI_BASE_URL": upstream.url,
-        "OPENAI_API_KEY": OPENAI_KEY,
-        "IRONRT_RETRY_MAX_ATTEMPTS": "1",
-        "IRONRT_MAX_CONNECTIONS": str(CAP),
-        "IRONRT_MAX_CONNECTIONS_PER_PEER": str(CAP),
-        "IRONRT_HEADER_TIMEOUT": "1",
-        "IRONRT_BODY_TIMEOUT": "1",
-        "IRONRT_KEEPALIVE_TIMEOUT": "2",
-    }
+    env = governed_env(
+        upstream.url,
+        IRONRT_MAX_CONNECTIONS=str(CAP),
+        IRONRT_MAX_CONNECTIONS_PER_PEER=str(CAP),
+        IRONRT_HEADER_TIMEOUT="1",
+        IRONRT_BODY_TIMEOUT="1",
+        IRONRT_KEEPALIVE_TIMEOUT="2",
+    )
     with TempDaemon(offline=False, env=env) as d:
         yield d
 

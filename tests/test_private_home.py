@@ -49,19 +49,19 @@ def test_home_database_wal_and_logs_are_private(tmp_path: Path) -> None:
         os.umask(old)
 
 
+def _daemon(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a daemon that is expected to refuse to start."""
+    cmd = [sys.executable, "-m", "ironrt.daemon"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the home to another user")
 def test_a_home_of_another_user_is_refused_in_one_line(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     os.chown(home, 65534, 65534)
     env = {**os.environ, "IRONRT_HOME": str(home), "IRONRT_ROUTER_PORT": "0"}
-    done = subprocess.run(
-        [sys.executable, "-m", "ironrt.daemon"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = _daemon(env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
@@ -72,11 +72,5 @@ def test_a_home_of_another_user_is_refused_in_one_line(tmp_path: Path) -> None:
     os.chown(home, 0, 0)
     (home / "ironrt.db").write_bytes(b"")
     os.chown(home / "ironrt.db", 65534, 65534)
-    done = subprocess.run(
-        [sys.executable, "-m", "ironrt.daemon"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = _daemon(env)
     assert done.returncode == 2 and "ironrt.db belongs to" in done.stderr

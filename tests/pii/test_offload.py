@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -35,6 +34,7 @@ from ironrt.router.governance import AgentGovernance
 from ironrt.router.providers.openai import OpenAIAdapter
 from ironrt.router.sse import make_event
 from ironrt.tempdaemon import TempDaemon
+from tests.pii import texts
 from tests.pii.test_stream import SAMPLES, fragments
 from tests.router.helpers import token_agent
 
@@ -49,16 +49,7 @@ pieces = st.lists(st.integers(1, 40), min_size=1, max_size=6)
 
 
 def dense_pii(size: int, seed: int = 7) -> str:
-    """About `size` characters of prose with a finding every ~60 characters."""
-    rng = random.Random(seed)
-    words = ["the", "customer", "asked", "about", "order", "12345", "on", "2023-10-14", "me"]
-    parts: list[str] = []
-    n = 0
-    while n < size:
-        part = " ".join(rng.choices(words, k=rng.randint(3, 9))) + f" {rng.choice(SAMPLES)}. "
-        parts.append(part)
-        n += len(part)
-    return "".join(parts)[:size]
+    return texts.dense_pii(size, SAMPLES, seed)
 
 
 # ---- PieceScan: any steps give find_pii's findings ---------------------------------------------

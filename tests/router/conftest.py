@@ -8,7 +8,7 @@ import pytest
 
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY
+from tests.router.helpers import governed_env
 
 
 @pytest.fixture
@@ -20,12 +20,6 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture
 def gov(upstream: FakeUpstream) -> Iterator[TempDaemon]:
     """A daemon holding real-looking keys, forwarding to the fake upstream."""
-    env = {
-        "IRONRT_OPENAI_BASE_URL": upstream.url,
-        "IRONRT_ANTHROPIC_BASE_URL": upstream.url,
-        "OPENAI_API_KEY": OPENAI_KEY,
-        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
-        "IRONRT_RETRY_MAX_ATTEMPTS": "1",
-    }
+    env = governed_env(upstream.url)
     with TempDaemon(offline=False, env=env) as d:
         yield d

@@ -13,6 +13,19 @@ OPENAI_KEY = "sk-proj-REALKEYnevershown0123456789abcdefABCDEF"
 ANTHROPIC_KEY = "sk-ant-api03-REALKEYnevershown0123456789abcdef"
 
 
+def governed_env(upstream_url: str, **more: str) -> dict[str, str]:
+    """A daemon's environment holding real-looking keys and forwarding to a fake upstream,
+    with no retries of its own (a test counts what reaches the upstream)."""
+    return {
+        "IRONRT_OPENAI_BASE_URL": upstream_url,
+        "IRONRT_ANTHROPIC_BASE_URL": upstream_url,
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "IRONRT_RETRY_MAX_ATTEMPTS": "1",
+        **more,
+    }
+
+
 def agent_script(tmp_path: Path, name: str, code: str) -> str:
     path = tmp_path / name
     path.write_text(textwrap.dedent(code))

@@ -47,7 +47,7 @@ from hypothesis import strategies as st
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 from tests.fuzzing import TimeCap, fuzz_settings
-from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, token_agent
+from tests.router.helpers import governed_env, token_agent
 
 #: The metered endpoints and the free ones, each as the router must forward it.
 FORWARDABLE = re.compile(
@@ -70,13 +70,7 @@ class Router:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     with FakeUpstream() as up:
-        env = {
-            "IRONRT_OPENAI_BASE_URL": up.url,
-            "IRONRT_ANTHROPIC_BASE_URL": up.url,
-            "OPENAI_API_KEY": OPENAI_KEY,
-            "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
-            "IRONRT_RETRY_MAX_ATTEMPTS": "1",
-        }
+        env = governed_env(up.url)
         with TempDaemon(offline=False, env=env) as d:
             _, token = token_agent(d, tmp_path_factory.mktemp("fuzz-agent"))
             url = urlsplit(d.router_url)

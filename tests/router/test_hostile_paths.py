@@ -21,7 +21,7 @@ import pytest
 from ironrt.protocol import Trace
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, token_agent
+from tests.router.helpers import governed_env, token_agent
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
@@ -43,13 +43,7 @@ class Router:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     with FakeUpstream() as up:
-        env = {
-            "IRONRT_OPENAI_BASE_URL": up.url,
-            "IRONRT_ANTHROPIC_BASE_URL": up.url,
-            "OPENAI_API_KEY": OPENAI_KEY,
-            "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
-            "IRONRT_RETRY_MAX_ATTEMPTS": "1",
-        }
+        env = governed_env(up.url)
         with TempDaemon(offline=False, env=env) as d:
             free_id, free = token_agent(d, tmp_path_factory.mktemp("free"), allow_unmetered=True)
             strict_id, strict = token_agent(d, tmp_path_factory.mktemp("strict"))
