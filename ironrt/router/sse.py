@@ -20,7 +20,16 @@ import msgspec
 
 from ironrt.router.flow import StreamEvent
 
-__all__ = ["SSEParser", "encode_event", "make_event", "sse_bytes"]
+__all__ = ["EventTooLarge", "SSEParser", "encode_event", "make_event", "sse_bytes"]
+
+#: One event larger than this is no provider's: the stream is cut (and the call settled
+#: with the error) rather than buffered without end. A Responses API `.done` event repeats
+#: a whole answer: even a 128k-token one is well under 2 MiB.
+MAX_EVENT_BYTES = 32 * 1024 * 1024
+
+
+class EventTooLarge(Exception):
+    """The upstream sent more than MAX_EVENT_BYTES without ending an event."""
 
 # An event ends at an empty line: two line terminators in a row, each one of \r\n, \n, \r
 # (a \r followed by \n is one terminator, never two). A lone \r at the very end of the
@@ -90,6 +99,10 @@ class SSEParser:
             start = pos
         if start:
             del buf[:start]
+        if len(buf) > MAX_EVENT_BYTES:
+            buf.clear()
+            self._scan = 0
+            raise EventTooLarge(f"an upstream stream event exceeds {MAX_EVENT_BYTES} bytes")
         self._scan = max(0, len(buf) - 3)
         return events
 

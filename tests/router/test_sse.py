@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ironrt.router.flow import StreamEvent
-from ironrt.router.sse import SSEParser, encode_event, make_event, sse_bytes
+from ironrt.router.sse import (
+    MAX_EVENT_BYTES,
+    EventTooLarge,
+    SSEParser,
+    encode_event,
+    make_event,
+    sse_bytes,
+)
 
 
 def feed_all(data: bytes, sizes: list[int]) -> list[StreamEvent]:
@@ -118,3 +126,15 @@ def test_any_chunking_gives_the_same_events_and_bytes(
     assert [(e.event, e.data) for e in parsed if e.data is not None] == [
         (name, value) for name, value in events
     ]
+
+
+def test_an_event_without_end_is_cut_at_the_cap() -> None:
+    """An upstream that never ends its event cannot make the router buffer without end:
+    past MAX_EVENT_BYTES the parser raises (the relay then ends the stream with the
+    provider's error event and settles the call)."""
+    parser = SSEParser()
+    chunk = b"data: " + b"x" * (1 << 20)
+    with pytest.raises(EventTooLarge):
+        for _ in range(MAX_EVENT_BYTES // len(chunk) + 2):
+            assert parser.feed(chunk) == []
+    assert parser.feed(b"data: {}\n\n")[0].data == {}  # nothing of the cut event is left
