@@ -31,6 +31,7 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 class EventTooLarge(Exception):
     """The upstream sent more than MAX_EVENT_BYTES without ending an event."""
 
+
 # An event ends at an empty line: two line terminators in a row, each one of \r\n, \n, \r
 # (a \r followed by \n is one terminator, never two). A lone \r at the very end of the
 # buffered bytes counts as a terminator, so an event is never held back waiting to see
