@@ -38,10 +38,10 @@ import anyio
 import psutil
 from _common import machine, ratio, table, write_results
 
-from ironrt.protocol import DEFAULT_LOG_KEEP, parse_size
 from ironrt.supervisor import logfiles
 from ironrt.supervisor.logrelay_client import LogRelay
 from ironrt.supervisor.logsampler import LogSampler
+from ironrt.values import DEFAULT_LOG_KEEP, parse_size
 
 NAME = "logs"
 MB = 1_000_000

@@ -20,8 +20,6 @@ import msgspec
 
 from ironrt.errors import InvalidRequest
 from ironrt.protocol import (
-    DEFAULT_MAX_RESTARTS,
-    DEFAULT_MIN_UPTIME_S,
     LIMIT_FIELDS,
     LimitsUpdate,
     OnBudget,
@@ -29,8 +27,8 @@ from ironrt.protocol import (
     RestartPolicy,
     StartRequest,
     UpdateRequest,
-    check_project,
 )
+from ironrt.values import DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME_S, check_project
 
 __all__ = [
     "START_OPTIONS",

@@ -30,7 +30,6 @@ from typing import Any
 
 import msgspec
 
-from ironrt.protocol import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES
 from ironrt.settings_table import (
     BY_NAME,
     PREFIX,
@@ -39,6 +38,7 @@ from ironrt.settings_table import (
     Number,
     find,
 )
+from ironrt.values import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES
 
 if sys.version_info >= (3, 11):
     import tomllib

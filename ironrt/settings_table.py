@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from ironrt.protocol import MAX_LOG_KEEP, parse_size
+from ironrt.values import MAX_LOG_KEEP, parse_size
 
 __all__ = [
     "BY_NAME",

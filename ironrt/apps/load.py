@@ -39,10 +39,10 @@ from ironrt.apps.schema import (
     min_uptime_s,
 )
 from ironrt.errors import StartFailed
-from ironrt.protocol import (
+from ironrt.protocol import StartRequest
+from ironrt.values import (
     MAX_COUNT,
     MAX_LOG_KEEP,
-    StartRequest,
     check_agent_name,
     check_count,
     check_project,

@@ -13,12 +13,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from ironrt.protocol import (
+from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
+from ironrt.values import (
     DEFAULT_MAX_RESTARTS,
     MAX_MIN_UPTIME_S,
-    OnBudget,
-    PiiMode,
-    RestartPolicy,
     check_resource_limits,
     parse_cpu_seconds,
     parse_memory,

@@ -20,11 +20,9 @@ from ironrt.cli import render
 from ironrt.cli.app import AgentRef, JsonFlag, app
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable
-from ironrt.protocol import (
+from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
+from ironrt.values import (
     DEFAULT_MAX_RESTARTS,
-    OnBudget,
-    PiiMode,
-    RestartPolicy,
     check_resource_limits,
     parse_cpu_seconds,
     parse_memory,

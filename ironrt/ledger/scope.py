@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ironrt.ledger.money import nanos_to_usd, usd_to_nanos
-from ironrt.protocol import ScopeLimits, parse_duration
+from ironrt.protocol import ScopeLimits
+from ironrt.values import parse_duration
 
 #: Budget warnings, in percent of the budget; 100 is `BudgetExhausted`.
 WARN_AT = (50, 80, 95, 100)

@@ -18,9 +18,10 @@ import anyio
 from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
 from ironrt.ledger import Ledger, Scope, scope_key
-from ironrt.protocol import AgentStatus, check_project
+from ironrt.protocol import AgentStatus
 from ironrt.supervisor import process
 from ironrt.supervisor.managed import Managed
+from ironrt.values import check_project
 
 log = logging.getLogger("ironrt.supervisor")
 S = AgentStatus

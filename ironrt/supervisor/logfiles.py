@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from ironrt.protocol import DEFAULT_LOG_KEEP
+from ironrt.values import DEFAULT_LOG_KEEP
 
 MIN_SIZE = 1024
 MAX_SIZE = 1024**4

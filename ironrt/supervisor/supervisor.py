@@ -20,15 +20,7 @@ from ironrt.config import Settings
 from ironrt.errors import AgentNotFound, Conflict, StartFailed
 from ironrt.events import EventBus, utcnow
 from ironrt.ledger import Ledger, Scope, scope_key
-from ironrt.protocol import (
-    RESERVED_NAMES,
-    Agent,
-    AgentStatus,
-    Metrics,
-    StartRequest,
-    StopReason,
-    UpdateRequest,
-)
+from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, StopReason, UpdateRequest
 from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
@@ -48,6 +40,7 @@ from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
 from ironrt.supervisor.recovery import recover
 from ironrt.supervisor.sampler import TreeSampler
+from ironrt.values import RESERVED_NAMES
 
 S = AgentStatus
 
