@@ -154,9 +154,23 @@ class Runtime:
             reply.close()
 
     def ensure_daemon(self) -> None:
-        """Start the daemon in the background if none answers; return once it does."""
+        """Start the daemon in the background if none answers; return once it does. When
+        ironrt is installed as a systemd service for this home, systemd starts it."""
         if self.ping():
             return
+        from ironrt.service_start import installed_for, start_service
+
+        service = installed_for(self.settings.home)
+        if service is not None:  # the service's daemon, not one outside it
+            start_service(service, self.settings.home)
+            deadline = time.monotonic() + _AUTOSTART_WAIT_S
+            while time.monotonic() < deadline:
+                if self.ping():
+                    return
+                time.sleep(0.02)
+            raise DaemonUnavailable(
+                f"the ironrt service started but did not answer within {_AUTOSTART_WAIT_S:.0f}s"
+            )
         proc = spawn_daemon(self.settings)
         deadline = time.monotonic() + _AUTOSTART_WAIT_S
         while time.monotonic() < deadline:

@@ -444,3 +444,40 @@ def test_quoting_survives_systemds_parser(tmp_path: Path) -> None:
     # Unquoted, the program would be split at the space (systemd: `.../a` is not
     # executable) and the home would be a relative path ("not absolute, ignoring").
     _verify(unit, user=True, runtime_dir=tmp_path / "run")
+
+
+STARTING_SYSTEMCTL = """\
+#!/bin/sh
+printf '%s\\n' "$*" >> "$SYSTEMCTL_LOG"
+if [ -n "$SYSTEMCTL_FAIL" ]; then echo "$SYSTEMCTL_FAIL" >&2; exit 1; fi
+case "$*" in
+  *"start ironrt.service") setsid "$IRONRT_TEST_PYTHON" -m ironrt.daemon \\
+      </dev/null >/dev/null 2>&1 & ;;
+esac
+exit 0
+"""
+
+
+def test_autostart_goes_through_the_installed_service(host: Host) -> None:
+    """With a unit installed for the home, a client that finds no daemon asks systemd to
+    start the service, instead of starting a daemon outside it (no watchdog, no sandbox,
+    and a locked home the service could no longer start on)."""
+    assert host.run("service", "install", "--user", "--no-enable").returncode == 0
+    (host.tmp / "bin" / "systemctl").write_text(STARTING_SYSTEMCTL)
+    home = host.tmp / "home"
+    rt = Runtime(home=home, autostart=False, timeout=10)
+    auto = {"IRONRT_NO_AUTOSTART": "0", "IRONRT_TEST_PYTHON": sys.executable}
+
+    refused = host.run("ps", SYSTEMCTL_FAIL="Unit ironrt.service is masked.", **auto)
+    err = one_line_error(refused)
+    assert "`systemctl --user start ironrt` failed: Unit ironrt.service is masked." in err
+    assert not rt.ping()  # no daemon was started behind the service's back
+
+    try:
+        done = host.run("ps", **auto)
+        assert done.returncode == 0, done.stderr
+        assert host.calls()[-1] == "--user start ironrt.service"
+        assert rt.ping()
+    finally:
+        if rt.ping():
+            rt.shutdown_daemon()
