@@ -32,7 +32,7 @@ __all__ = ["COMMANDS", "main"]
 
 #: Every command and the module that defines it, in the order `--help` lists them.
 COMMANDS: dict[str, str] = {
-    "start": "agents",
+    "start": "start",
     "ps": "agents",
     "logs": "agents",
     "stop": "fleet",
