@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import AgentRef, JsonFlag, app
+from ironrt.cli.app import AgentRef, JsonFlag, RpmOption, TpmOption, app
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable
 from ironrt.protocol import OnBudget, PiiMode
@@ -160,12 +160,8 @@ def set_budget(
 def set_limits(
     ref: AgentRef,
     pii: Annotated[PiiMode | None, typer.Option("--pii", help="PII handling.")] = None,
-    rpm: Annotated[
-        int | None, typer.Option("--rpm", min=1, metavar="N", help="Max LLM requests per minute.")
-    ] = None,
-    tpm: Annotated[
-        int | None, typer.Option("--tpm", min=1, metavar="N", help="Max LLM tokens per minute.")
-    ] = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
     on_budget: Annotated[
         OnBudget | None, typer.Option("--on-budget", help="When the budget is spent.")
     ] = None,

@@ -72,6 +72,13 @@ def _root(
 
 #: Parameters repeated across commands, declared once.
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+#: An agent's rate limits, as `start` and `set` take them.
+RpmOption = Annotated[
+    int | None, typer.Option("--rpm", min=1, metavar="N", help="Max LLM requests per minute.")
+]
+TpmOption = Annotated[
+    int | None, typer.Option("--tpm", min=1, metavar="N", help="Max LLM tokens per minute.")
+]
 AgentRef = Annotated[
     str,
     typer.Argument(metavar="ID", help="Agent id, unique id prefix, or name.", show_default=False),

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from ironrt.cli.app import app
+from ironrt.cli.app import RpmOption, TpmOption, app
 from ironrt.cli.context import runtime
 from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
 from ironrt.values import (
@@ -190,12 +190,8 @@ def start(
     pii: Annotated[
         PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")
     ] = "detect",
-    rpm: Annotated[
-        int | None, typer.Option("--rpm", min=1, metavar="N", help="Max LLM requests per minute.")
-    ] = None,
-    tpm: Annotated[
-        int | None, typer.Option("--tpm", min=1, metavar="N", help="Max LLM tokens per minute.")
-    ] = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
     allow_unmetered: Annotated[
         bool, typer.Option("--allow-unmetered", help="Allow calls ironrt cannot price.")
     ] = False,
