@@ -42,13 +42,12 @@ T = TypeVar("T")
 _AUTOSTART_WAIT_S = 15.0
 
 
-_SERVICE_MANAGER = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
-
 def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
     """Start `python -m ironrt.daemon` detached; it inherits this environment (and so the
     provider keys the user exported), as PM2's daemon does."""
     import subprocess  # only when a daemon must be started: the CLI's start-up stays light
+
+    from ironrt.sdnotify import NOTIFY_VARIABLES
 
     settings.ensure_home()
     # 0600 like everything in the home: start-up errors may quote settings.
@@ -66,7 +65,7 @@ def spawn_daemon(settings: Settings) -> subprocess.Popen[bytes]:
             # Not the service manager's variables of a unit this CLI may run in (an
             # `ExecStartPost=ironrt up`): a daemon started here is not that unit's.
             env={
-                **{k: v for k, v in os.environ.items() if k not in _SERVICE_MANAGER},
+                **{k: v for k, v in os.environ.items() if k not in NOTIFY_VARIABLES},
                 "IRONRT_HOME": str(settings.home),
             },
         )

@@ -72,7 +72,9 @@ def limits_from(settings: Settings) -> tuple[ConnectionLimits, ConnectionLimits]
     a flood of connections meets the cap, not the open-files limit (EMFILE would refuse
     every new connection, agents' included, without the eviction that keeps them served)."""
     files = rlimits.raise_own_nofile()
-    total = max(16, min(settings.max_connections, files - _RESERVED_FILES - 512))
+    total = max(
+        16, min(settings.max_connections, files - _RESERVED_FILES - CONTROL_LIMITS.max_total)
+    )
     timing = ConnectionLimits(
         header_timeout=settings.header_timeout,
         body_timeout=settings.body_timeout,

@@ -12,6 +12,8 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 
+from ironrt.sdnotify import NOTIFY_VARIABLES
+
 #: Variables that carry real provider credentials. Removed from every agent's environment
 #: (and never stored); OPENAI_API_KEY / ANTHROPIC_API_KEY are then set to the IC_TOKEN.
 PROVIDER_SECRETS = frozenset(
@@ -47,7 +49,7 @@ _DAEMON_ONLY_PREFIX = "IRONRT_"
 
 #: systemd's notify protocol (see sdnotify.py): an agent must never speak to the service
 #: manager, in the daemon's name or in that of a unit the caller ran in.
-_SERVICE_MANAGER = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"})
+_SERVICE_MANAGER = frozenset(NOTIFY_VARIABLES)
 
 TOKEN_PREFIX = "ic-"
 

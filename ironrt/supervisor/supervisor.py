@@ -17,7 +17,7 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from ironrt.config import Settings
-from ironrt.errors import AgentNotFound, Conflict, StartFailed
+from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
 from ironrt.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, StopReason, UpdateRequest
@@ -31,7 +31,6 @@ from ironrt.supervisor import logfiles, rlimits, states
 from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
 from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
 from ironrt.supervisor.commands import default_name, resolve_command
-from ironrt.supervisor.envfiles import EnvFileError, read_env_files
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.logrelay_client import LogRelay
@@ -153,10 +152,6 @@ class Supervisor:
     async def start(self, req: StartRequest) -> Agent:
         command = resolve_command(req)
         rlimits.check(req)
-        try:  # what would fail the spawn, refused before anything is recorded
-            await anyio.to_thread.run_sync(read_env_files, req.env_files)
-        except EnvFileError as exc:
-            raise StartFailed(str(exc), field="env_files") from None
         taken = self._live_names() | self._reserved | RESERVED_NAMES  # all.py runs as all-2
         if req.name is not None:
             if req.name in taken:
