@@ -127,9 +127,9 @@ def durability(quick: bool) -> dict[str, Any]:
     the extra commit a durable hold before forwarding would need."""
     import anyio
 
-    from ironrt.ledger import Scope
+    from ironrt.governance.agent import AgentGovernance
+    from ironrt.governance.ledger import Scope
     from ironrt.protocol import Trace
-    from ironrt.router.governance import AgentGovernance
     from ironrt.store.books import Books
     from ironrt.store.db import Database
     from ironrt.store.writer import BatchWriter

@@ -33,7 +33,7 @@ from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
 from ironrt.control import api
 from ironrt.events import EventBus
 from ironrt.keys import KeysFileError, load_keys
-from ironrt.ledger import Ledger
+from ironrt.governance.ledger import Ledger
 from ironrt.private_home import secure_home
 from ironrt.router.service import RouterService
 from ironrt.sdnotify import Notifier

@@ -65,9 +65,9 @@ from typing import Any
 import msgspec
 import uvicorn
 
-from ironrt.router.flow import TokenUsage
+from ironrt.governance.flow import TokenUsage
+from ironrt.providers import adapter_for
 from ironrt.router.offline import offline_response
-from ironrt.router.providers import adapter_for
 from ironrt.tempdaemon import TempDaemon, wait_until
 
 __all__ = ["FakeUpstream", "ReceivedRequest", "StreamHold", "TempDaemon", "wait_until"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ironrt.governance.flow import TokenUsage
+from ironrt.governance.pricing import Pricer, UnknownPrice, load_configured
 from ironrt.keys import KeysFileError, load_keys
-from ironrt.router.flow import TokenUsage
-from ironrt.router.pricing import Pricer, UnknownPrice, load_configured
 
 
 def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:

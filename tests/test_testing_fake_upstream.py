@@ -12,9 +12,9 @@ import httpx2
 import openai
 import pytest
 
-from ironrt.router.flow import TokenUsage
-from ironrt.router.pricing import genai_usage
-from ironrt.router.providers import ADAPTERS
+from ironrt.governance.flow import TokenUsage
+from ironrt.governance.pricing import genai_usage
+from ironrt.providers import ADAPTERS
 from ironrt.testing import FakeUpstream
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count to three please"}]}

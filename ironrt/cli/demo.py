@@ -1,4 +1,4 @@
-"""`ironrt demo`: the offline tour (the scenario itself lives in `ironrt.demo`)."""
+"""`ironrt demo`: the offline tour (the scenario itself lives in `ironrt.cli.demo_run`)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,6 @@ def demo(
 ) -> None:
     """Run three example agents offline in a temporary home (no key, no network), one of
     which runs out of budget; everything is cleaned up afterwards."""
-    from ironrt.demo import run
+    from ironrt.cli.demo_run import run
 
     raise typer.Exit(run(seconds=seconds))

@@ -243,9 +243,9 @@ def _mismatches(health: Health, environ: Mapping[str, str]) -> list[str]:
     """What this shell asks for that the running daemon does not do. The daemon reads its
     settings and keys when it starts: exported later, they reach only this command, and
     the agent would get a 401 or a real call it did not expect."""
+    from ironrt.governance.tokens import TOKEN_PREFIX
     from ironrt.keys import ENV_NAMES
     from ironrt.settings_table import Flag
-    from ironrt.supervisor.environment import TOKEN_PREFIX
 
     found = []
     try:  # read as the daemon reads it (settings_table.Flag); a bad value: nothing to say

@@ -7,8 +7,8 @@ and the scope, with `x-should-retry: false` (retrying cannot help).
 
 from __future__ import annotations
 
-from ironrt.policies.base import Policy
-from ironrt.router.flow import Flow, Refusal
+from ironrt.governance.flow import Flow, Refusal
+from ironrt.governance.policy import Policy
 
 
 class AllowlistPolicy(Policy):

@@ -29,7 +29,7 @@ dead endpoint is three failures):
 Outcomes that arrive while the circuit is open, or in half-open from calls admitted before it
 opened, are not counted: the verdict belongs to the probe. Events, each with the `endpoint`:
 CircuitOpened, CircuitHalfOpen, CircuitClosed. When the circuit is open for a call, the
-policy sets `flow.metadata["breaker"]["open"] = True`, which the retry policy reads to stop.
+policy sets `flow.circuit.open`, which the retry policy reads to stop.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from datetime import datetime, timedelta, timezone
 
 import pybreaker
 
-from ironrt.policies.base import Policy
+from ironrt.governance.flow import Attempt, CircuitVerdict, Flow, Refusal
+from ironrt.governance.policy import Policy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.flow import Attempt, Flow, Refusal
 
 _EVENTS = {
     pybreaker.STATE_OPEN: "CircuitOpened",
@@ -143,11 +143,11 @@ class CircuitBreakerPolicy(Policy):
     def endpoint_key(flow: Flow) -> str:
         """`provider:base-url` of the upstream the router will call, or just the provider.
 
-        The router puts `"<provider>:<base url>"` in `flow.metadata["upstream"]`; a bare URL
-        there is prefixed with the provider, so two providers behind one gateway stay apart.
+        The router puts `"<provider>:<base url>"` in `flow.upstream`; a bare URL there is
+        prefixed with the provider, so two providers behind one gateway stay apart.
         """
-        upstream = flow.metadata.get("upstream")
-        if not isinstance(upstream, str) or not upstream:
+        upstream = flow.upstream
+        if not upstream:
             return flow.provider
         prefix = f"{flow.provider}:"
         return (upstream if upstream.startswith(prefix) else prefix + upstream).rstrip("/")
@@ -180,6 +180,7 @@ class CircuitBreakerPolicy(Policy):
             circuit.probe, circuit.probe_since = ticket, now
             meta["probe"] = True
         flow.metadata[self.name] = meta
+        flow.circuit = CircuitVerdict(key)
         self._publish(flow)
 
     def upstream_attempt(self, flow: Flow, attempt: Attempt) -> float | None:
@@ -196,8 +197,8 @@ class CircuitBreakerPolicy(Policy):
                 circuit.breaker.call(_replay, failed)
             if is_probe and circuit.state != pybreaker.STATE_HALF_OPEN:
                 circuit.probe = None
-        if circuit.state == pybreaker.STATE_OPEN:
-            meta["open"] = True
+        if circuit.state == pybreaker.STATE_OPEN and flow.circuit is not None:
+            flow.circuit.open = True
         self._publish(flow)
         return None
 

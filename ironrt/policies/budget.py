@@ -6,7 +6,7 @@ limits no provider would honour (negative, zero, absurd, not an integer: a negat
 can be priced, and puts a `Claim` on the flow: the call's input bound (body bytes, an
 exact provider count may replace it at the margin), its output bound (the request's max
 tokens, else the model's maximum *output*, never its context window) and its scopes. The
-router then asks `ironrt.ledger` for admission, which may wait for calls in flight; when
+router then asks `ironrt.governance.ledger` for admission, which may wait for calls in flight; when
 the call settles, `complete` turns its hold into spend in every scope (the ledger queues
 the warnings, 50/80/95 %, and `BudgetExhausted`, 100 %, for the daemon to publish in
 order) and stops an `--on-budget stop` agent whose budget it exhausted.
@@ -24,12 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ironrt.ledger import Claim, Ledger, usd_to_nanos
-from ironrt.policies.base import Policy
-from ironrt.router.admission import price_unknown_refusal
-from ironrt.router.flow import Flow, Refusal
-from ironrt.router.output_limits import OutputLimits
-from ironrt.router.pricing import Pricer, UnknownPrice
+from ironrt.governance.admission import price_unknown_refusal
+from ironrt.governance.flow import Flow, Refusal
+from ironrt.governance.ledger import Claim, Ledger, usd_to_nanos
+from ironrt.governance.output_limits import OutputLimits
+from ironrt.governance.policy import Policy
+from ironrt.governance.pricing import Pricer, UnknownPrice
 
 #: The least output clamping may leave a call: one token. A call is refused as exhausted
 #: only when not even its input and one output token fit, i.e. when what is left is below

@@ -56,14 +56,13 @@ from typing import TypeVar
 
 import anyio
 
+from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
+from ironrt.governance.policy import Policy
 from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.pii.stream import StreamRedactor
-from ironrt.policies.base import Policy
 from ironrt.protocol import PiiMode
-from ironrt.router.flow import Flow, Refusal, StreamEvent, TextSlot
-from ironrt.router.providers.base import channel_closed
 
 __all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
 

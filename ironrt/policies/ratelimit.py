@@ -38,9 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from ironrt.ledger.scope import Scope
-from ironrt.policies.base import Policy
-from ironrt.router.flow import Flow, Refusal
+from ironrt.governance.flow import Flow, Refusal
+from ironrt.governance.ledger.scope import Scope
+from ironrt.governance.policy import Policy
 
 _EPSILON = 1e-9
 Limit = Literal["rpm", "tpm"]

@@ -23,25 +23,24 @@ window and `backoff_initial_s * 2**(n-1)`, at most `backoff_max_s`), which sprea
 retries of many agents hit by the same outage. No try starts later than `deadline_s` after
 the call began: a delay that would cross the deadline is not returned, the router gives up.
 
-Giving up sets `flow.metadata["retry"]["gave_up"] = True` (with a `reason`): the router adds
+Giving up sets `flow.retry.gave_up` (with a `reason`): the router adds
 `x-should-retry: false` to the agent's response. With `max_attempts == 1` the router does not
 retry at all and never gives up on the SDK's behalf, which then retries as it would without
 ironrt. The retry policy must come after the breaker in the pipeline: when the breaker has
-found the circuit open for this call (`flow.metadata["breaker"]["open"]`), it stops.
+found the circuit open for this call (`flow.circuit.open`), it stops.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import tenacity
 from tenacity.wait import wait_base
 
-from ironrt.policies.base import Policy
+from ironrt.governance.flow import Attempt, Flow, RetryVerdict
+from ironrt.governance.policy import Policy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.flow import Attempt, Flow
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 RETRY_FAILURES = frozenset({"connect"})
@@ -72,27 +71,26 @@ class RetryPolicy(Policy):
 
     def upstream_attempt(self, flow: Flow, attempt: Attempt) -> float | None:
         settings = self._settings
-        record: dict[str, Any] = flow.metadata.setdefault(
-            self.name, {"attempts": 0, "gave_up": False, "reason": None, "delays": []}
-        )
-        record["attempts"] = attempt.number
+        record = flow.retry
+        if record is None:
+            record = flow.retry = RetryVerdict()
+        record.attempts = attempt.number
         if settings.max_attempts <= 1:
             return None
         if attempt.failure is not None and attempt.failure not in RETRY_FAILURES:
             return self._give_up(record, f"not retried: {attempt.failure}")
         if attempt.failure is None and attempt.status not in RETRY_STATUSES:
             return None
-        breaker = flow.metadata.get("breaker")
         if flow.committed:
             return self._give_up(record, "response already started")
-        if isinstance(breaker, dict) and breaker.get("open"):
+        if flow.circuit is not None and flow.circuit.open:
             return self._give_up(record, "circuit open")
         if attempt.number >= settings.max_attempts:
             return self._give_up(record, f"{attempt.number} attempts")
         delay = self._delay(attempt)
         if self._clock() + delay > flow.started + settings.deadline_s:
             return self._give_up(record, f"deadline of {settings.deadline_s:g} s")
-        record["delays"].append(delay)
+        record.delays.append(delay)
         return delay
 
     def _delay(self, attempt: Attempt) -> float:
@@ -103,7 +101,7 @@ class RetryPolicy(Policy):
         return float(self._wait(state))
 
     @staticmethod
-    def _give_up(record: dict[str, Any], reason: str) -> None:
-        record["gave_up"] = True
-        record["reason"] = reason
+    def _give_up(record: RetryVerdict, reason: str) -> None:
+        record.gave_up = True
+        record.reason = reason
         return None

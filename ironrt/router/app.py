@@ -37,8 +37,14 @@ from typing import Any
 import anyio
 import msgspec
 
-from ironrt.ledger import Ledger
-from ironrt.router.admission import Admitter
+from ironrt.governance.admission import Admitter
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Endpoint, Flow, Refusal
+from ironrt.governance.ledger import Ledger
+from ironrt.governance.pipeline import Pipeline, PolicyFailed
+from ironrt.governance.tokens import token_hash
+from ironrt.providers import OPENAI, ProviderAdapter, adapter_for
+from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
 from ironrt.router.counting import Sender, exact_input_tokens, offline_sender
 from ironrt.router.exchange import (
@@ -53,13 +59,15 @@ from ironrt.router.exchange import (
     read_body,
     request_headers,
 )
-from ironrt.router.flow import Endpoint, Flow, Refusal
-from ironrt.router.governance import AgentGovernance
 from ironrt.router.paths import BadPath, canonical_path, check_query, describe_target, raw_target
-from ironrt.router.pipeline import Pipeline
-from ironrt.router.providers import OPENAI, ProviderAdapter, adapter_for
 from ironrt.router.relay import relay_body, relay_stream
-from ironrt.router.responses import note_refusal, send_error, send_json, send_refused
+from ironrt.router.responses import (
+    note_refusal,
+    send_error,
+    send_json,
+    send_policy_error,
+    send_refused,
+)
 from ironrt.router.strays import StrayLog
 from ironrt.router.upstream import (
     Upstream,
@@ -67,7 +75,6 @@ from ironrt.router.upstream import (
     forward_headers,
     offline,
 )
-from ironrt.supervisor.environment import token_hash
 
 log = logging.getLogger("ironrt.router")
 
@@ -107,8 +114,8 @@ class RouterApp:
     async def _count(self, flow: Flow) -> int | None:
         if flow.body is None:
             return None
-        send = count_sender(self, flow.adapter, flow.headers)
-        return await exact_input_tokens(flow.adapter, flow.endpoint, flow.body, send=send)
+        send = count_sender(self, adapter_of(flow), flow.headers)
+        return await exact_input_tokens(adapter_of(flow), flow.endpoint, flow.body, send=send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -215,7 +222,7 @@ class RouterApp:
                 parsed.input_bound,
             )
         base = self.config.base_urls.get(adapter.name)
-        flow.metadata["upstream"] = f"{adapter.name}:{base or adapter.default_base_url}"
+        flow.upstream = f"{adapter.name}:{base or adapter.default_base_url}"
         target_url = path + ("?" + query if query else "")
         await self._handle(flow, scope, headers, receive, x, raw, base, target_url)
 
@@ -250,7 +257,7 @@ class RouterApp:
         if detail:
             flow.error = f"{flow.error} ({detail[:300]})"
         await self.settle(flow)
-        await send_refused(send, flow.adapter, refusal)
+        await send_refused(send, adapter_of(flow), refusal)
 
     async def _settle_quietly(self, flow: Flow) -> None:
         try:
@@ -302,7 +309,7 @@ class RouterApp:
     ) -> None:
         """Forward a call whose path and body were checked: `target` is its canonical path
         and query, exactly what goes upstream."""
-        adapter = flow.adapter
+        adapter = adapter_of(flow)
         drop_usage = False
         if (
             flow.stream
@@ -361,8 +368,13 @@ class RouterApp:
                     headers=outgoing,
                     content=raw,
                 )
+            except PolicyFailed as exc:
+                flow.status_code, flow.error = 500, str(exc)
+                await self.settle(flow)
+                await send_policy_error(send, adapter, exc.policy)
+                return
             except UpstreamUnavailable as exc:
-                gave_up = flow.metadata.get("retry", {}).get("gave_up", False)
+                gave_up = flow.retry is not None and flow.retry.gave_up
                 status = 504 if exc.kind == "timeout" else 502
                 flow.status_code, flow.error = status, str(exc)
                 flow.upstream_failure = exc.kind

@@ -35,8 +35,8 @@ from typing import Any
 import anyio.to_thread
 import msgspec
 
-from ironrt.router.flow import Endpoint
-from ironrt.router.providers.base import ProviderAdapter
+from ironrt.governance.flow import Endpoint
+from ironrt.providers.base import ProviderAdapter
 
 __all__ = [
     "OFFLOAD_BYTES",

@@ -22,10 +22,10 @@ from typing import Any
 
 import msgspec
 
-from ironrt.router.flow import Endpoint
+from ironrt.governance.flow import Endpoint
+from ironrt.providers import ADAPTERS
+from ironrt.providers.base import ProviderAdapter
 from ironrt.router.offline import offline_response
-from ironrt.router.providers import ADAPTERS
-from ironrt.router.providers.base import ProviderAdapter
 
 __all__ = ["Sender", "exact_input_tokens", "offline_sender"]
 

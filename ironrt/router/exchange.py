@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ironrt.router.flow import Flow
-from ironrt.router.providers import ProviderAdapter
+from ironrt.governance.flow import Flow
+from ironrt.providers import ProviderAdapter
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -42,9 +42,9 @@ from typing import Any
 
 import msgspec
 
-from ironrt.router.flow import Endpoint, TokenUsage
-from ironrt.router.providers import ADAPTERS
-from ironrt.router.providers.base import ProviderAdapter, dict_value, noop
+from ironrt.governance.flow import Endpoint, TokenUsage
+from ironrt.providers import ADAPTERS
+from ironrt.providers.base import ProviderAdapter, dict_value, noop
 from ironrt.router.sse import sse_bytes
 
 __all__ = ["DEFAULT_MODELS", "OfflineReply", "offline_response"]

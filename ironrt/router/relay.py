@@ -24,10 +24,11 @@ from typing import Any
 import anyio
 import msgspec
 
+from ironrt.governance.flow import Flow, StreamEvent, TokenUsage
+from ironrt.governance.pipeline import Pipeline, PolicyFailed
+from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import OFFLOAD_BYTES, decode_json, decode_usage, encode_json
-from ironrt.router.flow import Flow, StreamEvent, TokenUsage
-from ironrt.router.pipeline import Pipeline, PolicyFailed
-from ironrt.router.responses import NO_RETRY, send_error
+from ironrt.router.responses import NO_RETRY, send_error, send_policy_error
 from ironrt.router.sse import SSEParser, encode_event
 from ironrt.router.upstream import UpstreamResponse, error_kind
 
@@ -43,7 +44,7 @@ _DECODE = msgspec.json.Decoder()
 async def relay_body(
     flow: Flow, upstream: UpstreamResponse, send: Send, pipeline: Pipeline, settle: Settle
 ) -> None:
-    adapter = flow.adapter
+    adapter = adapter_of(flow)
     flow.upstream_status = upstream.status
     try:
         data = await upstream.read()
@@ -80,22 +81,17 @@ async def relay_body(
             except PolicyFailed as exc:
                 flow.status_code, flow.error = 500, str(exc)
                 await settle(flow)
-                await send_error(
-                    send,
-                    adapter,
-                    500,
-                    f"ironrt router: {exc}; the response was withheld",
-                    "api_error",
-                    "policy_error",
-                    retry=False,
-                )
+                await send_policy_error(send, adapter, exc.policy)
                 return
     elif upstream.status >= 400:
         flow.error = _error_text(data)
-        if flow.metadata.get("retry", {}).get("gave_up"):
+        if flow.retry is not None and flow.retry.gave_up:
             headers.append(NO_RETRY)
     headers.append((b"content-length", str(len(data)).encode()))
     await settle(flow)
+    if flow.failed_policy is not None:  # a `complete` hook raised: fail closed
+        await send_policy_error(send, adapter, flow.failed_policy)
+        return
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
     flow.committed = True
@@ -110,7 +106,7 @@ async def relay_stream(
     drop_usage: bool,
     settle: Settle,
 ) -> None:
-    adapter = flow.adapter
+    adapter = adapter_of(flow)
     flow.status_code = flow.upstream_status = upstream.status
     headers = list(upstream.headers)
     await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
@@ -154,6 +150,8 @@ async def relay_stream(
         """Settle, then send what was held back: the agent sees the end after the books."""
         account()
         await settle(flow)
+        if flow.failed_policy is not None:  # a `complete` hook raised: fail closed
+            raise PolicyFailed(flow.failed_policy, RuntimeError("complete"))
         if gone.is_set() or not events:
             return
         out = b"".join(encode_event(ev) if ev.changed else ev.raw for ev in events)
@@ -220,7 +218,7 @@ async def _stream_error(send: Send, flow: Flow, message: str, gone: anyio.Event)
     await send(
         {
             "type": "http.response.body",
-            "body": flow.adapter.stream_error_event(message, "api_error"),
+            "body": adapter_of(flow).stream_error_event(message, "api_error"),
             "more_body": True,
         }
     )

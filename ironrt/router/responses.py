@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ironrt.router.flow import Flow, Refusal
-from ironrt.router.providers.base import ProviderAdapter
+from ironrt.governance.flow import Flow, Refusal
+from ironrt.providers.base import ProviderAdapter, adapter_of
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -58,7 +58,7 @@ def note_refusal(flow: Flow, refusal: Refusal) -> None:
 
 async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
     note_refusal(flow, refusal)
-    await send_refused(send, flow.adapter, refusal)
+    await send_refused(send, adapter_of(flow), refusal)
 
 
 async def send_refused(send: Send, adapter: ProviderAdapter, refusal: Refusal) -> None:
@@ -74,4 +74,18 @@ async def send_refused(send: Send, adapter: ProviderAdapter, refusal: Refusal) -
         retry=refusal.retryable,
         extra=extra,
         param=refusal.param,
+    )
+
+
+async def send_policy_error(send: Send, adapter: ProviderAdapter, policy: str) -> None:
+    """A policy raised after the request left (upstream_attempt, response, complete): the
+    answer is withheld, the agent gets a provider-shaped 500 naming the policy."""
+    await send_error(
+        send,
+        adapter,
+        500,
+        f"ironrt policy '{policy}' failed; the response was withheld",
+        "api_error",
+        "policy_error",
+        retry=False,
     )

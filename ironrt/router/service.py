@@ -17,17 +17,23 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import anyio
 
 from ironrt.config import ConfigError, Settings
 from ironrt.events import EventBus, utcnow
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.charging import charge, is_snapshot
+from ironrt.governance.flow import Flow
+from ironrt.governance.ledger import Ledger, Scope, nanos_to_usd
+from ironrt.governance.ledger.ledger import LedgerEvent
+from ironrt.governance.output_limits import OutputLimits, load_output_limits
+from ironrt.governance.pipeline import Pipeline
+from ironrt.governance.policy import Policy
+from ironrt.governance.pricing import Pricer, load_configured
 from ironrt.keys import ProviderKeys
-from ironrt.ledger import Ledger, Scope, nanos_to_usd
-from ironrt.ledger.ledger import LedgerEvent
 from ironrt.policies.allowlist import AllowlistPolicy
-from ironrt.policies.base import Policy
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.budget import BudgetPolicy
 from ironrt.policies.pii import PiiPolicy
@@ -36,19 +42,24 @@ from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
-from ironrt.router.charging import charge, is_snapshot
-from ironrt.router.flow import Flow
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.output_limits import OutputLimits, load_output_limits
-from ironrt.router.pipeline import Pipeline
-from ironrt.router.pricing import Pricer, load_configured
 from ironrt.router.upstream import Upstream
+from ironrt.store.books import Books
 from ironrt.store.db import Database
 
-if TYPE_CHECKING:
-    from ironrt.supervisor.supervisor import Supervisor
-
 log = logging.getLogger("ironrt.router")
+
+
+class Agents(Protocol):
+    """What the router needs of the agents' owner (the supervisor, one layer up): who a
+    token belongs to, the shared ledger and books, and a way to stop an agent whose budget
+    says so."""
+
+    ledger: Ledger
+    books: Books
+
+    def governance_for_token(self, hashed: str) -> AgentGovernance | None: ...
+
+    async def stop(self, ref: str, timeout: float, reason: Any = ...) -> Any: ...
 
 
 def build_policies(
@@ -76,7 +87,7 @@ class RouterService:
         settings: Settings,
         db: Database,
         bus: EventBus,
-        supervisor: Supervisor,
+        supervisor: Agents,
         keys: ProviderKeys,
     ) -> None:
         self.settings = settings

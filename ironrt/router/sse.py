@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from ironrt.router.flow import StreamEvent
+from ironrt.governance.flow import StreamEvent
 
 __all__ = ["EventTooLarge", "SSEParser", "encode_event", "make_event", "sse_bytes"]
 

@@ -28,10 +28,10 @@ import msgspec
 import yarl
 from multidict import CIMultiDictProxy
 
+from ironrt.governance.flow import Attempt, Flow
+from ironrt.governance.pipeline import Pipeline, PolicyFailed
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.flow import Attempt, Flow
 from ironrt.router.offline import offline_response
-from ironrt.router.pipeline import Pipeline
 
 _HOP_BY_HOP = frozenset(
     {
@@ -248,7 +248,12 @@ class Upstream:
                     retry_after=retry_after_seconds(resp.headers),
                     elapsed=time.monotonic() - began,
                 )
-                delay = pipeline.upstream_attempt(flow, attempt)
+                try:
+                    delay = pipeline.upstream_attempt(flow, attempt)
+                except PolicyFailed:
+                    flow.upstream_status = resp.status  # answered: a 2xx may be billed
+                    resp.release()
+                    raise
                 if delay is None:
                     ctype = resp.headers.get("content-type", "")
                     return UpstreamResponse(
@@ -258,7 +263,11 @@ class Upstream:
                 await anyio.sleep(delay)
                 continue
             attempt = Attempt(number, failure=failure, elapsed=time.monotonic() - began)
-            delay = pipeline.upstream_attempt(flow, attempt)
+            try:
+                delay = pipeline.upstream_attempt(flow, attempt)
+            except PolicyFailed:
+                flow.upstream_failure = failure  # charged as a request without an answer
+                raise
             if delay is None:
                 raise UpstreamUnavailable(failure, _describe(error, url)) from None
             await anyio.sleep(delay)

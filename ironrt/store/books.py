@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from ironrt.ledger import Scope
+from ironrt.governance.ledger import Scope
 from ironrt.protocol import Trace
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store

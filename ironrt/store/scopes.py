@@ -11,7 +11,7 @@ import sqlite3
 
 import msgspec
 
-from ironrt.ledger.scope import Scope
+from ironrt.governance.ledger.scope import Scope
 from ironrt.store.db import Database
 
 _COLUMNS = (

@@ -17,7 +17,7 @@ import anyio
 
 from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
-from ironrt.ledger import Ledger, Scope, scope_key
+from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import AgentStatus
 from ironrt.supervisor import process
 from ironrt.supervisor.managed import Managed

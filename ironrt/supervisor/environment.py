@@ -8,8 +8,6 @@ An agent must never hold a real provider key.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Mapping
 
 from ironrt.sdnotify import NOTIFY_VARIABLES
@@ -50,17 +48,6 @@ _DAEMON_ONLY_PREFIX = "IRONRT_"
 #: systemd's notify protocol (see sdnotify.py): an agent must never speak to the service
 #: manager, in the daemon's name or in that of a unit the caller ran in.
 _SERVICE_MANAGER = frozenset(NOTIFY_VARIABLES)
-
-TOKEN_PREFIX = "ic-"
-
-
-def new_token() -> str:
-    """A fresh IC_TOKEN: 256 random bits, recognisable by its prefix in leaked logs."""
-    return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def scrub(environ: Mapping[str, str]) -> dict[str, str]:

@@ -20,13 +20,13 @@ from anyio.abc import TaskGroup
 
 from ironrt.errors import StartFailed
 from ironrt.events import EventBus, utcnow
-from ironrt.ledger import Ledger
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.ledger import Ledger
+from ironrt.governance.tokens import new_token, token_hash
 from ironrt.protocol import AgentStatus, StopReason
-from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
 from ironrt.store.db import Database
 from ironrt.supervisor import process, states
-from ironrt.supervisor.environment import new_token, token_hash
 from ironrt.supervisor.logrelay_client import LogRelay
 from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.restart import decide

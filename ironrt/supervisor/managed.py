@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from ironrt.governance.agent import AgentGovernance
 from ironrt.protocol import Agent
-from ironrt.router.governance import AgentGovernance
 from ironrt.store.agents import StoredAgent
 from ironrt.supervisor.sampler import TreeSample
 

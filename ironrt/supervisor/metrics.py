@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ironrt.governance.agent import AgentGovernance
 from ironrt.protocol import Agent, Metrics
-from ironrt.router.governance import AgentGovernance
 from ironrt.supervisor.sampler import TreeSample
 
 

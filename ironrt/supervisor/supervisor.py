@@ -19,9 +19,9 @@ from anyio.abc import TaskGroup
 from ironrt.config import Settings
 from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
-from ironrt.ledger import Ledger, Scope, scope_key
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, StopReason, UpdateRequest
-from ironrt.router.governance import AgentGovernance
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from ironrt.ledger import Claim, Ledger, Outcome, Scope
-from ironrt.ledger.ledger import Announcement, LedgerEvent
+from ironrt.governance.ledger import Claim, Ledger, Outcome, Scope
+from ironrt.governance.ledger.ledger import Announcement, LedgerEvent
 
 pytestmark = pytest.mark.anyio
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from ironrt.ledger import Claim, Ledger, Outcome, Scope
-from ironrt.ledger.money import fmt_usd, usd_to_nanos
+from ironrt.governance.ledger import Claim, Ledger, Outcome, Scope
+from ironrt.governance.ledger.money import fmt_usd, usd_to_nanos
 
 pytestmark = pytest.mark.anyio
 

@@ -14,14 +14,14 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.ledger import Ledger, usd_to_nanos
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.charging import charge
+from ironrt.governance.flow import Flow, TokenUsage
+from ironrt.governance.ledger import Ledger, usd_to_nanos
+from ironrt.governance.output_limits import OutputLimits
+from ironrt.governance.pricing import Pricer
 from ironrt.policies.budget import BudgetPolicy
-from ironrt.router.charging import charge
-from ironrt.router.flow import Flow, TokenUsage
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.output_limits import OutputLimits
-from ironrt.router.pricing import Pricer
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.openai import OpenAIAdapter
 
 OUTCOMES = ("success", "upstream_error", "timeout", "disconnect", "connect")
 

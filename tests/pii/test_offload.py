@@ -25,13 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Endpoint, Flow, StreamEvent
 from ironrt.pii import Finding, find_pii
 from ironrt.pii.pieces import PieceScan
 from ironrt.policies.pii import PiiPolicy
 from ironrt.protocol import PiiMode
-from ironrt.router.flow import Endpoint, Flow, StreamEvent
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.openai import OpenAIAdapter
 from ironrt.router.sse import make_event
 from ironrt.tempdaemon import TempDaemon
 from tests.pii import texts

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Attempt, Flow, Refusal
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.flow import Attempt, Flow, Refusal
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.openai import OpenAIAdapter
 
 UPSTREAM = "openai:https://api.openai.com/v1"  # as the router sets metadata["upstream"]
 KEY = UPSTREAM
@@ -32,7 +32,7 @@ def make_flow(clock: Clock, upstream: str | None = UPSTREAM) -> Flow:
         adapter=OpenAIAdapter(),
         endpoint="chat.completions",
         body={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-        metadata={} if upstream is None else {"upstream": upstream},
+        upstream=upstream or "",
         started=clock(),
     )
 
@@ -188,5 +188,5 @@ def test_retry_stops_once_the_breaker_opens_the_circuit() -> None:
         breaker.upstream_attempt(flow, attempt)
         delays.append(retry.upstream_attempt(flow, attempt))
     assert delays[:2] != [None, None] and delays[2:] == [None, None]
-    assert flow.metadata["retry"]["gave_up"] is True
+    assert flow.retry.gave_up is True
     assert breaker.states() == {KEY: "open"}

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from genai_prices import data_snapshot
 
-from ironrt.ledger import Ledger, usd_to_nanos
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Flow
+from ironrt.governance.ledger import Ledger, usd_to_nanos
+from ironrt.governance.output_limits import OutputLimits
+from ironrt.governance.pricing import Pricer, UnknownPrice
 from ironrt.policies.budget import BudgetPolicy, _integer_bound
-from ironrt.router.flow import Flow
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.output_limits import OutputLimits
-from ironrt.router.pricing import Pricer, UnknownPrice
-from ironrt.router.providers import ANTHROPIC, OPENAI
+from ironrt.providers import ANTHROPIC, OPENAI
 
 
 def flow_for(body: dict[str, Any], *, budget: float | None = 5.0, adapter: Any = OPENAI) -> Flow:

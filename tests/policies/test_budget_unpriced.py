@@ -6,15 +6,15 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from ironrt.ledger import Hold, Ledger, Outcome
+from ironrt.governance.admission import Admitter
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.charging import charge
+from ironrt.governance.flow import Flow, TokenUsage
+from ironrt.governance.ledger import Hold, Ledger, Outcome
+from ironrt.governance.output_limits import OutputLimits
+from ironrt.governance.pricing import Pricer, UnknownPrice
 from ironrt.policies.budget import BudgetPolicy
-from ironrt.router.admission import Admitter
-from ironrt.router.charging import charge
-from ironrt.router.flow import Flow, TokenUsage
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.output_limits import OutputLimits
-from ironrt.router.pricing import Pricer, UnknownPrice
-from ironrt.router.providers import OPENAI
+from ironrt.providers import OPENAI
 
 UNPRICED = "acme-llm-1"
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Endpoint, Flow, StreamEvent
 from ironrt.policies.pii import PiiCallState, PiiPolicy
 from ironrt.protocol import PiiMode
-from ironrt.router.flow import Endpoint, Flow, StreamEvent
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.providers.anthropic import AnthropicAdapter
-from ironrt.router.providers.base import ProviderAdapter
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.anthropic import AnthropicAdapter
+from ironrt.providers.base import ProviderAdapter
+from ironrt.providers.openai import OpenAIAdapter
 from ironrt.router.sse import make_event
 
 EMAIL = "jane.doe@example.com"

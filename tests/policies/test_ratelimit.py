@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ironrt.ledger import Scope
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Flow, Refusal, TokenUsage
+from ironrt.governance.ledger import Scope
 from ironrt.policies.ratelimit import RateLimitPolicy
-from ironrt.router.flow import Flow, Refusal, TokenUsage
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.openai import OpenAIAdapter
 
 
 class Clock:

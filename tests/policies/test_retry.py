@@ -9,11 +9,11 @@ import tenacity
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Attempt, Flow
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.flow import Attempt, Flow
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.openai import OpenAIAdapter
 
 
 class Clock:
@@ -47,7 +47,7 @@ def test_retries_429_and_transient_5xx(status: int) -> None:
     clock = Clock()
     flow = make_flow(clock)
     assert make_policy(clock).upstream_attempt(flow, Attempt(1, status=status)) == 1.0
-    assert flow.metadata["retry"]["gave_up"] is False
+    assert flow.retry.gave_up is False
 
 
 def test_retries_connect_errors() -> None:
@@ -60,7 +60,7 @@ def test_never_retries_other_answers_and_leaves_them_to_the_agent(status: int) -
     clock = Clock()
     flow = make_flow(clock)
     assert make_policy(clock).upstream_attempt(flow, Attempt(1, status=status)) is None
-    assert flow.metadata["retry"]["gave_up"] is False
+    assert flow.retry.gave_up is False
 
 
 @pytest.mark.parametrize("failure", ["timeout", "protocol"])
@@ -68,7 +68,7 @@ def test_gives_up_at_once_on_failures_after_the_request_was_sent(failure: str) -
     clock = Clock()
     flow = make_flow(clock)
     assert make_policy(clock).upstream_attempt(flow, Attempt(1, failure=failure)) is None
-    assert flow.metadata["retry"]["gave_up"] is True
+    assert flow.retry.gave_up is True
 
 
 @pytest.mark.parametrize(("retry_after", "delay"), [(5.0, 5.0), (0.0, 0.0), (120.0, 20.0)])
@@ -85,8 +85,8 @@ def test_gives_up_after_max_attempts() -> None:
     policy = make_policy(clock, max_attempts=3)
     delays = [policy.upstream_attempt(flow, Attempt(n, status=503)) for n in (1, 2, 3)]
     assert delays == [1.0, 1.0, None]
-    assert flow.metadata["retry"]["gave_up"] is True
-    assert flow.metadata["retry"]["delays"] == [1.0, 1.0]
+    assert flow.retry.gave_up is True
+    assert flow.retry.delays == [1.0, 1.0]
 
 
 def test_never_returns_a_delay_that_crosses_the_deadline() -> None:
@@ -96,14 +96,14 @@ def test_never_returns_a_delay_that_crosses_the_deadline() -> None:
     clock.now += 45
     assert policy.upstream_attempt(flow, Attempt(1, status=429, retry_after=10)) == 10
     assert policy.upstream_attempt(flow, Attempt(2, status=429, retry_after=16)) is None
-    assert flow.metadata["retry"]["gave_up"] is True
+    assert flow.retry.gave_up is True
 
 
 def test_a_single_attempt_setting_leaves_retries_to_the_sdk() -> None:
     clock = Clock()
     flow = make_flow(clock)
     assert make_policy(clock, max_attempts=1).upstream_attempt(flow, Attempt(1, status=503)) is None
-    assert flow.metadata["retry"]["gave_up"] is False
+    assert flow.retry.gave_up is False
 
 
 def test_gives_up_once_something_reached_the_agent() -> None:
@@ -111,7 +111,7 @@ def test_gives_up_once_something_reached_the_agent() -> None:
     flow = make_flow(clock)
     flow.committed = True
     assert make_policy(clock).upstream_attempt(flow, Attempt(1, status=503)) is None
-    assert flow.metadata["retry"]["gave_up"] is True
+    assert flow.retry.gave_up is True
 
 
 @given(number=st.integers(min_value=1, max_value=2), initial=st.floats(0.1, 2.0))

@@ -10,7 +10,7 @@ import genai_prices
 import openai
 import pytest
 
-from ironrt.router.flow import TokenUsage
+from ironrt.governance.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import OPENAI_KEY, agent_script, run_agent, sdk_client, token_agent

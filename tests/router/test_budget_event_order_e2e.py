@@ -11,8 +11,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from ironrt.governance.flow import TokenUsage
 from ironrt.protocol import Event
-from ironrt.router.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import sdk_client, token_agent

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from openai.types.responses import InputTokenCountParams
 from openai.types.responses.input_token_count_response import InputTokenCountResponse
 
+from ironrt.governance.flow import Endpoint, TokenUsage
+from ironrt.providers import ANTHROPIC, OPENAI, ProviderAdapter
+from ironrt.providers.openai import chat_to_responses_input
 from ironrt.router.counting import exact_input_tokens, offline_sender
-from ironrt.router.flow import Endpoint, TokenUsage
 from ironrt.router.offline import offline_response
-from ironrt.router.providers import ANTHROPIC, OPENAI, ProviderAdapter
-from ironrt.router.providers.openai import chat_to_responses_input
 from ironrt.testing import FakeUpstream
 
 COUNT_PARAMS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(InputTokenCountParams)

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from ironrt.router.flow import TokenUsage
+from ironrt.governance.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import OPENAI_KEY, agent_script, token_agent

@@ -20,7 +20,7 @@ from openai.types import CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from ironrt.router.flow import Endpoint, TokenUsage
+from ironrt.governance.flow import Endpoint, TokenUsage
 from ironrt.router.offline import DEFAULT_MODELS, OfflineReply, offline_response
 from ironrt.router.sse import SSEParser
 

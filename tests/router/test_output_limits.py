@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from genai_prices import data_snapshot
 
-from ironrt.router.output_limits import (
+from ironrt.governance.output_limits import (
     DEFAULT_MAX_OUTPUT,
     OutputLimits,
     load_output_limits,
     table_max_output,
 )
-from ironrt.router.providers.base import context_window
+from ironrt.governance.pricing import context_window
 
 
 @pytest.mark.parametrize(

@@ -19,17 +19,17 @@ import msgspec
 import openai
 import pytest
 
+from ironrt.governance.flow import Endpoint, StreamEvent, TokenUsage
+from ironrt.governance.pricing import genai_usage
 from ironrt.keys import load_keys
-from ironrt.router.flow import Endpoint, StreamEvent, TokenUsage
-from ironrt.router.offline import offline_response
-from ironrt.router.pricing import genai_usage
-from ironrt.router.providers import ADAPTERS, AnthropicAdapter, OpenAIAdapter, adapter_for
-from ironrt.router.providers.base import (
+from ironrt.providers import ADAPTERS, AnthropicAdapter, OpenAIAdapter, adapter_for
+from ironrt.providers.base import (
     IMAGE_TOKENS_ALLOWANCE,
     channel_closed,
     context_window,
     join_url,
 )
+from ironrt.router.offline import offline_response
 from ironrt.router.sse import SSEParser, encode_event
 
 OA = OpenAIAdapter()

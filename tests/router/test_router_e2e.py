@@ -11,7 +11,7 @@ import genai_prices
 import httpx
 import pytest
 
-from ironrt.router.flow import TokenUsage
+from ironrt.governance.flow import TokenUsage
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, agent_script, run_agent, token_agent

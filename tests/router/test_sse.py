@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.router.flow import StreamEvent
+from ironrt.governance.flow import StreamEvent
 from ironrt.router.sse import (
     MAX_EVENT_BYTES,
     EventTooLarge,

@@ -28,12 +28,12 @@ import openai
 import pytest
 
 from ironrt.config import ReliabilitySettings
-from ironrt.ledger import Ledger
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.flow import Flow
+from ironrt.governance.ledger import Ledger
+from ironrt.governance.pipeline import Pipeline
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
-from ironrt.router.flow import Flow
-from ironrt.router.governance import AgentGovernance
-from ironrt.router.pipeline import Pipeline
 from ironrt.router.upstream import Upstream
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream

@@ -8,11 +8,12 @@ import pytest
 
 from ironrt.config import ConfigError, Settings
 from ironrt.errors import AgentNotFound, AmbiguousAgent
+from ironrt.governance.tokens import new_token, token_hash
 from ironrt.protocol import Agent
 from ironrt.protocol import AgentStatus as S
 from ironrt.supervisor import states
 from ironrt.supervisor.agents import resolve, unique_name
-from ironrt.supervisor.environment import agent_environment, new_token, token_hash
+from ironrt.supervisor.environment import agent_environment
 from ironrt.supervisor.restart import Decision, decide, pending
 from ironrt.values import parse_size, parse_uptime
 from tests import records

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ironrt.ledger.money import nanos_to_usd, usd_to_nanos
+from ironrt.governance.ledger.money import nanos_to_usd, usd_to_nanos
 from ironrt.protocol import ScopeLimits
 from ironrt.values import parse_duration
 

@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ironrt.router.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
-from ironrt.router.providers import openai_count
-from ironrt.router.providers.base import (
+from ironrt.governance.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
+from ironrt.providers import openai_count
+from ironrt.providers.base import (
     ProviderAdapter,
     content_slots,
     dict_value,
@@ -40,7 +40,7 @@ from ironrt.router.providers.base import (
     noop,
     str_setter,
 )
-from ironrt.router.providers.openai_count import chat_to_responses_input, server_tools
+from ironrt.providers.openai_count import chat_to_responses_input, server_tools
 from ironrt.router.sse import make_event
 
 __all__ = ["OpenAIAdapter", "chat_to_responses_input"]

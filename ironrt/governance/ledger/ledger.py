@@ -42,8 +42,8 @@ from typing import Any
 
 import anyio
 
-from ironrt.ledger.money import nanos_to_usd
-from ironrt.ledger.scope import Claim, Hold, Scope
+from ironrt.governance.ledger.money import nanos_to_usd
+from ironrt.governance.ledger.scope import Claim, Hold, Scope
 
 
 class Outcome(enum.Enum):

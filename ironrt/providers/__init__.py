@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ironrt.router.providers.anthropic import AnthropicAdapter
-from ironrt.router.providers.base import ProviderAdapter, get_header
-from ironrt.router.providers.openai import OpenAIAdapter
+from ironrt.providers.anthropic import AnthropicAdapter
+from ironrt.providers.base import ProviderAdapter, get_header
+from ironrt.providers.openai import OpenAIAdapter
 
 __all__ = ["ADAPTERS", "AnthropicAdapter", "OpenAIAdapter", "ProviderAdapter", "adapter_for"]
 

@@ -17,6 +17,7 @@ User prices live in `$IRONRT_HOME/prices.toml`:
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ironrt.router.flow import TokenUsage
+from ironrt.governance.flow import TokenUsage
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -225,13 +226,20 @@ class Pricer:
         return self.cost(provider, model, TokenUsage(output_tokens=1_000_000)) / _MTOK
 
 
+@functools.lru_cache(maxsize=256)
 def context_window(provider: str, model: str) -> int | None:
-    """The model's context window per genai-prices, the hard ceiling of its output."""
+    """The model's context window per genai-prices (None if it does not know it): the hard
+    ceiling of its output, and of a request's input.
+
+    genai-prices is imported on first use: its price tables take ~0.3 s to load, and the
+    daemon's start should not wait for them."""
+    if not model:
+        return None
     from genai_prices import data_snapshot
 
     try:
         _, info = data_snapshot.get_snapshot().find_provider_model(model, None, provider, None)
     except LookupError:
         return None
-    value = info.context_window
-    return int(value) if value else None
+    window = getattr(info, "context_window", None)
+    return window if isinstance(window, int) and window > 0 else None

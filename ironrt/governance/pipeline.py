@@ -1,9 +1,17 @@
 """Runs the ordered policies over a flow, failing closed.
 
-A policy that raises never lets a call through unchecked: during `request` it becomes a
-refusal (provider-shaped 500 naming the policy); during a response or stream it ends the
-call with an error. `complete` hooks always all run, each isolated, since they release
-what earlier hooks reserved.
+A policy that raises never lets a call through unchecked, whatever the hook:
+
+- `request`: the call becomes a refusal (provider-shaped 500 `policy_error` naming the
+  policy) and is never forwarded;
+- `upstream_attempt`: `PolicyFailed` is raised out of the retry loop, the answer is
+  withheld and the agent gets the same 500 (the call is charged as one that was sent);
+- `response`, `stream_event`, `stream_end`: `PolicyFailed`, the answer is withheld, or the
+  stream ends with the provider's error event;
+- `complete`: every policy's `complete` still runs (each releases what it reserved), then
+  `flow.failed_policy` names the one that raised, and the answer is withheld as above.
+
+The first policy that failed is kept on `flow.failed_policy` for the trace.
 """
 
 from __future__ import annotations
@@ -11,8 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ironrt.policies.base import Policy
-from ironrt.router.flow import Attempt, Flow, Refusal, StreamEvent
+from ironrt.governance.flow import Attempt, Flow, Refusal, StreamEvent
+from ironrt.governance.policy import Policy
 
 log = logging.getLogger("ironrt.router")
 
@@ -21,6 +29,22 @@ class PolicyFailed(Exception):
     def __init__(self, policy: str, exc: BaseException) -> None:
         super().__init__(f"policy '{policy}' failed: {type(exc).__name__}")
         self.policy = policy
+
+
+def policy_error(policy: str, exc_name: str, hook: str) -> Refusal:
+    """What the agent gets when a policy fails: a provider-shaped 500 naming it."""
+    return Refusal(
+        500,
+        f"ironrt policy '{policy}' failed in {hook} ({exc_name}); the call was not completed",
+        type="api_error",
+        code="policy_error",
+        policy=policy,
+    )
+
+
+def _failed(flow: Flow, policy: str) -> None:
+    if flow.failed_policy is None:
+        flow.failed_policy = policy
 
 
 class Pipeline:
@@ -51,16 +75,8 @@ class Pipeline:
                 await policy.request_async(flow)
             except Exception as exc:
                 log.exception("policy %s failed on request", policy.name)
-                flow.refuse(
-                    Refusal(
-                        500,
-                        f"ironrt policy '{policy.name}' failed ({type(exc).__name__}); "
-                        "the call was not forwarded",
-                        type="api_error",
-                        code="policy_error",
-                        policy=policy.name,
-                    )
-                )
+                _failed(flow, policy.name)
+                flow.refuse(policy_error(policy.name, type(exc).__name__, "request"))
             if flow.refusal is not None:
                 return
 
@@ -69,9 +85,10 @@ class Pipeline:
         for policy in self._attempt:
             try:
                 wanted = policy.upstream_attempt(flow, attempt)
-            except Exception:
+            except Exception as exc:
                 log.exception("policy %s failed on upstream_attempt", policy.name)
-                return None  # no retry: fewer upstream calls is the safe side
+                _failed(flow, policy.name)
+                raise PolicyFailed(policy.name, exc) from exc
             if wanted is not None:
                 delay = wanted if delay is None else max(delay, wanted)
         return delay
@@ -83,6 +100,7 @@ class Pipeline:
                 changed = await policy.response_async(flow, body) or changed
             except Exception as exc:
                 log.exception("policy %s failed on response", policy.name)
+                _failed(flow, policy.name)
                 raise PolicyFailed(policy.name, exc) from exc
         return changed
 
@@ -95,6 +113,7 @@ class Pipeline:
                     out.extend(await policy.stream_event_async(flow, ev))
             except Exception as exc:
                 log.exception("policy %s failed on stream_event", policy.name)
+                _failed(flow, policy.name)
                 raise PolicyFailed(policy.name, exc) from exc
             events = out
         return events
@@ -110,13 +129,16 @@ class Pipeline:
                 passed.extend(policy.stream_end(flow))
             except Exception as exc:
                 log.exception("policy %s failed on stream_end", policy.name)
+                _failed(flow, policy.name)
                 raise PolicyFailed(policy.name, exc) from exc
             pending = passed
         return pending
 
     def complete(self, flow: Flow) -> None:
+        """Every `complete` runs, each isolated: each releases what its policy reserved."""
         for policy in self._complete:
             try:
                 policy.complete(flow)
             except Exception:
                 log.exception("policy %s failed on complete", policy.name)
+                _failed(flow, policy.name)

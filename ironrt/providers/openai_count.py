@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ironrt.router.flow import Endpoint
-from ironrt.router.providers.base import dict_value
+from ironrt.governance.flow import Endpoint
+from ironrt.providers.base import dict_value
 
 __all__ = [
     "SERVER_TOOLS",

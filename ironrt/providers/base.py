@@ -41,7 +41,15 @@ from typing import Any, ClassVar
 import msgspec
 import yarl
 
-from ironrt.router.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
+from ironrt.governance.flow import (
+    Endpoint,
+    Flow,
+    StreamEvent,
+    TextSlot,
+    TokenUsage,
+    channel_closed,
+)
+from ironrt.governance.pricing import context_window
 
 __all__ = [
     "FILE_TOKENS_ALLOWANCE",
@@ -127,34 +135,6 @@ def get_header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == name:
             return val
     return None
-
-
-def channel_closed(key: Hashable, channel: Hashable) -> bool:
-    """True if `key` (from `event_closes`) closes `channel` (equal, or a tuple prefix)."""
-    if key == channel:
-        return True
-    if isinstance(key, tuple) and isinstance(channel, tuple):
-        return len(key) < len(channel) and channel[: len(key)] == key
-    return False
-
-
-@functools.lru_cache(maxsize=256)
-def context_window(provider_id: str, model: str) -> int | None:
-    """The model's context window as genai-prices knows it (None if it does not)."""
-    if not model:
-        return None
-    # Imported on first use: its price tables take ~0.3 s to load, the daemon's start
-    # should not wait for them (pricing.py does the same).
-    from genai_prices import data_snapshot
-
-    try:
-        _provider, info = data_snapshot.get_snapshot().find_provider_model(
-            model, None, provider_id, None
-        )
-    except LookupError:
-        return None
-    window = getattr(info, "context_window", None)
-    return window if isinstance(window, int) and window > 0 else None
 
 
 def int_value(value: Any) -> int:
@@ -450,3 +430,11 @@ class ProviderAdapter(ABC):
 
         The event comes encoded (`raw` set, `changed=False`) so it goes out as is.
         """
+
+
+def adapter_of(flow: Flow) -> ProviderAdapter:
+    """The flow's provider adapter as the router knows it. The kernel sees only its
+    `Surface`; every flow the router or library mode builds carries a `ProviderAdapter`."""
+    adapter = flow.adapter
+    assert isinstance(adapter, ProviderAdapter)
+    return adapter

@@ -4,7 +4,9 @@ The router builds a `Flow` per request, hands it to each policy's hooks in order
 forwards, refuses or records according to what the policies left on it. Policies talk to
 the router only through this object: they set `refusal` to refuse, mutate `body` (and set
 `body_changed`) to rewrite the request, append to `events` to have events published, and
-keep their own per-call state in `metadata` under their name. Nothing here does I/O.
+keep their own private per-call state in `metadata` under their name. Every decision that
+crosses a module (the input bound, the upstream, the budget's claim and hold, the stop
+request, the circuit and retry verdicts) is a typed field. Nothing here does I/O.
 
 Text access is provider-neutral: a `TextSlot` is one piece of text inside a request body,
 a response body or a stream event (a message's content, a content part, a tool-call's
@@ -18,12 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from ironrt.ledger.scope import Claim, Hold
-    from ironrt.router.governance import AgentGovernance
-    from ironrt.router.providers.base import ProviderAdapter
+    from ironrt.governance.agent import AgentGovernance
+    from ironrt.governance.ledger.scope import Claim, Hold
 
 Endpoint = Literal[
     "chat.completions",
@@ -35,6 +36,44 @@ Endpoint = Literal[
     "responses.input_tokens",
     "unmetered",
 ]
+
+
+class Surface(Protocol):
+    """What the kernel asks of a provider's API surface (`ironrt.providers` implements
+    it): where the texts of a body or an event are, and how large an answer may be. The
+    kernel never reads a provider's JSON shape itself."""
+
+    @property
+    def name(self) -> str: ...
+
+    def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None: ...
+
+    def set_max_output_tokens(self, endpoint: Endpoint, body: dict[str, Any], n: int) -> None: ...
+
+    def choices(self, endpoint: Endpoint, body: Any) -> int: ...
+
+    def request_texts(
+        self, endpoint: Endpoint, body: dict[str, Any], on_change: Callable[[], None]
+    ) -> list[TextSlot]: ...
+
+    def response_texts(self, endpoint: Endpoint, body: Any) -> list[TextSlot]: ...
+
+    def event_texts(self, endpoint: Endpoint, ev: StreamEvent) -> list[TextSlot]: ...
+
+    def event_closes(self, endpoint: Endpoint, ev: StreamEvent) -> list[Hashable]: ...
+
+    def text_event(
+        self, endpoint: Endpoint, channel: Hashable, text: str, like: StreamEvent
+    ) -> StreamEvent: ...
+
+
+def channel_closed(key: Hashable, channel: Hashable) -> bool:
+    """True if `key` (from `event_closes`) closes `channel` (equal, or a tuple prefix)."""
+    if key == channel:
+        return True
+    if isinstance(key, tuple) and isinstance(channel, tuple):
+        return len(key) < len(channel) and channel[: len(key)] == key
+    return False
 
 
 @dataclass(slots=True)
@@ -125,9 +164,34 @@ class PolicyEvent:
 
 
 @dataclass(slots=True)
+class CircuitVerdict:
+    """The breaker's word on this call's upstream (set by the breaker policy, read by the
+    retry policy and the router)."""
+
+    #: The upstream's circuit name: `"<provider>:<base url>"`.
+    name: str
+    #: The circuit was (or went) open for this call: no (more) tries.
+    open: bool = False
+
+
+@dataclass(slots=True)
+class RetryVerdict:
+    """The retry policy's record of this call's tries (read by the router for its answer
+    and its `x-should-retry`)."""
+
+    attempts: int = 0
+    #: The policy stopped retrying (tries or deadline exhausted, circuit open): the agent's
+    #: SDK must not retry either.
+    gave_up: bool = False
+    reason: str = ""
+    #: The delays asked for between tries, in seconds.
+    delays: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Flow:
     agent: AgentGovernance
-    adapter: ProviderAdapter
+    adapter: Surface
     endpoint: Endpoint
     body: dict[str, Any] | None
     #: The agent's request headers (lower-case names), as received.
@@ -174,6 +238,14 @@ class Flow:
     settled: bool = False
     #: A budget was truly exhausted and the agent runs with `--on-budget stop`.
     stop_agent: bool = False
+    #: Which upstream the call goes to, `"<provider>:<base url>"` (the breaker's circuit).
+    upstream: str = ""
+    #: The breaker's verdict (None: no breaker looked at this call).
+    circuit: CircuitVerdict | None = None
+    #: The retry policy's record (None: no retry policy ran).
+    retry: RetryVerdict | None = None
+    #: The first policy that raised in any hook: the call fails closed (see pipeline.py).
+    failed_policy: str | None = None
 
     @property
     def provider(self) -> str:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ironrt.ledger import Ledger, Outcome, fmt_usd, nanos_to_usd
-from ironrt.ledger.ledger import Admission, describe_refusal
-from ironrt.ledger.scope import Scope, iso
-from ironrt.router.flow import Flow, Refusal
+from ironrt.governance.flow import Flow, Refusal
+from ironrt.governance.ledger import Ledger, Outcome, fmt_usd, nanos_to_usd
+from ironrt.governance.ledger.ledger import Admission, describe_refusal
+from ironrt.governance.ledger.scope import Scope, iso
 
 Counter = Callable[[Flow], Awaitable[int | None]]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ironrt.ledger.scope import Scope
+from ironrt.governance.ledger.scope import Scope
 from ironrt.protocol import OnBudget, PiiMode
 
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from ironrt.ledger import nanos_to_usd
-from ironrt.router.flow import Flow, TokenUsage
-from ironrt.router.pricing import Pricer, UnknownPrice
+from ironrt.governance.flow import Flow, TokenUsage
+from ironrt.governance.ledger import nanos_to_usd
+from ironrt.governance.pricing import Pricer, UnknownPrice
 
 #: A token count above this in one call's usage is not believed.
 MAX_REPORTED_TOKENS = 100_000_000

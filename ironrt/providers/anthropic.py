@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from ironrt.router.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
-from ironrt.router.providers.base import (
+from ironrt.governance.flow import Endpoint, StreamEvent, TextSlot, TokenUsage
+from ironrt.providers.base import (
     ProviderAdapter,
     content_slots,
     dict_value,

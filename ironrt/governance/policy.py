@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ironrt.router.flow import Attempt, Flow, StreamEvent
+from ironrt.governance.flow import Attempt, Flow, StreamEvent
 
 
 class Policy:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ironrt.router.providers.base import context_window
+from ironrt.governance.pricing import context_window
 
 if sys.version_info >= (3, 11):
     import tomllib

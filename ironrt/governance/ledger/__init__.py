@@ -9,9 +9,9 @@ Plain memory and no I/O: the daemon persists what must survive (limits, window s
 `resets_at`) through `ironrt.store.scopes`, the router commits each settled call.
 """
 
-from ironrt.ledger.ledger import Admission, Ledger, Outcome
-from ironrt.ledger.money import NANOS, fmt_usd, nanos_to_usd, usd_to_nanos
-from ironrt.ledger.scope import Claim, Hold, Scope, scope_key
+from ironrt.governance.ledger.ledger import Admission, Ledger, Outcome
+from ironrt.governance.ledger.money import NANOS, fmt_usd, nanos_to_usd, usd_to_nanos
+from ironrt.governance.ledger.scope import Claim, Hold, Scope, scope_key
 
 __all__ = [
     "NANOS",

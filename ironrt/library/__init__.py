@@ -1,0 +1,1 @@
+"""Library mode: `ironrt.protect` runs the governance kernel in-process."""
