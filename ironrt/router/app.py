@@ -69,12 +69,10 @@ from ironrt.router.responses import (
     send_refused,
 )
 from ironrt.router.strays import StrayLog
-from ironrt.router.upstream import (
-    Upstream,
-    UpstreamUnavailable,
-    forward_headers,
-    offline,
-)
+from ironrt.transports.base import Outgoing, Transport
+from ironrt.transports.http import Upstream, forward_headers
+from ironrt.transports.offline import OfflineTransport
+from ironrt.transports.retrying import Unreachable, send_with_retries
 
 log = logging.getLogger("ironrt.router")
 
@@ -93,6 +91,11 @@ class RouterConfig:
 
 
 class RouterApp:
+    """The daemon's router. Library mode subclasses it (`ironrt.library`): it knows the
+    agent by its scope instead of a token (`agent_for`), and sends each call where the
+    SDK's client itself was going, with the client's own key (`outgoing`), through the
+    SDK's own HTTP client (its `transport`)."""
+
     def __init__(
         self,
         config: RouterConfig,
@@ -102,19 +105,60 @@ class RouterApp:
         settle: Callable[[Flow], Awaitable[None]],
         ledger: Ledger,
         admission_timeout: float,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
         self.upstream = upstream
+        self.transport: Transport = transport or (
+            OfflineTransport() if config.offline else upstream
+        )
         self.lookup = lookup
         self.settle = settle
         self.admitter = Admitter(ledger, self._count, admission_timeout)
         self.strays = StrayLog()
 
+    def agent_for(
+        self, scope: Scope, adapter: ProviderAdapter, headers: dict[str, str]
+    ) -> tuple[bool, AgentGovernance | None]:
+        """Whether the request carries a credential, and the live agent it opens."""
+        token = adapter.token_from_headers(headers)
+        gov = self.lookup(token_hash(token)) if token else None
+        return bool(token), gov if gov is not None and gov.active else None
+
+    def outgoing(
+        self,
+        adapter: ProviderAdapter,
+        scope: Scope,
+        target: str,
+        headers: dict[str, str],
+        content: bytes,
+    ) -> Outgoing | None:
+        """The request to send: the real key swapped in for the IC_TOKEN, the provider's
+        base URL (None: no key for this provider). Offline, the canonical path as it is."""
+        if self.config.offline:
+            return Outgoing(scope["method"], target, headers, content)
+        found = self.config.keys(adapter.name)
+        if found is None:
+            return None
+        base = self.config.base_urls.get(adapter.name)
+        url = adapter.upstream_url(target, base)
+        return Outgoing(scope["method"], url, upstream_headers(adapter, headers, found), content)
+
+    def upstream_of(self, adapter: ProviderAdapter, scope: Scope) -> str:
+        """`"<provider>:<base url>"`: the upstream a call goes to (the breaker's circuit)."""
+        base = self.config.base_urls.get(adapter.name)
+        return f"{adapter.name}:{base or adapter.default_base_url}"
+
+    def count_sender(self, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender | None:
+        return count_sender(self, adapter, headers)
+
     async def _count(self, flow: Flow) -> int | None:
         if flow.body is None:
             return None
-        send = count_sender(self, adapter_of(flow), flow.headers)
+        send = self.count_sender(adapter_of(flow), flow.headers)
+        if send is None:
+            return None
         return await exact_input_tokens(adapter_of(flow), flow.endpoint, flow.body, send=send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,9 +192,7 @@ class RouterApp:
         adapter = adapter_for(path, headers) if bad is None else None
         if adapter is not None:
             x.adapter = adapter
-        token = x.adapter.token_from_headers(headers)
-        gov = self.lookup(token_hash(token)) if token else None
-        agent = gov if gov is not None and gov.active else None
+        token, agent = self.agent_for(scope, x.adapter, headers)
         target = f"{method} {describe_target(raw_path)}"
         if adapter is None:
             because = f" ({bad})" if bad else ""
@@ -221,10 +263,9 @@ class RouterApp:
                 parsed.stream,
                 parsed.input_bound,
             )
-        base = self.config.base_urls.get(adapter.name)
-        flow.upstream = f"{adapter.name}:{base or adapter.default_base_url}"
+        flow.upstream = self.upstream_of(adapter, scope)
         target_url = path + ("?" + query if query else "")
-        await self._handle(flow, scope, headers, receive, x, raw, base, target_url)
+        await self._handle(flow, scope, headers, receive, x, raw, target_url)
 
     async def _refuse_early(
         self,
@@ -304,7 +345,6 @@ class RouterApp:
         receive: Receive,
         send: Send,
         raw: bytes,
-        base: str | None,
         target: str,
     ) -> None:
         """Forward a call whose path and body were checked: `target` is its canonical path
@@ -336,63 +376,51 @@ class RouterApp:
                 )
                 await self._refuse(send, flow, refusal)
                 return
-        if self.config.offline:
-            upstream = offline(flow, target.split("?", 1)[0])
-        else:
-            found = self.config.keys(adapter.name)
-            if found is None:
-                flow.status_code = 401
-                flow.error = "no provider key"
-                await self.settle(flow)
-                await send_error(
-                    send,
-                    adapter,
-                    401,
-                    f"ironrt has no {adapter.name} API key: export {adapter.key_env[0]} in the "
-                    "environment that starts the daemon (then `ironrt daemon stop`; the next "
-                    "command restarts it), add it to $IRONRT_HOME/keys.toml, or run offline "
-                    "with IRONRT_OFFLINE=1",
-                    "authentication_error",
-                    "no_provider_key",
-                    retry=False,
-                )
-                return
-            outgoing = upstream_headers(adapter, headers, found)
-            url = adapter.upstream_url(target, base)
-            try:
-                upstream = await self.upstream.send(
-                    flow,
-                    self.pipeline,
-                    method=scope["method"],
-                    url=url,
-                    headers=outgoing,
-                    content=raw,
-                )
-            except PolicyFailed as exc:
-                flow.status_code, flow.error = 500, str(exc)
-                await self.settle(flow)
-                await send_policy_error(send, adapter, exc.policy)
-                return
-            except UpstreamUnavailable as exc:
-                gave_up = flow.retry is not None and flow.retry.gave_up
-                status = 504 if exc.kind == "timeout" else 502
-                flow.status_code, flow.error = status, str(exc)
-                flow.upstream_failure = exc.kind
-                await self.settle(flow)
-                await send_error(
-                    send,
-                    adapter,
-                    status,
-                    f"ironrt router: the {adapter.name} API is unreachable: {exc}",
-                    "api_error",
-                    "upstream_unreachable",
-                    retry=not gave_up,
-                )
-                return
-            except Exception:
-                # Unexpected, and the request may have left: charged as one that did.
-                flow.upstream_failure = flow.upstream_failure or "protocol"
-                raise
+        request = self.outgoing(adapter, scope, target, headers, raw)
+        if request is None:
+            flow.status_code = 401
+            flow.error = "no provider key"
+            await self.settle(flow)
+            await send_error(
+                send,
+                adapter,
+                401,
+                f"ironrt has no {adapter.name} API key: export {adapter.key_env[0]} in the "
+                "environment that starts the daemon (then `ironrt daemon stop`; the next "
+                "command restarts it), add it to $IRONRT_HOME/keys.toml, or run offline "
+                "with IRONRT_OFFLINE=1",
+                "authentication_error",
+                "no_provider_key",
+                retry=False,
+            )
+            return
+        try:
+            upstream = await send_with_retries(self.transport, flow, self.pipeline, request)
+        except PolicyFailed as exc:
+            flow.status_code, flow.error = 500, str(exc)
+            await self.settle(flow)
+            await send_policy_error(send, adapter, exc.policy)
+            return
+        except Unreachable as exc:
+            gave_up = flow.retry is not None and flow.retry.gave_up
+            status = 504 if exc.kind == "timeout" else 502
+            flow.status_code, flow.error = status, str(exc)
+            flow.upstream_failure = exc.kind
+            await self.settle(flow)
+            await send_error(
+                send,
+                adapter,
+                status,
+                f"ironrt router: the {adapter.name} API is unreachable: {exc}",
+                "api_error",
+                "upstream_unreachable",
+                retry=not gave_up,
+            )
+            return
+        except Exception:
+            # Unexpected, and the request may have left: charged as one that did.
+            flow.upstream_failure = flow.upstream_failure or "protocol"
+            raise
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
                 await relay_stream(

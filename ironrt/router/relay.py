@@ -30,7 +30,8 @@ from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import OFFLOAD_BYTES, decode_json, decode_usage, encode_json
 from ironrt.router.responses import NO_RETRY, send_error, send_policy_error
 from ironrt.router.sse import SSEParser, encode_event
-from ironrt.router.upstream import UpstreamResponse, error_kind
+from ironrt.transports.base import Answer
+from ironrt.transports.http import error_kind
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -42,7 +43,7 @@ _DECODE = msgspec.json.Decoder()
 
 
 async def relay_body(
-    flow: Flow, upstream: UpstreamResponse, send: Send, pipeline: Pipeline, settle: Settle
+    flow: Flow, upstream: Answer, send: Send, pipeline: Pipeline, settle: Settle
 ) -> None:
     adapter = adapter_of(flow)
     flow.upstream_status = upstream.status
@@ -99,7 +100,7 @@ async def relay_body(
 
 async def relay_stream(
     flow: Flow,
-    upstream: UpstreamResponse,
+    upstream: Answer,
     receive: Receive,
     send: Send,
     pipeline: Pipeline,

@@ -34,7 +34,7 @@ from ironrt.governance.ledger import Ledger
 from ironrt.governance.pipeline import Pipeline
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
-from ironrt.router.upstream import Upstream
+from ironrt.transports.http import Upstream
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, token_agent
