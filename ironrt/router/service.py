@@ -42,9 +42,9 @@ from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
-from ironrt.router.upstream import Upstream
 from ironrt.store.books import Books
 from ironrt.store.db import Database
+from ironrt.transports.http import Upstream
 
 log = logging.getLogger("ironrt.router")
 
