@@ -97,10 +97,10 @@ class AsyncRuntime:
         resp = await self._send(call.method, call.path, call.body, timeout, stream=False)
         return req.decode(resp.status_code, resp.content, call.answer)
 
-    async def _stream(self, path: str) -> httpx.Response:
+    async def _stream(self, call: req.Call[T]) -> httpx.Response:
         """A followed answer, to be closed by the caller (no timeout: it lasts as long as
         what it follows)."""
-        resp = await self._send("GET", path, None, None, stream=True)
+        resp = await self._send(call.method, call.path, call.body, None, stream=True)
         if resp.status_code >= 400:
             try:
                 req.raise_for_error(resp.status_code, await resp.aread())
@@ -114,7 +114,8 @@ class AsyncRuntime:
         import httpx
 
         try:
-            resp = await self._client.get(req.VERSION_PATH, timeout=2.0)
+            call = req.version()
+            resp = await self._client.request(call.method, call.path, timeout=2.0)
         except httpx.TransportError:
             return False
         return resp.status_code == 200
@@ -197,13 +198,11 @@ class AsyncRuntime:
                 raise error
 
     async def logs(self, ref: str, tail: int = 100) -> str:
-        resp = await self._send("GET", req.logs_path(ref, tail), None, self.timeout, stream=False)
-        req.raise_for_error(resp.status_code, resp.content)
-        return resp.content.decode("utf-8", "replace")
+        return await self._call(req.logs(ref, tail))
 
     async def follow_logs(self, ref: str, tail: int = 10) -> AsyncIterator[bytes]:
         """Yield the agent's output as it is written, until the agent ends."""
-        resp = await self._stream(req.logs_path(ref, tail, follow=True))
+        resp = await self._stream(req.follow_logs(ref, tail))
         try:
             async for chunk in resp.aiter_bytes():
                 yield chunk
@@ -219,7 +218,7 @@ class AsyncRuntime:
             for found in (await self._call(req.events(agent, since, limit))).events:
                 yield found
             return
-        resp = await self._stream(req.events_follow_path(agent, since, limit))
+        resp = await self._stream(req.follow_events(agent, since, limit))
         try:
             async for line in resp.aiter_lines():
                 if (event := req.event_line(line)) is not None:

@@ -127,9 +127,9 @@ class Runtime:
         finally:
             resp.close()
 
-    def _stream(self, path: str) -> Reply:
+    def _stream(self, call: req.Call[T]) -> Reply:
         """A followed answer (no timeout: it lasts as long as what it follows)."""
-        resp = self._send("GET", path, None, None)
+        resp = self._send(call.method, call.path, call.body, None)
         if resp.status >= 400:
             try:
                 req.raise_for_error(resp.status, resp.read())
@@ -141,7 +141,8 @@ class Runtime:
     def ping(self) -> bool:
         """Whether a daemon answers (within 2 s); never starts one."""
         try:
-            reply = uds.request(str(self.settings.socket_path), "GET", req.VERSION_PATH, None, 2.0)
+            call = req.version()
+            reply = uds.request(str(self.settings.socket_path), call.method, call.path, None, 2.0)
         except OSError:
             return False
         try:
@@ -251,17 +252,11 @@ class Runtime:
                 raise error
 
     def logs(self, ref: str, tail: int = 100) -> str:
-        resp = self._send("GET", req.logs_path(ref, tail), None, self.timeout)
-        try:
-            data = resp.read()
-        finally:
-            resp.close()
-        req.raise_for_error(resp.status, data)
-        return data.decode("utf-8", "replace")
+        return self._call(req.logs(ref, tail))
 
     def follow_logs(self, ref: str, tail: int = 10) -> Iterator[bytes]:
         """Yield the agent's output as it is written, until the agent ends."""
-        resp = self._stream(req.logs_path(ref, tail, follow=True))
+        resp = self._stream(req.follow_logs(ref, tail))
         try:
             while chunk := resp.read1(65536):
                 yield chunk
@@ -276,7 +271,7 @@ class Runtime:
         if not follow:
             yield from self._call(req.events(agent, since, limit)).events
             return
-        resp = self._stream(req.events_follow_path(agent, since, limit))
+        resp = self._stream(req.follow_events(agent, since, limit))
         try:
             while line := resp.readline():
                 if (event := req.event_line(line)) is not None:

@@ -3,7 +3,11 @@ answer decodes to, and the decoding of answers and errors.
 
 `Runtime` (sync) and `AsyncRuntime` (anyio) describe every request with a `Call` built
 here, and decode every answer with `decode`, so the two cannot disagree on a path, a
-query string, a default or an error: each twin only moves bytes. Nothing here does I/O.
+query string, a default or an error: each twin only moves bytes. Every `Call` is made from
+its entry in `ironrt.calls` (the table the daemon routes by and `/v1/openapi.json` is
+generated from): its method and answer, its path filled in from the template (each path
+parameter quoted as one segment), and only query parameters the entry declares. Nothing
+here does I/O.
 
 A call's body is built and checked in `ironrt.client_bodies` (bad arguments fail there,
 before anything is sent); its names are re-exported here so that the twins import one
@@ -15,11 +19,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import quote, urlencode
 
 import msgspec
 
+from ironrt import calls
+from ironrt.calls import DaemonStopping, Operation
 from ironrt.client_bodies import (
     START_OPTIONS,
     UPDATE_FIELDS,
@@ -47,6 +53,7 @@ from ironrt.protocol import (
     StopRequest,
     TraceList,
     Usage,
+    Version,
 )
 
 __all__ = [
@@ -57,6 +64,7 @@ __all__ = [
     "Call",
     "StartOptions",
     "agent_path",
+    "call",
     "checked_project",
     "daemon_down",
     "deadline",
@@ -64,7 +72,8 @@ __all__ = [
     "default_python",
     "event_line",
     "events",
-    "events_follow_path",
+    "follow_events",
+    "follow_logs",
     "get_agent",
     "get_limits",
     "get_metrics",
@@ -74,7 +83,7 @@ __all__ = [
     "limits_body",
     "limits_path",
     "list_agents",
-    "logs_path",
+    "logs",
     "raise_for_error",
     "refuse_unknown",
     "remove_agent",
@@ -90,6 +99,7 @@ __all__ = [
     "update_agent",
     "update_body",
     "usage",
+    "version",
     "wait_poll",
     "wait_timeout",
 ]
@@ -97,7 +107,7 @@ __all__ = [
 T = TypeVar("T")
 
 #: What `ping` asks: the cheapest answer the daemon gives.
-VERSION_PATH = "/v1/version"
+VERSION_PATH = calls.VERSION.path
 #: The longest single long poll of `wait`: the daemon accepts up to an hour, but a poll
 #: that returns now and then lets a client notice a daemon that went away.
 WAIT_POLL_S = 300.0
@@ -108,7 +118,9 @@ _SLACK_S = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One control-API request and the type its JSON answer decodes to."""
+    """One control-API request and the type its answer decodes to: a protocol Struct, or
+    `str` for an answer that is text (logs). For a followed stream, the type of each line
+    (`Event`), or `bytes` for text passed on as it arrives."""
 
     method: str
     path: str
@@ -119,19 +131,53 @@ class Call(Generic[T]):
     timeout: float | None = None
 
 
+def call(
+    op: Operation[T],
+    params: Mapping[str, str] | None = None,
+    query: Mapping[str, object] | None = None,
+    body: bytes | None = None,
+    timeout: float | None = None,
+) -> Call[T]:
+    """The request for `op`: its path parameters filled in (quoted whole, so a `/` or a
+    `:` stays in its segment) and its query (None values left out, flags as `true` /
+    `false`). A parameter `op` does not declare is a bug here, refused at once."""
+    return Call(op.method, _target(op, params, query), op.answer, body, timeout)
+
+
+def _target(
+    op: Operation[Any], params: Mapping[str, str] | None, query: Mapping[str, object] | None
+) -> str:
+    params = params or {}
+    if sorted(params) != sorted(op.path_params):
+        raise TypeError(f"{op.path} takes path parameters {op.path_params}, not {sorted(params)}")
+    path = op.path
+    for name, value in params.items():
+        path = path.replace("{" + name + "}", quote(value, safe=""))
+    pairs: dict[str, str] = {}
+    for key, given_value in (query or {}).items():
+        op.param(key)  # KeyError: the call takes no such parameter
+        if given_value is not None:
+            pairs[key] = _flag(given_value) if isinstance(given_value, bool) else str(given_value)
+    return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
 def limits_path(scope: str) -> str:
     """The URL of one scope: quoted whole, so `project:x` or a name with `/` stays one
     path segment. An empty scope would address the list instead, so it is refused."""
-    if not scope.strip():
-        raise InvalidRequest(
-            "a scope is `global`, `project:NAME`, `agent:REF` or an agent REF", field="scope"
-        )
-    return f"/v1/limits/{_segment(scope)}"
+    return _target(calls.GET_LIMITS, {"scope": _scope(scope)}, None)
 
 
 def agent_path(ref: str) -> str:
     """The URL of one agent (`ref`: id, id prefix or name), quoted as one path segment."""
-    return f"/v1/agents/{_segment(ref)}"
+    return _target(calls.GET_AGENT, {"ref": ref}, None)
+
+
+def _scope(scope: str) -> str:
+    if not scope.strip():
+        raise InvalidRequest(
+            "a scope is `global`, `project:NAME`, `agent:REF` or an agent REF", field="scope"
+        )
+    return scope
 
 
 # ---- calls: one per client method, so both twins send exactly the same request ----------
@@ -144,38 +190,39 @@ def start_agent(
     project: str | None,
 ) -> Call[Agent]:
     """Start an agent; `budget` and `project` are the client's defaults."""
-    return Call("POST", "/v1/agents", Agent, start_body(path, args, budget, options, project))
+    body = start_body(path, args, budget, options, project)
+    return call(calls.START_AGENT, body=body)
 
 
 def list_agents(*, metrics: bool = False) -> Call[AgentList]:
-    return Call("GET", "/v1/agents?metrics=true" if metrics else "/v1/agents", AgentList)
+    return call(calls.LIST_AGENTS, query={"metrics": True if metrics else None})
 
 
 def get_agent(ref: str) -> Call[Agent]:
-    return Call("GET", agent_path(ref), Agent)
+    return call(calls.GET_AGENT, {"ref": ref})
 
 
 def get_metrics(ref: str) -> Call[Metrics]:
-    return Call("GET", f"{agent_path(ref)}/metrics", Metrics)
+    return call(calls.AGENT_METRICS, {"ref": ref})
 
 
 def stop_agent(ref: str, timeout: float) -> Call[Agent]:
     """The daemon waits up to `timeout` for the agent to exit: so does the client, and more."""
     body = msgspec.json.encode(StopRequest(timeout=timeout))
-    return Call("POST", f"{agent_path(ref)}/stop", Agent, body, timeout + _SLACK_S)
+    return call(calls.STOP_AGENT, {"ref": ref}, body=body, timeout=timeout + _SLACK_S)
 
 
 def restart_agent(ref: str, timeout: float) -> Call[Agent]:
     body = msgspec.json.encode(StopRequest(timeout=timeout))
-    return Call("POST", f"{agent_path(ref)}/restart", Agent, body, timeout + _SLACK_S)
+    return call(calls.RESTART_AGENT, {"ref": ref}, body=body, timeout=timeout + _SLACK_S)
 
 
 def remove_agent(ref: str, force: bool) -> Call[Agent]:
-    return Call("DELETE", f"{agent_path(ref)}?force={_flag(force)}", Agent)
+    return call(calls.REMOVE_AGENT, {"ref": ref}, {"force": force})
 
 
 def update_agent(ref: str, changes: Mapping[str, object]) -> Call[Agent]:
-    return Call("PATCH", agent_path(ref), Agent, update_body(changes))
+    return call(calls.UPDATE_AGENT, {"ref": ref}, body=update_body(changes))
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -188,7 +235,7 @@ def wait_poll(ref: str, until: float | None) -> Call[Agent]:
     time left (at most `WAIT_POLL_S`), whichever comes first."""
     left = WAIT_POLL_S if until is None else max(until - time.monotonic(), 0.0)
     step = min(left, WAIT_POLL_S)
-    return Call("GET", f"{agent_path(ref)}/wait?timeout={step}", Agent, timeout=step + _SLACK_S)
+    return call(calls.WAIT_AGENT, {"ref": ref}, {"timeout": step}, timeout=step + _SLACK_S)
 
 
 def wait_timeout(agent: Agent, until: float | None, timeout: float | None) -> WaitTimeout | None:
@@ -198,27 +245,33 @@ def wait_timeout(agent: Agent, until: float | None, timeout: float | None) -> Wa
     return WaitTimeout(f"agent {agent.id} is still {agent.status.value} after {timeout}s")
 
 
-def logs_path(ref: str, tail: int, *, follow: bool = False) -> str:
-    """The agent's output (plain text, not JSON): the last `tail` lines, then, with
-    `follow`, what it writes next until it ends for good."""
-    return f"{agent_path(ref)}/logs?tail={tail}" + ("&follow=true" if follow else "")
+def logs(ref: str, tail: int) -> Call[str]:
+    """The agent's output (plain text, not JSON): the last `tail` lines."""
+    return call(calls.AGENT_LOGS, {"ref": ref}, {"tail": tail})
 
 
-def _events_query(agent: str | None, since: int, limit: int) -> dict[str, Any]:
-    query: dict[str, Any] = {"since": since, "limit": limit}
-    if agent:
-        query["agent"] = agent
-    return query
+def follow_logs(ref: str, tail: int) -> Call[bytes]:
+    """The last `tail` lines, then what the agent writes next until it ends for good:
+    passed on as it arrives."""
+    op = calls.AGENT_LOGS
+    return Call(op.method, _target(op, {"ref": ref}, {"tail": tail, "follow": True}), bytes)
+
+
+def _events_query(agent: str | None, since: int, limit: int) -> dict[str, object]:
+    return {"since": since, "limit": limit, "agent": agent or None}
 
 
 def events(agent: str | None, since: int, limit: int) -> Call[EventList]:
     """Up to `limit` events after id `since`, oldest first."""
-    return Call("GET", f"/v1/events?{urlencode(_events_query(agent, since, limit))}", EventList)
+    return call(calls.EVENTS, query=_events_query(agent, since, limit))
 
 
-def events_follow_path(agent: str | None, since: int, limit: int) -> str:
-    """The NDJSON stream of `events(follow=True)`: the same backlog, then live events."""
-    return f"/v1/events?{urlencode({**_events_query(agent, since, limit), 'follow': 'true'})}"
+def follow_events(agent: str | None, since: int, limit: int) -> Call[Event]:
+    """The NDJSON stream of `events(follow=True)`: the same backlog, then live events, one
+    `Event` per line."""
+    op = calls.EVENTS
+    query = {**_events_query(agent, since, limit), "follow": True}
+    return Call(op.method, _target(op, None, query), Event)
 
 
 def event_line(line: bytes | str) -> Event | None:
@@ -227,39 +280,41 @@ def event_line(line: bytes | str) -> Event | None:
 
 
 def usage(by: str, agent: str | None) -> Call[Usage]:
-    query = {"by": by, **({"agent": agent} if agent else {})}
-    return Call("GET", f"/v1/usage?{urlencode(query)}", Usage)
+    return call(calls.USAGE, query={"by": by, "agent": agent or None})
 
 
 def traces(agent: str | None, limit: int) -> Call[TraceList]:
-    query: dict[str, Any] = {"limit": limit, **({"agent": agent} if agent else {})}
-    return Call("GET", f"/v1/traces?{urlencode(query)}", TraceList)
+    return call(calls.TRACES, query={"limit": limit, "agent": agent or None})
 
 
 def limits() -> Call[LimitsList]:
-    return Call("GET", "/v1/limits", LimitsList)
+    return call(calls.LIST_LIMITS)
 
 
 def get_limits(scope: str) -> Call[ScopeLimits]:
-    return Call("GET", limits_path(scope), ScopeLimits)
+    return call(calls.GET_LIMITS, {"scope": _scope(scope)})
 
 
 def set_limits(scope: str, changes: Mapping[str, Any]) -> Call[ScopeLimits]:
     """Set exactly `changes` on `scope` (see `limits_body`): `unset_limits` too."""
-    return Call("PUT", limits_path(scope), ScopeLimits, limits_body(changes))
+    return call(calls.SET_LIMITS, {"scope": _scope(scope)}, body=limits_body(changes))
 
 
 def remove_limits(scope: str) -> Call[ScopeLimits]:
-    return Call("DELETE", limits_path(scope), ScopeLimits)
+    return call(calls.REMOVE_LIMITS, {"scope": _scope(scope)})
 
 
 def health() -> Call[Health]:
-    return Call("GET", "/v1/health", Health)
+    return call(calls.HEALTH)
 
 
-def shutdown_daemon(keep_agents: bool) -> Call[dict[str, Any]]:
+def version() -> Call[Version]:
+    return call(calls.VERSION)
+
+
+def shutdown_daemon(keep_agents: bool) -> Call[DaemonStopping]:
     """Ask the daemon to stop; it answers at once (202) and stops after answering."""
-    return Call("POST", f"/v1/daemon/stop?keep_agents={_flag(keep_agents)}", dict)
+    return call(calls.STOP_DAEMON, query={"keep_agents": keep_agents})
 
 
 def daemon_down(home: object) -> str:
@@ -272,8 +327,11 @@ def daemon_down(home: object) -> str:
 
 # ---- answers ----------------------------------------------------------------------------
 def decode(status: int, body: bytes, type_: type[T]) -> T:
-    """The answer as `type_`, or the `ironrt.errors` class the daemon's error body names."""
+    """The answer as `type_` (`str`: text, as the logs are), or the `ironrt.errors` class
+    the daemon's error body names."""
     raise_for_error(status, body)
+    if type_ is str:
+        return cast(T, body.decode("utf-8", "replace"))
     try:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
@@ -292,13 +350,13 @@ def raise_for_error(status: int, body: bytes) -> None:
     try:
         err = msgspec.json.decode(body, type=ErrorResponse).error
     except (msgspec.DecodeError, msgspec.ValidationError):
-        raise IronrtError(f"daemon answered HTTP {status}: {body[:200]!r}") from None
-    raise error_for(err.code, err.message, err.field)
+        # Not the documented body: the status alone still says what kind of failure it
+        # was (a 507 is a StorageError whoever wrote the body).
+        raise error_for(
+            "", f"daemon answered HTTP {status}: {body[:200]!r}", status=status
+        ) from None
+    raise error_for(err.code, err.message, err.field, status=status)
 
 
 def _flag(value: bool) -> str:
     return "true" if value else "false"
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")

@@ -31,9 +31,10 @@ import uvicorn
 from ironrt._version import __version__
 from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
 from ironrt.control import api
+from ironrt.errors import DaemonAlreadyRunning as DaemonAlreadyRunning  # re-exported
 from ironrt.events import EventBus
-from ironrt.keys import KeysFileError, load_keys
 from ironrt.governance.ledger import Ledger
+from ironrt.keys import KeysFileError, load_keys
 from ironrt.private_home import secure_home
 from ironrt.router.service import RouterService
 from ironrt.sdnotify import Notifier
@@ -44,10 +45,6 @@ from ironrt.store.db import Database, SchemaTooNew
 from ironrt.supervisor.supervisor import Supervisor
 
 log = logging.getLogger("ironrt.daemon")
-
-
-class DaemonAlreadyRunning(RuntimeError):
-    pass
 
 
 class _JsonLines(logging.Formatter):

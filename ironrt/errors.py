@@ -14,6 +14,23 @@ raises them) and the CLI (which renders them as one line).
 
 Each class carries the stable `code` of the control API's error body and its HTTP status, so
 one table maps both ways: `error_for(code, message)` rebuilds the exception on the client.
+An answer whose code this client does not know (a newer daemon's), or whose body is not the
+documented one, is still typed by its status where the status names one class (a 507 is a
+StorageError, a 500 a DaemonError).
+
+Beside the tree, the errors of setting up, before any request: each keeps the standard base
+code catches it by (a bad setting is a ValueError), and none is an HTTP answer.
+
+    ValueError
+    ├── ConfigError          a setting ironrt cannot use (environment, config.toml); names it
+    │   └── HomeNotPrivate   the home, or a file in it, belongs to another user
+    ├── KeysFileError        keys.toml cannot be used (readable by others, malformed)
+    ├── EnvFileError         an agent's --env-file cannot be read or parsed
+    └── UnitError            a value that cannot be written into a systemd unit file
+    RuntimeError
+    ├── SchemaTooNew         the database was made by a newer ironrt
+    └── DaemonAlreadyRunning another daemon holds this home
+    AppsFileError            an apps file (ironrt.toml) cannot be used as it is
 """
 
 from __future__ import annotations
@@ -33,6 +50,8 @@ __all__ = [
     "WaitTimeout",
     "error_for",
 ]
+# The setup errors (ConfigError, ...) are not in `__all__`, which lists the tree of control
+# API errors: import them by name (`from ironrt.errors import ConfigError`).
 
 
 class IronrtError(Exception):
@@ -119,7 +138,55 @@ _BY_CODE: dict[str, type[IronrtError]] = {
 }
 
 
-def error_for(code: str, message: str, field: str | None = None) -> IronrtError:
-    """The exception a client raises for an error body the daemon sent."""
-    cls = _BY_CODE.get(code, IronrtError)
+#: Statuses that only one class answers with: what an unknown code is, by its status.
+_BY_STATUS: dict[int, type[IronrtError]] = {
+    400: InvalidRequest,
+    413: PayloadTooLarge,
+    500: DaemonError,
+    507: StorageError,
+}
+
+
+def error_for(
+    code: str, message: str, field: str | None = None, *, status: int | None = None
+) -> IronrtError:
+    """The exception a client raises for an error body the daemon sent (`status`: the
+    answer's HTTP status, for a code this client does not know)."""
+    cls = _BY_CODE.get(code) or _BY_STATUS.get(status or 0, IronrtError)
     return cls(message, field=field)
+
+
+# ---- errors of setting up (not control API answers) -----------------------------------------
+class ConfigError(ValueError):
+    """A setting has a value ironrt cannot use; the message names the setting."""
+
+
+class HomeNotPrivate(ConfigError):
+    """The home, or a file in it, belongs to another user."""
+
+
+class KeysFileError(ValueError):
+    """keys.toml cannot be used: readable by others (its keys may have leaked), or not
+    valid TOML of the expected shape."""
+
+
+class EnvFileError(ValueError):
+    """An env file that cannot be used: missing, unreadable, not a regular file, too big,
+    or with a line that is no variable."""
+
+
+class UnitError(ValueError):
+    """A value that cannot be written into a unit file."""
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was made by a newer ironrt: refused rather than guessed at."""
+
+
+class DaemonAlreadyRunning(RuntimeError):
+    """Another daemon holds this home's lock."""
+
+
+class AppsFileError(Exception):
+    """The file cannot be used as it is. One line names the file, the entry and the key;
+    the command exits 2 having started or stopped nothing."""

@@ -21,16 +21,13 @@ import os
 import stat
 from pathlib import Path
 
-from ironrt.config import ConfigError, Settings
+from ironrt.config import Settings
+from ironrt.errors import HomeNotPrivate as HomeNotPrivate  # defined there, re-exported
 
 __all__ = ["HomeNotPrivate", "secure_home"]
 
 #: What a file the daemon creates may allow: owner read/write only.
 UMASK = 0o077
-
-
-class HomeNotPrivate(ConfigError):
-    """The home, or a file in it, belongs to another user."""
 
 
 def secure_home(settings: Settings) -> None:

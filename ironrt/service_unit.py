@@ -21,6 +21,8 @@ from typing import Literal
 
 import msgspec
 
+from ironrt.errors import UnitError as UnitError  # defined there, re-exported
+
 UNIT_NAME = "ironrt.service"
 #: systemd restarts a daemon whose event loop did not ping for this long; it pings every
 #: half of it. The longest stall the hardening issue measured was ~11 s.
@@ -32,10 +34,6 @@ TIMEOUT_START_SEC = 90
 #: over netlink, and agents fail on it otherwise. Without capabilities (the unit grants
 #: none) netlink reads; it cannot reconfigure anything.
 ADDRESS_FAMILIES = ("AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK")
-
-
-class UnitError(ValueError):
-    """A value that cannot be written into a unit file."""
 
 
 class UnitSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ironrt.apps.schema import EXPECTED
+from ironrt.errors import AppsFileError as AppsFileError  # defined there, re-exported
 
 __all__ = [
     "AppsFileError",
@@ -29,11 +30,6 @@ __all__ = [
     "type_error",
     "unknown_key",
 ]
-
-
-class AppsFileError(Exception):
-    """The file cannot be used as it is. One line names the file, the entry and the key;
-    the command exits 2 having started or stopped nothing."""
 
 
 class BadValue(Exception):

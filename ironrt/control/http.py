@@ -15,12 +15,13 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs
 
 import anyio
 import msgspec
 
+from ironrt.calls import Operation, Query
 from ironrt.errors import (
     DaemonError,
     InvalidRequest,
@@ -47,6 +48,9 @@ class Request:
     params: dict[str, str]
     query: dict[str, str]
     receive: Receive
+    #: The call of `ironrt.calls` this request was routed to: its query parameters'
+    #: types, defaults and ranges are the ones the accessors below apply.
+    call: Operation[Any] | None = None
 
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
         chunks: list[bytes] = []
@@ -78,7 +82,19 @@ class Request:
         except msgspec.DecodeError as exc:
             raise InvalidRequest(f"malformed JSON: {exc}") from exc
 
+    # ---- query parameters, as the call declares them -------------------------------------
+    def _declared(self, name: str, type_: str) -> Query:
+        """The declaration of `name`: a handler reads only what its call declares (a
+        parameter missing from the table is a bug, not a client's error)."""
+        if self.call is None:
+            raise LookupError(f"{self.method} {self.path} was not routed to a call")
+        declared = self.call.param(name)
+        if declared.type != type_:
+            raise TypeError(f"query parameter {name!r} is a {declared.type}, not a {type_}")
+        return declared
+
     def flag(self, name: str) -> bool:
+        self._declared(name, "flag")
         value = self.query.get(name, "").lower()
         if value in ("", "0", "false", "no"):
             return False
@@ -86,19 +102,34 @@ class Request:
             return True
         raise InvalidRequest(f"query parameter `{name}` must be true or false", field=name)
 
-    def number(self, name: str, default: float, lo: float, hi: float) -> float:
+    def number(self, name: str) -> float:
+        declared = self._declared(name, "number")
         raw = self.query.get(name)
         if raw is None:
-            return default
+            return float(cast(float, declared.default))
         try:
             value = float(raw)
         except ValueError:
             raise InvalidRequest(f"query parameter `{name}` must be a number", field=name) from None
+        lo, hi = cast(float, declared.minimum), cast(float, declared.maximum)
         if not lo <= value <= hi:
             raise InvalidValue(
                 f"query parameter `{name}` must be between {lo:g} and {hi:g}", field=name
             )
         return value
+
+    def choice(self, name: str) -> str:
+        declared = self._declared(name, "choice")
+        value = self.query.get(name, cast(str, declared.default))
+        if value not in declared.choices:
+            allowed = ", ".join(declared.choices)
+            raise InvalidRequest(f"`{name}` must be one of {allowed}", field=name)
+        return value
+
+    def text(self, name: str) -> str | None:
+        """The parameter's value; None when absent or empty."""
+        self._declared(name, "text")
+        return self.query.get(name) or None
 
 
 #: msgspec's words for a value outside its `Meta` range, or beyond what a number holds.
@@ -177,35 +208,28 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 @dataclass(slots=True)
 class Route:
-    method: str
+    call: Operation[Any]
     pattern: re.Pattern[str]
-    template: str
     handler: Handler
-    summary: str
-    body: type | None = None
-    response: type | None = None
-    query: tuple[str, ...] = ()
+
+    @property
+    def method(self) -> str:
+        return self.call.method
+
+    @property
+    def template(self) -> str:
+        return self.call.path
 
 
 class Router:
+    """Routes by method and path to the handler bound to each call of the table."""
+
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def add(
-        self,
-        method: str,
-        template: str,
-        handler: Handler,
-        summary: str,
-        *,
-        body: type | None = None,
-        response: type | None = None,
-        query: tuple[str, ...] = (),
-    ) -> None:
-        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "$"
-        self.routes.append(
-            Route(method, re.compile(regex), template, handler, summary, body, response, query)
-        )
+    def add(self, call: Operation[Any], handler: Handler) -> None:
+        regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", call.path) + "$"
+        self.routes.append(Route(call, re.compile(regex), handler))
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         allowed = []
@@ -228,7 +252,9 @@ class Router:
         try:
             route, params = self.match(method, path)
             query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
-            response = await route.handler(Request(method, path, params, query, receive))
+            response = await route.handler(
+                Request(method, path, params, query, receive, route.call)
+            )
         except IronrtError as exc:
             response = error_response(exc)
         except (sqlite3.Error, OSError) as exc:

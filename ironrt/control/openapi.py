@@ -1,60 +1,25 @@
-"""`/v1/openapi.json`, generated from the route table and the protocol Structs.
+"""`/v1/openapi.json`, generated from the table of calls (`ironrt.calls`) and the protocol
+Structs.
 
-Schemas come from msgspec, so they are exactly what the daemon accepts and returns. What
-the route table does not carry is stated here, next to the generator, and checked by the
-control API's fuzzer (tests/control/test_fuzz_control.py), which sends what this document
-describes and refuses any answer it does not: the query parameters' types and ranges (the
-handlers read them with `Request.flag` and `Request.number`), the statuses other than 200
-(201 on start, 202 on daemon stop), and the bodies that are not JSON (logs are text).
+Schemas come from msgspec, so they are exactly what the daemon accepts and returns; the
+paths, query parameters (types, defaults, ranges), statuses and media types come from the
+same declarations the daemon routes by and the clients build requests from. The control
+API's fuzzer (tests/control/test_fuzz_control.py) sends what this document describes and
+refuses any answer it does not.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
+from ironrt.calls import PATH_PARAMS, Operation, Query
 from ironrt.protocol import ErrorResponse
 
-if TYPE_CHECKING:
-    from ironrt.control.http import Route, Router
-
-#: Query parameters by name: each name means the same on every route that takes it. A flag
-#: is `true`/`false` (also `1`/`0`, `yes`/`no`); a number outside its range is refused; an
-#: empty value is the same as none (`allowEmptyValue`).
-_FLAG: dict[str, Any] = {"type": "boolean"}
-_QUERY: dict[str, dict[str, Any]] = {
-    "metrics": _FLAG,
-    "follow": _FLAG,
-    "force": _FLAG,
-    "keep_agents": _FLAG,
-    "timeout": {"type": "number", "minimum": 0, "maximum": 3600},
-    "tail": {"type": "number", "minimum": 0, "maximum": 1_000_000},
-    "since": {"type": "number", "minimum": 0, "maximum": 2**62},
-    "limit": {"type": "number", "minimum": 1, "maximum": 10_000},
-    "by": {"enum": ["agent", "provider", "model"]},
-    "agent": {"type": "string"},
-}
-
-_PATH_PARAMS: dict[str, str] = {
-    "ref": "An agent id, a unique id prefix, or a name (live agents first)",
-    "scope": "`global`, `project:NAME`, `agent:REF` or a bare agent REF, URL-quoted",
-}
-
-#: Answers that are not a 200, and answers that are not one JSON document.
-_STATUS: dict[tuple[str, str], str] = {
-    ("POST", "/v1/agents"): "201",
-    ("POST", "/v1/daemon/stop"): "202",
-}
-_STOPPING: dict[str, Any] = {
-    "type": "object",
-    "properties": {"stopping": {"type": "boolean"}, "keep_agents": {"type": "boolean"}},
-    "required": ["stopping", "keep_agents"],
-}
 _TEXT: dict[str, Any] = {"text/plain": {"schema": {"type": "string"}}}
-_NDJSON: dict[str, Any] = {
-    "application/x-ndjson": {"schema": {"description": "One Event per line (follow=true)"}}
-}
+_NDJSON_ITEM = "One {name} per line (follow=true)"
 
 _ERRORS = (
     "Every error (4xx, and 5xx: 500 internal, 507 storage_error) has this body; `code` is "
@@ -62,10 +27,10 @@ _ERRORS = (
 )
 
 
-def openapi_document(router: Router, version: str) -> bytes:
+def openapi_document(table: Sequence[Operation[Any]], version: str) -> bytes:
     types: list[Any] = [ErrorResponse]
-    for route in router.routes:
-        for t in (route.body, route.response):
+    for call in table:
+        for t in (call.body, _json_answer(call)):
             if t is not None and t not in types:
                 types.append(t)
     schemas, components = msgspec.json.schema_components(
@@ -73,10 +38,10 @@ def openapi_document(router: Router, version: str) -> bytes:
     )
     refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
-    for route in router.routes:
+    for call in table:
         op: dict[str, Any] = {
-            "summary": route.summary,
-            "operationId": f"{route.method.lower()}_{route.template.strip('/').replace('/', '_')}",
+            "summary": call.summary,
+            "operationId": f"{call.method.lower()}_{call.path.strip('/').replace('/', '_')}",
             "responses": {
                 "default": {
                     "description": _ERRORS,
@@ -89,31 +54,32 @@ def openapi_document(router: Router, version: str) -> bytes:
                 "name": p,
                 "in": "path",
                 "required": True,
-                "description": _PATH_PARAMS.get(p, ""),
+                "description": PATH_PARAMS.get(p, ""),
                 "schema": {"type": "string", "minLength": 1},
             }
-            for p in route.pattern.groupindex
+            for p in call.path_params
         ] + [
             {
-                "name": q,
+                "name": q.name,
                 "in": "query",
                 "required": False,
+                # An empty value is the same as none for a flag and a text; a number or
+                # a choice refuses it (400), as it refuses any value that is not one.
                 "allowEmptyValue": True,
-                "schema": _QUERY.get(q, {}),
+                "schema": query_schema(q),
             }
-            for q in route.query
+            for q in call.query
         ]
         if params:
             op["parameters"] = params
-        if route.body is not None:
+        if call.body is not None:
             op["requestBody"] = {
                 # An empty body reads as `{}`: it is refused only if a field is required.
-                "required": _has_required_field(route.body),
-                "content": {"application/json": {"schema": refs[route.body]}},
+                "required": _has_required_field(call.body),
+                "content": {"application/json": {"schema": refs[call.body]}},
             }
-        status = _STATUS.get((route.method, route.template), "200")
-        op["responses"][status] = {"description": "OK", "content": _content(route, refs)}
-        paths.setdefault(route.template, {})[route.method.lower()] = op
+        op["responses"][str(call.status)] = {"description": "OK", "content": _content(call, refs)}
+        paths.setdefault(call.path, {})[call.method.lower()] = op
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "ironrt control API", "version": version},
@@ -124,14 +90,39 @@ def openapi_document(router: Router, version: str) -> bytes:
     return msgspec.json.encode(doc)
 
 
-def _content(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
-    if route.template == "/v1/agents/{ref}/logs":
-        return _TEXT  # the log as written, streamed on with follow=true
-    if route.template == "/v1/daemon/stop":
-        return {"application/json": {"schema": _STOPPING}}
-    content: dict[str, Any] = {"application/json": {"schema": refs.get(route.response, {})}}
-    if "follow" in route.query:
-        content.update(_NDJSON)
+def query_schema(q: Query) -> dict[str, Any]:
+    """The JSON schema of a query parameter's value, as `Request` reads it."""
+    schema: dict[str, Any]
+    if q.type == "flag":
+        schema = {"type": "boolean"}
+    elif q.type == "number":
+        schema = {"type": "number", "minimum": q.minimum, "maximum": q.maximum}
+    elif q.type == "choice":
+        schema = {"enum": list(q.choices)}
+    else:
+        schema = {"type": "string"}
+    if q.default is not None:
+        schema["default"] = q.default
+    return schema
+
+
+def _json_answer(call: Operation[Any]) -> type[Any] | None:
+    """The Struct a JSON answer is described by (None: text, or a free-form document)."""
+    if call.answer is str or call.answer is dict:
+        return None
+    return call.answer
+
+
+def _content(call: Operation[Any], refs: dict[Any, Any]) -> dict[str, Any]:
+    if call.answer is str:
+        return _TEXT  # text as written (with follow=true: streamed on, text still)
+    answer = _json_answer(call)
+    content: dict[str, Any] = {"application/json": {"schema": refs.get(answer, {})}}
+    if call.stream == "ndjson":
+        item = call.stream_item.__name__ if call.stream_item is not None else "JSON document"
+        content["application/x-ndjson"] = {
+            "schema": {"description": _NDJSON_ITEM.format(name=item)}
+        }
     return content
 
 

@@ -15,9 +15,7 @@ from typing import Any
 import aiosqlite
 import anyio
 
-
-class SchemaTooNew(RuntimeError):
-    pass
+from ironrt.errors import SchemaTooNew as SchemaTooNew  # defined there, re-exported
 
 
 def migrations() -> list[tuple[int, str]]:

@@ -17,15 +17,12 @@ import os
 import stat
 from collections.abc import Iterable
 
+from ironrt.errors import EnvFileError as EnvFileError  # defined there, re-exported
+
 __all__ = ["EnvFileError", "check_env_file", "read_env_files"]
 
 #: A file bigger than this is no environment file (a typo naming a log or a binary).
 MAX_ENV_FILE_BYTES = 1 << 20
-
-
-class EnvFileError(ValueError):
-    """An env file that cannot be used: missing, unreadable, not a regular file, too big,
-    or with a line that is no variable."""
 
 
 def check_env_file(path: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from ironrt.calls import Operation
 from ironrt.control.http import Request, Response, Router
 
 
@@ -54,7 +55,10 @@ def test_every_exception_is_a_documented_answer(
     exc: BaseException, status: int, code: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     router = Router()
-    router.add("GET", "/boom", _raising(exc), "fails")
+    router.add(
+        Operation(name="boom", method="GET", path="/boom", summary="fails", answer=dict),
+        _raising(exc),
+    )
     with caplog.at_level(logging.ERROR, logger="ironrt.control"):
         got, body = _call(router, "/boom")
     assert (got, body["error"]["code"]) == (status, code)
