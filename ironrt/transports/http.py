@@ -117,7 +117,7 @@ def exact_url(url: str) -> yarl.URL:
     return yarl.URL(url, encoded=True)
 
 
-def retry_after_seconds(headers: CIMultiDictProxy[str]) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     ms = headers.get("retry-after-ms")
     if ms:
         try:

@@ -1,0 +1,249 @@
+"""The process's governance kernel in library mode: one event loop thread, started on the
+first `ironrt.protect`, serving every governed SDK call of the process.
+
+All kernel state (the ledger, the policies' per-agent state, the breaker, the books) lives
+on that one loop, whatever thread or event loop the calls come from: a sync client's
+thread blocks on a portal call, an async client awaits a future. The loop runs the very
+router app and service the daemon runs (`LibraryApp`, `RouterService`): the same policies
+in the same order, the same settlement, written to `$IRONRT_HOME`'s database beside a
+running daemon (SQLite in WAL mode, with the daemon's own busy timeout).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from ironrt.config import Settings
+from ironrt.events import EventBus
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.ledger import Ledger, scope_key
+from ironrt.keys import ProviderKeys
+from ironrt.library.app import LibraryApp
+from ironrt.library.calls import CURRENT_CALL, SdkCall
+from ironrt.library.transport import SdkTransport
+from ironrt.protocol import AgentStatus, OnBudget, PiiMode
+from ironrt.router.app import RouterConfig
+from ironrt.router.service import RouterService
+from ironrt.store import agents as agent_store
+from ironrt.store.books import Books
+from ironrt.store.db import Database
+
+Message = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Started:
+    """The head of a governed call's answer, and its body: whole, or still coming."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | None
+    chunks: MemoryObjectReceiveStream[Message] | None = None
+    gone: anyio.Event | None = None
+
+
+class _Agents:
+    """The router service's view of the agents: library scopes, known by their flows."""
+
+    def __init__(self, ledger: Ledger, books: Books) -> None:
+        self.ledger = ledger
+        self.books = books
+
+    def governance_for_token(self, hashed: str) -> AgentGovernance | None:
+        return None  # library calls are never known by a token
+
+    async def stop(self, ref: str, timeout: float, reason: Any = "budget") -> Any:
+        return None  # `--on-budget stop` is refused in library mode: nothing to stop
+
+
+@dataclass(slots=True)
+class LibraryKernel:
+    settings: Settings
+    portal: anyio.from_thread.BlockingPortal
+    db: Database | None = None
+    service: RouterService | None = None
+    _tg: anyio.abc.TaskGroup | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+    #: The agent ids of the scopes open now.
+    live: set[str] = field(default_factory=set)
+
+    # ---- start -------------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        settings = self.settings
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = self.db = await Database.open(settings.db_path)
+        await db.migrate()
+        ledger = Ledger()
+        books = Books(db)
+        service = RouterService(settings, db, EventBus(db), _Agents(ledger, books), ProviderKeys())
+        service.app = LibraryApp(
+            RouterConfig(offline=False, base_urls={}, keys=lambda provider: None),
+            service.pipeline,
+            service.upstream,
+            lambda hashed: None,
+            service.settle,
+            ledger,
+            settings.admission_timeout,
+            transport=SdkTransport(),
+        )
+        service.app.live = self.live
+        self.service = service
+
+    async def _main(self) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            assert self.service is not None
+            tg.start_soon(self.service.run)
+            self._ready.set()
+            await anyio.sleep_forever()
+
+    # ---- scopes ------------------------------------------------------------------------
+
+    async def open_scope(
+        self,
+        name: str,
+        budget: float | None,
+        pii: PiiMode,
+        rpm: int | None,
+        tpm: int | None,
+        on_budget: OnBudget,
+    ) -> AgentGovernance:
+        assert self.service is not None and self.db is not None
+        stored = agent_store.library_record(
+            name, budget_usd=budget, pii=pii, rpm=rpm, tpm=tpm, on_budget=on_budget
+        )
+        agent_id = stored.record.id
+        ledger = self.service.ledger
+        own = ledger.scope(scope_key("agent", agent_id))
+        ledger.set_limits(own, {"budget_usd": budget, "rpm": rpm, "tpm": tpm})
+        gov = AgentGovernance(agent_id, scopes=(own,), on_budget=on_budget, pii=pii)
+        await agent_store.save_library_agent(self.db, stored)
+        self.live.add(agent_id)
+        return gov
+
+    async def close_scope(self, gov: AgentGovernance, error: str | None) -> None:
+        assert self.service is not None and self.db is not None
+        self.live.discard(gov.agent_id)
+        status = AgentStatus.FAILED if error else AgentStatus.STOPPED
+        await agent_store.end_library_agent(
+            self.db, gov.agent_id, error=error, spent_usd=gov.spent_usd, status=status
+        )
+        self.service.ledger.drop(scope_key("agent", gov.agent_id))
+
+    # ---- calls -------------------------------------------------------------------------
+
+    async def serve(self, call: SdkCall, scope: dict[str, Any], body: bytes) -> Started:
+        """Run one call through the app; return once its answer's head is known (with
+        the whole body, unless the answer is a stream)."""
+        assert self._tg is not None and self.service is not None
+        app = self.service.app
+        send_end, receive_end = anyio.create_memory_object_stream[Message](math.inf)
+        gone = anyio.Event()
+        asked = False
+
+        async def receive() -> Message:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            send_end.send_nowait(message)
+
+        async def run() -> None:
+            CURRENT_CALL.set(call)
+            with send_end:
+                await app(scope, receive, send)
+
+        self._tg.start_soon(run)
+        head = await receive_end.receive()
+        status, headers = int(head["status"]), list(head.get("headers", []))
+        streamed = any(k.lower() == b"content-type" and b"event-stream" in v for k, v in headers)
+        if streamed:
+            return Started(status, headers, None, receive_end, gone)
+        parts: list[bytes] = []
+        with receive_end:
+            async for message in receive_end:
+                parts.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        return Started(status, headers, b"".join(parts))
+
+    @staticmethod
+    async def next_chunk(started: Started) -> bytes | None:
+        """The next piece of a streamed answer; None at its end."""
+        assert started.chunks is not None
+        try:
+            message = await started.chunks.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            started.chunks.close()
+            return body or None
+        return body
+
+    @staticmethod
+    async def hang_up(started: Started) -> None:
+        """The client closed the stream early: the app sees a disconnect and settles."""
+        if started.gone is not None:
+            started.gone.set()
+        if started.chunks is not None:
+            started.chunks.close()
+
+
+_lock = threading.Lock()
+_kernel: LibraryKernel | None = None
+
+
+def _start_portal() -> anyio.from_thread.BlockingPortal:
+    """A portal on an event loop in a daemon thread: it never keeps the process from
+    exiting (anyio's own `start_blocking_portal` runs in an executor thread, which the
+    interpreter joins at exit), and every answered call was committed before its answer."""
+    found: list[anyio.from_thread.BlockingPortal] = []
+    failed: list[BaseException] = []
+    ready = threading.Event()
+
+    async def main() -> None:
+        async with anyio.from_thread.BlockingPortal() as portal:
+            found.append(portal)
+            ready.set()
+            await portal.sleep_until_stopped()
+
+    def run() -> None:
+        try:
+            anyio.run(main)
+        except BaseException as exc:  # reported to the thread that waits for the portal
+            failed.append(exc)
+            ready.set()
+
+    threading.Thread(target=run, name="ironrt-library", daemon=True).start()
+    ready.wait()
+    if failed:
+        raise failed[0]
+    return found[0]
+
+
+def kernel() -> LibraryKernel:
+    """The process's kernel, started on first use."""
+    global _kernel
+    with _lock:
+        if _kernel is None:
+            portal = _start_portal()
+            k = LibraryKernel(Settings.load(), portal)
+            portal.call(k._open)
+            portal.start_task_soon(k._main)
+            k._ready.wait(10)
+            _kernel = k
+        return _kernel
