@@ -45,6 +45,7 @@ __all__ = [
     "DaemonUnavailable",
     "InvalidRequest",
     "IronrtError",
+    "LibraryModeError",
     "StartFailed",
     "StorageError",
     "WaitTimeout",
@@ -114,6 +115,11 @@ class Conflict(IronrtError):
 class StartFailed(IronrtError):
     code = "start_failed"
     status = 422
+
+
+class LibraryModeError(IronrtError):
+    """Library mode cannot govern this process's calls: an SDK whose HTTP client it does
+    not recognise (its calls would go out ungoverned), or an option only the daemon has."""
 
 
 class WaitTimeout(IronrtError):

@@ -13,16 +13,20 @@ def test_top_level_exports() -> None:
         "AgentNotFound",
         "AmbiguousAgent",
         "AsyncRuntime",
+        "ConfigError",
         "Conflict",
         "DaemonError",
         "DaemonUnavailable",
         "InvalidRequest",
         "IronrtError",
+        "LibraryModeError",
         "Runtime",
         "StartFailed",
         "StorageError",
         "WaitTimeout",
         "__version__",
+        "protect",
+        "protect_agent",
     ]
     for name in ironrt.__all__:
         assert hasattr(ironrt, name)

@@ -3,7 +3,7 @@
 See scope.py for what it does and what only the daemon can do.
 """
 
-from ironrt.library.hooks import LibraryModeError
+from ironrt.errors import LibraryModeError
 from ironrt.library.scope import protect, protect_agent
 
 __all__ = ["LibraryModeError", "protect", "protect_agent"]

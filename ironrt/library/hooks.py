@@ -19,7 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from ironrt.errors import IronrtError
+from ironrt.errors import LibraryModeError
 from ironrt.governance.agent import AgentGovernance
 from ironrt.library.calls import SdkCall
 from ironrt.library.kernel import Started, kernel
@@ -31,10 +31,6 @@ CURRENT_SCOPE: contextvars.ContextVar[AgentGovernance | None] = contextvars.Cont
 
 _CLIENT_MODULES = ("httpx2", "httpx")
 _installed: set[str] = set()
-
-
-class LibraryModeError(IronrtError):
-    """Library mode cannot govern this process's calls (an SDK it does not recognise)."""
 
 
 def _governed(request: Any) -> tuple[str, bytes, bytes] | None:
