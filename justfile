@@ -7,11 +7,12 @@ fmt:
     ruff format ironrt tests bench agents
     ruff check --fix ironrt tests bench agents
 
-# Lint: ruff everywhere, mypy --strict on the package.
+# Lint: ruff everywhere, mypy --strict on the package, the import layers (import-linter).
 lint:
     ruff check ironrt tests bench agents
     ruff format --check ironrt tests bench agents
     mypy --strict ironrt
+    lint-imports
 
 # The whole test suite (what CI runs).
 test:
@@ -24,6 +25,7 @@ bench:
     python bench/pii.py
     python bench/logs.py
     python bench/stall.py
+    python bench/library.py
 
 # The offline demo: no key, no network.
 demo:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ironrt.governance.flow import Flow
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 from ironrt.transports.base import Answer, Outgoing
 
 
