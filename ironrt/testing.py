@@ -67,10 +67,21 @@ import uvicorn
 
 from ironrt.governance.flow import TokenUsage
 from ironrt.providers import adapter_for
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 from ironrt.tempdaemon import TempDaemon, wait_until
+from ironrt.testing_flows import tagent, tattempt, tevent, tflow
 
-__all__ = ["FakeUpstream", "ReceivedRequest", "StreamHold", "TempDaemon", "wait_until"]
+__all__ = [
+    "FakeUpstream",
+    "ReceivedRequest",
+    "StreamHold",
+    "TempDaemon",
+    "tagent",
+    "tattempt",
+    "tevent",
+    "tflow",
+    "wait_until",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

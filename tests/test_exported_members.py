@@ -46,6 +46,10 @@ def test_testing_helpers() -> None:
         "ReceivedRequest",
         "StreamHold",
         "TempDaemon",
+        "tagent",
+        "tattempt",
+        "tevent",
+        "tflow",
         "wait_until",
     ]
 

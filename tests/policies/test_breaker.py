@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from ironrt.governance.agent import AgentGovernance
-from ironrt.governance.flow import Attempt, Flow, Refusal
+from ironrt.governance.flow import Flow, Refusal
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.providers.openai import OpenAIAdapter
+from ironrt.testing import tattempt, tflow
 
-UPSTREAM = "openai:https://api.openai.com/v1"  # as the router sets metadata["upstream"]
-KEY = UPSTREAM
+KEY = "openai:https://api.openai.com"  # tflow's `flow.upstream`, as the router sets it
 
 
 class Clock:
@@ -26,15 +24,8 @@ def make_policy(clock: Clock) -> CircuitBreakerPolicy:
     return CircuitBreakerPolicy(settings, clock=clock)
 
 
-def make_flow(clock: Clock, upstream: str | None = UPSTREAM) -> Flow:
-    return Flow(
-        agent=AgentGovernance("a1"),
-        adapter=OpenAIAdapter(),
-        endpoint="chat.completions",
-        body={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-        upstream=upstream or "",
-        started=clock(),
-    )
+def make_flow(clock: Clock, upstream: str = KEY) -> Flow:
+    return tflow(upstream=upstream, started=clock())
 
 
 def one_call(
@@ -47,7 +38,7 @@ def one_call(
     flow = make_flow(clock)
     policy.request(flow)
     if flow.refusal is None:
-        policy.upstream_attempt(flow, Attempt(1, status=status, failure=failure))
+        policy.upstream_attempt(flow, tattempt(status, failure=failure))
     policy.complete(flow)
     return flow
 
@@ -165,7 +156,7 @@ def test_each_upstream_has_its_own_circuit_and_the_provider_is_the_fallback_key(
     policy = make_policy(clock)
     trip(policy, clock)
     onprem = make_flow(clock, upstream="http://gateway.local/v1/")  # a bare URL is prefixed
-    bare = make_flow(clock, upstream=None)
+    bare = make_flow(clock, upstream="")
     policy.request(onprem)
     policy.request(bare)
     assert (onprem.refusal, bare.refusal) == (None, None)
@@ -184,9 +175,21 @@ def test_retry_stops_once_the_breaker_opens_the_circuit() -> None:
     breaker.request(flow)
     delays = []
     for number in range(1, 5):
-        attempt = Attempt(number, failure="connect")
+        attempt = tattempt(failure="connect", number=number)
         breaker.upstream_attempt(flow, attempt)
         delays.append(retry.upstream_attempt(flow, attempt))
     assert delays[:2] != [None, None] and delays[2:] == [None, None]
     assert flow.retry.gave_up is True
     assert breaker.states() == {KEY: "open"}
+
+
+def test_the_breakers_verdict_is_on_the_flow() -> None:
+    clock = Clock()
+    policy = make_policy(clock)
+    first = one_call(policy, clock, failure="connect")
+    assert first.circuit is not None and (first.circuit.name, first.circuit.open) == (KEY, False)
+    one_call(policy, clock, failure="connect")
+    tripping = one_call(policy, clock, status=500)
+    assert tripping.circuit is not None and tripping.circuit.open  # the retry policy reads it
+    refused = one_call(policy, clock)
+    assert refused.circuit is None and refusal(refused).code == "circuit_open"

@@ -7,14 +7,13 @@ import anyio
 import pytest
 
 from ironrt.governance.admission import Admitter
-from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.charging import charge
 from ironrt.governance.flow import Flow, TokenUsage
 from ironrt.governance.ledger import Hold, Ledger, Outcome
 from ironrt.governance.output_limits import OutputLimits
 from ironrt.governance.pricing import Pricer, UnknownPrice
 from ironrt.policies.budget import BudgetPolicy
-from ironrt.providers import OPENAI
+from ironrt.testing import tagent, tflow
 
 UNPRICED = "acme-llm-1"
 
@@ -27,12 +26,11 @@ class Setup:
         self.own = self.ledger.scope("agent:a1")
         self.project = self.ledger.scope("project:p")
         self.glob = self.ledger.scope("global")
-        self.gov = AgentGovernance("a1", scopes=(self.own, self.project, self.glob))
+        self.gov = tagent(ledger=self.ledger, project="p")
+        assert self.gov.scopes == (self.own, self.project, self.glob)
 
     def flow(self, model: str = UNPRICED) -> Flow:
-        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
-        flow = Flow(self.gov, OPENAI, "chat.completions", body, model=model)
-        flow.input_bound = 40
+        flow = tflow(model=model, agent=self.gov, input_bound=40)
         self.policy.request(flow)
         return flow
 

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ironrt.governance.agent import AgentGovernance
-from ironrt.governance.flow import Endpoint, Flow, StreamEvent
+from ironrt.governance.flow import Flow, StreamEvent
 from ironrt.policies.pii import PiiCallState, PiiPolicy
 from ironrt.protocol import PiiMode
-from ironrt.providers.anthropic import AnthropicAdapter
-from ironrt.providers.base import ProviderAdapter
-from ironrt.providers.openai import OpenAIAdapter
-from ironrt.router.sse import make_event
+from ironrt.testing import tevent, tflow
 
 EMAIL = "jane.doe@example.com"
 CARD = "4111 1111 1111 1111"
@@ -20,14 +16,7 @@ CARD = "4111 1111 1111 1111"
 
 def chat_flow(mode: PiiMode, *messages: dict[str, Any], stream: bool = False) -> Flow:
     body = {"model": "gpt-4o-mini", "messages": list(messages), "stream": stream}
-    return make_flow(mode, OpenAIAdapter(), "chat.completions", body, stream)
-
-
-def make_flow(
-    mode: PiiMode, adapter: ProviderAdapter, endpoint: Endpoint, body: dict[str, Any], stream: bool
-) -> Flow:
-    agent = AgentGovernance("a1", pii=mode)
-    return Flow(agent=agent, adapter=adapter, endpoint=endpoint, body=body, stream=stream)
+    return tflow(body=body, pii=mode)
 
 
 def user(text: str) -> dict[str, Any]:
@@ -37,7 +26,7 @@ def user(text: str) -> dict[str, Any]:
 def chunk(content: str | None = None, finish: str | None = None) -> StreamEvent:
     delta = {} if content is None else {"content": content}
     choice = {"index": 0, "delta": delta, "finish_reason": finish}
-    return make_event({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]})
+    return tevent({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]})
 
 
 def chat_text(events: list[StreamEvent]) -> str:
@@ -146,7 +135,7 @@ def test_redact_covers_anthropic_tool_use_input_and_system() -> None:
             }
         ],
     }
-    flow = make_flow("redact", AnthropicAdapter(), "messages", body, False)
+    flow = tflow("anthropic", body=body, pii="redact")
     PiiPolicy().request(flow)
     assert body["system"] == "owner [EMAIL_1]"
     assert body["messages"][0]["content"][0]["input"] == {"to": "[EMAIL_1]"}
@@ -247,7 +236,7 @@ def test_a_private_key_restored_into_streamed_tool_arguments_keeps_them_valid_js
     def args(text: str) -> StreamEvent:
         call = {"index": 0, "function": {"arguments": text}}
         choice = {"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}
-        return make_event({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]})
+        return tevent({"id": "c1", "object": "chat.completion.chunk", "choices": [choice]})
 
     out = run_stream(policy, flow, [args('{"pem": "[SEC'), args('RET_1]"}'), chunk(None, "stop")])
     streamed = "".join(
@@ -266,7 +255,8 @@ def test_stream_end_flushes_what_a_channel_still_holds() -> None:
 
 def test_anthropic_stream_restores_text_and_tool_input_json() -> None:
     body = {"model": "claude-sonnet-4-5", "stream": True, "messages": [user(f"mail {EMAIL}")]}
-    flow = make_flow("redact", AnthropicAdapter(), "messages", body, True)
+    flow = tflow("anthropic", body=body, pii="redact")
+    assert flow.stream
     policy = PiiPolicy()
     policy.request(flow)
 
@@ -276,14 +266,14 @@ def test_anthropic_stream_restores_text_and_tool_input_json() -> None:
             "index": index,
             "delta": {"type": kind, field: text},
         }
-        return make_event(payload, "content_block_delta")
+        return tevent(payload)
 
     events = [
         delta(0, "text_delta", "text", "Sending to [EMAIL"),
-        make_event({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        tevent({"type": "content_block_stop", "index": 0}),
         delta(1, "input_json_delta", "partial_json", '{"to": "[EM'),
         delta(1, "input_json_delta", "partial_json", 'AIL_1]"}'),
-        make_event({"type": "content_block_stop", "index": 1}, "content_block_stop"),
+        tevent({"type": "content_block_stop", "index": 1}),
     ]
     out = run_stream(policy, flow, events)
     texts = [
@@ -314,7 +304,7 @@ def test_a_stream_that_broke_off_is_still_counted() -> None:
 
 def test_responses_repeated_text_is_restored_but_not_counted_twice() -> None:
     body: dict[str, Any] = {"model": "gpt-4o-mini", "stream": True, "input": f"mail {EMAIL}"}
-    flow = make_flow("redact", OpenAIAdapter(), "responses", body, True)
+    flow = tflow(endpoint="responses", body=body, pii="redact")
     policy = PiiPolicy()
     policy.request(flow)
     assert body["input"] == "mail [EMAIL_1]"
@@ -322,8 +312,8 @@ def test_responses_repeated_text_is_restored_but_not_counted_twice() -> None:
     text = "[EMAIL_1] ok b@c.io"
     delta_type, done_type = "response.output_text.delta", "response.output_text.done"
     events = [
-        make_event({"type": delta_type, "delta": text, **common}, delta_type),
-        make_event({"type": done_type, "text": text, **common}, done_type),
+        tevent({"type": delta_type, "delta": text, **common}),
+        tevent({"type": done_type, "text": text, **common}),
     ]
     out = run_stream(policy, flow, events)
     streamed = "".join(e.data["delta"] for e in out if e.data["type"] == delta_type)
@@ -337,3 +327,23 @@ def test_call_state_is_kept_in_flow_metadata() -> None:
     state = flow.metadata["pii"]
     assert isinstance(state, PiiCallState)
     assert state.mode == "redact" and state.request == {("EMAIL", "prompt"): 1}
+
+
+# ---- the router's awaited hooks -------------------------------------------------------------
+
+
+async def test_the_stepped_path_redacts_and_restores_as_the_inline_one_does() -> None:
+    """What the router awaits for large texts, forced with tiny steps: same placeholders,
+    same restored answer."""
+    texts = [f"mail {EMAIL}, card {CARD}", "and b@c.io, again " + EMAIL]
+    inline, inline_flow = redacted_chat(*texts)
+    stepped = PiiPolicy(inline_max=0, step_s=0, piece=5)
+    flow = chat_flow("redact", *map(user, texts))
+    await stepped.request_async(flow)
+    assert flow.body == inline_flow.body and flow.body_changed
+    answer = "to [EMAIL_1] and [EMAIL_2], card [CARD_1]"
+    bodies = [{"choices": [{"index": 0, "message": {"content": answer}}]} for _ in range(2)]
+    assert inline.response(inline_flow, bodies[0]) is True
+    assert await stepped.response_async(flow, bodies[1]) is True
+    assert bodies[0] == bodies[1]
+    assert bodies[1]["choices"][0]["message"]["content"] == f"to {EMAIL} and b@c.io, card {CARD}"

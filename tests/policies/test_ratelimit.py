@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.flow import Flow, Refusal, TokenUsage
-from ironrt.governance.ledger import Scope
+from ironrt.governance.ledger import Ledger
 from ironrt.policies.ratelimit import RateLimitPolicy
-from ironrt.providers.openai import OpenAIAdapter
+from ironrt.testing import tagent, tflow
 
 
 class Clock:
@@ -19,24 +19,12 @@ class Clock:
 
 def agent_with(rpm: int | None = None, tpm: int | None = None) -> AgentGovernance:
     """An agent in its own scope and `global` (the limits sit on its own scope)."""
-    return AgentGovernance("a1", scopes=(Scope("agent:a1", rpm=rpm, tpm=tpm), Scope("global")))
+    return tagent(rpm=rpm, tpm=tpm)
 
 
-def make_flow(agent: AgentGovernance, clock: Clock, input_tokens_bound: int = 0) -> Flow:
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-    return Flow(
-        agent=agent,
-        adapter=OpenAIAdapter(),
-        endpoint="chat.completions",
-        body=body,
-        model="gpt-4o-mini",
-        input_bound=input_tokens_bound,
-        started=clock(),
-    )
-
-
-def call(policy: RateLimitPolicy, agent: AgentGovernance, clock: Clock, **meta: int) -> Flow:
-    flow = make_flow(agent, clock, **meta)
+def call(policy: RateLimitPolicy, agent: AgentGovernance, clock: Clock, bound: int = 0) -> Flow:
+    """A request whose input bound is `bound` tokens (0: charges no tokens)."""
+    flow = tflow(agent=agent, input_bound=bound, started=clock())
     policy.request(flow)
     return flow
 
@@ -90,14 +78,14 @@ def test_refused_calls_are_not_counted_but_admitted_ones_are() -> None:
 def test_tpm_charges_the_input_bound_then_trues_up_to_usage() -> None:
     clock, agent = Clock(), agent_with(tpm=1000)
     policy = RateLimitPolicy(clock=clock)
-    first = call(policy, agent, clock, input_tokens_bound=600)
+    first = call(policy, agent, clock, bound=600)
     assert first.refusal is None
-    second = call(policy, agent, clock, input_tokens_bound=600)
+    second = call(policy, agent, clock, bound=600)
     assert refusal(second).headers == {"retry-after": "12"}  # 200 tokens at 1000/60 per s
     assert second.events[0].data["limit"] == "tpm"
     first.usage = TokenUsage(input_tokens=100, output_tokens=50)
     policy.complete(first)  # 600 charged, 150 used: 450 back
-    assert call(policy, agent, clock, input_tokens_bound=600).refusal is None
+    assert call(policy, agent, clock, bound=600).refusal is None
 
 
 def test_tpm_usage_beyond_the_estimate_puts_the_agent_in_debt() -> None:
@@ -115,10 +103,10 @@ def test_tpm_usage_beyond_the_estimate_puts_the_agent_in_debt() -> None:
 def test_tpm_refunds_a_call_settled_without_usage_before_any_byte() -> None:
     clock, agent = Clock(), agent_with(tpm=1000)
     policy = RateLimitPolicy(clock=clock)
-    flow = call(policy, agent, clock, input_tokens_bound=1000)
+    flow = call(policy, agent, clock, bound=1000)
     flow.error = "connect error"
     policy.complete(flow)
-    assert call(policy, agent, clock, input_tokens_bound=1000).refusal is None
+    assert call(policy, agent, clock, bound=1000).refusal is None
 
 
 def test_raising_rpm_on_a_running_agent_adds_the_headroom() -> None:
@@ -143,6 +131,32 @@ def test_lowering_rpm_clamps_what_is_left_and_removing_it_lifts_the_limit() -> N
 def test_no_limits_leave_the_call_alone() -> None:
     clock, agent = Clock(), agent_with()
     policy = RateLimitPolicy(clock=clock)
-    flow = call(policy, agent, clock, input_tokens_bound=10**6)
+    flow = call(policy, agent, clock, bound=10**6)
     policy.complete(flow)
     assert (flow.refusal, flow.events, flow.metadata.get("ratelimit")) == (None, [], None)
+
+
+def test_a_projects_limit_is_shared_by_its_agents_and_named_in_the_refusal() -> None:
+    clock, ledger = Clock(), Ledger()
+    ledger.set_limits(ledger.scope("project:p"), {"rpm": 2})
+    one, two = tagent("a1", ledger=ledger, project="p"), tagent("a2", ledger=ledger, project="p")
+    policy = RateLimitPolicy(clock=clock)
+    assert call(policy, one, clock).refusal is None
+    assert call(policy, two, clock).refusal is None
+    third = call(policy, one, clock)
+    assert refusal(third).headers == {"retry-after": "30"}
+    assert "project:p may make 2 requests per minute" in refusal(third).message
+    assert third.events[0].data["scope"] == "project:p"
+
+
+def test_tpm_charges_the_routers_own_input_bound() -> None:
+    clock, agent = Clock(), agent_with(tpm=8_000)
+    policy = RateLimitPolicy(clock=clock)
+    prompt = "x" * 5_000  # the router bounds it by its bytes: over 5 000 tokens
+    first = tflow(agent=agent, text=prompt, started=clock())
+    policy.request(first)
+    assert first.refusal is None and first.input_bound > 5_000
+    second = tflow(agent=agent, text=prompt, started=clock())
+    policy.request(second)
+    assert refusal(second).code == "rate_limited"  # ~3 000 tokens left of 8 000
+    assert second.events[0].data["limit"] == "tpm"
