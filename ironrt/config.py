@@ -30,13 +30,20 @@ from typing import Any
 
 import msgspec
 
+from ironrt.errors import ConfigError as ConfigError  # defined there, re-exported
 from ironrt.settings_table import (
     BY_NAME,
     PREFIX,
+    PROVIDER_TABLE,
     PROVIDERS,
     SETTINGS,
     Number,
+    ProviderEntry,
+    ProviderTable,
+    Url,
+    configured_entry,
     find,
+    register_provider,
 )
 from ironrt.values import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES
 
@@ -60,13 +67,10 @@ __all__ = [
     "default_home",
     "read",
     "read_file",
+    "read_providers",
 ]
 
 DEFAULT_ROUTER_PORT = 8741
-
-
-class ConfigError(ValueError):
-    """A setting has a value ironrt cannot use; the message names the setting."""
 
 
 # ---- typed groups handed to the router -----------------------------------------------------
@@ -153,8 +157,6 @@ class ReliabilitySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=Tru
 SETTINGS_FIELDS: dict[str, str] = {
     "router_host": "IRONRT_ROUTER_HOST",
     "router_port": "IRONRT_ROUTER_PORT",
-    "openai_base_url": "IRONRT_OPENAI_BASE_URL",
-    "anthropic_base_url": "IRONRT_ANTHROPIC_BASE_URL",
     "offline": "IRONRT_OFFLINE",
     "no_autostart": "IRONRT_NO_AUTOSTART",
     "log_max_bytes": "IRONRT_LOG_MAX_SIZE",
@@ -244,6 +246,60 @@ def read(
     return values
 
 
+def read_providers(path: Path) -> list[ProviderEntry]:
+    """providers.toml's `[providers.NAME]` tables as provider entries (see
+    `settings_table.ProviderTable`); a key that is none of a table's is an error."""
+    try:
+        with path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    tables = raw.pop("providers", {})
+    if raw or not isinstance(tables, dict):
+        what = f"key {next(iter(raw))!r}" if raw else "'providers'"
+        raise ConfigError(f"unexpected {what} in {path}: it holds [providers.NAME] tables")
+    entries = []
+    for name, table in tables.items():
+        where = f"[providers.{name}] in {path}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where} must be a table")
+        for key in table:
+            if key not in ProviderTable.__struct_fields__:
+                import difflib  # only on the error path
+
+                close = difflib.get_close_matches(key, ProviderTable.__struct_fields__, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"unknown key {key!r} in {where}{hint}")
+        try:
+            entries.append(configured_entry(name, msgspec.convert(table, ProviderTable)))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return entries
+
+
+def _base_urls(environ: Mapping[str, str], values: Mapping[str, Any]) -> dict[str, str]:
+    """Each known provider's configured upstream: a setting for the built-in providers, the
+    variable its entry names for the others (a bad URL stops the start, naming it)."""
+    urls: dict[str, str] = {}
+    for entry in PROVIDER_TABLE.values():
+        name = entry.base_url_env
+        if name in BY_NAME:
+            value = values.get(name)
+        elif environ.get(name, "").strip():
+            try:
+                value = Url().parse(environ[name])
+            except ValueError:
+                raise ConfigError(
+                    f"{name} (the {entry.name} upstream) must be {Url().accepts}, "
+                    f"got {environ[name]!r}"
+                ) from None
+        else:
+            value = None
+        if value:
+            urls[entry.name] = value
+    return urls
+
+
 def _reliability(values: Mapping[str, Any]) -> ReliabilitySettings:
     given = {f: values[name] for f, name in RELIABILITY_FIELDS.items() if name in values}
     defaults = ReliabilitySettings()
@@ -280,8 +336,8 @@ class Settings:
     #: None: not configured, so the router takes 8741, or a free port if another home's
     #: daemon holds it (kept for this home). 0: a free port, kept for this home.
     router_port: int | None = None
-    openai_base_url: str | None = None
-    anthropic_base_url: str | None = None
+    #: Upstream base URLs set for providers (by name); the others use their entry's default.
+    base_urls: dict[str, str] = field(default_factory=dict)
     offline: bool = False
     no_autostart: bool = False
     #: Default log rotation of agents started without their own (`--log-max-size/--log-keep`).
@@ -332,16 +388,44 @@ class Settings:
     def config_path(self) -> Path:
         return self.home / "config.toml"
 
+    @property
+    def providers_path(self) -> Path:
+        return self.home / "providers.toml"
+
+    @property
+    def openai_base_url(self) -> str | None:
+        return self.base_urls.get("openai")
+
+    @property
+    def anthropic_base_url(self) -> str | None:
+        return self.base_urls.get("anthropic")
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every setting; `ConfigError` names the first one that is wrong."""
+        """Read and check every setting; `ConfigError` names the first one that is wrong.
+
+        The providers of `$IRONRT_HOME/providers.toml` are registered in this process's
+        provider table (one home per process: the daemon's, the CLI's), so that the keys,
+        the router and the agents' environment know them from here on."""
         env = os.environ if environ is None else environ
         home = default_home(env)
         config_file = home / "config.toml"
         file_values = read_file(config_file) if config_file.is_file() else {}
         values = read(env, file_values, config_file)
+        providers_file = home / "providers.toml"
+        if providers_file.is_file():
+            for entry in read_providers(providers_file):
+                try:
+                    register_provider(entry)
+                except ValueError as exc:
+                    raise ConfigError(f"{exc} (in {providers_file})") from None
         given = {f: values[name] for f, name in SETTINGS_FIELDS.items() if name in values}
-        return cls(home=home, reliability=_reliability(values), **given)
+        return cls(
+            home=home,
+            reliability=_reliability(values),
+            base_urls=_base_urls(env, values),
+            **given,
+        )
 
     def ensure_home(self) -> None:
         """Create the home folder private to the user (0700), and tighten it if it exists."""

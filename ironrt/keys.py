@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +20,25 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-ENV_NAMES: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
-}
+from ironrt.errors import KeysFileError as KeysFileError  # defined there, re-exported
+from ironrt.settings_table import PROVIDER_TABLE
 
 
-class KeysFileError(ValueError):
-    pass
+class _EnvNames(Mapping[str, tuple[str, ...]]):
+    """Each provider's key variables, canonical first, read from the provider table on
+    every use: a provider registered after import (providers.toml) has its key loaded."""
+
+    def __getitem__(self, provider: str) -> tuple[str, ...]:
+        return PROVIDER_TABLE[provider].key_env
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROVIDER_TABLE)
+
+    def __len__(self) -> int:
+        return len(PROVIDER_TABLE)
+
+
+ENV_NAMES: Mapping[str, tuple[str, ...]] = _EnvNames()
 
 
 @dataclass(slots=True)

@@ -10,32 +10,43 @@ are the contract documented in docs/configuration.md (a test holds the two toget
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
+
+import msgspec
 
 from ironrt.values import MAX_LOG_KEEP, parse_size
 
 __all__ = [
+    "ANTHROPIC_ENTRY",
+    "BUILTIN_PROVIDERS",
     "BY_NAME",
+    "OPENAI_ENTRY",
     "PREFIX",
     "PROVIDERS",
+    "PROVIDER_TABLE",
     "SETTINGS",
     "Flag",
     "Folder",
     "Host",
     "Kind",
     "Number",
+    "ProviderEntry",
+    "ProviderTable",
     "Setting",
     "Size",
     "Url",
+    "configured_entry",
     "find",
+    "register_provider",
+    "unregister_provider",
 ]
 
 PREFIX = "IRONRT_"
-#: Providers whose two timeouts can be set one by one (`IRONRT_OPENAI_READ_TIMEOUT` ...).
-PROVIDERS = ("openai", "anthropic")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -174,6 +185,163 @@ class Setting:
         return self.name.removeprefix(PREFIX).lower()
 
 
+# ---- providers ----------------------------------------------------------------------------
+#
+# The provider table lives here, at the bottom, because the layers below `ironrt.providers`
+# need it too: `keys` loads each provider's key, `config` reads each base URL, and the
+# settings below are made from it. `ironrt.providers.registry` is where the rest of the
+# code meets the table (and where an entry becomes an adapter).
+
+Family = Literal["openai", "anthropic"]
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ProviderEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider, as data: everything two providers of the same API family differ in.
+    Adding an OpenAI-compatible provider is one entry (`register_provider`, or a
+    `[providers.NAME]` table in `$IRONRT_HOME/providers.toml`)."""
+
+    name: str
+    #: The API it speaks: paths, bodies, streams and usage (`ironrt.providers.surfaces`).
+    family: Family
+    #: How the real key goes upstream: `Authorization: Bearer KEY` or `x-api-key: KEY`.
+    auth: Literal["bearer", "x-api-key"]
+    #: The shape of its JSON errors (and of the router's own answers to its agents).
+    error_shape: Family
+    #: Variables holding the real key, canonical first: the daemon reads them, agents never
+    #: see them, and an agent gets its IC_TOKEN in the first one.
+    key_env: tuple[str, ...]
+    #: Key variables whose value goes upstream as a bearer token whatever `auth` says.
+    bearer_key_env: tuple[str, ...] = ()
+    #: The variable that overrides `base_url` (a setting of config.toml for the built-in
+    #: providers, the daemon's environment only for the others).
+    base_url_env: str
+    #: The upstream the calls go to, with or without `/v1`.
+    base_url: str
+    #: Its provider id in genai-prices (model lookups: context windows, prices).
+    price_provider: str
+    #: The models the offline provider lists for it.
+    models: tuple[str, ...] = ()
+    #: Where its API sits on the router (`/acme` serves `/acme/v1/...`); empty only for the
+    #: built-in providers, which share `/v1/...` and are told apart by path and headers.
+    path_prefix: str = ""
+    #: Agent variables set to its router base URL, where its SDK looks for one.
+    sdk_base_url_env: tuple[str, ...] = ()
+
+
+OPENAI_ENTRY = ProviderEntry(
+    name="openai",
+    family="openai",
+    auth="bearer",
+    error_shape="openai",
+    key_env=("OPENAI_API_KEY",),
+    base_url_env="IRONRT_OPENAI_BASE_URL",
+    base_url="https://api.openai.com",
+    price_provider="openai",
+    models=("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "text-embedding-3-small"),
+    sdk_base_url_env=("OPENAI_BASE_URL", "OPENAI_API_BASE"),
+)
+ANTHROPIC_ENTRY = ProviderEntry(
+    name="anthropic",
+    family="anthropic",
+    auth="x-api-key",
+    error_shape="anthropic",
+    key_env=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    bearer_key_env=("ANTHROPIC_AUTH_TOKEN",),
+    base_url_env="IRONRT_ANTHROPIC_BASE_URL",
+    base_url="https://api.anthropic.com",
+    price_provider="anthropic",
+    models=("claude-haiku-4-5", "claude-sonnet-4-5", "claude-3-5-haiku-latest"),
+    sdk_base_url_env=("ANTHROPIC_BASE_URL",),
+)
+BUILTIN_PROVIDERS: tuple[ProviderEntry, ...] = (OPENAI_ENTRY, ANTHROPIC_ENTRY)
+#: The built-in providers, whose base URL and two timeouts are settings of their own
+#: (`IRONRT_OPENAI_BASE_URL`, `IRONRT_OPENAI_READ_TIMEOUT` ...).
+PROVIDERS = tuple(entry.name for entry in BUILTIN_PROVIDERS)
+
+_TABLE: dict[str, ProviderEntry] = {entry.name: entry for entry in BUILTIN_PROVIDERS}
+#: Every provider this process knows, by name: the built-in ones, then the registered ones
+#: (read-only: `register_provider` adds to it).
+PROVIDER_TABLE: Mapping[str, ProviderEntry] = _TABLE
+
+
+def register_provider(entry: ProviderEntry) -> None:
+    """Add a provider (or replace one registered before: the last registration wins);
+    ValueError says what is wrong with it. A built-in provider cannot be replaced."""
+    where = f"provider {entry.name!r}"
+    if not _NAME.match(entry.name):
+        raise ValueError(f"{where}: a name is 1-32 of a-z, 0-9, '-' and '_', from a letter")
+    if entry.name in PROVIDERS or entry.name == "v1":
+        raise ValueError(f"{where}: the name is taken by ironrt")
+    if entry.family not in ("openai", "anthropic") or entry.error_shape not in (
+        "openai",
+        "anthropic",
+    ):
+        raise ValueError(f"{where}: family and error_shape are 'openai' or 'anthropic'")
+    if entry.auth not in ("bearer", "x-api-key"):
+        raise ValueError(f"{where}: auth is 'bearer' or 'x-api-key'")
+    names = (*entry.key_env, *entry.bearer_key_env, entry.base_url_env, *entry.sdk_base_url_env)
+    bad = [n for n in names if not _VARIABLE.match(n)]
+    if not entry.key_env or bad:
+        raise ValueError(f"{where}: needs key variables, and valid names (not {bad})")
+    try:
+        Url().parse(entry.base_url)
+    except ValueError:
+        raise ValueError(f"{where}: base_url must be {Url().accepts}") from None
+    if entry.path_prefix != f"/{entry.name}":
+        raise ValueError(f"{where}: its path prefix is '/{entry.name}'")
+    for other in _TABLE.values():
+        if other.name == entry.name:
+            continue
+        shared = set(entry.sdk_base_url_env) & set(other.sdk_base_url_env)
+        if shared:
+            raise ValueError(f"{where}: {sorted(shared)} already point {other.name!r}'s SDK")
+    _TABLE[entry.name] = entry
+
+
+def unregister_provider(name: str) -> None:
+    """Forget a registered provider (a test's, say); the built-in ones stay."""
+    if name in PROVIDERS:
+        raise ValueError(f"provider {name!r} is built in")
+    _TABLE.pop(name, None)
+
+
+class ProviderTable(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A `[providers.NAME]` table of providers.toml: `base_url` is required, the rest
+    defaults from the name (`ACME_API_KEY`, `IRONRT_ACME_BASE_URL`, `ACME_BASE_URL`) and
+    the family (auth and error shape of OpenAI or Anthropic)."""
+
+    base_url: str
+    family: Family = "openai"
+    key_env: list[str] | None = None
+    base_url_env: str | None = None
+    auth: Literal["bearer", "x-api-key"] | None = None
+    error_shape: Family | None = None
+    price_provider: str | None = None
+    models: list[str] = []
+    sdk_base_url_env: list[str] | None = None
+
+
+def configured_entry(name: str, table: ProviderTable) -> ProviderEntry:
+    """The entry a providers.toml table describes, its defaults filled in."""
+    stem = name.upper().replace("-", "_")
+    anthropic = table.family == "anthropic"
+    return ProviderEntry(
+        name=name,
+        family=table.family,
+        auth=table.auth or ("x-api-key" if anthropic else "bearer"),
+        error_shape=table.error_shape or table.family,
+        key_env=tuple(table.key_env or (f"{stem}_API_KEY",)),
+        base_url_env=table.base_url_env or f"IRONRT_{stem}_BASE_URL",
+        base_url=table.base_url,
+        price_provider=table.price_provider or name,
+        models=tuple(table.models),
+        path_prefix=f"/{name}",
+        sdk_base_url_env=tuple(table.sdk_base_url_env or (f"{stem}_BASE_URL",)),
+    )
+
+
 def _seconds(low: float, high: float, *, low_open: bool = True) -> Number:
     return Number(low, high, low_open=low_open)
 
@@ -193,8 +361,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_HOME", Folder(), in_file=False),
     Setting("IRONRT_ROUTER_HOST", Host()),
     Setting("IRONRT_ROUTER_PORT", Number(0, 65535, integer=True, noun="a port number")),
-    Setting("IRONRT_OPENAI_BASE_URL", Url()),
-    Setting("IRONRT_ANTHROPIC_BASE_URL", Url()),
+    *(Setting(entry.base_url_env, Url()) for entry in BUILTIN_PROVIDERS),
     Setting("IRONRT_OFFLINE", Flag()),
     Setting("IRONRT_NO_AUTOSTART", Flag()),
     Setting("IRONRT_CONNECT_TIMEOUT", _CONNECT),

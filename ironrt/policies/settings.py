@@ -4,7 +4,9 @@ They are settings like any other, so they are defined, read and checked with the
 `ironrt.config` (`Settings.load` builds one `ReliabilitySettings` from the environment and
 config.toml, and the daemon hands the same object to the policies and to the forwarder).
 This module keeps the names the policies import, so a policy depends on its settings'
-type, never on where they come from.
+type, never on where they come from. `PROVIDERS` are the built-in providers of the
+provider table (`settings_table.BUILTIN_PROVIDERS`), whose timeouts are settings of their
+own.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Provider adapters, and how the router picks one for an incoming request.
 
-Both SDKs talk to the same router port, and both use `/v1/...` paths, so the router tells
-them apart by path first (only Anthropic has `/v1/messages`) and by headers second: the
-Anthropic SDK always sends `anthropic-version` and authenticates with `x-api-key`, the
-OpenAI SDK sends `Authorization: Bearer`. Anything else is treated as OpenAI, the API
-most third-party clients speak.
+A registered provider (`registry`) has its own path prefix (`/acme/v1/...`), which names
+it. The two built-in providers share `/v1/...`, so the router tells them apart by path
+first (only Anthropic has `/v1/messages`) and by headers second: the Anthropic SDK always
+sends `anthropic-version` and authenticates with `x-api-key`, the OpenAI SDK sends
+`Authorization: Bearer`. Anything else is treated as OpenAI, the API most third-party
+clients speak.
 """
 
 from __future__ import annotations
@@ -14,21 +15,29 @@ from collections.abc import Mapping
 from ironrt.providers.anthropic import AnthropicAdapter
 from ironrt.providers.base import ProviderAdapter, get_header
 from ironrt.providers.openai import OpenAIAdapter
+from ironrt.providers.registry import ADAPTERS, adapter, prefixed, register
 
-__all__ = ["ADAPTERS", "AnthropicAdapter", "OpenAIAdapter", "ProviderAdapter", "adapter_for"]
+__all__ = [
+    "ADAPTERS",
+    "ANTHROPIC",
+    "OPENAI",
+    "AnthropicAdapter",
+    "OpenAIAdapter",
+    "ProviderAdapter",
+    "adapter_for",
+    "register",
+]
 
-OPENAI = OpenAIAdapter()
-ANTHROPIC = AnthropicAdapter()
-
-#: One stateless instance per provider, by `ProviderAdapter.name`.
-ADAPTERS: dict[str, ProviderAdapter] = {OPENAI.name: OPENAI, ANTHROPIC.name: ANTHROPIC}
+OPENAI = adapter("openai")
+ANTHROPIC = adapter("anthropic")
 
 
 def adapter_for(path: str, headers: Mapping[str, str]) -> ProviderAdapter | None:
-    """The adapter for a request, or None if the path is not an API path (`/v1/...`)."""
+    """The adapter for a request, or None if the path is no provider's API path
+    (`/v1/...`, or `/NAME/v1/...` for a registered provider)."""
     path = path.split("?", 1)[0]
     if path != "/v1" and not path.startswith("/v1/"):
-        return None
+        return prefixed(path)
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return ANTHROPIC
     if get_header(headers, "anthropic-version") is not None:

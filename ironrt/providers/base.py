@@ -6,12 +6,18 @@ its errors, where usage is reported (in a body or in stream events), and where t
 in requests, responses and stream events (as `TextSlot`s, so policies never look at a
 provider's JSON). Adapters are stateless and do no I/O; one instance serves every call.
 
+An adapter is two things put together: the provider's registry entry (its name, key and
+base-URL variables, auth scheme, error shape, path prefix: `ironrt.providers.registry`)
+and its API family's table of surfaces, one per endpoint (`ironrt.providers.surfaces`).
+Every per-endpoint question is a lookup in that table and a call on the surface found.
+
 Conventions every adapter follows (the router and policies rely on them):
 
 - Upstream URL = base URL (no trailing slash) + the path the agent requested (which starts
-  with `/v1/`). If the base itself ends in `/v1` (the SDKs' own `base_url` convention,
-  e.g. `IRONRT_OPENAI_BASE_URL=http://127.0.0.1:9000/v1`) that `/v1` is not repeated. So
-  both `http://127.0.0.1:PORT` and `http://127.0.0.1:PORT/v1` work, and so does a gateway
+  with `/v1/` once the provider's router prefix, such as `/acme`, is removed). If the base
+  itself ends in `/v1` (the SDKs' own `base_url` convention, e.g.
+  `IRONRT_OPENAI_BASE_URL=http://127.0.0.1:9000/v1`) that `/v1` is not repeated. So both
+  `http://127.0.0.1:PORT` and `http://127.0.0.1:PORT/v1` work, and so does a gateway
   prefix such as `https://gw.example.com/openai/v1`.
 - `TokenUsage.input_tokens` is the TOTAL input, cache reads and writes included (OpenAI's
   `prompt_tokens`/`input_tokens` already are; Anthropic's `input_tokens` excludes the
@@ -34,7 +40,6 @@ from __future__ import annotations
 
 import functools
 import re
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar
 
@@ -50,6 +55,18 @@ from ironrt.governance.flow import (
     channel_closed,
 )
 from ironrt.governance.pricing import context_window
+from ironrt.providers import shapes
+from ironrt.providers.surfaces.base import ApiSurface
+from ironrt.providers.texts import (
+    content_slots,
+    dict_value,
+    event_setter,
+    int_value,
+    json_string_slots,
+    noop,
+    str_setter,
+)
+from ironrt.settings_table import ProviderEntry
 
 __all__ = [
     "FILE_TOKENS_ALLOWANCE",
@@ -57,6 +74,7 @@ __all__ = [
     "TOOLS_TOKENS_ALLOWANCE",
     "BodyProblem",
     "ProviderAdapter",
+    "adapter_of",
     "body_problem",
     "channel_closed",
     "content_slots",
@@ -86,6 +104,8 @@ FILE_TOKENS_ALLOWANCE = 1_000_000
 #: Chat framing per call (role markers, reply priming): the JSON syntax around each
 #: message is already longer in bytes than the framing tokens, this is a margin.
 _FRAMING_TOKENS = 64
+#: The surface of a path no surface serves (unmetered): no text, no usage, no answer.
+_NO_SURFACE = ApiSurface()
 
 
 class BodyProblem(msgspec.Struct, frozen=True):
@@ -137,152 +157,95 @@ def get_header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def int_value(value: Any) -> int:
-    """A usage number from provider JSON: ints as they are, anything else as 0."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+class ProviderAdapter:
+    """One provider: its entry, and its family's surfaces. A family is a subclass that
+    fills `posts`, `surfaces` and `default_entry` (`OpenAIAdapter`, `AnthropicAdapter`);
+    each provider of the family is an instance made from its entry."""
 
-
-def dict_value(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def str_setter(container: Any, key: Any, on_change: Callable[[], None]) -> Callable[[str], None]:
-    """A setter writing text into `container[key]` (dict key or list index)."""
-
-    def setter(text: str) -> None:
-        container[key] = text
-        on_change()
-
-    return setter
-
-
-def json_string_slots(
-    value: Any,
-    channel: tuple[Hashable, ...],
-    where: str,
-    on_change: Callable[[], None],
-    out: list[TextSlot],
-) -> None:
-    """Every string inside a decoded JSON value (tool input), as slots writing in place.
-
-    Exposing the leaves instead of a JSON text keeps the value valid JSON whatever a
-    policy writes (a placeholder with a quote in it cannot break the structure).
-    """
-    stack: list[tuple[Any, tuple[Hashable, ...]]] = [(value, channel)]
-    while stack:
-        node, path = stack.pop()
-        items: Any = node.items() if isinstance(node, dict) else enumerate(node)
-        for key, item in items:
-            if isinstance(item, str):
-                out.append(TextSlot((*path, key), item, str_setter(node, key, on_change), where))
-            elif isinstance(item, dict | list):
-                stack.append((item, (*path, key)))
-
-
-def content_slots(
-    container: dict[str, Any],
-    key: str,
-    channel: tuple[Hashable, ...],
-    where: str,
-    on_change: Callable[[], None],
-    out: list[TextSlot],
-    text_types: tuple[str, ...] = ("text",),
-) -> None:
-    """Slots for `container[key]` when it is a string or a list of typed text parts.
-
-    Both APIs let message content be a plain string or a list of parts such as
-    `{"type": "text", "text": ...}`; parts of other types (images, files) have no text.
-    """
-    value = container.get(key)
-    if isinstance(value, str):
-        out.append(TextSlot(channel, value, str_setter(container, key, on_change), where))
-    elif isinstance(value, list):
-        for j, part in enumerate(value):
-            if isinstance(part, dict) and part.get("type") in text_types:
-                text = part.get("text")
-                if isinstance(text, str):
-                    setter = str_setter(part, "text", on_change)
-                    out.append(TextSlot((*channel, j), text, setter, where))
-
-
-def noop() -> None:
-    """An `on_change` for slots of bodies nobody needs to be told about."""
-    return None
-
-
-def event_setter(ev: StreamEvent, container: Any, key: Any) -> Callable[[str], None]:
-    """A slot setter for text inside a stream event: writes it and marks the event."""
-
-    def setter(text: str) -> None:
-        container[key] = text
-        ev.changed = True
-
-    return setter
-
-
-class ProviderAdapter(ABC):
-    """One provider's API shape. Subclasses are stateless singletons."""
-
-    name: ClassVar[str]
-    #: Environment variables holding the real key, in order of preference.
-    key_env: ClassVar[tuple[str, ...]]
-    base_url_env: ClassVar[str]
-    default_base_url: ClassVar[str]
-    #: genai-prices provider id used for pricing and model lookups.
-    price_provider: ClassVar[str]
+    #: POST paths of the family's metered endpoints (after the provider's path prefix);
+    #: `GET /v1/models[/{id}]` is `models` in every family.
+    posts: ClassVar[Mapping[str, Endpoint]] = {}
+    #: The family's surface of each endpoint; an endpoint without one has no text, usage
+    #: or offline answer.
+    surfaces: ClassVar[Mapping[str, ApiSurface]] = {}
+    #: What an adapter made with no entry describes: the family's built-in provider.
+    default_entry: ClassVar[ProviderEntry]
     #: Request headers that carry the agent's credential: the router removes them before
     #: forwarding (then adds `upstream_auth_headers`), so the IC_TOKEN never leaves.
     auth_headers: ClassVar[tuple[str, ...]] = ("authorization", "x-api-key", "api-key")
 
+    def __init__(self, entry: ProviderEntry | None = None) -> None:
+        self.entry = entry = entry or self.default_entry
+        self.name = entry.name
+        #: Environment variables holding the real key, in order of preference.
+        self.key_env = entry.key_env
+        self.base_url_env = entry.base_url_env
+        self.default_base_url = entry.base_url
+        #: genai-prices provider id used for pricing and model lookups.
+        self.price_provider = entry.price_provider
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+    def surface(self, endpoint: Endpoint) -> ApiSurface:
+        return self.surfaces.get(endpoint, _NO_SURFACE)
+
     # ---- routing and auth -------------------------------------------------------------
+
+    def local_path(self, path: str) -> str:
+        """`path` as the provider serves it: the router prefix (`/acme`) removed."""
+        prefix = self.entry.path_prefix
+        if prefix and (path == prefix or path.startswith((prefix + "/", prefix + "?"))):
+            return path[len(prefix) :] or "/"
+        return path
 
     def upstream_url(self, path: str, base: str | None = None) -> str:
         """Where to send `path` (query string included); `base` overrides the default.
 
         The result is already encoded: `path` is the router's canonical path
-        (`ironrt.router.paths`) and goes upstream exactly as it is.
+        (`ironrt.router.paths`) and goes upstream exactly as it is, its prefix removed.
         """
-        return join_url(_encoded_base(base or self.default_base_url), path)
+        return join_url(_encoded_base(base or self.default_base_url), self.local_path(path))
 
-    @abstractmethod
     def endpoint_for(self, method: str, path: str) -> Endpoint | None:
         """The metered endpoint of a request; `"unmetered"` for other `/v1/` paths."""
+        path = self.local_path(path.split("?", 1)[0].rstrip("/"))
+        if path != "/v1" and not path.startswith("/v1/"):
+            return None
+        method = method.upper()
+        if method == "POST":
+            return self.posts.get(path, "unmetered")
+        if method == "GET" and (path == "/v1/models" or path.startswith("/v1/models/")):
+            return "models"
+        return "unmetered"
 
-    @abstractmethod
     def token_from_headers(self, headers: Mapping[str, str]) -> str | None:
         """The credential the agent sent (its IC_TOKEN), if any."""
+        return shapes.token_from_headers(self.entry, headers)
 
-    @abstractmethod
     def upstream_auth_headers(self, key: str, key_env: str | None = None) -> dict[str, str]:
         """Headers carrying the real key; `key_env` is the variable it came from."""
+        return shapes.upstream_auth_headers(self.entry, key, key_env)
 
     # ---- errors -----------------------------------------------------------------------
 
-    @abstractmethod
     def error_body(
         self, status: int, message: str, type: str, code: str | None, param: str | None = None
     ) -> bytes:
         """A JSON error body shaped like the provider's own, for an HTTP `status`."""
+        return shapes.error_body(self.entry, status, message, type, code, param)
 
-    @abstractmethod
     def stream_error_event(self, message: str, type: str) -> bytes:
         """An SSE event that makes the SDK raise: the stream failed after it started."""
+        return shapes.stream_error_event(self.entry, message, type)
 
     # ---- request shape ----------------------------------------------------------------
 
-    #: Per endpoint, a msgspec type describing the fields of a request body that the
-    #: router and the policies walk (lists they iterate, objects they look into). A body
-    #: that does not fit is answered 400 before anything reads it; fields the code only
-    #: tests with `isinstance` need no entry.
-    request_shapes: ClassVar[Mapping[str, type[msgspec.Struct]]] = {}
-
     def request_problem(self, endpoint: Endpoint, body: dict[str, Any]) -> BodyProblem | None:
-        """What in `body` has a type the router cannot read, if anything.
-
-        Checked once, where the body is decoded: the rest of the adapter (and every
-        policy) may then take the checked fields' types for granted.
-        """
-        shape = self.request_shapes.get(endpoint)
+        """What in `body` has a type the router cannot read (the surface's `shape`), if
+        anything. Checked once, where the body is decoded: the rest of the adapter (and
+        every policy) may then take the checked fields' types for granted."""
+        shape = self.surface(endpoint).shape
         if shape is None:
             return None
         try:
@@ -296,9 +259,7 @@ class ProviderAdapter(ABC):
         return model if isinstance(model, str) else ""
 
     def is_stream(self, endpoint: Endpoint, body: Any) -> bool:
-        return endpoint in ("chat.completions", "responses", "messages") and (
-            dict_value(body).get("stream") is True
-        )
+        return self.surface(endpoint).streams and dict_value(body).get("stream") is True
 
     def ensure_stream_usage(self, endpoint: Endpoint, body: dict[str, Any]) -> bool:
         """Make a stream report usage; True if the request was changed to do so.
@@ -306,27 +267,27 @@ class ProviderAdapter(ABC):
         When True, the router must drop the extra usage-only chunk (`is_usage_only_chunk`)
         instead of forwarding it, so the agent sees the stream it asked for.
         """
-        return False
+        return self.surface(endpoint).ensure_stream_usage(body)
 
     def is_usage_only_chunk(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
-        return False
+        return self.surface(endpoint).is_usage_only_chunk(ev)
 
     def closes_answer(self, endpoint: Endpoint, ev: StreamEvent) -> bool:
         """The event that ends a streamed answer. The router holds it back until the call's
         cost is durable, so an agent never sees the end of an answer a crash could lose."""
-        return False
+        return self.surface(endpoint).closes_answer(ev)
 
-    @abstractmethod
     def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None:
         """The request's cap on output tokens per choice, if it sets one."""
+        return self.surface(endpoint).max_output_tokens(body)
 
-    @abstractmethod
     def set_max_output_tokens(self, endpoint: Endpoint, body: dict[str, Any], n: int) -> None:
         """Set the cap on output tokens (the budget clamps it when little remains)."""
+        self.surface(endpoint).set_max_output_tokens(body, n)
 
     def choices(self, endpoint: Endpoint, body: Any) -> int:
         """How many completions one call produces (the output bound multiplies by it)."""
-        return 1
+        return self.surface(endpoint).choices(body)
 
     def input_token_bound(self, endpoint: Endpoint, body: Any, raw_len: int) -> int:
         """A safe UPPER bound of the call's input tokens, for budget reservation.
@@ -340,7 +301,7 @@ class ProviderAdapter(ABC):
         the body only points at (`FILE_TOKENS_ALLOWANCE`). No input can exceed the
         model's context window, so the bound is capped by it when genai-prices knows it.
         """
-        images, tools, external = self._input_extras(endpoint, dict_value(body))
+        images, tools, external = self.surface(endpoint).input_extras(dict_value(body))
         text_bound = max(raw_len, 1) + _FRAMING_TOKENS
         bound = text_bound + images * IMAGE_TOKENS_ALLOWANCE
         bound += TOOLS_TOKENS_ALLOWANCE if tools else 0
@@ -348,10 +309,6 @@ class ProviderAdapter(ABC):
         window = context_window(self.price_provider, self.request_model(endpoint, body))
         # The window caps the allowances only: the bytes bound holds whatever the window.
         return max(text_bound, min(bound, window)) if window else bound
-
-    def _input_extras(self, endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, bool, bool]:
-        """(number of images, tools declared, input referenced but not included)."""
-        return 0, False, False
 
     # ---- exact input counts -----------------------------------------------------------
 
@@ -368,16 +325,16 @@ class ProviderAdapter(ABC):
         `body` is not modified; the returned body shares no mutable state the caller
         cares about (it is sent, never forwarded).
         """
-        return None
+        return self.surface(endpoint).count_request(body)
 
     def count_margin(self, endpoint: Endpoint, body: dict[str, Any]) -> int:
         """Tokens to add to the count so it stays an UPPER bound of what the call is billed
         for (formatting the translation to the count endpoint's format can lose)."""
-        return 0
+        return self.surface(endpoint).count_margin(body)
 
     def count_from_response(self, body: Any) -> int | None:
         """The input tokens a count endpoint answered (`{"input_tokens": N}` for both
-        providers), or None if the answer does not carry a count."""
+        families), or None if the answer does not carry a count."""
         value = dict_value(body).get("input_tokens")
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -385,44 +342,43 @@ class ProviderAdapter(ABC):
 
     # ---- usage ------------------------------------------------------------------------
 
-    @abstractmethod
     def usage_from_response(self, endpoint: Endpoint, body: Any) -> TokenUsage | None:
         """Usage of a non-streamed response body (decoded JSON)."""
+        return self.surface(endpoint).usage_from_response(body)
 
-    @abstractmethod
     def usage_from_event(self, endpoint: Endpoint, ev: StreamEvent, acc: TokenUsage) -> bool:
         """Fold the usage an event reports into `acc`; True if it carried any."""
+        return self.surface(endpoint).usage_from_event(ev, acc)
 
     def stream_model(self, endpoint: Endpoint, ev: StreamEvent) -> str | None:
         """The model the stream reports (the one actually used, for pricing)."""
-        return None
+        return self.surface(endpoint).stream_model(ev)
 
     # ---- text access ------------------------------------------------------------------
 
-    @abstractmethod
     def request_texts(
         self, endpoint: Endpoint, body: dict[str, Any], on_change: Callable[[], None]
     ) -> list[TextSlot]:
         """Every piece of text a request sends (prompts, system, tool results, input)."""
+        return self.surface(endpoint).request_texts(body, on_change)
 
     def response_has_text(self, endpoint: Endpoint) -> bool:
         """Whether a non-streamed response of `endpoint` can hold text (`response_texts`);
         one that cannot is read for its `usage` and `model` alone."""
-        return endpoint in ("chat.completions", "responses", "messages")
+        return self.surface(endpoint).has_text
 
-    @abstractmethod
     def response_texts(self, endpoint: Endpoint, body: Any) -> list[TextSlot]:
         """Every piece of text of a non-streamed response (completions, tool arguments)."""
+        return self.surface(endpoint).response_texts(body)
 
-    @abstractmethod
     def event_texts(self, endpoint: Endpoint, ev: StreamEvent) -> list[TextSlot]:
         """The text inside one stream event; setting a slot marks the event changed."""
+        return self.surface(endpoint).event_texts(ev)
 
-    @abstractmethod
     def event_closes(self, endpoint: Endpoint, ev: StreamEvent) -> list[Hashable]:
         """Channel keys this event ends (see `channel_closed`): flush them before it."""
+        return self.surface(endpoint).event_closes(ev)
 
-    @abstractmethod
     def text_event(
         self, endpoint: Endpoint, channel: Hashable, text: str, like: StreamEvent
     ) -> StreamEvent:
@@ -430,6 +386,7 @@ class ProviderAdapter(ABC):
 
         The event comes encoded (`raw` set, `changed=False`) so it goes out as is.
         """
+        return self.surface(endpoint).text_event(channel, text, like)
 
 
 def adapter_of(flow: Flow) -> ProviderAdapter:

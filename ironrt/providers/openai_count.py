@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ironrt.governance.flow import Endpoint
-from ironrt.providers.base import dict_value
+from ironrt.providers.texts import dict_value
 
 __all__ = [
     "SERVER_TOOLS",

@@ -25,7 +25,7 @@ import msgspec
 from ironrt.governance.flow import Endpoint
 from ironrt.providers import ADAPTERS
 from ironrt.providers.base import ProviderAdapter
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 
 __all__ = ["Sender", "exact_input_tokens", "offline_sender"]
 

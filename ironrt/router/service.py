@@ -41,6 +41,7 @@ from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
+from ironrt.providers import registry
 from ironrt.router.app import RouterApp, RouterConfig
 from ironrt.store.books import Books
 from ironrt.store.db import Database
@@ -111,10 +112,8 @@ class RouterService:
         self.upstream = Upstream(self.reliability)
         config = RouterConfig(
             offline=settings.offline,
-            base_urls={
-                "openai": settings.openai_base_url,
-                "anthropic": settings.anthropic_base_url,
-            },
+            # Every registered provider's configured upstream (None: its entry's default).
+            base_urls={e.name: settings.base_urls.get(e.name) for e in registry.entries()},
             keys=self._key_for,
         )
         self.app = RouterApp(
@@ -231,6 +230,11 @@ class RouterService:
                 f"({type(exc).__name__}): charged the reservation"
             )
         self.pipeline.complete(flow)
+        if flow.failed_policy is not None and flow.status_code < 500:
+            # A `complete` hook raised: the agent gets a 500, and so does the trace.
+            flow.status_code = 500
+            note = f"policy '{flow.failed_policy}' failed; the response was withheld"
+            flow.error = f"{flow.error}; {note}" if flow.error else note
         gov.spent_usd += flow.cost_usd or 0.0  # unknown (None) adds nothing it could not know
         usage = flow.usage
         gov.llm_calls += 1

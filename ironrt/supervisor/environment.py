@@ -8,20 +8,19 @@ An agent must never hold a real provider key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Set
 
+from ironrt.providers.registry import agent_variables, key_variables
 from ironrt.sdnotify import NOTIFY_VARIABLES
 
-#: Variables that carry real provider credentials. Removed from every agent's environment
-#: (and never stored); OPENAI_API_KEY / ANTHROPIC_API_KEY are then set to the IC_TOKEN.
-PROVIDER_SECRETS = frozenset(
+#: Credentials of providers ironrt does not (yet) route to, and the OpenAI account
+#: variables that go with a key. The key variables of every registered provider are added
+#: (`PROVIDER_SECRETS`).
+_OTHER_SECRETS = frozenset(
     {
-        "OPENAI_API_KEY",
         "OPENAI_ADMIN_KEY",
         "OPENAI_ORG_ID",
         "OPENAI_PROJECT_ID",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
         "AZURE_OPENAI_API_KEY",
         "AZURE_API_KEY",
         "GEMINI_API_KEY",
@@ -42,6 +41,28 @@ PROVIDER_SECRETS = frozenset(
     }
 )
 
+
+class _ProviderSecrets(Set[str]):
+    """The other providers' credentials and every registered provider's key variables,
+    read from the registry on every use (a provider of providers.toml included)."""
+
+    def _all(self) -> frozenset[str]:
+        return _OTHER_SECRETS | key_variables()
+
+    def __contains__(self, name: object) -> bool:
+        return name in _OTHER_SECRETS or name in key_variables()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: Variables that carry real provider credentials. Removed from every agent's environment
+#: (and never stored); each provider's canonical key variable is then set to the IC_TOKEN.
+PROVIDER_SECRETS: Set[str] = _ProviderSecrets()
+
 #: ironrt's own settings do not leak into agents (an agent is not a daemon client).
 _DAEMON_ONLY_PREFIX = "IRONRT_"
 
@@ -50,15 +71,14 @@ _DAEMON_ONLY_PREFIX = "IRONRT_"
 _SERVICE_MANAGER = frozenset(NOTIFY_VARIABLES)
 
 
-def scrub(environ: Mapping[str, str]) -> dict[str, str]:
+def scrub(environ: Mapping[str, str], secrets: Set[str] = PROVIDER_SECRETS) -> dict[str, str]:
     """The caller's environment minus provider secrets, ironrt's own settings and the
     service manager's variables."""
+    secrets = frozenset(secrets)  # once: the registry's view recomputes on each lookup
     return {
         k: v
         for k, v in environ.items()
-        if k not in PROVIDER_SECRETS
-        and k not in _SERVICE_MANAGER
-        and not k.startswith(_DAEMON_ONLY_PREFIX)
+        if k not in secrets and k not in _SERVICE_MANAGER and not k.startswith(_DAEMON_ONLY_PREFIX)
     }
 
 
@@ -79,23 +99,15 @@ def agent_environment(
     overrides: Mapping[str, str] | None = None,
     python_agent: bool = False,
 ) -> dict[str, str]:
-    env = scrub(base)
+    secrets = _OTHER_SECRETS | key_variables()
+    env = scrub(base, secrets)
     for key, value in (overrides or {}).items():
-        if key in PROVIDER_SECRETS:
+        if key in secrets:
             continue  # a real key given with --env still never reaches the agent
         env[key] = value
-    env.update(
-        {
-            "IC_TOKEN": token,
-            "IRONRT_AGENT_ID": agent_id,
-            "IRONRT_ROUTER_URL": router_url,
-            "OPENAI_API_KEY": token,
-            "OPENAI_BASE_URL": f"{router_url}/v1",
-            "OPENAI_API_BASE": f"{router_url}/v1",
-            "ANTHROPIC_API_KEY": token,
-            "ANTHROPIC_BASE_URL": router_url,
-        }
-    )
+    env.update({"IC_TOKEN": token, "IRONRT_AGENT_ID": agent_id, "IRONRT_ROUTER_URL": router_url})
+    # Each provider's SDK: OPENAI_API_KEY=IC_TOKEN, OPENAI_BASE_URL=router/v1, ...
+    env.update(agent_variables(router_url, token))
     no_proxy = _extend_no_proxy(env.get("NO_PROXY") or env.get("no_proxy"))
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     if python_agent:
