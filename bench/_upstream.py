@@ -23,7 +23,7 @@ from typing import Any
 import httptools
 import msgspec
 
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 
 _DECODE = msgspec.json.Decoder()
 

@@ -5,7 +5,7 @@
 without a key or a network. It is a real uvicorn server on 127.0.0.1 (a free port), run
 in a background thread with its own event loop, so anything that speaks HTTP can use it:
 the official SDKs, the ironrt router, another process. It answers both APIs with the
-offline provider's replies (`ironrt.router.offline`), and streams them event by event
+offline provider's replies (`ironrt.providers.offline`), and streams them event by event
 with a real write per event, so a test can prove that nothing in between buffers.
 
     with FakeUpstream() as up:

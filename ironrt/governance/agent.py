@@ -1,10 +1,17 @@
 """What the router knows about one agent while it governs its calls.
 
 The daemon keeps one `AgentGovernance` per agent that may call the router (live agents,
-and agents reattached after a restart), keyed by the hash of its IC_TOKEN. Policies read
-their settings from it and keep their per-agent state on it (the budget ledger, the rate
+and agents reattached after a restart); the supervisor's token map (hash of the IC_TOKEN
+-> governance) finds it, and an agent whose hash is not in that map cannot call at all.
+Library mode keeps one per open `ironrt.protect` scope.
+Policies read their settings from it and keep their per-agent state on it (the rate
 limiter's buckets, the PII counters). It is plain memory: the router persists what must
 survive a crash (settled spend, traces) after each call, outside the policies.
+
+Each fact has one owner here. Limits (budget, rpm, tpm), holds and the spend of the
+current window belong to the ledger's scopes (`scopes`, the agent's own first); the
+settings below are changed in place when someone changes them; the supervisor's `Agent`
+answers are built from both when asked, never copied back.
 """
 
 from __future__ import annotations
@@ -28,8 +35,6 @@ class AgentGovernance:
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
     allow_unmetered: bool = False
-    #: False once the agent stopped: its token no longer opens the router.
-    active: bool = True
     llm_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -42,3 +47,10 @@ class AgentGovernance:
     def own(self) -> Scope | None:
         """The agent's own scope (`agent:ID`)."""
         return self.scopes[0] if self.scopes else None
+
+    @property
+    def active(self) -> bool:
+        """Always true, and never stored: whoever holds this object got it from the token
+        map (the daemon) or from an open scope (library mode), and that lookup is what
+        says an agent may call. Kept only until the router's lookup stops asking."""
+        return True

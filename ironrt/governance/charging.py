@@ -114,7 +114,7 @@ def _price(flow: Flow, pricer: Pricer, usage: TokenUsage) -> Decimal | None:
             flow.emit("ModelMismatch", requested=requested, answered=answered)
     for candidate in dict.fromkeys((model, requested)):
         try:
-            return pricer.cost(flow.provider, candidate, usage)
+            return pricer.cost(flow.price_provider, candidate, usage)
         except UnknownPrice:
             continue
     return None

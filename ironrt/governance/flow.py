@@ -46,6 +46,10 @@ class Surface(Protocol):
     @property
     def name(self) -> str: ...
 
+    #: The provider's name in genai-prices (a registered provider may differ from it).
+    @property
+    def price_provider(self) -> str: ...
+
     def max_output_tokens(self, endpoint: Endpoint, body: Any) -> int | None: ...
 
     def set_max_output_tokens(self, endpoint: Endpoint, body: dict[str, Any], n: int) -> None: ...
@@ -250,6 +254,11 @@ class Flow:
     @property
     def provider(self) -> str:
         return self.adapter.name
+
+    @property
+    def price_provider(self) -> str:
+        """Who prices the call: genai-prices' name for the provider."""
+        return self.adapter.price_provider
 
     def refuse(self, refusal: Refusal) -> None:
         if self.refusal is None:

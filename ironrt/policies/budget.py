@@ -92,7 +92,7 @@ class BudgetPolicy(Policy):
             return
         budgeted = any(s.budget_nanos is not None for s in flow.agent.scopes)
         try:
-            price = self._price_fn(flow.provider, flow.model)
+            price = self._price_fn(flow.price_provider, flow.model)
         except UnknownPrice:
             if budgeted:
                 flow.refuse(price_unknown_refusal(flow.provider, flow.model, flow.agent.scopes))
@@ -108,7 +108,7 @@ class BudgetPolicy(Policy):
             output = asked
             flow.output_cap = asked
         else:
-            output = self.outputs.max_output(flow.provider, flow.model)
+            output = self.outputs.max_output(flow.price_provider, flow.model)
         flow.claim = Claim(
             agent_id=flow.agent.agent_id,
             scopes=flow.agent.scopes,

@@ -235,9 +235,9 @@ class ProviderAdapter:
         """A JSON error body shaped like the provider's own, for an HTTP `status`."""
         return shapes.error_body(self.entry, status, message, type, code, param)
 
-    def stream_error_event(self, message: str, type: str) -> bytes:
+    def stream_error_event(self, message: str, type: str, code: str | None = None) -> bytes:
         """An SSE event that makes the SDK raise: the stream failed after it started."""
-        return shapes.stream_error_event(self.entry, message, type)
+        return shapes.stream_error_event(self.entry, message, type, code)
 
     # ---- request shape ----------------------------------------------------------------
 

@@ -70,13 +70,15 @@ def error_body(
     return _ENCODE({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
-def stream_error_event(entry: ProviderEntry, message: str, type: str) -> bytes:
+def stream_error_event(
+    entry: ProviderEntry, message: str, type: str, code: str | None = None
+) -> bytes:
     """An SSE event that makes the SDK raise: the stream failed after it started."""
     if entry.error_shape == "anthropic":
         kind = type if type in _KNOWN_TYPES else "api_error"
         body = _ENCODE({"type": "error", "error": {"type": kind, "message": message}})
         return b"event: error\ndata: " + body + b"\n\n"
-    error = {"message": message, "type": type, "param": None, "code": None}
+    error = {"message": message, "type": type, "param": None, "code": code}
     return b"data: " + _ENCODE({"error": error}) + b"\n\n"
 
 

@@ -196,7 +196,9 @@ async def relay_stream(
             flow.error = str(exc)
             account()
             await settle(flow)
-            await _stream_error(send, flow, f"ironrt router: {exc}; stream ended", gone)
+            await _stream_error(
+                send, flow, f"ironrt router: {exc}; stream ended", gone, "policy_error"
+            )
         except Exception as exc:  # upstream broke or stalled mid-stream
             kind = error_kind(exc)
             flow.error = f"stream interrupted: {kind}: {exc}"[:500]
@@ -213,13 +215,15 @@ async def relay_stream(
         tg.cancel_scope.cancel()
 
 
-async def _stream_error(send: Send, flow: Flow, message: str, gone: anyio.Event) -> None:
+async def _stream_error(
+    send: Send, flow: Flow, message: str, gone: anyio.Event, code: str | None = None
+) -> None:
     if gone.is_set():
         return
     await send(
         {
             "type": "http.response.body",
-            "body": adapter_of(flow).stream_error_event(message, "api_error"),
+            "body": adapter_of(flow).stream_error_event(message, "api_error", code),
             "more_body": True,
         }
     )

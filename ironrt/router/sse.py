@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from ironrt.governance.flow import StreamEvent
+from ironrt.providers.events import make_event, sse_bytes
 
 __all__ = ["EventTooLarge", "SSEParser", "encode_event", "make_event", "sse_bytes"]
 
@@ -39,7 +40,6 @@ class EventTooLarge(Exception):
 # `raw`, which keeps the bytes identical and parses the same.
 _BLANK_LINE = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
 _DECODER = msgspec.json.Decoder()
-_ENCODE = msgspec.json.encode
 _DONE = b"[DONE]"
 
 
@@ -113,22 +113,6 @@ class SSEParser:
         self._buf.clear()
         self._scan = 0
         return [_parse(raw)] if raw else []
-
-
-def sse_bytes(data: Any, event: str | None = None) -> bytes:
-    """Encode one event: an optional `event:` line, one `data:` line of JSON, a blank line.
-
-    JSON from msgspec never holds a raw newline, so one `data:` line always suffices.
-    """
-    body = b"data: " + _ENCODE(data) + b"\n\n"
-    if event:
-        return b"event: " + event.encode() + b"\n" + body
-    return body
-
-
-def make_event(data: Any, event: str | None = None) -> StreamEvent:
-    """A new, already encoded event (`changed=False`: its `raw` is what goes out)."""
-    return StreamEvent(raw=sse_bytes(data, event), event=event, data=data)
 
 
 def encode_event(ev: StreamEvent) -> bytes:

@@ -24,9 +24,9 @@ from openai.types.responses.input_token_count_response import InputTokenCountRes
 
 from ironrt.governance.flow import Endpoint, TokenUsage
 from ironrt.providers import ANTHROPIC, OPENAI, ProviderAdapter
+from ironrt.providers.offline import offline_response
 from ironrt.providers.openai import chat_to_responses_input
 from ironrt.router.counting import exact_input_tokens, offline_sender
-from ironrt.router.offline import offline_response
 from ironrt.testing import FakeUpstream
 
 COUNT_PARAMS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(InputTokenCountParams)

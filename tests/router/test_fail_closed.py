@@ -261,6 +261,7 @@ def _stream_error(outcome: Outcome, provider: str) -> None:
     exc = outcome.error
     if provider == "openai":
         assert type(exc) is openai.APIError, repr(exc)  # raised from the event, not a status
+        assert exc.code == "policy_error"
     else:
         assert isinstance(exc, anthropic.APIStatusError), repr(exc)
         assert exc.response.status_code == 200  # raised from the event, not the status

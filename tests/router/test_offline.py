@@ -21,7 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
 from ironrt.governance.flow import Endpoint, TokenUsage
-from ironrt.router.offline import DEFAULT_MODELS, OfflineReply, offline_response
+from ironrt.providers.offline import DEFAULT_MODELS, OfflineReply, offline_response
 from ironrt.router.sse import SSEParser
 
 RESPONSE_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)

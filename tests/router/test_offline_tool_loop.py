@@ -15,7 +15,7 @@ from anthropic.types import Message
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 from ironrt.tempdaemon import TempDaemon
 from tests.router.helpers import sdk_client, token_agent
 

@@ -29,7 +29,7 @@ from ironrt.providers.base import (
     context_window,
     join_url,
 )
-from ironrt.router.offline import offline_response
+from ironrt.providers.offline import offline_response
 from ironrt.router.sse import SSEParser, encode_event
 
 OA = OpenAIAdapter()

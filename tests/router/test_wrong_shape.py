@@ -34,9 +34,9 @@ from ironrt.governance.ledger import Ledger
 from ironrt.governance.pipeline import Pipeline
 from ironrt.protocol import Trace
 from ironrt.router.app import RouterApp, RouterConfig
-from ironrt.transports.http import Upstream
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
+from ironrt.transports.http import Upstream
 from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, token_agent
 
 MESSAGE = (
