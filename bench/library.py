@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 os.environ["IRONRT_HOME"] = tempfile.mkdtemp(prefix="ironrt-bench-library-")
 
-import openai  # noqa: E402
-from _common import fmt, machine, ratio, summary, table, write_results  # noqa: E402
+import openai
+from _common import fmt, machine, ratio, summary, table, write_results
 
-import ironrt  # noqa: E402
-from ironrt.testing import FakeUpstream  # noqa: E402
+import ironrt
+from ironrt.testing import FakeUpstream
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "400"))
 WARMUP = 30
@@ -71,7 +71,7 @@ async def async_samples(client: openai.AsyncOpenAI) -> tuple[list[float], list[f
         for _ in range(WARMUP):
             await call()
         for i in range(ROUNDS):
-            for protected in ((False, True) if i % 2 == 0 else (True, False)):
+            for protected in (False, True) if i % 2 == 0 else (True, False):
                 if protected:
                     began = time.perf_counter()
                     await call()
@@ -98,7 +98,6 @@ def row(label: str, direct: list[float], governed: list[float]) -> list[str]:
 
 
 def main() -> None:
-    import ironrt.library.hooks
 
     up = FakeUpstream().start()
     try:
