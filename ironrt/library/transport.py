@@ -49,6 +49,8 @@ async def _on_caller_loop(call: SdkCall, coro: Coroutine[Any, Any, T]) -> T:
 class SdkAnswer:
     call: SdkCall
     response: Any
+    #: The body is still on the wire (False: the client already read it whole).
+    streaming: bool
     status: int
     headers: list[tuple[bytes, bytes]]
     content_type: str
@@ -56,6 +58,10 @@ class SdkAnswer:
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
         call, response = self.call, self.response
+        if not self.streaming:
+            if response.content:
+                yield response.content
+            return
         if call.loop is not None:
             chunks = response.aiter_bytes()
             while True:
@@ -75,6 +81,9 @@ class SdkAnswer:
                     yield chunk
 
     async def read(self) -> bytes:
+        if not self.streaming:
+            content: bytes = self.response.content
+            return content
         if self.call.loop is not None:
             data: bytes = await _on_caller_loop(self.call, self.response.aread())
         else:
@@ -82,6 +91,8 @@ class SdkAnswer:
         return data
 
     async def aclose(self) -> None:
+        if not self.streaming:
+            return
         if self.call.loop is not None:
             await _on_caller_loop(self.call, self.response.aclose())
         else:
@@ -98,14 +109,17 @@ class SdkTransport:
             request.method, request.url, headers=request.headers, content=request.content
         )
         outgoing.extensions = dict(original.extensions)
+        # A whole answer is read in the same hop that sends the request: one thread (or
+        # loop) round trip per try instead of three. A stream is read chunk by chunk.
+        stream = flow.stream
         try:
             if call.loop is not None:
                 response = await _on_caller_loop(
-                    call, call.send(call.client, outgoing, stream=True, **call.options)
+                    call, call.send(call.client, outgoing, stream=stream, **call.options)
                 )
             else:
                 response = await anyio.to_thread.run_sync(
-                    lambda: call.send(call.client, outgoing, stream=True, **call.options)
+                    lambda: call.send(call.client, outgoing, stream=stream, **call.options)
                 )
         except Exception as exc:
             kind = _failure(exc)
@@ -120,6 +134,7 @@ class SdkTransport:
         return SdkAnswer(
             call,
             response,
+            stream,
             response.status_code,
             headers,
             response.headers.get("content-type", ""),
