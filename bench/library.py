@@ -4,8 +4,9 @@ and inside `ironrt.protect`, interleaved in one run.
 Run: `python bench/library.py` (a benchmark, not a test). Prints a table and writes
 `bench/results/library.json`.
 
-The upstream is `ironrt.testing.FakeUpstream` on loopback with no latency, so what is
-measured is the SDK's own cost (baseline) and what library mode adds to it: the hop to the
+The upstream is `bench/_upstream.py` in its own process on loopback with no latency (an
+upstream thread inside this process would compete for the GIL with what is measured), so
+what is measured is the SDK's own cost (baseline) and what library mode adds to it: the hop to the
 kernel's loop, parsing, the policies (budget, PII detection, rate limits, breaker, retry),
 pricing and the trace committed to SQLite before the answer returns. The goal (the Iron
 Cage design's ADR on library mode) is under 0.1 ms added per call.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +31,6 @@ import openai
 from _common import fmt, machine, ratio, summary, table, write_results
 
 import ironrt
-from ironrt.testing import FakeUpstream
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "400"))
 WARMUP = 30
@@ -99,9 +100,16 @@ def row(label: str, direct: list[float], governed: list[float]) -> list[str]:
 
 def main() -> None:
 
-    up = FakeUpstream().start()
+    up = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parent / "_upstream.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert up.stdout is not None
+    port = int(up.stdout.readline().split()[1])
+    url = f"http://127.0.0.1:{port}"
     try:
-        client = openai.OpenAI(base_url=up.url + "/v1", api_key="sk-bench", max_retries=0)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="sk-bench", max_retries=0)
         results: dict[str, object] = {"machine": machine(), "rounds": ROUNDS}
         rows: list[list[str]] = []
         scenarios: list[tuple[str, Callable[[], tuple[list[float], list[float]]]]] = [
@@ -111,9 +119,7 @@ def main() -> None:
                 "async, pii=detect",
                 lambda: asyncio.run(
                     async_samples(
-                        openai.AsyncOpenAI(
-                            base_url=up.url + "/v1", api_key="sk-bench", max_retries=0
-                        )
+                        openai.AsyncOpenAI(base_url=url + "/v1", api_key="sk-bench", max_retries=0)
                     )
                 ),
             ),
@@ -132,7 +138,8 @@ def main() -> None:
         print("goal: added p50 < 0.1 ms (Iron Cage ADR)")
         write_results("library", results)
     finally:
-        up.stop()
+        up.terminate()
+        up.wait(10)
 
 
 if __name__ == "__main__":

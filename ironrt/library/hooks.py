@@ -83,15 +83,16 @@ def _wrap_sync(module: Any) -> None:
             self.started = started
 
         def __iter__(self) -> Iterator[bytes]:
-            portal = kernel().portal
+            k = kernel()
             while True:
-                chunk = portal.call(kernel().next_chunk, self.started)
+                chunk = k.run(k.next_chunk(self.started))
                 if chunk is None:
                     return
                 yield chunk
 
         def close(self) -> None:
-            kernel().portal.call(kernel().hang_up, self.started)
+            k = kernel()
+            k.run(k.hang_up(self.started))
 
     def send(self: Any, request: Any, *, stream: bool = False, **options: Any) -> Any:
         gov = CURRENT_SCOPE.get()
@@ -102,7 +103,7 @@ def _wrap_sync(module: Any) -> None:
         body = request.read()
         call = SdkCall(gov, self, original, request, base, options)
         k = kernel()
-        started = k.portal.call(k.serve, call, _asgi_scope(request, path, query), body)
+        started = k.run(k.serve(call, _asgi_scope(request, path, query), body))
         return _response(module, request, started, GovernedStream(started))
 
     send.__wrapped__ = original  # type: ignore[attr-defined]
@@ -112,22 +113,21 @@ def _wrap_sync(module: Any) -> None:
 def _wrap_async(module: Any) -> None:
     original: Callable[..., Any] = module.AsyncClient.send
 
-    async def on_kernel(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.wrap_future(kernel().portal.start_task_soon(fn, *args))
-
     class GovernedStream(module.AsyncByteStream):  # type: ignore[misc]
         def __init__(self, started: Started) -> None:
             self.started = started
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             while True:
-                chunk = await on_kernel(kernel().next_chunk, self.started)
+                k = kernel()
+                chunk = await k.arun(k.next_chunk(self.started))
                 if chunk is None:
                     return
                 yield chunk
 
         async def aclose(self) -> None:
-            await on_kernel(kernel().hang_up, self.started)
+            k = kernel()
+            await k.arun(k.hang_up(self.started))
 
     async def send(self: Any, request: Any, *, stream: bool = False, **options: Any) -> Any:
         gov = CURRENT_SCOPE.get()
@@ -138,7 +138,7 @@ def _wrap_async(module: Any) -> None:
         body = await request.aread()
         call = SdkCall(gov, self, original, request, base, options, asyncio.get_running_loop())
         k = kernel()
-        started = await on_kernel(k.serve, call, _asgi_scope(request, path, query), body)
+        started = await k.arun(k.serve(call, _asgi_scope(request, path, query), body))
         return _response(module, request, started, GovernedStream(started))
 
     send.__wrapped__ = original  # type: ignore[attr-defined]

@@ -11,10 +11,12 @@ running daemon (SQLite in WAL mode, with the daemon's own busy timeout).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -37,6 +39,7 @@ from ironrt.store.books import Books
 from ironrt.store.db import Database
 
 Message = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -68,6 +71,7 @@ class _Agents:
 class LibraryKernel:
     settings: Settings
     portal: anyio.from_thread.BlockingPortal
+    loop: asyncio.AbstractEventLoop | None = None
     db: Database | None = None
     service: RouterService | None = None
     _tg: anyio.abc.TaskGroup | None = None
@@ -77,7 +81,20 @@ class LibraryKernel:
 
     # ---- start -------------------------------------------------------------------------
 
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the kernel's loop from another thread and wait for it (plain
+        asyncio: about half the cost of a portal call, which spawns a task group per call)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await `coro` run on the kernel's loop, from another event loop."""
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return await asyncio.wrap_future(future)
+
     async def _open(self) -> None:
+        self.loop = asyncio.get_running_loop()
         settings = self.settings
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         db = self.db = await Database.open(settings.db_path)
