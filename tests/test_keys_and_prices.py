@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from ironrt.governance.flow import TokenUsage
-from ironrt.governance.pricing import Pricer, UnknownPrice, load_configured
+from ironrt.governance.pricing import Pricer, UnknownPrice
 from ironrt.keys import KeysFileError, load_keys
+from ironrt.router.prices_file import load_configured
 
 
 def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:

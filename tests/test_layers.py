@@ -26,13 +26,14 @@ def test_the_layers_contract_is_kept() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 kept, 0 broken" in done.stdout
+    assert "2 kept, 0 broken" in done.stdout
 
 
 def test_the_contract_names_every_package() -> None:
     """A new package must be placed in a layer, or it escapes the contract."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (contract,) = config["tool"]["importlinter"]["contracts"]
+    contracts = config["tool"]["importlinter"]["contracts"]
+    (contract,) = [c for c in contracts if c["type"] == "layers"]
     named = {
         name.strip()
         for layer in contract["layers"]

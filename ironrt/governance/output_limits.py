@@ -22,22 +22,15 @@ Users can override any model by exact name in `$IRONRT_HOME/prices.toml`:
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 from ironrt.governance.pricing import context_window
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
     "OUTPUT_LIMITS",
     "OutputLimits",
-    "load_output_limits",
+    "configured_output_limits",
     "table_max_output",
 ]
 
@@ -167,16 +160,12 @@ class OutputLimits:
         return value
 
 
-def load_output_limits(path: Path) -> dict[str, int]:
-    """`max_output_tokens` of each `[models."NAME"]` table of a prices.toml.
+def configured_output_limits(data: dict[str, Any], source: str) -> dict[str, int]:
+    """`max_output_tokens` of each `[models."NAME"]` table of a decoded prices.toml.
 
     An entry may set only `max_output_tokens` (a model genai-prices prices, whose output
     cap the table gets wrong), only prices, or both; entries without it are skipped.
     """
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        data: dict[str, Any] = tomllib.load(fh)
     out: dict[str, int] = {}
     models = data.get("models")
     if not isinstance(models, dict):
@@ -187,7 +176,7 @@ def load_output_limits(path: Path) -> dict[str, int]:
         value = spec["max_output_tokens"]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(
-                f"{path}: model {model!r}: max_output_tokens must be a positive integer"
+                f"{source}: model {model!r}: max_output_tokens must be a positive integer"
             )
         out[model] = value
     return out

@@ -18,19 +18,12 @@ User prices live in `$IRONRT_HOME/prices.toml`:
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from ironrt.governance.flow import TokenUsage
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _TTL_S = 3600.0
 _MTOK = Decimal(1_000_000)
@@ -66,11 +59,9 @@ class ConfiguredPrice:
         return total / _MTOK
 
 
-def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        data = tomllib.load(fh)
+def configured_prices(data: dict[str, Any], source: str) -> dict[str, ConfiguredPrice]:
+    """The prices of a decoded prices.toml (`source` names it in errors); reading the file
+    is the caller's (`ironrt.router.prices_file`): the kernel does no I/O."""
     out: dict[str, ConfiguredPrice] = {}
     for model, spec in (data.get("models") or {}).items():
         if isinstance(spec, dict) and not ({"input_mtok", "output_mtok"} & spec.keys()):
@@ -84,7 +75,7 @@ def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
             )
         except (KeyError, ArithmeticError, TypeError) as exc:
             raise ValueError(
-                f"{path}: model {model!r} needs numeric input_mtok and output_mtok"
+                f"{source}: model {model!r} needs numeric input_mtok and output_mtok"
             ) from exc
     return out
 

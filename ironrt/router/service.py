@@ -28,10 +28,10 @@ from ironrt.governance.charging import charge, is_snapshot
 from ironrt.governance.flow import Flow
 from ironrt.governance.ledger import Ledger, Scope, nanos_to_usd
 from ironrt.governance.ledger.ledger import LedgerEvent
-from ironrt.governance.output_limits import OutputLimits, load_output_limits
+from ironrt.governance.output_limits import OutputLimits
 from ironrt.governance.pipeline import Pipeline
 from ironrt.governance.policy import Policy
-from ironrt.governance.pricing import Pricer, load_configured
+from ironrt.governance.pricing import Pricer
 from ironrt.keys import ProviderKeys
 from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.breaker import CircuitBreakerPolicy
@@ -43,6 +43,7 @@ from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
 from ironrt.providers import registry
 from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.prices_file import load_configured, load_output_limits
 from ironrt.store.books import Books
 from ironrt.store.db import Database
 from ironrt.transports.http import Upstream

@@ -10,10 +10,10 @@ from genai_prices import data_snapshot
 from ironrt.governance.output_limits import (
     DEFAULT_MAX_OUTPUT,
     OutputLimits,
-    load_output_limits,
     table_max_output,
 )
 from ironrt.governance.pricing import context_window
+from ironrt.router.prices_file import load_output_limits
 
 
 @pytest.mark.parametrize(
