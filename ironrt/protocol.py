@@ -75,6 +75,9 @@ OnBudget = Literal["block", "pause", "stop"]
 StopReason = Literal["budget", "user"]
 
 PiiMode = Literal["off", "detect", "redact", "block"]
+#: "process": a program the daemon started and supervises; "library": an `ironrt.protect`
+#: scope of an ordinary Python process, recorded by that process (the daemon only shows it).
+AgentKind = Literal["process", "library"]
 
 
 # ---- ranges, checked where requests are decoded and published in openapi.json -----------
@@ -205,6 +208,7 @@ class Agent(Base):
     max_memory_bytes: int | None = None
     max_open_files: int | None = None
     max_cpu_seconds: int | None = None
+    kind: AgentKind = "process"
 
 
 class AgentList(Base):

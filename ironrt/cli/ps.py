@@ -58,7 +58,10 @@ def run(*, all_: bool, json_: bool) -> None:
         return
     pairs = sorted(rt.list_agents_with_metrics(), key=lambda p: p[0].created_at)
     shown = [a for a, _ in pairs if all_ or a.status.live]
-    metrics: dict[str, Metrics] = {a.id: m for a, m in pairs if a.status.live}
+    # Library-mode agents run in processes the daemon does not sample: no cpu or memory.
+    metrics: dict[str, Metrics] = {
+        a.id: m for a, m in pairs if a.status.live and a.kind == "process"
+    }
     _print(shown, metrics, hidden=len(pairs) - len(shown))
 
 
@@ -68,10 +71,14 @@ def _print(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> Non
     # The PROJECT column only when some agent has one: most setups use none, and `ps`
     # is already wide.
     projects = any(a.project for a in agents)
+    # KIND likewise, only when a library-mode agent (`ironrt.protect`) is listed.
+    kinds = any(a.kind == "library" for a in agents)
     rows: list[list[render.Cell]] = []
     for a in agents:
         m = metrics.get(a.id)
         row: list[render.Cell] = [a.id, a.name]
+        if kinds:
+            row.append(a.kind)
         if projects:
             row.append(a.project or render.DASH)
         row += [
@@ -85,7 +92,14 @@ def _print(agents: list[Agent], metrics: dict[str, Metrics], hidden: int) -> Non
         ]
         rows.append(row)
     if rows:
-        headers = ("ID", "NAME", *(("PROJECT",) if projects else ()), "PID", "STATUS")
+        headers = (
+            "ID",
+            "NAME",
+            *(("KIND",) if kinds else ()),
+            *(("PROJECT",) if projects else ()),
+            "PID",
+            "STATUS",
+        )
         render.columns(
             (*headers, "UPTIME", "CPU", "MEM", "SPENT / BUDGET", "RESTARTS"),
             rows,

@@ -1,18 +1,28 @@
 """Typed queries for the `agents` table.
 
-The supervisor keeps every agent in memory and writes through to this table on each
-state change, so `ironrt ps` never waits on the disk and a restarted daemon finds exactly
-what the last one knew.
+The supervisor keeps every agent it started in memory and writes through to this table
+on each state change, so `ironrt ps` never waits on the disk and a restarted daemon finds
+exactly what the last one knew.
+
+Library mode (`ironrt.protect` in an ordinary Python process) records its scopes here too,
+as rows of kind "library" written by that process (`library_record`, `save_library_agent`,
+`end_library_agent`). The daemon never loads those into its memory: it reads them fresh
+for each listing, and writes one only to say that its process is gone (`mark_library_lost`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import secrets
 import sqlite3
+import sys
 from dataclasses import dataclass
 
 import msgspec
+import psutil
 
-from ironrt.protocol import Agent, AgentStatus
+from ironrt.protocol import Agent, AgentKind, AgentStatus, OnBudget, PiiMode
 from ironrt.store.db import Database
 
 _COLUMNS = (
@@ -20,7 +30,7 @@ _COLUMNS = (
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
     "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
     "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest, "
-    "max_memory_bytes, max_open_files, max_cpu_seconds, env_files"
+    "max_memory_bytes, max_open_files, max_cpu_seconds, env_files, kind"
 )
 #: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
 _UNLIMITED = -1
@@ -76,6 +86,7 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.max_open_files,
         r.max_cpu_seconds,
         msgspec.json.encode(r.env_files).decode(),
+        r.kind,
     )
 
 
@@ -139,11 +150,137 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         max_open_files=row["max_open_files"],
         max_cpu_seconds=row["max_cpu_seconds"],
         env_files=msgspec.json.decode(row["env_files"], type=list[str]),
+        kind=row["kind"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])
 
 
-async def load_all(db: Database) -> list[StoredAgent]:
-    rows = await db.fetchall(f"SELECT {_COLUMNS} FROM agents ORDER BY created_at, id")
+async def load_all(db: Database, kind: AgentKind | None = None) -> list[StoredAgent]:
+    """Every agent, or those of one kind (the daemon loads only its own, "process")."""
+    if kind is None:
+        rows = await db.fetchall(f"SELECT {_COLUMNS} FROM agents ORDER BY created_at, id")
+    else:
+        rows = await db.fetchall(
+            f"SELECT {_COLUMNS} FROM agents WHERE kind = ? ORDER BY created_at, id", (kind,)
+        )
     return [_from_row(r) for r in rows]
+
+
+# ---- library mode ---------------------------------------------------------------------------
+
+
+def new_agent_id() -> str:
+    """A fresh agent id (the daemon's agents and library scopes share one id space)."""
+    return secrets.token_hex(6)
+
+
+def _utcnow() -> str:
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def library_record(
+    name: str,
+    *,
+    agent_id: str | None = None,
+    pid: int | None = None,
+    command: list[str] | None = None,
+    cwd: str | None = None,
+    budget_usd: float | None = None,
+    pii: PiiMode = "detect",
+    rpm: int | None = None,
+    tpm: int | None = None,
+    on_budget: OnBudget = "block",
+    project: str | None = None,
+) -> StoredAgent:
+    """The record of a library scope opening now: kind "library", "running", the pid and
+    start time of its process (by default this one; the start time lets a daemon tell
+    when that process is gone, even if its pid is reused), its command line and working
+    directory for display. No environment and no token: the process keeps its own key,
+    and nothing of it is stored."""
+    now = _utcnow()
+    pid = os.getpid() if pid is None else pid
+    record = Agent(
+        id=agent_id or new_agent_id(),
+        name=name,
+        pid=pid,
+        status=AgentStatus.RUNNING,
+        exit_code=None,
+        signal=None,
+        command=command if command is not None else (list(sys.argv) or [sys.executable]),
+        cwd=os.getcwd() if cwd is None else cwd,
+        restart="no",
+        restarts=0,
+        max_restarts=0,
+        budget_usd=budget_usd,
+        spent_usd=0.0,
+        on_budget=on_budget,
+        pii=pii,
+        rpm=rpm,
+        tpm=tpm,
+        allow_unmetered=False,
+        created_at=now,
+        started_at=now,
+        ended_at=None,
+        project=project,
+        kind="library",
+    )
+    try:
+        started: float | None = psutil.Process(pid).create_time()
+    except psutil.Error:
+        started = None
+    return StoredAgent(record, {}, started, None)
+
+
+async def save_library_agent(db: Database, agent: StoredAgent) -> None:
+    """Write (insert, or update all but the spend) a library scope's record."""
+    if agent.record.kind != "library" or agent.env or agent.token_hash:
+        raise ValueError("a library record has kind 'library', no environment and no token")
+    await save(db, agent)
+
+
+def end_library_statement(
+    agent_id: str,
+    *,
+    spent_usd: float | None = None,
+    status: AgentStatus = AgentStatus.STOPPED,
+    error: str | None = None,
+) -> tuple[str, tuple[object, ...]]:
+    """The scope ended: its final status (`stopped`; `failed` with an `error` if the scope
+    ended by an exception, say), `ended_at`, and its final spend when given."""
+    return (
+        "UPDATE agents SET status = ?, ended_at = ?, error = ?, "
+        "spent_usd = COALESCE(?, spent_usd) WHERE id = ? AND kind = 'library'",
+        (status.value, _utcnow(), error, spent_usd, agent_id),
+    )
+
+
+async def end_library_agent(
+    db: Database,
+    agent_id: str,
+    *,
+    spent_usd: float | None = None,
+    status: AgentStatus = AgentStatus.STOPPED,
+    error: str | None = None,
+) -> None:
+    sql, params = end_library_statement(agent_id, spent_usd=spent_usd, status=status, error=error)
+    await db.execute(sql, params)
+
+
+def spend_statement(agent_id: str, spent_usd: float) -> tuple[str, tuple[object, ...]]:
+    """An agent's spend of all time (written with the traces it sums, in one transaction)."""
+    return "UPDATE agents SET spent_usd = ? WHERE id = ?", (spent_usd, agent_id)
+
+
+async def mark_library_lost(db: Database, agent_id: str) -> str:
+    """A library record still "running" whose process is gone (killed before its scope
+    closed): `stopped`, `lost`, ended now (returned). Only if it is still running, so a
+    scope that closed meanwhile keeps its own ending."""
+    now = _utcnow()
+    await db.execute(
+        "UPDATE agents SET status = 'stopped', lost = 1, ended_at = ? "
+        "WHERE id = ? AND kind = 'library' AND status = 'running'",
+        (now, agent_id),
+    )
+    return now

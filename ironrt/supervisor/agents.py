@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable
 
 from ironrt.errors import AgentNotFound, AmbiguousAgent
-
-
-def new_agent_id() -> str:
-    return secrets.token_hex(6)
 
 
 def resolve(ref: str, agents: Iterable[tuple[str, str, bool]]) -> str:

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -57,6 +58,9 @@ class Lifecycle:
         self.router_url = router_url
         self.restart_backoff = restart_backoff
         #: SHA-256 of each live agent's IC_TOKEN -> its governance (the router's lookup).
+        #: The one place a token's liveness is kept: in this map, live; revoked, removed.
+        #: (`StoredAgent.token_hash` names the current run's token, so that a restarted
+        #: daemon can put an agent it reattaches back in; it says nothing of liveness.)
         self.by_token: dict[str, AgentGovernance] = {}
         self.tg: TaskGroup | None = None
 
@@ -75,7 +79,7 @@ class Lifecycle:
         r.status = S.STARTING
         r.stop_reason = None
         try:
-            await agent_store.save(self.db, m.stored)
+            await agent_store.save(self.db, m.row())
         except BaseException as exc:
             # Not on disk, so never run: the gate closes and the shell exits unexecuted.
             process.close_gate(spawned)
@@ -91,7 +95,6 @@ class Lifecycle:
             self.by_token.pop(old_hash, None)
         self.by_token[m.stored.token_hash] = m.gov
         m.popen = spawned.popen
-        m.gov.active = True
         m.restart_pending = False
         m.started_mono = time.monotonic()
         m.stop_requested = False
@@ -231,8 +234,6 @@ class Lifecycle:
         self.ledger.cancel(m.record.id)
         if m.stored.token_hash:
             self.by_token.pop(m.stored.token_hash, None)
-        m.stored.token_hash = None
-        m.gov.active = False
 
     async def set(self, m: Managed, status: AgentStatus) -> None:
         try:
@@ -250,13 +251,13 @@ class Lifecycle:
         changed, m.changed = m.changed, anyio.Event()
         changed.set()
 
-    async def save_or_raise(self, m: Managed) -> None:
+    async def save_or_raise(self, m: Managed, **changes: Any) -> None:
         """Write the record, or raise: for changes a person asked for, which are answered
-        with 507 and undone in memory when the disk refuses them."""
+        with 507 (and not made, or undone, in memory) when the disk refuses them.
+        `changes`: settings written before they are applied in memory."""
         if m.removed:
             return  # a removed agent must not come back with the next restart
-        m.record.spent_usd = m.gov.spent_usd
-        await agent_store.save(self.db, m.stored)
+        await agent_store.save(self.db, m.row(**changes))
 
     async def save(self, m: Managed) -> None:
         """Write the record after a fact (the process started, exited): memory must follow

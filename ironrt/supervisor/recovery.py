@@ -5,6 +5,9 @@ alive: reattached (a stop under way is finished); gone while it should run: star
 under the same id, spec, budget and spend if its policy restarts it (a reboot), else
 `exited` with `lost` (its exit status went to a parent that is gone); ended while waiting
 out a restart backoff: restarted now.
+
+Only the daemon's own agents come here: library-mode records are never loaded (see
+`library`, which only marks those whose process died as ended).
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ Operations on one agent (stop, restart, remove, update, and a restart by policy)
 serialised by the agent's lock, so no two of them interleave; a removed agent stays
 removed. Names are unique among live agents even under concurrent starts. The mechanics
 of one run live in `lifecycle`, taking up agents after a daemon restart in `recovery`.
+
+The supervisor's agents are the processes it started ("process" records). Records of
+library-mode scopes ("library", written by other processes) are listed with them, read
+fresh from the store each time (`library`), and every operation on one answers 409.
 """
 
 from __future__ import annotations
@@ -21,20 +25,28 @@ from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, Scope, scope_key
-from ironrt.protocol import Agent, AgentStatus, Metrics, StartRequest, StopReason, UpdateRequest
+from ironrt.protocol import (
+    Agent,
+    AgentList,
+    AgentStatus,
+    Metrics,
+    StartRequest,
+    StopReason,
+    UpdateRequest,
+)
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.books import Books
 from ironrt.store.db import Database
-from ironrt.supervisor import logfiles, rlimits, states
-from ironrt.supervisor.agents import new_agent_id, resolve, unique_name
+from ironrt.supervisor import library, logfiles, rlimits, states
+from ironrt.supervisor.agents import resolve, unique_name
 from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
 from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.logrelay_client import LogRelay
-from ironrt.supervisor.managed import Managed
+from ironrt.supervisor.managed import Managed, govern
 from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
 from ironrt.supervisor.recovery import recover
@@ -95,13 +107,23 @@ class Supervisor:
         )
         return self.agents[agent_id]
 
+    async def _find_supervised(self, ref: str) -> Managed:
+        """`find`, for operations that act on an agent: a ref naming a library record
+        (none of the daemon's agents) is a `Conflict`, not an unknown agent."""
+        try:
+            return self.find(ref)
+        except AgentNotFound as missing:
+            raise library.conflict(await library.named(self.db, ref, missing)) from None
+
     def snapshot(self, m: Managed) -> Agent:
-        m.record.spent_usd = round(m.gov.spent_usd, 9)
-        m.record.restarting = m.restart_pending
-        own = m.gov.own
-        if own is not None:
-            m.record.budget_usd, m.record.rpm, m.record.tpm = own.budget_usd, own.rpm, own.tpm
-        return m.record
+        return m.snapshot()
+
+    async def get(self, ref: str) -> Agent:
+        """One agent as it is now: one of the daemon's, else a library record."""
+        try:
+            return self.find(ref).snapshot()
+        except AgentNotFound as missing:
+            return await library.named(self.db, ref, missing)
 
     def scopes_for(self, r: Agent) -> tuple[Scope, ...]:
         """The scopes an agent's calls must fit: its own, its project's, `global`."""
@@ -112,7 +134,20 @@ class Supervisor:
         return (own, ledger.scope("global"))
 
     def agents_list(self) -> list[Agent]:
-        return [self.snapshot(m) for m in self.agents.values()]
+        """The daemon's own agents (see `listing` for all of them)."""
+        return [m.snapshot() for m in self.agents.values()]
+
+    async def listing(self, *, metrics: bool = False) -> AgentList:
+        """Every agent: the daemon's own, then the library records as the store has them
+        now (another process may have written one a moment ago); with `metrics`, each
+        one's metrics in the same order."""
+        libraries = await library.records(self.db)
+        own = list(self.agents.values())
+        agents = [m.snapshot() for m in own] + libraries
+        if not metrics:
+            return AgentList(agents=agents)
+        found = [self.metrics_of(m) for m in own] + [library.metrics(r) for r in libraries]
+        return AgentList(agents=agents, metrics=found)
 
     def governance_for_token(self, hashed: str) -> AgentGovernance | None:
         """The agent a token hash belongs to. Lookup is by SHA-256 of the token, never the
@@ -126,17 +161,17 @@ class Supervisor:
         self.life.tg = tg
         await self.logs.start()
         tg.start_soon(self.logs.watch)
-        for stored in await agent_store.load_all(self.db):
+        # Its own agents only: library records belong to the processes that wrote them.
+        for stored in await agent_store.load_all(self.db, "process"):
             gov = governance.get(stored.record.id) or AgentGovernance(stored.record.id)
             fresh = scope_key("agent", stored.record.id) not in self.ledger.scopes
             gov.scopes = self.scopes_for(stored.record)
             if fresh:  # no row yet (a v1 database migrates one): limits from the record
                 self._limit_own(gov, stored.record)
-            self._apply_settings(gov, stored.record)
-            gov.spent_usd = stored.record.spent_usd
-            self.agents[stored.record.id] = Managed(stored, gov)
+            self.agents[stored.record.id] = Managed(stored, govern(gov, stored.record))
         for m in list(self.agents.values()):
             await recover(self.life, m)
+        await library.records(self.db)  # those whose process died meanwhile: ended
         tg.start_soon(self._sample_loop)
         tg.start_soon(self._pauses.run)
 
@@ -166,7 +201,7 @@ class Supervisor:
             self._reserved.discard(name)
 
     async def _start(self, req: StartRequest, command: list[str], name: str) -> Agent:
-        agent_id = new_agent_id()
+        agent_id = agent_store.new_agent_id()
         record = Agent(
             id=agent_id,
             name=name,
@@ -201,14 +236,14 @@ class Supervisor:
         )
         env = scrub(req.env)
         env.update({k: v for k, v in scrub(req.env_overrides).items()})
-        m = Managed(StoredAgent(record, env, None, None), AgentGovernance(agent_id))
-        m.gov.scopes = self.scopes_for(record)
-        own = self._limit_own(m.gov, record)
-        self._apply_settings(m.gov, record)
+        gov = govern(AgentGovernance(agent_id), record)
+        gov.scopes = self.scopes_for(record)
+        own = self._limit_own(gov, record)
+        m = Managed(StoredAgent(record, env, None, None), gov)
         # Written before the process exists: an agent the store cannot record is never
         # started (a crash would lose it). A full disk fails here, cleanly.
         try:
-            await agent_store.save(self.db, m.stored)
+            await agent_store.save(self.db, m.row())
             await scope_store.save(self.db, own)
         except BaseException:
             self.ledger.drop(own.key)
@@ -227,7 +262,7 @@ class Supervisor:
         return self.snapshot(m)
 
     async def stop(self, ref: str, timeout: float, reason: StopReason = "user") -> Agent:
-        m = self.find(ref)
+        m = await self._find_supervised(ref)
         await self._stop_locked(m, timeout, reason)
         return self.snapshot(m)
 
@@ -240,7 +275,7 @@ class Supervisor:
             await self.life.stop(m, timeout, reason)
 
     async def restart(self, ref: str, timeout: float) -> Agent:
-        m = self.find(ref)
+        m = await self._find_supervised(ref)
         async with m.lock:
             self._present(m)
             r = m.record
@@ -261,7 +296,7 @@ class Supervisor:
         return self.snapshot(m)
 
     async def remove(self, ref: str, force: bool, timeout: float) -> Agent:
-        m = self.find(ref)
+        m = await self._find_supervised(ref)
         async with m.lock:
             self._present(m)
             r = m.record
@@ -286,37 +321,35 @@ class Supervisor:
         return self.snapshot(m)
 
     async def update(self, ref: str, req: UpdateRequest) -> Agent:
-        m = self.find(ref)
+        """Limits go to the agent's own scope (live, see `set_limits`); settings to its
+        governance, in place, once the disk holds them."""
+        m = await self._find_supervised(ref)
         async with m.lock:
             self._present(m)
-            r = m.record
             changes: dict[str, object] = {
                 name: getattr(req, name)
                 for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm")
                 if getattr(req, name) is not msgspec.UNSET
             }
-            before = {name: getattr(r, name) for name in changes}
             scope = m.gov.scopes[0]
             limits_before = scope.limits_state()
             limits = {k: v for k, v in changes.items() if k in ("budget_usd", "rpm", "tpm")}
-            for name, value in changes.items():
-                setattr(r, name, value)
+            settings = {k: v for k, v in changes.items() if k not in limits}
             try:
                 if limits:
                     await self.set_limits(scope, limits)
-                await self.life.save_or_raise(m)
+                await self.life.save_or_raise(m, **settings)
             except BaseException:
                 # The disk refused: memory goes back to what the disk holds (507).
-                for name, value in before.items():
-                    setattr(r, name, value)
                 if limits:
                     scope.restore_limits(limits_before)
                     with anyio.CancelScope(shield=True):
                         await self.books.save_scope(scope)
                 raise
-            self._apply_settings(m.gov, r)
-            await self.bus.publish("AgentUpdated", r.id, **changes)
-        return self.snapshot(m)
+            for name, value in settings.items():
+                setattr(m.gov, name, value)
+            await self.bus.publish("AgentUpdated", m.record.id, **changes)
+        return m.snapshot()
 
     def _present(self, m: Managed) -> None:
         """After waiting for an agent's lock: it may have been removed meanwhile."""
@@ -362,12 +395,8 @@ class Supervisor:
         """Ended for good: not live, and no restart by policy pending."""
         return m.record.status in states.ENDED and not m.restart_pending
 
-    def _apply_settings(self, gov: AgentGovernance, r: Agent) -> None:
-        gov.on_budget = r.on_budget
-        gov.pii = r.pii
-        gov.allow_unmetered = r.allow_unmetered
-
     def _limit_own(self, gov: AgentGovernance, r: Agent) -> Scope:
+        """The limits an agent was started with, given to its own scope (their owner)."""
         own = gov.scopes[0]
         limits = {"budget_usd": r.budget_usd, "rpm": r.rpm, "tpm": r.tpm}
         own.apply({k: v for k, v in limits.items() if v is not None}, self.ledger.clock())
@@ -386,7 +415,7 @@ class Supervisor:
 
     async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
         """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
-        persist them; an agent's own scope is mirrored on its record."""
+        persist them; an agent's row is rewritten to show its own scope's new limits."""
         before = scope.limits_state()
         self.ledger.set_limits(scope, changes)
         if not await self.books.save_scope(scope):
@@ -395,7 +424,6 @@ class Supervisor:
             raise sqlite3.OperationalError(f"could not save the limits of {scope.key}")
         m = self.agent_of(scope)
         if m is not None:
-            self.snapshot(m)
             await self.life.save(m)
         await self.bus.publish(
             "LimitsChanged",

@@ -1,0 +1,106 @@
+"""Records of library-mode agents: `ironrt.protect` scopes of other processes, shown by the
+daemon and never supervised by it.
+
+Those processes write their rows (kind "library") whenever they like, so the daemon keeps
+none in memory: each listing reads them fresh from the database (one query on a partial
+index), and a scope opened while the daemon runs shows at once. The daemon writes such a
+row only to record that its process is gone while the row still says "running" (killed
+before its scope closed), telling by pid and start time as for its own agents. It never
+starts, restarts, signals, stops or removes one: those operations answer 409.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psutil
+
+from ironrt.errors import AgentNotFound, Conflict
+from ironrt.protocol import Agent, AgentStatus, Metrics
+from ironrt.store import agents as agent_store
+from ironrt.store.agents import StoredAgent
+from ironrt.store.db import Database
+from ironrt.supervisor import process
+from ironrt.supervisor.agents import resolve
+
+#: Why the daemon refuses to act on a library record.
+NOT_SUPERVISED = "a library-mode agent: it ends with its process"
+
+
+def alive(stored: StoredAgent) -> bool:
+    """The process that wrote the record still runs (pid and start time, when recorded)."""
+    pid = stored.record.pid
+    if pid is None:
+        return False
+    if stored.pid_started is None:
+        return psutil.pid_exists(pid)
+    return process.is_same_process(pid, stored.pid_started)
+
+
+async def records(db: Database) -> list[Agent]:
+    """Every library record as it is on disk now. One still live whose process is gone is
+    first marked `stopped` and `lost` (on disk too): its scope never got to close."""
+    found = []
+    for stored in await agent_store.load_all(db, "library"):
+        r = stored.record
+        if r.status.live and not alive(stored):
+            r.ended_at = await agent_store.mark_library_lost(db, r.id)
+            r.status, r.lost = AgentStatus.STOPPED, True
+        found.append(r)
+    return found
+
+
+async def named(db: Database, ref: str, missing: AgentNotFound) -> Agent:
+    """The library record `ref` names (id, name or id prefix, as for any agent); `missing`
+    is raised if there is none (the ref names no agent at all)."""
+    listed = await records(db)
+    try:
+        agent_id = resolve(ref, ((r.id, r.name, r.status.live) for r in listed))
+    except AgentNotFound:
+        raise missing from None
+    return next(r for r in listed if r.id == agent_id)
+
+
+def conflict(r: Agent) -> Conflict:
+    return Conflict(f"agent {r.id} ('{r.name}') is {NOT_SUPERVISED}")
+
+
+def metrics(r: Agent) -> Metrics:
+    """What the record says (the daemon samples no process it did not start)."""
+    budget = r.budget_usd
+    remaining = None if budget is None else max(budget - r.spent_usd, 0.0)
+    used = None
+    if budget:
+        used = round(100 * r.spent_usd / budget, 2)
+    elif budget == 0:
+        used = 100.0
+    return Metrics(
+        id=r.id,
+        status=r.status,
+        pid=r.pid,
+        exit_code=r.exit_code,
+        cpu_percent=0.0,
+        rss_bytes=0,
+        num_processes=0,
+        uptime_s=_uptime(r),
+        restarts=0,
+        llm_calls=0,
+        input_tokens=0,
+        output_tokens=0,
+        spent_usd=round(r.spent_usd, 9),
+        budget_usd=budget,
+        budget_remaining_usd=remaining,
+        budget_used_percent=used,
+        pii_findings=0,
+        errors=0,
+    )
+
+
+def _uptime(r: Agent) -> float:
+    if not r.status.live or not r.started_at:
+        return 0.0
+    try:
+        started = dt.datetime.fromisoformat(r.started_at.replace("Z", "+00:00"))
+    except ValueError:  # written by another process: a bad stamp must not fail a listing
+        return 0.0
+    return round(max((dt.datetime.now(dt.timezone.utc) - started).total_seconds(), 0.0), 3)
