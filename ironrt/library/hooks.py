@@ -7,7 +7,9 @@ request an SDK built (the Stainless SDKs mark theirs with `x-stainless-lang`) to
 path (`.../v1/...`) is governed; anything else the process sends goes out untouched.
 
 An SDK whose client is neither is refused at `protect()` (`check_sdks`): its calls would
-go out ungoverned, which is worse than an error.
+go out ungoverned, which is worse than an error. Only the SDKs the process has imported are
+checked (importing `anthropic` costs seconds, a notebook using only `openai` must not pay
+it), at every `protect()`: an SDK first imported inside a scope is checked at the next one.
 """
 
 from __future__ import annotations
@@ -160,13 +162,15 @@ def install() -> None:
 
 
 def check_sdks() -> None:
-    """Refuse to run with an SDK whose HTTP client library mode does not wrap."""
+    """Refuse to run with an imported SDK whose HTTP client library mode does not wrap."""
     wrapped = tuple(
         cls
         for name in _installed
         for cls in (sys.modules[name].Client, sys.modules[name].AsyncClient)
     )
     for sdk in ("openai", "anthropic"):
+        if sdk not in sys.modules:
+            continue  # not imported: no client of it can exist yet
         try:
             base_client = importlib.import_module(f"{sdk}._base_client")
         except ImportError:

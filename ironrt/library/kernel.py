@@ -12,6 +12,8 @@ running daemon (SQLite in WAL mode, with the daemon's own busy timeout).
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import math
 import threading
 from collections.abc import Coroutine
@@ -33,12 +35,17 @@ from ironrt.library.calls import CURRENT_CALL, SdkCall
 from ironrt.library.transport import SdkTransport
 from ironrt.protocol import AgentStatus, OnBudget, PiiMode
 from ironrt.router.app import RouterConfig
+from ironrt.router.relay import DRAIN_AFTER_DISCONNECT_S
 from ironrt.router.service import RouterService
 from ironrt.store import agents as agent_store
 from ironrt.store.books import Books
 from ironrt.store.db import Database
 
 Message = dict[str, Any]
+
+#: How long the process's exit waits for calls still in flight to settle: a stream left
+#: early drains the upstream's usage for at most the router's drain time.
+EXIT_DRAIN_S = DRAIN_AFTER_DISCONNECT_S + 5.0
 T = TypeVar("T")
 
 
@@ -78,6 +85,9 @@ class LibraryKernel:
     _ready: threading.Event = field(default_factory=threading.Event)
     #: The agent ids of the scopes open now.
     live: set[str] = field(default_factory=set)
+    #: The calls being served now, each by its `gone` event (set: the client hung up).
+    serving: set[anyio.Event] = field(default_factory=set)
+    _idle: anyio.Event | None = None
 
     # ---- start -------------------------------------------------------------------------
 
@@ -180,8 +190,14 @@ class LibraryKernel:
 
         async def run() -> None:
             CURRENT_CALL.set(call)
-            with send_end:
-                await app(scope, receive, send)
+            self.serving.add(gone)
+            try:
+                with send_end:
+                    await app(scope, receive, send)
+            finally:
+                self.serving.discard(gone)
+                if not self.serving and self._idle is not None:
+                    self._idle.set()
 
         self._tg.start_soon(run)
         head = await receive_end.receive()
@@ -196,6 +212,19 @@ class LibraryKernel:
                 if not message.get("more_body", False):
                     break
         return Started(status, headers, b"".join(parts))
+
+    async def finish(self, timeout: float) -> None:
+        """The process is exiting: hang up every call still in flight (nobody will read
+        it now) and give them `timeout` seconds to settle. A stream the client left early
+        is settled only once the upstream's usage is drained (as in the router); without
+        this wait the interpreter would kill the kernel first, and the call's trace and
+        spend would never be written."""
+        for gone in list(self.serving):
+            gone.set()
+        with anyio.move_on_after(timeout):
+            while self.serving:
+                self._idle = anyio.Event()
+                await self._idle.wait()
 
     @staticmethod
     async def next_chunk(started: Started) -> bytes | None:
@@ -263,4 +292,20 @@ def kernel() -> LibraryKernel:
             portal.start_task_soon(k._main)
             k._ready.wait(10)
             _kernel = k
+            atexit.register(_at_exit)
         return _kernel
+
+
+def started() -> bool:
+    """The kernel runs already (`kernel()` will not block to start it)."""
+    return _kernel is not None
+
+
+def _at_exit() -> None:
+    """Settle what is still in flight before the interpreter stops the kernel's thread
+    (atexit handlers run while daemon threads still do). Bounded by the router's drain."""
+    k = _kernel
+    if k is None:
+        return
+    with contextlib.suppress(Exception):
+        k.portal.call(k.finish, EXIT_DRAIN_S)

@@ -19,6 +19,8 @@ pause on budget, resource limits). `on_budget` is therefore "block" only.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
 import types
@@ -27,13 +29,34 @@ from typing import Any, TypeVar, cast
 
 from ironrt.governance.agent import AgentGovernance
 from ironrt.library.hooks import CURRENT_SCOPE, check_sdks, install
-from ironrt.library.kernel import kernel
-from ironrt.protocol import PiiMode
+from ironrt.library.kernel import LibraryKernel, kernel, started
+from ironrt.protocol import OnBudget, PiiMode
 from ironrt.values import check_agent_name, check_count, check_usd
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PII_MODES = ("off", "detect", "redact", "block")
+
+
+def _check(budget: Any, name: Any, pii: Any, rpm: Any, tpm: Any) -> None:
+    """Refuse bad arguments where they are written (`protect(...)`, `@protect_agent(...)`),
+    not at the first call: a string budget or a fractional rate would otherwise reach the
+    ledger."""
+    if pii not in _PII_MODES:
+        raise ValueError(f"pii must be one of {', '.join(_PII_MODES)}, not {pii!r}")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+            raise ValueError(f"`budget` must be a number of USD, not {budget!r}")
+        check_usd("budget", budget)
+    if not isinstance(name, str):
+        raise ValueError(f"`name` must be a string, not {name!r}")
+    check_agent_name(name)
+    for field, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"`{field}` must be a whole number, not {value!r}")
+        check_count(field, value)
 
 
 class protect:
@@ -48,17 +71,11 @@ class protect:
         rpm: int | None = None,
         tpm: int | None = None,
     ) -> None:
-        if pii not in _PII_MODES:
-            raise ValueError(f"pii must be one of {', '.join(_PII_MODES)}, not {pii!r}")
-        if budget is not None:
-            check_usd("budget", budget)
-        check_agent_name(name)
-        for field, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None:
-                check_count(field, value)
+        _check(budget, name, pii, rpm, tpm)
         self.budget, self.name, self.pii, self.rpm, self.tpm = budget, name, pii, rpm, tpm
         self.gov: AgentGovernance | None = None
-        self._tokens: list[Any] = []
+        #: One (context token, agent) per entry not yet left, innermost last.
+        self._open: list[tuple[contextvars.Token[AgentGovernance | None], AgentGovernance]] = []
 
     @property
     def agent_id(self) -> str | None:
@@ -70,15 +87,9 @@ class protect:
         return self.gov.spent_usd if self.gov is not None else 0.0
 
     def __enter__(self) -> protect:
-        install()
-        check_sdks()
-        k = kernel()
-        gov = k.portal.call(
-            k.open_scope, self.name, self.budget, self.pii, self.rpm, self.tpm, "block"
-        )
-        self.gov = gov
-        self._tokens.append(CURRENT_SCOPE.set(gov))
-        return self
+        k = self._kernel()
+        gov = k.portal.call(k.open_scope, *self._opening())
+        return self._entered(gov)
 
     def __exit__(
         self,
@@ -86,14 +97,17 @@ class protect:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        CURRENT_SCOPE.reset(self._tokens.pop())
-        assert self.gov is not None
-        error = None if exc is None else f"{type(exc).__name__}: {exc}"[:500]
+        gov, error = self._leaving(exc)
         k = kernel()
-        k.portal.call(k.close_scope, self.gov, error)
+        k.portal.call(k.close_scope, gov, error)
 
     async def __aenter__(self) -> protect:
-        return self.__enter__()
+        """As `__enter__`, without blocking the caller's event loop while the record is
+        written (or the kernel starts): the loop's other tasks, and the sends of their
+        governed calls, which run on it, go on meanwhile."""
+        k = self._kernel() if started() else await asyncio.to_thread(self._kernel)
+        gov = await asyncio.wrap_future(k.portal.start_task_soon(k.open_scope, *self._opening()))
+        return self._entered(gov)
 
     async def __aexit__(
         self,
@@ -101,7 +115,36 @@ class protect:
         exc: BaseException | None,
         tb: types.TracebackType | None,
     ) -> None:
-        self.__exit__(kind, exc, tb)
+        gov, error = self._leaving(exc)
+        k = kernel()
+        closing = asyncio.wrap_future(k.portal.start_task_soon(k.close_scope, gov, error))
+        await asyncio.shield(closing)  # a task cancelled while leaving still ends its record
+
+    # ---- the halves both ways share -----------------------------------------------------
+
+    @staticmethod
+    def _kernel() -> LibraryKernel:
+        install()
+        check_sdks()
+        return kernel()
+
+    def _opening(self) -> tuple[str, float | None, PiiMode, int | None, int | None, OnBudget]:
+        return self.name, self.budget, self.pii, self.rpm, self.tpm, "block"
+
+    def _entered(self, gov: AgentGovernance) -> protect:
+        self.gov = gov
+        self._open.append((CURRENT_SCOPE.set(gov), gov))
+        return self
+
+    def _leaving(self, exc: BaseException | None) -> tuple[AgentGovernance, str | None]:
+        """Leave the innermost entry of this scope; the calls made from here on are the
+        enclosing scope's again (or ungoverned)."""
+        token, gov = self._open.pop()
+        CURRENT_SCOPE.reset(token)
+        # The entry still open, if this object was entered twice; else the one left, so
+        # `spent_usd` stays readable after the scope ended.
+        self.gov = self._open[-1][1] if self._open else gov
+        return gov, None if exc is None else f"{type(exc).__name__}: {exc}"[:500]
 
 
 def protect_agent(
@@ -114,9 +157,11 @@ def protect_agent(
 ) -> Callable[[F], F]:
     """Iron Cage's decorator: each call of the function runs in its own `protect` scope,
     named after the function's qualified name unless `name` says otherwise."""
+    _check(budget, "function" if name is None else name, pii, rpm, tpm)
 
     def decorate(fn: F) -> F:
-        scope_name = name or fn.__qualname__.replace("<locals>.", "")[:128]
+        scope_name = name if name is not None else fn.__qualname__.replace("<locals>.", "")[:128]
+        check_agent_name(scope_name)  # a function called `all`, say
 
         if inspect.iscoroutinefunction(fn):
 
