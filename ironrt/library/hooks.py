@@ -45,7 +45,14 @@ def _governed(request: Any) -> tuple[str, bytes, bytes] | None:
     at = path.find(b"/v1/")
     if at < 0:
         if not path.endswith(b"/v1"):
-            return None
+            # An SDK call library mode cannot route (Azure's deployments, a /v1beta
+            # gateway): refused, rather than let out ungoverned from inside a scope.
+            shown = f"{url.scheme}://{url.host}{path.decode('ascii', 'replace')[:200]}"
+            raise LibraryModeError(
+                f"ironrt library mode cannot govern {request.method} {shown}: not an "
+                "OpenAI or Anthropic API path (/v1/...). Call it outside `ironrt.protect`, "
+                "or run the agent under the daemon (`ironrt start`)"
+            )
         at = len(path) - 3
     netloc = url.netloc.decode("ascii") if isinstance(url.netloc, bytes) else str(url.netloc)
     base = f"{url.scheme}://{netloc}{path[:at].decode('ascii', 'replace')}"

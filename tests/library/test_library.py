@@ -10,7 +10,12 @@ kernel.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -302,3 +307,39 @@ def test_bad_arguments_are_refused_at_construction(kwargs: dict[str, Any], says:
         ironrt.protect(**kwargs)
     with pytest.raises(ValueError, match="^" + re.escape(says)):  # not at the first call
         ironrt.protect_agent(**kwargs)
+
+
+def test_an_sdk_call_that_cannot_be_routed_is_refused_not_let_out(tmp_path: Path) -> None:
+    """Inside a scope, an SDK request to a path that is not an API path (`/v1/...`, as an
+    Azure deployment's) raises LibraryModeError before anything is sent."""
+    script = tmp_path / "azure.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, sys
+            import openai, ironrt
+            from ironrt.testing import FakeUpstream
+            up = FakeUpstream().start()
+            client = openai.OpenAI(base_url=up.url + "/openai/deployments/x", api_key="k",
+                                   max_retries=0)
+            out = {}
+            with ironrt.protect(budget=1.0, name="azure"):
+                try:
+                    client.chat.completions.create(model="gpt-4o-mini",
+                        messages=[{"role": "user", "content": "hi"}])
+                except ironrt.LibraryModeError as exc:
+                    out["error"] = str(exc)
+            out["sent"] = len(up.requests)
+            up.stop()
+            print(json.dumps(out))
+            """
+        )
+    )
+    env = {**os.environ, "IRONRT_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "cannot govern POST" in out["error"] and "/openai/deployments/x" in out["error"]
+    assert out["sent"] == 0
