@@ -66,10 +66,13 @@ def is_live(agent: Agent) -> bool:
 
 
 def by_name(agents: Iterable[Agent], names: Iterable[str]) -> dict[str, list[Agent]]:
-    """The records of each of `names` (an empty list for a name no agent has)."""
+    """The records of each of `names` (an empty list for a name no agent has). Only the
+    daemon's own agents: a library-mode record (an `ironrt.protect` scope of another
+    process) that happens to bear an entry's name is not the entry's agent, and is never
+    stopped, replaced or removed by `up` or `down`."""
     wanted: dict[str, list[Agent]] = {name: [] for name in names}
     for agent in agents:
-        if agent.name in wanted:
+        if agent.kind == "process" and agent.name in wanted:
             wanted[agent.name].append(agent)
     return wanted
 

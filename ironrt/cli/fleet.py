@@ -3,6 +3,11 @@
 They share one way of choosing agents (`fleet`: ids, prefixes, names, `all`, `--project`)
 and one rule: nothing is done unless every reference resolves, then each agent is acted
 on in turn, a failure reported and the others still done (exit 1 at the end).
+
+`all` and `--project` mean the agents the daemon controls: a library-mode agent (an
+`ironrt.protect` scope of another process) is never stopped or restarted by them, nor
+removed while it runs; an ended one is removed by `rm` like any ended agent. Named
+explicitly, one still gets the daemon's answer (409: it ends with its process).
 """
 
 from __future__ import annotations
@@ -46,6 +51,11 @@ def _live(agent: Agent) -> bool:
     return agent.status.live or agent.restarting
 
 
+def _controlled(agent: Agent) -> bool:
+    """One of the daemon's own agents (not a library-mode record)."""
+    return agent.kind == "process"
+
+
 @app.command("stop")
 def stop(
     refs: AgentRefs = None,
@@ -60,7 +70,7 @@ def stop(
             return f"{after.name} ({after.id}) had already ended: {render.status_text(after)[0]}"
         return f"stopped {after.name} ({after.id})"
 
-    agents = fleet(rt, refs, project, _live)
+    agents = fleet(rt, refs, project, lambda a: _live(a) and _controlled(a))
     each(agents, lambda a: rt.stop_agent(a.id, timeout=timeout), said)
 
 
@@ -73,7 +83,7 @@ def restart(
     """Restart agents (stopping each first if it runs)."""
     rt = runtime()
     each(
-        fleet(rt, refs, project, lambda a: True),
+        fleet(rt, refs, project, _controlled),
         lambda a: rt.restart_agent(a.id, timeout=timeout),
         lambda _, after: f"restarted {after.name} ({after.id}), pid {after.pid}",
     )
@@ -88,7 +98,7 @@ def remove(
     """Remove ended agents, their records and their logs (`all`: every ended agent)."""
     rt = runtime()
     each(
-        fleet(rt, refs, project, lambda a: force or not _live(a)),
+        fleet(rt, refs, project, lambda a: not _live(a) or (force and _controlled(a))),
         lambda a: rt.remove_agent(a.id, force=force),
         lambda _, after: f"removed {after.name} ({after.id})",
     )
@@ -123,11 +133,11 @@ def fleet(
     if "all" in refs:
         if refs != ["all"]:
             raise CliError("`all` stands alone: it already means every agent")
-        agents = [a for a in rt.list_agents() if wanted(a)]
+        agents = _chosen(rt.list_agents(), project, wanted)
     elif refs:
         agents = [rt.get_agent(ref) for ref in dict.fromkeys(refs)]
     elif project is not None:
-        agents = [a for a in rt.list_agents() if wanted(a)]
+        agents = _chosen(rt.list_agents(), project, wanted)
     else:
         raise CliError("name the agents (ids, prefixes or names), or `all`")
     if project is not None:
@@ -135,3 +145,19 @@ def fleet(
     if not agents:
         print("no agent to act on", file=sys.stderr)
     return agents
+
+
+def _chosen(
+    listed: list[Agent], project: str | None, wanted: Callable[[Agent], bool]
+) -> list[Agent]:
+    """The listed agents `wanted` applies to; the running library-mode agents left out
+    are said on stderr, so that one still running after `stop all` is no surprise."""
+    listed = [a for a in listed if project is None or a.project == project]
+    for a in listed:
+        if not _controlled(a) and a.status.live and not wanted(a):
+            print(
+                f"ironrt: left alone: {a.name} ({a.id}), a library-mode agent "
+                "(it ends with its process)",
+                file=sys.stderr,
+            )
+    return [a for a in listed if wanted(a)]

@@ -59,13 +59,13 @@ async def wait_agent(req: Request, ctx: DaemonContext) -> Response:
 
 
 async def agent_metrics(req: Request, ctx: DaemonContext) -> Response:
-    metrics = ctx.supervisor.metrics(req.params["ref"])
+    metrics = await ctx.supervisor.metrics(req.params["ref"])
     metrics.circuits = ctx.circuits()
     return json_response(metrics)
 
 
 async def agent_logs(req: Request, ctx: DaemonContext) -> Response:
-    m, path = ctx.supervisor.log_file(req.params["ref"])
+    m, path = await ctx.supervisor.log_file(req.params["ref"])
     lines = int(req.number("tail"))
     keep = m.record.log_keep
     head, position = await anyio.to_thread.run_sync(logfiles.tail_lines, path, lines, keep)

@@ -15,14 +15,15 @@ from ironrt.store import events as event_store
 from ironrt.store import traces as trace_store
 
 
-def _agent_id(req: Request, ctx: DaemonContext) -> str | None:
-    """The `agent` filter as an agent id (given as id, prefix or name); None: every agent."""
+async def _agent_id(req: Request, ctx: DaemonContext) -> str | None:
+    """The `agent` filter as an agent id (given as id, prefix or name; one of the daemon's
+    agents or a library-mode record); None: every agent."""
     ref = req.text("agent")
-    return ctx.supervisor.find(ref).record.id if ref else None
+    return (await ctx.supervisor.get(ref)).id if ref else None
 
 
 async def events(req: Request, ctx: DaemonContext) -> Response:
-    agent_id = _agent_id(req, ctx)
+    agent_id = await _agent_id(req, ctx)
     since = int(req.number("since"))
     limit = int(req.number("limit"))
     if not req.flag("follow"):
@@ -59,12 +60,12 @@ async def _follow_events(
 
 async def usage(req: Request, ctx: DaemonContext) -> Response:
     by = req.choice("by")
-    agent_id = _agent_id(req, ctx)
+    agent_id = await _agent_id(req, ctx)
     return json_response(await trace_store.usage(ctx.db, by, agent_id))
 
 
 async def traces(req: Request, ctx: DaemonContext) -> Response:
-    agent_id = _agent_id(req, ctx)
+    agent_id = await _agent_id(req, ctx)
     limit = int(req.number("limit"))
     found = await trace_store.query(ctx.db, agent_id=agent_id, limit=limit)
     return json_response(TraceList(traces=found))

@@ -127,7 +127,8 @@ def price_unknown_refusal(provider: str, model: str, scopes: tuple[Scope, ...]) 
         "budget: an unpriced call cannot be kept inside it. Price the model in "
         f'$IRONRT_HOME/prices.toml ([models."{model}"] input_mtok = <USD per million input '
         "tokens>, output_mtok = <USD per million output tokens>) and restart the daemon "
-        "(`ironrt daemon stop --keep-agents && ironrt daemon start`); "
+        "(`ironrt daemon stop --keep-agents && ironrt daemon start`; in library mode, the "
+        "next process reads it); "
         "only an agent with no budget in any of its scopes may call an unpriced model",
         code="model_price_unknown",
         policy="budget",
@@ -136,7 +137,9 @@ def price_unknown_refusal(provider: str, model: str, scopes: tuple[Scope, ...]) 
 
 def exhausted_message(scope: Scope, admission: Admission) -> str:
     budget = scope.budget_usd or 0.0
-    if scope.agent_id is not None:
+    if scope.raise_hint is not None:
+        hint = scope.raise_hint
+    elif scope.agent_id is not None:
         hint = f"`ironrt budget {scope.agent_id} <usd>`"
     else:
         hint = f"`ironrt limits set {scope.key} --budget <usd>`"

@@ -47,10 +47,3 @@ class AgentGovernance:
     def own(self) -> Scope | None:
         """The agent's own scope (`agent:ID`)."""
         return self.scopes[0] if self.scopes else None
-
-    @property
-    def active(self) -> bool:
-        """Always true, and never stored: whoever holds this object got it from the token
-        map (the daemon) or from an open scope (library mode), and that lookup is what
-        says an agent may call. Kept only until the router's lookup stops asking."""
-        return True

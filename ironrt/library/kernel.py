@@ -151,6 +151,7 @@ class LibraryKernel:
         agent_id = stored.record.id
         ledger = self.service.ledger
         own = ledger.scope(scope_key("agent", agent_id))
+        own.raise_hint = "a larger `budget=` in `ironrt.protect` (a new scope)"
         ledger.set_limits(own, {"budget_usd": budget, "rpm": rpm, "tpm": tpm})
         gov = AgentGovernance(agent_id, scopes=(own,), on_budget=on_budget, pii=pii)
         await agent_store.save_library_agent(self.db, stored)

@@ -217,7 +217,8 @@ class PiiPolicy(Policy):
                 status=400,
                 message=(
                     f"ironrt blocked this request: it contains PII ({types}) and this agent's "
-                    "PII mode is 'block'. Remove the data, or run the agent with --pii redact."
+                    "PII mode is 'block'. Remove the data, or use PII mode 'redact' "
+                    "(`--pii redact`; `pii=\"redact\"` in `ironrt.protect`)."
                 ),
                 type="invalid_request_error",
                 code="pii_blocked",

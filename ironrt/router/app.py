@@ -124,7 +124,7 @@ class RouterApp:
         """Whether the request carries a credential, and the live agent it opens."""
         token = adapter.token_from_headers(headers)
         gov = self.lookup(token_hash(token)) if token else None
-        return bool(token), gov if gov is not None and gov.active else None
+        return bool(token), gov
 
     def outgoing(
         self,

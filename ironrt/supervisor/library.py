@@ -6,13 +6,18 @@ none in memory: each listing reads them fresh from the database (one query on a 
 index), and a scope opened while the daemon runs shows at once. The daemon writes such a
 row only to record that its process is gone while the row still says "running" (killed
 before its scope closed), telling by pid and start time as for its own agents. It never
-starts, restarts, signals, stops or removes one: those operations answer 409.
+starts, restarts, signals, stops or updates one, and has no process metrics or logs of
+one: those operations answer 409. It removes an ended one (`ironrt rm`), as it does its
+own ended agents: a record that says "stopped" or "failed" is ended for good (a scope
+never reopens; the next one gets a new id), so no process can still be writing it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
+import anyio
 import psutil
 
 from ironrt.errors import AgentNotFound, Conflict
@@ -25,6 +30,8 @@ from ironrt.supervisor.agents import resolve
 
 #: Why the daemon refuses to act on a library record.
 NOT_SUPERVISED = "a library-mode agent: it ends with its process"
+#: How often `wait` reads a library record again: another process ends it, unannounced.
+WAIT_POLL_S = 0.2
 
 
 def alive(stored: StoredAgent) -> bool:
@@ -63,6 +70,36 @@ async def named(db: Database, ref: str, missing: AgentNotFound) -> Agent:
 
 def conflict(r: Agent) -> Conflict:
     return Conflict(f"agent {r.id} ('{r.name}') is {NOT_SUPERVISED}")
+
+
+def no_process(what: str) -> Callable[[Agent], Conflict]:
+    """The refusal of a call about the process of an agent (`what`: its metrics, logs)."""
+
+    def refuse(r: Agent) -> Conflict:
+        return Conflict(
+            f"agent {r.id} ('{r.name}') is a library-mode agent: library-mode agents have "
+            f"no process {what} under the daemon (its spend: `ironrt usage`, its calls: "
+            "`ironrt traces`)"
+        )
+
+    return refuse
+
+
+def removable(r: Agent) -> Agent:
+    """`r`, if it may be removed: ended. A running scope's record is its process's."""
+    if r.status.live:
+        raise conflict(r)
+    return r
+
+
+async def wait(db: Database, r: Agent, missing: AgentNotFound, timeout: float) -> Agent:
+    """The record once it has ended (its scope closed, or its process died), or as it is
+    after `timeout`. Polled: the process that ends it tells the daemon nothing."""
+    with anyio.move_on_after(timeout):
+        while r.status.live:
+            await anyio.sleep(WAIT_POLL_S)
+            r = await named(db, r.id, missing)
+    return r
 
 
 def metrics(r: Agent) -> Metrics:

@@ -7,13 +7,14 @@ of one run live in `lifecycle`, taking up agents after a daemon restart in `reco
 
 The supervisor's agents are the processes it started ("process" records). Records of
 library-mode scopes ("library", written by other processes) are listed with them, read
-fresh from the store each time (`library`), and every operation on one answers 409.
+fresh from the store each time (`library`); `wait` polls one, `remove` deletes an ended
+one, and every other operation on one answers 409. Limits and scopes: `limits`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -24,7 +25,7 @@ from ironrt.config import Settings
 from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
 from ironrt.governance.agent import AgentGovernance
-from ironrt.governance.ledger import Ledger, Scope, scope_key
+from ironrt.governance.ledger import Ledger, scope_key
 from ironrt.protocol import (
     Agent,
     AgentList,
@@ -41,22 +42,23 @@ from ironrt.store.books import Books
 from ironrt.store.db import Database
 from ironrt.supervisor import library, logfiles, rlimits, states
 from ironrt.supervisor.agents import resolve, unique_name
-from ironrt.supervisor.budgets import BudgetPauses, resolve_scope, sorted_scopes
+from ironrt.supervisor.budgets import BudgetPauses
 from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
+from ironrt.supervisor.limits import SupervisorLimits
 from ironrt.supervisor.logrelay_client import LogRelay
 from ironrt.supervisor.managed import Managed, govern
 from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
 from ironrt.supervisor.recovery import recover
-from ironrt.supervisor.sampler import TreeSampler
+from ironrt.supervisor.sampling import sample_forever
 from ironrt.values import RESERVED_NAMES
 
 S = AgentStatus
 
 
-class Supervisor:
+class Supervisor(SupervisorLimits):
     def __init__(
         self,
         settings: Settings,
@@ -90,8 +92,6 @@ class Supervisor:
         )
         self.by_token = self.life.by_token
         self._pauses = BudgetPauses(self.ledger, bus, self.agents, self.life.set)
-        self._sampler = TreeSampler()
-        self._memory = MemoryGuard(self.life)
         #: Names of agents being started: taken before the first await, so two concurrent
         #: starts can never both get one name.
         self._reserved: set[str] = set()
@@ -107,16 +107,15 @@ class Supervisor:
         )
         return self.agents[agent_id]
 
-    async def _find_supervised(self, ref: str) -> Managed:
-        """`find`, for operations that act on an agent: a ref naming a library record
-        (none of the daemon's agents) is a `Conflict`, not an unknown agent."""
+    async def _find_supervised(
+        self, ref: str, refuse: Callable[[Agent], Conflict] = library.conflict
+    ) -> Managed:
+        """`find`, for operations that act on an agent or its process: a ref naming a
+        library record (none of the daemon's agents) is a `Conflict`, not an unknown agent."""
         try:
             return self.find(ref)
         except AgentNotFound as missing:
-            raise library.conflict(await library.named(self.db, ref, missing)) from None
-
-    def snapshot(self, m: Managed) -> Agent:
-        return m.snapshot()
+            raise refuse(await library.named(self.db, ref, missing)) from None
 
     async def get(self, ref: str) -> Agent:
         """One agent as it is now: one of the daemon's, else a library record."""
@@ -124,18 +123,6 @@ class Supervisor:
             return self.find(ref).snapshot()
         except AgentNotFound as missing:
             return await library.named(self.db, ref, missing)
-
-    def scopes_for(self, r: Agent) -> tuple[Scope, ...]:
-        """The scopes an agent's calls must fit: its own, its project's, `global`."""
-        ledger = self.ledger
-        own = ledger.scope(scope_key("agent", r.id))
-        if r.project:
-            return (own, ledger.scope(scope_key("project", r.project)), ledger.scope("global"))
-        return (own, ledger.scope("global"))
-
-    def agents_list(self) -> list[Agent]:
-        """The daemon's own agents (see `listing` for all of them)."""
-        return [m.snapshot() for m in self.agents.values()]
 
     async def listing(self, *, metrics: bool = False) -> AgentList:
         """Every agent: the daemon's own, then the library records as the store has them
@@ -172,7 +159,7 @@ class Supervisor:
         for m in list(self.agents.values()):
             await recover(self.life, m)
         await library.records(self.db)  # those whose process died meanwhile: ended
-        tg.start_soon(self._sample_loop)
+        tg.start_soon(sample_forever, self.agents, MemoryGuard(self.life), self.sample_interval)
         tg.start_soon(self._pauses.run)
 
     async def shutdown(self, *, keep_agents: bool, timeout: float = 10.0) -> None:
@@ -259,12 +246,12 @@ class Supervisor:
         self.agents[agent_id] = m
         await self.bus.publish("AgentStarted", agent_id, pid=record.pid, name=name)
         self.life.watch(m)
-        return self.snapshot(m)
+        return m.snapshot()
 
     async def stop(self, ref: str, timeout: float, reason: StopReason = "user") -> Agent:
         m = await self._find_supervised(ref)
         await self._stop_locked(m, timeout, reason)
-        return self.snapshot(m)
+        return m.snapshot()
 
     async def _stop_locked(self, m: Managed, timeout: float, reason: StopReason) -> None:
         # Asked before waiting for the lock: a restart by policy waiting for it stands down.
@@ -293,10 +280,20 @@ class Supervisor:
             await self.life.spawn(m)
             await self.bus.publish("AgentRestarted", r.id, pid=r.pid, manual=True)
             self.life.watch(m)
-        return self.snapshot(m)
+        return m.snapshot()
 
     async def remove(self, ref: str, force: bool, timeout: float) -> Agent:
-        m = await self._find_supervised(ref)
+        """Stop (with `force`) and remove an agent: its record, own scope and logs; its
+        traces and events stay. A library record, only once ended (`library`)."""
+        try:
+            m = self.find(ref)
+        except AgentNotFound as missing:
+            r = library.removable(await library.named(self.db, ref, missing))
+            with anyio.CancelScope(shield=True):
+                await agent_store.delete(self.db, r.id)
+                await self._forget_scope(r.id)
+            await self.bus.publish("AgentRemoved", r.id)
+            return r
         async with m.lock:
             self._present(m)
             r = m.record
@@ -312,13 +309,11 @@ class Supervisor:
                 await agent_store.delete(self.db, r.id)
                 m.removed = True
                 self.agents.pop(r.id, None)
-                own = scope_key("agent", r.id)
-                self.ledger.drop(own)
-                await self.books.delete_scope(own)
+                await self._forget_scope(r.id)
             self.logs.release(r.id)
             logfiles.remove_logs(logfiles.log_path(self.settings.logs_dir, r.id), r.log_keep)
             await self.bus.publish("AgentRemoved", r.id)
-        return self.snapshot(m)
+        return m.snapshot()
 
     async def update(self, ref: str, req: UpdateRequest) -> Agent:
         """Limits go to the agent's own scope (live, see `set_limits`); settings to its
@@ -351,6 +346,12 @@ class Supervisor:
             await self.bus.publish("AgentUpdated", m.record.id, **changes)
         return m.snapshot()
 
+    async def _forget_scope(self, agent_id: str) -> None:
+        """A removed agent's own scope, gone from the ledger and the disk."""
+        own = scope_key("agent", agent_id)
+        self.ledger.drop(own)  # a library agent's, if this daemon loaded its row
+        await self.books.delete_scope(own)
+
     def _present(self, m: Managed) -> None:
         """After waiting for an agent's lock: it may have been removed meanwhile."""
         if m.removed:
@@ -362,26 +363,27 @@ class Supervisor:
         }
 
     async def wait(self, ref: str, timeout: float) -> Agent:
-        m = self.find(ref)
+        try:
+            m = self.find(ref)
+        except AgentNotFound as missing:
+            r = await library.named(self.db, ref, missing)
+            return await library.wait(self.db, r, missing, timeout)
         with anyio.move_on_after(timeout):
             while not self.finished(m):
                 await m.changed.wait()
-        return self.snapshot(m)
+        return m.snapshot()
 
-    def metrics(self, ref: str) -> Metrics:
-        return self.metrics_of(self.find(ref))
-
-    def all_metrics(self) -> list[Metrics]:
-        return [self.metrics_of(m) for m in self.agents.values()]
+    async def metrics(self, ref: str) -> Metrics:
+        return self.metrics_of(await self._find_supervised(ref, library.no_process("metrics")))
 
     def metrics_of(self, m: Managed) -> Metrics:
-        r = self.snapshot(m)
+        r = m.snapshot()
         live = r.status.live and r.pid is not None
         uptime = time.monotonic() - m.started_mono if live else 0.0
         return metrics_for(r, m.gov, m.sample if live else None, uptime)
 
-    def log_file(self, ref: str) -> tuple[Managed, Path]:
-        m = self.find(ref)
+    async def log_file(self, ref: str) -> tuple[Managed, Path]:
+        m = await self._find_supervised(ref, library.no_process("logs"))
         return m, logfiles.log_path(self.settings.logs_dir, m.record.id)
 
     def counts(self) -> dict[str, int]:
@@ -394,57 +396,3 @@ class Supervisor:
     def finished(self, m: Managed) -> bool:
         """Ended for good: not live, and no restart by policy pending."""
         return m.record.status in states.ENDED and not m.restart_pending
-
-    def _limit_own(self, gov: AgentGovernance, r: Agent) -> Scope:
-        """The limits an agent was started with, given to its own scope (their owner)."""
-        own = gov.scopes[0]
-        limits = {"budget_usd": r.budget_usd, "rpm": r.rpm, "tpm": r.tpm}
-        own.apply({k: v for k, v in limits.items() if v is not None}, self.ledger.clock())
-        return own
-
-    # ---- limits and budget pauses ------------------------------------------------------
-    def agent_of(self, scope: Scope) -> Managed | None:
-        return self.agents.get(scope.agent_id) if scope.agent_id else None
-
-    def resolve_scope(self, text: str) -> Scope:
-        """`global`, `project:NAME`, `agent:REF` or a bare agent REF, as a ledger scope."""
-        return resolve_scope(self.ledger, self.find, text)
-
-    def all_scopes(self) -> list[Scope]:
-        return sorted_scopes(self.ledger)
-
-    async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
-        """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
-        persist them; an agent's row is rewritten to show its own scope's new limits."""
-        before = scope.limits_state()
-        self.ledger.set_limits(scope, changes)
-        if not await self.books.save_scope(scope):
-            # Not on disk, so not at all: a limit must not vanish with the next restart.
-            scope.restore_limits(before)
-            raise sqlite3.OperationalError(f"could not save the limits of {scope.key}")
-        m = self.agent_of(scope)
-        if m is not None:
-            await self.life.save(m)
-        await self.bus.publish(
-            "LimitsChanged",
-            m.record.id if m is not None else None,
-            scope=scope.key,
-            **{k: v for k, v in changes.items() if not isinstance(v, tuple)},
-        )
-        return scope
-
-    async def _sample_loop(self) -> None:
-        while True:
-            roots: dict[str, tuple[int, float | None]] = {
-                m.record.id: (m.record.pid, m.stored.pid_started)
-                for m in self.agents.values()
-                if m.record.status.live and m.record.pid is not None
-            }
-            if roots:
-                samples = await anyio.to_thread.run_sync(self._sampler.sample, roots)
-                for agent_id, sample in samples.items():
-                    m = self.agents.get(agent_id)
-                    if m is not None:
-                        m.sample = sample
-                        self._memory.check(m, roots[agent_id][0], sample.rss_bytes)
-            await anyio.sleep(self.sample_interval)

@@ -2,8 +2,9 @@
 
 Each scope's record is written into the home's database by the process that runs it (here:
 real child processes calling the store functions library mode uses). The daemon lists them
-fresh, never loads, restarts, signals, stops or removes them, and marks one whose process
-died before its scope closed as ended.
+fresh, never loads, restarts, signals or stops them, removes one only once it has ended,
+and marks one whose process died before its scope closed as ended. Fleet commands and
+`up`/`down` leave them alone; `traces`, `usage` and `wait` find them by ref.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
@@ -20,9 +22,12 @@ import psutil
 import pytest
 
 from ironrt.cli import ps
-from ironrt.errors import Conflict
-from ironrt.protocol import Agent, AgentStatus
+from ironrt.errors import Conflict, WaitTimeout
+from ironrt.governance.ledger import Scope as LedgerScope
+from ironrt.governance.ledger import scope_key, usd_to_nanos
+from ironrt.protocol import Agent, AgentStatus, Trace
 from ironrt.store import agents as agent_store
+from ironrt.store.books import Books
 from ironrt.store.db import Database, migrations
 from ironrt.tempdaemon import TempDaemon
 
@@ -286,3 +291,175 @@ async def test_a_v6_database_migrates_its_agents_as_process_agents(tmp_path: Pat
             await agent_store.save_library_agent(db, old)
     finally:
         await db.close()
+
+
+def _count(home: Path, sql: str, *params: object) -> int:
+    con = sqlite3.connect(home / "ironrt.db")
+    try:
+        return int(con.execute(f"SELECT COUNT(*) FROM {sql}", params).fetchone()[0])
+    finally:
+        con.close()
+
+
+def _ended(home: Path, name: str, status: AgentStatus = AgentStatus.STOPPED) -> str:
+    """A scope that opened and closed (`failed`: ended by an exception), as library mode
+    records one; its id."""
+
+    async def write() -> str:
+        db = await Database.open(home / "ironrt.db")
+        try:
+            stored = agent_store.library_record(name)
+            await agent_store.save_library_agent(db, stored)
+            error = "ValueError: boom" if status is AgentStatus.FAILED else None
+            await agent_store.end_library_agent(db, stored.record.id, status=status, error=error)
+            return stored.record.id
+        finally:
+            await db.close()
+
+    return anyio.run(write)
+
+
+def _record_call(home: Path, agent_id: str, cost_usd: float) -> None:
+    """One settled call of a scope, written as library mode writes it: through the books
+    (its trace, the agent's spend, its own scope's window spend) in one transaction."""
+    trace = Trace(
+        id=0,
+        agent_id=agent_id,
+        provider="openai",
+        model="gpt-4o-mini",
+        endpoint="chat.completions",
+        stream=False,
+        status_code=200,
+        input_tokens=12,
+        output_tokens=5,
+        cached_tokens=0,
+        reasoning_tokens=0,
+        cost_usd=cost_usd,
+        latency_ms=3.0,
+        ttfb_ms=None,
+        error=None,
+        started_at="2026-01-01T00:00:00.000Z",
+    )
+    own = LedgerScope(scope_key("agent", agent_id), spent_nanos=usd_to_nanos(cost_usd))
+
+    async def write() -> None:
+        db = await Database.open(home / "ironrt.db")
+        books = Books(db)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(books.run)
+                assert await books.record(trace, cost_usd, (own,))
+                books.close()
+        finally:
+            await db.close()
+
+    anyio.run(write)
+
+
+def test_fleet_commands_and_up_down_leave_library_agents_alone(
+    daemon: TempDaemon, scopes: list[Scope], tmp_path: Path
+) -> None:
+    proc_id = daemon.rt.start_agent(["sleep", "60"], name="fleet-proc")
+    scopes.append(Scope(daemon.home, "fleet-lib"))
+    lib = scopes[0]
+    ended_id = _ended(daemon.home, "fleet-ended")
+    lib_row = dict(_row(daemon.home, lib.id))
+    left_alone = f"left alone: fleet-lib ({lib.id}), a library-mode agent"
+
+    for command, done in (("restart", "restarted"), ("stop", "stopped")):
+        out = daemon.cli(command, "all")
+        assert out.returncode == 0, out.stderr  # no 409 for a library agent
+        assert f"{done} fleet-proc ({proc_id})" in out.stdout and left_alone in out.stderr
+        assert "fleet-lib" not in out.stdout and "fleet-ended" not in out.stdout + out.stderr
+    out = daemon.cli("rm", "--force", "all")  # even forced: a running scope is its process's
+    assert out.returncode == 0, out.stderr
+    assert f"removed fleet-proc ({proc_id})" in out.stdout and left_alone in out.stderr
+    assert f"removed fleet-ended ({ended_id})" in out.stdout  # ended: removed as any ended agent
+    assert "fleet-lib" not in out.stdout
+    assert _count(daemon.home, "agents WHERE id IN (?, ?)", proc_id, ended_id) == 0
+    assert dict(_row(daemon.home, lib.id)) == lib_row and lib.proc.poll() is None
+
+    # An apps entry named like the running library agent is its own agent: `up` starts it
+    # (it does not take the scope for a live agent of another spec to replace), `down`
+    # stops it and nothing else, and then finds nothing of the name running.
+    py = json.dumps(sys.executable)
+    file = tmp_path / "ironrt.toml"
+    file.write_text(f'[agents.fleet-lib]\ncommand = [{py}, "-c", "import time; time.sleep(600)"]\n')
+
+    def apps(command: str) -> dict[str, object]:
+        done = daemon.cli(command, str(file), "--json", timeout=30)
+        assert done.returncode == 0, done.stderr
+        (outcome,) = json.loads(done.stdout)["agents"]
+        assert isinstance(outcome, dict)
+        return outcome
+
+    started = apps("up")
+    assert started["action"] == "started" and started["previous_id"] is None
+    app_id = started["id"]
+    assert isinstance(app_id, str) and app_id != lib.id
+    assert daemon.rt.get_agent(app_id).kind == "process"
+    assert apps("up")["action"] == "up_to_date"
+    assert (apps("down")["action"], apps("down")["action"]) == ("stopped", "not_running")
+    assert not daemon.rt.get_agent(app_id).status.live
+    assert dict(_row(daemon.home, lib.id)) == lib_row and lib.proc.poll() is None
+    daemon.rt.remove_agent(app_id)
+
+
+def test_calls_wait_and_removal_of_a_library_agent(daemon: TempDaemon, scopes: list[Scope]) -> None:
+    scopes.append(Scope(daemon.home, "calls-scope"))
+    lib = scopes[0]
+    _record_call(daemon.home, lib.id, 0.25)
+
+    # Its calls, found by name or id prefix (API and CLI), as any agent's.
+    for ref in ("calls-scope", lib.id[:8]):
+        (trace,) = daemon.rt.traces(agent=ref)
+        assert (trace.agent_id, trace.cost_usd) == (lib.id, 0.25)
+        rows = daemon.rt.usage(agent=ref).rows
+        assert [(r.key, r.llm_calls, r.cost_usd) for r in rows] == [(lib.id, 1, 0.25)]
+    shown = daemon.cli("traces", "--agent", "calls-scope", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [t["agent_id"] for t in json.loads(shown.stdout)] == [lib.id]
+    spent = daemon.cli("usage", "--agent", "calls-scope", "--json")
+    assert spent.returncode == 0, spent.stderr
+    assert [r["key"] for r in json.loads(spent.stdout)["rows"]] == [lib.id]
+
+    # No process of it under the daemon: metrics and logs are conflicts, not "no agent".
+    for what, act in (
+        ("metrics", lambda: daemon.rt.get_metrics("calls-scope")),
+        ("logs", lambda: daemon.rt.logs(lib.id)),
+    ):
+        with pytest.raises(Conflict, match=f"library-mode agents have no process {what} under"):
+            act()
+    for command in (("metrics", "calls-scope"), ("logs", lib.id)):
+        done = daemon.cli(*command)
+        assert done.returncode != 0 and f"no process {command[0]}" in done.stderr, done
+
+    # Running: `wait` waits (and gives up), `rm` is refused.
+    with pytest.raises(WaitTimeout):
+        daemon.rt.wait("calls-scope", timeout=0.3)
+    with pytest.raises(Conflict, match="a library-mode agent: it ends with its process"):
+        daemon.rt.remove_agent("calls-scope")
+    # The scope closes while someone waits: the wait ends with it.
+    with ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(daemon.rt.wait, lib.id, 30)
+        _end(daemon.home, lib.id, spent_usd=0.25)
+        done_agent = waiting.result(timeout=30)
+    assert done_agent.status is AgentStatus.STOPPED and done_agent.spent_usd == 0.25
+    assert daemon.rt.wait("calls-scope", timeout=5).status is AgentStatus.STOPPED
+
+    # Ended: removed as the daemon's own agents are (the record and its own scope's row
+    # go, its traces stay); a failed one too.
+    own = f"scopes WHERE scope = 'agent:{lib.id}'"
+    assert _count(daemon.home, own) == 1
+    removed = daemon.cli("rm", "calls-scope")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.strip() == f"removed calls-scope ({lib.id})"
+    assert _count(daemon.home, "agents WHERE id = ?", lib.id) == 0
+    assert _count(daemon.home, own) == 0
+    assert _count(daemon.home, "traces WHERE agent_id = ?", lib.id) == 1
+    assert lib.id not in {a.id for a in daemon.rt.list_agents()}
+    assert lib.proc.poll() is None  # removing a record signals nothing
+    failed_id = _ended(daemon.home, "crashed-scope", AgentStatus.FAILED)
+    assert daemon.rt.get_agent("crashed-scope").status is AgentStatus.FAILED
+    assert daemon.rt.remove_agent("crashed-scope").id == failed_id
+    assert _count(daemon.home, "agents WHERE id = ?", failed_id) == 0

@@ -66,6 +66,8 @@ _LIMITS_STATE = (
 @dataclass(slots=True, eq=False)
 class Scope:
     key: str
+    #: How its owner raises the budget, if not the CLI's way (library mode's scopes).
+    raise_hint: str | None = None
     budget_nanos: int | None = None
     window: str | None = None
     resets_at: float | None = None

@@ -1,0 +1,79 @@
+"""The supervisor's side of limits: which ledger scopes an agent's calls must fit, the
+limits an agent starts with, and limit changes made live and kept on disk.
+
+The ledger owns limits, holds and window spend (see `ironrt.governance.ledger`); this
+mixin only connects it to the supervisor's agents, store and events. It is part of
+`Supervisor` (which supplies the attributes declared here), kept apart so that the
+supervisor's module holds the agents' lives and nothing else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from ironrt.events import EventBus
+from ironrt.governance.agent import AgentGovernance
+from ironrt.governance.ledger import Ledger, Scope, scope_key
+from ironrt.protocol import Agent
+from ironrt.store.books import Books
+from ironrt.supervisor.budgets import resolve_scope, sorted_scopes
+from ironrt.supervisor.lifecycle import Lifecycle
+from ironrt.supervisor.managed import Managed
+
+
+class SupervisorLimits:
+    """Limits and scopes, as methods of `Supervisor`."""
+
+    ledger: Ledger
+    books: Books
+    bus: EventBus
+    life: Lifecycle
+    agents: dict[str, Managed]
+    #: The daemon's agent a ref names (`Supervisor.find`).
+    find: Callable[[str], Managed]
+
+    def scopes_for(self, r: Agent) -> tuple[Scope, ...]:
+        """The scopes an agent's calls must fit: its own, its project's, `global`."""
+        ledger = self.ledger
+        own = ledger.scope(scope_key("agent", r.id))
+        if r.project:
+            return (own, ledger.scope(scope_key("project", r.project)), ledger.scope("global"))
+        return (own, ledger.scope("global"))
+
+    def _limit_own(self, gov: AgentGovernance, r: Agent) -> Scope:
+        """The limits an agent was started with, given to its own scope (their owner)."""
+        own = gov.scopes[0]
+        limits = {"budget_usd": r.budget_usd, "rpm": r.rpm, "tpm": r.tpm}
+        own.apply({k: v for k, v in limits.items() if v is not None}, self.ledger.clock())
+        return own
+
+    def agent_of(self, scope: Scope) -> Managed | None:
+        return self.agents.get(scope.agent_id) if scope.agent_id else None
+
+    def resolve_scope(self, text: str) -> Scope:
+        """`global`, `project:NAME`, `agent:REF` or a bare agent REF, as a ledger scope."""
+        return resolve_scope(self.ledger, self.find, text)
+
+    def all_scopes(self) -> list[Scope]:
+        return sorted_scopes(self.ledger)
+
+    async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
+        """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
+        persist them; an agent's row is rewritten to show its own scope's new limits."""
+        before = scope.limits_state()
+        self.ledger.set_limits(scope, changes)
+        if not await self.books.save_scope(scope):
+            # Not on disk, so not at all: a limit must not vanish with the next restart.
+            scope.restore_limits(before)
+            raise sqlite3.OperationalError(f"could not save the limits of {scope.key}")
+        m = self.agent_of(scope)
+        if m is not None:
+            await self.life.save(m)
+        await self.bus.publish(
+            "LimitsChanged",
+            m.record.id if m is not None else None,
+            scope=scope.key,
+            **{k: v for k, v in changes.items() if not isinstance(v, tuple)},
+        )
+        return scope
