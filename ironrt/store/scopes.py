@@ -81,5 +81,10 @@ def _from_row(row: sqlite3.Row) -> Scope:
 
 
 async def load_all(db: Database) -> list[Scope]:
-    rows = await db.fetchall(f"SELECT {_COLUMNS} FROM scopes ORDER BY scope")
+    """Every scope the daemon governs: `global`, projects, and its own agents' scopes (a
+    library-mode scope's row is its process's books, not the daemon's)."""
+    rows = await db.fetchall(
+        f"SELECT {_COLUMNS} FROM scopes WHERE scope NOT IN "
+        "(SELECT 'agent:' || id FROM agents WHERE kind = 'library') ORDER BY scope"
+    )
     return [_from_row(r) for r in rows]

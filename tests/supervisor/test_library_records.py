@@ -191,6 +191,15 @@ def test_a_daemon_restart_leaves_scopes_alone_and_ends_dead_ones(
     alive, doomed = scopes
     alive_row = dict(_row(daemon.home, alive.id))
 
+    # What library mode's books write for a scope's calls: its own spend row.
+    con = sqlite3.connect(daemon.home / "ironrt.db")
+    with con:
+        con.execute(
+            "INSERT INTO scopes(scope, spent_nanos, resets_at, warned) VALUES (?, 5, NULL, '')",
+            (f"agent:{alive.id}",),
+        )
+    con.close()
+
     daemon.kill()  # a crash: the next daemon finds both records at its start
     doomed.kill()  # killed inside its scope: its record still says running
     assert _row(daemon.home, doomed.id)["status"] == "running"
@@ -199,6 +208,8 @@ def test_a_daemon_restart_leaves_scopes_alone_and_ends_dead_ones(
     dead = _row(daemon.home, doomed.id)
     assert (dead["status"], dead["lost"]) == ("stopped", 1) and dead["ended_at"]
     assert dict(_row(daemon.home, alive.id)) == alive_row
+    # The scope's books are its process's, not the daemon's: not loaded as a daemon scope.
+    assert f"agent:{alive.id}" not in {s.scope for s in daemon.rt.limits()}
 
     # A daemon that found the live scope at its start does not take it for its own: a
     # stop that ends all of its agents leaves the scope's process running, untouched.
