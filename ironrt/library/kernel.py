@@ -34,7 +34,7 @@ from ironrt.library.app import LibraryApp
 from ironrt.library.calls import CURRENT_CALL, SdkCall
 from ironrt.library.transport import SdkTransport
 from ironrt.protocol import AgentStatus, OnBudget, PiiMode
-from ironrt.router.app import RouterConfig
+from ironrt.router.egress import RouterConfig
 from ironrt.router.relay import DRAIN_AFTER_DISCONNECT_S
 from ironrt.router.service import RouterService
 from ironrt.store import agents as agent_store

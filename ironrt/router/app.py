@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import anyio
 import msgspec
@@ -46,7 +44,8 @@ from ironrt.governance.tokens import token_hash
 from ironrt.providers import OPENAI, ProviderAdapter, adapter_for
 from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
-from ironrt.router.counting import Sender, exact_input_tokens, offline_sender
+from ironrt.router.counting import Sender, exact_input_tokens
+from ironrt.router.egress import RouterConfig, count_sender, upstream_headers
 from ironrt.router.exchange import (
     MAX_BODY_BYTES,
     BodyTooLarge,
@@ -70,7 +69,7 @@ from ironrt.router.responses import (
 )
 from ironrt.router.strays import StrayLog
 from ironrt.transports.base import Outgoing, Transport
-from ironrt.transports.http import Upstream, forward_headers
+from ironrt.transports.http import Upstream
 from ironrt.transports.offline import OfflineTransport
 from ironrt.transports.retrying import Unreachable, send_with_retries
 
@@ -79,15 +78,9 @@ log = logging.getLogger("ironrt.router")
 _ENCODE = msgspec.json.encode
 _SUPPORTED = (
     "OpenAI /v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models; "
-    "Anthropic /v1/messages, /v1/messages/count_tokens"
+    "Anthropic /v1/messages, /v1/messages/count_tokens; a registered provider under "
+    "/NAME/v1/..."
 )
-
-
-@dataclass(slots=True)
-class RouterConfig:
-    offline: bool
-    base_urls: dict[str, str | None]
-    keys: Callable[[str], tuple[str, str] | None]
 
 
 class RouterApp:
@@ -151,7 +144,7 @@ class RouterApp:
         return f"{adapter.name}:{base or adapter.default_base_url}"
 
     def count_sender(self, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender | None:
-        return count_sender(self, adapter, headers)
+        return count_sender(self.config, self.upstream, adapter, headers)
 
     async def _count(self, flow: Flow) -> int | None:
         if flow.body is None:
@@ -431,33 +424,3 @@ class RouterApp:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
-
-
-def upstream_headers(
-    adapter: ProviderAdapter, headers: dict[str, str], found: tuple[str, str]
-) -> dict[str, str]:
-    """The agent's headers fit to go upstream, its IC_TOKEN swapped for the real key."""
-    env_name, key = found
-    outgoing = forward_headers(headers, adapter.auth_headers)
-    outgoing.update(adapter.upstream_auth_headers(key, env_name))
-    return outgoing
-
-
-def count_sender(app: RouterApp, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender:
-    """How the budget asks the provider for an exact input count: the agent's own headers
-    (beta flags, versions) with the real key, or the offline provider."""
-    if app.config.offline:
-        return offline_sender(adapter.name)
-    found = app.config.keys(adapter.name)
-    base = app.config.base_urls.get(adapter.name)
-
-    async def send(path: str, payload: dict[str, Any]) -> tuple[int, Any] | None:
-        if found is None:
-            return None
-        outgoing = upstream_headers(adapter, headers, found)
-        outgoing["content-type"] = "application/json"
-        return await app.upstream.post_json(
-            adapter.name, adapter.upstream_url(path, base), outgoing, _ENCODE(payload)
-        )
-
-    return send

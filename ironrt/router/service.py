@@ -42,7 +42,8 @@ from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
 from ironrt.protocol import Trace
 from ironrt.providers import registry
-from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.app import RouterApp
+from ironrt.router.egress import RouterConfig
 from ironrt.router.prices_file import load_configured, load_output_limits
 from ironrt.store.books import Books
 from ironrt.store.db import Database

@@ -27,6 +27,7 @@ from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database
 from ironrt.supervisor import process
 from ironrt.supervisor.agents import resolve
+from ironrt.supervisor.metrics import budget_use
 
 #: Why the daemon refuses to act on a library record.
 NOT_SUPERVISED = "a library-mode agent: it ends with its process"
@@ -105,12 +106,7 @@ async def wait(db: Database, r: Agent, missing: AgentNotFound, timeout: float) -
 def metrics(r: Agent) -> Metrics:
     """What the record says (the daemon samples no process it did not start)."""
     budget = r.budget_usd
-    remaining = None if budget is None else max(budget - r.spent_usd, 0.0)
-    used = None
-    if budget:
-        used = round(100 * r.spent_usd / budget, 2)
-    elif budget == 0:
-        used = 100.0
+    remaining, used = budget_use(budget, r.spent_usd)
     return Metrics(
         id=r.id,
         status=r.status,

@@ -7,6 +7,17 @@ from ironrt.protocol import Agent, Metrics
 from ironrt.supervisor.sampler import TreeSample
 
 
+def budget_use(budget: float | None, spent: float) -> tuple[float | None, float | None]:
+    """(remaining USD, percent used) of `budget` against `spent`; (None, None) without one."""
+    remaining = None if budget is None else max(budget - spent, 0.0)
+    used = None
+    if budget:
+        used = round(100 * spent / budget, 2)
+    elif budget == 0:
+        used = 100.0
+    return remaining, used
+
+
 def metrics_for(
     r: Agent, g: AgentGovernance, sample: TreeSample | None, uptime_s: float
 ) -> Metrics:
@@ -15,12 +26,7 @@ def metrics_for(
     # Against the budget: the spend of the agent scope's current window (all time without
     # one); `spent_usd` stays the agent's spend of all time.
     window_spent = own.spent_usd if own is not None else g.spent_usd
-    remaining = None if budget is None else max(budget - window_spent, 0.0)
-    used = None
-    if budget:
-        used = round(100 * window_spent / budget, 2)
-    elif budget == 0:
-        used = 100.0
+    remaining, used = budget_use(budget, window_spent)
     return Metrics(
         id=r.id,
         status=r.status,

@@ -35,7 +35,8 @@ from ironrt.governance.policy import Policy
 from ironrt.governance.pricing import Pricer
 from ironrt.governance.tokens import token_hash
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.app import RouterApp
+from ironrt.router.egress import RouterConfig
 from ironrt.router.service import build_policies
 from ironrt.server import bind_tcp, make_server
 from ironrt.testing import FakeUpstream, tagent, wait_until

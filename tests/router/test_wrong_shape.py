@@ -33,7 +33,8 @@ from ironrt.governance.flow import Flow
 from ironrt.governance.ledger import Ledger
 from ironrt.governance.pipeline import Pipeline
 from ironrt.protocol import Trace
-from ironrt.router.app import RouterApp, RouterConfig
+from ironrt.router.app import RouterApp
+from ironrt.router.egress import RouterConfig
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 from ironrt.transports.http import Upstream

@@ -1,0 +1,56 @@
+"""Where a daemon's call goes: the provider's base URL, with the real key swapped in for
+the agent's IC_TOKEN (library mode overrides this: its calls go where the SDK's client
+was going, with the client's own key)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from ironrt.providers.base import ProviderAdapter
+from ironrt.router.counting import Sender, offline_sender
+from ironrt.transports.http import Upstream, forward_headers
+
+_ENCODE = msgspec.json.encode
+
+
+@dataclass(slots=True)
+class RouterConfig:
+    offline: bool
+    base_urls: dict[str, str | None]
+    keys: Callable[[str], tuple[str, str] | None]
+
+
+def upstream_headers(
+    adapter: ProviderAdapter, headers: dict[str, str], found: tuple[str, str]
+) -> dict[str, str]:
+    """The agent's headers fit to go upstream, its IC_TOKEN swapped for the real key."""
+    env_name, key = found
+    outgoing = forward_headers(headers, adapter.auth_headers)
+    outgoing.update(adapter.upstream_auth_headers(key, env_name))
+    return outgoing
+
+
+def count_sender(
+    config: RouterConfig, upstream: Upstream, adapter: ProviderAdapter, headers: dict[str, str]
+) -> Sender:
+    """How the budget asks the provider for an exact input count: the agent's own headers
+    (beta flags, versions) with the real key, or the offline provider."""
+    if config.offline:
+        return offline_sender(adapter.name)
+    found = config.keys(adapter.name)
+    base = config.base_urls.get(adapter.name)
+
+    async def send(path: str, payload: dict[str, Any]) -> tuple[int, Any] | None:
+        if found is None:
+            return None
+        outgoing = upstream_headers(adapter, headers, found)
+        outgoing["content-type"] = "application/json"
+        return await upstream.post_json(
+            adapter.name, adapter.upstream_url(path, base), outgoing, _ENCODE(payload)
+        )
+
+    return send
