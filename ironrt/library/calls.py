@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import queue
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,9 @@ class SdkCall:
     options: dict[str, Any]
     #: The caller's event loop, for an async client (None: a sync client).
     loop: asyncio.AbstractEventLoop | None = None
+    #: A sync client's thread, while it waits for the answer's head: it runs the sends the
+    #: kernel puts here (a thread the caller already has, instead of a worker's hop).
+    jobs: queue.SimpleQueue[Callable[[], None] | None] | None = None
 
 
 #: The call the kernel's task is serving (set in that task's context only).

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import queue
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -110,9 +111,20 @@ def _wrap_sync(module: Any) -> None:
             return original(self, request, stream=stream, **options)
         base, path, query = target
         body = request.read()
-        call = SdkCall(gov, self, original, request, base, options)
+        jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        call = SdkCall(gov, self, original, request, base, options, jobs=jobs)
         k = kernel()
-        started = k.run(k.serve(call, _asgi_scope(request, path, query), body))
+        assert k.loop is not None
+        serving = asyncio.run_coroutine_threadsafe(
+            k.serve(call, _asgi_scope(request, path, query), body), k.loop
+        )
+        serving.add_done_callback(lambda _: jobs.put(None))
+        # This thread waits for the answer anyway: it sends the request itself, when the
+        # kernel asks, rather than a worker thread.
+        while (job := jobs.get()) is not None:
+            job()
+        call.jobs = None
+        started = serving.result()
         return _response(module, request, started, GovernedStream(started))
 
     send.__wrapped__ = original  # type: ignore[attr-defined]

@@ -110,7 +110,7 @@ class LibraryKernel:
         db = self.db = await Database.open(settings.db_path)
         await db.migrate()
         ledger = Ledger()
-        books = Books(db)
+        books = Books(db, inline=True)
         service = RouterService(settings, db, EventBus(db), _Agents(ledger, books), ProviderKeys())
         service.app = LibraryApp(
             RouterConfig(offline=False, base_urls={}, keys=lambda provider: None),

@@ -10,7 +10,8 @@ retry loop and the policies are the kernel's.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterator
+import queue
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -43,6 +44,34 @@ def _failure(exc: BaseException) -> str | None:
 async def _on_caller_loop(call: SdkCall, coro: Coroutine[Any, Any, T]) -> T:
     assert call.loop is not None
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, call.loop))
+
+
+async def _in_caller_thread(
+    jobs: queue.SimpleQueue[Callable[[], None] | None], fn: Callable[[], T]
+) -> T:
+    """Run `fn` in the sync caller's thread (waiting in `hooks.py` for its answer) and
+    await its result on the kernel's loop."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)  # type: ignore[arg-type]
+
+    def job() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to the kernel, which decides
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    jobs.put(job)
+    return await done
 
 
 @dataclass(slots=True)
@@ -116,6 +145,11 @@ class SdkTransport:
             if call.loop is not None:
                 response = await _on_caller_loop(
                     call, call.send(call.client, outgoing, stream=stream, **call.options)
+                )
+            elif call.jobs is not None:
+                response = await _in_caller_thread(
+                    call.jobs,
+                    lambda: call.send(call.client, outgoing, stream=stream, **call.options),
                 )
             else:
                 response = await anyio.to_thread.run_sync(

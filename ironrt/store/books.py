@@ -48,8 +48,12 @@ class _Write:
 
 
 class Books:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, inline: bool = False) -> None:
+        """`inline`: commit on the event loop's own thread rather than in a worker thread
+        (library mode: a thread hop costs more than the commit itself, and the loop
+        serves one process's calls, not a daemon's agents and control socket)."""
         self.db = db
+        self.inline = inline
         self._writer: BatchWriter | None = None
         self._send, self._receive = anyio.create_memory_object_stream[_Write](math.inf)
 
@@ -95,7 +99,8 @@ class Books:
                 self._writer.close()
 
     async def _commit(self, batch: list[_Write]) -> None:
-        write = self._writer.write_many if self._writer is not None else self.db.write_many
+        writer = self._writer
+        write = writer.write_many if writer is not None else self.db.write_many
         # In queue order; consecutive statements of one shape run as one executemany.
         runs: list[tuple[str, list[tuple[Any, ...]]]] = []
         for item in batch:
@@ -105,7 +110,10 @@ class Books:
                 else:
                     runs.append((sql, [params]))
         try:
-            await write(runs)
+            if self.inline and writer is not None:
+                writer.write_now(runs)
+            else:
+                await write(runs)
             ok = True
         except sqlite3.Error as exc:
             # Disk full, say. The books stay right in memory (the budget still holds), and

@@ -39,6 +39,10 @@ class BatchWriter:
         """Each statement over many rows, all in one transaction, in one thread hop."""
         await anyio.to_thread.run_sync(self._transaction, batches)
 
+    def write_now(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+        """The same transaction in the calling thread."""
+        self._transaction(batches)
+
     def _transaction(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
         with self._lock:
             conn = self._conn
