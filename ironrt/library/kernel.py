@@ -15,6 +15,7 @@ import asyncio
 import atexit
 import contextlib
 import math
+import os
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ import anyio.from_thread
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ironrt.config import Settings
+from ironrt.errors import HomeNotPrivate
 from ironrt.events import EventBus
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, scope_key
@@ -106,8 +108,10 @@ class LibraryKernel:
     async def _open(self) -> None:
         self.loop = asyncio.get_running_loop()
         settings = self.settings
-        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_home(settings)
         db = self.db = await Database.open(settings.db_path)
+        with contextlib.suppress(OSError):  # the daemon's own mode for it
+            os.chmod(settings.db_path, 0o600)
         await db.migrate()
         ledger = Ledger()
         books = Books(db, inline=True)
@@ -250,11 +254,24 @@ class LibraryKernel:
             started.chunks.close()
 
 
+def _private_home(settings: Settings) -> None:
+    """The home is created private, and refused if another user owns it (the daemon's own
+    check, without its process-wide umask: this is the user's process, not ours)."""
+    home = settings.home
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner = home.stat().st_uid
+    if owner != os.getuid():
+        raise HomeNotPrivate(
+            f"{home} belongs to uid {owner}, not to this user ({os.getuid()}): set "
+            "IRONRT_HOME to a directory of your own"
+        )
+
+
 _lock = threading.Lock()
 _kernel: LibraryKernel | None = None
 
 
-def _start_portal() -> anyio.from_thread.BlockingPortal:
+def _start_portal() -> tuple[anyio.from_thread.BlockingPortal, threading.Thread]:
     """A portal on an event loop in a daemon thread: it never keeps the process from
     exiting (anyio's own `start_blocking_portal` runs in an executor thread, which the
     interpreter joins at exit), and every answered call was committed before its answer."""
@@ -275,11 +292,12 @@ def _start_portal() -> anyio.from_thread.BlockingPortal:
             failed.append(exc)
             ready.set()
 
-    threading.Thread(target=run, name="ironrt-library", daemon=True).start()
+    thread = threading.Thread(target=run, name="ironrt-library", daemon=True)
+    thread.start()
     ready.wait()
     if failed:
         raise failed[0]
-    return found[0]
+    return found[0], thread
 
 
 def kernel() -> LibraryKernel:
@@ -287,9 +305,15 @@ def kernel() -> LibraryKernel:
     global _kernel
     with _lock:
         if _kernel is None:
-            portal = _start_portal()
-            k = LibraryKernel(Settings.load(), portal)
-            portal.call(k._open)
+            portal, thread = _start_portal()
+            try:
+                k = LibraryKernel(Settings.load(), portal)
+                portal.call(k._open)
+            except BaseException:
+                with contextlib.suppress(Exception):  # no thread left behind; next try anew
+                    portal.call(portal.stop, True)
+                thread.join(5)
+                raise
             portal.start_task_soon(k._main)
             k._ready.wait(10)
             _kernel = k

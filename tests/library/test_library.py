@@ -343,3 +343,52 @@ def test_an_sdk_call_that_cannot_be_routed_is_refused_not_let_out(tmp_path: Path
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert "cannot govern POST" in out["error"] and "/openai/deployments/x" in out["error"]
     assert out["sent"] == 0
+
+
+def test_a_home_of_another_user_or_a_broken_one_is_refused_clearly(tmp_path: Path) -> None:
+    """The kernel opens `$IRONRT_HOME` at the first scope: a home another user owns is
+    refused naming it (HomeNotPrivate), an unusable one with its own error, no thread or
+    record is left behind, and a later scope with a good home works."""
+    if os.getuid() != 0:
+        pytest.skip("needs root to give the home to another user")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    os.chown(foreign, 65534, 65534)
+    broken = tmp_path / "broken"
+    broken.write_text("not a folder")
+    good = tmp_path / "good"
+    script = tmp_path / "homes.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, os, threading
+            import ironrt
+            from ironrt.errors import HomeNotPrivate
+            out = {{}}
+            os.environ["IRONRT_HOME"] = {str(foreign)!r}
+            try:
+                with ironrt.protect(budget=1.0, name="x"):
+                    pass
+            except HomeNotPrivate as exc:
+                out["foreign"] = str(exc)
+            os.environ["IRONRT_HOME"] = {str(broken)!r}
+            try:
+                with ironrt.protect(budget=1.0, name="x"):
+                    pass
+            except Exception as exc:
+                out["broken"] = type(exc).__name__ + ": " + str(exc)
+            out["threads"] = sum(t.name == "ironrt-library" for t in threading.enumerate())
+            os.environ["IRONRT_HOME"] = {str(good)!r}
+            with ironrt.protect(budget=1.0, name="good") as scope:
+                out["good"] = scope.agent_id
+            print(json.dumps(out))
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert str(foreign) in out["foreign"] and "uid 65534" in out["foreign"]
+    assert str(broken) in out["broken"]
+    assert out["threads"] == 0
+    assert out["good"] and not any(foreign.iterdir())
