@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ironrt.tempdaemon import TempDaemon
+
 
 @contextlib.contextmanager
 def small_filesystem(size: str) -> Iterator[Path]:
@@ -39,3 +41,16 @@ def fill(path: Path) -> None:
             fh.write(b"\0" * 65536)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def daemon_on(fs: Path) -> TempDaemon:
+    """An offline TempDaemon (not started) whose home is on the filesystem `fs`."""
+    from ironrt.client import Runtime
+
+    d = TempDaemon(offline=True)
+    d.home.rmdir()
+    d.home = fs / "home"
+    d.env["IRONRT_HOME"] = str(d.home)
+    d.home.mkdir(mode=0o700)
+    d.rt = Runtime(home=d.home, autostart=False, timeout=30)
+    return d

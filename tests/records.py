@@ -3,9 +3,12 @@ restart decisions) without a daemon."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from ironrt.protocol import Agent, AgentStatus
+from ironrt.store.db import migrations
 
 
 def agent_fields() -> dict[str, Any]:
@@ -36,3 +39,22 @@ def agent_fields() -> dict[str, Any]:
 
 def agent(**fields: Any) -> Agent:
     return Agent(**{**agent_fields(), **fields})
+
+
+def old_database(path: Path, version: int) -> None:
+    """A database at schema `version` (migrations up to it only) holding one ended agent,
+    `old`, saved as that version saved agents: what an upgrade finds on disk."""
+    con = sqlite3.connect(path)
+    try:
+        for number, sql in migrations():
+            if number <= version:
+                con.executescript(sql)
+        con.execute(f"PRAGMA user_version = {version}")
+        con.execute(
+            "INSERT INTO agents (id, name, status, command, cwd, env, restart, max_restarts, "
+            "restarts, spent_usd, on_budget, pii, created_at) VALUES ('old', 'old', 'exited', "
+            "'[\"a\"]', '/tmp', '{}', 'no', 5, 0, 0, 'block', 'detect', '2026-01-01T00:00:00Z')"
+        )
+        con.commit()
+    finally:
+        con.close()

@@ -9,20 +9,13 @@ import httpx
 import pytest
 
 from ironrt.errors import IronrtError
-from ironrt.tempdaemon import TempDaemon, wait_until
-from tests.fs import fill, small_filesystem
+from ironrt.tempdaemon import wait_until
+from tests.fs import daemon_on, fill, small_filesystem
 
 
 def test_full_disk_loses_no_settled_spend(tmp_path: Path) -> None:
     with small_filesystem("4m") as fs:
-        d = TempDaemon(offline=True)
-        d.home.rmdir()
-        d.home = fs / "home"
-        d.env["IRONRT_HOME"] = str(d.home)
-        d.home.mkdir(mode=0o700)
-        from ironrt.client import Runtime
-
-        d.rt = Runtime(home=d.home, autostart=False, timeout=30)
+        d = daemon_on(fs)
         with d:
             token_file = tmp_path / "token"
             script = tmp_path / "hold.py"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import ironrt
-from ironrt import AsyncRuntime, Runtime
+from ironrt import AsyncRuntime
 from ironrt.client_requests import raise_for_error
 from ironrt.tempdaemon import TempDaemon
-from tests.fs import fill, small_filesystem
+from tests.fs import daemon_on, fill, small_filesystem
 
 
 @dataclass
@@ -29,12 +29,7 @@ class FullDisk:
 @pytest.fixture(scope="module")
 def full_disk() -> Iterator[FullDisk]:
     with small_filesystem("4m") as fs:
-        d = TempDaemon(offline=True)
-        d.home.rmdir()
-        d.home = fs / "home"
-        d.env["IRONRT_HOME"] = str(d.home)
-        d.home.mkdir(mode=0o700)
-        d.rt = Runtime(home=d.home, autostart=False, timeout=30)
+        d = daemon_on(fs)
         with d:
             agent = d.rt.start_agent(["true"], name="ended", budget=1.0)
             d.rt.wait(agent, timeout=15)

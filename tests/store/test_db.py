@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ironrt.protocol import Agent, AgentStatus
+from ironrt.protocol import AgentStatus
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.agents import StoredAgent
 from ironrt.store.db import Database, SchemaTooNew, migrations
+from tests.records import agent
 
 
 async def test_fresh_database_gets_the_latest_schema(tmp_path: Path) -> None:
@@ -113,29 +114,7 @@ async def test_concurrent_transactions_do_not_interleave(tmp_path: Path) -> None
 
 
 def _agent(agent_id: str) -> StoredAgent:
-    record = Agent(
-        id=agent_id,
-        name="n",
-        pid=None,
-        status=AgentStatus.STARTING,
-        exit_code=None,
-        signal=None,
-        command=["x"],
-        cwd="/",
-        restart="no",
-        restarts=0,
-        max_restarts=0,
-        budget_usd=None,
-        spent_usd=0.0,
-        on_budget="block",
-        pii="detect",
-        rpm=None,
-        tpm=None,
-        allow_unmetered=False,
-        created_at="2026-01-01T00:00:00Z",
-        started_at=None,
-        ended_at=None,
-    )
+    record = agent(id=agent_id, name="n", status=AgentStatus.STARTING, max_restarts=0)
     return StoredAgent(record, {}, None, None)
 
 

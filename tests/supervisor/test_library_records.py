@@ -28,8 +28,9 @@ from ironrt.governance.ledger import scope_key, usd_to_nanos
 from ironrt.protocol import Agent, AgentStatus, Trace
 from ironrt.store import agents as agent_store
 from ironrt.store.books import Books
-from ironrt.store.db import Database, migrations
+from ironrt.store.db import Database
 from ironrt.tempdaemon import TempDaemon
+from tests.records import agent, old_database
 
 #: A process that opens a library scope the way library mode records one, says its agent
 #: id, and stays in its scope until killed.
@@ -235,29 +236,14 @@ def test_a_scope_killed_while_the_daemon_runs_shows_ended(
 
 
 def _agent(agent_id: str, kind: str, status: AgentStatus) -> Agent:
-    return Agent(
+    return agent(
         id=agent_id,
         name=f"n-{agent_id}",
         pid=4242,
         status=status,
-        exit_code=None,
-        signal=None,
-        command=["x"],
-        cwd="/",
-        restart="no",
-        restarts=0,
         max_restarts=0,
-        budget_usd=None,
-        spent_usd=0.0,
-        on_budget="block",
-        pii="detect",
-        rpm=None,
-        tpm=None,
-        allow_unmetered=False,
-        created_at="2026-01-01T00:00:00Z",
         started_at="2026-01-01T00:00:00Z",
-        ended_at=None,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
     )
 
 
@@ -276,18 +262,7 @@ def test_ps_shows_kind_only_when_a_library_agent_is_listed(
 
 async def test_a_v6_database_migrates_its_agents_as_process_agents(tmp_path: Path) -> None:
     path = tmp_path / "v6.db"
-    con = sqlite3.connect(path)
-    for version, sql in migrations():
-        if version <= 6:
-            con.executescript(sql)
-    con.execute("PRAGMA user_version = 6")
-    con.execute(
-        "INSERT INTO agents (id, name, status, command, cwd, env, restart, max_restarts, "
-        "restarts, spent_usd, on_budget, pii, created_at) VALUES ('old', 'old', 'exited', "
-        "'[\"a\"]', '/tmp', '{}', 'no', 5, 0, 0, 'block', 'detect', '2026-01-01T00:00:00Z')"
-    )
-    con.commit()
-    con.close()
+    old_database(path, 6)
     db = await Database.open(path)
     try:
         (old,) = await agent_store.load_all(db)

@@ -315,24 +315,12 @@ def test_an_entry_without_limits_keeps_its_digest(tmp_path: Path) -> None:
 
 async def test_a_v4_database_loads_without_limits_and_keeps_new_ones(tmp_path: Path) -> None:
     """Agents saved before schema v5 have no limits; limits saved since come back as saved."""
-    import sqlite3
-
     from ironrt.store import agents as agent_store
-    from ironrt.store.db import Database, migrations
+    from ironrt.store.db import Database
+    from tests.records import old_database
 
     path = tmp_path / "v4.db"
-    con = sqlite3.connect(path)
-    for version, sql in migrations():
-        if version <= 4:
-            con.executescript(sql)
-    con.execute("PRAGMA user_version = 4")
-    con.execute(
-        "INSERT INTO agents (id, name, status, command, cwd, env, restart, max_restarts, "
-        "restarts, spent_usd, on_budget, pii, created_at) VALUES ('old', 'old', 'exited', "
-        "'[\"a\"]', '/tmp', '{}', 'no', 5, 0, 0, 'block', 'detect', '2026-01-01T00:00:00Z')"
-    )
-    con.commit()
-    con.close()
+    old_database(path, 4)
     db = await Database.open(path)
     try:
         (stored,) = await agent_store.load_all(db)
