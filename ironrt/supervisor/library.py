@@ -3,9 +3,10 @@ daemon and never supervised by it.
 
 Those processes write their rows (kind "library") whenever they like, so the daemon keeps
 none in memory: each listing reads them fresh from the database (one query on a partial
-index), and a scope opened while the daemon runs shows at once. The daemon writes such a
-row only to record that its process is gone while the row still says "running" (killed
-before its scope closed), telling by pid and start time as for its own agents. It never
+index, through a read-only connection of its own), and a scope opened while the daemon
+runs shows at once. The daemon writes such a row only to record that its process is gone
+while the row still says "running" (killed before its scope closed), telling by pid and
+start time as for its own agents. It never
 starts, restarts, signals, stops or updates one, and has no process metrics or logs of
 one: those operations answer 409. It removes an ended one (`ironrt rm`), as it does its
 own ended agents: a record that says "stopped" or "failed" is ended for good (a scope
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import psutil
@@ -45,11 +47,25 @@ def alive(stored: StoredAgent) -> bool:
     return process.is_same_process(pid, stored.pid_started)
 
 
+_readers: dict[Path, agent_store.LibraryReader] = {}
+
+
+def _stored(db: Database) -> list[StoredAgent]:
+    """The library rows as they are on disk now, read without queueing behind the daemon's
+    own writes (see `LibraryReader`)."""
+    assert db.path is not None
+    reader = _readers.get(db.path)
+    if reader is None:
+        reader = _readers[db.path] = agent_store.LibraryReader(db.path)
+    return reader.load()
+
+
 async def records(db: Database) -> list[Agent]:
     """Every library record as it is on disk now. One still live whose process is gone is
     first marked `stopped` and `lost` (on disk too): its scope never got to close."""
     found = []
-    for stored in await agent_store.load_all(db, "library"):
+    rows = _stored(db) if db.path is not None else await agent_store.load_all(db, "library")
+    for stored in rows:
         r = stored.record
         if r.status.live and not alive(stored):
             r.ended_at = await agent_store.mark_library_lost(db, r.id)
