@@ -23,7 +23,9 @@ import functools
 import ipaddress
 import re
 
+from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Finding, new_finding, resolve
+from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
 
@@ -247,7 +249,7 @@ _LEAD = 2
 _MASK_MIN = 256
 
 
-def _numbers(text: str, start: int, out: list[Finding]) -> None:
+def _numbers(text: str, start: int, out: list[Finding], rules: Rules) -> None:
     # Every number format holds a digit within `_LEAD` characters of its start. The regex
     # engine reads a few ns a character looking for one of its first characters, memchr far
     # less, so on longer text each search starts at the next digit, skipping the text
@@ -308,7 +310,7 @@ def _ipv6_ok(candidate: str) -> bool:
     return True
 
 
-def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
+def _ipv6s(text: str, start: int, out: list[Finding], rules: Rules) -> None:
     # Anchored on ':' (rare in prose) rather than on hex letters (a quarter of English words).
     colon = text.find(":", start)
     while colon != -1:
@@ -337,7 +339,9 @@ def _ipv6s(text: str, start: int, out: list[Finding]) -> None:
 JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
 
 
-def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Finding]:
+def find_pii(
+    text: str, start: int = 0, *, json_text: bool = False, rules: Rules = DEFAULT_RULES
+) -> list[Finding]:
     """All findings in `text` that start at or after `start`, in order, none overlapping.
 
     Characters before `start` are still read as context (look-behinds, an email's local
@@ -350,7 +354,7 @@ def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Find
     scanned = text
     if json_text and "\\" in text:
         scanned = JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
-    raw = scan(scanned, start)
+    raw = scan(scanned, start, rules)
     if not raw:
         return raw
     if scanned is not text:
@@ -358,15 +362,26 @@ def find_pii(text: str, start: int = 0, *, json_text: bool = False) -> list[Find
     return resolve(raw)
 
 
-def scan(text: str, start: int = 0) -> list[Finding]:
-    """Every candidate finding, overlaps included (the streaming scanner needs them all)."""
+def scan(text: str, start: int = 0, rules: Rules = DEFAULT_RULES) -> list[Finding]:
+    """Every candidate finding, overlaps included (the streaming scanner needs them all).
+
+    Only the types `rules` wants are reported: one an agent does not act on must not win an
+    overlap against one it does.
+    """
     out: list[Finding] = []
-    if "@" in text:
+    wants = rules.wants
+    if "@" in text and wants("EMAIL"):
         _emails(text, start, out)
-    _numbers(text, start, out)
-    if ":" in text:
-        _ipv6s(text, start, out)
-    find_secrets(text, start, out)
+    _numbers(text, start, out, rules)
+    if ":" in text and wants("IP"):
+        _ipv6s(text, start, out, rules)
+    if wants("SECRET"):
+        find_secrets(text, start, out)
+    for entity in rules.entities:
+        if wants(entity.name):
+            find_entities(text, start, entity, out)
     if start and out:
         out = [f for f in out if f.start >= start]
+    if rules.types is not None and out:
+        out = [f for f in out if f.type in rules.types]
     return out

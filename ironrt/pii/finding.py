@@ -23,7 +23,8 @@ class Finding:
     `type` and counts only, never `value`.
     """
 
-    type: PiiType
+    #: A `PiiType`, or the name of a custom entity (`ironrt/pii/entities.py`).
+    type: str
     start: int
     end: int
     value: str
@@ -32,7 +33,7 @@ class Finding:
     # The generated `__init__` of a frozen dataclass looks `object.__setattr__` up for every
     # field; setting the slots through their descriptors does the same in half the time,
     # which matters because a scan builds one of these per candidate.
-    def __init__(self, type: PiiType, start: int, end: int, value: str, kind: str = "") -> None:
+    def __init__(self, type: str, start: int, end: int, value: str, kind: str = "") -> None:
         _set_type(self, type)
         _set_start(self, start)
         _set_end(self, end)
@@ -58,13 +59,13 @@ class _Draft:
     # In `Finding`'s order, not sorted: `__class__` assignment needs the same layout.
     __slots__ = ("type", "start", "end", "value", "kind")  # noqa: RUF023
 
-    type: PiiType
+    type: str
     start: int
     end: int
     value: str
     kind: str
 
-    def __init__(self, type: PiiType, start: int, end: int, value: str, kind: str = "") -> None:
+    def __init__(self, type: str, start: int, end: int, value: str, kind: str = "") -> None:
         self.type = type
         self.start = start
         self.end = end

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from ironrt.pii.detectors import JSON_ESCAPE
 from ironrt.pii.finding import Finding
+from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.stream import StreamScanner
 
 __all__ = ["PieceScan"]
@@ -39,10 +40,10 @@ class PieceScan:
 
     __slots__ = ("_escapes", "_fed", "_scanner", "_text", "done", "position")
 
-    def __init__(self, text: str, *, json_text: bool = False) -> None:
+    def __init__(self, text: str, *, json_text: bool = False, rules: Rules = DEFAULT_RULES) -> None:
         self._text = text
         self._escapes = json_text and "\\" in text
-        self._scanner = StreamScanner()
+        self._scanner = StreamScanner(rules=rules)
         self._fed = 0  # characters of `text` given to the scanner
         #: Where the next stretch starts: characters of `text` released so far.
         self.position = 0

@@ -13,14 +13,16 @@ import json
 import re
 from collections.abc import Iterable
 
+from ironrt.pii.entities import MAX_NAME
 from ironrt.pii.finding import PII_TYPES, Finding
 
 __all__ = ["PLACEHOLDER", "PLACEHOLDER_MAX", "NovelPlaceholders", "Placeholders"]
 
-#: A complete placeholder; only ones this call issued are restored.
-PLACEHOLDER = re.compile(r"\[(?:" + "|".join(PII_TYPES) + r")_[1-9][0-9]{0,5}\]")
-#: Longest placeholder text: `[SECRET_999999]`.
-PLACEHOLDER_MAX = 2 + max(map(len, PII_TYPES)) + 1 + 6
+#: A complete placeholder of a built-in type or a custom entity (`[EMPLOYEE_ID_3]`); only
+#: ones this call issued are restored.
+PLACEHOLDER = re.compile(rf"\[[A-Z][A-Z0-9_]{{0,{MAX_NAME - 1}}}_[1-9][0-9]{{0,5}}\]")
+#: Longest placeholder text: a longest entity name, `_`, six digits, brackets.
+PLACEHOLDER_MAX = 2 + max(MAX_NAME, *map(len, PII_TYPES)) + 1 + 6
 
 
 class Placeholders:

@@ -26,6 +26,7 @@ import anyio.lowlevel
 from ironrt.pii.detectors import find_pii
 from ironrt.pii.finding import Finding
 from ironrt.pii.pieces import PieceScan
+from ironrt.pii.rules import DEFAULT_RULES, Rules
 
 __all__ = [
     "PAUSE_S",
@@ -94,7 +95,7 @@ class Pace:
 
 
 def find_steps(
-    text: str, pace: Pace, *, json_text: bool = False
+    text: str, pace: Pace, *, json_text: bool = False, rules: Rules = DEFAULT_RULES
 ) -> Iterator[tuple[str, list[Finding]]]:
     """`text` in consecutive stretches, each with its findings (offsets into the stretch).
 
@@ -105,11 +106,11 @@ def find_steps(
     clock = time.perf_counter
     if len(text) <= pace.size:
         t0 = clock()
-        found = find_pii(text, json_text=json_text)
+        found = find_pii(text, json_text=json_text, rules=rules)
         pace.took(len(text), clock() - t0)
         yield text, found
         return
-    scan = PieceScan(text, json_text=json_text)
+    scan = PieceScan(text, json_text=json_text, rules=rules)
     while not scan.done:
         size = pace.size
         read = scan.held + size

@@ -21,6 +21,7 @@ import re
 from ironrt.pii.detectors import scan
 from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.redact import PLACEHOLDER_MAX, Placeholders
+from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import JWT_MAX, PEM_BODY, PEM_BODY_MAX, PEM_FOOTER_MAX, PEM_HEAD, pem_end
 
 __all__ = ["CONTEXT", "SHORT_MAX", "StreamRedactor", "StreamRestorer", "StreamScanner"]
@@ -68,10 +69,12 @@ def _long_open(buf: str, lo: int) -> int:
     return hold
 
 
-def _hold(buf: str, lo: int, raw: list[Finding]) -> int:
+def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules) -> int:
     """The first index of `buf` that cannot be released yet."""
     n = len(buf)
     hold = min(_tail_start(buf, max(lo, n - SHORT_MAX)), _long_open(buf, lo))
+    if rules.entity_width:  # a custom finding may hold any characters: keep its longest
+        hold = min(hold, max(lo, n - rules.entity_width))
     # Never cut through a candidate: move the cut to its start.
     for f in sorted(raw, key=lambda f: f.start, reverse=True):
         if f.start < hold and (f.end > hold or f.end == n):
@@ -82,9 +85,9 @@ def _hold(buf: str, lo: int, raw: list[Finding]) -> int:
 class StreamScanner:
     """Finds PII in one channel's text as it arrives; reports each finding once, when final."""
 
-    __slots__ = ("_batch", "_buf", "_ctx", "_unscanned")
+    __slots__ = ("_batch", "_buf", "_ctx", "_rules", "_unscanned")
 
-    def __init__(self, batch: int = 0) -> None:
+    def __init__(self, batch: int = 0, rules: Rules = DEFAULT_RULES) -> None:
         """`batch`: scan only once that many characters arrived since the last scan.
 
         Each scan has a fixed cost of a few microseconds; a stream of one-token deltas is
@@ -92,6 +95,7 @@ class StreamScanner:
         differently.
         """
         self._batch = batch
+        self._rules = rules
         self._buf = ""  # released context, then the held tail
         self._ctx = 0  # where the held tail starts in `_buf`
         self._unscanned = 0
@@ -111,13 +115,13 @@ class StreamScanner:
             self._buf = buf
             return "", []
         self._unscanned = 0
-        raw = scan(buf, self._ctx)
-        return self._release(buf, _hold(buf, self._ctx, raw), raw)
+        raw = scan(buf, self._ctx, self._rules)
+        return self._release(buf, _hold(buf, self._ctx, raw, self._rules), raw)
 
     def flush(self) -> tuple[str, list[Finding]]:
         """The channel closed: release everything held."""
         buf = self._buf
-        out = self._release(buf, len(buf), scan(buf, self._ctx))
+        out = self._release(buf, len(buf), scan(buf, self._ctx, self._rules))
         self._buf, self._ctx, self._unscanned = "", 0, 0
         return out
 
@@ -136,9 +140,9 @@ class StreamRedactor:
 
     __slots__ = ("_placeholders", "_scanner")
 
-    def __init__(self, placeholders: Placeholders) -> None:
+    def __init__(self, placeholders: Placeholders, rules: Rules = DEFAULT_RULES) -> None:
         self._placeholders = placeholders
-        self._scanner = StreamScanner()
+        self._scanner = StreamScanner(rules=rules)
 
     def feed(self, text: str) -> str:
         return self._placeholders.redact(*self._scanner.feed(text))
@@ -156,7 +160,7 @@ class StreamRestorer:
 
     __slots__ = ("_buf", "_placeholders", "json_escape")
 
-    _PARTIAL = re.compile(r"\[[A-Z]{0,6}(?:_[0-9]{0,6})?\Z")
+    _PARTIAL = re.compile(rf"\[(?:[A-Z][A-Z0-9_]{{0,{PLACEHOLDER_MAX - 3}}})?\Z")
 
     def __init__(self, placeholders: Placeholders, *, json_escape: bool = False) -> None:
         self._placeholders = placeholders
