@@ -19,11 +19,11 @@ file, the entity and what to write instead.
 
 from __future__ import annotations
 
+import importlib
 import re
-import re._parser as sre_parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -46,6 +46,8 @@ MAX_WIDTH = 256
 #: Longest entity name: the placeholder `[NAME_123456]` must stay short.
 MAX_NAME = 24
 _NAME = re.compile(rf"[A-Z][A-Z0-9_]{{0,{MAX_NAME - 1}}}")
+#: The regex parser, for a pattern's width (`re._parser` has no stubs; `sre_parse` warns).
+_PARSER: Any = importlib.import_module("re._parser")
 _MAX_TERMS = 10_000
 _MAX_WINDOW = 64
 
@@ -109,7 +111,7 @@ def _compile(where: str, name: str, spec: _EntitySpec) -> Entity:
     if spec.pattern is not None:
         try:
             pattern = re.compile(spec.pattern, flags)
-            low, high = sre_parse.parse(spec.pattern, flags).getwidth()
+            low, high = _PARSER.parse(spec.pattern, flags).getwidth()
         except re.error as exc:
             raise EntityError(f"{at}: `pattern` is not a valid regex: {exc}") from None
         if high > MAX_WIDTH:
