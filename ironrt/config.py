@@ -45,7 +45,7 @@ from ironrt.settings_table import (
     find,
     register_provider,
 )
-from ironrt.values import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES
+from ironrt.values import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, DEFAULT_PII_REGIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,6 +169,8 @@ SETTINGS_FIELDS: dict[str, str] = {
     "header_timeout": "IRONRT_HEADER_TIMEOUT",
     "body_timeout": "IRONRT_BODY_TIMEOUT",
     "keepalive_timeout": "IRONRT_KEEPALIVE_TIMEOUT",
+    "pii_regions": "IRONRT_PII_REGIONS",
+    "pii_private_ips": "IRONRT_PII_PRIVATE_IPS",
 }
 
 
@@ -358,6 +360,10 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 15.0
+    #: Regions whose national phone formats the PII detectors read (`IRONRT_PII_REGIONS`).
+    pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS
+    #: Whether addresses in private ranges are PII findings (`IRONRT_PII_PRIVATE_IPS`).
+    pii_private_ips: bool = True
     reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
 
     @property
@@ -387,6 +393,11 @@ class Settings:
     @property
     def config_path(self) -> Path:
         return self.home / "config.toml"
+
+    @property
+    def pii_path(self) -> Path:
+        """Custom PII entities of every agent of the home (`ironrt/pii/entities.py`)."""
+        return self.home / "pii.toml"
 
     @property
     def providers_path(self) -> Path:

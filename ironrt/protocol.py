@@ -34,6 +34,7 @@ from ironrt.values import (
     check_env_files,
     check_log_limits,
     check_min_uptime,
+    check_pii_types,
     check_project,
     check_resource_limits,
     check_usd,
@@ -115,6 +116,12 @@ class StartRequest(RequestBody):
     max_restarts: Restarts | None = DEFAULT_MAX_RESTARTS
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
+    #: Per type: `{"EMAIL": "redact", "SECRET": "block", "*": "off"}`; a type not named
+    #: follows `*`, else `pii` (null: every type follows `pii`).
+    pii_types: dict[str, PiiMode] | None = None
+    #: Absolute path of the agent's own `pii.toml`: its entities add to the home's (and
+    #: replace those of the same name). Read when the agent starts and when it changes.
+    pii_file: str | None = None
     rpm: Count | None = None
     tpm: Count | None = None
     allow_unmetered: bool = False
@@ -161,6 +168,12 @@ class StartRequest(RequestBody):
                 check_count(field, value)
         if self.project is not None:
             check_project(self.project)
+        if self.pii_types is not None:
+            self.pii_types = check_pii_types(self.pii_types)
+        if self.pii_file is not None and (
+            not self.pii_file.startswith("/") or len(self.pii_file) > 4096 or "\0" in self.pii_file
+        ):
+            raise ValueError(f"`pii_file`: {self.pii_file[:200]!r} is not an absolute path")
 
 
 class Agent(Base):
@@ -209,6 +222,8 @@ class Agent(Base):
     max_open_files: int | None = None
     max_cpu_seconds: int | None = None
     kind: AgentKind = "process"
+    pii_types: dict[str, PiiMode] | None = None
+    pii_file: str | None = None
 
 
 class AgentList(Base):
@@ -231,6 +246,7 @@ class UpdateRequest(RequestBody):
 
     budget_usd: Usd | msgspec.UnsetType | None = msgspec.UNSET
     pii: PiiMode | msgspec.UnsetType = msgspec.UNSET
+    pii_types: dict[str, PiiMode] | msgspec.UnsetType | None = msgspec.UNSET
     on_budget: OnBudget | msgspec.UnsetType = msgspec.UNSET
     rpm: Count | msgspec.UnsetType | None = msgspec.UNSET
     tpm: Count | msgspec.UnsetType | None = msgspec.UNSET
@@ -241,9 +257,13 @@ class UpdateRequest(RequestBody):
         for field, value in (("rpm", self.rpm), ("tpm", self.tpm)):
             if isinstance(value, int):
                 check_count(field, value)
+        if isinstance(self.pii_types, dict):
+            self.pii_types = check_pii_types(self.pii_types)
 
 
-LIMIT_FIELDS = ("budget_usd", "window", "rpm", "tpm", "max_concurrent", "models")
+LIMIT_FIELDS = (
+    "budget_usd", "window", "rpm", "tpm", "max_concurrent", "models", "pii", "pii_types",
+)  # fmt: skip
 
 
 class ScopeLimits(Base):
@@ -267,6 +287,10 @@ class ScopeLimits(Base):
     #: Calls admitted and not yet settled, and calls waiting for admission.
     in_flight: int = 0
     waiting: int = 0
+    #: PII handling every call in the scope gets at least (null: no floor); per type as
+    #: an agent's `pii_types`. The stricter of the agent's and its scopes' wins per type.
+    pii: PiiMode | None = None
+    pii_types: dict[str, PiiMode] | None = None
 
 
 class LimitsList(Base):
@@ -283,10 +307,14 @@ class LimitsUpdate(RequestBody):
     tpm: Count | msgspec.UnsetType | None = msgspec.UNSET
     max_concurrent: Count | msgspec.UnsetType | None = msgspec.UNSET
     models: list[str] | msgspec.UnsetType | None = msgspec.UNSET
+    pii: PiiMode | msgspec.UnsetType | None = msgspec.UNSET
+    pii_types: dict[str, PiiMode] | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.budget_usd, float):
             check_usd("budget_usd", self.budget_usd)
+        if isinstance(self.pii_types, dict):
+            self.pii_types = check_pii_types(self.pii_types)
         if isinstance(self.window, str):
             try:
                 parse_duration(self.window)

@@ -171,6 +171,26 @@ class Size:
 
 
 @dataclass(frozen=True, slots=True)
+class Regions:
+    accepts: str = "a list of ISO 3166 region codes with a phone numbering plan (US,GB,DE)"
+
+    def parse(self, raw: object) -> tuple[str, ...]:
+        from phonenumbers import SUPPORTED_REGIONS  # only when set: start-up stays light
+
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple):
+            raise ValueError(raw)
+        out: list[str] = []
+        for item in items:
+            code = str(item).strip().upper()
+            if code and code not in SUPPORTED_REGIONS:
+                raise ValueError(item)
+            if code and code not in out:
+                out.append(code)
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
 class Setting:
     """One setting: its environment variable and the values it accepts."""
 
@@ -393,6 +413,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_HEADER_TIMEOUT", _seconds(0.1, 300, low_open=False)),
     Setting("IRONRT_BODY_TIMEOUT", _seconds(0.1, 3600, low_open=False)),
     Setting("IRONRT_KEEPALIVE_TIMEOUT", _seconds(1, 3600, low_open=False)),
+    Setting("IRONRT_PII_REGIONS", Regions()),
+    Setting("IRONRT_PII_PRIVATE_IPS", Flag()),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 _BY_KEY: dict[str, Setting] = {s.key.upper(): s for s in SETTINGS}

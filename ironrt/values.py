@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from typing import Any
 
 #: The largest budget (USD) and count limit accepted: far above any real use, far below
 #: where floats and SQLite integers misbehave.
@@ -180,3 +182,84 @@ def check_usd(field: str, value: float) -> None:
 def check_count(field: str, value: int) -> None:
     if not 0 < value <= MAX_COUNT:
         raise ValueError(f"`{field}` must be between 1 and {MAX_COUNT}")
+
+
+# ---- PII: which types an agent or a scope acts on, and how -------------------------------
+#: What may be done with a type's findings, weakest first: a scope's setting can only make
+#: an agent's stricter (`strictest`).
+PII_ACTIONS = ("off", "detect", "redact", "block")
+#: Regions whose national phone formats are read unless `IRONRT_PII_REGIONS` says others.
+DEFAULT_PII_REGIONS = ("US", "CA", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "JP", "BR")
+#: The built-in types; a custom entity from `pii.toml` adds its own name.
+BUILTIN_PII_TYPES = ("EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET")
+#: A type name as placeholders spell it (`[EMPLOYEE_ID_1]`), or `*` for every other type.
+_PII_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,23}|\*")
+MAX_PII_TYPES = 256
+
+
+def check_pii_types(types: Mapping[str, str]) -> dict[str, Any]:
+    """`{type: action}` with type names upper-cased; an invalid name or action is an error.
+
+    Whether a name is known (built-in or a custom entity of the agent's `pii.toml`) is
+    checked where the entities are known: the daemon.
+    """
+    if len(types) > MAX_PII_TYPES:
+        raise ValueError(f"`pii_types`: at most {MAX_PII_TYPES} entries")
+    out: dict[str, Any] = {}
+    for name, action in types.items():
+        key = name.strip().upper()
+        if not _PII_TYPE.fullmatch(key):
+            raise ValueError(
+                f"`pii_types`: {name!r} is not a PII type name (EMAIL, PHONE, ..., a custom "
+                "entity's name, or * for every other type)"
+            )
+        if action not in PII_ACTIONS:
+            raise ValueError(
+                f"`pii_types`: {name}={action!r}: the action must be one of "
+                f"{', '.join(PII_ACTIONS)}"
+            )
+        out[key] = action
+    return out
+
+
+def parse_pii_types(spec: str | list[str] | Mapping[str, str], mode: str) -> dict[str, Any]:
+    """The CLI's and the apps file's forms of a type selection, as the API's map.
+
+    - `"email,phone"` (or a list): these types get `mode` (`--pii`), every other type is off;
+    - `"email=redact,secret=block"`: these types get their own action, others follow `mode`;
+    - both mixed (`"email,secret=block"`): as soon as a bare name selects, others are off;
+    - `"*=off"` says what every unnamed type gets explicitly.
+    """
+    if isinstance(spec, Mapping):
+        return check_pii_types(spec)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: dict[str, str] = {}
+    selects = False
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        name, eq, action = item.partition("=")
+        if eq:
+            out[name.strip()] = action.strip().lower()
+        else:
+            out[name] = mode
+            selects = True
+    if not out:
+        raise ValueError("`pii_types`: name at least one type (email, phone, card, ...)")
+    checked = check_pii_types(out)
+    if selects:
+        checked.setdefault("*", "off")
+    return checked
+
+
+def pii_action(type_: str, mode: str, types: Mapping[str, str] | None) -> str:
+    """What is done with findings of `type_` under `mode` (`--pii`) and `types`."""
+    if types is None:
+        return mode
+    return types.get(type_, types.get("*", mode))
+
+
+def strictest(a: str, b: str) -> str:
+    """The stricter of two actions (`off` < `detect` < `redact` < `block`)."""
+    return a if PII_ACTIONS.index(a) >= PII_ACTIONS.index(b) else b

@@ -34,6 +34,10 @@ class AgentGovernance:
     scopes: tuple[Scope, ...] = ()
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
+    #: Per type (`{"EMAIL": "redact", "*": "off"}`); None: every type follows `pii`.
+    pii_types: dict[str, PiiMode] | None = None
+    #: The agent's own pii.toml (absolute path), its entities added to the home's.
+    pii_file: str | None = None
     allow_unmetered: bool = False
     llm_calls: int = 0
     input_tokens: int = 0

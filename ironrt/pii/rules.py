@@ -18,41 +18,16 @@ per call: a scan only reads its fields.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ironrt.pii.entities import Entity
 from ironrt.pii.finding import PII_TYPES
+from ironrt.values import DEFAULT_PII_REGIONS
 
-__all__ = ["DEFAULT_REGIONS", "DEFAULT_RULES", "Rules", "parse_regions"]
+__all__ = ["DEFAULT_REGIONS", "DEFAULT_RULES", "Rules"]
 
 #: National formats read by default: the regions most agents' users write from.
-DEFAULT_REGIONS: tuple[str, ...] = (
-    "US", "CA", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "JP", "BR",
-)  # fmt: skip
-
-
-def parse_regions(raw: str | Iterable[str]) -> tuple[str, ...]:
-    """`"us, gb,DE"` or a list -> `("US", "GB", "DE")`; an unknown region is an error.
-
-    Regions are ISO 3166 codes that `phonenumbers` has a numbering plan for.
-    """
-    from phonenumbers import SUPPORTED_REGIONS
-
-    items = raw.split(",") if isinstance(raw, str) else list(raw)
-    out: list[str] = []
-    for item in items:
-        code = str(item).strip().upper()
-        if not code:
-            continue
-        if code not in SUPPORTED_REGIONS:
-            raise ValueError(
-                f"unknown phone region {str(item).strip()!r}: use ISO 3166 codes such as "
-                "US, GB, DE, FR (regions with a numbering plan in libphonenumber)"
-            )
-        if code not in out:
-            out.append(code)
-    return tuple(out)
+DEFAULT_REGIONS = DEFAULT_PII_REGIONS
 
 
 @dataclass(frozen=True, slots=True, eq=False)

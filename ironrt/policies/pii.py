@@ -59,10 +59,11 @@ import anyio
 from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
 from ironrt.governance.policy import Policy
 from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
+from ironrt.pii.finding import Finding
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.pii.stream import StreamRedactor
-from ironrt.protocol import PiiMode
+from ironrt.policies.pii_rules import PiiPlan, RulesFiles, plan_for
 
 __all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
 
@@ -99,7 +100,7 @@ class _Channel:
 class PiiCallState:
     """What the policy knows about one call."""
 
-    mode: PiiMode
+    plan: PiiPlan
     placeholders: Placeholders = field(default_factory=Placeholders)
     #: (type, where) -> findings, in the request and in the response.
     request: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -111,7 +112,14 @@ class PiiCallState:
 
     @property
     def redacting(self) -> bool:
-        return self.mode == "redact"
+        return self.plan.redacting
+
+    def to_redact(self, findings: list[Finding]) -> list[Finding]:
+        """The findings of types this call redacts (the others are only counted)."""
+        redact = self.plan.redact
+        if len(redact) == len(self.plan.actions):
+            return findings
+        return [f for f in findings if f.type in redact]
 
     def novel_placeholders(self) -> NovelPlaceholders:
         if self.novel is None:
@@ -152,9 +160,12 @@ class PiiPolicy(Policy):
         turn_s: float = TURN_S,
         step_s: float = STEP_S,
         piece: int = PIECE_START,
+        rules: RulesFiles | None = None,
     ) -> None:
         """The defaults are the daemon's; tests force the stepped path with small pieces
-        (`inline_max=0, step_s=0, piece=5`)."""
+        (`inline_max=0, step_s=0, piece=5`). `rules`: the home's and agents' `pii.toml`
+        (None: the built-in detectors only)."""
+        self.rules = rules
         self.inline_max = inline_max
         self.step_s = step_s
         self.piece = piece
@@ -173,25 +184,32 @@ class PiiPolicy(Policy):
 
     # ---- request ------------------------------------------------------------------------
 
+    def plan(self, flow: Flow) -> PiiPlan:
+        """What this call does with each type (read once per call, at its start)."""
+        gov = flow.agent
+        if self.rules is None:
+            return plan_for(gov)
+        return plan_for(gov, self.rules.rules_for(gov.pii_file))
+
     def request(self, flow: Flow) -> None:
-        mode = flow.agent.pii
-        if mode != "off":
-            drain(self._request_steps(flow, mode, flow.request_texts(), Pace.whole()))
+        plan = self.plan(flow)
+        if not plan.off:
+            drain(self._request_steps(flow, plan, flow.request_texts(), Pace.whole()))
 
     async def request_async(self, flow: Flow) -> None:
-        mode = flow.agent.pii
-        if mode == "off":
+        plan = self.plan(flow)
+        if plan.off:
             return
         slots = flow.request_texts()
         size = _size(slots)
-        await self._run(flow, size, self._request_steps(flow, mode, slots, self._pace(size)))
+        await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
 
     def _request_steps(
-        self, flow: Flow, mode: PiiMode, slots: list[TextSlot], pace: Pace
+        self, flow: Flow, plan: PiiPlan, slots: list[TextSlot], pace: Pace
     ) -> Steps[None]:
-        state = PiiCallState(mode)
+        state = PiiCallState(plan)
         flow.metadata["pii"] = state
-        redacting = mode == "redact"
+        redacting = plan.redacting
         # Placeholders are issued slot by slot, finding by finding, as the text is scanned:
         # the numbering inline redaction of the whole text gives.
         rewritten: list[tuple[TextSlot, str]] = []
@@ -199,37 +217,41 @@ class PiiPolicy(Policy):
             json_text = _is_json_text(slot, slot.text)
             parts: list[str] = []
             found = False
-            for stretch, findings in find_steps(slot.text, pace, json_text=json_text):
+            for stretch, findings in find_steps(
+                slot.text, pace, json_text=json_text, rules=plan.rules
+            ):
                 if findings:
-                    found = True
                     state.request.update((f.type, slot.where) for f in findings)
-                    if redacting:
-                        stretch = state.placeholders.redact(stretch, findings, json_text=json_text)
+                    hidden = state.to_redact(findings) if redacting else ()
+                    if hidden:
+                        found = True
+                        stretch = state.placeholders.redact(stretch, hidden, json_text=json_text)
                 parts.append(stretch)
                 yield
             if found and redacting:
                 rewritten.append((slot, "".join(parts)))
         if not state.request:
             return
-        if mode == "block":
-            types = ", ".join(sorted({t for t, _ in state.request}))
+        blocked = sorted({t for t, _ in state.request if t in plan.block})
+        if blocked:
+            types = ", ".join(blocked)
             flow.refuse(Refusal(
                 status=400,
                 message=(
-                    f"ironrt blocked this request: it contains PII ({types}) and this agent's "
-                    "PII mode is 'block'. Remove the data, or use PII mode 'redact' "
-                    "(`--pii redact`; `pii=\"redact\"` in `ironrt.protect`)."
+                    f"ironrt blocked this request: it contains PII ({types}) that this "
+                    "agent's PII policy blocks. Remove the data, or redact that type instead "
+                    "(`--pii redact`, `--pii-types`; `pii=\"redact\"` in `ironrt.protect`)."
                 ),
                 type="invalid_request_error",
                 code="pii_blocked",
                 policy=self.name,
                 retryable=False,
             ))  # fmt: skip
-            self._report(flow, state.request, "request", "blocked")
+            self._report(flow, state, state.request, "request", blocked=True)
             return
         for slot, text in rewritten:
             slot.set(text)
-        self._report(flow, state.request, "request", "redacted" if redacting else "detected")
+        self._report(flow, state, state.request, "request")
 
     # ---- non-streamed response ----------------------------------------------------------
 
@@ -256,7 +278,9 @@ class PiiPolicy(Policy):
         for slot in slots:
             if slot.where != _REPEAT:
                 json_text = _is_json_text(slot, slot.text)
-                for _, findings in find_steps(slot.text, pace, json_text=json_text):
+                for _, findings in find_steps(
+                    slot.text, pace, json_text=json_text, rules=state.plan.rules
+                ):
                     state.response.update((f.type, slot.where) for f in findings)
                     yield
             if state.redacting and (yield from self._rewrite_whole(state, slot, pace)):
@@ -341,12 +365,13 @@ class PiiPolicy(Policy):
         """
         ch = state.channels.get(slot.channel)
         if ch is None:
-            ch = state.channels[slot.channel] = _Channel(slot.where, event)
+            scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
+            ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
         ch.like = event
         if state.redacting:
             if ch.restorer is None:
                 ch.restorer = StreamRestorer(state.placeholders)
-                ch.redactor = StreamRedactor(state.novel_placeholders())
+                ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
             if ch.json_text is None and slot.text.strip():
                 ch.json_text = ch.restorer.json_escape = _is_json_text(slot, slot.text)
         text, out, pos = slot.text, list[str](), 0
@@ -405,7 +430,8 @@ class PiiPolicy(Policy):
             text = "".join(parts)
         novel: NovelPlaceholders | None = None
         parts = []
-        for stretch, findings in find_steps(text, pace, json_text=json_text):
+        rules = state.plan.redact_rules
+        for stretch, findings in find_steps(text, pace, json_text=json_text, rules=rules):
             if findings:
                 if novel is None:
                     novel = state.novel_placeholders()
@@ -422,10 +448,20 @@ class PiiPolicy(Policy):
     def _finish(self, flow: Flow, state: PiiCallState) -> None:
         if not state.reported:
             state.reported = True
-            self._report(flow, state.response, "response", "detected")
+            self._report(flow, state, state.response, "response")
 
     @staticmethod
-    def _report(flow: Flow, counts: Counter[tuple[str, str]], direction: str, action: str) -> None:
+    def _report(
+        flow: Flow,
+        state: PiiCallState,
+        counts: Counter[tuple[str, str]],
+        direction: str,
+        *,
+        blocked: bool = False,
+    ) -> None:
+        """One `PiiAlert` per direction: `actions` says what was done per type, `action`
+        the strongest of them (a response's findings are redacted or detected, never
+        blocked: the provider already answered)."""
         total = sum(counts.values())
         if not total:
             return
@@ -433,10 +469,20 @@ class PiiPolicy(Policy):
         per_type: Counter[str] = Counter()
         for (type_, _), n in counts.items():
             per_type[type_] += n
+        done = {"block": "blocked", "redact": "redacted", "detect": "detected"}
+        actions: dict[str, str] = {}
+        for type_ in per_type:
+            act = state.plan.actions.get(type_, "detect")
+            if act == "block" and not blocked:
+                act = "detect"  # a reply is not refused; nor, short of a block, a request
+            actions[type_] = done[act]
+        order = ("detected", "redacted", "blocked")
+        action = max(actions.values(), key=order.index)
         flow.emit(
             "PiiAlert",
             direction=direction,
             action=action,
+            actions=dict(sorted(actions.items())),
             count=total,
             types=sorted(per_type),
             where=sorted({w for _, w in counts}),

@@ -31,7 +31,7 @@ _COLUMNS = (
     "max_restarts, restarts, budget_usd, spent_usd, on_budget, pii, rpm, tpm, "
     "allow_unmetered, token_hash, created_at, started_at, ended_at, error, project, stop_reason, "
     "min_uptime_s, unstable_restarts, lost, log_max_bytes, log_keep, spec_digest, "
-    "max_memory_bytes, max_open_files, max_cpu_seconds, env_files, kind"
+    "max_memory_bytes, max_open_files, max_cpu_seconds, env_files, kind, pii_types, pii_file"
 )
 #: `max_restarts` is NOT NULL since schema v1: "unlimited" (null in the API) is stored as -1.
 _UNLIMITED = -1
@@ -88,6 +88,8 @@ def _params(agent: StoredAgent) -> tuple[object, ...]:
         r.max_cpu_seconds,
         msgspec.json.encode(r.env_files).decode(),
         r.kind,
+        None if r.pii_types is None else msgspec.json.encode(r.pii_types).decode(),
+        r.pii_file,
     )
 
 
@@ -152,6 +154,12 @@ def _from_row(row: sqlite3.Row) -> StoredAgent:
         max_cpu_seconds=row["max_cpu_seconds"],
         env_files=msgspec.json.decode(row["env_files"], type=list[str]),
         kind=row["kind"],
+        pii_types=(
+            None
+            if row["pii_types"] is None
+            else msgspec.json.decode(row["pii_types"], type=dict[str, PiiMode])
+        ),
+        pii_file=row["pii_file"],
     )
     env = msgspec.json.decode(row["env"], type=dict[str, str])
     return StoredAgent(record, env, row["pid_started"], row["token_hash"])

@@ -12,11 +12,12 @@ import sqlite3
 import msgspec
 
 from ironrt.governance.ledger.scope import Scope
+from ironrt.protocol import PiiMode
 from ironrt.store.db import Database
 
 _COLUMNS = (
     "scope, budget_usd, window_spec, resets_at, rpm, tpm, max_concurrent, models, "
-    "spent_nanos, warned"
+    "spent_nanos, warned, pii, pii_types"
 )
 
 SPEND_SQL = (
@@ -53,6 +54,8 @@ def save_statement(scope: Scope) -> tuple[str, tuple[object, ...]]:
         models,
         scope.spent_nanos,
         _warned(scope),
+        scope.pii,
+        None if scope.pii_types is None else msgspec.json.encode(scope.pii_types).decode(),
     )
     return SAVE_SQL, params
 
@@ -77,6 +80,9 @@ def _from_row(row: sqlite3.Row) -> Scope:
         scope.models = tuple(msgspec.json.decode(row["models"], type=list[str]))
     scope.spent_nanos = int(row["spent_nanos"])
     scope.warned = set(msgspec.json.decode(row["warned"], type=list[int]))
+    scope.pii = row["pii"]
+    if row["pii_types"] is not None:
+        scope.pii_types = msgspec.json.decode(row["pii_types"], type=dict[str, PiiMode])
     return scope
 
 

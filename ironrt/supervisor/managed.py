@@ -61,6 +61,7 @@ class Managed:
             "spent_usd": round(gov.spent_usd, 9),
             "on_budget": gov.on_budget,
             "pii": gov.pii,
+            "pii_types": gov.pii_types,
             "allow_unmetered": gov.allow_unmetered,
             "restarting": self.restart_pending,
         }
@@ -80,6 +81,8 @@ def govern(gov: AgentGovernance, record: Agent) -> AgentGovernance:
     its record: once, when the governance is built. Later changes go to `gov` alone."""
     gov.on_budget = record.on_budget
     gov.pii = record.pii
+    gov.pii_types = record.pii_types
+    gov.pii_file = record.pii_file
     gov.allow_unmetered = record.allow_unmetered
     gov.spent_usd = record.spent_usd
     return gov

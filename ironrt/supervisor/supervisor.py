@@ -205,6 +205,8 @@ class Supervisor(SupervisorLimits):
             spent_usd=0.0,
             on_budget=req.on_budget,
             pii=req.pii,
+            pii_types=req.pii_types,
+            pii_file=req.pii_file,
             rpm=req.rpm,
             tpm=req.tpm,
             allow_unmetered=req.allow_unmetered,
@@ -323,7 +325,7 @@ class Supervisor(SupervisorLimits):
             self._present(m)
             changes: dict[str, object] = {
                 name: getattr(req, name)
-                for name in ("budget_usd", "pii", "on_budget", "rpm", "tpm")
+                for name in ("budget_usd", "pii", "pii_types", "on_budget", "rpm", "tpm")
                 if getattr(req, name) is not msgspec.UNSET
             }
             scope = m.gov.scopes[0]

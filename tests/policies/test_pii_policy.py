@@ -199,6 +199,7 @@ def test_detect_counts_findings_in_a_response() -> None:
         {
             "direction": "response",
             "action": "detected",
+            "actions": {"CARD": "detected"},
             "count": 1,
             "types": ["CARD"],
             "where": ["completion"],
@@ -326,7 +327,8 @@ def test_call_state_is_kept_in_flow_metadata() -> None:
     _, flow = redacted_chat(f"mail {EMAIL}")
     state = flow.metadata["pii"]
     assert isinstance(state, PiiCallState)
-    assert state.mode == "redact" and state.request == {("EMAIL", "prompt"): 1}
+    assert state.redacting and state.request == {("EMAIL", "prompt"): 1}
+    assert state.plan.redact >= {"EMAIL", "PHONE", "SECRET"} and not state.plan.block
 
 
 # ---- the router's awaited hooks -------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ironrt.governance.ledger.money import nanos_to_usd, usd_to_nanos
-from ironrt.protocol import ScopeLimits
+from ironrt.protocol import PiiMode, ScopeLimits
 from ironrt.values import parse_duration
 
 #: Budget warnings, in percent of the budget; 100 is `BudgetExhausted`.
@@ -58,6 +58,8 @@ _LIMITS_STATE = (
     "tpm",
     "max_concurrent",
     "models",
+    "pii",
+    "pii_types",
     "warned",
     "exhausted",
 )
@@ -75,6 +77,10 @@ class Scope:
     tpm: int | None = None
     max_concurrent: int | None = None
     models: tuple[str, ...] | None = None
+    #: PII handling every call in the scope gets at least (None: no floor), per type as
+    #: an agent's (`ironrt.values.pii_action`).
+    pii: PiiMode | None = None
+    pii_types: dict[str, PiiMode] | None = None
     #: Settled spend of the current window (of all time without a window).
     spent_nanos: int = 0
     #: Upper bounds reserved by calls in flight.
@@ -131,8 +137,10 @@ class Scope:
                 self.resets_at = None if value is None else now + parse_duration(value)
             elif name == "models":
                 self.models = None if value is None else tuple(value)
-            elif name in ("rpm", "tpm", "max_concurrent"):
+            elif name in ("rpm", "tpm", "max_concurrent", "pii"):
                 setattr(self, name, value)
+            elif name == "pii_types":
+                self.pii_types = None if value is None else dict(value)
             else:
                 raise KeyError(name)
 
@@ -204,6 +212,8 @@ class Scope:
             models=list(self.models) if self.models is not None else None,
             in_flight=self.in_flight,
             waiting=self.waiting,
+            pii=self.pii,
+            pii_types=dict(self.pii_types) if self.pii_types is not None else None,
         )
 
 
