@@ -210,7 +210,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         restart_backoff=settings.restart_backoff,
         sample_interval=settings.sample_interval,
     )
-    router = RouterService(settings, db, bus, supervisor, keys)
+    router = RouterService(settings, db, bus, supervisor, keys, pii_rules=supervisor.pii_rules)
     stopping = anyio.Event()
     keep_agents = True
 

@@ -22,12 +22,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ironrt.config import Settings
+from ironrt.errors import ConfigError
 from ironrt.governance.agent import AgentGovernance
 from ironrt.pii.entities import Entity, EntityError, load_entities, merge_entities
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.values import DEFAULT_PII_REGIONS, pii_action, strictest
 
-__all__ = ["RECHECK_S", "PiiPlan", "RulesFiles", "plan_for"]
+__all__ = ["RECHECK_S", "PiiPlan", "RulesFiles", "plan_for", "rules_files"]
 
 log = logging.getLogger("ironrt.pii")
 
@@ -205,3 +207,15 @@ def plan_for(gov: AgentGovernance, rules: Rules = DEFAULT_RULES) -> PiiPlan:
     plan = _plan(rules.labels, rules, gov.pii, floors, gov.pii_types)
     gov.state[_PLAN] = (key, plan)
     return plan
+
+
+def rules_files(settings: Settings) -> RulesFiles:
+    """The home's rules as the settings say; an invalid home `pii.toml` is a `ConfigError`."""
+    try:
+        return RulesFiles(
+            settings.pii_path,
+            regions=settings.pii_regions,
+            private_ips=settings.pii_private_ips,
+        )
+    except EntityError as exc:
+        raise ConfigError(str(exc)) from None

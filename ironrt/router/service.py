@@ -37,6 +37,7 @@ from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.budget import BudgetPolicy
 from ironrt.policies.pii import PiiPolicy
+from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
@@ -66,7 +67,11 @@ class Agents(Protocol):
 
 
 def build_policies(
-    pricer: Pricer, outputs: OutputLimits, ledger: Ledger, reliability: ReliabilitySettings
+    pricer: Pricer,
+    outputs: OutputLimits,
+    ledger: Ledger,
+    reliability: ReliabilitySettings,
+    pii_rules: RulesFiles | None = None,
 ) -> list[Policy]:
     """The ordered pipeline: allowlist → budget → safety → reliability. A new policy is one
     line here.
@@ -77,7 +82,7 @@ def build_policies(
     return [
         AllowlistPolicy(),
         BudgetPolicy(pricer, outputs, ledger),
-        PiiPolicy(),
+        PiiPolicy(rules=pii_rules),
         RateLimitPolicy(),
         CircuitBreakerPolicy(reliability),
         RetryPolicy(reliability),
@@ -92,7 +97,11 @@ class RouterService:
         bus: EventBus,
         supervisor: Agents,
         keys: ProviderKeys,
+        *,
+        pii_rules: RulesFiles | None = None,
     ) -> None:
+        """`pii_rules`: the daemon's (shared with the supervisor, which checks selections
+        against them); built from the settings if not given."""
         self.settings = settings
         self.ledger = ledger = supervisor.ledger
         self.db = db
@@ -109,7 +118,13 @@ class RouterService:
         self.books = supervisor.books
         self.reliability = settings.reliability
         self.pipeline = Pipeline(
-            build_policies(self.pricer, self.outputs, ledger, self.reliability)
+            build_policies(
+                self.pricer,
+                self.outputs,
+                ledger,
+                self.reliability,
+                pii_rules if pii_rules is not None else rules_files(settings),
+            )
         )
         self.upstream = Upstream(self.reliability)
         config = RouterConfig(

@@ -10,11 +10,15 @@ supervisor's module holds the agents' lives and nothing else.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from pathlib import Path
+from collections.abc import Callable, Mapping
 
+from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, Scope, scope_key
+from ironrt.pii.entities import EntityError
+from ironrt.policies.pii_rules import RulesFiles
 from ironrt.protocol import Agent
 from ironrt.store.books import Books
 from ironrt.supervisor.budgets import resolve_scope, sorted_scopes
@@ -28,6 +32,8 @@ class SupervisorLimits:
     ledger: Ledger
     books: Books
     bus: EventBus
+    #: The home's and agents' pii.toml: which PII type names a selection may use.
+    pii_rules: RulesFiles
     life: Lifecycle
     agents: dict[str, Managed]
     #: The daemon's agent a ref names (`Supervisor.find`).
@@ -48,6 +54,17 @@ class SupervisorLimits:
         own.apply({k: v for k, v in limits.items() if v is not None}, self.ledger.clock())
         return own
 
+    def check_pii(self, types: Mapping[str, str] | None, pii_file: str | None) -> None:
+        """A selection names only types this agent's detectors report; its file is valid."""
+        if pii_file is not None and not Path(pii_file).is_file():
+            raise InvalidRequest(f"`pii_file`: no such file: {pii_file}", field="pii_file")
+        try:
+            self.pii_rules.check_types(types, pii_file)
+        except EntityError as exc:
+            raise InvalidRequest(str(exc), field="pii_file") from None
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), field="pii_types") from None
+
     def agent_of(self, scope: Scope) -> Managed | None:
         return self.agents.get(scope.agent_id) if scope.agent_id else None
 
@@ -61,6 +78,9 @@ class SupervisorLimits:
     async def set_limits(self, scope: Scope, changes: dict[str, object]) -> Scope:
         """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
         persist them; an agent's row is rewritten to show its own scope's new limits."""
+        types = changes.get("pii_types")
+        if isinstance(types, dict):
+            self.check_pii(types, None)
         before = scope.limits_state()
         self.ledger.set_limits(scope, changes)
         if not await self.books.save_scope(scope):

@@ -26,6 +26,7 @@ from ironrt.errors import AgentNotFound, Conflict
 from ironrt.events import EventBus, utcnow
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, scope_key
+from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.protocol import (
     Agent,
     AgentList,
@@ -70,8 +71,10 @@ class Supervisor(SupervisorLimits):
         *,
         restart_backoff: float = 0.5,
         sample_interval: float = 1.0,
+        pii_rules: RulesFiles | None = None,
     ) -> None:
         self.settings = settings
+        self.pii_rules = pii_rules or rules_files(settings)
         self.db = db
         self.bus = bus
         self.router_url = router_url
@@ -174,6 +177,7 @@ class Supervisor(SupervisorLimits):
     async def start(self, req: StartRequest) -> Agent:
         command = resolve_command(req)
         rlimits.check(req)
+        self.check_pii(req.pii_types, req.pii_file)
         taken = self._live_names() | self._reserved | RESERVED_NAMES  # all.py runs as all-2
         if req.name is not None:
             if req.name in taken:
@@ -328,6 +332,8 @@ class Supervisor(SupervisorLimits):
                 for name in ("budget_usd", "pii", "pii_types", "on_budget", "rpm", "tpm")
                 if getattr(req, name) is not msgspec.UNSET
             }
+            if isinstance(req.pii_types, dict):
+                self.check_pii(req.pii_types, m.gov.pii_file)
             scope = m.gov.scopes[0]
             limits_before = scope.limits_state()
             limits = {k: v for k, v in changes.items() if k in ("budget_usd", "rpm", "tpm")}
