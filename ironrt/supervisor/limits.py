@@ -10,8 +10,8 @@ supervisor's module holds the agents' lives and nothing else.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
