@@ -91,6 +91,8 @@ class Router:
     upstream: FakeUpstream
     faulty: Faulty
     ledger: Ledger
+    #: The agent holding TOKEN (a test may change its settings, as `ironrt set` would).
+    agent: Any = None
     #: Every call settled (books closed), in order: what the daemon would trace.
     settled: list[Flow] = field(default_factory=list)
 
@@ -117,7 +119,7 @@ def _serve(router: Router, sock: socket.socket, ready: threading.Event, box: lis
             *build_policies(pricer, OutputLimits(), router.ledger, reliability),
         ]
         pipeline = Pipeline(policies)
-        agent = tagent("fc1", ledger=router.ledger, budget_usd=5.0)
+        agent = router.agent = tagent("fc1", ledger=router.ledger, budget_usd=5.0)
         agents = {token_hash(TOKEN): agent}
 
         async def settle(flow: Flow) -> None:

@@ -27,7 +27,7 @@ from tests.router.helpers import agent_script, governed_env
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"
 CARD = "4111 1111 1111 1111"
-#: A GitHub token with a valid checksum (generated, not a real one).
+#: An AWS access key id of the documented shape (generated, not a real one).
 SECRET = "AKIAZ5QXKQ7VFA2BQC3D"
 
 HOME_PII = """
