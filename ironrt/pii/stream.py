@@ -8,21 +8,37 @@ any split of a text into pieces the output equals what the whole text gives at o
 How much is held back follows from the patterns (`detectors.py`): every short finding is at
 most `SHORT_MAX` characters of a known alphabet (a run of `[\\w.%+@:()-]`, possibly preceded
 by space-separated groups of digits, capitals and `ext`), so the tail to hold starts where
-that shape starts; JWTs and PEM private keys, which may be kilobytes long, are held from
-their unmistakable opening (`eyJ`, `-----BEGIN`) until they close or grow past the longest
-accepted length. Each rescan starts at the held tail with `CONTEXT` characters of already
-released text before it, enough for every look-behind and for an email's local part.
+that shape starts. Long secrets and those with other characters (JWTs of any size, private
+keys up to 1 MiB of body, base64-wrapped JWTs, Slack webhook URLs) are held from their
+opening (`ey`, `-----BEGIN`, `ZXlK`, `hooks.slack.com/`) until they close or can no longer
+be one (`_long_open`); while one is open, pieces that merely extend it are taken without a
+rescan (`_Open`), so a secret of n characters costs O(n), however finely it is split. Each
+rescan starts at the held tail with `CONTEXT` characters of already released text before
+it, enough for every look-behind and for an email's local part.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 
 from ironrt.pii.detectors import scan
 from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.redact import PLACEHOLDER_MAX, Placeholders
 from ironrt.pii.rules import DEFAULT_RULES, Rules
-from ironrt.pii.secrets import JWT_MAX, PEM_BODY, PEM_BODY_MAX, PEM_FOOTER_MAX, PEM_HEAD, pem_end
+from ironrt.pii.secrets import (
+    JWT_HEADER_MAX,
+    PEM_BODY_MAX,
+    PEM_FOOTER_MAX,
+    PEM_HEAD,
+    PEM_HEAD_MAX,
+    SLACK_HOOK_MAX,
+    jwt_b64_head,
+    jwt_b64_prefix_ok,
+    jwt_prefix_ok,
+    pem_body_ok,
+    pem_end,
+)
 
 __all__ = ["CONTEXT", "SHORT_MAX", "StreamRedactor", "StreamRestorer", "StreamScanner"]
 
@@ -31,11 +47,18 @@ __all__ = ["CONTEXT", "SHORT_MAX", "StreamRedactor", "StreamRestorer", "StreamSc
 SHORT_MAX = 640
 #: Released text kept in front of the held tail for look-behinds and email local parts.
 CONTEXT = 96
-_PEM_SPAN = PEM_BODY_MAX + PEM_FOOTER_MAX + 128
+_PEM_SPAN = PEM_HEAD_MAX + PEM_BODY_MAX + PEM_FOOTER_MAX
 
 # Matched against the reversed window: the last token, then whole groups before it.
-_TAIL_REVERSED = re.compile(r"[\w.%+@:()-]*(?: [A-Z0-9()+.ext-]+)*", re.ASCII)
-_JWT_OPEN = re.compile(r"eyJ[\w.-]*\Z", re.ASCII)
+_TAIL_REVERSED = re.compile(r"[\w.%+@:()/-]*(?: [A-Z0-9()+.ext-]+)*", re.ASCII)
+# What an open JWT (base64-wrapped JWT, private key header, webhook URL) may look like so
+# far: a prefix of the pattern in `secrets.py`, or more (holding back more is only slower).
+# A JWT's end depends on two characters after it (`.x` would be a fourth segment): a dot
+# after its `=` padding keeps it open too.
+_JWT_OPEN = re.compile(r"ey(?<![\w.-]ey)[\w-]*(?:\.[\w./\\-]*)?={0,2}\.?\Z", re.ASCII)
+_JWT_B64_OPEN = re.compile(r"ZXlK(?<![\w+/=\\-]ZXlK)[\w+/-]*={0,2}\Z", re.ASCII)
+_PEM_HEAD_OPEN = re.compile(r"-----BEGIN[ A-Z0-9_-]*\Z", re.ASCII)
+_HOOK_OPEN = re.compile(r"hooks\.slack\.com/[A-Za-z0-9+/]*\Z", re.ASCII)
 
 
 def _tail_start(buf: str, lo: int) -> int:
@@ -45,28 +68,130 @@ def _tail_start(buf: str, lo: int) -> int:
 
 
 def _long_open(buf: str, lo: int) -> int:
-    """Start of a JWT or private key that is still open at the end of `buf`, else its end."""
+    """Start of a JWT, private key or webhook URL still open at the end of `buf`, else its end."""
     n = len(buf)
-    hold = n
-    if "eyJ" in buf:
-        m = _JWT_OPEN.search(buf, max(lo, n - JWT_MAX))
-        if m is not None:
-            hold = m.start()
-    i = buf.rfind("-----BEGIN", max(lo, n - _PEM_SPAN))
-    if i != -1:
-        head = PEM_HEAD.match(buf, i)
-        if head is None:
-            closed = n - i > 64  # a header is shorter than that
-        else:
-            _, footer = pem_end(buf, head)
-            closed = (
-                footer
-                or n - head.end() >= _PEM_SPAN - 64
-                or PEM_BODY.fullmatch(buf, head.end(), n) is None
-            )
-        if not closed:
-            hold = min(hold, i)
+    hold = min(_jwt_open(buf, lo), _pem_open(buf, lo))
+    if "ZXlK" in buf:
+        m = _JWT_B64_OPEN.search(buf, lo)
+        if m is not None and jwt_b64_prefix_ok(buf, m.start(), m.end()):
+            hold = min(hold, m.start())
+    i = buf.rfind("hooks.slack.com/", max(lo, n - SLACK_HOOK_MAX))
+    if i != -1 and _HOOK_OPEN.match(buf, i):
+        hold = min(hold, i)
     return hold
+
+
+#: Dead JWT candidates checked before holding from the next one unchecked (bounds the work
+#: on text crafted with many `/ey` starts).
+_JWT_TRIES = 8
+
+
+def _jwt_open(buf: str, lo: int) -> int:
+    n = len(buf)
+    if "ey" not in buf:
+        return n
+    pos = lo
+    for _ in range(_JWT_TRIES):
+        m = _JWT_OPEN.search(buf, pos)
+        if m is None:
+            return n
+        if jwt_prefix_ok(buf, m.start(), m.end()):
+            return m.start()
+        dot = buf.find(".", m.start(), m.end())
+        if dot == -1:  # a header too long: nothing after it can start a JWT
+            return n
+        pos = dot + 1
+    m = _JWT_OPEN.search(buf, pos)
+    return n if m is None else m.start()
+
+
+def _pem_open(buf: str, lo: int) -> int:
+    """Start of the last private key header in `buf` if the key may still grow."""
+    n = len(buf)
+    i = buf.rfind("-----BEGIN", max(lo, n - _PEM_SPAN))
+    if i == -1:
+        return n
+    head = PEM_HEAD.match(buf, i)
+    if head is None:
+        opening = n - i <= PEM_HEAD_MAX and _PEM_HEAD_OPEN.match(buf, i) is not None
+        return i if opening else n
+    _, footer = pem_end(buf, head)
+    body = head.end()
+    if footer or n - body > PEM_BODY_MAX + PEM_FOOTER_MAX or not pem_body_ok(buf, body, n):
+        return n
+    return i
+
+
+class _Open:
+    """A long secret that opens the held tail, and the text that extends it, open still.
+
+    While only such text arrives, a rescan would hold the same tail and release nothing,
+    so `StreamScanner.feed` skips it: a 64 KB JWT streamed four characters at a time is
+    scanned a handful of times (when a dot or the end arrives), not 16,000 times over a
+    growing tail. What "extends" means is read off `_long_open`: characters that can
+    neither complete nor break the secret (no dot of a JWT, no dash of a key's footer, no
+    colon of an armor header), within the length that keeps it open.
+    """
+
+    __slots__ = ("chars", "parts", "pending", "room")
+
+    def __init__(self, chars: re.Pattern[str], room: int) -> None:
+        self.chars = chars
+        self.room = room  # characters it may still grow by
+        # Text taken since the last scan, kept apart: appending each piece to the held
+        # tail would copy the tail every time, quadratic again.
+        self.parts: list[str] = []
+        self.pending = 0
+
+    def extends(self, text: str) -> bool:
+        """Whether `text`, just arrived, keeps it open; if so it is taken."""
+        if len(text) > self.room or self.chars.fullmatch(text) is None:
+            return False
+        self.parts.append(text)
+        self.pending += len(text)
+        self.room -= len(text)
+        return True
+
+    def joined(self, buf: str) -> str:
+        """`buf` with the text taken."""
+        return buf + "".join(self.parts) if self.parts else buf
+
+
+_JWT_HEADER_CHARS = re.compile(r"[\w-]*", re.ASCII)
+_JWT_BODY_CHARS = re.compile(r"[\w/\\-]*", re.ASCII)
+_JWT_B64_CHARS = re.compile(r"[\w+/-]*", re.ASCII)
+_PEM_CHARS = re.compile(r"[A-Za-z0-9+/=\s]*", re.ASCII)
+
+
+def _open_at(buf: str, at: int) -> _Open | None:
+    """The JWT or private key open from `at` to the end of `buf`, if one is."""
+    n = len(buf)
+    if buf.startswith("ey", at):
+        if _jwt_open(buf, at) != at:
+            return None
+        dot = buf.find(".", at)
+        if dot == -1:
+            return _Open(_JWT_HEADER_CHARS, JWT_HEADER_MAX - (n - at))
+        # After `=` padding nothing may follow; before the payload's `eyJ` a letter may fail.
+        if buf.find("=", dot) != -1 or n - dot < 4:
+            return None
+        return _Open(_JWT_BODY_CHARS, sys.maxsize)
+    if buf.startswith("ZXlK", at):
+        m = _JWT_B64_OPEN.match(buf, at)
+        head = jwt_b64_head(buf, at, n) if m is not None else None
+        if head is None or buf.endswith("=") or not jwt_prefix_ok(head, 0, len(head)):
+            return None
+        dot = head.find(".")
+        return _Open(_JWT_B64_CHARS, sys.maxsize) if -1 < dot < len(head) - 3 else None
+    if buf.startswith("-----BEGIN", at):
+        head_m = PEM_HEAD.match(buf, at)
+        if head_m is None or _pem_open(buf, at) != at:
+            return None
+        line = max(buf.rfind("\n", at), buf.rfind("\r", at), buf.rfind("\\", at), at)
+        if ":" in buf[line:]:  # an armor header may still be growing past its limit
+            return None
+        return _Open(_PEM_CHARS, PEM_BODY_MAX + PEM_FOOTER_MAX - (n - head_m.end()))
+    return None
 
 
 def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules) -> int:
@@ -85,7 +210,7 @@ def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules) -> int:
 class StreamScanner:
     """Finds PII in one channel's text as it arrives; reports each finding once, when final."""
 
-    __slots__ = ("_batch", "_buf", "_ctx", "_rules", "_unscanned")
+    __slots__ = ("_batch", "_buf", "_ctx", "_open", "_rules", "_unscanned")
 
     def __init__(self, batch: int = 0, rules: Rules = DEFAULT_RULES) -> None:
         """`batch`: scan only once that many characters arrived since the last scan.
@@ -99,16 +224,21 @@ class StreamScanner:
         self._buf = ""  # released context, then the held tail
         self._ctx = 0  # where the held tail starts in `_buf`
         self._unscanned = 0
+        self._open: _Open | None = None  # a long secret open from `_ctx` (see `_Open`)
 
     @property
     def held(self) -> int:
         """Characters currently held back."""
-        return len(self._buf) - self._ctx
+        return len(self._buf) - self._ctx + (self._open.pending if self._open else 0)
 
     def feed(self, text: str) -> tuple[str, list[Finding]]:
         """Add `text`; return the text now final and the findings in it (offsets into it)."""
         if not text:
             return "", []
+        if self._open is not None:
+            if self._open.extends(text):  # a rescan would release nothing
+                return "", []
+            self._buf, self._open = self._open.joined(self._buf), None
         buf = self._buf + text
         self._unscanned += len(text)
         if self._unscanned < self._batch:
@@ -120,7 +250,7 @@ class StreamScanner:
 
     def flush(self) -> tuple[str, list[Finding]]:
         """The channel closed: release everything held."""
-        buf = self._buf
+        buf = self._open.joined(self._buf) if self._open is not None else self._buf
         out = self._release(buf, len(buf), scan(buf, self._ctx, self._rules))
         self._buf, self._ctx, self._unscanned = "", 0, 0
         return out
@@ -132,6 +262,7 @@ class StreamScanner:
             found = [Finding(f.type, f.start - ctx, f.end - ctx, f.value, f.kind) for f in found]
         keep = max(0, hold - CONTEXT)
         self._buf, self._ctx = buf[keep:], hold - keep
+        self._open = _open_at(self._buf, self._ctx)
         return buf[ctx:hold], found
 
 
