@@ -18,9 +18,9 @@ import msgspec
 
 from ironrt import client_requests as req
 from ironrt.client import Runtime
-from ironrt.client_requests import StartOptions
+from ironrt.client_requests import PiiTypes, StartOptions
 from ironrt.errors import DaemonUnavailable
-from ironrt.protocol import Agent, Event, Health, Metrics, ScopeLimits, Trace, Usage
+from ironrt.protocol import Agent, Event, Health, Metrics, PiiMode, ScopeLimits, Trace, Usage
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -176,10 +176,17 @@ class AsyncRuntime:
         return await self._call(req.remove_agent(ref, force))
 
     async def update_agent(self, ref: str, **changes: object) -> Agent:
-        """Change budget_usd, pii, on_budget, rpm or tpm of an agent, also while it runs
-        (None removes a limit). An unknown field raises TypeError, a bad value
-        InvalidRequest, before anything is sent."""
-        return await self._call(req.update_agent(ref, changes))
+        """Change budget_usd, pii, pii_types, on_budget, rpm or tpm of an agent, also while
+        it runs (None removes a limit, or the type selection). An unknown field raises
+        TypeError, a bad value InvalidRequest, before anything is sent.
+
+        `pii_types` takes the map (`{"EMAIL": "redact"}`) or `start_agent`'s forms
+        (`"email,secret=block"`); a type named without an action gets the `pii` given
+        with it, else the agent's current one (fetched first)."""
+        current = None
+        if req.wants_update_pii(changes):
+            current = (await self.get_agent(ref)).pii
+        return await self._call(req.update_agent(ref, changes, current))
 
     async def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return await self.update_agent(ref, budget_usd=budget_usd)
@@ -252,9 +259,16 @@ class AsyncRuntime:
         tpm: int | msgspec.UnsetType | None = msgspec.UNSET,
         max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET,
         models: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
+        pii: PiiMode | msgspec.UnsetType | None = msgspec.UNSET,
+        pii_types: PiiTypes | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
-        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
+        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns.
+
+        `pii` and `pii_types` are a floor for every call in the scope: per type, the
+        stricter of the agent's action and the scope's wins. `pii_types` takes the forms
+        of `start_agent`'s; a type named without an action gets `pii`, else the scope's
+        current `pii` (fetched first)."""
         changes = req.given(
             budget_usd=budget_usd,
             window=window,
@@ -262,8 +276,13 @@ class AsyncRuntime:
             tpm=tpm,
             max_concurrent=max_concurrent,
             models=models,
+            pii=pii,
+            pii_types=pii_types,
         )
-        return await self._call(req.set_limits(scope, changes))
+        current = None
+        if req.wants_limits_pii(changes):
+            current = (await self.get_limits(scope)).pii
+        return await self._call(req.set_limits(scope, changes, current))
 
     async def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`)."""

@@ -28,11 +28,12 @@ import msgspec
 
 from ironrt import client_requests as req
 from ironrt import uds
+from ironrt.client_requests import PiiTypes as PiiTypes  # re-exported
 from ironrt.client_requests import StartOptions as StartOptions  # re-exported
 from ironrt.client_requests import default_python as default_python  # re-exported
 from ironrt.config import Settings
 from ironrt.errors import DaemonUnavailable
-from ironrt.protocol import Agent, Event, Health, Metrics, ScopeLimits, Trace, Usage
+from ironrt.protocol import Agent, Event, Health, Metrics, PiiMode, ScopeLimits, Trace, Usage
 from ironrt.uds import Reply
 
 if TYPE_CHECKING:
@@ -233,10 +234,17 @@ class Runtime:
         return self._call(req.remove_agent(ref, force))
 
     def update_agent(self, ref: str, **changes: object) -> Agent:
-        """Change budget_usd, pii, on_budget, rpm or tpm of an agent, also while it runs
-        (None removes a limit). An unknown field raises TypeError, a bad value
-        InvalidRequest, before anything is sent."""
-        return self._call(req.update_agent(ref, changes))
+        """Change budget_usd, pii, pii_types, on_budget, rpm or tpm of an agent, also while
+        it runs (None removes a limit, or the type selection). An unknown field raises
+        TypeError, a bad value InvalidRequest, before anything is sent.
+
+        `pii_types` takes the map (`{"EMAIL": "redact"}`) or `start_agent`'s forms
+        (`"email,secret=block"`); a type named without an action gets the `pii` given
+        with it, else the agent's current one (fetched first)."""
+        current = None
+        if req.wants_update_pii(changes):
+            current = (self.get_agent(ref)).pii
+        return self._call(req.update_agent(ref, changes, current))
 
     def set_budget(self, ref: str, budget_usd: float) -> Agent:
         return self.update_agent(ref, budget_usd=budget_usd)
@@ -307,9 +315,16 @@ class Runtime:
         tpm: int | msgspec.UnsetType | None = msgspec.UNSET,
         max_concurrent: int | msgspec.UnsetType | None = msgspec.UNSET,
         models: Sequence[str] | msgspec.UnsetType | None = msgspec.UNSET,
+        pii: PiiMode | msgspec.UnsetType | None = msgspec.UNSET,
+        pii_types: PiiTypes | msgspec.UnsetType | None = msgspec.UNSET,
     ) -> ScopeLimits:
         """Set the given limits of `scope` (None clears one; the others are left as they
-        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns."""
+        are). `window` is a duration like `1h` or `7d`; `models` are glob patterns.
+
+        `pii` and `pii_types` are a floor for every call in the scope: per type, the
+        stricter of the agent's action and the scope's wins. `pii_types` takes the forms
+        of `start_agent`'s; a type named without an action gets `pii`, else the scope's
+        current `pii` (fetched first)."""
         changes = req.given(
             budget_usd=budget_usd,
             window=window,
@@ -317,8 +332,13 @@ class Runtime:
             tpm=tpm,
             max_concurrent=max_concurrent,
             models=models,
+            pii=pii,
+            pii_types=pii_types,
         )
-        return self._call(req.set_limits(scope, changes))
+        current = None
+        if req.wants_limits_pii(changes):
+            current = (self.get_limits(scope)).pii
+        return self._call(req.set_limits(scope, changes, current))
 
     def unset_limits(self, scope: str, *fields: str) -> ScopeLimits:
         """Clear the named limits of `scope` (names as in `LimitsUpdate`: budget_usd,

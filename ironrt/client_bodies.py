@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import msgspec
 
@@ -28,21 +28,35 @@ from ironrt.protocol import (
     StartRequest,
     UpdateRequest,
 )
-from ironrt.values import DEFAULT_MAX_RESTARTS, DEFAULT_MIN_UPTIME_S, check_project
+from ironrt.values import (
+    DEFAULT_MAX_RESTARTS,
+    DEFAULT_MIN_UPTIME_S,
+    PII_ACTIONS,
+    check_project,
+    parse_pii_types,
+)
 
 __all__ = [
     "START_OPTIONS",
     "UPDATE_FIELDS",
+    "PiiTypes",
     "StartOptions",
     "checked_project",
     "default_python",
     "given",
     "limits_body",
+    "pii_types_map",
     "refuse_unknown",
     "start_body",
     "unset_changes",
     "update_body",
+    "wants_pii_mode",
 ]
+
+#: A PII type selection as the clients take it: the API's map (`{"email": "redact"}`), or
+#: the CLI's forms, a string (`"email,phone"`, `"email=redact,secret=block"`) or a list of
+#: its items. A name without an action gets `pii`, and every type not named is then off.
+PiiTypes = Mapping[str, str] | str | Sequence[str]
 
 
 class StartOptions(TypedDict, total=False):
@@ -74,6 +88,11 @@ class StartOptions(TypedDict, total=False):
     cwd: str | None
     on_budget: OnBudget
     pii: PiiMode
+    #: Per type (see `PiiTypes`): `"email,secret=block"`, or `{"EMAIL": "redact"}`.
+    pii_types: PiiTypes | None
+    #: The agent's own `pii.toml` (relative: to this process's directory); its entities
+    #: add to the home's. The daemon refuses a missing or invalid file.
+    pii_file: str | os.PathLike[str] | None
     rpm: int | None
     tpm: int | None
     allow_unmetered: bool
@@ -127,6 +146,9 @@ def start_body(
     budget = o.get("budget")
     project = o.get("project")
     env_files = _absolute(o.get("env_files"))
+    pii = o.get("pii", "detect")
+    pii_types = pii_types_map(o.get("pii_types"), pii)
+    pii_file = o.get("pii_file")
     try:
         req = StartRequest(
             command=command,
@@ -146,7 +168,9 @@ def start_body(
             max_cpu_seconds=o.get("max_cpu_seconds"),
             spec_digest=o.get("spec_digest"),
             on_budget=o.get("on_budget", "block"),
-            pii=o.get("pii", "detect"),
+            pii=pii,
+            pii_types=pii_types,
+            pii_file=None if pii_file is None else os.path.abspath(os.fspath(pii_file)),
             rpm=o.get("rpm"),
             tpm=o.get("tpm"),
             allow_unmetered=o.get("allow_unmetered", False),
@@ -164,12 +188,15 @@ def _absolute(paths: Sequence[str] | None) -> list[str]:
     return [os.path.abspath(os.fspath(p)) for p in paths or ()]
 
 
-def update_body(changes: Mapping[str, object]) -> bytes:
+def update_body(changes: Mapping[str, object], current_pii: str | None = None) -> bytes:
     """A PATCH body for an agent: an unknown field raises TypeError (a typo must not reach
-    the daemon as a vague refusal), a bad value InvalidRequest, before anything is sent."""
+    the daemon as a vague refusal), a bad value InvalidRequest, before anything is sent.
+    A type named without an action in `pii_types` gets the `pii` of the same change, else
+    `current_pii` (the agent's, which the client fetched: see `wants_pii_mode`)."""
     refuse_unknown("update_agent", changes, UPDATE_FIELDS)
+    changes = _resolved_types(changes, current_pii)
     try:
-        return msgspec.json.encode(UpdateRequest(**changes))  # type: ignore[arg-type]
+        return msgspec.json.encode(UpdateRequest(**changes))
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
 
@@ -184,19 +211,90 @@ def checked_project(project: str | None) -> str | None:
     return project
 
 
-def limits_body(changes: Mapping[str, Any]) -> bytes:
+def limits_body(changes: Mapping[str, Any], current_pii: str | None = None) -> bytes:
     """A `LimitsUpdate` body holding exactly `changes` (None clears a field).
 
     The changes go through the same JSON decoding the daemon does, so a wrong type (an
     rpm of `"10"`, a budget of `True`) or a bad value (window `5x`, budget -1) raises
-    InvalidRequest here, before anything is sent, with the daemon's own wording."""
+    InvalidRequest here, before anything is sent, with the daemon's own wording. A type
+    named without an action in `pii_types` gets the `pii` of the same change, else
+    `current_pii` (the scope's floor, fetched by the client)."""
     if not changes:
         raise InvalidRequest("nothing to change: give at least one of " + ", ".join(LIMIT_FIELDS))
+    changes = _resolved_types(changes, current_pii)
     try:
         update = msgspec.json.decode(msgspec.json.encode(dict(changes)), type=LimitsUpdate)
     except (msgspec.ValidationError, msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
     return msgspec.json.encode(update)
+
+
+def pii_types_map(spec: PiiTypes | None, mode: str | None) -> dict[str, Any] | None:
+    """`spec` (see `PiiTypes`) as the API's map, a name without an action getting `mode`
+    (None stays None: every type follows `pii`). A bad name or action is InvalidRequest;
+    whether a name is a type the agent's detectors know is the daemon's to say."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        names = spec.keys() if isinstance(spec, Mapping) else spec
+        if not isinstance(spec, (Mapping, list, tuple)) or not all(
+            isinstance(n, str) for n in names
+        ):
+            raise InvalidRequest(
+                f"`pii_types` is a string, a list of strings or a mapping of type names to "
+                f"actions, not {spec!r}",
+                field="pii_types",
+            )
+        spec = spec if isinstance(spec, Mapping) else list(spec)
+    if mode is None and _bare_names(spec):
+        name = next(n for n in _items(spec) if "=" not in n)
+        raise InvalidRequest(
+            f"`pii_types`: {name.strip()!r} has no action: give `pii` (what the types named "
+            f"get) or write one, e.g. {name.strip()}=block",
+            field="pii_types",
+        )
+    if mode is not None and mode not in PII_ACTIONS:
+        raise InvalidRequest(
+            f"`pii` must be one of {', '.join(PII_ACTIONS)}, not {mode!r}", field="pii"
+        )
+    try:
+        return parse_pii_types(spec, mode or "off")
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field="pii_types") from None
+
+
+def wants_pii_mode(function: str, changes: Mapping[str, object], known: Collection[str]) -> bool:
+    """Whether `changes` name a PII type without an action and no `pii` to give it, so the
+    client must first fetch the agent's (or scope's) current `pii`. A typo'd keyword or a
+    malformed selection is refused here, before that request is made."""
+    refuse_unknown(function, changes, known)
+    spec = changes.get("pii_types")
+    if spec is None or spec is msgspec.UNSET or "pii" in changes:
+        return False
+    selection = cast(PiiTypes, spec)
+    pii_types_map(selection, "detect")  # its syntax, checked before anything is asked
+    return _bare_names(selection)
+
+
+def _items(spec: PiiTypes) -> list[str]:
+    if isinstance(spec, Mapping):
+        return []
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    return [i for i in items if isinstance(i, str) and i.strip()]
+
+
+def _bare_names(spec: PiiTypes) -> bool:
+    return any("=" not in item for item in _items(spec))
+
+
+def _resolved_types(changes: Mapping[str, Any], current_pii: str | None) -> dict[str, Any]:
+    """`changes` with its `pii_types` (any `PiiTypes` form) as the API's map."""
+    out = dict(changes)
+    spec = out.get("pii_types")
+    if spec is not None and spec is not msgspec.UNSET:
+        pii = out.get("pii")
+        out["pii_types"] = pii_types_map(spec, pii if isinstance(pii, str) else current_pii)
+    return out
 
 
 def unset_changes(fields: Sequence[str]) -> dict[str, None]:

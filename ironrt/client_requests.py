@@ -29,18 +29,22 @@ from ironrt.calls import DaemonStopping, Operation
 from ironrt.client_bodies import (
     START_OPTIONS,
     UPDATE_FIELDS,
+    PiiTypes,
     StartOptions,
     checked_project,
     default_python,
     given,
     limits_body,
+    pii_types_map,
     refuse_unknown,
     start_body,
     unset_changes,
     update_body,
+    wants_pii_mode,
 )
 from ironrt.errors import InvalidRequest, IronrtError, WaitTimeout, error_for
 from ironrt.protocol import (
+    LIMIT_FIELDS,
     Agent,
     AgentList,
     ErrorResponse,
@@ -62,6 +66,7 @@ __all__ = [
     "VERSION_PATH",
     "WAIT_POLL_S",
     "Call",
+    "PiiTypes",
     "StartOptions",
     "agent_path",
     "call",
@@ -84,6 +89,7 @@ __all__ = [
     "limits_path",
     "list_agents",
     "logs",
+    "pii_types_map",
     "raise_for_error",
     "refuse_unknown",
     "remove_agent",
@@ -102,6 +108,8 @@ __all__ = [
     "version",
     "wait_poll",
     "wait_timeout",
+    "wants_limits_pii",
+    "wants_update_pii",
 ]
 
 T = TypeVar("T")
@@ -221,8 +229,22 @@ def remove_agent(ref: str, force: bool) -> Call[Agent]:
     return call(calls.REMOVE_AGENT, {"ref": ref}, {"force": force})
 
 
-def update_agent(ref: str, changes: Mapping[str, object]) -> Call[Agent]:
-    return call(calls.UPDATE_AGENT, {"ref": ref}, body=update_body(changes))
+def update_agent(
+    ref: str, changes: Mapping[str, object], current_pii: str | None = None
+) -> Call[Agent]:
+    """`current_pii`: the agent's, for types named without an action (`wants_update_pii`)."""
+    return call(calls.UPDATE_AGENT, {"ref": ref}, body=update_body(changes, current_pii))
+
+
+def wants_update_pii(changes: Mapping[str, object]) -> bool:
+    """Whether `update_agent` must first fetch the agent's `pii`: `pii_types` names a type
+    without an action (`"email"`) and the change gives no `pii` for it."""
+    return wants_pii_mode("update_agent", changes, UPDATE_FIELDS)
+
+
+def wants_limits_pii(changes: Mapping[str, object]) -> bool:
+    """As `wants_update_pii`, for `set_limits`: the scope's `pii` floor is fetched."""
+    return wants_pii_mode("set_limits", changes, LIMIT_FIELDS)
 
 
 def deadline(timeout: float | None) -> float | None:
@@ -295,9 +317,13 @@ def get_limits(scope: str) -> Call[ScopeLimits]:
     return call(calls.GET_LIMITS, {"scope": _scope(scope)})
 
 
-def set_limits(scope: str, changes: Mapping[str, Any]) -> Call[ScopeLimits]:
-    """Set exactly `changes` on `scope` (see `limits_body`): `unset_limits` too."""
-    return call(calls.SET_LIMITS, {"scope": _scope(scope)}, body=limits_body(changes))
+def set_limits(
+    scope: str, changes: Mapping[str, Any], current_pii: str | None = None
+) -> Call[ScopeLimits]:
+    """Set exactly `changes` on `scope` (see `limits_body`): `unset_limits` too.
+    `current_pii`: the scope's floor, for types named without an action."""
+    body = limits_body(changes, current_pii)
+    return call(calls.SET_LIMITS, {"scope": _scope(scope)}, body=body)
 
 
 def remove_limits(scope: str) -> Call[ScopeLimits]:

@@ -139,6 +139,8 @@ SAMPLES: dict[str, Any] = {
     "cwd": "/",
     "on_budget": "pause",
     "pii": "redact",
+    "pii_types": "email,secret=block",
+    "pii_file": "/etc/ironrt/pii.toml",
     "rpm": 5,
     "tpm": 500,
     "allow_unmetered": True,

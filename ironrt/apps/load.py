@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -48,7 +49,11 @@ from ironrt.values import (
     check_project,
     check_resource_limits,
     check_usd,
+    parse_pii_types,
 )
+
+if TYPE_CHECKING:
+    from ironrt.policies.pii_rules import RulesFiles
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,19 +129,56 @@ def read_apps(path: Path) -> dict[str, AgentEntry]:
     return entries
 
 
-def resolve_apps(path: Path, entries: dict[str, AgentEntry]) -> list[App]:
+def resolve_apps(
+    path: Path, entries: dict[str, AgentEntry], *, home_pii: Path | None = None
+) -> list[App]:
     """Every entry resolved against the file's folder and checked the way the daemon will
-    check its start request (same code), so that nothing is started unless all can be."""
+    check its start request (same code), so that nothing is started unless all can be.
+
+    `home_pii`: the daemon's home `pii.toml`, whose entities are PII types an entry may
+    name (None: the built-in types and the entry's own `pii_file`'s)."""
     base = path.resolve().parent
+    pii = _PiiCheck(home_pii)
     apps = []
     for name, entry in entries.items():
         where = f"agents.{toml_key(name)}"
         try:
             spec = _resolve(name, entry, base)
+            pii.check(spec)
         except BadValue as exc:
             raise AppsFileError(f"{path}: {where}{exc.key}: {exc.message}") from None
         apps.append(App(name, spec, spec.digest()))
     return apps
+
+
+class _PiiCheck:
+    """The daemon's check of an agent's PII types and file (`RulesFiles.check_types`),
+    made once the first entry needs it: the detectors are not loaded for a file that
+    names no PII type."""
+
+    def __init__(self, home_pii: Path | None) -> None:
+        self.home_pii = home_pii
+        self.rules: RulesFiles | None = None
+
+    def check(self, spec: AgentSpec) -> None:
+        if spec.pii_file is not None and not Path(spec.pii_file).is_file():
+            raise BadValue("pii_file", f"no such file: {spec.pii_file}")
+        if spec.pii_types is None and spec.pii_file is None:
+            return
+        from ironrt.pii.entities import EntityError
+        from ironrt.policies.pii_rules import RulesFiles
+
+        if self.rules is None:
+            try:
+                self.rules = RulesFiles(self.home_pii)
+            except EntityError as exc:  # the daemon would not start with it either
+                raise AppsFileError(plain(exc)) from None
+        try:
+            self.rules.check_types(spec.pii_types, spec.pii_file)
+        except EntityError as exc:
+            raise BadValue("pii_file", plain(exc)) from None
+        except ValueError as exc:
+            raise BadValue("pii_types", plain(exc).removeprefix("`pii_types`: ")) from None
 
 
 def _check_entry(e: AgentEntry) -> None:
@@ -172,6 +214,13 @@ def _check_entry(e: AgentEntry) -> None:
         check_resource_limits(None, e.max_open_files, None)
     with about("max_cpu_seconds"):
         cpu_seconds(e.max_cpu_seconds)
+    if e.pii_types is not None:
+        try:
+            parse_pii_types(e.pii_types, e.pii)
+        except ValueError as exc:
+            raise BadValue("pii_types", plain(exc).removeprefix("`pii_types`: ")) from None
+    if e.pii_file is not None and not e.pii_file.strip():
+        raise BadValue("pii_file", "must not be empty")
     if isinstance(e.max_restarts, int) and not 0 <= e.max_restarts <= MAX_COUNT:
         raise BadValue("max_restarts", f'must be between 0 and {MAX_COUNT}, or "unlimited"')
     if e.log_keep is not None and not 1 <= e.log_keep <= MAX_LOG_KEEP:
@@ -218,6 +267,8 @@ def _resolve(name: str, e: AgentEntry, base: Path) -> AgentSpec:
         max_open_files=e.max_open_files,
         max_cpu_seconds=cpu_seconds(e.max_cpu_seconds),
         env_files=[str(_path(base, f)) for f in e.env_files],
+        pii_types=None if e.pii_types is None else parse_pii_types(e.pii_types, e.pii),
+        pii_file=None if e.pii_file is None else str(_path(base, e.pii_file)),
     )
     _check_like_the_daemon(name, spec, "script" if e.script is not None else "command")
     return spec

@@ -67,6 +67,11 @@ class AgentEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     min_uptime: str | float = "5s"
     on_budget: OnBudget = "block"
     pii: PiiMode = "detect"
+    #: `"email,phone"`, `["email", "secret=block"]` or `{ email = "redact" }`: as
+    #: `ironrt start --pii-types` takes them (`ironrt.values.parse_pii_types`).
+    pii_types: str | list[str] | dict[str, str] | None = None
+    #: The agent's own pii.toml, relative to the apps file's folder.
+    pii_file: str | None = None
     rpm: int | None = None
     tpm: int | None = None
     log_max_size: str | int | None = None
@@ -93,6 +98,9 @@ EXPECTED: dict[str, str] = {
     "min_uptime": 'a duration such as "500ms", "5s", "2m", or a number of seconds',
     "on_budget": '"block", "pause" or "stop"',
     "pii": '"off", "detect", "redact" or "block"',
+    "pii_types": 'PII types: "email,phone", a list such as ["email", "secret=block"], or a '
+    'table such as { email = "redact", secret = "block" }',
+    "pii_file": "a path to the agent's own pii.toml (a string)",
     "rpm": "a whole number of requests per minute",
     "tpm": "a whole number of tokens per minute",
     "log_max_size": 'a size such as "10MB", or a number of bytes',
@@ -132,6 +140,9 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
     max_open_files: int | None = None
     max_cpu_seconds: int | None = None
     env_files: list[str] = []
+    #: The selection as the API's map (upper-case names), so its spellings digest alike.
+    pii_types: dict[str, PiiMode] | None = None
+    pii_file: str | None = None
 
     def digest(self) -> str:
         spec = msgspec.to_builtins(self)
@@ -144,7 +155,14 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_LATER_KEYS = ("max_memory_bytes", "max_open_files", "max_cpu_seconds", "env_files")
+_LATER_KEYS = (
+    "max_memory_bytes",
+    "max_open_files",
+    "max_cpu_seconds",
+    "env_files",
+    "pii_types",
+    "pii_file",
+)
 
 
 class App(msgspec.Struct, frozen=True):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import AgentRef, JsonFlag, RpmOption, TpmOption, app
+from ironrt.cli.app import AgentRef, JsonFlag, RpmOption, TpmOption, app, checked_pii_types
 from ironrt.cli.context import print_json, runtime
 from ironrt.errors import DaemonUnavailable
 from ironrt.protocol import OnBudget, PiiMode
@@ -76,6 +76,9 @@ def metrics(ref: AgentRef, json_: JsonFlag = False) -> None:
             if m.budget_usd is not None
             else "no limit",
         ),
+        ("pii", agent.pii),
+        ("pii types", render.pii_types(agent.pii_types)),
+        *((("pii file", agent.pii_file),) if agent.pii_file else ()),
         ("pii findings", str(m.pii_findings)),
         ("resource limits", _resource_limits(agent)),
     ]
@@ -160,6 +163,16 @@ def set_budget(
 def set_limits(
     ref: AgentRef,
     pii: Annotated[PiiMode | None, typer.Option("--pii", help="PII handling.")] = None,
+    pii_types: Annotated[
+        str | None,
+        typer.Option(
+            "--pii-types",
+            metavar="TYPES",
+            help="Which PII types to act on, as `start --pii-types` takes them ('none': "
+            "every type follows --pii again). A type named without an action gets the "
+            "--pii given here, else the agent's.",
+        ),
+    ] = None,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     on_budget: Annotated[
@@ -170,7 +183,11 @@ def set_limits(
     ] = None,
     unset: Annotated[
         list[str] | None,
-        typer.Option("--unset", metavar="rpm|tpm|budget", help="Remove a limit (repeatable)."),
+        typer.Option(
+            "--unset",
+            metavar="rpm|tpm|budget|pii-types",
+            help="Remove a limit or the PII type selection (repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Change the governance settings of an agent, also while it runs."""
@@ -185,18 +202,36 @@ def set_limits(
         )
         if v is not None
     }
+    if pii_types is not None:
+        if pii_types.strip().lower() == "none":
+            changes["pii_types"] = None
+        else:
+            # Checked here, so a typo'd action names the option; a bare name's action
+            # (--pii, else the agent's own) is filled in by the client.
+            checked_pii_types(pii_types, "detect")
+            changes["pii_types"] = pii_types
     for name in unset or ():
-        field = {"rpm": "rpm", "tpm": "tpm", "budget": "budget_usd"}.get(name)
+        field = _UNSET.get(name)
         if field is None:
-            raise typer.BadParameter(f"--unset takes rpm, tpm or budget, not {name!r}")
+            raise typer.BadParameter(f"--unset takes rpm, tpm, budget or pii-types, not {name!r}")
         changes[field] = None
     if not changes:
         raise typer.BadParameter(
-            "nothing to change: give --pii, --rpm, --tpm, --on-budget, --budget or --unset"
+            "nothing to change: give --pii, --pii-types, --rpm, --tpm, --on-budget, --budget "
+            "or --unset"
         )
     a = runtime().update_agent(ref, **changes)
     print(
         f"{a.name} ({a.id}): budget {render.budget(a.spent_usd, a.budget_usd)}, "
-        f"on-budget {a.on_budget}, pii {a.pii}, rpm {a.rpm or render.DASH}, "
-        f"tpm {a.tpm or render.DASH}"
+        f"on-budget {a.on_budget}, pii {render.pii(a.pii, a.pii_types)}, "
+        f"rpm {a.rpm or render.DASH}, tpm {a.tpm or render.DASH}"
     )
+
+
+_UNSET = {
+    "rpm": "rpm",
+    "tpm": "tpm",
+    "budget": "budget_usd",
+    "pii-types": "pii_types",
+    "pii_types": "pii_types",
+}

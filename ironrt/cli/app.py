@@ -7,7 +7,7 @@ importing the others (`__init__` imports only the module of the command being ru
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -83,3 +83,27 @@ AgentRef = Annotated[
     str,
     typer.Argument(metavar="ID", help="Agent id, unique id prefix, or name.", show_default=False),
 ]
+#: A PII type selection, as `start`, `set` and `limits set` take it.
+PiiTypesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pii-types",
+        metavar="TYPES",
+        help="Which PII types to act on: 'email,phone' (these get --pii, others off), "
+        "'email=redact,secret=block' (own actions, others follow --pii), or both mixed. "
+        "Types: email, phone, card, ssn, iban, ip, secret, or a pii.toml entity.",
+    ),
+]
+
+
+def checked_pii_types(spec: str, mode: str) -> dict[str, Any]:
+    """`--pii-types` as the API's map, names without an action getting `mode`; a malformed
+    one is a usage error naming the option, before any request. (Whether each name is a
+    type the agent's detectors know is the daemon's to say.)"""
+    from ironrt.values import parse_pii_types
+
+    try:
+        return parse_pii_types(spec, mode)
+    except ValueError as exc:
+        reason = str(exc).removeprefix("`pii_types`: ")
+        raise typer.BadParameter(reason, param_hint="'--pii-types'") from None

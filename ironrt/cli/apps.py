@@ -27,7 +27,7 @@ from ironrt.apps.plan import Outcome, by_name, plan_down, plan_up
 from ironrt.apps.problems import AppsFileError, plain
 from ironrt.apps.schema import APPS_FILE, App
 from ironrt.cli.app import JsonFlag, app
-from ironrt.cli.context import print_json, runtime
+from ironrt.cli.context import print_json, runtime, settings
 from ironrt.errors import DaemonUnavailable, IronrtError
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ def _start(rt: Runtime, entry: App) -> str:
         min_uptime=s.min_uptime_s,
         on_budget=s.on_budget,
         pii=s.pii,
+        pii_types=s.pii_types,
+        pii_file=s.pii_file,
         rpm=s.rpm,
         tpm=s.tpm,
         log_max_size=s.log_max_bytes,
@@ -223,7 +225,7 @@ def up(
 ) -> None:
     try:
         path = find_file(file)
-        apps = resolve_apps(path, read_apps(path))
+        apps = resolve_apps(path, read_apps(path), home_pii=settings().pii_path)
     except AppsFileError as exc:
         raise _file_problem(exc) from None
     rt, records = _listing(not dry_run, timeout, (a.name for a in apps))

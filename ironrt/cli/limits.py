@@ -1,7 +1,7 @@
 """The `limits` command group: list, set, unset and rm the limits of each scope.
 
 Scopes are global, `project:NAME` and agents; each holds a budget (optionally per window),
-rate limits, a concurrency cap and a model allow-list. Kept apart from the observation
+rate limits, a concurrency cap, a model allow-list and a PII floor. Kept apart from the observation
 commands so that `ironrt limits ...` loads only this module (see `COMMANDS` in
 `__init__.py`).
 """
@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import JsonFlag, app
+from ironrt.cli.app import JsonFlag, app, checked_pii_types
 from ironrt.cli.context import agent_names, print_json, runtime
+from ironrt.protocol import PiiMode
 
 if TYPE_CHECKING:
     from ironrt.protocol import ScopeLimits
@@ -30,6 +31,7 @@ of its agent, of its agent's project and the global ones.
     ironrt limits set global --budget 100 --window 1d
     ironrt limits set project:search --budget 20 --window 1h --max-concurrent 4
     ironrt limits set bot --rpm 30 --models 'gpt-4o*,claude-*'
+    ironrt limits set project:support --pii block --pii-types secret,card
     ironrt limits unset project:search window max-concurrent
     ironrt limits rm project:search
 """
@@ -60,6 +62,8 @@ LIMIT_OPTIONS = {
     "tpm": "tpm",
     "max_concurrent": "max-concurrent",
     "models": "models",
+    "pii": "pii",
+    "pii_types": "pii-types",
 }
 _UNSET_NAMES = {
     **{name: field for field, name in LIMIT_OPTIONS.items()},
@@ -89,6 +93,7 @@ def limits(ctx: typer.Context, json_: JsonFlag = False) -> None:
         "TPM",
         "MAX CONCURRENT",
         "MODELS",
+        "PII",
         "IN FLIGHT/WAITING",
         right=("BUDGET", "SPENT", "HELD", "RPM", "TPM", "MAX CONCURRENT", "IN FLIGHT/WAITING"),
     )
@@ -105,6 +110,7 @@ def limits(ctx: typer.Context, json_: JsonFlag = False) -> None:
             _count(s.tpm),
             _count(s.max_concurrent),
             ",".join(s.models) if s.models else render.DASH,
+            render.pii(s.pii, s.pii_types),
             f"{s.in_flight}/{s.waiting}",
         )
     render.console().print(t if scopes else "no limits set")
@@ -130,6 +136,8 @@ def describe(s: ScopeLimits) -> str:
     ]
     if s.models:
         items.append("models " + ",".join(s.models))
+    if s.pii or s.pii_types:
+        items.append("pii at least " + render.pii(s.pii, s.pii_types))
     spent = f"spent {render.usd(s.spent_usd)}"
     if s.resets_at:
         spent += f", resets at {render.clock(s.resets_at)}"
@@ -180,6 +188,23 @@ def set_limits(
             help="Allowed models, comma-separated globs (e.g. 'gpt-4o*,claude-*').",
         ),
     ] = None,
+    pii: Annotated[
+        PiiMode | None,
+        typer.Option(
+            "--pii",
+            help="PII handling every call in the scope gets at least (per type, the "
+            "stricter of the agent's and the scope's wins).",
+        ),
+    ] = None,
+    pii_types: Annotated[
+        str | None,
+        typer.Option(
+            "--pii-types",
+            metavar="TYPES",
+            help="The floor per type: 'secret,card' (these get --pii, else the scope's "
+            "--pii), or 'secret=block,email=redact'.",
+        ),
+    ] = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the scope's limits as JSON.")
     ] = False,
@@ -194,12 +219,14 @@ def set_limits(
         "tpm": tpm,
         "max_concurrent": max_concurrent,
         "models": None if models is None else _patterns(models),
+        "pii": pii,
     }
     changes = {field: value for field, value in given.items() if value is not None}
-    if not changes:
+    if not changes and pii_types is None:
         raise typer.BadParameter(
-            "nothing to set: give --budget, --window, --rpm, --tpm, --max-concurrent "
-            "or --models (to clear a limit: ironrt limits unset SCOPE FIELD)"
+            "nothing to set: give --budget, --window, --rpm, --tpm, --max-concurrent, "
+            "--models, --pii or --pii-types (to clear a limit: ironrt limits unset SCOPE "
+            "FIELD)"
         )
     # Each value is checked alone, by the protocol's own rules, so the error names the
     # option the user typed (the daemon would name the JSON field).
@@ -208,6 +235,11 @@ def set_limits(
             LimitsUpdate(**{field: value})
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint=f"'--{LIMIT_OPTIONS[field]}'") from None
+    if pii_types is not None:
+        # A type named without an action gets --pii, else the scope's own (the client
+        # asks the daemon for it).
+        checked_pii_types(pii_types, "detect")
+        changes["pii_types"] = pii_types
     _show(runtime().set_limits(scope, **changes), json_)
 
 
@@ -218,7 +250,7 @@ def unset_limits(
         list[str],
         typer.Argument(
             metavar="FIELD...",
-            help="budget, window, rpm, tpm, max-concurrent or models.",
+            help="budget, window, rpm, tpm, max-concurrent, models, pii or pii-types.",
             show_default=False,
         ),
     ],

@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
@@ -162,6 +162,27 @@ def signal_name(signum: int) -> str:
 
 def budget(spent: float, total: float | None) -> str:
     return f"{usd(spent)} / {usd(total) if total is not None else 'no limit'}"
+
+
+def pii_types(types: Mapping[str, str] | None) -> str:
+    """A type selection as `--pii-types` takes it back: `email=redact, secret=block, *=off`
+    (named types in order, `*` last); "-" for none (every type follows `pii`)."""
+    if not types:
+        return DASH
+    named = sorted((k for k in types if k != "*"), key=str.lower)
+    items = [f"{name.lower()}={types[name]}" for name in named]
+    if "*" in types:
+        items.append(f"*={types['*']}")
+    return ", ".join(items)
+
+
+def pii(mode: str | None, types: Mapping[str, str] | None) -> str:
+    """An agent's (or a scope floor's) PII handling on one line: `redact` alone, or with
+    its selection, `redact (email=redact, *=off)`; a scope floor of types alone as
+    `secret=block`; "-" for a scope with no floor."""
+    if types:
+        return f"{mode} ({pii_types(types)})" if mode else pii_types(types)
+    return mode or DASH
 
 
 def details(data: dict[str, object]) -> str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from ironrt.cli.app import RpmOption, TpmOption, app
+from ironrt.cli.app import PiiTypesOption, RpmOption, TpmOption, app, checked_pii_types
 from ironrt.cli.context import runtime
 from ironrt.protocol import OnBudget, PiiMode, RestartPolicy
 from ironrt.values import (
@@ -78,6 +78,14 @@ def _open_files(text: str) -> int:
         raise ValueError(f"expected a whole number, got {text!r}") from None
     check_resource_limits(None, value, None)
     return value
+
+
+def _pii_file(path: Path) -> str:
+    """Absolute against this shell's directory (the daemon runs elsewhere), and there."""
+    found = Path(os.path.abspath(path.expanduser()))
+    if not found.is_file():
+        raise typer.BadParameter(f"no such file: {found}", param_hint="'--pii-file'")
+    return str(found)
 
 
 def _parsed(parse: Callable[[str], T], text: str, option: str) -> T:
@@ -190,6 +198,15 @@ def start(
     pii: Annotated[
         PiiMode, typer.Option("--pii", help="PII handling in prompts/replies.")
     ] = "detect",
+    pii_types: PiiTypesOption = None,
+    pii_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--pii-file",
+            metavar="FILE",
+            help="The agent's own pii.toml: its custom entities add to the home's.",
+        ),
+    ] = None,
     rpm: RpmOption = None,
     tpm: TpmOption = None,
     allow_unmetered: Annotated[
@@ -201,6 +218,8 @@ def start(
 ) -> None:
     if cwd is not None and not cwd.is_dir():
         raise typer.BadParameter(f"no such directory: {cwd}", param_hint="'--cwd'")
+    types = checked_pii_types(pii_types, pii) if pii_types is not None else None
+    own_pii = _pii_file(pii_file) if pii_file is not None else None
     agent_id = runtime().start_agent(
         script,
         args or [],
@@ -225,6 +244,8 @@ def start(
         cwd=str(cwd.resolve()) if cwd else os.getcwd(),
         on_budget=on_budget,
         pii=pii,
+        pii_types=types,
+        pii_file=own_pii,
         rpm=rpm,
         tpm=tpm,
         allow_unmetered=allow_unmetered,

@@ -35,6 +35,7 @@ from ironrt.keys import ProviderKeys
 from ironrt.library.app import LibraryApp
 from ironrt.library.calls import CURRENT_CALL, SdkCall
 from ironrt.library.transport import SdkTransport
+from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.protocol import AgentStatus, OnBudget, PiiMode
 from ironrt.router.egress import RouterConfig
 from ironrt.router.relay import DRAIN_AFTER_DISCONNECT_S
@@ -83,6 +84,8 @@ class LibraryKernel:
     loop: asyncio.AbstractEventLoop | None = None
     db: Database | None = None
     service: RouterService | None = None
+    #: The home's `pii.toml` entities, shared with the router's PII policy.
+    pii_rules: RulesFiles | None = None
     _tg: anyio.abc.TaskGroup | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     #: The agent ids of the scopes open now.
@@ -115,7 +118,15 @@ class LibraryKernel:
         await db.migrate()
         ledger = Ledger()
         books = Books(db, inline=True)
-        service = RouterService(settings, db, EventBus(db), _Agents(ledger, books), ProviderKeys())
+        self.pii_rules = rules_files(settings)  # the router's, so scopes are checked by it
+        service = RouterService(
+            settings,
+            db,
+            EventBus(db),
+            _Agents(ledger, books),
+            ProviderKeys(),
+            pii_rules=self.pii_rules,
+        )
         service.app = LibraryApp(
             RouterConfig(offline=False, base_urls={}, keys=lambda provider: None),
             service.pipeline,
@@ -147,17 +158,25 @@ class LibraryKernel:
         rpm: int | None,
         tpm: int | None,
         on_budget: OnBudget,
+        pii_types: dict[str, PiiMode] | None = None,
     ) -> AgentGovernance:
         assert self.service is not None and self.db is not None
+        if pii_types is not None and self.pii_rules is not None:
+            # A type no detector reports (a custom entity since removed from pii.toml):
+            # refused before the scope exists, as the daemon refuses it (ValueError).
+            self.pii_rules.check_types(pii_types, None)
         stored = agent_store.library_record(
             name, budget_usd=budget, pii=pii, rpm=rpm, tpm=tpm, on_budget=on_budget
         )
+        stored.record.pii_types = pii_types
         agent_id = stored.record.id
         ledger = self.service.ledger
         own = ledger.scope(scope_key("agent", agent_id))
         own.raise_hint = "a larger `budget=` in `ironrt.protect` (a new scope)"
         ledger.set_limits(own, {"budget_usd": budget, "rpm": rpm, "tpm": tpm})
-        gov = AgentGovernance(agent_id, scopes=(own,), on_budget=on_budget, pii=pii)
+        gov = AgentGovernance(
+            agent_id, scopes=(own,), on_budget=on_budget, pii=pii, pii_types=pii_types
+        )
         await agent_store.save_library_agent(self.db, stored)
         self.live.add(agent_id)
         return gov

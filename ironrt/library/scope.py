@@ -3,6 +3,9 @@
     with ironrt.protect(budget=0.50, name="notebook", pii="redact", rpm=60):
         openai.OpenAI().chat.completions.create(...)
 
+    with ironrt.protect(pii="redact", pii_types="email,secret=block"):  # these types only
+        ...
+
     @ironrt.protect_agent(budget=50.0)
     def my_agent(prompt: str) -> str: ...
 
@@ -24,26 +27,39 @@ import contextvars
 import functools
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from ironrt.governance.agent import AgentGovernance
 from ironrt.library.hooks import CURRENT_SCOPE, check_sdks, install
 from ironrt.library.kernel import LibraryKernel, kernel, started
 from ironrt.protocol import OnBudget, PiiMode
-from ironrt.values import check_agent_name, check_count, check_usd
+from ironrt.values import (
+    BUILTIN_PII_TYPES,
+    check_agent_name,
+    check_count,
+    check_usd,
+    parse_pii_types,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PII_MODES = ("off", "detect", "redact", "block")
 
 
-def _check(budget: Any, name: Any, pii: Any, rpm: Any, tpm: Any) -> None:
+#: A type selection: `"email,secret=block"`, `["email", "phone"]` or `{"email": "redact"}`.
+PiiTypes = str | Sequence[str] | Mapping[str, str]
+
+
+def _check(
+    budget: Any, name: Any, pii: Any, rpm: Any, tpm: Any, pii_types: Any = None
+) -> dict[str, PiiMode] | None:
     """Refuse bad arguments where they are written (`protect(...)`, `@protect_agent(...)`),
     not at the first call: a string budget or a fractional rate would otherwise reach the
-    ledger."""
+    ledger. Returns the type selection as the API's map."""
     if pii not in _PII_MODES:
         raise ValueError(f"pii must be one of {', '.join(_PII_MODES)}, not {pii!r}")
+    types = _pii_types(pii_types, pii)
     if budget is not None:
         if isinstance(budget, bool) or not isinstance(budget, (int, float)):
             raise ValueError(f"`budget` must be a number of USD, not {budget!r}")
@@ -57,6 +73,34 @@ def _check(budget: Any, name: Any, pii: Any, rpm: Any, tpm: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"`{field}` must be a whole number, not {value!r}")
         check_count(field, value)
+    return types
+
+
+def _pii_types(spec: Any, pii: str) -> dict[str, PiiMode] | None:
+    """`pii_types` as the API's map: names without an action get `pii`, and every type
+    not named is then off (`ironrt.values.parse_pii_types`). A name that is neither a
+    built-in type nor an entity of the home's `pii.toml` is refused here, as the daemon
+    refuses it, with the closest type as a hint."""
+    if spec is None:
+        return None
+    ok = isinstance(spec, (str, Mapping)) or (
+        isinstance(spec, (list, tuple)) and all(isinstance(i, str) for i in spec)
+    )
+    if not ok or (isinstance(spec, Mapping) and not all(isinstance(k, str) for k in spec)):
+        raise ValueError(
+            "`pii_types` must be a string, a list of strings or a mapping of type names to "
+            f"actions, not {spec!r}"
+        )
+    types: dict[str, PiiMode] = parse_pii_types(
+        spec if isinstance(spec, (str, Mapping)) else list(spec), pii
+    )
+    unknown = [t for t in types if t != "*" and t not in BUILTIN_PII_TYPES]
+    if unknown:  # perhaps a custom entity: the home's pii.toml says
+        from ironrt.config import Settings
+        from ironrt.policies.pii_rules import rules_files
+
+        rules_files(Settings.load()).check_types(types, None)
+    return types
 
 
 class protect:
@@ -68,10 +112,11 @@ class protect:
         *,
         name: str = "library",
         pii: PiiMode = "detect",
+        pii_types: PiiTypes | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
     ) -> None:
-        _check(budget, name, pii, rpm, tpm)
+        self.pii_types = _check(budget, name, pii, rpm, tpm, pii_types)
         self.budget, self.name, self.pii, self.rpm, self.tpm = budget, name, pii, rpm, tpm
         self.gov: AgentGovernance | None = None
         #: One (context token, agent) per entry not yet left, innermost last.
@@ -128,8 +173,12 @@ class protect:
         check_sdks()
         return kernel()
 
-    def _opening(self) -> tuple[str, float | None, PiiMode, int | None, int | None, OnBudget]:
-        return self.name, self.budget, self.pii, self.rpm, self.tpm, "block"
+    def _opening(
+        self,
+    ) -> tuple[
+        str, float | None, PiiMode, int | None, int | None, OnBudget, dict[str, PiiMode] | None
+    ]:
+        return self.name, self.budget, self.pii, self.rpm, self.tpm, "block", self.pii_types
 
     def _entered(self, gov: AgentGovernance) -> protect:
         self.gov = gov
@@ -152,12 +201,13 @@ def protect_agent(
     *,
     name: str | None = None,
     pii: PiiMode = "detect",
+    pii_types: PiiTypes | None = None,
     rpm: int | None = None,
     tpm: int | None = None,
 ) -> Callable[[F], F]:
     """Iron Cage's decorator: each call of the function runs in its own `protect` scope,
     named after the function's qualified name unless `name` says otherwise."""
-    _check(budget, "function" if name is None else name, pii, rpm, tpm)
+    types = _check(budget, "function" if name is None else name, pii, rpm, tpm, pii_types)
 
     def decorate(fn: F) -> F:
         scope_name = name if name is not None else fn.__qualname__.replace("<locals>.", "")[:128]
@@ -167,14 +217,16 @@ def protect_agent(
 
             @functools.wraps(fn)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                async with protect(budget, name=scope_name, pii=pii, rpm=rpm, tpm=tpm):
+                async with protect(
+                    budget, name=scope_name, pii=pii, pii_types=types, rpm=rpm, tpm=tpm
+                ):
                     return await fn(*args, **kwargs)
 
             return cast(F, run_async)
 
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with protect(budget, name=scope_name, pii=pii, rpm=rpm, tpm=tpm):
+            with protect(budget, name=scope_name, pii=pii, pii_types=types, rpm=rpm, tpm=tpm):
                 return fn(*args, **kwargs)
 
         return cast(F, run)
