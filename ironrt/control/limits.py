@@ -19,6 +19,8 @@ async def get_limits(req: Request, ctx: DaemonContext) -> Response:
 async def set_limits(req: Request, ctx: DaemonContext) -> Response:
     body = await req.json(LimitsUpdate)
     sup = ctx.supervisor
+    if isinstance(body.pii_types, dict):  # before the scope exists: a refusal leaves none
+        sup.check_pii(body.pii_types, None)
     scope = sup.resolve_scope(req.params["scope"])
     return json_response((await sup.set_limits(scope, body.given())).info())
 
