@@ -33,7 +33,12 @@ Conventions every adapter follows (the router and policies rely on them):
 - A slot whose `where` is `"repeat"` carries text the stream already delivered in deltas
   (the Responses API repeats the full text in its `*.done` events and the final
   response): a redacting policy must rewrite it the same way, a detecting policy should
-  not count it twice.
+  not count it twice. Its channel is the deltas' channel with one more element
+  (`"full"`), so a policy can read the repeat as it read the deltas (JSON or prose).
+- JSON a model writes in a reply (tool-call arguments, a tool's input) is one slot of
+  JSON text, streamed or not (`where="tool_arguments"`; Anthropic's decoded `input`
+  object is encoded for it, `json_text_slot`), so a policy gives the agent the same
+  value both ways, and a value restored into it lands decoded, never as its escapes.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any
 
+import msgspec
+
 from ironrt.governance.flow import StreamEvent, TextSlot
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "event_setter",
     "int_value",
     "json_string_slots",
+    "json_text_slot",
     "noop",
     "str_setter",
 ]
@@ -75,6 +78,31 @@ def json_string_slots(
                 out.append(TextSlot((*path, key), item, str_setter(node, key, on_change), where))
             elif isinstance(item, dict | list):
                 stack.append((item, (*path, key)))
+
+
+def json_text_slot(
+    container: Any,
+    key: Any,
+    channel: tuple[Hashable, ...],
+    where: str,
+    on_change: Callable[[], None],
+) -> TextSlot:
+    """A decoded JSON value (`container[key]`, a model's tool input) as one JSON text, the
+    text its stream carries: setting it decodes the text back in place.
+
+    For what the model wrote, rather than the leaves of `json_string_slots`: a policy
+    reads JSON text as JSON (escapes, a value restored escaped), as it reads the same input
+    streamed (`input_json_delta`), so both give the agent the same value; a restored value
+    lands in a leaf decoded, never as its JSON escapes. A text that is no longer JSON
+    raises (`msgspec.DecodeError`, a `ValueError`): the policy fails closed.
+    """
+    text = msgspec.json.encode(container[key]).decode()
+
+    def setter(new: str) -> None:
+        container[key] = msgspec.json.decode(new)
+        on_change()
+
+    return TextSlot(channel, text, setter, where)
 
 
 def content_slots(

@@ -6,7 +6,8 @@ OpenAI-compatible provider serve it.
   chunk. The stream ends with `data: [DONE]`.
 - Usage: `prompt_tokens` already includes cached tokens, reasoning tokens are part of
   `completion_tokens`.
-- Channels: `("choice", i, "content")`, `("choice", i, "tool", j)` and the legacy
+- Channels: `("choice", i, "content")`, `("choice", i, "tool", j)` for a function's
+  arguments, `("choice", i, "custom", j)` for a custom tool's input and the legacy
   `("choice", i, "function")`; a choice's `finish_reason` closes `("choice", i)`.
 - Exact input counts translate the call to the Responses format (`openai_count`).
 """
@@ -70,37 +71,37 @@ def chat_usage(usage: dict[str, Any], into: TokenUsage) -> None:
     into.reasoning_tokens = int_value(out_details.get("reasoning_tokens"))
 
 
+#: The text of a tool call in a chat message: (call field, text field, channel kind). A
+#: custom tool's input is free text (`custom.input`), a function's arguments JSON.
+_CALL_TEXTS = (("function", "arguments", "tool"), ("custom", "input", "custom"))
+
+
 def _tool_call_slots(
     message: dict[str, Any],
-    index: Any,
+    prefix: tuple[Hashable, ...],
     setter_for: Callable[[Any, Any], Callable[[str], None]],
     out: list[TextSlot],
     *,
     with_index: bool,
 ) -> None:
-    """Tool-call arguments of a chat message (`with_index`: a delta with indices)."""
+    """Tool-call texts of a chat message, on channels under `prefix` (`with_index`: a
+    stream delta, whose calls carry their index and whose empty texts are skipped)."""
     calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        for pos, call in enumerate(calls):
-            if not isinstance(call, dict):
-                continue
-            function = call.get("function")
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                if with_index and not function["arguments"]:
-                    continue
-                tool = call.get("index", pos) if with_index else pos
-                setter = setter_for(function, "arguments")
-                channel = ("choice", index, "tool", tool)
-                out.append(TextSlot(channel, function["arguments"], setter, "tool_arguments"))
+    for pos, call in enumerate(calls if isinstance(calls, list) else ()):
+        if not isinstance(call, dict):
+            continue
+        tool = call.get("index", pos) if with_index else pos
+        for field, key, kind in _CALL_TEXTS:
+            part = call.get(field)
+            text = part.get(key) if isinstance(part, dict) else None
+            if isinstance(text, str) and (text or not with_index):
+                setter = setter_for(part, key)
+                out.append(TextSlot((*prefix, kind, tool), text, setter, "tool_arguments"))
     function = message.get("function_call")
-    if (
-        isinstance(function, dict)
-        and isinstance(function.get("arguments"), str)
-        and not (with_index and not function["arguments"])
-    ):
+    text = function.get("arguments") if isinstance(function, dict) else None
+    if isinstance(text, str) and (text or not with_index):
         setter = setter_for(function, "arguments")
-        legacy = ("choice", index, "function")
-        out.append(TextSlot(legacy, function["arguments"], setter, "tool_arguments"))
+        out.append(TextSlot((*prefix, "function"), text, setter, "tool_arguments"))
 
 
 class ChatSurface(ApiSurface):
@@ -199,6 +200,10 @@ class ChatSurface(ApiSurface):
         messages = body.get("messages")
         if not isinstance(messages, list):
             return out
+
+        def setter_for(container: Any, key: Any) -> Callable[[str], None]:
+            return str_setter(container, key, on_change)
+
         for i, msg in enumerate(messages):
             if not isinstance(msg, dict):
                 continue
@@ -210,17 +215,7 @@ class ChatSurface(ApiSurface):
             else:
                 where = "prompt"
             content_slots(msg, "content", ("request", i), where, on_change, out)
-            for j, call in enumerate(msg.get("tool_calls") or ()):
-                function = call.get("function") if isinstance(call, dict) else None
-                if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                    setter = str_setter(function, "arguments", on_change)
-                    text = function["arguments"]
-                    out.append(TextSlot(("request", i, "tool", j), text, setter, "tool_arguments"))
-            function = msg.get("function_call")
-            if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                setter = str_setter(function, "arguments", on_change)
-                channel = ("request", i, "function")
-                out.append(TextSlot(channel, function["arguments"], setter, "tool_arguments"))
+            _tool_call_slots(msg, ("request", i), setter_for, out, with_index=False)
         return out
 
     def response_texts(self, body: Any) -> list[TextSlot]:
@@ -235,8 +230,9 @@ class ChatSurface(ApiSurface):
                 channel = ("choice", index, "content")
                 out.append(TextSlot(channel, message["content"], setter, "completion"))
             _tool_call_slots(
-                message, index, lambda c, k: str_setter(c, k, noop), out, with_index=False
-            )
+                message, ("choice", index), lambda c, k: str_setter(c, k, noop), out,
+                with_index=False,
+            )  # fmt: skip
         return out
 
     def event_texts(self, ev: StreamEvent) -> list[TextSlot]:
@@ -257,7 +253,7 @@ class ChatSurface(ApiSurface):
             if isinstance(content, str) and content:
                 setter = setter_for(delta, "content")
                 out.append(TextSlot(("choice", index, "content"), content, setter, "completion"))
-            _tool_call_slots(delta, index, setter_for, out, with_index=True)
+            _tool_call_slots(delta, ("choice", index), setter_for, out, with_index=True)
         return out
 
     def event_closes(self, ev: StreamEvent) -> list[Hashable]:
@@ -283,6 +279,9 @@ class ChatSurface(ApiSurface):
             delta = {"content": text}
         elif kind == "tool" and rest:
             delta = {"tool_calls": [{"index": rest[0], "function": {"arguments": text}}]}
+        elif kind == "custom" and rest:
+            call = {"index": rest[0], "type": "custom", "custom": {"input": text}}
+            delta = {"tool_calls": [call]}
         elif kind == "function":
             delta = {"function_call": {"arguments": text}}
         else:

@@ -7,6 +7,9 @@
   `input_tokens + cache_read_input_tokens + cache_creation_input_tokens`.
 - Channels: `("block", i, "text")` for text and `("block", i, "json")` for the partial
   JSON of a tool call's input; `content_block_stop` closes `("block", i)`.
+- A tool call's `input` (an object) is, in a non-streamed response, one slot of JSON text,
+  the text a stream would have carried, so a policy treats both alike (a value restored
+  into it lands decoded); in a request, its string leaves, one slot each.
 - Exact input counts: `POST /v1/messages/count_tokens` takes the call's own fields.
 """
 
@@ -35,6 +38,7 @@ from ironrt.providers.texts import (
     event_setter,
     int_value,
     json_string_slots,
+    json_text_slot,
     noop,
     str_setter,
 )
@@ -49,6 +53,9 @@ _SERVER_TOOLS = ("web_search", "web_fetch", "code_execution", "mcp", "tool_searc
 _COUNT_PATH = "/v1/messages/count_tokens"
 #: The body fields `POST /v1/messages/count_tokens` accepts (of a Messages request).
 _COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+#: Blocks holding a tool's input the model wrote (an object), and a tool's result.
+_TOOL_USES = ("tool_use", "server_tool_use", "mcp_tool_use")
+_TOOL_RESULTS = ("tool_result", "mcp_tool_result")
 
 
 class _Message(msgspec.Struct):
@@ -116,9 +123,9 @@ def _block_slots(
     kind = block.get("type")
     if kind == "text" and isinstance(block.get("text"), str):
         out.append(TextSlot(channel, block["text"], str_setter(block, "text", on_change)))
-    elif kind == "tool_result":
+    elif kind in _TOOL_RESULTS:
         content_slots(block, "content", channel, "tool_result", on_change, out)
-    elif kind == "tool_use" and isinstance(block.get("input"), dict | list):
+    elif kind in _TOOL_USES and isinstance(block.get("input"), dict | list):
         json_string_slots(block["input"], channel, "tool_arguments", on_change, out)
     elif kind == "document":
         source = dict_value(block.get("source"))
@@ -215,8 +222,9 @@ class MessagesSurface(ApiSurface):
             if block.get("type") == "text" and isinstance(block.get("text"), str):
                 setter = str_setter(block, "text", noop)
                 out.append(TextSlot(("block", k, "text"), block["text"], setter, "completion"))
-            elif block.get("type") == "tool_use" and isinstance(block.get("input"), dict | list):
-                json_string_slots(block["input"], ("block", k, "json"), "tool_arguments", noop, out)
+            elif block.get("type") in _TOOL_USES and isinstance(block.get("input"), dict | list):
+                channel = ("block", k, "json")
+                out.append(json_text_slot(block, "input", channel, "tool_arguments", noop))
         return out
 
     def event_texts(self, ev: StreamEvent) -> list[TextSlot]:

@@ -5,9 +5,11 @@
 - Usage: `input_tokens` already includes cached tokens, reasoning tokens are part of
   `output_tokens`.
 - Channels: `("output", o, c)` for message text, `("output", o, "arguments")` for
-  function-call arguments, `("output", o, "input")` for custom tool input, each with a
+  function-call arguments, `("output", o, "input")` for custom tool input,
+  `("output", o, "mcp_arguments")` for the arguments of an MCP call, each with a
   `"full"` suffix for the full text the `*.done` events and the final response repeat
-  (slots with `where="repeat"`).
+  (slots with `where="repeat"`). Text a `response.output_item.added` already carries is
+  the start of its channel, as the SDKs accumulate it.
 """
 
 from __future__ import annotations
@@ -53,15 +55,30 @@ _TEXT_FIELDS: dict[str, tuple[str, str | None, str]] = {
     "response.output_text.delta": ("delta", None, "completion"),
     "response.function_call_arguments.delta": ("delta", "arguments", "tool_arguments"),
     "response.custom_tool_call_input.delta": ("delta", "input", "tool_arguments"),
+    "response.mcp_call_arguments.delta": ("delta", "mcp_arguments", "tool_arguments"),
     "response.output_text.done": ("text", None, "repeat"),
     "response.function_call_arguments.done": ("arguments", "arguments", "repeat"),
     "response.custom_tool_call_input.done": ("input", "input", "repeat"),
+    "response.mcp_call_arguments.done": ("arguments", "mcp_arguments", "repeat"),
 }
 _CLOSES: dict[str, str | None] = {
     "response.output_text.done": None,
     "response.content_part.done": None,
     "response.function_call_arguments.done": "arguments",
     "response.custom_tool_call_input.done": "input",
+    "response.mcp_call_arguments.done": "mcp_arguments",
+}
+#: Output items holding the text of a tool call the model wrote: type -> (field, channel
+#: part); and the delta event that carries each part.
+_CALL_ITEMS = {
+    "function_call": ("arguments", "arguments"),
+    "custom_tool_call": ("input", "input"),
+    "mcp_call": ("arguments", "mcp_arguments"),
+}
+_DELTA_EVENTS = {
+    "arguments": "response.function_call_arguments.delta",
+    "input": "response.custom_tool_call_input.delta",
+    "mcp_arguments": "response.mcp_call_arguments.delta",
 }
 
 
@@ -98,11 +115,14 @@ def responses_texts(body: dict[str, Any], on_change: Callable[[], None]) -> list
         channel = ("request", i)
         if kind in ("function_call_output", "custom_tool_call_output"):
             content_slots(item, "output", channel, "tool_result", on_change, out, _TEXT_PARTS)
-        elif kind in ("function_call", "custom_tool_call"):
-            key = "arguments" if kind == "function_call" else "input"
+        elif isinstance(kind, str) and kind in _CALL_ITEMS:
+            key = _CALL_ITEMS[kind][0]
             if isinstance(item.get(key), str):
                 setter = str_setter(item, key, on_change)
                 out.append(TextSlot(channel, item[key], setter, "tool_arguments"))
+            if kind == "mcp_call":  # the MCP server's answer, as the call ran upstream
+                output = (*channel, "output")
+                content_slots(item, "output", output, "tool_result", on_change, out, _TEXT_PARTS)
         elif kind in (None, "message"):
             where = "system" if item.get("role") in ("system", "developer") else "prompt"
             content_slots(item, "content", channel, where, on_change, out, _TEXT_PARTS)
@@ -150,10 +170,10 @@ def _item_slots(
                 if isinstance(text, str):
                     channel = ("output", index, c, *suffix)
                     out.append(TextSlot(channel, text, setter_for(part, "text"), where_text))
-    elif kind in ("function_call", "custom_tool_call"):
-        key = "arguments" if kind == "function_call" else "input"
+    elif isinstance(kind, str) and kind in _CALL_ITEMS:
+        key, part = _CALL_ITEMS[kind]
         if isinstance(item.get(key), str):
-            channel = ("output", index, key, *suffix)
+            channel = ("output", index, part, *suffix)
             out.append(TextSlot(channel, item[key], setter_for(item, key), where_args))
 
 
@@ -253,6 +273,15 @@ class ResponsesSurface(ApiSurface):
                 where = "repeat" if done else "completion"
                 channel = ("output", oi, data.get("content_index"), *(("full",) if done else ()))
                 out.append(TextSlot(channel, text, setter_for(part_data, "text"), where))
+        elif kind == "response.output_item.added":
+            # OpenAI adds an item empty; a provider that adds it with its first text starts
+            # the item's channels there (the SDKs append the deltas to the added item).
+            index = oi if isinstance(oi, int) else 0
+            added: list[TextSlot] = []
+            _item_slots(
+                data.get("item"), index, (), "completion", "tool_arguments", setter_for, added
+            )
+            out += [slot for slot in added if slot.text]
         elif kind == "response.output_item.done":
             index = oi if isinstance(oi, int) else 0
             _item_slots(data.get("item"), index, ("full",), "repeat", "repeat", setter_for, out)
@@ -286,10 +315,8 @@ class ResponsesSurface(ApiSurface):
             "item_id": _item_id(base, oi),
             "output_index": oi,
         }
-        if part == "arguments":
-            event["type"] = "response.function_call_arguments.delta"
-        elif part == "input":
-            event["type"] = "response.custom_tool_call_input.delta"
+        if isinstance(part, str) and part in _DELTA_EVENTS:
+            event["type"] = _DELTA_EVENTS[part]
         else:
             event["content_index"] = part
         event["delta"] = text
