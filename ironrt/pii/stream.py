@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import sys
 
-from ironrt.pii.detectors import scan
+from ironrt.pii.detectors import JSON_ESCAPE, scan
 from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.redact import PLACEHOLDER_MAX, Placeholders
 from ironrt.pii.rules import DEFAULT_RULES, Rules
@@ -194,10 +194,42 @@ def _open_at(buf: str, at: int) -> _Open | None:
     return None
 
 
-def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules) -> int:
-    """The first index of `buf` that cannot be released yet."""
+_HEX_TAIL = re.compile(r"[0-9A-Fa-f]{0,3}\Z")
+
+
+def _mask(buf: str) -> tuple[str, int]:
+    """JSON text as `find_pii(json_text=True)` scans it (every escape blanked), and where an
+    escape its end cuts short (a lone backslash, `\\u` and under four digits) starts:
+    `len(buf)` if none. `buf` must start outside an escape (`_escape_start` keeps it so).
+    """
+    parts: list[str] = []
+    pos, last = 0, None
+    for last in JSON_ESCAPE.finditer(buf):
+        s, e = last.span()
+        parts.append(buf[pos:s])
+        parts.append(" " * (e - s))
+        pos = e
+    parts.append(buf[pos:])
+    cut = len(buf)
+    if buf.endswith("\\") and pos < len(buf):  # a backslash nothing follows yet
+        cut -= 1
+    elif last is not None and last.group() == "\\u" and _HEX_TAIL.match(buf, pos):
+        cut = last.start()
+    return "".join(parts), cut
+
+
+def _escape_start(buf: str, at: int) -> int:
+    """`at`, or the start of the JSON escape `at` falls inside."""
+    for m in JSON_ESCAPE.finditer(buf, 0, min(len(buf), at + 5)):
+        if m.start() < at < m.end():
+            return m.start()
+    return at
+
+
+def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules, limit: int) -> int:
+    """The first index of `buf` that cannot be released yet (at most `limit`)."""
     n = len(buf)
-    hold = min(_tail_start(buf, max(lo, n - SHORT_MAX)), _long_open(buf, lo))
+    hold = min(_tail_start(buf, max(lo, n - SHORT_MAX)), _long_open(buf, lo), limit)
     if rules.entity_width:  # a custom finding may hold any characters: keep its longest
         hold = min(hold, max(lo, n - rules.entity_width))
     # Never cut through a candidate: move the cut to its start.
@@ -210,9 +242,11 @@ def _hold(buf: str, lo: int, raw: list[Finding], rules: Rules) -> int:
 class StreamScanner:
     """Finds PII in one channel's text as it arrives; reports each finding once, when final."""
 
-    __slots__ = ("_batch", "_buf", "_ctx", "_open", "_rules", "_unscanned")
+    __slots__ = ("_batch", "_buf", "_ctx", "_open", "_rules", "_unscanned", "json_text")
 
-    def __init__(self, batch: int = 0, rules: Rules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, batch: int = 0, rules: Rules = DEFAULT_RULES, *, json_text: bool = False
+    ) -> None:
         """`batch`: scan only once that many characters arrived since the last scan.
 
         Each scan has a fixed cost of a few microseconds; a stream of one-token deltas is
@@ -225,6 +259,10 @@ class StreamScanner:
         self._ctx = 0  # where the held tail starts in `_buf`
         self._unscanned = 0
         self._open: _Open | None = None  # a long secret open from `_ctx` (see `_Open`)
+        #: The text is JSON (streamed tool arguments): escapes separate words, as in
+        #: `find_pii(json_text=True)`, and an escape is never cut. Set before the first
+        #: text that is not blank.
+        self.json_text = json_text
 
     @property
     def held(self) -> int:
@@ -236,7 +274,7 @@ class StreamScanner:
         if not text:
             return "", []
         if self._open is not None:
-            if self._open.extends(text):  # a rescan would release nothing
+            if not (self.json_text and "\\" in text) and self._open.extends(text):
                 return "", []
             self._buf, self._open = self._open.joined(self._buf), None
         buf = self._buf + text
@@ -245,24 +283,41 @@ class StreamScanner:
             self._buf = buf
             return "", []
         self._unscanned = 0
-        raw = scan(buf, self._ctx, self._rules)
-        return self._release(buf, _hold(buf, self._ctx, raw, self._rules), raw)
+        scanned, limit, raw = self._scan(buf)
+        hold = _hold(scanned, self._ctx, raw, self._rules, limit)
+        if scanned is not buf:  # a custom entity's width may end inside an escape
+            hold = max(self._ctx, _escape_start(buf, hold))
+        return self._release(buf, hold, raw, scanned)
 
     def flush(self) -> tuple[str, list[Finding]]:
         """The channel closed: release everything held."""
         buf = self._open.joined(self._buf) if self._open is not None else self._buf
-        out = self._release(buf, len(buf), scan(buf, self._ctx, self._rules))
+        scanned, _, raw = self._scan(buf)
+        out = self._release(buf, len(buf), raw, scanned)
         self._buf, self._ctx, self._unscanned = "", 0, 0
         return out
 
-    def _release(self, buf: str, hold: int, raw: list[Finding]) -> tuple[str, list[Finding]]:
+    def _scan(self, buf: str) -> tuple[str, int, list[Finding]]:
+        """The text scanned (JSON escapes blanked), how far it may be released, candidates."""
+        if not (self.json_text and "\\" in buf):
+            return buf, len(buf), scan(buf, self._ctx, self._rules)
+        scanned, limit = _mask(buf)
+        raw = scan(scanned, self._ctx, self._rules)
+        raw = [Finding(f.type, f.start, f.end, buf[f.start : f.end], f.kind) for f in raw]
+        return scanned, limit, raw
+
+    def _release(
+        self, buf: str, hold: int, raw: list[Finding], scanned: str
+    ) -> tuple[str, list[Finding]]:
         ctx = self._ctx
         found = resolve([f for f in raw if f.start < hold])
         if ctx:
             found = [Finding(f.type, f.start - ctx, f.end - ctx, f.value, f.kind) for f in found]
         keep = max(0, hold - CONTEXT)
+        if scanned is not buf:
+            keep = _escape_start(buf, keep)
         self._buf, self._ctx = buf[keep:], hold - keep
-        self._open = _open_at(self._buf, self._ctx)
+        self._open = _open_at(scanned[keep:], self._ctx)
         return buf[ctx:hold], found
 
 
@@ -271,15 +326,29 @@ class StreamRedactor:
 
     __slots__ = ("_placeholders", "_scanner")
 
-    def __init__(self, placeholders: Placeholders, rules: Rules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, placeholders: Placeholders, rules: Rules = DEFAULT_RULES, *, json_text: bool = False
+    ) -> None:
         self._placeholders = placeholders
-        self._scanner = StreamScanner(rules=rules)
+        self._scanner = StreamScanner(rules=rules, json_text=json_text)
+
+    @property
+    def json_text(self) -> bool:
+        """The text is JSON: found as `find_pii(json_text=True)` finds it, values unescaped
+        before they are mapped (as `Placeholders.redact(json_text=True)`)."""
+        return self._scanner.json_text
+
+    @json_text.setter
+    def json_text(self, value: bool) -> None:
+        self._scanner.json_text = value
 
     def feed(self, text: str) -> str:
-        return self._placeholders.redact(*self._scanner.feed(text))
+        json_text = self._scanner.json_text
+        return self._placeholders.redact(*self._scanner.feed(text), json_text=json_text)
 
     def flush(self) -> str:
-        return self._placeholders.redact(*self._scanner.flush())
+        json_text = self._scanner.json_text
+        return self._placeholders.redact(*self._scanner.flush(), json_text=json_text)
 
 
 class StreamRestorer:

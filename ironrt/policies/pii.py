@@ -109,6 +109,9 @@ class PiiCallState:
     reported: bool = False
     #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
     novel: NovelPlaceholders | None = None
+    #: Whether each streamed channel's text was read as JSON, kept after the channel
+    #: closes: its repeats (channel + `"full"`) are read the same way.
+    json_streams: dict[Hashable, bool] = field(default_factory=dict)
 
     @property
     def redacting(self) -> bool:
@@ -138,6 +141,16 @@ def _is_json_text(slot: TextSlot, text: str) -> bool:
         return False
     m = _FIRST_VISIBLE.match(text)  # `text.lstrip()` would copy a large text
     return m is not None and m.group(1) in ("{", "[")
+
+
+def _json_of(state: PiiCallState, slot: TextSlot) -> bool:
+    """Whether to read the slot as JSON; a repeat as its deltas were read, when they came
+    (a message's text may start with `[`, a truncated call's arguments not parse)."""
+    if slot.where == _REPEAT and isinstance(slot.channel, tuple) and slot.channel:
+        streamed = state.json_streams.get(slot.channel[:-1])
+        if streamed is not None:
+            return streamed
+    return _is_json_text(slot, slot.text)
 
 
 #: The first character that is not whitespace (`\s` is `str.isspace`, as `lstrip` uses).
@@ -368,12 +381,14 @@ class PiiPolicy(Policy):
             scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
             ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
         ch.like = event
-        if state.redacting:
-            if ch.restorer is None:
-                ch.restorer = StreamRestorer(state.placeholders)
-                ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
-            if ch.json_text is None and slot.text.strip():
-                ch.json_text = ch.restorer.json_escape = _is_json_text(slot, slot.text)
+        if state.redacting and ch.restorer is None:
+            ch.restorer = StreamRestorer(state.placeholders)
+            ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
+        if ch.json_text is None and slot.text.strip():
+            ch.json_text = ch.scanner.json_text = _is_json_text(slot, slot.text)
+            state.json_streams[slot.channel] = ch.json_text
+            if ch.restorer is not None and ch.redactor is not None:
+                ch.restorer.json_escape = ch.redactor.json_text = ch.json_text
         text, out, pos = slot.text, list[str](), 0
         while True:
             size = pace.size
@@ -415,7 +430,7 @@ class PiiPolicy(Policy):
     @staticmethod
     def _rewrite_whole(state: PiiCallState, slot: TextSlot, pace: Pace) -> Steps[bool]:
         """Restore the agent's values, then hide what the model produced itself."""
-        json_text = _is_json_text(slot, slot.text)
+        json_text = _json_of(state, slot)
         text = slot.text
         if len(text) <= pace.size:
             text = state.placeholders.restore(text, json_escape=json_text)

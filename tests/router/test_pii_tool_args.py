@@ -54,12 +54,6 @@ ESCAPED_REDACTED = 'line\n[EMAIL_2]\nphone [PHONE_1] "[CARD_1]" café'
 MODEL_RAW = (MODEL_EMAIL, PHONE, CARD, "4111", "7946")
 RAW = (EMAIL, "MIIEvQ", "MIIBOg", *MODEL_RAW)
 MODEL = "gpt-4o-mini"
-PENDING_STREAM_JSON = (
-    "pending in ironrt/pii (not ours to edit): streamed tool arguments are JSON, but the "
-    "stream redactor scans them as prose, so `\\n` + `bob@...` is read as `nbob@...` and "
-    "the placeholder lands after the backslash (invalid JSON, and not the value the "
-    "repeats and non-streamed replies redact)"
-)
 
 
 # ---- the upstream: the offline provider, plus whole scripted replies ---------------------------
@@ -256,7 +250,6 @@ def test_chat_stream_gives_the_agent_its_own_values_back_json_escaped(
     sent(up)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_STREAM_JSON)
 def test_chat_stream_redacts_pii_next_to_json_escapes(
     up: ScriptedUpstream, client: openai.OpenAI
 ) -> None:
@@ -436,7 +429,6 @@ def test_responses_stream_deltas_and_repeats_agree(
     sent(up)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_STREAM_JSON)
 def test_responses_stream_redacts_pii_next_to_json_escapes(
     up: ScriptedUpstream, client: openai.OpenAI
 ) -> None:
@@ -533,12 +525,6 @@ def text_events(pieces: list[str]) -> list[bytes]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending in ironrt/policies/pii.py (not ours to edit): a `repeat` slot is read as "
-    "JSON when it starts with `[`, so a message text that starts with a placeholder gets "
-    "its value JSON-escaped in the repeats and not in the deltas",
-)
 def test_responses_text_repeats_agree_when_the_text_starts_with_a_placeholder(
     up: ScriptedUpstream, client: openai.OpenAI
 ) -> None:

@@ -36,7 +36,6 @@ from tests.router.test_pii_tool_args import (
     MODEL_EMAIL,
     NOVEL,
     NOVEL_REDACTED,
-    PENDING_STREAM_JSON,
     PHONE,
     PROMPT,
     TOOL_RESULT,
@@ -121,7 +120,6 @@ def test_messages_stream_gives_the_agent_its_own_values_back_json_escaped(
     sent(up)
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING_STREAM_JSON)
 def test_messages_stream_redacts_pii_next_to_json_escapes(
     up: FakeUpstream, client: anthropic.Anthropic
 ) -> None:
