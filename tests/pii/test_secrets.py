@@ -326,3 +326,35 @@ def test_a_long_run_that_only_starts_like_a_jwt_is_not_held_forever() -> None:
         scanner.feed(blob[i : i + 64])
         assert scanner.held <= JWT_HEADER_MAX + SHORT_MAX
     assert find_pii(blob) == []
+
+
+AWS_SECRET = "tvKxOjX6n9BP2VnomwW+jxwJpGPUAd3ogVn/UZP8"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"[default]\naws_secret_access_key = {AWS_SECRET}\n",
+        f"AWS_SECRET_ACCESS_KEY={AWS_SECRET}",
+        f'{{"SecretAccessKey": "{AWS_SECRET}"}}',
+        f"aws_secret_key: '{AWS_SECRET}'",
+    ],
+)
+def test_an_aws_secret_access_key_is_found_after_its_name(text: str) -> None:
+    (f,) = find_pii(text)
+    assert (f.kind, f.value) == ("aws_secret_access_key", AWS_SECRET)
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    out, found = streamed(pieces)
+    assert out == text and [x.value for x in found] == [AWS_SECRET]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"sha256 = {AWS_SECRET}",  # 40 base64 characters without the name: anything
+        f"aws_secret_access_key = {'A' * 40}",  # no entropy: a placeholder
+        f"aws_secret_access_key = {AWS_SECRET}xyz",  # longer than a key
+    ],
+)
+def test_forty_base64_characters_without_the_name_are_not_a_secret(text: str) -> None:
+    assert find_pii(text) == []
