@@ -79,8 +79,9 @@ class SupervisorLimits:
         """Apply limit changes live (waiting and paused calls are re-evaluated at once) and
         persist them; an agent's row is rewritten to show its own scope's new limits."""
         types = changes.get("pii_types")
-        if isinstance(types, dict):
-            self.check_pii(types, None)
+        if isinstance(types, dict):  # an agent's scope may name its own file's entities
+            owner = self.agent_of(scope)
+            self.check_pii(types, owner.gov.pii_file if owner is not None else None)
         before = scope.limits_state()
         self.ledger.set_limits(scope, changes)
         if not await self.books.save_scope(scope):
