@@ -11,20 +11,27 @@ streaming scanner relies on to give the same answer as a scan of the whole text.
 
 Candidates are bounded by look-arounds on both sides (no card number starts in the middle
 of a longer digit run, no address inside a word), which is most of what keeps order
-numbers, dates, versions, UUIDs and ISBNs out. Formats deliberately not reported: a bare
-10-digit number unless a word such as "call" or "phone" precedes it (otherwise it reads as
-an order number), national phone formats other than the North American one, lower-case
-IBANs.
+numbers, dates, versions, UUIDs and ISBNs out. What a number is may also depend on the
+words before it, read in a bounded window around the candidate only (`cues.py`): a bare
+nine-digit run is an SSN after "SSN:" and a bare 9-15 digit run a phone number after
+"phone" or "Telefon", and neither without such a word (it reads as an order number, an
+ISBN, a timestamp); a dotted quad after "version" or `Chrome/` is a version. National
+phone formats (`030 1234 5678`, `(11) 91234-5678`) are read for the regions in
+`Rules.regions` only, written with separators or after a cue (`national.py`). Addresses
+that name no one (loopback, documentation, multicast) are never reported, private ones
+as `Rules.private_ips` says (`ips.py`). Not reported: lower-case IBANs, national numbers
+of regions not configured, national numbers written as a bare digit run without a cue.
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 
 from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Finding, new_finding, resolve
+from ironrt.pii.ips import NEVER, PRIVATE, ipv4_class, ipv6_class, version_before
+from ironrt.pii.national import bare_number, national_number, regions_of
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
@@ -90,11 +97,24 @@ _FAMILIES: dict[str, tuple[str, str]] = {
         r"(?:[ .-]?\([0-9]{1,4}\)[ .-]?[0-9]{1,12}|[ .-][0-9]{1,12}){0,8}" + _EXT.format("iext")
         + r"(?![0-9A-Za-z])",
     ),
-    # Ten digits (or 1 + ten) with no separators: a phone only after a word saying so.
-    "bare": ("[0-9]", r"(?<![_+.-].)(?:(?<=1)[0-9]{10}|[0-9]{9})(?![0-9A-Za-z]|[.-][0-9])"),
+    # 9-15 digits with no separators: an SSN or a phone number only after a cue word.
+    "bare": ("[0-9]", r"(?<![_+.-].)[0-9]{8,14}(?![0-9A-Za-z]|[.-][0-9])"),
     "ipv4": (
         "[0-9]",
-        r"(?<![_.].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![0-9A-Za-z_]|\.[0-9])",
+        r"(?<![_.].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}"
+        r"(?![0-9A-Za-z_]|\.[0-9]|-[A-Za-z])",  # `1.2.3.4-beta` is a version
+    ),
+    # A national phone number: an area code "(030) ", "030 ", "030/", "03-", "080(1170)"
+    # then digit groups, one separator between them; not the second group of a longer
+    # number ("+1 123 456 7890"), a time or an amount ("10:30 2023...", "1,234.56 ...").
+    "natl": (
+        "[(0-9]",
+        # At least 9 digits, or no number: a cheap test of 9 characters (a single-set
+        # repeat) weeds out most digits before the exact one.
+        r"(?<![_+.-].)(?<![0-9][ .,:-].)(?=[0-9 ./()-]{9})(?=(?:[ ./()-]{0,2}[0-9]){8})"
+        r"(?:(?<=\()[0-9]{1,5}\)[ .-]?|(?<=[0-9])[0-9]{0,5}(?:[ ./-]|\([0-9]{1,5}\)))"
+        r"[0-9]{1,8}(?:(?P<nsep>[ .-])[0-9]{1,8}(?:(?P=nsep)[0-9]{1,8}){0,3})?"
+        r"(?![0-9A-Za-z]|[./:-][0-9])",
     ),
     "iban": ("[A-Z]", r"[A-Z][0-9]{2}(?: ?[0-9A-Z]){10,30}"),
 }  # fmt: skip
@@ -113,15 +133,10 @@ _NUMERIC = re.compile(
     + _alternatives([n for n in _FAMILIES if n != "iban"]) + "))",
     _A,
 )  # fmt: skip
-#: Each family alone, to retry the others where the first one matching failed validation.
-_ALONE = {
-    name: (re.compile(first, _A), re.compile(first + _NO_ALNUM_BEFORE + rest, _A))
-    for name, (first, rest) in _FAMILIES.items()
-}
 _PIECE = re.compile(r"\(0\)|[0-9]+", _A)
 
 
-def _intl(text: str, m: re.Match[str]) -> Finding | None:
+def _intl(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     """The longest valid number in the match, trailing digit groups dropped if needed."""
     start, ext = m.start(), m.group("iext")
     core_end = m.start("iext") if ext else m.end()
@@ -151,26 +166,13 @@ def _nanp_ok(core: str) -> bool:
     return phone_ok(core.translate(_NANP_SEPARATORS)[-10:], 1)
 
 
-def _nanp(text: str, m: re.Match[str]) -> Finding | None:
+def _nanp(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
+    if not regions_of(rules.regions)[0]:  # no country code 1 region configured
+        return None
     start, end = m.span()
     nxt = m.start("next")
     ok = _nanp_ok(text[start : nxt if nxt != -1 else end])
     return new_finding("PHONE", start, end, text[start:end]) if ok else None
-
-
-#: Words that make a bare ten-digit number a phone number; without one it reads as an id.
-_PHONE_WORDS = re.compile(
-    r"\b(?:phone|tel|telephone|call|mobile|cell|fax|sms|text|whatsapp|reach|dial|ring)\b", re.I
-)
-_PHONE_WORDS_BEFORE = 40
-
-
-def _bare(text: str, m: re.Match[str]) -> Finding | None:
-    start, value = m.start(), m.group()
-    lo = max(0, start - _PHONE_WORDS_BEFORE)
-    if not _PHONE_WORDS.search(text, lo, start) or not phone_ok(value[-10:], 1):
-        return None
-    return new_finding("PHONE", start, m.end(), value)
 
 
 @functools.lru_cache(maxsize=_VERDICTS)
@@ -188,7 +190,7 @@ def _card_number(value: str, sep: str | None) -> tuple[int, str] | None:
     return None
 
 
-def _card(text: str, m: re.Match[str]) -> Finding | None:
+def _card(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     found = _card_number(m.group(), m.group("csep"))
     if found is None:
         return None
@@ -202,7 +204,7 @@ def _ssn_ok(v: str) -> bool:
     return ssn_ok(v[0:3], v[4:6], v[7:11])
 
 
-def _ssn(text: str, m: re.Match[str]) -> Finding | None:
+def _ssn(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     start, end = m.span()
     v = text[start:end]
     return new_finding("SSN", start, end, v) if _ssn_ok(v) else None
@@ -215,7 +217,7 @@ _IBAN_SPANS = {
 }
 
 
-def _iban(text: str, m: re.Match[str]) -> Finding | None:
+def _iban(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     want = IBAN_LENGTHS.get(m.group()[:2])
     span = _IBAN_SPANS[want].match(text, m.start()) if want is not None else None
     if span is None or not iban_ok(span.group().replace(" ", "")):
@@ -224,19 +226,25 @@ def _iban(text: str, m: re.Match[str]) -> Finding | None:
 
 
 @functools.lru_cache(maxsize=_VERDICTS)
-def _ipv4_ok(value: str) -> bool:
-    return ipv4_ok(value.split("."))
+def _ipv4_class(value: str) -> int:
+    return ipv4_class(value) if ipv4_ok(value.split(".")) else NEVER
 
 
-def _ipv4(text: str, m: re.Match[str]) -> Finding | None:
+def _ip_reported(cls: int, rules: Rules) -> bool:
+    return cls > PRIVATE or (cls == PRIVATE and rules.private_ips)
+
+
+def _ipv4(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     start, end = m.span()
     value = text[start:end]
-    return new_finding("IP", start, end, value, "ipv4") if _ipv4_ok(value) else None
+    if not _ip_reported(_ipv4_class(value), rules) or version_before(text, start):
+        return None
+    return new_finding("IP", start, end, value, "ipv4")
 
 
 _CHECKS = {
-    "card": _card, "ssn": _ssn, "nanp": _nanp, "intl": _intl, "bare": _bare, "ipv4": _ipv4,
-    "iban": _iban,
+    "card": _card, "ssn": _ssn, "nanp": _nanp, "intl": _intl, "bare": bare_number,
+    "ipv4": _ipv4, "natl": national_number, "iban": _iban,
 }  # fmt: skip
 
 
@@ -274,9 +282,9 @@ def _numbers(text: str, start: int, out: list[Finding], rules: Rules) -> None:
             return
         name = m.lastgroup
         assert name is not None
-        found = checks[name](text, m)
+        found = checks[name](text, m, rules)
         if found is None:
-            found = _retry(text, m.start(), name)
+            found = _retry(text, m.start(), name, rules)
         if found is None:
             pos = m.start() + 1
         else:
@@ -284,12 +292,26 @@ def _numbers(text: str, start: int, out: list[Finding], rules: Rules) -> None:
             pos = found.end
 
 
-def _retry(text: str, at: int, failed: str) -> Finding | None:
-    for name, (first, alone) in _ALONE.items():
-        if name != failed and first.match(text, at) and (m := alone.match(text, at)):
-            found = _CHECKS[name](text, m)
-            if found is not None:
-                return found
+#: Per family, the families `_NUMERIC` tries after it, as one pattern. Where a family
+#: matched, every family before it failed to match at that position, so only the later ones
+#: are worth a retry (a date only the national family matches costs no retry at all), and
+#: one `match` finds the first of them that matches, as `_NUMERIC` would have.
+_ORDER = ["iban", *(n for n in _FAMILIES if n != "iban")]
+_RETRY = {
+    name: re.compile(r"[0-9(+]" + _NO_ALNUM_BEFORE + "(?:" + _alternatives(later) + ")", _A)
+    for i, name in enumerate(_ORDER)
+    if (later := _ORDER[i + 1 :])
+}
+
+
+def _retry(text: str, at: int, failed: str, rules: Rules) -> Finding | None:
+    while (again := _RETRY.get(failed)) is not None and (m := again.match(text, at)):
+        name = m.lastgroup
+        assert name is not None
+        found = _CHECKS[name](text, m, rules)
+        if found is not None:
+            return found
+        failed = name
     return None
 
 
@@ -300,14 +322,11 @@ _IPV6 = re.compile(
 _HEX_COLON = frozenset("0123456789abcdefABCDEF:")
 
 
-def _ipv6_ok(candidate: str) -> bool:
-    if candidate.count(":") < 2 or candidate == "::":
-        return False
-    try:
-        ipaddress.IPv6Address(candidate)
-    except ValueError:
-        return False
-    return True
+def _ipv6_class(candidate: str) -> int | None:
+    """`ips.ipv6_class`, None for what is no address (a time, `std::`, a MAC address)."""
+    if candidate.count(":") < 2:
+        return None
+    return ipv6_class(candidate)
 
 
 def _ipv6s(text: str, start: int, out: list[Finding], rules: Rules) -> None:
@@ -328,9 +347,11 @@ def _ipv6s(text: str, start: int, out: list[Finding], rules: Rules) -> None:
             colon = text.find(":", colon + 1)
             continue
         value = m.group()
-        if not _ipv6_ok(value) and value.endswith(":") and _ipv6_ok(value[:-1]):
+        cls = _ipv6_class(value)
+        if cls is None and value.endswith(":"):
             value = value[:-1]
-        if _ipv6_ok(value):
+            cls = _ipv6_class(value)
+        if cls is not None and _ip_reported(cls, rules):
             out.append(new_finding("IP", s, s + len(value), value, "ipv6"))
         colon = text.find(":", max(m.end(), colon + 1))
 

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata
-from phonenumbers.phonemetadata import PhoneNumberDesc
+from phonenumbers.phonemetadata import NumberFormat, PhoneNumberDesc
 
 __all__ = [
     "IBAN_LENGTHS",
@@ -29,6 +29,7 @@ __all__ = [
     "ipv4_ok",
     "jwt_header_ok",
     "luhn_ok",
+    "national_phone_ok",
     "phone_ok",
     "ssn_ok",
 ]
@@ -245,3 +246,97 @@ def phone_ok(digits: str, country_code: int | None = None) -> bool:
         if prefix and digits.startswith(prefix) and plan.fits(digits[len(prefix) :]):
             return True
     return False
+
+
+# --- National formats: a number written as at home, without its country code --------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Format:
+    """One of a region's national formats: which numbers it applies to and how it groups."""
+
+    leading: re.Pattern[str] | None
+    pattern: re.Pattern[str]
+    #: The national format leaves the trunk prefix out (`(11) 91234-5678` in Brazil,
+    #: `98765 43210` for an Indian mobile).
+    without_prefix: bool
+    #: It puts the area code in parentheses (Brazil's `(11)`).
+    parens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _National:
+    plan: _Plan
+    prefix: str | None
+    formats: tuple[_Format, ...]
+
+    def format_of(self, nsn: str) -> tuple[_Format, re.Match[str]] | None:
+        """The format libphonenumber would write `nsn` in, as `format_number` chooses it."""
+        for f in self.formats:
+            if f.leading is None or f.leading.match(nsn):
+                m = f.pattern.fullmatch(nsn)
+                if m is not None:
+                    return f, m
+        return None
+
+
+def _format(f: NumberFormat, prefix: str | None) -> _Format:
+    leading = re.compile(f.leading_digits_pattern[-1]) if f.leading_digits_pattern else None
+    rule = f.national_prefix_formatting_rule
+    without = not prefix or bool(f.national_prefix_optional_when_formatting)
+    if prefix and not without and rule is not None:
+        without = prefix not in rule.replace("\\1", "")
+    return _Format(leading, re.compile(f.pattern or ""), without, "(" in (rule or ""))
+
+
+@functools.cache
+def _national(region: str) -> _National | None:
+    meta = PhoneMetadata.metadata_for_region(region)
+    general = _desc(meta.general_desc) if meta is not None else None
+    if meta is None or general is None:
+        return None
+    types = tuple(d for name in _TYPE_DESCS if (d := _desc(getattr(meta, name))) is not None)
+    prefix = meta.national_prefix or None
+    formats = tuple(_format(f, prefix) for f in meta.number_format)
+    return _National(_Plan(general, types, prefix), prefix, formats)
+
+
+@functools.lru_cache(maxsize=4096)
+def national_phone_ok(
+    digits: str, region: str, groups: tuple[int, ...] = (), parens: bool = False
+) -> bool:
+    """Whether `digits`, as written in `region` without a country code, is a valid number.
+
+    With the trunk prefix (`030 1234567`: `0` + a valid German number) wherever the region
+    has one; without it only where the region writes numbers so: regions without a trunk
+    prefix (ES, IT) and formats that leave it out (Brazil's `(11)` area codes, Indian
+    numbers). In France `612345678` is not how anyone writes a number.
+
+    `groups`: the sizes of the digit groups as written, `()` for a run without separators.
+    Without a trunk prefix the grouping must be the region's own, which keeps out digit
+    groups that merely happen to be valid somewhere (quantities, ids): in a region without
+    a trunk prefix the first group must be its format's (`612 34 56 78` and `612 345 678`
+    in Spain), where the format leaves the prefix out every group must be (`98765 43210`
+    in India, not `9876 543210`). `parens`: the first group is in parentheses, which
+    without a trunk prefix only a format that writes them has (`(11)` in Brazil; `(162)
+    726-5749` is a North American number with an impossible area code, not an Indian one).
+    """
+    national = _national(region)
+    if national is None:
+        return False
+    prefix = national.prefix
+    if prefix and digits.startswith(prefix) and national.plan.fits(digits[len(prefix) :]):
+        return True
+    if not national.plan.fits(digits):
+        return False
+    found = national.format_of(digits)
+    if found is None:
+        return not prefix and not groups
+    fmt, m = found
+    if not fmt.without_prefix or (parens and not fmt.parens):
+        return False
+    if not groups:
+        return True
+    if not prefix:
+        return groups[0] == len(m.group(1))
+    return groups == tuple(map(len, m.groups()))

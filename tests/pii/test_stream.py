@@ -27,7 +27,7 @@ SAMPLES = [
     "536-22-1234",
     "DE89 3704 0044 0532 0130 00",
     "192.168.1.1",
-    "2001:db8::1",
+    "2a00:1450::1",  # 2001:db8::/32 is documentation, never a finding
     "AKIAIOSFODNN7EXAMPLE",
     "sk-proj-Ab3dEf6hIj9kLmN0pQrSt3BlbkFJuVwXyZ0123456789",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.sig_-x",
@@ -37,6 +37,8 @@ SAMPLES = [
 NOISE = [" ", "  ", "\n", ".", ",", "-", ":", "@", "(", ")", "+", "x", "ext", "00", "1", "9", "A"]
 WORDS = ["call ", "Card", "the", "IBAN", "v1.2.3", "2023-10-14", "eyJ", "sk-", "[EMAIL_1]", "[EM"]
 WORDS += ["4155552671", "35301113333000001"]
+# Cues and national formats: a finding may depend on the words before it.
+WORDS += ["SSN: ", "Telefon ", "version ", "123456789", "030 1234 5678", "(11) 91234-5678"]
 
 fragments = st.lists(
     st.one_of(
