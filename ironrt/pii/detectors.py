@@ -76,7 +76,7 @@ _FAMILIES: dict[str, tuple[str, str]] = {
     "card": (
         "[0-9]",
         r"(?<![0-9][ -].)"
-        r"(?:[0-9]{12,18}|[0-9]{3}(?P<csep>[ -])[0-9]{4,6}(?:(?P=csep)[0-9]{1,5}){1,3})"
+        r"(?:[0-9]{11,18}|[0-9]{3}(?P<csep>[ -])[0-9]{4,6}(?:(?P=csep)[0-9]{1,5}){1,3})"
         r"(?![0-9A-Za-z])",
     ),
     "ssn": (
@@ -184,7 +184,7 @@ def _card_number(value: str, sep: str | None) -> tuple[int, str] | None:
     groups = value.split(sep)
     for k in range(len(groups), 2, -1):  # a CVV or expiry may follow the last group
         digits = "".join(groups[:k])
-        brand = card_brand(digits) if 13 <= len(digits) <= 19 else None
+        brand = card_brand(digits) if 12 <= len(digits) <= 19 else None
         if brand:
             return len(sep.join(groups[:k])), brand
     return None

@@ -71,6 +71,9 @@ _BRANDS: tuple[tuple[int, int, int, frozenset[int], str], ...] = (
     # JCB's registered range is 3528-3589, but test-card generators (Faker among them) use
     # all of 35xx, and a Luhn-valid 16-19 digit number there is a card far more often than not.
     (3500, 3599, 4, frozenset(range(16, 20)), "jcb"),
+    # JCB's older 15-digit cards (IIN 1800 and 2131), which generators still issue.
+    (1800, 1800, 4, frozenset({15}), "jcb"),
+    (2131, 2131, 4, frozenset({15}), "jcb"),
     (62, 62, 2, frozenset(range(16, 20)), "unionpay"),
     (2200, 2204, 4, frozenset(range(16, 20)), "mir"),
     (50, 50, 2, frozenset(range(12, 20)), "maestro"),

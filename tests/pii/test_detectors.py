@@ -314,3 +314,22 @@ def test_ssn_rules() -> None:
 def test_iban_checksum() -> None:
     assert iban_ok("GB82WEST12345698765432")
     assert not iban_ok("GB82WEST12345698765433")
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "brand"),
+    [
+        ("PAN 180059714657762", "180059714657762", "jcb"),  # JCB's 15-digit 1800 range
+        ("pay 1800 894133 22228 now", "1800 894133 22228", "jcb"),
+        ("card 6759 9691 4833.", "6759 9691 4833", "maestro"),  # 12-digit Maestro
+        ("card 676381150561", "676381150561", "maestro"),
+    ],
+)
+def test_short_card_formats_are_found(text: str, value: str, brand: str) -> None:
+    (f,) = find_pii(text)
+    assert (f.type, f.value, f.kind) == ("CARD", value, brand)
+
+
+@pytest.mark.parametrize("text", ["order 123456789012", "ref 676381150562", "id 1800 894133 22229"])
+def test_twelve_and_fifteen_digit_ids_failing_luhn_or_brand_are_not_cards(text: str) -> None:
+    assert find_pii(text) == []
