@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.pii import Finding, StreamScanner, find_pii
+from ironrt.pii import find_pii
 from ironrt.pii.cues import NONE, PHONE, SSN, WINDOW, cue_before
-from ironrt.pii.pieces import PieceScan
 from ironrt.pii.stream import CONTEXT
+from tests.pii.splits import splits, stepped, streamed
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -156,42 +154,21 @@ cued_text = st.lists(
 ).map("".join)
 
 
-@st.composite
-def cued_split(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(cued_text)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=10)))
-    bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
+def cued_split() -> st.SearchStrategy[tuple[str, list[str]]]:
+    return splits(cued_text, 10)
 
 
 @settings(max_examples=300, deadline=None)
 @given(cued_split(), st.sampled_from([0, 0, 7, 50]))
 def test_stream_with_cues_equals_the_whole_text(case: tuple[str, list[str]], batch: int) -> None:
     text, pieces = case
-    scanner = StreamScanner(batch=batch)
-    got: list[Finding] = []
-    offset = 0
-    for piece in [*pieces, None]:
-        released, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [
-            Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings
-        ]
-        offset += len(released)
-    assert got == find_pii(text)
+    assert streamed(pieces, batch) == (text, find_pii(text))
 
 
 @settings(max_examples=100, deadline=None)
 @given(cued_text, st.lists(st.integers(1, 30), min_size=1, max_size=5))
 def test_piece_scan_with_cues_equals_the_whole_text(text: str, sizes: list[int]) -> None:
-    scan = PieceScan(text)
-    got: list[Finding] = []
-    for size in itertools.cycle(sizes):
-        if scan.done:
-            break
-        at = scan.position
-        _, findings = scan.step(size)
-        got += [Finding(f.type, f.start + at, f.end + at, f.value, f.kind) for f in findings]
-    assert got == find_pii(text)
+    assert stepped(text, sizes) == find_pii(text)
 
 
 def test_the_cued_texts_do_hold_findings_of_each_kind() -> None:

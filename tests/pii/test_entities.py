@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.pii import Placeholders, StreamRestorer, StreamScanner, find_pii
+from ironrt.pii import Placeholders, StreamRestorer, find_pii
 from ironrt.pii.entities import EntityError, merge_entities, parse_entities
 from ironrt.pii.rules import Rules
+from tests.pii.splits import splits, streamed
 
 PII_TOML = """
 [entities.EMPLOYEE_ID]
@@ -140,25 +140,8 @@ fragments = st.lists(st.one_of(st.sampled_from(SAMPLES), st.sampled_from(NOISE))
 )
 
 
-@st.composite
-def split(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(fragments)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=10)))
-    bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
-
-
 @settings(max_examples=300, deadline=None)
-@given(split())
+@given(splits(fragments, 10))
 def test_any_split_of_a_stream_finds_what_the_whole_text_finds(case: tuple[str, list[str]]) -> None:
     text, pieces = case
-    scanner = StreamScanner(rules=RULES)
-    released, got = [], []
-    offset = 0
-    for piece in [*pieces, None]:
-        out, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [(f.type, f.start + offset, f.end + offset) for f in findings]
-        offset += len(out)
-        released.append(out)
-    assert "".join(released) == text
-    assert got == [(f.type, f.start, f.end) for f in find_pii(text, rules=RULES)]
+    assert streamed(pieces, rules=RULES) == (text, find_pii(text, rules=RULES))

@@ -11,7 +11,6 @@ the control socket keeps answering while a multi-MiB prompt or answer is checked
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import threading
 import time
@@ -27,14 +26,14 @@ from hypothesis import strategies as st
 
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.flow import Endpoint, Flow, StreamEvent
-from ironrt.pii import Finding, find_pii
-from ironrt.pii.pieces import PieceScan
+from ironrt.pii import find_pii
 from ironrt.policies.pii import PiiPolicy
 from ironrt.protocol import PiiMode
 from ironrt.providers.openai import OpenAIAdapter
 from ironrt.router.sse import make_event
 from ironrt.tempdaemon import TempDaemon
 from tests.pii import texts
+from tests.pii.splits import stepped
 from tests.pii.test_stream import SAMPLES, fragments
 from tests.router.helpers import token_agent
 
@@ -55,36 +54,21 @@ def dense_pii(size: int, seed: int = 7) -> str:
 # ---- PieceScan: any steps give find_pii's findings ---------------------------------------------
 
 
-def stepped_findings(text: str, sizes: list[int], *, json_text: bool) -> list[Finding]:
-    scan = PieceScan(text, json_text=json_text)
-    found: list[Finding] = []
-    stretches: list[str] = []
-    for size in itertools.cycle(sizes):
-        if scan.done:
-            break
-        at = scan.position
-        stretch, findings = scan.step(size)
-        stretches.append(stretch)
-        found += [Finding(f.type, f.start + at, f.end + at, f.value, f.kind) for f in findings]
-    assert "".join(stretches) == text
-    return found
-
-
 @settings(max_examples=100, deadline=None)
 @given(fragments, pieces)
 def test_piece_scan_finds_what_find_pii_finds(text: str, sizes: list[int]) -> None:
-    assert stepped_findings(text, sizes, json_text=False) == find_pii(text)
+    assert stepped(text, sizes, json_text=False) == find_pii(text)
 
 
 @settings(max_examples=100, deadline=None)
 @given(json_fragments, pieces)
 def test_piece_scan_masks_json_escapes_as_find_pii_does(text: str, sizes: list[int]) -> None:
-    assert stepped_findings(text, sizes, json_text=True) == find_pii(text, json_text=True)
+    assert stepped(text, sizes, json_text=True) == find_pii(text, json_text=True)
 
 
 def test_piece_scan_of_a_large_text_in_adaptive_steps() -> None:
     text = dense_pii(300_000)
-    assert stepped_findings(text, [1024, 4096, 16384, 1], json_text=False) == find_pii(text)
+    assert stepped(text, [1024, 4096, 16384, 1], json_text=False) == find_pii(text)
 
 
 # ---- the policy: stepped hooks give what the inline hooks give ---------------------------------
@@ -209,7 +193,7 @@ def test_a_huge_repeated_text_in_one_event_is_rewritten_as_inline() -> None:
     common = {"item_id": "m1", "output_index": 0, "content_index": 0, "sequence_number": 1}
     kinds = ("response.output_text.delta", "response.output_text.done")
     outs = []
-    for policy, stepped in ((PiiPolicy(), False), (PiiPolicy(inline_max=0, piece=64), True)):
+    for policy, in_steps in ((PiiPolicy(), False), (PiiPolicy(inline_max=0, piece=64), True)):
         body = {"model": "gpt-4o-mini", "stream": True, "input": f"mail {SAMPLES[0]}"}
         flow = flow_of("redact", body, "responses")
         policy.request(flow)
@@ -217,7 +201,7 @@ def test_a_huge_repeated_text_in_one_event_is_rewritten_as_inline() -> None:
             make_event({"type": kinds[0], "delta": text, **common}, kinds[0]),
             make_event({"type": kinds[1], "text": text, **common}, kinds[1]),
         ]
-        outs.append(stream_out(policy, flow, events, stepped))
+        outs.append(stream_out(policy, flow, events, in_steps))
     assert outs[1] == outs[0]
     done = outs[0][0][-1][1]["text"]
     assert done.startswith(SAMPLES[0]) and "[IP_1]" in done

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 
 import phonenumbers
@@ -11,9 +10,10 @@ from faker import Faker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ironrt.pii import Finding, StreamScanner, find_pii
+from ironrt.pii import StreamScanner, find_pii
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.validators import national_phone_ok
+from tests.pii.splits import splits, streamed
 
 
 def phones(text: str, rules: Rules = DEFAULT_RULES) -> list[str]:
@@ -191,12 +191,8 @@ grouped = st.lists(
 ).map("".join)
 
 
-@st.composite
-def grouped_split(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(grouped)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=10)))
-    bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
+def grouped_split() -> st.SearchStrategy[tuple[str, list[str]]]:
+    return splits(grouped, 10)
 
 
 @settings(max_examples=300, deadline=None)
@@ -205,13 +201,4 @@ def test_stream_of_digit_groups_equals_the_whole_text(
     case: tuple[str, list[str]], batch: int
 ) -> None:
     text, pieces = case
-    scanner = StreamScanner(batch=batch)
-    got: list[Finding] = []
-    offset = 0
-    for piece in [*pieces, None]:
-        released, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [
-            Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings
-        ]
-        offset += len(released)
-    assert got == find_pii(text)
+    assert streamed(pieces, batch) == (text, find_pii(text))

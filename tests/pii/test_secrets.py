@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import json
 import random
 import string
@@ -23,6 +22,7 @@ from ironrt.pii.detectors import scan as real_scan
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import JWT_HEADER_MAX
 from ironrt.pii.stream import SHORT_MAX
+from tests.pii.splits import splits, streamed
 from tests.pii.test_stream import NOISE, WORDS
 
 _B62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
@@ -237,25 +237,8 @@ fragments = st.lists(
 ).map("".join)
 
 
-@st.composite
-def split(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(fragments)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=16)))
-    return text, [text[a:b] for a, b in itertools.pairwise([0, *cuts, len(text)])]
-
-
-def streamed(pieces: list[str], batch: int = 0) -> tuple[str, list[Finding]]:
-    """What a scanner fed `pieces` releases, and its findings at offsets into the whole."""
-    scanner = StreamScanner(batch=batch)
-    out, got, offset = [], [], 0
-    for piece in [*pieces, None]:
-        released, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [
-            Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings
-        ]
-        out.append(released)
-        offset += len(released)
-    return "".join(out), got
+def split() -> st.SearchStrategy[tuple[str, list[str]]]:
+    return splits(fragments, 16)
 
 
 @settings(max_examples=200, deadline=None)

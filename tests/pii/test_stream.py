@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ironrt.pii import (
-    Finding,
     Placeholders,
     StreamRedactor,
     StreamRestorer,
@@ -16,6 +13,7 @@ from ironrt.pii import (
     find_pii,
 )
 from ironrt.pii.stream import SHORT_MAX
+from tests.pii.splits import splits, streamed
 
 SAMPLES = [
     "jane.doe@example.com",
@@ -50,12 +48,8 @@ fragments = st.lists(
 ).map("".join)
 
 
-@st.composite
-def split(draw: st.DrawFn) -> tuple[str, list[str]]:
-    text = draw(fragments)
-    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
-    bounds = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in itertools.pairwise(bounds)]
+def split() -> st.SearchStrategy[tuple[str, list[str]]]:
+    return splits(fragments)
 
 
 @settings(max_examples=300, deadline=None)
@@ -73,16 +67,7 @@ def test_scanner_reports_each_finding_once_at_its_offset(
     case: tuple[str, list[str]], batch: int
 ) -> None:
     text, pieces = case
-    scanner = StreamScanner(batch=batch)
-    got: list[Finding] = []
-    offset = 0
-    for piece in [*pieces, None]:
-        released, findings = scanner.feed(piece) if piece is not None else scanner.flush()
-        got += [
-            Finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in findings
-        ]
-        offset += len(released)
-    assert got == find_pii(text)
+    assert streamed(pieces, batch) == (text, find_pii(text))
 
 
 @settings(max_examples=200, deadline=None)
