@@ -68,13 +68,15 @@ _CUE = re.compile(
 #: What may not stand between a cue and its candidate: a digit (another number is closer
 #: to the cue), a sentence break (the abbreviations `no.`, `nr.`, `num.` are no break), a
 #: blank line, or a word naming another kind of number.
+_ID_WORDS = (
+    r"orders?|invoices?|inv|ref|reference|accounts?|acct|tracking|tickets?|isbn|sku|serial"
+    r"|case|transactions?|txn|booking|confirmation|iban|items?|part|model"
+    r"|bestell\w*|rechnung\w*|commande|facture|pedido|factura|ordine|fattura|bestelling|factuur"
+)
 _GAP_BAD = re.compile(
     r"[0-9!?;]|\n[ \t]*\n|(?<!\bno)(?<!\bnr)(?<!\bnum)(?<!\bext)\.(?=\s|\Z)"
-    r"|\b(?:orders?|invoices?|inv|ref|reference|ids?|accounts?|acct|tracking|tickets?|isbn"
-    r"|zip|postcode|sku|serial|version|build|timestamp|epoch|case|transactions?|txn"
-    r"|booking|confirmation|policy|claim|iban|card|item|part|model|pin|otp|code"
-    r"|bestell\w*|rechnung\w*|kunden\w*|commande|facture|pedido|factura|ordine|fattura"
-    r"|bestelling|factuur)\b",
+    rf"|\b(?:{_ID_WORDS}|ids?|zip|postcode|version|build|timestamp|epoch|policy|claim|card"
+    r"|pin|otp|code|kunden\w*)\b",
     re.IGNORECASE,
 )
 
@@ -104,10 +106,7 @@ def cue_before(text: str, start: int) -> int:
 _ID_WINDOW = 28
 #: A word naming another kind of number right before a candidate: `Order 0301 234 5678`.
 _ID_WORD = re.compile(
-    r"(?<![^\W_])(?:orders?|invoices?|inv|ref|reference|tickets?|tracking|isbn|sku|po"
-    r"|accounts?|acct|iban|case|serial|transactions?|txn|booking|confirmation"
-    r"|items?|part|model|bestell\w*|rechnung\w*|commande|facture|pedido|factura"
-    r"|ordine|fattura|bestelling|factuur)(?:[ _-]?(?:numbers?|no|nr|num|id|#))?\.?"
+    rf"(?<![^\W_])(?:{_ID_WORDS}|po)(?:[ _-]?(?:numbers?|no|nr|num|id|#))?\.?"
     r"[ \t]*[:=#]?[ \t]*[\"']?\Z",
     re.IGNORECASE,
 )
