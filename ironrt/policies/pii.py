@@ -1,20 +1,27 @@
 """PII policy: detect, redact or block personal data and secrets in an agent's LLM traffic.
 
-Modes (per agent, `flow.agent.pii`, read once per call so a change applies from the next
-call on and never half-way through one):
+Actions, per type: the agent's `pii` mode, narrowed or mixed by its `pii_types`, made
+stricter by its scopes' floors (`policies/pii_rules.py`: a `PiiPlan`, read once per call
+so a change applies from the next call on and never half-way through one). Types the plan
+does not act on are not even reported by the detectors, so they pass untouched:
 
-- `off`: every hook returns at once.
+- `off`: nothing acted on: every hook returns at once.
 - `detect` (default): findings in the request and in the response are counted on the agent
   and reported in `PiiAlert` events (types, where, counts: never a value). One event per
-  direction and call: `direction` (request|response), `action` (detected|redacted|blocked),
-  `count`, `types`, `where`, `counts` per type, `findings` per (type, where).
+  direction and call: `direction` (request|response), `action` (the strongest done:
+  detected|redacted|blocked), `actions` per type, `count`, `types`, `where`, `counts` per
+  type, `findings` per (type, where).
 - `redact`: each finding in the request is replaced by a typed placeholder (`[EMAIL_1]`)
   before the request leaves the machine; placeholders the model echoes are turned back
   into the agent's values in the response, streamed or not. A finding the model produced
   itself (not one of the agent's own values) is replaced by a placeholder too before it
   reaches the agent: redact protects both directions.
-- `block`: a request with findings is refused with a provider-shaped 400 naming the types
-  (`x-should-retry: false`, so the SDK does not retry it).
+- `block`: a request with findings of such a type is refused with a provider-shaped 400
+  naming them (`x-should-retry: false`, so the SDK does not retry it).
+
+Text that is JSON (tool-call arguments, streamed or not) is scanned with its escapes read as
+separators and gets placeholders only where the JSON stays valid. A detector that raises
+fails the call closed, as every hook does (`governance/pipeline.py`).
 
 Streams are handled per channel (a choice's content, a tool call's arguments): findings that
 straddle events are caught by `StreamScanner`, placeholders split across events are
