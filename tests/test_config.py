@@ -343,3 +343,17 @@ def test_a_kept_port_that_got_taken_moves_rather_than_failing() -> None:
         d.stop()
         d.start()
         assert port_of(d.router_url) == moved
+
+
+def test_pii_settings_are_read_from_the_environment_and_config_toml(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    s = Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_REGIONS": " us, gb,GB "})
+    assert s.pii_regions == ("US", "GB") and s.pii_private_ips is True
+    (home / "config.toml").write_text('pii_regions = ["de", "fr"]\npii_private_ips = false\n')
+    s = Settings.load({"IRONRT_HOME": str(home)})
+    assert s.pii_regions == ("DE", "FR") and s.pii_private_ips is False
+    with pytest.raises(ConfigError, match=r"IRONRT_PII_REGIONS.*region codes.*got 'US,ZZ'"):
+        Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_REGIONS": "US,ZZ"})
+    with pytest.raises(ConfigError, match=r"IRONRT_PII_PRIVATE_IPS.*boolean"):
+        Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_PRIVATE_IPS": "maybe"})
