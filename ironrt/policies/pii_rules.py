@@ -78,8 +78,10 @@ class RulesFiles:
         self._home = _File(home_file) if home_file is not None else None
         self._agents: dict[str, _File] = {}
         #: (home entities, agent entities) -> Rules: the same object while nothing changed,
-        #: so `Rules.only` and the plans cached on agents stay valid.
-        self._rules: dict[tuple[int, int], Rules] = {}
+        #: so `Rules.only` and the plans cached on agents stay valid. Keyed by the tuples
+        #: themselves (entities compare by identity), never by `id()`, which a new tuple
+        #: may reuse once an edited file's old one is gone.
+        self._rules: dict[tuple[tuple[Entity, ...], tuple[Entity, ...]], Rules] = {}
         if self._home is not None:
             self._refresh(self._home, strict=True)  # a broken home file stops the daemon
 
@@ -116,7 +118,7 @@ class RulesFiles:
             own = f.entities
         if not home and not own:
             return self._base
-        key = (id(home), id(own))
+        key = (home, own)
         rules = self._rules.get(key)
         if rules is None:
             if len(self._rules) > 1024:
