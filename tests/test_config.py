@@ -357,3 +357,12 @@ def test_pii_settings_are_read_from_the_environment_and_config_toml(tmp_path: Pa
         Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_REGIONS": "US,ZZ"})
     with pytest.raises(ConfigError, match=r"IRONRT_PII_PRIVATE_IPS.*boolean"):
         Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_PRIVATE_IPS": "maybe"})
+
+
+def test_an_invalid_home_pii_toml_stops_the_daemon_in_one_line(idle: TempDaemon) -> None:
+    pii = idle.home / "pii.toml"
+    pii.write_text("[entities.ORDER_ID]\npattern = 'ORD-[0-9]+'\n")
+    line = failed_start(idle)
+    assert line.startswith(f"ironrt: the daemon cannot start: {pii}: [entities.ORDER_ID]")
+    assert "bound every repetition" in line
+    assert not (idle.home / "ironrt.sock").exists()
