@@ -5,14 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, cast, get_args
+
+from ironrt.values import BUILTIN_PII_TYPES
 
 __all__ = ["PII_TYPES", "Finding", "PiiType", "new_finding", "resolve"]
 
 PiiType = Literal["EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET"]
 
 #: Every type, in the order reports list them. The names double as placeholder labels.
-PII_TYPES: tuple[PiiType, ...] = ("EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET")
+#: Defined once in `ironrt.values` (the control API checks selections against it).
+PII_TYPES = cast(tuple[PiiType, ...], BUILTIN_PII_TYPES)
+if get_args(PiiType) != PII_TYPES:  # pragma: no cover
+    raise RuntimeError("PiiType must list exactly ironrt.values.BUILTIN_PII_TYPES")
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -24,17 +24,14 @@ from ironrt.pii.entities import Entity
 from ironrt.pii.finding import PII_TYPES
 from ironrt.values import DEFAULT_PII_REGIONS
 
-__all__ = ["DEFAULT_REGIONS", "DEFAULT_RULES", "Rules"]
-
-#: National formats read by default: the regions most agents' users write from.
-DEFAULT_REGIONS = DEFAULT_PII_REGIONS
+__all__ = ["DEFAULT_RULES", "Rules"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Rules:
     """One configuration of the detectors; immutable, shared by every scan that uses it."""
 
-    regions: tuple[str, ...] = DEFAULT_REGIONS
+    regions: tuple[str, ...] = DEFAULT_PII_REGIONS
     private_ips: bool = True
     entities: tuple[Entity, ...] = ()
     #: Types to report (upper case); None: every built-in type and every entity.
