@@ -31,6 +31,12 @@ def utcnow() -> str:
     )
 
 
+def wall_clock(epoch_s: float) -> str:
+    """A Unix time as `utcnow` writes it (UTC, ISO 8601, milliseconds, `Z`)."""
+    moment = dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class EventBus:
     def __init__(self, db: Database) -> None:
         self._db = db

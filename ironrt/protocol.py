@@ -394,11 +394,29 @@ class Trace(Base):
     latency_ms: float
     ttfb_ms: float | None
     error: str | None
+    #: When the call reached the router (UTC, ISO 8601 with milliseconds).
     started_at: str
+    #: The agent's name and project when it made the call (kept: the agent may be renamed
+    #: or removed, its calls still group by what it was).
+    agent_name: str = ""
+    project: str | None = None
+    #: The agent process that made the call (None: not known, e.g. before schema v9).
+    pid: int | None = None
+    #: The model the provider says answered ("" when it said nothing or never answered).
+    response_model: str = ""
+    #: Set when ironrt refused the call before any provider answered (a refused call
+    #: reached no provider): the refusal's code ("budget_exhausted", "rate_limited",
+    #: "pii_blocked", "circuit_open", "model_not_allowed", ...).
+    refusal: str | None = None
+    #: The time the router itself added (latency minus the time spent waiting on the
+    #: upstream), in ms; None when no upstream was asked.
+    overhead_ms: float | None = None
 
 
 class TraceList(Base):
     traces: list[Trace]
+    #: Pass back as `?cursor=` for the next page; None: this was the last page.
+    next_cursor: str | None = None
 
 
 class UsageRow(Base):

@@ -26,6 +26,11 @@ from ironrt.protocol import OnBudget, PiiMode
 @dataclass(slots=True)
 class AgentGovernance:
     agent_id: str
+    #: Who the agent is, for the records of its calls (traces, metrics, spans): its name,
+    #: project and the pid of its current process (None between runs).
+    name: str = ""
+    project: str | None = None
+    pid: int | None = None
     #: Settled spend of all time, committed to the store after each call (the budget
     #: scopes keep the spend of their windows).
     spent_usd: float = 0.0

@@ -217,6 +217,9 @@ class Flow:
     unpriced: bool = False
     started: float = field(default_factory=time.monotonic)
     ttfb: float | None = None
+    #: Seconds spent waiting on the upstream (every try: from sending the request to its
+    #: headers, and reading its body or stream): the rest of the latency is the router's.
+    upstream_s: float = 0.0
     #: True once the first byte of the response went to the agent: from then on nothing may
     #: be retried and a refusal can only end the stream.
     committed: bool = False

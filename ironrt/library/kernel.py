@@ -175,7 +175,13 @@ class LibraryKernel:
         own.raise_hint = "a larger `budget=` in `ironrt.protect` (a new scope)"
         ledger.set_limits(own, {"budget_usd": budget, "rpm": rpm, "tpm": tpm})
         gov = AgentGovernance(
-            agent_id, scopes=(own,), on_budget=on_budget, pii=pii, pii_types=pii_types
+            agent_id,
+            name=stored.record.name,
+            pid=os.getpid(),
+            scopes=(own,),
+            on_budget=on_budget,
+            pii=pii,
+            pii_types=pii_types,
         )
         await agent_store.save_library_agent(self.db, stored)
         self.live.add(agent_id)

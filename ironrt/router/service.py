@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import anyio
 
 from ironrt.config import ConfigError, Settings
-from ironrt.events import EventBus, utcnow
+from ironrt.events import EventBus, wall_clock
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.charging import charge, is_snapshot
 from ironrt.governance.flow import Flow
@@ -64,6 +65,18 @@ class Agents(Protocol):
     def governance_for_token(self, hashed: str) -> AgentGovernance | None: ...
 
     async def stop(self, ref: str, timeout: float, reason: Any = ...) -> Any: ...
+
+
+#: Told of each settled call: its record and the flow it came from (read only).
+CallObserver = Callable[[Trace, Flow], None]
+
+
+def overhead_ms(flow: Flow, now: float) -> float | None:
+    """The time the router itself added to the call: its latency minus the time spent
+    waiting on the upstream (None: no upstream was asked)."""
+    if flow.upstream_status is None and flow.upstream_failure is None:
+        return None
+    return round(max((now - flow.started) - flow.upstream_s, 0.0) * 1000, 3)
 
 
 def build_policies(
@@ -142,6 +155,9 @@ class RouterService:
             ledger,
             settings.admission_timeout,
         )
+        #: Told of every settled call once it is on disk (metrics, spans, telemetry):
+        #: synchronous and quick, never blocking (each hands work to its own task).
+        self.observers: list[CallObserver] = []
         self._stop_requests, self._stop_receive = anyio.create_memory_object_stream[str](100)
         self._resets, self._resets_receive = anyio.create_memory_object_stream[Scope](math.inf)
         ledger.on_reset = self._resets.send_nowait
@@ -263,6 +279,12 @@ class RouterService:
         answered = flow.response_model
         model = answered if answered and is_snapshot(answered, flow.model) else flow.model
         now = time.monotonic()
+        refusal = flow.refusal
+        refused = (
+            refusal is not None
+            and flow.upstream_status is None
+            and (flow.upstream_failure in (None, "connect"))
+        )
         trace = Trace(
             id=0,
             agent_id=gov.agent_id,
@@ -279,9 +301,20 @@ class RouterService:
             latency_ms=round((now - flow.started) * 1000, 3),
             ttfb_ms=round((flow.ttfb - flow.started) * 1000, 3) if flow.ttfb else None,
             error=flow.error,
-            started_at=utcnow(),
+            started_at=wall_clock(time.time() - (now - flow.started)),
+            agent_name=gov.name,
+            project=gov.project,
+            pid=gov.pid,
+            response_model=answered,
+            refusal=(refusal.code or refusal.policy or "refused") if refused and refusal else None,
+            overhead_ms=overhead_ms(flow, now),
         )
         await self.books.record(trace, gov.spent_usd, gov.scopes if flow.hold is not None else ())
+        for observe in self.observers:
+            try:
+                observe(trace, flow)
+            except Exception:  # an exporter's bug must never fail a call
+                log.exception("call observer %r failed", observe)
         for event in flow.events:
             await self.bus.publish(event.kind, gov.agent_id, **event.data)
         await self.announce()  # what this call's settle or refusal announced, and before

@@ -14,13 +14,14 @@ from ironrt.store.db import Database
 
 _COLS = (
     "agent_id, provider, model, endpoint, stream, status_code, input_tokens, output_tokens, "
-    "cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttfb_ms, error, started_at"
+    "cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttfb_ms, error, started_at, "
+    "agent_name, project, pid, response_model, refusal, overhead_ms"
 )
 
 
 def insert_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
     return (
-        f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 15)})",
+        f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 21)})",
         (
             t.agent_id,
             t.provider,
@@ -37,6 +38,12 @@ def insert_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
             t.ttfb_ms,
             t.error,
             t.started_at,
+            t.agent_name,
+            t.project,
+            t.pid,
+            t.response_model,
+            t.refusal,
+            t.overhead_ms,
         ),
     )
 
@@ -69,6 +76,12 @@ async def query(db: Database, *, agent_id: str | None = None, limit: int = 50) -
             ttfb_ms=r["ttfb_ms"],
             error=r["error"],
             started_at=r["started_at"],
+            agent_name=r["agent_name"],
+            project=r["project"],
+            pid=r["pid"],
+            response_model=r["response_model"],
+            refusal=r["refusal"],
+            overhead_ms=r["overhead_ms"],
         )
         for r in reversed(rows)
     ]

@@ -73,6 +73,7 @@ class Lifecycle:
         old_hash = m.stored.token_hash
         previous = (r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at)
         r.pid, m.stored.pid_started = spawned.pid, spawned.started
+        m.gov.pid = spawned.pid
         r.started_at, r.ended_at = utcnow(), None
         m.stored.token_hash = token_hash(token)
         states.check(r.status, S.STARTING)

@@ -79,6 +79,9 @@ class Managed:
 def govern(gov: AgentGovernance, record: Agent) -> AgentGovernance:
     """Give a new agent's (or a just loaded agent's) governance the settings and spend of
     its record: once, when the governance is built. Later changes go to `gov` alone."""
+    gov.name = record.name
+    gov.project = record.project
+    gov.pid = record.pid
     gov.on_budget = record.on_budget
     gov.pii = record.pii
     gov.pii_types = record.pii_types

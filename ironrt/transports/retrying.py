@@ -37,6 +37,7 @@ async def send_with_retries(
             answer = await transport.attempt(flow, request)
         except AttemptFailed as exc:
             attempt = Attempt(number, failure=exc.kind, elapsed=time.monotonic() - began)
+            flow.upstream_s += attempt.elapsed
             try:
                 delay = pipeline.upstream_attempt(flow, attempt)
             except PolicyFailed:
@@ -44,7 +45,7 @@ async def send_with_retries(
                 raise
             if delay is None:
                 raise Unreachable(exc.kind, str(exc)) from None
-            await anyio.sleep(delay)
+            await _back_off(flow, delay)
             continue
         attempt = Attempt(
             number,
@@ -52,6 +53,7 @@ async def send_with_retries(
             retry_after=answer.retry_after,
             elapsed=time.monotonic() - began,
         )
+        flow.upstream_s += attempt.elapsed
         try:
             delay = pipeline.upstream_attempt(flow, attempt)
         except PolicyFailed:
@@ -63,4 +65,11 @@ async def send_with_retries(
             return answer
         with anyio.CancelScope(shield=True):
             await answer.aclose()
-        await anyio.sleep(delay)
+        await _back_off(flow, delay)
+
+
+async def _back_off(flow: Flow, delay: float) -> None:
+    """The wait between two tries counts as the upstream's time, not the router's."""
+    began = time.monotonic()
+    await anyio.sleep(delay)
+    flow.upstream_s += time.monotonic() - began
