@@ -26,6 +26,9 @@ bench:
     python bench/logs.py
     python bench/stall.py
     python bench/library.py
+    python bench/events.py
+    python bench/otel.py
+    python bench/usage.py
 
 # The offline demo: no key, no network.
 demo:

@@ -20,7 +20,17 @@ from ironrt import client_requests as req
 from ironrt.client import Runtime
 from ironrt.client_requests import PiiTypes, StartOptions
 from ironrt.errors import DaemonUnavailable
-from ironrt.protocol import Agent, Event, Health, Metrics, PiiMode, ScopeLimits, Trace, Usage
+from ironrt.protocol import (
+    Agent,
+    Event,
+    Health,
+    Metrics,
+    PiiMode,
+    ScopeLimits,
+    Trace,
+    TraceList,
+    Usage,
+)
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -217,29 +227,114 @@ class AsyncRuntime:
             await resp.aclose()
 
     async def events(
-        self, *, agent: str | None = None, since: int = 0, limit: int = 100, follow: bool = False
+        self,
+        *,
+        agent: str | None = None,
+        since: int = 0,
+        limit: int = 100,
+        follow: bool = False,
+        kind: str | Sequence[str] | None = None,
+        project: str | None = None,
     ) -> AsyncIterator[Event]:
-        """Events after id `since`, oldest first: up to `limit` of them, or with `follow`
-        that backlog and then live events until the daemon stops."""
+        """Typed events after id `since`, oldest first (see `Runtime.events`): a followed
+        stream that breaks is opened again after the last event it gave."""
+        import anyio
+        import httpx
+
+        kinds = req.event_kinds(kind)
         if not follow:
-            for found in (await self._call(req.events(agent, since, limit))).events:
+            call = req.events(agent, since, limit, kinds, project)
+            for found in (await self._call(call)).events:
                 yield found
             return
-        resp = await self._stream(req.follow_events(agent, since, limit))
-        try:
-            async for line in resp.aiter_lines():
-                if (event := req.event_line(line)) is not None:
-                    yield event
-        finally:
-            await resp.aclose()
+        last, tries = since, 0
+        while tries < req.FOLLOW_RETRIES:
+            if tries:
+                await anyio.sleep(0.1 * tries)
+                if not await anyio.to_thread.run_sync(self._sync.ping):
+                    return  # the daemon is gone: the follower ends, as before
+            resp = await self._stream(req.follow_events(agent, last, limit, kinds, project))
+            tries += 1
+            try:
+                async for line in resp.aiter_lines():
+                    if (event := req.event_line(line)) is not None and event.id > last:
+                        last, tries = event.id, 0
+                        yield event
+            except (httpx.TransportError, msgspec.DecodeError):
+                pass  # a broken stream: opened again after `last`
+            finally:
+                await resp.aclose()
 
-    async def usage(self, by: str = "agent", agent: str | None = None) -> Usage:
-        """Spend and tokens grouped `by` agent, provider or model."""
-        return await self._call(req.usage(by, agent))
+    async def usage(
+        self,
+        by: str = "agent",
+        agent: str | None = None,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        project: str | None = None,
+    ) -> Usage:
+        """Calls, tokens and spend grouped `by` agent, provider, model, project, day or
+        hour (UTC), over [`since`, `until`): ISO 8601 times or durations before now
+        (`24h`, `7d`). Refused calls are counted apart (`refused_calls`)."""
+        return await self._call(req.usage(by, agent, since=since, until=until, project=project))
 
-    async def traces(self, agent: str | None = None, limit: int = 50) -> list[Trace]:
-        """The last `limit` LLM calls, newest last."""
-        return (await self._call(req.traces(agent, limit))).traces
+    async def traces(
+        self,
+        agent: str | None = None,
+        limit: int = 50,
+        *,
+        project: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Trace]:
+        """The last `limit` LLM calls matching the filters, newest last (`status`: ok,
+        error or refused). `trace_page` pages through all of them."""
+        page = await self._call(
+            req.traces(
+                agent,
+                limit,
+                project=project,
+                model=model,
+                status=status,
+                since=since,
+                until=until,
+            )
+        )
+        return page.traces[::-1]
+
+    async def trace_page(
+        self,
+        *,
+        agent: str | None = None,
+        project: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TraceList:
+        """One page of LLM calls, newest first; pass its `next_cursor` back as `cursor`
+        for the next (None: that was the last page)."""
+        return await self._call(
+            req.traces(
+                agent,
+                limit,
+                project=project,
+                model=model,
+                status=status,
+                since=since,
+                until=until,
+                cursor=cursor,
+            )
+        )
+
+    async def trace(self, trace_id: int) -> Trace:
+        """One LLM call by its id (`ironrt.errors.IronrtError` 404 if there is none)."""
+        return await self._call(req.get_trace(trace_id))
 
     # ---- limits (see `Runtime`) ---------------------------------------------------------
     async def limits(self) -> list[ScopeLimits]:

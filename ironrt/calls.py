@@ -29,6 +29,7 @@ from ironrt.protocol import (
     ScopeLimits,
     StartRequest,
     StopRequest,
+    Trace,
     TraceList,
     UpdateRequest,
     Usage,
@@ -42,9 +43,11 @@ __all__ = [
     "EVENTS",
     "GET_AGENT",
     "GET_LIMITS",
+    "GET_TRACE",
     "HEALTH",
     "LIST_AGENTS",
     "LIST_LIMITS",
+    "METRICS",
     "OPENAPI",
     "PATH_PARAMS",
     "REMOVE_AGENT",
@@ -152,6 +155,7 @@ class Operation(msgspec.Struct, Generic[A], frozen=True, kw_only=True):
 PATH_PARAMS: dict[str, str] = {
     "ref": "An agent id, a unique id prefix, or a name (live agents first)",
     "scope": "`global`, `project:NAME`, `agent:REF` or a bare agent REF, URL-quoted",
+    "id": "A trace's id (a whole number, as `/v1/traces` lists it)",
 }
 
 _TIMEOUT_MAX_S = 3600
@@ -177,6 +181,13 @@ OPENAPI = Operation(
     path="/v1/openapi.json",
     summary="This description",
     answer=dict,
+)
+METRICS = Operation(
+    name="metrics",
+    method="GET",
+    path="/metrics",
+    summary="Prometheus metrics, text exposition format 0.0.4 (docs/metrics.md)",
+    answer=str,
 )
 
 # ---- agents --------------------------------------------------------------------------------
@@ -266,32 +277,68 @@ EVENTS = Operation(
     name="events",
     method="GET",
     path="/v1/events",
-    summary="Events, oldest first (follow: NDJSON stream)",
+    summary=(
+        "Events, oldest first (follow: NDJSON stream; `Accept: text/event-stream`: "
+        "Server-Sent Events, resumed after `Last-Event-ID`); `kind` and `project` filter "
+        "(`kind` repeated or a comma list)"
+    ),
     answer=EventList,
     query=(
         text("agent"),
         number("since", 0, 0, 2**62),
         number("limit", 100, 1, 10_000),
         flag("follow"),
+        text("kind"),
+        text("project"),
     ),
     stream="ndjson",
     stream_item=Event,
 )
+#: `since` / `until`: an ISO 8601 time (no zone: UTC) or a duration before now (`30m`,
+#: `24h`, `7d`); `until` is exclusive.
 USAGE = Operation(
     name="usage",
     method="GET",
     path="/v1/usage",
-    summary="Spend and tokens grouped by agent, provider or model",
+    summary=(
+        "Calls, tokens and spend grouped by agent, provider, model, project, UTC day or hour, "
+        "over [since, until) (ISO 8601 or 24h, 7d ago); refused calls counted apart"
+    ),
     answer=Usage,
-    query=(choice("by", "agent", ("agent", "provider", "model")), text("agent")),
+    query=(
+        choice("by", "agent", ("agent", "provider", "model", "project", "day", "hour")),
+        text("agent"),
+        text("since"),
+        text("until"),
+        text("project"),
+    ),
 )
 TRACES = Operation(
     name="traces",
     method="GET",
     path="/v1/traces",
-    summary="One row per LLM call, newest last",
+    summary=(
+        "One row per LLM call, newest first, filtered by agent, project, model, status and "
+        "time; paged by `cursor` (the answer's `next_cursor`)"
+    ),
     answer=TraceList,
-    query=(text("agent"), number("limit", 50, 1, 10_000)),
+    query=(
+        text("agent"),
+        number("limit", 50, 1, 10_000),
+        text("project"),
+        text("model"),
+        choice("status", "any", ("any", "ok", "error", "refused")),
+        text("since"),
+        text("until"),
+        text("cursor"),
+    ),
+)
+GET_TRACE = Operation(
+    name="get_trace",
+    method="GET",
+    path="/v1/traces/{id}",
+    summary="One LLM call by its id",
+    answer=Trace,
 )
 
 # ---- limits ------------------------------------------------------------------------------------
@@ -341,6 +388,7 @@ CALLS: tuple[Operation[Any], ...] = (
     HEALTH,
     VERSION,
     OPENAPI,
+    METRICS,
     LIST_AGENTS,
     START_AGENT,
     GET_AGENT,
@@ -354,6 +402,7 @@ CALLS: tuple[Operation[Any], ...] = (
     EVENTS,
     USAGE,
     TRACES,
+    GET_TRACE,
     LIST_LIMITS,
     GET_LIMITS,
     SET_LIMITS,

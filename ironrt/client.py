@@ -33,7 +33,17 @@ from ironrt.client_requests import StartOptions as StartOptions  # re-exported
 from ironrt.client_requests import default_python as default_python  # re-exported
 from ironrt.config import Settings
 from ironrt.errors import DaemonUnavailable
-from ironrt.protocol import Agent, Event, Health, Metrics, PiiMode, ScopeLimits, Trace, Usage
+from ironrt.protocol import (
+    Agent,
+    Event,
+    Health,
+    Metrics,
+    PiiMode,
+    ScopeLimits,
+    Trace,
+    TraceList,
+    Usage,
+)
 from ironrt.uds import Reply
 
 if TYPE_CHECKING:
@@ -272,28 +282,111 @@ class Runtime:
             resp.close()
 
     def events(
-        self, *, agent: str | None = None, since: int = 0, limit: int = 100, follow: bool = False
+        self,
+        *,
+        agent: str | None = None,
+        since: int = 0,
+        limit: int = 100,
+        follow: bool = False,
+        kind: str | Sequence[str] | None = None,
+        project: str | None = None,
     ) -> Iterator[Event]:
-        """Events after id `since`, oldest first: up to `limit` of them, or with `follow`
-        that backlog and then live events until the daemon stops."""
+        """Typed events after id `since`, oldest first: up to `limit` of them, or with
+        `follow` that backlog and then live events until the daemon stops. `kind` (one, a
+        comma list, or several) and `project` filter. A followed stream that breaks is
+        opened again after the last event it gave: nothing is missed, nothing repeated."""
+        kinds = req.event_kinds(kind)
         if not follow:
-            yield from self._call(req.events(agent, since, limit)).events
+            yield from self._call(req.events(agent, since, limit, kinds, project)).events
             return
-        resp = self._stream(req.follow_events(agent, since, limit))
-        try:
-            while line := resp.readline():
-                if (event := req.event_line(line)) is not None:
-                    yield event
-        finally:
-            resp.close()
+        last, tries = since, 0
+        while tries < req.FOLLOW_RETRIES:
+            if tries:
+                time.sleep(0.1 * tries)
+                if not self.ping():
+                    return  # the daemon is gone: the follower ends, as before
+            resp = self._stream(req.follow_events(agent, last, limit, kinds, project))
+            tries += 1
+            try:
+                while line := resp.readline():
+                    if (event := req.event_line(line)) is not None and event.id > last:
+                        last, tries = event.id, 0
+                        yield event
+            except (OSError, msgspec.DecodeError):
+                pass  # a broken stream: opened again after `last`
+            finally:
+                resp.close()
 
-    def usage(self, by: str = "agent", agent: str | None = None) -> Usage:
-        """Spend and tokens grouped `by` agent, provider or model."""
-        return self._call(req.usage(by, agent))
+    def usage(
+        self,
+        by: str = "agent",
+        agent: str | None = None,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        project: str | None = None,
+    ) -> Usage:
+        """Calls, tokens and spend grouped `by` agent, provider, model, project, day or
+        hour (UTC), over [`since`, `until`): ISO 8601 times or durations before now
+        (`24h`, `7d`). Refused calls are counted apart (`refused_calls`)."""
+        return self._call(req.usage(by, agent, since=since, until=until, project=project))
 
-    def traces(self, agent: str | None = None, limit: int = 50) -> list[Trace]:
-        """The last `limit` LLM calls, newest last."""
-        return self._call(req.traces(agent, limit)).traces
+    def traces(
+        self,
+        agent: str | None = None,
+        limit: int = 50,
+        *,
+        project: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+    ) -> list[Trace]:
+        """The last `limit` LLM calls matching the filters, newest last (`status`: ok,
+        error or refused). `trace_page` pages through all of them."""
+        page = self._call(
+            req.traces(
+                agent,
+                limit,
+                project=project,
+                model=model,
+                status=status,
+                since=since,
+                until=until,
+            )
+        )
+        return page.traces[::-1]
+
+    def trace_page(
+        self,
+        *,
+        agent: str | None = None,
+        project: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> TraceList:
+        """One page of LLM calls, newest first; pass its `next_cursor` back as `cursor`
+        for the next (None: that was the last page)."""
+        return self._call(
+            req.traces(
+                agent,
+                limit,
+                project=project,
+                model=model,
+                status=status,
+                since=since,
+                until=until,
+                cursor=cursor,
+            )
+        )
+
+    def trace(self, trace_id: int) -> Trace:
+        """One LLM call by its id (`ironrt.errors.IronrtError` 404 if there is none)."""
+        return self._call(req.get_trace(trace_id))
 
     # ---- limits -----------------------------------------------------------------------
     # A scope is `global`, `project:NAME`, `agent:REF` or a bare agent REF (id, prefix or

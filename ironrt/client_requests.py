@@ -47,6 +47,7 @@ from ironrt.protocol import (
     LIMIT_FIELDS,
     Agent,
     AgentList,
+    AnyEvent,
     ErrorResponse,
     Event,
     EventList,
@@ -55,12 +56,14 @@ from ironrt.protocol import (
     Metrics,
     ScopeLimits,
     StopRequest,
+    Trace,
     TraceList,
     Usage,
     Version,
 )
 
 __all__ = [
+    "FOLLOW_RETRIES",
     "START_OPTIONS",
     "UPDATE_FIELDS",
     "VERSION_PATH",
@@ -75,6 +78,7 @@ __all__ = [
     "deadline",
     "decode",
     "default_python",
+    "event_kinds",
     "event_line",
     "events",
     "follow_events",
@@ -82,6 +86,7 @@ __all__ = [
     "get_agent",
     "get_limits",
     "get_metrics",
+    "get_trace",
     "given",
     "health",
     "limits",
@@ -279,34 +284,101 @@ def follow_logs(ref: str, tail: int) -> Call[bytes]:
     return Call(op.method, _target(op, {"ref": ref}, {"tail": tail, "follow": True}), bytes)
 
 
-def _events_query(agent: str | None, since: int, limit: int) -> dict[str, object]:
-    return {"since": since, "limit": limit, "agent": agent or None}
+def _events_query(
+    agent: str | None, since: int, limit: int, kinds: Sequence[str], project: str | None
+) -> dict[str, object]:
+    return {
+        "since": since,
+        "limit": limit,
+        "agent": agent or None,
+        "kind": ",".join(kinds) or None,
+        "project": project or None,
+    }
 
 
-def events(agent: str | None, since: int, limit: int) -> Call[EventList]:
+def event_kinds(kind: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The `kind` filter as a tuple of kinds (one name, a comma list, or several)."""
+    if kind is None:
+        return ()
+    names = [kind] if isinstance(kind, str) else list(kind)
+    return tuple(k.strip() for name in names for k in name.split(",") if k.strip())
+
+
+def events(
+    agent: str | None,
+    since: int,
+    limit: int,
+    kinds: Sequence[str] = (),
+    project: str | None = None,
+) -> Call[EventList]:
     """Up to `limit` events after id `since`, oldest first."""
-    return call(calls.EVENTS, query=_events_query(agent, since, limit))
+    return call(calls.EVENTS, query=_events_query(agent, since, limit, kinds, project))
 
 
-def follow_events(agent: str | None, since: int, limit: int) -> Call[Event]:
-    """The NDJSON stream of `events(follow=True)`: the same backlog, then live events, one
-    `Event` per line."""
+def follow_events(
+    agent: str | None,
+    since: int,
+    limit: int,
+    kinds: Sequence[str] = (),
+    project: str | None = None,
+) -> Call[Event]:
+    """The NDJSON stream of `events(follow=True)`: without `since`, the newest `limit`
+    events; with it, every one after it; then live events, one per line."""
     op = calls.EVENTS
-    query = {**_events_query(agent, since, limit), "follow": True}
+    query = {**_events_query(agent, since, limit, kinds, project), "follow": True}
     return Call(op.method, _target(op, None, query), Event)
 
 
+#: A followed stream that ends or breaks is opened again (after the last event it gave)
+#: this many times in a row before the follower believes the daemon is gone.
+FOLLOW_RETRIES = 3
+
+
 def event_line(line: bytes | str) -> Event | None:
-    """One line of the followed stream; None for a blank (keep-alive) line."""
-    return msgspec.json.decode(line, type=Event) if line.strip() else None
+    """One line of the followed stream, as its typed event; None for a blank line."""
+    return msgspec.json.decode(line, type=AnyEvent) if line.strip() else None
 
 
-def usage(by: str, agent: str | None) -> Call[Usage]:
-    return call(calls.USAGE, query={"by": by, "agent": agent or None})
+def usage(
+    by: str,
+    agent: str | None,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    project: str | None = None,
+) -> Call[Usage]:
+    """`since`/`until`: ISO 8601 or a duration before now (`24h`), read by the daemon."""
+    query = {"by": by, "agent": agent, "since": since, "until": until, "project": project}
+    return call(calls.USAGE, query={k: v or None for k, v in query.items()})
 
 
-def traces(agent: str | None, limit: int) -> Call[TraceList]:
-    return call(calls.TRACES, query={"limit": limit, "agent": agent or None})
+def traces(
+    agent: str | None,
+    limit: int,
+    *,
+    project: str | None = None,
+    model: str | None = None,
+    status: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    cursor: str | None = None,
+) -> Call[TraceList]:
+    """One page, newest first; `cursor`: the `next_cursor` of the page before."""
+    query: dict[str, object] = {
+        "limit": limit,
+        "agent": agent or None,
+        "project": project or None,
+        "model": model or None,
+        "status": status or None,
+        "since": since or None,
+        "until": until or None,
+        "cursor": cursor or None,
+    }
+    return call(calls.TRACES, query=query)
+
+
+def get_trace(trace_id: int | str) -> Call[Trace]:
+    return call(calls.GET_TRACE, {"id": str(trace_id)})
 
 
 def limits() -> Call[LimitsList]:

@@ -37,6 +37,8 @@ from ironrt.settings_table import (
     PROVIDER_TABLE,
     PROVIDERS,
     SETTINGS,
+    AlertWebhook,
+    Flag,
     Number,
     ProviderEntry,
     ProviderTable,
@@ -171,6 +173,15 @@ SETTINGS_FIELDS: dict[str, str] = {
     "keepalive_timeout": "IRONRT_KEEPALIVE_TIMEOUT",
     "pii_regions": "IRONRT_PII_REGIONS",
     "pii_private_ips": "IRONRT_PII_PRIVATE_IPS",
+    "trace_retention_s": "IRONRT_TRACE_RETENTION",
+    "otlp_endpoint": "IRONRT_OTLP_ENDPOINT",
+    "metrics_addr": "IRONRT_METRICS_ADDR",
+    "metrics_agent_ttl": "IRONRT_METRICS_AGENT_TTL",
+    "alert_webhooks": "IRONRT_ALERT_WEBHOOKS",
+    "telemetry_url": "IRONRT_TELEMETRY_URL",
+    "telemetry_token": "IRONRT_TELEMETRY_TOKEN",
+    "telemetry_reprobe": "IRONRT_TELEMETRY_REPROBE",
+    "telemetry_queue_max": "IRONRT_TELEMETRY_QUEUE_MAX",
 }
 
 
@@ -210,6 +221,7 @@ def read_file(path: Path) -> dict[str, object]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     values: dict[str, object] = {}
+    _alert_tables(raw, path)
     for key, value in raw.items():
         setting = find(key)
         if setting is None:
@@ -241,9 +253,10 @@ def read(
             continue
         try:
             values[setting.name] = setting.kind.parse(raw)
-        except ValueError:
+        except ValueError as exc:
             raise ConfigError(
-                f"{setting.name}{origin} must be {setting.kind.accepts}, got {raw!r}"
+                f"{setting.name}{origin} must be {setting.kind.accepts}, "
+                f"got {_shown(setting.kind, raw, exc)}"
             ) from None
     return values
 
@@ -328,6 +341,75 @@ def _reliability(values: Mapping[str, Any]) -> ReliabilitySettings:
     return ReliabilitySettings(**given, provider_timeouts=overrides)
 
 
+def _alert_tables(raw: dict[str, Any], path: Path) -> None:
+    """config.toml's `[[alerts.webhooks]]` tables become the value of
+    IRONRT_ALERT_WEBHOOKS (in place), which `Webhooks` reads and checks."""
+    if "alerts" not in raw:
+        return
+    alerts = raw.pop("alerts")
+    if not isinstance(alerts, dict) or set(alerts) - {"webhooks"}:
+        extra = sorted(set(alerts) - {"webhooks"}) if isinstance(alerts, dict) else []
+        what = f"unknown key {extra[0]!r} in [alerts]" if extra else "[alerts] must be a table"
+        raise ConfigError(f"{what} in {path}: it holds [[alerts.webhooks]] tables")
+    if any(find(key) is BY_NAME["IRONRT_ALERT_WEBHOOKS"] for key in raw):
+        raise ConfigError(f"IRONRT_ALERT_WEBHOOKS is set twice in {path}")
+    raw["IRONRT_ALERT_WEBHOOKS"] = alerts.get("webhooks", [])
+
+
+def _shown(kind: object, raw: object, why: ValueError) -> str:
+    """The bad value as an error shows it: the kind decides for a secret or a URL list."""
+    shown = getattr(kind, "shown", None)
+    return str(shown(raw, why)) if callable(shown) else repr(raw)
+
+
+def _check_telemetry(values: Mapping[str, Any]) -> None:
+    """The bearer token goes with every batch: none is a mistake, and over plain http it
+    would cross the network readable, so http:// is for loopback only."""
+    url = values.get("IRONRT_TELEMETRY_URL")
+    if url is None:
+        return
+    if not values.get("IRONRT_TELEMETRY_TOKEN"):
+        raise ConfigError("IRONRT_TELEMETRY_URL is set but IRONRT_TELEMETRY_TOKEN is not")
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and host not in ("127.0.0.1", "::1", "localhost"):
+        raise ConfigError(
+            "IRONRT_TELEMETRY_URL must be https:// (http:// only on loopback): the token "
+            "would cross the network in clear"
+        )
+
+
+#: OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT's values beyond a boolean (the newer
+#: conventions name where content goes: ironrt puts it on spans or nowhere).
+_CAPTURE_WORDS = {"span_only": True, "span_and_event": True, "no_content": False}
+
+
+def _otel(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The standard OpenTelemetry variables ironrt itself acts on (the SDK reads the rest:
+    headers, timeouts, batching), checked like settings so a typo stops the start."""
+    out: dict[str, Any] = {}
+    name = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    if environ.get(name, "").strip():
+        try:
+            out["otel_endpoint"] = Url().parse(environ[name])
+        except ValueError:
+            raise ConfigError(f"{name} must be {Url().accepts}, got {environ[name]!r}") from None
+    name = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+    raw = environ.get(name, "").strip()
+    if raw:
+        word = _CAPTURE_WORDS.get(raw.lower())
+        if word is None:
+            try:
+                word = Flag().parse(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must be {Flag().accepts} or SPAN_ONLY/NO_CONTENT, got {raw!r}"
+                ) from None
+        out["otel_capture_content"] = word
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting, typed and checked; built by `load`, handed to whoever needs a value
@@ -364,6 +446,26 @@ class Settings:
     pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS
     #: Whether addresses in private ranges are PII findings (`IRONRT_PII_PRIVATE_IPS`).
     pii_private_ips: bool = True
+    #: Traces older than this many seconds are pruned (the usage rollups are kept); 0:
+    #: kept forever (`IRONRT_TRACE_RETENTION`, default 30d).
+    trace_retention_s: int = 30 * 86400
+    #: OTLP/HTTP export (ironrt.observe.otel): `IRONRT_OTLP_ENDPOINT`, which wins over the
+    #: standard `OTEL_EXPORTER_OTLP_ENDPOINT` (`otel_endpoint`); off while both are unset.
+    otlp_endpoint: str | None = None
+    otel_endpoint: str | None = None
+    #: `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`: spans carry prompts and answers.
+    otel_capture_content: bool = False
+    #: (host, port) serving Prometheus `/metrics` over TCP; None: the control socket only.
+    metrics_addr: tuple[str, int] | None = None
+    #: Seconds after an agent ended before its label sets leave the metrics.
+    metrics_agent_ttl: float = 3600.0
+    #: Alert webhooks (`IRONRT_ALERT_WEBHOOKS`, `[[alerts.webhooks]]`; ironrt.observe.alerts).
+    alert_webhooks: tuple[AlertWebhook, ...] = ()
+    #: Control Panel telemetry (ironrt.observe.controlpanel): off while the URL is unset.
+    telemetry_url: str | None = None
+    telemetry_token: str | None = field(default=None, repr=False)
+    telemetry_reprobe: float = 300.0
+    telemetry_queue_max: int = 100_000
     reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
 
     @property
@@ -431,10 +533,12 @@ class Settings:
                 except ValueError as exc:
                     raise ConfigError(f"{exc} (in {providers_file})") from None
         given = {f: values[name] for f, name in SETTINGS_FIELDS.items() if name in values}
+        _check_telemetry(values)
         return cls(
             home=home,
             reliability=_reliability(values),
             base_urls=_base_urls(env, values),
+            **_otel(env),
             **given,
         )
 

@@ -35,7 +35,14 @@ from ironrt.errors import DaemonAlreadyRunning as DaemonAlreadyRunning  # re-exp
 from ironrt.events import EventBus
 from ironrt.governance.ledger import Ledger
 from ironrt.keys import KeysFileError, load_keys
+from ironrt.observe import otel as otel_export
+from ironrt.observe.alerts import AlertSender
+from ironrt.observe.controlpanel import register_gauge, telemetry_from
+from ironrt.observe.cost_updates import CostUpdates
+from ironrt.observe.metrics import Metrics
+from ironrt.observe.metrics_http import bind_metrics, metrics_app
 from ironrt.private_home import secure_home
+from ironrt.protocol import DaemonStarted, DaemonStopped
 from ironrt.router.service import RouterService
 from ironrt.sdnotify import Notifier
 from ironrt.server import bind_tcp, bind_unix, limits_from, make_server
@@ -194,6 +201,8 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
     bus = EventBus(db)
     keys = load_keys(os.environ, settings.keys_path)
     router_sock = await _bind_router(settings, db)
+    # Bound before any agent starts: a taken metrics port stops the start in one line.
+    metrics_sock = bind_metrics(*settings.metrics_addr) if settings.metrics_addr else None
     port = router_sock.getsockname()[1]
     host = settings.router_host if ":" not in settings.router_host else f"[{settings.router_host}]"
     router_url = f"http://{host}:{port}"
@@ -211,6 +220,31 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         sample_interval=settings.sample_interval,
     )
     router = RouterService(settings, db, bus, supervisor, keys, pii_rules=supervisor.pii_rules)
+
+    def who(agent_id: str) -> tuple[str, str | None] | None:
+        """An agent's name and project, for the events about it."""
+        m = supervisor.agents.get(agent_id)
+        return (m.record.name, m.record.project) if m is not None else None
+
+    bus.resolve = who
+    cost_updates = CostUpdates(bus)
+    router.observers.append(cost_updates.observe)
+    metrics = Metrics(supervisor, router.circuits, agent_ttl=settings.metrics_agent_ttl)
+    router.observers.append(metrics.observe)
+    # Alert webhooks and Control Panel telemetry: both only queue, never slow a call.
+    alerts = AlertSender(bus, settings.alert_webhooks) if settings.alert_webhooks else None
+    telemetry = telemetry_from(settings, bus)
+    if telemetry is not None:
+        router.observers.append(telemetry.observe)
+
+    def telemetry_state() -> str:
+        return telemetry.state if telemetry is not None else "off"
+
+    register_gauge(metrics.registry, telemetry_state)
+    # OpenTelemetry spans and metrics: only when an OTLP endpoint is set.
+    otel = otel_export.build(settings, supervisor)
+    if otel is not None:
+        router.observers.append(otel.observe)
     stopping = anyio.Event()
     keep_agents = True
 
@@ -230,13 +264,24 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         circuits=router.circuits,
         request_shutdown=request_shutdown,
         stopping=stopping,
+        metrics=metrics,
+        telemetry=telemetry_state,
     )
     control_limits, router_limits = limits_from(settings)
     control = make_server(api.build(ctx), unix=True, limits=control_limits)
     router_server = make_server(router.app, unix=False, limits=router_limits)
+    metrics_server = make_server(metrics_app(metrics), unix=False) if metrics_sock else None
 
     async with anyio.create_task_group() as tg:
+        for exporter in (telemetry, alerts):  # before the supervisor: its events are theirs too
+            if exporter is not None:
+                await tg.start(exporter.run)
         await router.load(await trace_store.totals_by_agent(db))
+        if settings.trace_retention_s:
+            # A first pass before the socket answers (bounded: a large backlog is left to
+            # the background task), so no listing shows traces past their retention.
+            await trace_store.prune_expired(db, settings.trace_retention_s, max_batches=5)
+            tg.start_soon(trace_store.keep_pruning, db, settings.trace_retention_s)
         await supervisor.run(tg, router.governance)
         sock_path = settings.socket_path
         if sock_path.exists() or sock_path.is_symlink():
@@ -245,9 +290,15 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         control_sock = bind_unix(str(sock_path))
         tg.start_soon(_watch_signals, request_shutdown)
         tg.start_soon(router.run)
+        tg.start_soon(cost_updates.run)
+        tg.start_soon(metrics.run, bus)
+        if otel is not None:
+            tg.start_soon(otel.run, bus)
         async with anyio.create_task_group() as servers:
             servers.start_soon(router_server.serve, [router_sock])
             servers.start_soon(control.serve, [control_sock])
+            if metrics_server is not None and metrics_sock is not None:
+                servers.start_soon(metrics_server.serve, [metrics_sock])
             if notifier.enabled:
 
                 def status() -> str:
@@ -258,7 +309,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
                 servers.start_soon(_announce_ready, notifier, both, stopping, status)
                 tg.start_soon(notifier.run, status)
             await bus.publish(
-                "DaemonStarted", None, pid=os.getpid(), version=__version__, router_url=router_url
+                DaemonStarted(pid=os.getpid(), version=__version__, router_url=router_url)
             )
             log.info(
                 "daemon started",
@@ -278,13 +329,20 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
             with anyio.CancelScope(shield=True):
                 log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
                 await supervisor.shutdown(keep_agents=keep_agents)
-                await bus.publish("DaemonStopped", None, pid=os.getpid(), keep_agents=keep_agents)
+                await bus.publish(DaemonStopped(pid=os.getpid(), keep_agents=keep_agents))
+                if telemetry is not None:  # queued on disk before the socket goes
+                    with anyio.move_on_after(5):
+                        await telemetry.save()
                 # Both servers finish in-flight requests (bounded by their graceful timeout).
                 control.should_exit = True
                 router_server.should_exit = True
+                if metrics_server is not None:
+                    metrics_server.should_exit = True
         with anyio.CancelScope(shield=True):
             sock_path.unlink(missing_ok=True)
             await router.aclose()
+            if otel is not None:
+                await otel.aclose()  # bounded: a hung collector never holds the stop
         tg.cancel_scope.cancel()
 
 

@@ -25,11 +25,16 @@ __all__ = [
     "ANTHROPIC_ENTRY",
     "BUILTIN_PROVIDERS",
     "BY_NAME",
+    "DEFAULT_ALERT_KINDS",
+    "EVENT_KINDS",
     "OPENAI_ENTRY",
     "PREFIX",
     "PROVIDERS",
     "PROVIDER_TABLE",
     "SETTINGS",
+    "Address",
+    "AlertWebhook",
+    "Duration",
     "Flag",
     "Folder",
     "Host",
@@ -37,11 +42,15 @@ __all__ = [
     "Number",
     "ProviderEntry",
     "ProviderTable",
+    "Retention",
+    "Secret",
     "Setting",
     "Size",
     "Url",
+    "Webhooks",
     "configured_entry",
     "find",
+    "redact_url",
     "register_provider",
     "unregister_provider",
 ]
@@ -171,6 +180,28 @@ class Size:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long traces are kept, in seconds; 0: forever. At least an hour, so `30m` meant
+    as thirty months is refused rather than emptying the traces every half hour."""
+
+    accepts: str = "a whole number and a unit h or d, 1h to 3650d (12h, 30d), or 0/off (forever)"
+
+    def parse(self, raw: object) -> int:
+        text = str(raw).strip().lower() if isinstance(raw, str | int) else None
+        if isinstance(raw, bool) or text is None:
+            raise ValueError(raw)
+        if text in ("0", "off"):
+            return 0
+        match = re.fullmatch(r"([1-9][0-9]{0,6})(h|d)", text)
+        if match is None:
+            raise ValueError(raw)
+        seconds = int(match.group(1)) * (3600 if match.group(2) == "h" else 86400)
+        if seconds > 3650 * 86400:
+            raise ValueError(raw)
+        return seconds
+
+
+@dataclass(frozen=True, slots=True)
 class Regions:
     accepts: str = "a list of ISO 3166 region codes with a phone numbering plan (US,GB,DE)"
 
@@ -188,6 +219,201 @@ class Regions:
             if code and code not in out:
                 out.append(code)
         return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """`host:port` to listen on (an IPv6 address in brackets); the port 1-65535."""
+
+    accepts: str = "host:port, e.g. 127.0.0.1:9464 or [::1]:9464 (port 1-65535)"
+
+    def parse(self, raw: object) -> tuple[str, int]:
+        if not isinstance(raw, str):
+            raise ValueError(raw)
+        host, sep, port = raw.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]") and ":" in host:
+            host = host[1:-1]
+        elif ":" in host:  # an IPv6 address without brackets: its port is ambiguous
+            raise ValueError(raw)
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(raw)
+        return Host().parse(host), int(port)
+
+
+# ---- alerts and telemetry (ironrt.observe.alerts, ironrt.observe.controlpanel) ------------
+
+_DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)(ms|s|m|h|d)?")
+_DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration written `500ms`, `30s`, `5m`, `1h`, `1d`, or a plain number of seconds."""
+
+    low: float
+    high: float
+
+    @property
+    def range(self) -> str:
+        return f"{self.low:g} <= s <= {self.high:g}"
+
+    @property
+    def accepts(self) -> str:
+        return f"a duration (500ms, 30s, 5m, 1h; a plain number is seconds), {self.range}"
+
+    def parse(self, raw: object) -> float:
+        if isinstance(raw, bool):
+            raise ValueError(raw)
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif isinstance(raw, str) and (match := _DURATION.fullmatch(raw.strip())):
+            value = float(match.group(1)) * _DURATION_UNIT_S[match.group(2) or "s"]
+        else:
+            raise ValueError(raw)
+        if not math.isfinite(value) or not self.low <= value <= self.high:
+            raise ValueError(raw)
+        return value
+
+
+#: Every kind of event the daemon publishes (`ironrt events`): what an alert webhook's
+#: `events` may name.
+EVENT_KINDS = (
+    "AdmissionTimeout",
+    "AgentExited",
+    "AgentFailed",
+    "AgentForceKilled",
+    "AgentKilled",
+    "AgentMemoryExceeded",
+    "AgentPaused",
+    "AgentReattached",
+    "AgentRemoved",
+    "AgentRestarted",
+    "AgentRestarting",
+    "AgentResumed",
+    "AgentResurrected",
+    "AgentStarted",
+    "AgentStopped",
+    "AgentUpdated",
+    "BudgetClamped",
+    "BudgetExactCount",
+    "BudgetExhausted",
+    "BudgetWarning",
+    "BudgetWindowReset",
+    "CircuitClosed",
+    "CircuitHalfOpen",
+    "CircuitOpened",
+    "CostUpdate",
+    "DaemonStarted",
+    "DaemonStopped",
+    "LimitsChanged",
+    "ModelMismatch",
+    "ModelRefused",
+    "PiiAlert",
+    "PiiBlocked",
+    "PriceUnknown",
+    "RateLimited",
+    "UsageRejected",
+)
+#: What a webhook is sent when it names no events: what someone should act on.
+DEFAULT_ALERT_KINDS = (
+    "BudgetWarning",
+    "BudgetExhausted",
+    "PiiBlocked",
+    "CircuitOpened",
+    "AgentFailed",
+)
+
+
+def redact_url(url: str) -> str:
+    """A URL as it may be shown in a log line or an error: scheme, host and port only. A
+    webhook's path and query are often its secret (Slack's are), userinfo always is."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "(not a URL)"
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    hidden = "/…" if (parts.path not in ("", "/") or parts.query or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+class AlertWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One alert webhook: where to POST and which kinds of event (see DEFAULT_ALERT_KINDS)."""
+
+    url: str
+    events: tuple[str, ...] = DEFAULT_ALERT_KINDS
+
+    def __repr__(self) -> str:  # never the URL's secret parts in a traceback or a log
+        return f"AlertWebhook({redact_url(self.url)!r}, events={list(self.events)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Webhooks:
+    """`IRONRT_ALERT_WEBHOOKS`: comma-separated URLs; in config.toml also a list of URLs
+    or of `[[alerts.webhooks]]` tables (`url`, `events`). Errors say what is wrong without
+    showing a URL whole (`shown`)."""
+
+    accepts: str = (
+        "comma-separated http:// or https:// URLs (in config.toml also [[alerts.webhooks]] "
+        "tables with url and events)"
+    )
+
+    def parse(self, raw: object) -> tuple[AlertWebhook, ...]:
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple):
+            raise ValueError("not a list")
+        hooks: list[AlertWebhook] = []
+        for item in items:
+            table = {"url": item} if isinstance(item, str) else item
+            if not isinstance(table, dict):
+                raise ValueError(f"{item!r} is neither a URL nor a table")
+            unknown = sorted(set(table) - {"url", "events"})
+            if unknown:
+                raise ValueError(f"unknown key {unknown[0]!r} in a webhook (url, events)")
+            url = table.get("url")
+            if isinstance(url, str) and not url.strip() and isinstance(item, str):
+                continue  # "a,,b" or a trailing comma
+            try:
+                url = Url().parse(url)
+            except ValueError:
+                shown = redact_url(url) if isinstance(url, str) else "(not a URL)"
+                if shown == "(not a URL)":
+                    raise ValueError("an entry that is no URL (scheme://host/...)") from None
+                raise ValueError(f"{shown} is not an http:// or https:// URL") from None
+            events = table.get("events", DEFAULT_ALERT_KINDS)
+            if not isinstance(events, list | tuple) or not events:
+                raise ValueError(f"the events of {redact_url(url)} must be a list of kinds")
+            for kind in events:
+                if kind not in EVENT_KINDS:
+                    import difflib  # only on the error path
+
+                    close = difflib.get_close_matches(str(kind), EVENT_KINDS, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"unknown event kind {kind!r}{hint}")
+            hooks.append(AlertWebhook(url, tuple(dict.fromkeys(events))))
+        return tuple(hooks)
+
+    def shown(self, raw: object, why: ValueError) -> str:
+        return str(why)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A token sent to a service: printable, no spaces, never shown in an error."""
+
+    accepts: str = "a token (printable, no spaces; never shown)"
+
+    def parse(self, raw: object) -> str:
+        if not isinstance(raw, str) or not raw.strip().isprintable() or " " in raw.strip():
+            raise ValueError("bad token")
+        return raw.strip()
+
+    def shown(self, raw: object, why: ValueError) -> str:
+        return "a value that is not (hidden)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +641,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_KEEPALIVE_TIMEOUT", _seconds(1, 3600, low_open=False)),
     Setting("IRONRT_PII_REGIONS", Regions()),
     Setting("IRONRT_PII_PRIVATE_IPS", Flag()),
+    # Traces older than this are pruned in the background; the usage rollups stay.
+    Setting("IRONRT_TRACE_RETENTION", Retention()),
+    # OpenTelemetry export (ironrt.observe.otel); OTEL_EXPORTER_OTLP_ENDPOINT when unset.
+    Setting("IRONRT_OTLP_ENDPOINT", Url()),
+    Setting("IRONRT_METRICS_ADDR", Address()),
+    # An hour by default; a week at most keeps the label sets of ended agents bounded.
+    Setting("IRONRT_METRICS_AGENT_TTL", _seconds(1, 604800, low_open=False)),
+    Setting("IRONRT_ALERT_WEBHOOKS", Webhooks()),
+    Setting("IRONRT_TELEMETRY_URL", Url()),
+    Setting("IRONRT_TELEMETRY_TOKEN", Secret()),
+    Setting("IRONRT_TELEMETRY_REPROBE", Duration(0.1, 86400)),
+    Setting("IRONRT_TELEMETRY_QUEUE_MAX", _count(100, 100_000_000)),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 _BY_KEY: dict[str, Setting] = {s.key.upper(): s for s in SETTINGS}

@@ -131,7 +131,7 @@ def _summary(rt: Runtime, ids: dict[str, str]) -> None:
         if event.kind in _SHOWN_EVENTS:
             line = Text(f"  {event.kind:<16}", style=observe.EVENT_STYLE.get(event.kind, ""))
             line.append(f" {names.get(event.agent_id or '', event.agent_id or '')}  ", style="bold")
-            line.append(render.details(event.data))
+            line.append(render.event_details(event))
             out.print(line, soft_wrap=True)
     refused = rt.logs(ids["spender"], tail=1).strip()
     out.print("\n[bold]What the spender saw[/bold] (ironrt logs spender)")

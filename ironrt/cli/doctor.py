@@ -129,7 +129,22 @@ def diagnose() -> Report:
             )
         else:
             report.add("warn", f"circuit {name}: {state}")
+    _telemetry(report, h.telemetry)
     return report
+
+
+def _telemetry(report: Report, state: str) -> None:
+    """Telemetry never affects agents, so a disabled one is a warning, never a failure."""
+    if state == "enabled":
+        report.add("ok", "Control Panel telemetry: enabled")
+    elif state == "disabled":
+        report.add(
+            "warn",
+            "Control Panel telemetry: disabled (3 failed attempts in a row; items stay "
+            "queued and one batch is retried every IRONRT_TELEMETRY_REPROBE; see daemon.log)",
+        )
+    else:
+        report.add("info", "Control Panel telemetry: off (IRONRT_TELEMETRY_URL is not set)")
 
 
 @app.command("doctor")

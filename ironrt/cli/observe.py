@@ -1,6 +1,6 @@
-"""Observation commands: events, usage, traces and the live `top`.
+"""Observation commands: events and the live `top`.
 
-The `limits` group lives in `limits.py`.
+The `limits` group lives in `limits.py`; `usage`, `traces` and `trace` in `usage.py`.
 
 `top`'s frame is built by `frame()` so that the demo draws exactly the same table.
 """
@@ -13,12 +13,12 @@ import select
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ironrt.cli import render
-from ironrt.cli.app import JsonFlag, app
+from ironrt.cli.app import app
 from ironrt.cli.context import (
     agent_names,
     daemon_gone_ends_follower,
@@ -53,6 +53,7 @@ EVENT_STYLE = {
     "PiiAlert": "magenta",
     "PiiBlocked": "magenta",
     "CircuitOpened": "red",
+    "CostUpdate": "cyan",
 }
 
 
@@ -71,10 +72,19 @@ def events(
     json_: Annotated[
         bool, typer.Option("--json", help="JSON (with -f: one event per line).")
     ] = False,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind", metavar="KIND", help="Only events of this kind (repeat, or a comma list)."
+        ),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option("--project", metavar="NAME", help="Only this project's events.")
+    ] = None,
 ) -> None:
-    """Lifecycle, budget, PII and reliability events, oldest first."""
+    """Lifecycle, budget, cost, PII and reliability events, oldest first."""
     rt = runtime(autostart=False) if follow else runtime()  # a follower never starts one
-    stream = rt.events(agent=agent, limit=limit, follow=follow)
+    stream = rt.events(agent=agent, limit=limit, follow=follow, kind=kind, project=project)
     if json_ and not follow:
         print_json(list(stream))
         return
@@ -98,108 +108,13 @@ def _event_line(event: Event, names: dict[str, str]) -> RenderableType:
     line = Text(render.clock(event.ts), style="dim")
     line.append(f"  {event.kind:<17}", style=EVENT_STYLE.get(event.kind, ""))
     if event.agent_id:
-        name = names.get(event.agent_id)
+        name = event.agent_name or names.get(event.agent_id)
         line.append(f" {name or event.agent_id}", style="bold")
         if name:
             line.append(f" ({event.agent_id})", style="dim")
-    if event.data:
-        line.append("  " + render.details(event.data))
+    if details := render.event_details(event):
+        line.append("  " + details)
     return line
-
-
-@app.command("usage")
-def usage(
-    by: Annotated[
-        Literal["agent", "provider", "model"], typer.Option("--by", help="Group by.")
-    ] = "agent",
-    agent: AgentOption = None,
-    json_: JsonFlag = False,
-) -> None:
-    """LLM calls, tokens and spend, grouped by agent, provider or model."""
-    rt = runtime()
-    result = rt.usage(by=by, agent=agent)
-    if json_:
-        print_json(result)
-        return
-    names = agent_names(rt) if by == "agent" else {}
-    headers = ("AGENT", "NAME") if by == "agent" else (by.upper(),)
-    t = render.table(
-        *headers,
-        "CALLS",
-        "INPUT TOKENS",
-        "OUTPUT TOKENS",
-        "COST",
-        right=("CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST"),
-    )
-    for row in result.rows:
-        key = (row.key, names.get(row.key, render.DASH)) if by == "agent" else (row.key,)
-        t.add_row(
-            *key,
-            f"{row.llm_calls:,}",
-            f"{row.input_tokens:,}",
-            f"{row.output_tokens:,}",
-            render.usd(row.cost_usd)
-            + (f" + {row.unpriced_calls} unpriced" if row.unpriced_calls else ""),
-        )
-    out = render.console()
-    if not result.rows:
-        out.print("no LLM calls yet")
-        return
-    out.print(t)
-    out.print(f"[bold]total {render.usd(result.total_usd)}[/bold]")
-
-
-@app.command("traces")
-def traces(
-    agent: AgentOption = None,
-    limit: Annotated[
-        int,
-        typer.Option(
-            "--limit", "-n", min=1, max=10_000, metavar="N", help="How many of the latest calls."
-        ),
-    ] = 20,
-    json_: JsonFlag = False,
-) -> None:
-    """One row per LLM call: model, tokens, cost, latency, outcome."""
-    rt = runtime()
-    found = rt.traces(agent=agent, limit=limit)
-    if json_:
-        print_json(found)
-        return
-    from rich.text import Text
-
-    names = agent_names(rt)
-    t = render.table(
-        "TIME",
-        "AGENT",
-        "PROVIDER",
-        "MODEL",
-        "ENDPOINT",
-        "STATUS",
-        "IN",
-        "OUT",
-        "COST",
-        "LATENCY",
-        "ERROR",
-        right=("STATUS", "IN", "OUT", "COST", "LATENCY"),
-    )
-    for tr in found:
-        ok = tr.status_code < 400
-        t.add_row(
-            render.clock(tr.started_at),
-            names.get(tr.agent_id, tr.agent_id),
-            tr.provider,
-            tr.model,
-            tr.endpoint + (" (stream)" if tr.stream else ""),
-            Text(str(tr.status_code), style="green" if ok else "red"),
-            f"{tr.input_tokens:,}",
-            f"{tr.output_tokens:,}",
-            render.cost(tr.cost_usd),
-            f"{tr.latency_ms:.0f} ms",
-            tr.error or "",
-        )
-    out = render.console()
-    out.print(t if found else "no LLM calls yet")
 
 
 def frame(

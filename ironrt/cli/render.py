@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
-from ironrt.protocol import Agent, AgentStatus
+import msgspec
+
+from ironrt.protocol import Agent, AgentStatus, Event
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -188,6 +190,24 @@ def pii(mode: str | None, types: Mapping[str, str] | None) -> str:
 def details(data: dict[str, object]) -> str:
     """An event's data as `key=value` pairs, in the order the daemon wrote them."""
     return " ".join(f"{k}={v}" for k, v in data.items() if v is not None)
+
+
+#: Shown elsewhere on an event's line (or not at all): not among its details.
+_EVENT_HEAD = frozenset({"kind", "id", "ts", "agent_id", "agent_name", "project"})
+
+
+def event_details(event: Event) -> str:
+    """A typed event's own fields as `key=value` pairs; unset ones (None, false, empty)
+    are left out, a 0 is not."""
+    fields = msgspec.to_builtins(event)
+    shown = {
+        k: v
+        for k, v in fields.items()
+        if k not in _EVENT_HEAD and v is not None and v is not False and v not in ("", [], {})
+    }
+    if event.project:
+        shown["project"] = event.project
+    return details(shown)
 
 
 _ANSI = {

@@ -10,7 +10,7 @@ requests and `/v1/openapi.json` all come from the same table.
 from __future__ import annotations
 
 from ironrt import calls
-from ironrt.control import agents, daemon_calls, limits, observe
+from ironrt.control import agents, daemon_calls, limits, metrics, observe, traces, usage
 from ironrt.control.context import CallHandler
 from ironrt.control.context import DaemonContext as DaemonContext  # re-exported
 from ironrt.control.http import Handler, Request, Response, Router
@@ -20,6 +20,7 @@ HANDLERS: dict[str, CallHandler] = {
     calls.HEALTH.name: daemon_calls.health,
     calls.VERSION.name: daemon_calls.version,
     calls.OPENAPI.name: daemon_calls.openapi,
+    calls.METRICS.name: metrics.metrics,
     calls.STOP_DAEMON.name: daemon_calls.stop_daemon,
     calls.LIST_AGENTS.name: agents.list_agents,
     calls.START_AGENT.name: agents.start_agent,
@@ -32,8 +33,9 @@ HANDLERS: dict[str, CallHandler] = {
     calls.AGENT_METRICS.name: agents.agent_metrics,
     calls.AGENT_LOGS.name: agents.agent_logs,
     calls.EVENTS.name: observe.events,
-    calls.USAGE.name: observe.usage,
-    calls.TRACES.name: observe.traces,
+    calls.USAGE.name: usage.usage,
+    calls.TRACES.name: traces.traces,
+    calls.GET_TRACE.name: traces.get_trace,
     calls.LIST_LIMITS.name: limits.list_limits,
     calls.GET_LIMITS.name: limits.get_limits,
     calls.SET_LIMITS.name: limits.set_limits,

@@ -15,6 +15,7 @@ import anyio
 from ironrt.config import Settings
 from ironrt.control.http import Request, Response
 from ironrt.events import EventBus
+from ironrt.observe.metrics import Metrics
 from ironrt.store.db import Database
 from ironrt.supervisor.supervisor import Supervisor
 
@@ -33,6 +34,10 @@ class DaemonContext:
     circuits: Callable[[], dict[str, str]]
     request_shutdown: Callable[[bool], None]
     stopping: anyio.Event
+    #: The daemon's Prometheus metrics (`GET /metrics`).
+    metrics: Metrics | None = None
+    #: Control Panel telemetry's state, `enabled`, `disabled` or `off` (health, doctor).
+    telemetry: Callable[[], str] = lambda: "off"
 
 
 #: One control call's handler.

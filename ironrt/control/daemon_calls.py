@@ -30,6 +30,7 @@ async def health(req: Request, ctx: DaemonContext) -> Response:
             agents=ctx.supervisor.counts(),
             provider_keys=ctx.provider_keys(),
             circuits=ctx.circuits(),
+            telemetry=ctx.telemetry(),
         )
     )
 

@@ -51,6 +51,10 @@ class Request:
     #: The call of `ironrt.calls` this request was routed to: its query parameters'
     #: types, defaults and ranges are the ones the accessors below apply.
     call: Operation[Any] | None = None
+    #: The request's headers, by lower-case name (the last one of a repeated name).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Every value of each query parameter, in order (`query` keeps the last one).
+    query_all: dict[str, list[str]] = field(default_factory=dict)
 
     async def body(self, limit: int = MAX_BODY_BYTES) -> bytes:
         chunks: list[bytes] = []
@@ -131,6 +135,11 @@ class Request:
         self._declared(name, "text")
         return self.query.get(name) or None
 
+    def texts(self, name: str) -> list[str]:
+        """Every value of a repeatable text parameter, a comma list counting as many."""
+        self._declared(name, "text")
+        return [v for raw in self.query_all.get(name, ()) for v in raw.split(",") if v]
+
 
 #: msgspec's words for a value outside its `Meta` range, or beyond what a number holds.
 _OUT_OF_RANGE = re.compile(r"Expected `[^`]+` (of length )?[<>]=?|out of range")
@@ -189,9 +198,16 @@ class Response:
                 await anyio.sleep_forever()
             tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pump)
-            tg.start_soon(watch_disconnect)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pump)
+                tg.start_soon(watch_disconnect)
+        finally:
+            # Closed now, not whenever it is collected: a follower leaves the bus at once.
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -251,9 +267,11 @@ class Router:
         method, path = scope["method"], scope["path"]
         try:
             route, params = self.match(method, path)
-            query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+            query_all = parse_qs(scope.get("query_string", b"").decode())
+            query = {k: v[-1] for k, v in query_all.items()}
+            headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
             response = await route.handler(
-                Request(method, path, params, query, receive, route.call)
+                Request(method, path, params, query, receive, route.call, headers, query_all)
             )
         except IronrtError as exc:
             response = error_response(exc)

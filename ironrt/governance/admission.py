@@ -21,6 +21,7 @@ from ironrt.governance.flow import Flow, Refusal
 from ironrt.governance.ledger import Ledger, Outcome, fmt_usd, nanos_to_usd
 from ironrt.governance.ledger.ledger import Admission, describe_refusal
 from ironrt.governance.ledger.scope import Scope, iso
+from ironrt.protocol.events import AdmissionTimeout, BudgetClamped, BudgetExactCount
 
 Counter = Callable[[Flow], Awaitable[int | None]]
 
@@ -42,7 +43,7 @@ class Admitter:
             exact = await self.count(flow)
             claim.exact = True  # one count per call; a failed count keeps the byte bound
             if exact is not None and exact < claim.input_tokens:
-                flow.emit("BudgetExactCount", bound=claim.input_tokens, exact=exact)
+                flow.emit(BudgetExactCount(bound=claim.input_tokens, exact=exact))
                 claim.input_tokens = exact
         outcome = admission.outcome
         if outcome is Outcome.ADMITTED and flow.unpriced and _budgeted(claim.scopes):
@@ -60,10 +61,11 @@ class Admitter:
                 flow.body_changed = True
                 flow.output_cap = hold.clamped_to
                 flow.emit(
-                    "BudgetClamped",
-                    max_output_tokens=hold.clamped_to,
-                    asked=claim.output_tokens,
-                    bound_usd=round(nanos_to_usd(hold.nanos), 9),
+                    BudgetClamped(
+                        max_output_tokens=hold.clamped_to,
+                        asked=claim.output_tokens,
+                        bound_usd=round(nanos_to_usd(hold.nanos), 9),
+                    )
                 )
         elif outcome is Outcome.EXHAUSTED:
             self._exhausted(flow, admission)
@@ -82,7 +84,7 @@ class Admitter:
                     headers={"retry-after": str(retry_after)},
                 )
             )
-            flow.emit("AdmissionTimeout", waited_s=round(admission.waited_s, 3))
+            flow.emit(AdmissionTimeout(waited_s=round(admission.waited_s, 3)))
         else:
             flow.refuse(
                 Refusal(

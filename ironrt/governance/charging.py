@@ -32,6 +32,7 @@ from decimal import Decimal
 from ironrt.governance.flow import Flow, TokenUsage
 from ironrt.governance.ledger import nanos_to_usd
 from ironrt.governance.pricing import Pricer, UnknownPrice
+from ironrt.protocol.events import ModelMismatch, UsageRejected
 
 #: A token count above this in one call's usage is not believed.
 MAX_REPORTED_TOKENS = 100_000_000
@@ -88,7 +89,7 @@ def charge(flow: Flow, pricer: Pricer) -> None:
             flow.cost_usd = reserved
             outcome = "charged the reservation" if reserved is not None else "cost unknown"
             _note(flow, f"usage rejected ({problem}): {outcome}")
-            flow.emit("UsageRejected", reason=problem, charged_usd=reserved)
+            flow.emit(UsageRejected(reason=problem, charged_usd=reserved))
             return
         cost = _price(flow, pricer, usage)
         flow.cost_usd = reserved if cost is None else float(cost.quantize(Decimal("1e-9")))
@@ -111,7 +112,7 @@ def _price(flow: Flow, pricer: Pricer, usage: TokenUsage) -> Decimal | None:
         if is_snapshot(answered, requested):
             model = answered
         else:
-            flow.emit("ModelMismatch", requested=requested, answered=answered)
+            flow.emit(ModelMismatch(requested=requested, answered=answered))
     for candidate in dict.fromkeys((model, requested)):
         try:
             return pricer.cost(flow.price_provider, candidate, usage)

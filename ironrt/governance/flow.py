@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ironrt.governance.agent import AgentGovernance
     from ironrt.governance.ledger.scope import Claim, Hold
+    from ironrt.protocol.events import Event
 
 Endpoint = Literal[
     "chat.completions",
@@ -160,14 +161,6 @@ class Attempt:
 
 
 @dataclass(slots=True)
-class PolicyEvent:
-    """An event a policy wants published (BudgetWarning, PiiAlert, RateLimited, ...)."""
-
-    kind: str
-    data: dict[str, Any]
-
-
-@dataclass(slots=True)
 class CircuitVerdict:
     """The breaker's word on this call's upstream (set by the breaker policy, read by the
     retry policy and the router)."""
@@ -205,7 +198,9 @@ class Flow:
     body_changed: bool = False
     refusal: Refusal | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    events: list[PolicyEvent] = field(default_factory=list)
+    #: The events the policies want published once the call settles (BudgetClamped,
+    #: PiiAlert, RateLimited, ...); the bus stamps their id, time and agent.
+    events: list[Event] = field(default_factory=list)
     usage: TokenUsage | None = None
     status_code: int = 0
     error: str | None = None
@@ -253,6 +248,10 @@ class Flow:
     retry: RetryVerdict | None = None
     #: The first policy that raised in any hook: the call fails closed (see pipeline.py).
     failed_policy: str | None = None
+    #: The completion's texts as the provider sent them (before the response policies),
+    #: collected by the relay only when message content is captured for telemetry
+    #: (`router.relay.capture_completions`); None otherwise.
+    output_texts: list[str] | None = None
 
     @property
     def provider(self) -> str:
@@ -267,8 +266,8 @@ class Flow:
         if self.refusal is None:
             self.refusal = refusal
 
-    def emit(self, kind: str, **data: Any) -> None:
-        self.events.append(PolicyEvent(kind, data))
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
 
     # Text access, delegated to the provider adapter so policies stay shape-agnostic.
     def request_texts(self) -> list[TextSlot]:

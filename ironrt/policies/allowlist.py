@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ironrt.governance.flow import Flow, Refusal
 from ironrt.governance.policy import Policy
+from ironrt.protocol.events import ModelRefused
 
 
 class AllowlistPolicy(Policy):
@@ -30,5 +31,5 @@ class AllowlistPolicy(Policy):
                         policy=self.name,
                     )
                 )
-                flow.emit("ModelRefused", model=flow.model, scope=scope.key)
+                flow.emit(ModelRefused(model=flow.model, scope=scope.key))
                 return

@@ -46,11 +46,12 @@ import pybreaker
 from ironrt.governance.flow import Attempt, CircuitVerdict, Flow, Refusal
 from ironrt.governance.policy import Policy
 from ironrt.policies.settings import ReliabilitySettings
+from ironrt.protocol.events import CircuitClosed, CircuitHalfOpen, CircuitOpened
 
-_EVENTS = {
-    pybreaker.STATE_OPEN: "CircuitOpened",
-    pybreaker.STATE_HALF_OPEN: "CircuitHalfOpen",
-    pybreaker.STATE_CLOSED: "CircuitClosed",
+_EVENTS: dict[str, type[CircuitOpened | CircuitHalfOpen | CircuitClosed]] = {
+    pybreaker.STATE_OPEN: CircuitOpened,
+    pybreaker.STATE_HALF_OPEN: CircuitHalfOpen,
+    pybreaker.STATE_CLOSED: CircuitClosed,
 }
 #: Retry-After of a call refused while the probe is in flight: the verdict is near.
 _PROBE_RETRY_AFTER_S = 1
@@ -226,10 +227,15 @@ class CircuitBreakerPolicy(Policy):
 
     def _publish(self, flow: Flow) -> None:
         for key, state, previous in self._transitions.pending:
-            data: dict[str, object] = {"endpoint": key, "previous": previous}
             if state == pybreaker.STATE_OPEN:
-                data["retry_after_s"] = self._settings.reset_timeout_s
-            flow.emit(_EVENTS[state], **data)
+                retry_after = self._settings.reset_timeout_s
+                flow.emit(
+                    CircuitOpened(
+                        circuit=key, endpoint=key, previous=previous, retry_after_s=retry_after
+                    )
+                )
+            else:
+                flow.emit(_EVENTS[state](circuit=key, endpoint=key, previous=previous))
         self._transitions.pending.clear()
 
     def _refuse(self, flow: Flow, key: str, retry_after: int, why: str) -> None:

@@ -30,6 +30,7 @@ from ironrt.governance.ledger import Claim, Ledger, usd_to_nanos
 from ironrt.governance.output_limits import OutputLimits
 from ironrt.governance.policy import Policy
 from ironrt.governance.pricing import Pricer, UnknownPrice
+from ironrt.protocol.events import PriceUnknown
 
 #: The least output clamping may leave a call: one token. A call is refused as exhausted
 #: only when not even its input and one output token fit, i.e. when what is left is below
@@ -138,12 +139,13 @@ class BudgetPolicy(Policy):
             return
         self._unpriced.add(key)
         flow.emit(
-            "PriceUnknown",
-            provider=flow.provider,
-            model=flow.model,
-            message="no known price: calls are recorded with an unknown cost while no scope "
-            "of the calling agent has a budget; add the model to $IRONRT_HOME/prices.toml "
-            "to meter it",
+            PriceUnknown(
+                provider=flow.provider,
+                model=flow.model,
+                message="no known price: calls are recorded with an unknown cost while no "
+                "scope of the calling agent has a budget; add the model to "
+                "$IRONRT_HOME/prices.toml to meter it",
+            )
         )
 
     def _price_fn(self, provider: str, model: str) -> Callable[[int, int], int]:

@@ -71,6 +71,7 @@ from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.pii_rules import PiiPlan, RulesFiles, plan_for
+from ironrt.protocol.events import PiiAlert, PiiBlocked, PiiFinding
 
 __all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
 
@@ -501,13 +502,25 @@ class PiiPolicy(Policy):
         order = ("detected", "redacted", "blocked")
         action = max(actions.values(), key=order.index)
         flow.emit(
-            "PiiAlert",
-            direction=direction,
-            action=action,
-            actions=dict(sorted(actions.items())),
-            count=total,
-            types=sorted(per_type),
-            where=sorted({w for _, w in counts}),
-            counts=dict(sorted(per_type.items())),
-            findings=[{"type": t, "where": w, "count": n} for (t, w), n in sorted(counts.items())],
+            PiiAlert(
+                direction=direction,
+                action=action,
+                actions=dict(sorted(actions.items())),
+                count=total,
+                types=sorted(per_type),
+                where=sorted({w for _, w in counts}),
+                counts=dict(sorted(per_type.items())),
+                findings=[
+                    PiiFinding(type=t, where=w, count=n) for (t, w), n in sorted(counts.items())
+                ],
+            )
         )
+        if blocked:
+            stopped = sorted(t for t, act in actions.items() if act == "blocked")
+            flow.emit(
+                PiiBlocked(
+                    direction=direction,
+                    types=stopped,
+                    counts={t: per_type[t] for t in stopped},
+                )
+            )

@@ -41,6 +41,7 @@ from typing import Literal
 from ironrt.governance.flow import Flow, Refusal
 from ironrt.governance.ledger.scope import Scope
 from ironrt.governance.policy import Policy
+from ironrt.protocol.events import RateLimited
 
 _EPSILON = 1e-9
 Limit = Literal["rpm", "tpm"]
@@ -176,7 +177,7 @@ class RateLimitPolicy(Policy):
             )
         )
         flow.emit(
-            "RateLimited", limit=limit, retry_after_s=retry_after, per_minute=per_minute, scope=who
+            RateLimited(limit=limit, retry_after_s=retry_after, per_minute=per_minute, scope=who)
         )
 
 

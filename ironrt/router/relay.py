@@ -18,13 +18,13 @@ on disk. The price is one group commit on the way out (bench/router.py measures 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import msgspec
 
-from ironrt.governance.flow import Flow, StreamEvent, TokenUsage
+from ironrt.governance.flow import Flow, StreamEvent, TextSlot, TokenUsage
 from ironrt.governance.pipeline import Pipeline, PolicyFailed
 from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import OFFLOAD_BYTES, decode_json, decode_usage, encode_json
@@ -47,9 +47,11 @@ async def relay_body(
 ) -> None:
     adapter = adapter_of(flow)
     flow.upstream_status = upstream.status
+    began = time.monotonic()
     try:
         data = await upstream.read()
     except Exception as exc:  # the upstream broke mid-body: sent, maybe billed
+        flow.upstream_s += time.monotonic() - began
         flow.status_code, flow.error = 502, f"upstream body: {error_kind(exc)}"
         flow.upstream_failure = "protocol"
         await settle(flow)
@@ -65,6 +67,7 @@ async def relay_body(
         return
     flow.status_code = upstream.status
     flow.ttfb = time.monotonic()
+    flow.upstream_s += flow.ttfb - began  # reading the body is the upstream's time
     headers = list(upstream.headers)
     if upstream.status < 300 and "json" in upstream.content_type and flow.endpoint != "unmetered":
         whole = adapter.response_has_text(flow.endpoint)
@@ -77,6 +80,8 @@ async def relay_body(
             try:
                 # Policies see the body through the adapter's text slots: a body read for
                 # its usage alone has none, and is never re-encoded in place of the whole.
+                if capture_completions and whole:
+                    _capture(flow, flow.response_texts(parsed))
                 if await pipeline.response(flow, parsed) and whole:
                     data = await encode_json(parsed, len(data))
             except PolicyFailed as exc:
@@ -162,7 +167,7 @@ async def relay_stream(
         tg.start_soon(watch_client)
         try:
             with anyio.CancelScope() as drain_scope:
-                async for chunk in upstream.iter_bytes():
+                async for chunk in _timed(flow, upstream.iter_bytes()):
                     if flow.ttfb is None:
                         flow.ttfb = time.monotonic()
                     out: list[StreamEvent] = []
@@ -174,6 +179,8 @@ async def relay_stream(
                                 stream_model = adapter.stream_model(flow.endpoint, ev) or ""
                             if drop_usage and adapter.is_usage_only_chunk(flow.endpoint, ev):
                                 continue
+                            if capture_completions:
+                                _capture(flow, flow.event_texts(ev))
                         out.extend(await pipeline.stream_event(flow, ev))
                     await emit(out)
                     if gone.is_set() and drain_scope.deadline == float("inf"):
@@ -213,6 +220,40 @@ async def relay_stream(
         if not gone.is_set():
             await send({"type": "http.response.body", "body": b""})
         tg.cancel_scope.cancel()
+
+
+async def _timed(flow: Flow, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The upstream's chunks, the time spent awaiting each one counted as the upstream's
+    (`flow.upstream_s`): what is left of the latency is the router's own time."""
+    it = aiter(chunks)
+    while True:
+        began = time.monotonic()
+        try:
+            chunk = await anext(it)
+        except StopAsyncIteration:
+            return
+        finally:
+            flow.upstream_s += time.monotonic() - began
+        yield chunk
+
+
+# ---- message content for telemetry (ironrt.observe.otel_content) ------------------------
+
+#: Set once by the daemon when spans carry message content
+#: (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`): only then are completions
+#: collected, as the provider sent them (before the response policies restore or redact).
+capture_completions = False
+#: The most pieces of completion text kept per call (stream deltas are small).
+_CAPTURE_MAX_PIECES = 4096
+
+
+def _capture(flow: Flow, slots: list[TextSlot]) -> None:
+    texts = flow.output_texts
+    if texts is None:
+        texts = flow.output_texts = []
+    for slot in slots:
+        if slot.where == "completion" and len(texts) < _CAPTURE_MAX_PIECES:
+            texts.append(slot.text)
 
 
 async def _stream_error(

@@ -42,7 +42,7 @@ from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.protocol import Trace
+from ironrt.protocol import BudgetWindowReset, Trace
 from ironrt.providers import registry
 from ironrt.router.app import RouterApp
 from ironrt.router.egress import RouterConfig
@@ -208,7 +208,7 @@ class RouterService:
                     break
                 item = queue.popleft()
                 if isinstance(item, LedgerEvent):
-                    await self.bus.publish(item.kind, item.agent_id, **item.data)
+                    await self.bus.publish(item.event)
                 else:
                     try:
                         item()  # a pause or resume for the supervisor, in its turn
@@ -240,7 +240,8 @@ class RouterService:
             async for scope in self._resets_receive:
                 if not await self.books.save_scope(scope):
                     log.error("could not save the window reset of %s", scope.key)
-                await self.bus.publish("BudgetWindowReset", scope.agent_id, **scope.describe())
+                reset = BudgetWindowReset(agent_id=scope.agent_id, **scope.describe())
+                await self.bus.publish(reset)
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
@@ -316,7 +317,9 @@ class RouterService:
             except Exception:  # an exporter's bug must never fail a call
                 log.exception("call observer %r failed", observe)
         for event in flow.events:
-            await self.bus.publish(event.kind, gov.agent_id, **event.data)
+            event.agent_id = gov.agent_id
+            event.agent_name, event.project = gov.name or None, gov.project
+            await self.bus.publish(event)
         await self.announce()  # what this call's settle or refusal announced, and before
         if flow.stop_agent:
             try:

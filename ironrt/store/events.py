@@ -1,20 +1,60 @@
-"""Typed queries for the `events` table (the durable side of the event bus)."""
+"""Typed queries for the `events` table (the durable side of the event bus).
+
+A row keeps the event's id, time, kind and agent in their own columns and the rest of its
+fields (the kind's own, the agent's name and project) as JSON in `data`. Rows are read
+back into the protocol's tagged union (`ironrt.protocol.events.from_row`), rows written
+before events were typed included.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+
 import msgspec
 
-from ironrt.protocol import Event
+from ironrt.protocol.events import AnyEvent, Event, event_fields, from_row
 from ironrt.store.db import Database
 
 
-async def insert(
-    db: Database, ts: str, kind: str, agent_id: str | None, data: dict[str, object]
-) -> int:
+async def insert(db: Database, event: Event) -> int:
+    """Store `event` (its `ts`, `kind`, `agent_id` and fields); returns its id."""
+    data = msgspec.json.encode(event_fields(event)).decode()
     return await db.execute(
         "INSERT INTO events(ts, kind, agent_id, data) VALUES(?, ?, ?, ?)",
-        (ts, kind, agent_id, msgspec.json.encode(data).decode()),
+        (event.ts, event.kind, event.agent_id, data),
     )
+
+
+async def agent_identity(db: Database, agent_id: str) -> tuple[str, str | None] | None:
+    """An agent's name and project as its record holds them (None: no such record)."""
+    rows = await db.fetchall("SELECT name, project FROM agents WHERE id = ?", (agent_id,))
+    return (rows[0]["name"], rows[0]["project"]) if rows else None
+
+
+def _where(
+    since: int, agent_id: str | None, kinds: list[str] | None, project: str | None
+) -> tuple[str, list[object]]:
+    where = ["id > ?"]
+    params: list[object] = [since]
+    if agent_id is not None:
+        where.append("agent_id = ?")
+        params.append(agent_id)
+    if kinds:
+        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        params.extend(kinds)
+    if project is not None:
+        where.append("json_extract(data, '$.project') = ?")
+        params.append(project)
+    return " AND ".join(where), params
+
+
+def _decode(rows: list[sqlite3.Row]) -> list[AnyEvent]:
+    found = []
+    for r in rows:
+        event = from_row(r["kind"], r["id"], r["ts"], r["agent_id"], msgspec.json.decode(r["data"]))
+        if event is not None:
+            found.append(event)
+    return found
 
 
 async def query(
@@ -24,29 +64,32 @@ async def query(
     since: int = 0,
     limit: int = 100,
     kinds: list[str] | None = None,
-) -> list[Event]:
-    where = ["id > ?"]
-    params: list[object] = [since]
-    if agent_id is not None:
-        where.append("agent_id = ?")
-        params.append(agent_id)
-    if kinds:
-        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
-        params.extend(kinds)
-    # The newest `limit` events, returned oldest first (as a log reads).
-    sql = (
-        f"SELECT id, ts, kind, agent_id, data FROM events WHERE {' AND '.join(where)} "
-        "ORDER BY id DESC LIMIT ?"
-    )
-    params.append(limit)
-    rows = await db.fetchall(sql, params)
-    return [
-        Event(
-            id=r["id"],
-            ts=r["ts"],
-            kind=r["kind"],
-            agent_id=r["agent_id"],
-            data=msgspec.json.decode(r["data"]),
-        )
-        for r in reversed(rows)
-    ]
+    project: str | None = None,
+) -> list[AnyEvent]:
+    """The newest `limit` events after id `since`, returned oldest first (as a log reads)."""
+    where, params = _where(since, agent_id, kinds, project)
+    sql = f"SELECT id, ts, kind, agent_id, data FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
+    rows = await db.fetchall(sql, [*params, limit])
+    return _decode(list(reversed(rows)))
+
+
+async def after(
+    db: Database,
+    *,
+    since: int,
+    limit: int,
+    agent_id: str | None = None,
+    kinds: list[str] | None = None,
+    project: str | None = None,
+) -> tuple[list[AnyEvent], int, bool]:
+    """The oldest `limit` events after id `since`, the id of the last row read and whether
+    the page was full: a follower reads a gap page by page, from where it stopped, so it
+    misses none."""
+    where, params = _where(since, agent_id, kinds, project)
+    sql = f"SELECT id, ts, kind, agent_id, data FROM events WHERE {where} ORDER BY id LIMIT ?"
+    rows = await db.fetchall(sql, [*params, limit])
+    return _decode(rows), (rows[-1]["id"] if rows else since), len(rows) == limit
+
+
+async def last_id(db: Database) -> int:
+    return int(await db.scalar("SELECT COALESCE(MAX(id), 0) FROM events") or 0)

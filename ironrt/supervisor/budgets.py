@@ -19,6 +19,7 @@ from ironrt.errors import InvalidRequest
 from ironrt.events import EventBus
 from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.protocol import AgentStatus
+from ironrt.protocol.events import AgentPaused, AgentResumed, BudgetExhausted
 from ironrt.supervisor import process
 from ironrt.supervisor.managed import Managed
 from ironrt.values import check_project
@@ -106,9 +107,11 @@ class BudgetPauses:
         if scope is not None and not scope.exhausted:
             scope.exhausted = True  # announced once a window
             await self.bus.publish(
-                "BudgetExhausted", r.id, paused=True, threshold_percent=100, **scope.describe()
+                BudgetExhausted(
+                    agent_id=r.id, paused=True, threshold_percent=100, **scope.describe()
+                )
             )
-        await self.bus.publish("AgentPaused", r.id, scope=key, reason="budget")
+        await self.bus.publish(AgentPaused(agent_id=r.id, scope=key, reason="budget"))
 
     async def _resume(self, m: Managed) -> None:
         r = m.record
@@ -117,4 +120,4 @@ class BudgetPauses:
         process.signal_tree(process.tree(r.pid, m.stored.pid_started), signal.SIGCONT)
         r.stop_reason = None
         await self.set_status(m, S.RUNNING)
-        await self.bus.publish("AgentResumed", r.id)
+        await self.bus.publish(AgentResumed(agent_id=r.id))

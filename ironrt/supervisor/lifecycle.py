@@ -25,6 +25,14 @@ from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger
 from ironrt.governance.tokens import new_token, token_hash
 from ironrt.protocol import AgentStatus, StopReason
+from ironrt.protocol.events import (
+    AgentExited,
+    AgentFailed,
+    AgentForceKilled,
+    AgentKilled,
+    AgentRestarting,
+    AgentStopped,
+)
 from ironrt.store import agents as agent_store
 from ironrt.store.db import Database
 from ironrt.supervisor import process, states
@@ -140,7 +148,7 @@ class Lifecycle:
         if m.stop_requested:
             # Announced first: `stop` returns once the status is final, and by then the
             # event must be there for whoever reads it next.
-            await self.bus.publish("AgentStopped", r.id, exit_code=code, signal=sig)
+            await self.bus.publish(AgentStopped(agent_id=r.id, exit_code=code, signal=sig))
             await self.set(m, S.STOPPED)
             return False
         r.stop_reason = None  # it ended by itself, whatever had paused it
@@ -156,26 +164,22 @@ class Lifecycle:
         m.restart_pending = decision.restart
         # Announced before the status (as a stop is): whoever sees the status final finds
         # the events that explain it.
-        why = {"reason": "max_memory"} if over_memory else {}
-        await self.bus.publish(
-            "AgentKilled" if sig is not None else "AgentExited",
-            r.id,
-            exit_code=code,
-            signal=sig,
-            **why,
-        )
+        why = "max_memory" if over_memory else None
+        ended = AgentKilled if sig is not None else AgentExited
+        await self.bus.publish(ended(agent_id=r.id, exit_code=code, signal=sig, reason=why))
         if decision.gave_up:
-            await self.bus.publish("AgentFailed", r.id, reason=r.error)
+            await self.bus.publish(AgentFailed(agent_id=r.id, reason=r.error or ""))
         await self.set(m, final)
         if not decision.restart:
             return False
         await self.bus.publish(
-            "AgentRestarting",
-            r.id,
-            attempt=r.restarts + 1,
-            unstable=r.unstable_restarts,
-            delay_s=decision.delay_s,
-            **why,
+            AgentRestarting(
+                agent_id=r.id,
+                attempt=r.restarts + 1,
+                unstable=r.unstable_restarts,
+                delay_s=decision.delay_s,
+                reason=why,
+            )
         )
         with anyio.move_on_after(decision.delay_s):
             await m.wake.wait()
@@ -189,7 +193,7 @@ class Lifecycle:
                 m.restart_pending = False
                 r.error = exc.message
                 await self.set(m, S.FAILED)
-                await self.bus.publish("AgentFailed", r.id, reason=exc.message)
+                await self.bus.publish(AgentFailed(agent_id=r.id, reason=exc.message))
                 return False
         return True
 
@@ -211,7 +215,7 @@ class Lifecycle:
         if r.status in states.ENDED:
             if m.restart_pending:  # waiting out its backoff: the stop takes over
                 m.restart_pending = False
-                await self.bus.publish("AgentStopped", r.id, exit_code=r.exit_code)
+                await self.bus.publish(AgentStopped(agent_id=r.id, exit_code=r.exit_code))
                 await self.set(m, S.STOPPED)
             return
         if r.status is not S.STOPPING:
@@ -225,7 +229,7 @@ class Lifecycle:
         procs = await anyio.to_thread.run_sync(process.tree, r.pid, m.stored.pid_started, r.id)
         forced = await process.kill_tree(procs, grace=timeout)
         if forced:
-            await self.bus.publish("AgentForceKilled", r.id, grace_s=timeout)
+            await self.bus.publish(AgentForceKilled(agent_id=r.id, grace_s=timeout))
         with anyio.move_on_after(10):
             while r.status is S.STOPPING:
                 await m.changed.wait()

@@ -20,6 +20,7 @@ from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.pii.entities import EntityError
 from ironrt.policies.pii_rules import RulesFiles
 from ironrt.protocol import Agent
+from ironrt.protocol.events import LimitsChanged
 from ironrt.store.books import Books
 from ironrt.supervisor.budgets import resolve_scope, sorted_scopes
 from ironrt.supervisor.lifecycle import Lifecycle
@@ -92,9 +93,10 @@ class SupervisorLimits:
         if m is not None:
             await self.life.save(m)
         await self.bus.publish(
-            "LimitsChanged",
-            m.record.id if m is not None else None,
-            scope=scope.key,
-            **{k: v for k, v in changes.items() if not isinstance(v, tuple)},
+            LimitsChanged(
+                agent_id=m.record.id if m is not None else None,
+                scope=scope.key,
+                changes={k: v for k, v in changes.items() if not isinstance(v, tuple)},
+            )
         )
         return scope

@@ -20,6 +20,7 @@ import logging
 import anyio
 
 from ironrt.protocol import AgentStatus
+from ironrt.protocol.events import AgentForceKilled, AgentMemoryExceeded
 from ironrt.supervisor import process
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.managed import Managed
@@ -68,16 +69,14 @@ class MemoryGuard:
                 return
             m.over_memory = True
             await self.life.bus.publish(
-                "AgentMemoryExceeded",
-                r.id,
-                pid=pid,
-                rss_bytes=rss_bytes,
-                max_memory_bytes=limit,
+                AgentMemoryExceeded(
+                    agent_id=r.id, pid=pid, rss_bytes=rss_bytes, max_memory_bytes=limit
+                )
             )
             started = m.stored.pid_started
             procs = await anyio.to_thread.run_sync(process.tree, pid, started, r.id)
             if await process.kill_tree(procs, grace=self.grace):
-                await self.life.bus.publish("AgentForceKilled", r.id, grace_s=self.grace)
+                await self.life.bus.publish(AgentForceKilled(agent_id=r.id, grace_s=self.grace))
             # Held until the watcher has recorded the end (bounded, as `kill` is): an
             # operation waiting for the lock then finds the run over.
             with anyio.move_on_after(10):

@@ -20,6 +20,13 @@ import anyio
 from ironrt.errors import StartFailed
 from ironrt.events import utcnow
 from ironrt.protocol import AgentStatus
+from ironrt.protocol.events import (
+    AgentExited,
+    AgentFailed,
+    AgentReattached,
+    AgentResurrected,
+    AgentStopped,
+)
 from ironrt.supervisor import process
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.managed import Managed
@@ -49,14 +56,14 @@ async def recover(life: Lifecycle, m: Managed) -> None:
     life.revoke(m)
     if r.status is S.STOPPING:  # it was being stopped, and it did
         await life.set(m, S.STOPPED)
-        await life.bus.publish("AgentStopped", r.id, exit_code=None, while_daemon_down=True)
+        await life.bus.publish(AgentStopped(agent_id=r.id, while_daemon_down=True))
         return
     if r.restart != "no":  # always, or on-failure: an unknowable exit is a failure
         await _resurrect(life, m, "process_gone")
         return
     r.lost = True
     await life.set(m, S.EXITED)
-    await life.bus.publish("AgentExited", r.id, exit_code=None, while_daemon_down=True, lost=True)
+    await life.bus.publish(AgentExited(agent_id=r.id, while_daemon_down=True, lost=True))
 
 
 async def _reattach(life: Lifecycle, m: Managed) -> None:
@@ -72,7 +79,7 @@ async def _reattach(life: Lifecycle, m: Managed) -> None:
         process.signal_tree(process.tree(r.pid, m.stored.pid_started), signal.SIGCONT)
         r.stop_reason = None
         await life.set(m, S.RUNNING)
-    await life.bus.publish("AgentReattached", r.id, pid=r.pid)
+    await life.bus.publish(AgentReattached(agent_id=r.id, pid=r.pid))
     life.watch(m)
     if r.status is S.STOPPING:  # the last daemon died during the grace period
         m.stop_requested = True
@@ -99,7 +106,7 @@ async def _resurrect(life: Lifecycle, m: Managed, why: str) -> None:
         except StartFailed as exc:
             r.error = exc.message
             await life.set(m, S.FAILED)
-            await life.bus.publish("AgentFailed", r.id, reason=exc.message)
+            await life.bus.publish(AgentFailed(agent_id=r.id, reason=exc.message))
             return
-        await life.bus.publish("AgentResurrected", r.id, pid=r.pid, reason=why)
+        await life.bus.publish(AgentResurrected(agent_id=r.id, pid=r.pid, reason=why))
         life.watch(m)

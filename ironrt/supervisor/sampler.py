@@ -19,6 +19,10 @@ class TreeSample:
     cpu_percent: float
     rss_bytes: int
     num_processes: int
+    #: CPU time (user + system) of the tree's processes, with what each already collected
+    #: of its ended children: a counter for Prometheus (`ironrt_agent_cpu_seconds_total`).
+    #: It drops only when a process of the tree ends without its parent waiting for it.
+    cpu_seconds: float = 0.0
 
 
 class TreeSampler:
@@ -51,6 +55,7 @@ class TreeSampler:
                 pids.append(pid)
                 stack.extend(children.get(pid, ()))
             cpu = 0.0
+            cpu_s = 0.0
             rss = 0
             count = 0
             for pid in pids:
@@ -63,11 +68,13 @@ class TreeSampler:
                     with proc.oneshot():
                         cpu += proc.cpu_percent(None)
                         rss += proc.memory_info().rss
+                        t = proc.cpu_times()
+                        cpu_s += t.user + t.system + t.children_user + t.children_system
                     count += 1
                     seen.add((pid, proc.create_time()))
                 except psutil.Error:
                     continue
-            out[agent_id] = TreeSample(round(cpu, 1), rss, count)
+            out[agent_id] = TreeSample(round(cpu, 1), rss, count, round(cpu_s, 3))
         for key in list(self._procs):
             if key not in seen:
                 del self._procs[key]

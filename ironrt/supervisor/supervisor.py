@@ -36,6 +36,7 @@ from ironrt.protocol import (
     StopReason,
     UpdateRequest,
 )
+from ironrt.protocol.events import AgentRemoved, AgentRestarted, AgentStarted, AgentUpdated
 from ironrt.store import agents as agent_store
 from ironrt.store import scopes as scope_store
 from ironrt.store.agents import StoredAgent
@@ -250,7 +251,7 @@ class Supervisor(SupervisorLimits):
                 await scope_store.delete(self.db, own.key)
             raise
         self.agents[agent_id] = m
-        await self.bus.publish("AgentStarted", agent_id, pid=record.pid, name=name)
+        await self.bus.publish(AgentStarted(agent_id=agent_id, pid=record.pid, name=name))
         self.life.watch(m)
         return m.snapshot()
 
@@ -284,7 +285,7 @@ class Supervisor(SupervisorLimits):
             r.restarts += 1
             r.unstable_restarts = 0  # a person asked: the crash count starts over
             await self.life.spawn(m)
-            await self.bus.publish("AgentRestarted", r.id, pid=r.pid, manual=True)
+            await self.bus.publish(AgentRestarted(agent_id=r.id, pid=r.pid, manual=True))
             self.life.watch(m)
         return m.snapshot()
 
@@ -298,7 +299,7 @@ class Supervisor(SupervisorLimits):
             with anyio.CancelScope(shield=True):
                 await agent_store.delete(self.db, r.id)
                 await self._forget_scope(r.id)
-            await self.bus.publish("AgentRemoved", r.id)
+            await self.bus.publish(AgentRemoved(agent_id=r.id))
             return r
         async with m.lock:
             self._present(m)
@@ -318,7 +319,7 @@ class Supervisor(SupervisorLimits):
                 await self._forget_scope(r.id)
             self.logs.release(r.id)
             logfiles.remove_logs(logfiles.log_path(self.settings.logs_dir, r.id), r.log_keep)
-            await self.bus.publish("AgentRemoved", r.id)
+            await self.bus.publish(AgentRemoved(agent_id=r.id))
         return m.snapshot()
 
     async def update(self, ref: str, req: UpdateRequest) -> Agent:
@@ -351,7 +352,7 @@ class Supervisor(SupervisorLimits):
                 raise
             for name, value in settings.items():
                 setattr(m.gov, name, value)
-            await self.bus.publish("AgentUpdated", m.record.id, **changes)
+            await self.bus.publish(AgentUpdated(agent_id=m.record.id, changes=changes))
         return m.snapshot()
 
     async def _forget_scope(self, agent_id: str) -> None:

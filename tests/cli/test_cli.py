@@ -20,7 +20,7 @@ import msgspec
 import psutil
 import pytest
 
-from ironrt.protocol import Agent, Event, Health, Metrics, Trace
+from ironrt.protocol import EVENT_TYPES, Agent, Health, Metrics, Trace
 from ironrt.tempdaemon import TempDaemon, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,10 +199,15 @@ def test_budget_set_limits_top_and_events(d: TempDaemon) -> None:
     frame = ok(d, "top", "--once")
     assert "busy" in frame and "running" in frame
     events = json.loads(ok(d, "events", "--agent", "busy", "--json"))
-    assert all(set(e) == fields(Event) for e in events)
+    assert all(set(e) == fields(EVENT_TYPES[e["kind"]]) | {"kind"} for e in events)
+    assert all(e["agent_name"] == "busy" for e in events)
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "AgentStarted" and "AgentUpdated" in kinds
     assert "AgentStarted" in ok(d, "events", "--agent", agent_id)
+    started = json.loads(ok(d, "events", "--kind", "AgentStarted,AgentUpdated", "--json"))
+    assert {e["kind"] for e in started} == {"AgentStarted", "AgentUpdated"}
+    line = ok(d, "events", "--agent", agent_id, "--kind", "AgentUpdated")
+    assert "AgentUpdated" in line and "busy" in line and "changes=" in line
     ok(d, "stop", agent_id)
     assert "stopped after" in d.rt.logs(agent_id)  # the worker handled SIGTERM itself
 

@@ -85,7 +85,10 @@ BUILDERS: list[tuple[Callable[[], req.Call[Any]], Operation[Any]]] = [
 
 
 #: Calls the clients do not make, each with its reason.
-CLIENTLESS = {"openapi": "a description for tools (curl, code generators), not a client call"}
+CLIENTLESS = {
+    "openapi": "a description for tools (curl, code generators), not a client call",
+    "metrics": "Prometheus text, read by scrapers and curl, not a client call",
+}
 
 
 def test_every_call_has_a_client_builder() -> None:

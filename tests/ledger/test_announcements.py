@@ -21,7 +21,7 @@ def claim(scopes: tuple[Scope, ...], *, park: bool = False) -> Claim:
 
 def thresholds(queue: list[Announcement]) -> list[tuple[str, int, str]]:
     return [
-        (e.data["scope"], e.data["threshold_percent"], e.kind)
+        (e.event.scope, e.event.threshold_percent, e.kind)
         for e in queue
         if isinstance(e, LedgerEvent)
     ]
@@ -40,7 +40,7 @@ async def test_one_settle_crossing_every_threshold_of_three_scopes_queues_them_i
     order = [(t, key) for key, t, _ in thresholds(queued)]
     assert order == [(t, s.key) for t in (50, 80, 95, 100) for s in scopes]
     assert [e.kind for e in returned] == ["BudgetWarning"] * 9 + ["BudgetExhausted"] * 3
-    assert all(isinstance(e, LedgerEvent) and e.agent_id == "a1" for e in queued)
+    assert all(isinstance(e, LedgerEvent) and e.event.agent_id == "a1" for e in queued)
     assert all(s.exhausted for s in scopes)
 
 
@@ -92,8 +92,10 @@ async def test_with_a_publisher_a_pause_waits_for_the_announcements_before_it() 
             (95, "BudgetWarning"),
             (100, "BudgetExhausted"),
         ]
-        [exhausted] = [e for e in queue if isinstance(e, LedgerEvent) and e.data.get("paused")]
-        assert exhausted.agent_id == "a1" and own.exhausted  # the supervisor won't repeat it
+        [exhausted] = [
+            e for e in queue if isinstance(e, LedgerEvent) and getattr(e.event, "paused", False)
+        ]
+        assert exhausted.event.agent_id == "a1" and own.exhausted  # the supervisor won't repeat it
         deliver = queue[-1]
         assert not isinstance(deliver, LedgerEvent)
         publish(ledger)  # what the daemon's publisher does, in order

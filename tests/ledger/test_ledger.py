@@ -136,7 +136,7 @@ async def test_windows_reset_spend_and_rearm_warnings() -> None:
     got = await ledger.admit(claim((own,), out=90), timeout=1)
     assert got.hold is not None
     events = ledger.settle(got.hold, 900)
-    assert [e.data["threshold_percent"] for e in events] == [50, 80]
+    assert [e.event.threshold_percent for e in events] == [50, 80]
     assert (await ledger.admit(claim((own,)), timeout=0.01)).outcome is Outcome.EXHAUSTED
     now[0] = 1035.0  # three windows later: the schedule stays on the grid
     got = await ledger.admit(claim((own,)), timeout=1)

@@ -28,7 +28,7 @@ from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.flow import Endpoint, Flow, StreamEvent
 from ironrt.pii import find_pii
 from ironrt.policies.pii import PiiPolicy
-from ironrt.protocol import PiiMode
+from ironrt.protocol import PiiAlert, PiiMode
 from ironrt.providers.openai import OpenAIAdapter
 from ironrt.router.sse import make_event
 from ironrt.tempdaemon import TempDaemon
@@ -365,9 +365,9 @@ def test_control_api_answers_while_a_large_prompt_is_redacted(
     tenths, reply = answering_tenths(daemon, lambda: chat(daemon, token, prompt))
     assert reply.status_code == 200, reply.text
     (alert, *_) = [
-        e.data
-        for e in daemon.rt.events(agent=agent_id, limit=100)
-        if e.kind == "PiiAlert" and e.data["direction"] == "request"
+        e
+        for e in daemon.rt.events(agent=agent_id, limit=100, kind="PiiAlert")
+        if isinstance(e, PiiAlert) and e.direction == "request"
     ][::-1]
-    assert alert["action"] == "redacted" and alert["count"] > 10_000  # this prompt's
+    assert alert.action == "redacted" and alert.count > 10_000  # this prompt's
     assert tenths >= 6, f"the control socket answered in {tenths} of the 8 middle tenths"

@@ -8,6 +8,7 @@ import pytest
 from ironrt.governance.flow import Flow
 from ironrt.governance.ledger import Ledger
 from ironrt.policies.allowlist import AllowlistPolicy
+from ironrt.protocol import ModelRefused
 from ironrt.testing import tagent, tflow
 
 
@@ -35,9 +36,7 @@ def test_a_model_outside_the_agents_list_is_a_403_naming_model_scope_and_pattern
     )
     assert "gpt-4o " in r.message and "agent:a1" in r.message
     assert "gpt-4o-mini*, o4-mini" in r.message
-    assert [(e.kind, e.data) for e in flow.events] == [
-        ("ModelRefused", {"model": "gpt-4o", "scope": "agent:a1"})
-    ]
+    assert flow.events == [ModelRefused(model="gpt-4o", scope="agent:a1")]
 
 
 def test_every_scope_of_the_call_is_checked_and_the_first_refusing_one_is_named() -> None:

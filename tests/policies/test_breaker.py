@@ -67,7 +67,7 @@ def test_opens_after_consecutive_failures_and_emits_circuit_opened() -> None:
     third = one_call(policy, clock, status=502)
     assert policy.states() == {KEY: "open"}
     assert kinds(third) == ["CircuitOpened"]
-    assert third.events[0].data["endpoint"] == KEY
+    assert third.events[0].endpoint == KEY
 
 
 def test_a_success_resets_the_failure_count() -> None:

@@ -181,8 +181,8 @@ async def test_a_call_that_does_not_fit_whole_is_clamped_to_what_the_budget_affo
     assert flow.body_changed
     assert hold.nanos <= usd_to_nanos(0.005)
     (clamped,) = [e for e in flow.events if e.kind == "BudgetClamped"]
-    assert clamped.data["max_output_tokens"] == hold.clamped_to
-    assert clamped.data["asked"] == 16_384
+    assert clamped.max_output_tokens == hold.clamped_to
+    assert clamped.asked == 16_384
 
 
 async def test_a_spent_budget_refuses_with_a_402_naming_the_scope_and_the_remedy() -> None:
@@ -196,7 +196,7 @@ async def test_a_spent_budget_refuses_with_a_402_naming_the_scope_and_the_remedy
         "BudgetWarning",
         "BudgetExhausted",
     ]
-    assert [e.data["threshold_percent"] for e in b.ledger.announcements] == [50, 80, 95, 100]
+    assert [e.event.threshold_percent for e in b.ledger.announcements] == [50, 80, 95, 100]
     refused = await b.admitted()
     r = refused.refusal
     assert r is not None and refused.hold is None

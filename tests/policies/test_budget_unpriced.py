@@ -41,11 +41,11 @@ def test_without_any_budget_the_call_is_unpriced_and_announced_once_per_model() 
     assert first.refusal is None and first.unpriced and first.claim is not None
     assert first.claim.price(10_000, 10_000) == 0  # holds nothing: there is no price
     assert [e.kind for e in first.events] == ["PriceUnknown"]
-    assert first.events[0].data["provider"] == "openai"
-    assert first.events[0].data["model"] == UNPRICED
+    assert first.events[0].provider == "openai"
+    assert first.events[0].model == UNPRICED
     assert second.unpriced and second.events == []  # once per model, not per call
     other = s.flow("acme-llm-2")
-    assert [e.data["model"] for e in other.events] == ["acme-llm-2"]
+    assert [e.model for e in other.events] == ["acme-llm-2"]
     priced = s.flow("gpt-4o-mini")
     assert not priced.unpriced and priced.events == []
 

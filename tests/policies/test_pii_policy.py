@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from ironrt.governance.flow import Flow, StreamEvent
 from ironrt.policies.pii import PiiCallState, PiiPolicy
 from ironrt.protocol import PiiMode
+from ironrt.protocol.events import BASE_FIELDS
 from ironrt.testing import tevent, tflow
 
 EMAIL = "jane.doe@example.com"
@@ -49,7 +52,9 @@ def redacted_chat(*texts: str, stream: bool = False) -> tuple[PiiPolicy, Flow]:
 
 
 def alerts(flow: Flow) -> list[dict[str, Any]]:
-    return [e.data for e in flow.events if e.kind == "PiiAlert"]
+    """Each PiiAlert's own fields (not the ones every event has)."""
+    own = [msgspec.to_builtins(e) for e in flow.events if e.kind == "PiiAlert"]
+    return [{k: v for k, v in e.items() if k not in BASE_FIELDS and k != "kind"} for e in own]
 
 
 # ---- off / detect / block -------------------------------------------------------------------

@@ -48,7 +48,7 @@ def test_rpm_refuses_the_call_over_the_limit_with_a_429() -> None:
         True,
     )
     assert r.headers == {"retry-after": "12"}  # one request per 60/5 s
-    assert [(e.kind, e.data["limit"], e.data["retry_after_s"]) for e in sixth.events] == [
+    assert [(e.kind, e.limit, e.retry_after_s) for e in sixth.events] == [
         ("RateLimited", "rpm", 12)
     ]
 
@@ -82,7 +82,7 @@ def test_tpm_charges_the_input_bound_then_trues_up_to_usage() -> None:
     assert first.refusal is None
     second = call(policy, agent, clock, bound=600)
     assert refusal(second).headers == {"retry-after": "12"}  # 200 tokens at 1000/60 per s
-    assert second.events[0].data["limit"] == "tpm"
+    assert second.events[0].limit == "tpm"
     first.usage = TokenUsage(input_tokens=100, output_tokens=50)
     policy.complete(first)  # 600 charged, 150 used: 450 back
     assert call(policy, agent, clock, bound=600).refusal is None
@@ -146,7 +146,7 @@ def test_a_projects_limit_is_shared_by_its_agents_and_named_in_the_refusal() -> 
     third = call(policy, one, clock)
     assert refusal(third).headers == {"retry-after": "30"}
     assert "project:p may make 2 requests per minute" in refusal(third).message
-    assert third.events[0].data["scope"] == "project:p"
+    assert third.events[0].scope == "project:p"
 
 
 def test_tpm_charges_the_routers_own_input_bound() -> None:
@@ -159,4 +159,4 @@ def test_tpm_charges_the_routers_own_input_bound() -> None:
     second = tflow(agent=agent, text=prompt, started=clock())
     policy.request(second)
     assert refusal(second).code == "rate_limited"  # ~3 000 tokens left of 8 000
-    assert second.events[0].data["limit"] == "tpm"
+    assert second.events[0].limit == "tpm"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import genai_prices
+import msgspec
 import openai
 import pytest
 
@@ -88,7 +89,7 @@ def test_a_burst_waits_for_holds_instead_of_being_refused(
     assert own.spent_usd >= 9 * per_call
     exhausted = [e for e in gov.rt.events(limit=1000) if e.kind == "BudgetExhausted"]
     assert len(exhausted) == 1  # announced once, not once per refused call
-    data = exhausted[0].data
+    data = msgspec.to_builtins(exhausted[0])
     assert data["held_usd"] >= 0 and data["budget_usd"] == budget
     if data.get("refused"):  # announced by the first refusal: with the bound that failed
         assert data["call_bound_usd"] > 0

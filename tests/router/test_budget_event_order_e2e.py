@@ -32,7 +32,7 @@ def ask(c: openai.OpenAI) -> str:
 
 def budget_events(d: TempDaemon, scope: str | None = None) -> list[Event]:
     found = [e for e in d.rt.events(limit=1000) if e.kind in BUDGET_KINDS]
-    return [e for e in found if scope is None or e.data["scope"] == scope]
+    return [e for e in found if scope is None or e.scope == scope]
 
 
 def kinds(d: TempDaemon) -> list[str]:
@@ -58,7 +58,7 @@ def test_one_call_crossing_every_threshold_of_three_scopes_stores_them_in_order(
 
     events = budget_events(gov)
     assert [e.id for e in events] == sorted(e.id for e in events)
-    assert [(e.data["threshold_percent"], e.data["scope"]) for e in events] == [
+    assert [(e.threshold_percent, e.scope) for e in events] == [
         (t, s) for t in (50, 80, 95, 100) for s in scopes
     ]
     assert [e.kind for e in events] == ["BudgetWarning"] * 9 + ["BudgetExhausted"] * 3
@@ -102,14 +102,14 @@ def test_a_refusal_or_pause_right_after_a_call_crossed_thresholds_comes_after_it
                 t.join(30)
             assert "402" in results and "ok" in results
         events = budget_events(gov, f"agent:{agent_id}")
-        percents = [e.data["threshold_percent"] for e in sorted(events, key=lambda e: e.id)]
+        percents = [e.threshold_percent for e in sorted(events, key=lambda e: e.id)]
         assert percents == sorted(percents) and percents[-1] == 100, percents
         assert events[-1].kind == "BudgetExhausted" and {50, 80} <= set(percents)
         if on_budget == "pause":
             [paused] = [e for e in gov.rt.events(limit=1000) if e.kind == "AgentPaused"]
-            assert events[-1].data.get("paused") and paused.id > events[-1].id
+            assert events[-1].paused and paused.id > events[-1].id
         else:
-            assert events[-1].data.get("refused")
+            assert events[-1].refused
     finally:
         if on_budget == "pause":
             gov.rt.set_limits(agent_id, budget_usd=1.0)  # let the parked calls go

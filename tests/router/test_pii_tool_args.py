@@ -230,7 +230,7 @@ def test_chat_stream_redacts_pii_the_model_put_in_tool_arguments(
     sent(up)
 
     def counted() -> bool:
-        alerts = [e.data for e in d.rt.events(limit=1000) if e.kind == "PiiAlert"]
+        alerts = [msgspec.to_builtins(e) for e in d.rt.events(limit=1000) if e.kind == "PiiAlert"]
         findings = [f for a in alerts if a["direction"] == "response" for f in a["findings"]]
         return {"type": "CARD", "where": "tool_arguments", "count": 1} in findings
 

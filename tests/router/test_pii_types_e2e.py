@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import openai
 import pytest
 
@@ -97,7 +98,7 @@ def ask(client: openai.OpenAI, text: str) -> str:
 
 def alerts(env: Env, agent_id: str) -> list[dict[str, Any]]:
     return [
-        e.data
+        msgspec.to_builtins(e)
         for e in env.d.rt.events(limit=1000)
         if e.kind == "PiiAlert" and e.agent_id == agent_id
     ]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from ironrt.tempdaemon import TempDaemon, wait_until
@@ -39,7 +40,7 @@ def daemon_for(up: FakeUpstream, **env: str) -> TempDaemon:
 
 
 def events(d: TempDaemon, kind: str) -> list[dict[str, object]]:
-    return [e.data for e in d.rt.events(limit=1000) if e.kind == kind]
+    return [msgspec.to_builtins(e) for e in d.rt.events(limit=1000) if e.kind == kind]
 
 
 CHAT = """

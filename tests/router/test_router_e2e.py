@@ -9,6 +9,7 @@ from pathlib import Path
 
 import genai_prices
 import httpx
+import msgspec
 import pytest
 
 from ironrt.governance.flow import TokenUsage
@@ -222,7 +223,7 @@ def test_real_key_appears_nowhere(gov: TempDaemon, upstream: FakeUpstream, tmp_p
         "agent output": gov.rt.logs(agent_id, tail=100_000).encode(),
         "database": b"".join(p.read_bytes() for p in gov.home.glob("ironrt.db*")),
         "daemon log": (gov.home / "daemon.log").read_bytes(),
-        "events": json.dumps([e.data for e in gov.rt.events(limit=1000)]).encode(),
+        "events": json.dumps([msgspec.to_builtins(e) for e in gov.rt.events(limit=1000)]).encode(),
         "traces": json.dumps([t.error for t in gov.rt.traces(limit=1000)]).encode(),
     }
     for where, blob in places.items():

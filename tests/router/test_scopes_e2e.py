@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import anthropic
+import msgspec
 import openai
 import pytest
 
@@ -55,8 +56,8 @@ def test_a_window_resets_spend_so_calls_succeed_again(
     ask(c)
     events = list(gov.rt.events(limit=1000))
     assert "BudgetWindowReset" in [e.kind for e in events]
-    fifty = [e for e in events if e.kind == "BudgetWarning" and e.data["threshold_percent"] == 50]
-    assert len(fifty) == 2, [(e.kind, e.data) for e in events]  # re-armed in each window
+    fifty = [e for e in events if e.kind == "BudgetWarning" and e.threshold_percent == 50]
+    assert len(fifty) == 2, [msgspec.to_builtins(e) for e in events]  # re-armed in each window
     # The agent's spend of all time keeps growing across windows.
     all_time = gov.rt.get_agent(agent_id).spent_usd
     assert all_time == pytest.approx(sum(t.cost_usd for t in gov.rt.traces(agent=agent_id)))
@@ -87,7 +88,7 @@ def test_pause_stops_the_agent_and_raising_the_budget_resumes_the_held_call(
     time.sleep(0.5)
     assert gov.rt.logs(agent_id) == logs_before  # nothing moves while paused
     paused = [e for e in gov.rt.events(limit=1000) if e.kind == "AgentPaused"]
-    assert paused and paused[0].data["scope"] == f"agent:{agent_id}"
+    assert paused and paused[0].scope == f"agent:{agent_id}"
     gov.rt.set_budget(agent_id, 5.0)
     final = gov.rt.wait(agent_id, timeout=30)
     assert final.exit_code == 0 and final.stop_reason is None

@@ -93,13 +93,13 @@ def test_budget_warnings_then_stop_on_exhaustion(daemon: TempDaemon, tmp_path: P
     assert final.status.value == "stopped" and final.stop_reason == "budget"  # --on-budget stop
     assert final.spent_usd <= 0.0003
     events = [e for e in daemon.rt.events(agent=agent_id, limit=1000)]
-    warnings = [e.data["threshold_percent"] for e in events if e.kind == "BudgetWarning"]
+    warnings = [e.threshold_percent for e in events if e.kind == "BudgetWarning"]
     assert warnings == sorted(warnings) and 50 in warnings and 80 in warnings
     exhausted = [e for e in events if e.kind == "BudgetExhausted"]
     assert exhausted and exhausted[0].id > max(e.id for e in events if e.kind == "BudgetWarning")
     # Stopped for true exhaustion: what is left cannot pay for the next call's least cost.
-    left = exhausted[0].data["budget_usd"] - exhausted[0].data["spent_usd"]
-    assert left < exhausted[0].data.get("call_least_usd", left + 1)
+    left = exhausted[0].budget_usd - exhausted[0].spent_usd
+    assert left < (exhausted[0].call_least_usd or left + 1)
     metrics = daemon.rt.get_metrics(agent_id)
     assert metrics.budget_remaining_usd is not None and metrics.budget_remaining_usd < 0.0003 * 0.2
     assert metrics.llm_calls >= 2

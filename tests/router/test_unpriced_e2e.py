@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import anthropic
+import msgspec
 import openai
 import pytest
 from openai.types.chat import ChatCompletion
@@ -64,9 +65,9 @@ def test_no_budget_anywhere_lets_an_unpriced_model_through_with_an_unknown_cost(
 
     # Announced once per model (per daemon run), not once per call.
     found = [e for e in gov.rt.events(limit=1000) if e.kind == "PriceUnknown"]
-    assert len(found) == 1, [e.data for e in found]
+    assert len(found) == 1, [msgspec.to_builtins(e) for e in found]
     assert found[0].agent_id == agent_id
-    assert (found[0].data["provider"], found[0].data["model"]) == ("openai", UNPRICED)
+    assert (found[0].provider, found[0].model) == ("openai", UNPRICED)
 
     # The CLI shows the unknown cost, it does not crash on it.
     shown = gov.cli("traces", "--agent", agent_id)
@@ -96,9 +97,7 @@ def test_the_anthropic_sdk_too(gov: TempDaemon, upstream: FakeUpstream, tmp_path
     traces = gov.rt.traces(agent=agent_id)
     assert [t.cost_usd for t in traces] == [None, None]
     found = [e for e in gov.rt.events(limit=1000) if e.kind == "PriceUnknown"]
-    assert [(e.data["provider"], e.data["model"]) for e in found] == [
-        ("anthropic", "acme-claude-1")
-    ]
+    assert [(e.provider, e.model) for e in found] == [("anthropic", "acme-claude-1")]
 
 
 @pytest.mark.parametrize("where", ["agent", "project", "global"])

@@ -100,8 +100,8 @@ def test_restart_on_failure_up_to_cap_then_failed(daemon: TempDaemon, tmp_path: 
     assert "restart limit" in (final.error or "")
     events = [e for e in daemon.rt.events(agent=agent_id)]
     restarting = [e for e in events if e.kind == "AgentRestarting"]
-    assert [e.data["attempt"] for e in restarting] == [1, 2]
-    delays = [float(str(e.data["delay_s"])) for e in restarting]
+    assert [e.attempt for e in restarting] == [1, 2]
+    delays = [float(str(e.delay_s)) for e in restarting]
     assert delays[1] == pytest.approx(2 * delays[0])  # exponential backoff
     assert daemon.rt.logs(agent_id).count("crashing") == 3
 

@@ -64,13 +64,13 @@ def test_a_tree_over_its_memory_limit_is_restarted(daemon: TempDaemon, tmp_path:
     wait_until(lambda: daemon.rt.get_agent(agent_id).status.value == "running", timeout=20)
 
     (exceeded,) = events(daemon, agent_id, "AgentMemoryExceeded")
-    first_pid = events(daemon, agent_id, "AgentStarted")[0].data["pid"]
-    assert exceeded.data["pid"] == first_pid
-    assert exceeded.data["rss_bytes"] > 32 * MiB and exceeded.data["max_memory_bytes"] == 32 * MiB
+    first_pid = events(daemon, agent_id, "AgentStarted")[0].pid
+    assert exceeded.pid == first_pid
+    assert exceeded.rss_bytes > 32 * MiB and exceeded.max_memory_bytes == 32 * MiB
     (killed,) = events(daemon, agent_id, "AgentKilled")
-    assert killed.data["signal"] == signal.SIGTERM and killed.data["reason"] == "max_memory"
+    assert killed.signal == signal.SIGTERM and killed.reason == "max_memory"
     (restarting,) = events(daemon, agent_id, "AgentRestarting")
-    assert restarting.data["reason"] == "max_memory"
+    assert restarting.reason == "max_memory"
 
     # A new process, still supervised: sampled, under its limit, stopped on request.
     agent = daemon.rt.get_agent(agent_id)
@@ -92,7 +92,7 @@ def test_a_memory_loop_is_backed_off_and_capped(daemon: TempDaemon, tmp_path: Pa
     assert "memory limit" in (agent.error or "")
     assert len(events(daemon, agent_id, "AgentMemoryExceeded")) == 2
     (restarting,) = events(daemon, agent_id, "AgentRestarting")
-    assert restarting.data["delay_s"] == 0.05  # IRONRT_RESTART_BACKOFF, as for a crash
+    assert restarting.delay_s == 0.05  # IRONRT_RESTART_BACKOFF, as for a crash
 
 
 def test_open_files_limit_reaches_the_agent_and_its_children(
@@ -134,12 +134,12 @@ def test_cpu_limit_ends_a_busy_agent_and_its_policy_applies(
     )
     wait_until(lambda: events(daemon, agent_id, "AgentRestarting"), timeout=20)
     first = events(daemon, agent_id, "AgentKilled")[0]
-    assert first.data["signal"] in (signal.SIGXCPU, signal.SIGKILL)
-    assert first.data["exit_code"] is None
+    assert first.signal in (signal.SIGXCPU, signal.SIGKILL)
+    assert first.exit_code is None
     # Restarted by its policy, and the new run has the limit again (soft 1 s, hard 2 s).
     wait_until(lambda: daemon.rt.get_agent(agent_id).restarts >= 1, timeout=10)
     pid = daemon.rt.get_agent(agent_id).pid
-    assert pid is not None and pid != events(daemon, agent_id, "AgentStarted")[0].data["pid"]
+    assert pid is not None and pid != events(daemon, agent_id, "AgentStarted")[0].pid
     with contextlib.suppress(psutil.NoSuchProcess):  # it may have used its second again
         assert psutil.Process(pid).rlimit(psutil.RLIMIT_CPU) == (1, 2)
     assert daemon.rt.stop_agent(agent_id, timeout=5).status.value == "stopped"

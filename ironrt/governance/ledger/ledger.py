@@ -44,6 +44,7 @@ import anyio
 
 from ironrt.governance.ledger.money import nanos_to_usd
 from ironrt.governance.ledger.scope import Claim, Hold, Scope
+from ironrt.protocol.events import BudgetExhausted, BudgetWarning
 
 
 class Outcome(enum.Enum):
@@ -78,10 +79,12 @@ class Admission:
 
 @dataclass(slots=True)
 class LedgerEvent:
-    kind: str
-    data: dict[str, Any]
-    #: The agent whose call crossed the threshold, was refused or parked.
-    agent_id: str | None = None
+    #: Its `agent_id` is the agent whose call crossed the threshold, was refused or parked.
+    event: BudgetWarning | BudgetExhausted
+
+    @property
+    def kind(self) -> str:
+        return self.event.kind
 
 
 #: What the ledger queues for its publisher: an event to publish, or a pause or resume to
@@ -215,11 +218,11 @@ class Ledger:
             crossed += [(threshold, s) for threshold in s.crossed()]
         events: list[LedgerEvent] = []
         for threshold, s in sorted(crossed, key=lambda c: c[0]):  # stable: scope order kept
-            kind = "BudgetExhausted" if threshold == 100 else "BudgetWarning"
+            kind = BudgetExhausted if threshold == 100 else BudgetWarning
             if threshold == 100:
                 s.exhausted = True
             data = {**s.describe(), "threshold_percent": threshold}
-            events.append(LedgerEvent(kind, data, hold.agent_id))
+            events.append(LedgerEvent(kind(agent_id=hold.agent_id, **data)))
         self.announcements.extend(events)
         self._pump()
         return events
@@ -233,7 +236,7 @@ class Ledger:
         if scope.exhausted:
             return False
         scope.exhausted = True
-        self.announcements.append(LedgerEvent("BudgetExhausted", data, agent_id))
+        self.announcements.append(LedgerEvent(BudgetExhausted(agent_id=agent_id, **data)))
         if now and self.on_announce is not None:
             self.on_announce()
         return True

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# The events, re-exported: `from ironrt.protocol import AgentStarted` works as well.
+from ironrt.protocol.events import *  # noqa: F403
+from ironrt.protocol.events import AnyEvent
 from ironrt.values import (
     DEFAULT_LOG_KEEP,
     DEFAULT_LOG_MAX_BYTES,
@@ -364,16 +367,8 @@ class Metrics(Base):
     circuits: dict[str, str] = {}
 
 
-class Event(Base):
-    id: int
-    ts: str
-    kind: str
-    agent_id: str | None
-    data: dict[str, Any] = {}
-
-
 class EventList(Base):
-    events: list[Event]
+    events: list[AnyEvent]
 
 
 class Trace(Base):
@@ -414,25 +409,46 @@ class Trace(Base):
 
 
 class TraceList(Base):
+    """One page of traces, newest first (by id: the order they were recorded)."""
+
     traces: list[Trace]
     #: Pass back as `?cursor=` for the next page; None: this was the last page.
     next_cursor: str | None = None
 
 
 class UsageRow(Base):
+    """The calls of one group: an agent (`key` its id, `name` its name), a project (`key`
+    "" for calls of no project), a provider, a model, or a UTC day or hour (`key` the
+    bucket's start, `2026-11-30T09:00:00Z`)."""
+
     key: str
+    #: Calls that reached a provider (`refused_calls` are counted apart).
     llm_calls: int
     input_tokens: int
     output_tokens: int
     #: The sum of the known costs; `unpriced_calls` of the calls have no known price.
     cost_usd: float
     unpriced_calls: int = 0
+    #: Calls ironrt refused before any provider answered (budget, rate limit, PII, ...).
+    refused_calls: int = 0
+    #: Calls that reached a provider and failed (HTTP status >= 400, or an error).
+    errors: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    #: Grouped by agent: the agent's name at its calls (None for other groupings).
+    name: str | None = None
 
 
 class Usage(Base):
     group_by: str
     rows: list[UsageRow]
     total_usd: float
+    #: The time range summed, as asked (UTC, ISO 8601 with ms; None: unbounded).
+    since: str | None = None
+    until: str | None = None
+    #: Over all rows: calls that reached a provider, and calls refused.
+    llm_calls: int = 0
+    refused_calls: int = 0
 
 
 class Health(Base):
@@ -448,6 +464,9 @@ class Health(Base):
     agents: dict[str, int]
     provider_keys: dict[str, bool]
     circuits: dict[str, str] = {}
+    #: Control Panel telemetry: "enabled", "disabled" (after 3 failed attempts; re-probed
+    #: every IRONRT_TELEMETRY_REPROBE) or "off" (not configured).
+    telemetry: str = "off"
 
 
 class Version(Base):

@@ -1,0 +1,290 @@
+"""Usage over time: calls, tokens and spend grouped by agent, project, provider, model,
+UTC day or hour, over any time range, exact and fast at any number of calls.
+
+Rollups, not indexes alone. Summing a million traces takes SQLite about half a second
+however they are indexed (every row is read); `usage_hourly` (schema v10) holds one row
+per hour and (agent, project, provider, model, refused), written with each trace in the
+same transaction, so a query reads a few thousand rows instead (bench/usage.py measures
+both). A range rarely starts or ends on the hour: its whole hours come from the rollups
+and the partial hours at its two edges from `traces` through the index on `started_at`,
+so the answer equals a plain sum over the traces for any `since`/`until`. Retention
+prunes traces, not rollups: whole hours stay exact forever, a partial edge hour older than
+the retention period counts only what is left of it.
+
+Refused calls (ironrt refused them before any provider answered) are counted apart from
+the calls that reached a provider; their tokens and cost are what they were (none).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ironrt.protocol import Usage, UsageRow
+from ironrt.store.db import Database
+
+__all__ = ["GROUPS", "Group", "hour_floor", "iso", "parse_time", "recorded_agent", "usage"]
+
+Group = Literal["agent", "project", "provider", "model", "day", "hour"]
+#: Every grouping, in the order the API lists them.
+GROUPS: tuple[Group, ...] = ("agent", "provider", "model", "project", "day", "hour")
+
+#: The group's key over `usage_hourly` and over `traces`.
+_ROLLUP_KEY: dict[str, str] = {
+    "agent": "agent_id",
+    "project": "project",
+    "provider": "provider",
+    "model": "model",
+    "day": "substr(hour, 1, 10)",
+    "hour": "hour",
+}
+_TRACE_KEY: dict[str, str] = {
+    "agent": "agent_id",
+    "project": "COALESCE(project, '')",
+    "provider": "provider",
+    "model": "model",
+    "day": "substr(started_at, 1, 10)",
+    "hour": "substr(started_at, 1, 13)",
+}
+_ROLLUP_SUMS = (
+    "SUM(calls), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), "
+    "SUM(reasoning_tokens), SUM(cost_usd), SUM(unpriced_calls)"
+)
+_TRACE_SUMS = (
+    "COUNT(*), SUM(status_code >= 400 OR error IS NOT NULL), SUM(input_tokens), "
+    "SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
+    "COALESCE(SUM(cost_usd), 0.0), SUM(cost_usd IS NULL)"
+)
+
+_RELATIVE = re.compile(r"([1-9][0-9]{0,8})([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: Ten years: further back than any trace, near enough that no date arithmetic overflows.
+_MAX_AGO_S = 3650 * 86400
+
+
+# ---- time ----------------------------------------------------------------------------------
+
+
+def iso(moment: dt.datetime) -> str:
+    """`moment` as traces store `started_at`: UTC, milliseconds, `Z` (sorts as time)."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def parse_time(text: str, now: dt.datetime) -> str:
+    """A moment written as ISO 8601 (`2026-11-30T09:00:00Z`, `2026-11-30`, an offset; no
+    zone means UTC) or as a duration before `now` (`30m`, `24h`, `7d`, `2w`), as `iso`
+    writes it. ValueError says what is accepted."""
+    word = text.strip()
+    match = _RELATIVE.fullmatch(word)
+    if match:
+        seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+        if seconds > _MAX_AGO_S:
+            raise ValueError(f"{text!r} is more than ten years ago")
+        return iso(now - dt.timedelta(seconds=seconds))
+    try:
+        moment = dt.datetime.fromisoformat(word)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an ISO 8601 time (2026-11-30T09:00:00Z) nor a duration "
+            "before now (30m, 24h, 7d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return iso(moment)
+
+
+def hour_floor(moment: str) -> str:
+    """The start of the hour holding `moment` (ISO text as `iso` writes it)."""
+    return moment[:13] + ":00:00.000Z"
+
+
+def _hour_ceil(moment: str) -> str:
+    start = hour_floor(moment)
+    if start == moment:
+        return start
+    later = dt.datetime.fromisoformat(start[:19]) + dt.timedelta(hours=1)
+    return later.isoformat() + ".000Z"
+
+
+def _bucket(group: str, key: str) -> str:
+    """The ISO start of a day or hour bucket (`2026-11-30` -> `2026-11-30T00:00:00Z`)."""
+    if group == "day":
+        return key + "T00:00:00Z"
+    if group == "hour":
+        return key + ":00:00Z"
+    return key
+
+
+# ---- the query -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Sums:
+    name: str = ""
+    calls: int = 0
+    refused: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+    def add(self, refused: bool, row: Any) -> None:
+        calls, errors, i, o, cached, reasoning, cost, unpriced = row[3:]
+        if refused:
+            self.refused += calls
+        else:
+            self.calls += calls
+            self.errors += errors or 0
+            self.unpriced += unpriced or 0
+        self.input_tokens += i or 0
+        self.output_tokens += o or 0
+        self.cached_tokens += cached or 0
+        self.reasoning_tokens += reasoning or 0
+        self.cost_usd += cost or 0.0
+        self.name = max(self.name, row[1] or "")
+
+
+async def usage(
+    db: Database,
+    by: Group,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    agent_id: str | None = None,
+    project: str | None = None,
+) -> Usage:
+    """Calls of [`since`, `until`) (ISO text as `iso` writes it; None: unbounded) grouped
+    `by`, of one agent and/or one project ("" for calls of no project) if given."""
+    if by not in _ROLLUP_KEY:
+        raise ValueError(f"cannot group by {by!r}")
+    filters: list[str] = []
+    params: list[object] = []
+    if agent_id is not None:
+        filters.append("agent_id = ?")
+        params.append(agent_id)
+    sums: dict[str, _Sums] = {}
+
+    async def add(sql: str, args: list[object]) -> None:
+        for row in await db.fetchall(sql, args):
+            sums.setdefault(row[0], _Sums()).add(bool(row[2]), row)
+
+    whole_from = _hour_ceil(since) if since is not None else None
+    whole_to = hour_floor(until) if until is not None else None
+    if whole_from is not None and whole_to is not None and whole_from >= whole_to:
+        # No whole hour inside: the traces alone.
+        await add(*_from_traces(by, since, until, filters, params, project))
+    else:
+        await add(*_from_rollups(by, whole_from, whole_to, filters, params, project))
+        if since is not None and whole_from is not None and since < whole_from:
+            await add(*_from_traces(by, since, whole_from, filters, params, project))
+        if until is not None and whole_to is not None and whole_to < until:
+            await add(*_from_traces(by, whole_to, until, filters, params, project))
+    rows = [
+        UsageRow(
+            key=_bucket(by, key),
+            llm_calls=s.calls,
+            input_tokens=s.input_tokens,
+            output_tokens=s.output_tokens,
+            cost_usd=s.cost_usd,
+            unpriced_calls=s.unpriced,
+            refused_calls=s.refused,
+            errors=s.errors,
+            cached_tokens=s.cached_tokens,
+            reasoning_tokens=s.reasoning_tokens,
+            name=s.name if by == "agent" else None,
+        )
+        for key, s in sums.items()
+    ]
+    if by in ("day", "hour"):
+        rows.sort(key=lambda r: r.key)
+    else:
+        rows.sort(key=lambda r: (-r.cost_usd, -r.llm_calls, r.key))
+    return Usage(
+        group_by=by,
+        rows=rows,
+        total_usd=sum(r.cost_usd for r in rows),
+        since=since,
+        until=until,
+        llm_calls=sum(r.llm_calls for r in rows),
+        refused_calls=sum(r.refused_calls for r in rows),
+    )
+
+
+def _from_rollups(
+    by: str,
+    start: str | None,
+    end: str | None,
+    filters: list[str],
+    params: list[object],
+    project: str | None,
+) -> tuple[str, list[object]]:
+    terms, args = list(filters), list(params)
+    if project is not None:
+        terms.append("project = ?")
+        args.append(project)
+    if start is not None:
+        terms.append("hour >= ?")
+        args.append(start[:13])
+    if end is not None:
+        terms.append("hour < ?")
+        args.append(end[:13])
+    where = "WHERE " + " AND ".join(terms) if terms else ""
+    key = _ROLLUP_KEY[by]
+    sql = (
+        f"SELECT {key}, MAX(agent_name), refused, {_ROLLUP_SUMS} FROM usage_hourly {where} "
+        f"GROUP BY {key}, refused"
+    )
+    return sql, args
+
+
+def _from_traces(
+    by: str,
+    start: str | None,
+    end: str | None,
+    filters: list[str],
+    params: list[object],
+    project: str | None,
+) -> tuple[str, list[object]]:
+    terms, args = list(filters), list(params)
+    if project is not None:
+        terms.append("COALESCE(project, '') = ?")
+        args.append(project)
+    if start is not None:
+        terms.append("started_at >= ?")
+        args.append(start)
+    if end is not None:
+        terms.append("started_at < ?")
+        args.append(end)
+    where = "WHERE " + " AND ".join(terms) if terms else ""
+    key = _TRACE_KEY[by]
+    sql = (
+        f"SELECT {key}, MAX(agent_name), refusal IS NOT NULL, {_TRACE_SUMS} FROM traces "
+        f"{where} GROUP BY 1, 3"
+    )
+    return sql, args
+
+
+async def recorded_agent(db: Database, ref: str) -> str | None:
+    """The agent whose calls are on the books (removed since, say) that `ref` names: its
+    exact id, else the one id it is a prefix of, else the one agent of that name; None."""
+    rows = await db.fetchall(
+        "SELECT DISTINCT agent_id FROM usage_hourly WHERE agent_id >= ? AND agent_id < ? LIMIT 2",
+        (ref, ref + "\U0010ffff"),
+    )
+    ids = [r[0] for r in rows]
+    if ref in ids:
+        return ref
+    if len(ids) == 1:
+        return str(ids[0])
+    if ids:
+        return None  # ambiguous: the caller says not found, with the live agents' message
+    named = await db.fetchall(
+        "SELECT DISTINCT agent_id FROM usage_hourly WHERE agent_name = ? LIMIT 2", (ref,)
+    )
+    return str(named[0][0]) if len(named) == 1 else None
