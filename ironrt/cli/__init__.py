@@ -48,7 +48,7 @@ COMMANDS: dict[str, str] = {
     "traces": "usage",
     "trace": "usage",
     "limits": "limits",
-    "top": "observe",
+    "top": "top",
     "daemon": "daemon",
     "service": "service",
     "doctor": "doctor",

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ironrt.cli import observe, render
+from ironrt.cli import observe, render, top
 from ironrt.client import Runtime
 from ironrt.errors import DaemonUnavailable, IronrtError
 
@@ -95,13 +95,13 @@ def _live(rt: Runtime, ids: dict[str, str], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     title = "ironrt demo: three agents under one budget-keeping router"
     with Live(
-        observe.frame(rt, include=include, title=title),
+        top.frame(rt, include=include, title=title),
         console=render.console(),
         auto_refresh=False,
     ) as live:
         while time.monotonic() < deadline:
             time.sleep(0.5)
-            live.update(observe.frame(rt, include=include, title=title), refresh=True)
+            live.update(top.frame(rt, include=include, title=title), refresh=True)
             if all(not rt.get_agent(i).status.live for i in include):
                 break
 

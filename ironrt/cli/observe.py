@@ -1,18 +1,11 @@
-"""Observation commands: events and the live `top`.
+"""Observation commands: events.
 
-The `limits` group lives in `limits.py`; `usage`, `traces` and `trace` in `usage.py`.
-
-`top`'s frame is built by `frame()` so that the demo draws exactly the same table.
+The `limits` group lives in `limits.py`; `usage`, `traces` and `trace` in `usage.py`;
+the live `top` in `top.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import sys
-import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -30,7 +23,6 @@ from ironrt.cli.context import (
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from ironrt.client import Runtime
     from ironrt.protocol import Event
 
 #: `top` shows ids cut to this many characters (any unique prefix works as an ID argument).
@@ -115,117 +107,3 @@ def _event_line(event: Event, names: dict[str, str]) -> RenderableType:
     if details := render.event_details(event):
         line.append("  " + details)
     return line
-
-
-def frame(
-    rt: Runtime, *, include: set[str] | None = None, title: str | None = None
-) -> RenderableType:
-    """One frame of `top`: the live agents (plus those in `include`) with their metrics."""
-    from rich.text import Text
-
-    pairs = sorted(rt.list_agents_with_metrics(), key=lambda p: p[0].created_at)
-    agents = [a for a, _ in pairs]
-    by_id = {a.id: m for a, m in pairs}
-    shown = [a for a in agents if a.status.live or (include and a.id in include)]
-    t = render.table(
-        "ID",
-        "NAME",
-        "STATUS",
-        "PID",
-        "CPU",
-        "MEM",
-        "UPTIME",
-        "CALLS",
-        "TOKENS",
-        "SPENT / BUDGET",
-        "USED",
-        right=("PID", "CPU", "MEM", "UPTIME", "CALLS", "TOKENS", "USED"),
-    )
-    t.title = title or (
-        f"ironrt top: {sum(a.status.live for a in agents)} running, {len(agents)} known  (q quits)"
-    )
-    t.title_justify = "left"
-    for a in shown:
-        m = by_id[a.id]
-        word, style = render.status_text(a)
-        used = m.budget_used_percent
-        live = m.status.live
-        t.add_row(
-            a.id[:SHORT_ID],
-            a.name,
-            Text(word, style=style),
-            str(m.pid) if live and m.pid else render.DASH,
-            f"{m.cpu_percent:.1f}%" if live else render.DASH,
-            render.nbytes(m.rss_bytes),
-            render.duration(m.uptime_s) if live else render.DASH,
-            f"{m.llm_calls:,}",
-            f"{m.input_tokens + m.output_tokens:,}",
-            render.budget(m.spent_usd, m.budget_usd),
-            Text(
-                f"{used:.0f}%" if used is not None else render.DASH,
-                style="red"
-                if used is not None and used >= 95
-                else "yellow"
-                if used is not None and used >= 80
-                else "",
-            ),
-        )
-    return t
-
-
-@contextlib.contextmanager
-def _keys() -> Iterator[bool]:
-    """Put a terminal stdin in cbreak mode so `q` quits without Enter; yields whether
-    keys can be read at all."""
-    if not sys.stdin.isatty():
-        yield False
-        return
-    import termios
-    import tty
-
-    fd = sys.stdin.fileno()
-    saved = termios.tcgetattr(fd)
-    try:
-        tty.setcbreak(fd)
-        yield True
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def _wait_for_quit(seconds: float, keys: bool) -> bool:
-    """Sleep `seconds`; True if the user pressed q meanwhile."""
-    if not keys:
-        time.sleep(seconds)
-        return False
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([sys.stdin], [], [], left)
-        if ready and os.read(sys.stdin.fileno(), 1).lower() == b"q":
-            return True
-    return False
-
-
-@app.command("top")
-def top(
-    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    interval: Annotated[
-        float, typer.Option("--interval", min=0.1, metavar="S", help="Seconds between refreshes.")
-    ] = 1.0,
-) -> None:
-    """A live table of the running agents: cpu, memory, calls, spend (q or Ctrl-C quits)."""
-    rt = runtime(autostart=False)  # watching a daemon must never start one
-    out = render.console()
-    if once:
-        out.print(frame(rt))
-        return
-    from rich.live import Live
-
-    # Ctrl-C is a normal way to leave top, not an error: exit 0 like q does.
-    with (
-        daemon_gone_ends_follower(True, stream=False),
-        contextlib.suppress(KeyboardInterrupt),
-        _keys() as keys,
-        Live(frame(rt), console=out, auto_refresh=False) as live,
-    ):
-        while not _wait_for_quit(interval, keys):
-            live.update(frame(rt), refresh=True)

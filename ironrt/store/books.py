@@ -46,6 +46,8 @@ Statement = tuple[str, tuple[Any, ...]]
 @dataclass(slots=True)
 class _Write:
     statements: list[Statement]
+    #: The call recorded by this write: given its row id once committed.
+    trace: Trace | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
     ok: bool = False
 
@@ -70,7 +72,7 @@ class Books:
             (_UPDATE_SPEND, (agent_spent_usd, trace.agent_id)),
         ]
         statements += [(scope_store.SPEND_SQL, scope_store.spend_params(s)) for s in scopes]
-        return await self._queue(statements)
+        return await self._queue(statements, trace)
 
     async def save_scope(self, scope: Scope) -> bool:
         """A scope's limits and books as they are now (limits changed, window reset)."""
@@ -79,8 +81,8 @@ class Books:
     async def delete_scope(self, key: str) -> bool:
         return await self._queue([(_DELETE_SCOPE, (key,))])
 
-    async def _queue(self, statements: list[Statement]) -> bool:
-        item = _Write(statements)
+    async def _queue(self, statements: list[Statement], trace: Trace | None = None) -> bool:
+        item = _Write(statements, trace)
         self._send.send_nowait(item)
         await item.done.wait()
         return item.ok
@@ -116,9 +118,12 @@ class Books:
                     runs.append((sql, [params]))
         try:
             if self.inline and writer is not None:
-                writer.write_now(runs)
+                ids = writer.write_now(runs, trace_store.INSERT_SQL)
             else:
-                await write(runs)
+                ids = await write(runs, trace_store.INSERT_SQL)
+            # The calls' row ids, in queue order: what observers and `traces/{id}` use.
+            for trace, row_id in zip((i.trace for i in batch if i.trace), ids, strict=True):
+                trace.id = row_id
             ok = True
         except sqlite3.Error as exc:
             # Disk full, say. The books stay right in memory (the budget still holds), and

@@ -95,19 +95,28 @@ class Database:
         async with self._tx, self.conn.execute(sql, tuple(params)) as cur:
             return cur.lastrowid or 0
 
-    async def write_many(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """Each statement run over many rows, all in one transaction (group commit)."""
+    async def write_many(
+        self, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None = None
+    ) -> list[int]:
+        """Each statement run over many rows, all in one transaction (group commit).
+        Returns the row ids the inserts of statement `ids_of` made, in order (see
+        `writer.run_statements`)."""
+        ids: list[int] = []
         async with self._tx:
             await self.conn.execute("BEGIN IMMEDIATE")
             try:
                 for sql, rows in batches:
                     if rows:
                         await self.conn.executemany(sql, rows)
+                        if sql == ids_of:
+                            last = await self.scalar("SELECT last_insert_rowid()")
+                            ids.extend(range(int(last) - len(rows) + 1, int(last) + 1))
                 await self.conn.execute("COMMIT")
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self.conn.execute("ROLLBACK")
                 raise
+        return ids
 
     async def get_meta(self, key: str) -> str | None:
         value = await self.scalar("SELECT value FROM meta WHERE key = ?", (key,))

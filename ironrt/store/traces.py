@@ -33,7 +33,7 @@ _COLS = (
     "cached_tokens, reasoning_tokens, cost_usd, latency_ms, ttfb_ms, error, started_at, "
     "agent_name, project, pid, response_model, refusal, overhead_ms"
 )
-_INSERT = f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 21)})"
+INSERT_SQL = f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 21)})"
 
 #: One call added to its hour's sums (the key: hour, agent, name, project, provider,
 #: model, refused).
@@ -63,7 +63,7 @@ Status = Literal["ok", "error", "refused"]
 
 def insert_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
     return (
-        _INSERT,
+        INSERT_SQL,
         (
             t.agent_id,
             t.provider,

@@ -35,27 +35,51 @@ class BatchWriter:
             conn.execute(pragma)
         return cls(conn)
 
-    async def write_many(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
-        """Each statement over many rows, all in one transaction, in one thread hop."""
-        await anyio.to_thread.run_sync(self._transaction, batches)
+    async def write_many(
+        self, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None = None
+    ) -> list[int]:
+        """Each statement over many rows, all in one transaction, in one thread hop.
+        Returns the row ids the inserts of statement `ids_of` made, in order."""
+        return await anyio.to_thread.run_sync(self._transaction, batches, ids_of)
 
-    def write_now(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def write_now(
+        self, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None = None
+    ) -> list[int]:
         """The same transaction in the calling thread."""
-        self._transaction(batches)
+        return self._transaction(batches, ids_of)
 
-    def _transaction(self, batches: list[tuple[str, list[tuple[Any, ...]]]]) -> None:
+    def _transaction(
+        self, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None
+    ) -> list[int]:
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for sql, rows in batches:
-                    if rows:
-                        conn.executemany(sql, rows)
+                ids = run_statements(conn, batches, ids_of)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            return ids
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def run_statements(
+    conn: sqlite3.Connection, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None
+) -> list[int]:
+    """Run each statement over its rows (inside the caller's transaction); the ids of the
+    rows statement `ids_of` inserted. Inside one write transaction the inserts of one
+    statement into an AUTOINCREMENT table take consecutive ids, the last of which is
+    `last_insert_rowid()`."""
+    ids: list[int] = []
+    for sql, rows in batches:
+        if not rows:
+            continue
+        conn.executemany(sql, rows)
+        if sql == ids_of:
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            ids.extend(range(last - len(rows) + 1, last + 1))
+    return ids

@@ -77,6 +77,7 @@ BUILDERS: list[tuple[Callable[[], req.Call[Any]], Operation[Any]]] = [
     (lambda: req.follow_events(None, 0, 100), calls.EVENTS),
     (lambda: req.usage("model", "bot"), calls.USAGE),
     (lambda: req.traces("bot", 5), calls.TRACES),
+    (lambda: req.get_trace(7), calls.GET_TRACE),
     (lambda: req.limits(), calls.LIST_LIMITS),
     (lambda: req.get_limits("project:a/b"), calls.GET_LIMITS),
     (lambda: req.set_limits("global", {"rpm": 4}), calls.SET_LIMITS),
@@ -174,7 +175,7 @@ def test_a_handler_cannot_read_a_parameter_its_call_does_not_declare() -> None:
     """An undeclared parameter would be missing from the document and the clients: a bug,
     answered 500 by the router, never silently read."""
     with pytest.raises(KeyError):
-        read(calls.TRACES, {"since": "1"}, lambda r: r.number("since"))
+        read(calls.TRACES, {"colour": "1"}, lambda r: r.number("colour"))
     with pytest.raises(TypeError):
         read(calls.TRACES, {"limit": "1"}, lambda r: r.flag("limit"))
 

@@ -75,7 +75,9 @@ class Records:
         return [a for a in self.agents if a["name"] == name]
 
     def traces_of(self, agent_id: str) -> list[dict[str, Any]]:
-        return [t for t in self.traces if t["agent_id"] == agent_id]
+        """The agent's calls in the order they were made (`ironrt traces` lists the
+        newest first)."""
+        return sorted((t for t in self.traces if t["agent_id"] == agent_id), key=lambda t: t["id"])
 
 
 @dataclass
