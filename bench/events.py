@@ -5,9 +5,10 @@
     python bench/events.py --followers 20 --rate 2000 --seconds 10
 
 The real control app's `/v1/events` (the daemon's handler, bus and SQLite store) is served
-by uvicorn on a Unix socket; a publisher stores and publishes events at a fixed rate (as
-the daemon's emitters do). The followers run in another process (one thread each, httpx
-over the socket, `Accept: text/event-stream`) and stop at the final `DaemonStopped`.
+by uvicorn on a Unix socket; events are published at a fixed rate from many tasks at once
+(as the daemon's emitters publish: each settling call, each agent's watcher). The
+followers run in another process (one thread each, httpx over the socket, `Accept:
+text/event-stream`) and stop at the final `DaemonStopped`.
 
 Reported per run: events published, per follower received (must equal published: no
 loss), duplicates or out-of-order ids (must be 0), and the delivery lag (event time to
@@ -112,12 +113,16 @@ async def run(followers: int, rate: float, seconds: float) -> dict[str, Any]:
                     break
             start = time.monotonic()
             published = 0
-            while (elapsed := time.monotonic() - start) < seconds:
-                due = int(elapsed * rate) + 1
-                while published < due:
-                    published += 1
-                    await bus.publish(LimitsChanged(scope="bench", changes={"n": published}))
-                await anyio.sleep(max(0.0, published / rate - (time.monotonic() - start)))
+            # Published as the daemon's emitters do: from many tasks at once (each
+            # settling call, each agent's watcher), here the events due at each tick.
+            async with anyio.create_task_group() as publishers:
+                while (elapsed := time.monotonic() - start) < seconds:
+                    due = int(elapsed * rate) + 1
+                    while published < due:
+                        published += 1
+                        event = LimitsChanged(scope="bench", changes={"n": published})
+                        publishers.start_soon(bus.publish, event)
+                    await anyio.sleep(max(0.0, published / rate - (time.monotonic() - start)))
             await bus.publish(DaemonStopped(pid=0))
             published += 1
             async for chunk in proc.stdout:

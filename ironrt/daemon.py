@@ -344,6 +344,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
             if otel is not None:
                 await otel.aclose()  # bounded: a hung collector never holds the stop
         tg.cancel_scope.cancel()
+    bus.close()  # after the task group: nothing publishes any more
 
 
 async def _announce_ready(

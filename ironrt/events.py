@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -28,6 +29,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ironrt.protocol.events import Event
 from ironrt.store import events as event_store
 from ironrt.store.db import Database
+from ironrt.store.writer import BatchWriter
 
 log = logging.getLogger("ironrt.events")
 
@@ -52,6 +54,18 @@ def wall_clock(epoch_s: float) -> str:
     """A Unix time as `utcnow` writes it (UTC, ISO 8601, milliseconds, `Z`)."""
     moment = dt.datetime.fromtimestamp(epoch_s, dt.timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: Batches one publisher commits before handing the commit to the next waiting one.
+_ROUNDS = 4
+
+
+@dataclass(eq=False, slots=True)
+class _Queued:
+    event: Event
+    done: anyio.Event = field(default_factory=anyio.Event)
+    #: Woken to commit what is queued (not because its event was committed).
+    lead: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -88,8 +102,14 @@ class EventBus:
         self.resolve = resolve
         self._known: dict[str, tuple[str, str | None]] = {}
         self._subscribers: set[_Subscriber] = set()
-        # Stored and offered in one turn: live subscribers see ids in increasing order.
-        self._lock = anyio.Lock()
+        # Group commit: publishers queue their events; whoever finds no commit running
+        # stores everything queued in one transaction (one thread hop through its own
+        # connection), then offers the batch in id order, and goes on while more came.
+        # So live subscribers see ids in increasing order, and a burst of events from
+        # many tasks costs one commit, not one each.
+        self._pending: list[_Queued] = []
+        self._committing = False
+        self._writer: BatchWriter | None = None
         #: Events plain subscribers dropped (slow consumers), over the bus's life.
         self.dropped = 0
 
@@ -117,25 +137,72 @@ class EventBus:
                 event.agent_name, project = who
                 if event.project is None:
                     event.project = project
-        async with self._lock:
-            event.ts = utcnow()
-            try:
-                event.id = await event_store.insert(self._db, event)
-            except sqlite3.Error as exc:
-                # A full disk must not stop the daemon: live subscribers still get it.
-                log.error("could not store event %s: %s", event.kind, exc)
-                event.id = 0
-            for sub in list(self._subscribers):
-                try:
-                    sub.send.send_nowait(event)
-                except anyio.WouldBlock:
-                    sub.overflowed = True  # a follower re-reads it from the store
-                    if not sub.lossless:
-                        sub.dropped += 1
-                        self.dropped += 1
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    self._subscribers.discard(sub)
+        event.ts = utcnow()
+        mine = _Queued(event)
+        self._pending.append(mine)
+        if self._committing:
+            # The publisher committing now takes it in a batch. Shielded: a waiter may be
+            # handed the commit, and the bus must never be left without a committer.
+            with anyio.CancelScope(shield=True):
+                await mine.done.wait()
+            if not mine.lead:
+                return event
+            # Handed the commit: the last committer did its share of rounds.
+        self._committing = True
+        with anyio.CancelScope(shield=True):  # taken: stored and offered, whatever
+            for _ in range(_ROUNDS):
+                batch, self._pending = self._pending, []
+                await self._store([q.event for q in batch])
+                for queued in batch:
+                    self._offer(queued.event)
+                    queued.done.set()
+                if not self._pending:
+                    break
+            else:
+                # More keep coming: the oldest waiter commits the rest, this publisher
+                # (a settling call, say) has waited long enough.
+                heir = self._pending[0]
+                heir.lead = True
+                heir.done.set()
+                return event
+        self._committing = False
         return event
+
+    async def _store(self, events: list[Event]) -> None:
+        """One transaction for the batch; each event gets its row id (0: the disk refused
+        it: live subscribers still get it, followers skip it, having no place for it)."""
+        try:
+            if self._writer is None and self._db.path is not None:
+                self._writer = BatchWriter.open(self._db.path)
+            statement = [(event_store.INSERT_SQL, [event_store.row(e) for e in events])]
+            if self._writer is not None:
+                ids = await self._writer.write_many(statement, event_store.INSERT_SQL)
+            else:
+                ids = await self._db.write_many(statement, event_store.INSERT_SQL)
+        except sqlite3.Error as exc:
+            # A full disk must not stop the daemon: live subscribers still get them.
+            log.error("could not store %d events (%s): %s", len(events), events[0].kind, exc)
+            ids = [0] * len(events)
+        for event, event_id in zip(events, ids, strict=True):
+            event.id = event_id
+
+    def _offer(self, event: Event) -> None:
+        for sub in list(self._subscribers):
+            try:
+                sub.send.send_nowait(event)
+            except anyio.WouldBlock:
+                sub.overflowed = True  # a follower re-reads it from the store
+                if not sub.lossless:
+                    sub.dropped += 1
+                    self.dropped += 1
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(sub)
+
+    def close(self) -> None:
+        """Close the bus's own connection to the store (the daemon's is closed apart)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     @asynccontextmanager
     async def _subscription(
@@ -165,11 +232,13 @@ class EventBus:
         backlog: int | None = None,
         idle_s: float | None = None,
         buffer: int = 1000,
-    ) -> AsyncGenerator[Event | None, None]:
+    ) -> AsyncGenerator[Sequence[Event], None]:
         """Every event after id `since` that `match`es, stored and then live, in id order,
-        none missed, none twice. `since` None: the newest `backlog` events first (all the
-        retained ones when `backlog` is None). Yields None after `idle_s` seconds without
-        an event (a keep-alive for the caller to send)."""
+        none missed, none twice, in batches: whatever is ready at once comes as one list
+        (a follower of a busy bus pays its per-item costs, a write, a wake-up, once per
+        batch, not once per event). `since` None: the newest `backlog` events first (all
+        the retained ones when `backlog` is None). Yields an empty list after `idle_s`
+        seconds without an event (a keep-alive for the caller to send)."""
         async with self._subscription(buffer, lossless=True) as (sub, receive):
             last = since or 0
             if since is None and backlog is not None:
@@ -181,11 +250,11 @@ class EventBus:
                     limit=backlog,
                 )
                 if found:
-                    for event in found:
-                        yield event
+                    yield found
                     last = found[-1].id
                 else:
                     last = await event_store.last_id(self._db)
+            wait = idle_s if idle_s is not None else math.inf
             while True:
                 # The store from `last` on (the start, or a gap left by an overflow).
                 sub.overflowed = False
@@ -199,27 +268,39 @@ class EventBus:
                         kinds=list(match.kinds) or None,
                         project=match.project,
                     )
-                    for event in page:
-                        yield event
+                    if page:
+                        yield page
                     last = max(last, read_to)
                 # Then live, until the buffer overflows again.
                 while not sub.overflowed:
-                    live: Event | None = None
-                    with anyio.move_on_after(idle_s if idle_s is not None else float("inf")):
-                        live = await receive.receive()
-                    if live is None:
-                        yield None
-                        continue
+                    ready = _ready(receive)
+                    if not ready:
+                        with anyio.move_on_after(wait):
+                            ready = [await receive.receive()]
+                        if not ready:
+                            yield []
+                            continue
+                        ready += _ready(receive)
                     if sub.overflowed:
-                        break  # the gap is read back from the store, this event with it
-                    if live.id <= last:
-                        continue  # read from the store already (or never stored)
-                    last = live.id
-                    if match(live):
-                        yield live
+                        break  # the gap is read back from the store, these with it
+                    batch = []
+                    for live in ready:
+                        if live.id <= last:
+                            continue  # read from the store already (or never stored)
+                        last = live.id
+                        if match(live):
+                            batch.append(live)
+                    if batch:
+                        yield batch
                 # Drop what the buffer holds: it is all in the store, after `last`.
-                while True:
-                    try:
-                        receive.receive_nowait()
-                    except anyio.WouldBlock:
-                        break
+                _ready(receive)
+
+
+def _ready(receive: MemoryObjectReceiveStream[Event]) -> list[Event]:
+    """Every event the buffer holds now, without waiting."""
+    ready: list[Event] = []
+    while True:
+        try:
+            ready.append(receive.receive_nowait())
+        except anyio.WouldBlock:
+            return ready

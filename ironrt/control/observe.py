@@ -4,7 +4,7 @@ their own modules (`usage.py`, `traces.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 
 import anyio
@@ -78,11 +78,11 @@ async def events(req: Request, ctx: DaemonContext) -> Response:
     return Response(200, stream=stream, content_type="application/x-ndjson")
 
 
-async def _ndjson(followed: AsyncGenerator[Event | None, None]) -> AsyncGenerator[bytes, None]:
+async def _ndjson(followed: AsyncGenerator[Sequence[Event], None]) -> AsyncGenerator[bytes, None]:
     async with aclosing(followed):
-        async for event in followed:
-            if event is not None:
-                yield msgspec.json.encode(event) + b"\n"
+        async for batch in followed:
+            if batch:
+                yield b"".join(msgspec.json.encode(event) + b"\n" for event in batch)
 
 
 async def _sse(ctx: DaemonContext, match: Filter, since: int) -> AsyncIterator[bytes]:
@@ -96,15 +96,19 @@ async def _sse(ctx: DaemonContext, match: Filter, since: int) -> AsyncIterator[b
 
 
 async def _sse_frames(
-    followed: AsyncGenerator[Event | None, None],
+    followed: AsyncGenerator[Sequence[Event], None],
 ) -> AsyncGenerator[bytes, None]:
+    """A batch of events as one chunk of frames (one write for all of them)."""
     async with aclosing(followed):
-        async for event in followed:
-            if event is None:
+        async for batch in followed:
+            if not batch:
                 yield b": keepalive\n\n"
                 continue
-            data = msgspec.json.encode(event)
-            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event.id, event.kind.encode(), data)
+            yield b"".join(
+                b"id: %d\nevent: %s\ndata: %s\n\n"
+                % (event.id, event.kind.encode(), msgspec.json.encode(event))
+                for event in batch
+            )
 
 
 async def _until_stopping(

@@ -15,6 +15,14 @@ import msgspec
 from ironrt.protocol.events import AnyEvent, Event, event_fields, from_row
 from ironrt.store.db import Database
 
+INSERT_SQL = "INSERT INTO events(ts, kind, agent_id, data) VALUES(?, ?, ?, ?)"
+
+
+def row(event: Event) -> tuple[str, str, str | None, str]:
+    """The values of `INSERT_SQL` for `event`."""
+    data = msgspec.json.encode(event_fields(event)).decode()
+    return (event.ts, event.kind, event.agent_id, data)
+
 
 async def insert(db: Database, event: Event) -> int:
     """Store `event` (its `ts`, `kind`, `agent_id` and fields); returns its id."""
