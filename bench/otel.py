@@ -7,7 +7,8 @@
 Processes: this script (the load generator of bench/_loadgen.py), the fake upstream
 (bench/_upstream.py, zero latency), two ironrt daemons (TempDaemon) pointed at it, one
 with `IRONRT_OTLP_ENDPOINT` set (its export worker is a process of its own), and the
-receiver (a minimal HTTP server answering every POST with 200, in its own process). The
+receiver (a minimal HTTP server answering every POST with 200, in its own process,
+counting the call spans it decodes: every recorded call must arrive as a span). The
 phases alternate off/on so both meet the same machine state; the figure is the median
 requests/s of each side's phases. The calls carry real usage, so each one is a full
 span with its metrics.
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,13 +41,31 @@ GOAL = 0.95
 RECEIVER = """
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+calls = 0
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", "0")))
+        global calls
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        if self.path == "/v1/traces":
+            req = ExportTraceServiceRequest.FromString(body)
+            calls += sum(
+                1
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+                for span in ss.spans
+                if not span.name.startswith("invoke_agent")
+            )
         self.send_response(200)
         self.send_header("content-length", "0")
         self.end_headers()
+    def do_GET(self):
+        body = str(calls).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def log_message(self, *a):
         pass
 s = ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -135,8 +155,14 @@ def main() -> int:
                     "ratio": ratio(on, off),
                 }
             )
+            recorded = on_d.rt.usage("agent").llm_calls
             began = time.perf_counter()
         results["daemons_stop_s"] = time.perf_counter() - began
+        # Every call of the exporting daemon is a span at the receiver (the worker flushes
+        # at stop): a cheaper export that dropped spans would not count.
+        with urllib.request.urlopen(f"http://127.0.0.1:{rx_port}/count", timeout=5) as got:
+            results["spans"] = int(got.read())
+        results["calls_on"] = recorded
     finally:
         stop_proc(receiver)
         stop_proc(upstream)
@@ -150,6 +176,7 @@ def main() -> int:
             ],
         )
     )
+    print(f"\nspans received {results['spans']:,} for {results['calls_on']:,} calls recorded")
     verdict = "ok" if results["ratio"] >= GOAL else "below goal"
     print(f"\non/off ratio: {results['ratio']:.3f} (goal >= {GOAL}): {verdict}")
     print(f"results: {write_results(NAME, results)}")

@@ -6,8 +6,8 @@ Committing each call on its own costs round trips and serialises concurrent call
 one writer drains whatever has been queued meanwhile and commits it in one transaction,
 and every caller waits only for the commit that holds its write.
 
-Each trace is queued with the upsert of its hour's usage rollup (`usage_hourly`), so the
-two always commit together.
+Each trace is queued with the upserts of its hour's and its day's usage rollups
+(`usage_hourly`, `usage_daily`), so the three always commit together.
 
 Everything that writes money goes through this queue: settled calls, limit changes,
 window resets and removed scopes. Each write carries a snapshot taken when it was queued,
@@ -67,8 +67,9 @@ class Books:
         spend as they are now. Waits for the commit; False if it could not be written."""
         statements = [
             trace_store.insert_statement(trace),
-            # Its hour's usage sums, in the same transaction: rollups equal the traces.
-            trace_store.rollup_statement(trace),
+            # Its hour's and day's usage sums, in the same transaction: rollups equal the
+            # traces.
+            *trace_store.rollup_statements(trace),
             (_UPDATE_SPEND, (agent_spent_usd, trace.agent_id)),
         ]
         statements += [(scope_store.SPEND_SQL, scope_store.spend_params(s)) for s in scopes]

@@ -1,13 +1,14 @@
-"""Typed queries for the `traces` table: one row per LLM call, its hourly rollup, listing
+"""Typed queries for the `traces` table: one row per LLM call, its usage rollups, listing
 and paging, and retention.
 
 A call's cost may be unknown (`Trace.cost_usd` None: an unpriced model an agent without
 any budget may call): stored as NULL (schema v4), which every SQL sum leaves out, so
 spend is the sum of known costs.
 
-Each trace is written with an upsert of its hour's row in `usage_hourly` (schema v10), in
-the same transaction (`rollup_statement`, queued by the books next to the insert): the
-rollups always equal the sums of the traces, and stay when retention prunes the traces.
+Each trace is written with an upsert of its hour's row in `usage_hourly` (schema v10) and
+of its day's row in `usage_daily` (v11), in the same transaction (`rollup_statements`,
+queued by the books next to the insert): the rollups always equal the sums of the traces,
+and stay when retention prunes the traces.
 """
 
 from __future__ import annotations
@@ -35,21 +36,32 @@ _COLS = (
 )
 INSERT_SQL = f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 21)})"
 
-#: One call added to its hour's sums (the key: hour, agent, name, project, provider,
-#: model, refused).
-ROLLUP_SQL = (
-    "INSERT INTO usage_hourly(hour, agent_id, agent_name, project, provider, model, refused, "
-    "calls, errors, input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_usd, "
-    "unpriced_calls) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT(hour, agent_id, agent_name, project, provider, model, refused) DO UPDATE SET "
-    "calls = calls + 1, errors = errors + excluded.errors, "
-    "input_tokens = input_tokens + excluded.input_tokens, "
-    "output_tokens = output_tokens + excluded.output_tokens, "
-    "cached_tokens = cached_tokens + excluded.cached_tokens, "
-    "reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, "
-    "cost_usd = cost_usd + excluded.cost_usd, "
-    "unpriced_calls = unpriced_calls + excluded.unpriced_calls"
+_ROLLUP_COLS = (
+    "agent_id, agent_name, project, provider, model, refused, calls, errors, input_tokens, "
+    "output_tokens, cached_tokens, reasoning_tokens, cost_usd, unpriced_calls"
 )
+
+
+def _upsert(table: str, bucket: str) -> str:
+    """Calls added to the sums of their bucket's row of `table` (the key: bucket, agent,
+    name, project, provider, model, refused; then the figures, `calls` first)."""
+    return (
+        f"INSERT INTO {table}({bucket}, {_ROLLUP_COLS}) VALUES ({', '.join('?' * 15)}) "
+        f"ON CONFLICT({bucket}, agent_id, agent_name, project, provider, model, refused) "
+        "DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors, "
+        "input_tokens = input_tokens + excluded.input_tokens, "
+        "output_tokens = output_tokens + excluded.output_tokens, "
+        "cached_tokens = cached_tokens + excluded.cached_tokens, "
+        "reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens, "
+        "cost_usd = cost_usd + excluded.cost_usd, "
+        "unpriced_calls = unpriced_calls + excluded.unpriced_calls"
+    )
+
+
+#: Calls added to their hour's sums (the bucket: the first 13 characters of `started_at`).
+ROLLUP_SQL = _upsert("usage_hourly", "hour")
+#: Calls added to their day's sums (the bucket: the first 10 characters of `started_at`).
+DAILY_ROLLUP_SQL = _upsert("usage_daily", "day")
 
 #: The three outcomes of a call, as SQL over `traces` (disjoint; `traces_refused` and
 #: `traces_failed` are partial indexes on exactly these conditions).
@@ -90,29 +102,29 @@ def insert_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-def rollup_statement(t: Trace) -> tuple[str, tuple[Any, ...]]:
-    """The upsert adding `t` to its hour's row of `usage_hourly` (same transaction as its
-    insert: the books queue both)."""
-    failed = t.status_code >= 400 or t.error is not None
-    return (
-        ROLLUP_SQL,
-        (
-            t.started_at[:13],
-            t.agent_id,
-            t.agent_name,
-            t.project or "",
-            t.provider,
-            t.model,
-            int(t.refusal is not None),
-            int(failed),
-            t.input_tokens,
-            t.output_tokens,
-            t.cached_tokens,
-            t.reasoning_tokens,
-            t.cost_usd or 0.0,
-            int(t.cost_usd is None),
-        ),
+def rollup_statements(t: Trace) -> list[tuple[str, tuple[Any, ...]]]:
+    """The upserts adding `t` to its hour's row of `usage_hourly` and its day's row of
+    `usage_daily` (same transaction as its insert: the books queue all three)."""
+    figures = (
+        t.agent_id,
+        t.agent_name,
+        t.project or "",
+        t.provider,
+        t.model,
+        int(t.refusal is not None),
+        1,
+        int(t.status_code >= 400 or t.error is not None),
+        t.input_tokens,
+        t.output_tokens,
+        t.cached_tokens,
+        t.reasoning_tokens,
+        t.cost_usd or 0.0,
+        int(t.cost_usd is None),
     )
+    return [
+        (ROLLUP_SQL, (t.started_at[:13], *figures)),
+        (DAILY_ROLLUP_SQL, (t.started_at[:10], *figures)),
+    ]
 
 
 # ---- listing ---------------------------------------------------------------------------
@@ -222,10 +234,10 @@ def _trace(r: Any) -> Trace:
 
 async def totals_by_agent(db: Database) -> dict[str, tuple[int, int, int, int]]:
     """(calls, input tokens, output tokens, errors) per agent, to seed counters at start-up:
-    from the rollups, which retention keeps (and which are far fewer rows)."""
+    from the daily rollups, which retention keeps (and which are far fewer rows)."""
     rows = await db.fetchall(
         "SELECT agent_id, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(errors) "
-        "FROM usage_hourly GROUP BY agent_id"
+        "FROM usage_daily GROUP BY agent_id"
     )
     return {r[0]: (r[1], r[2] or 0, r[3] or 0, r[4] or 0) for r in rows}
 
@@ -240,7 +252,7 @@ PRUNE_BATCH = 2000
 async def prune(db: Database, before: str, *, max_batches: int | None = None) -> int:
     """Delete traces started before `before` (UTC ISO text), in batches of `PRUNE_BATCH`,
     yielding between batches; at most `max_batches` of them (None: until none is left).
-    The rollups are kept. Returns how many were deleted."""
+    The rollups, hourly and daily, are kept. Returns how many were deleted."""
     deleted = 0
     batches = 0
     while max_batches is None or batches < max_batches:

@@ -31,31 +31,50 @@ Group = Literal["agent", "project", "provider", "model", "day", "hour"]
 #: Every grouping, in the order the API lists them.
 GROUPS: tuple[Group, ...] = ("agent", "provider", "model", "project", "day", "hour")
 
-#: The group's key over `usage_hourly` and over `traces`.
-_ROLLUP_KEY: dict[str, str] = {
-    "agent": "agent_id",
-    "project": "project",
-    "provider": "provider",
-    "model": "model",
-    "day": "substr(hour, 1, 10)",
-    "hour": "hour",
+#: Where each part of a range is read from: whole days, whole hours, and the traces.
+Source = Literal["daily", "hourly", "traces"]
+
+#: The group's key over each source (a day over hourly rows and traces is the first 10
+#: characters of their hour or time, `2026-11-30`).
+_KEYS: dict[Source, dict[str, str]] = {
+    "daily": {
+        "agent": "agent_id",
+        "project": "project",
+        "provider": "provider",
+        "model": "model",
+        "day": "day",
+    },
+    "hourly": {
+        "agent": "agent_id",
+        "project": "project",
+        "provider": "provider",
+        "model": "model",
+        "day": "substr(hour, 1, 10)",
+        "hour": "hour",
+    },
+    "traces": {
+        "agent": "agent_id",
+        "project": "COALESCE(project, '')",
+        "provider": "provider",
+        "model": "model",
+        "day": "substr(started_at, 1, 10)",
+        "hour": "substr(started_at, 1, 13)",
+    },
 }
-_TRACE_KEY: dict[str, str] = {
-    "agent": "agent_id",
-    "project": "COALESCE(project, '')",
-    "provider": "provider",
-    "model": "model",
-    "day": "substr(started_at, 1, 10)",
-    "hour": "substr(started_at, 1, 13)",
-}
+#: The sums of a group, in `_Sums` order: refused calls apart, in one row per key, so a
+#: group streams in the rollups' key order (grouping by the key and `refused` would sort
+#: every row first, which costs more than the sums themselves).
 _ROLLUP_SUMS = (
-    "SUM(calls), SUM(errors), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens), "
-    "SUM(reasoning_tokens), SUM(cost_usd), SUM(unpriced_calls)"
+    "SUM(calls) FILTER (WHERE NOT refused), SUM(calls) FILTER (WHERE refused), "
+    "SUM(errors) FILTER (WHERE NOT refused), SUM(input_tokens), SUM(output_tokens), "
+    "SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost_usd), "
+    "SUM(unpriced_calls) FILTER (WHERE NOT refused)"
 )
 _TRACE_SUMS = (
-    "COUNT(*), SUM(status_code >= 400 OR error IS NOT NULL), SUM(input_tokens), "
-    "SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), "
-    "COALESCE(SUM(cost_usd), 0.0), SUM(cost_usd IS NULL)"
+    "SUM(refusal IS NULL), SUM(refusal IS NOT NULL), "
+    "SUM(refusal IS NULL AND (status_code >= 400 OR error IS NOT NULL)), SUM(input_tokens), "
+    "SUM(output_tokens), SUM(cached_tokens), SUM(reasoning_tokens), SUM(cost_usd), "
+    "SUM(refusal IS NULL AND cost_usd IS NULL)"
 )
 
 _RELATIVE = re.compile(r"([1-9][0-9]{0,8})([smhdw])")
@@ -109,6 +128,14 @@ def _hour_ceil(moment: str) -> str:
     return later.isoformat() + ".000Z"
 
 
+def _day_ceil(moment: str) -> str:
+    """The start of the first day that starts at or after `moment`."""
+    start = moment[:10] + "T00:00:00.000Z"
+    if start == moment:
+        return start
+    return (dt.date.fromisoformat(moment[:10]) + dt.timedelta(days=1)).isoformat() + start[10:]
+
+
 def _bucket(group: str, key: str) -> str:
     """The ISO start of a day or hour bucket (`2026-11-30` -> `2026-11-30T00:00:00Z`)."""
     if group == "day":
@@ -119,6 +146,35 @@ def _bucket(group: str, key: str) -> str:
 
 
 # ---- the query -----------------------------------------------------------------------------
+
+#: A part of a range and where it is read from: [start, end) (None: unbounded).
+Part = tuple[Source, str | None, str | None]
+
+
+def parts(by: str, since: str | None, until: str | None) -> list[Part]:
+    """Where each part of [`since`, `until`) is read from: its whole days from
+    `usage_daily` (unless grouped by hour), the whole hours of its partial days from
+    `usage_hourly`, and its partial hours from `traces` (through `traces_started`)."""
+    whole_from = _hour_ceil(since) if since is not None else None
+    whole_to = hour_floor(until) if until is not None else None
+    if whole_from is not None and whole_to is not None and whole_from >= whole_to:
+        return [("traces", since, until)]  # no whole hour inside
+    found: list[Part] = []
+    if since is not None and whole_from is not None and since < whole_from:
+        found.append(("traces", since, whole_from))
+    if until is not None and whole_to is not None and whole_to < until:
+        found.append(("traces", whole_to, until))
+    day_from = _day_ceil(whole_from) if whole_from is not None else None
+    day_to = whole_to[:10] + "T00:00:00.000Z" if whole_to is not None else None
+    if by == "hour" or (day_from is not None and day_to is not None and day_from >= day_to):
+        found.append(("hourly", whole_from, whole_to))  # no whole day inside, or not wanted
+        return found
+    found.append(("daily", day_from, day_to))
+    if whole_from is not None and day_from is not None and whole_from < day_from:
+        found.append(("hourly", whole_from, day_from))
+    if whole_to is not None and day_to is not None and day_to < whole_to:
+        found.append(("hourly", day_to, whole_to))
+    return found
 
 
 @dataclass(slots=True)
@@ -134,20 +190,19 @@ class _Sums:
     cost_usd: float = 0.0
     unpriced: int = 0
 
-    def add(self, refused: bool, row: Any) -> None:
-        calls, errors, i, o, cached, reasoning, cost, unpriced = row[3:]
-        if refused:
-            self.refused += calls
-        else:
-            self.calls += calls
-            self.errors += errors or 0
-            self.unpriced += unpriced or 0
+    def add(self, row: Any) -> None:
+        """One part's sums of the group (a NULL sum: no such calls in that part)."""
+        _, name, calls, refused, errors, i, o, cached, reasoning, cost, unpriced = row
+        self.name = max(self.name, name or "")
+        self.calls += calls or 0
+        self.refused += refused or 0
+        self.errors += errors or 0
         self.input_tokens += i or 0
         self.output_tokens += o or 0
         self.cached_tokens += cached or 0
         self.reasoning_tokens += reasoning or 0
         self.cost_usd += cost or 0.0
-        self.name = max(self.name, row[1] or "")
+        self.unpriced += unpriced or 0
 
 
 async def usage(
@@ -161,37 +216,30 @@ async def usage(
 ) -> Usage:
     """Calls of [`since`, `until`) (ISO text as `iso` writes it; None: unbounded) grouped
     `by`, of one agent and/or one project ("" for calls of no project) if given."""
-    if by not in _ROLLUP_KEY:
+    if by not in _KEYS["hourly"]:
         raise ValueError(f"cannot group by {by!r}")
-    filters: list[str] = []
-    params: list[object] = []
-    if agent_id is not None:
-        filters.append("agent_id = ?")
-        params.append(agent_id)
+    selects: list[str] = []
+    args: list[object] = []
+    for source, start, end in parts(by, since, until):
+        sql, more = _select(source, by, start, end, agent_id, project)
+        selects.append(sql)
+        args += more
+    # One statement (one trip to the database's thread): each part summed per group in
+    # SQL, the parts of a group added here (at most a few thousand rows: about a
+    # millisecond, whether read as tuples or as sqlite3.Row).
     sums: dict[str, _Sums] = {}
-
-    async def add(sql: str, args: list[object]) -> None:
-        for row in await db.fetchall(sql, args):
-            sums.setdefault(row[0], _Sums()).add(bool(row[2]), row)
-
-    whole_from = _hour_ceil(since) if since is not None else None
-    whole_to = hour_floor(until) if until is not None else None
-    if whole_from is not None and whole_to is not None and whole_from >= whole_to:
-        # No whole hour inside: the traces alone.
-        await add(*_from_traces(by, since, until, filters, params, project))
-    else:
-        await add(*_from_rollups(by, whole_from, whole_to, filters, params, project))
-        if since is not None and whole_from is not None and since < whole_from:
-            await add(*_from_traces(by, since, whole_from, filters, params, project))
-        if until is not None and whole_to is not None and whole_to < until:
-            await add(*_from_traces(by, whole_to, until, filters, params, project))
+    for row in await db.fetchall(" UNION ALL ".join(selects), args):
+        group = sums.get(row[0])
+        if group is None:
+            group = sums[row[0]] = _Sums()
+        group.add(row)
     rows = [
         UsageRow(
             key=_bucket(by, key),
             llm_calls=s.calls,
             input_tokens=s.input_tokens,
             output_tokens=s.output_tokens,
-            cost_usd=s.cost_usd,
+            cost_usd=float(s.cost_usd),
             unpriced_calls=s.unpriced,
             refused_calls=s.refused,
             errors=s.errors,
@@ -216,65 +264,53 @@ async def usage(
     )
 
 
-def _from_rollups(
+#: Each source's table, its time column and how much of an ISO time that column holds.
+_SOURCES: dict[Source, tuple[str, str, int | None]] = {
+    "daily": ("usage_daily", "day", 10),
+    "hourly": ("usage_hourly", "hour", 13),
+    "traces": ("traces", "started_at", None),
+}
+
+
+def _select(
+    source: Source,
     by: str,
     start: str | None,
     end: str | None,
-    filters: list[str],
-    params: list[object],
+    agent_id: str | None,
     project: str | None,
 ) -> tuple[str, list[object]]:
-    terms, args = list(filters), list(params)
+    """The SELECT summing one part per group: key, agent name, then `_Sums` order."""
+    table, column, width = _SOURCES[source]
+    terms: list[str] = []
+    args: list[object] = []
+    if agent_id is not None:
+        # Over traces a part is at most an hour: read it by time (`traces_started`), never
+        # through every call of the agent (`traces_agent`), which the planner would prefer.
+        terms.append("+agent_id = ?" if source == "traces" else "agent_id = ?")
+        args.append(agent_id)
     if project is not None:
-        terms.append("project = ?")
+        terms.append("COALESCE(project, '') = ?" if source == "traces" else "project = ?")
         args.append(project)
     if start is not None:
-        terms.append("hour >= ?")
-        args.append(start[:13])
+        terms.append(f"{column} >= ?")
+        args.append(start[:width])
     if end is not None:
-        terms.append("hour < ?")
-        args.append(end[:13])
-    where = "WHERE " + " AND ".join(terms) if terms else ""
-    key = _ROLLUP_KEY[by]
-    sql = (
-        f"SELECT {key}, MAX(agent_name), refused, {_ROLLUP_SUMS} FROM usage_hourly {where} "
-        f"GROUP BY {key}, refused"
-    )
-    return sql, args
-
-
-def _from_traces(
-    by: str,
-    start: str | None,
-    end: str | None,
-    filters: list[str],
-    params: list[object],
-    project: str | None,
-) -> tuple[str, list[object]]:
-    terms, args = list(filters), list(params)
-    if project is not None:
-        terms.append("COALESCE(project, '') = ?")
-        args.append(project)
-    if start is not None:
-        terms.append("started_at >= ?")
-        args.append(start)
-    if end is not None:
-        terms.append("started_at < ?")
-        args.append(end)
-    where = "WHERE " + " AND ".join(terms) if terms else ""
-    key = _TRACE_KEY[by]
-    sql = (
-        f"SELECT {key}, MAX(agent_name), refusal IS NOT NULL, {_TRACE_SUMS} FROM traces "
-        f"{where} GROUP BY 1, 3"
-    )
-    return sql, args
+        terms.append(f"{column} < ?")
+        args.append(end[:width])
+    where = " WHERE " + " AND ".join(terms) if terms else ""
+    name = "MAX(agent_name)" if by == "agent" else "NULL"
+    sums = _TRACE_SUMS if source == "traces" else _ROLLUP_SUMS
+    key = _KEYS[source][by]
+    return f"SELECT {key}, {name}, {sums} FROM {table}{where} GROUP BY 1", args
 
 
 async def recorded_agent(db: Database, ref: str) -> str | None:
     """The agent whose calls are on the books (removed since, say) that `ref` names: its
     exact id, else the one id it is a prefix of, else the one agent of that name; None."""
+    # The daily rollups: every agent ever recorded, in far fewer rows than the hourly ones.
     rows = await db.fetchall(
-        "SELECT DISTINCT agent_id FROM usage_hourly WHERE agent_id >= ? AND agent_id < ? LIMIT 2",
+        "SELECT DISTINCT agent_id FROM usage_daily WHERE agent_id >= ? AND agent_id < ? LIMIT 2",
         (ref, ref + "\U0010ffff"),
     )
     ids = [r[0] for r in rows]
@@ -285,6 +321,6 @@ async def recorded_agent(db: Database, ref: str) -> str | None:
     if ids:
         return None  # ambiguous: the caller says not found, with the live agents' message
     named = await db.fetchall(
-        "SELECT DISTINCT agent_id FROM usage_hourly WHERE agent_name = ? LIMIT 2", (ref,)
+        "SELECT DISTINCT agent_id FROM usage_daily WHERE agent_name = ? LIMIT 2", (ref,)
     )
     return str(named[0][0]) if len(named) == 1 else None
