@@ -37,6 +37,7 @@ from tenacity import (
 from ironrt._version import __version__
 from ironrt.events import EventBus
 from ironrt.observe.alerts_text import alert_text
+from ironrt.protocol.events import Event
 from ironrt.settings_table import AlertWebhook, redact_url
 
 __all__ = ["AlertSender", "Delivery"]
@@ -70,8 +71,8 @@ class Delivery:
 class _Hook:
     number: int
     webhook: AlertWebhook
-    send: MemoryObjectSendStream[object]
-    receive: MemoryObjectReceiveStream[object]
+    send: MemoryObjectSendStream[Event]
+    receive: MemoryObjectReceiveStream[Event]
     sent: int = 0
     failed: int = 0
     dropped: int = 0
@@ -93,11 +94,11 @@ class AlertSender:
         self.delivery = delivery or Delivery()
         self.hooks: list[_Hook] = []
         for number, webhook in enumerate(webhooks, 1):
-            send, receive = anyio.create_memory_object_stream[object](self.delivery.queue_max)
+            send, receive = anyio.create_memory_object_stream[Event](self.delivery.queue_max)
             kinds = frozenset(webhook.events)
             self.hooks.append(_Hook(number, webhook, send, receive, kinds=kinds))
 
-    def offer(self, event: object) -> None:
+    def offer(self, event: Event) -> None:
         """Queue `event` for every webhook that wants its kind; never waits."""
         kind = getattr(event, "kind", None)
         for hook in self.hooks:

@@ -12,18 +12,17 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["alert_text", "field"]
+from ironrt.protocol.events import (
+    AgentFailed,
+    BudgetExhausted,
+    BudgetWarning,
+    CircuitOpened,
+    Event,
+    PiiAlert,
+    PiiBlocked,
+)
 
-
-def field(event: object, name: str) -> Any:
-    """A field of an event, typed (a flat attribute) or from before events were typed (in
-    `data`): alerts and telemetry read events through this one function."""
-    value = getattr(event, name, None)
-    if value is None:
-        data = getattr(event, "data", None)
-        if isinstance(data, dict):
-            value = data.get(name)
-    return value
+__all__ = ["alert_text"]
 
 
 def _escape(text: str) -> str:
@@ -31,64 +30,62 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _who(event: object) -> str:
-    name = field(event, "agent_name") or field(event, "name")
-    agent_id = field(event, "agent_id")
+def _who(event: Event) -> str:
+    name, agent_id = event.agent_name, event.agent_id
     if not name and not agent_id:
         return ""
     who = f"agent '{name}' ({agent_id})" if name and agent_id else f"agent {name or agent_id}"
-    project = field(event, "project")
-    return f"{who} of project {project}" if project else who
+    return f"{who} of project {event.project}" if event.project else who
 
 
-def _usd(value: object) -> str:
-    return f"${value:.4f}" if isinstance(value, int | float) else "?"
+def _usd(value: float | None) -> str:
+    return f"${value:.4f}" if value is not None else "no limit"
 
 
-def _budget(event: object, head: str) -> str:
-    scope = field(event, "scope") or "?"
-    spent, budget = field(event, "spent_usd"), field(event, "budget_usd")
-    return f"{head} of budget {scope}: {_usd(spent)} of {_usd(budget)}"
+def _budget(event: BudgetWarning | BudgetExhausted, head: str) -> str:
+    scope = event.scope or "?"
+    return f"{head} of budget {scope}: {_usd(event.spent_usd)} of {_usd(event.budget_usd)}"
 
 
-def _budget_warning(event: object) -> str:
-    percent = field(event, "threshold_percent")
-    return _budget(event, f"{percent}% used")
+def _budget_warning(event: Any) -> str:
+    assert isinstance(event, BudgetWarning)
+    return _budget(event, f"{event.threshold_percent}% used")
 
 
-def _budget_exhausted(event: object) -> str:
+def _budget_exhausted(event: Any) -> str:
+    assert isinstance(event, BudgetExhausted)
     return _budget(event, "exhausted, calls are refused,")
 
 
-def _counts(event: object) -> str:
-    counts = field(event, "counts")
-    if isinstance(counts, dict) and counts:
-        return ", ".join(f"{t} x{n}" for t, n in sorted(counts.items()))
-    types = field(event, "types")
-    return ", ".join(map(str, types)) if isinstance(types, list) and types else "PII"
+def _counts(event: PiiAlert | PiiBlocked) -> str:
+    if event.counts:
+        return ", ".join(f"{t} x{n}" for t, n in sorted(event.counts.items()))
+    return ", ".join(event.types) if event.types else "PII"
 
 
-def _pii_blocked(event: object) -> str:
-    direction = field(event, "direction") or "request"
-    return f"a {direction} was blocked for PII ({_counts(event)})"
+def _pii_blocked(event: Any) -> str:
+    assert isinstance(event, PiiBlocked)
+    return f"a {event.direction or 'request'} was blocked for PII ({_counts(event)})"
 
 
-def _pii_alert(event: object) -> str:
-    direction = field(event, "direction") or "request"
-    action = field(event, "action") or "detected"
-    return f"PII {action} in a {direction} ({_counts(event)})"
+def _pii_alert(event: Any) -> str:
+    assert isinstance(event, PiiAlert)
+    action = event.action or "detected"
+    return f"PII {action} in a {event.direction or 'request'} ({_counts(event)})"
 
 
-def _circuit_opened(event: object) -> str:
-    circuit = field(event, "circuit") or field(event, "endpoint") or "?"
+def _circuit_opened(event: Any) -> str:
+    assert isinstance(event, CircuitOpened)
+    circuit = event.circuit or event.endpoint or "?"
     return f"circuit opened for {circuit}: calls to it fail fast until it recovers"
 
 
-def _agent_failed(event: object) -> str:
-    return f"failed: {field(event, 'reason') or 'no reason given'}"
+def _agent_failed(event: Any) -> str:
+    assert isinstance(event, AgentFailed)
+    return f"failed: {event.reason or 'no reason given'}"
 
 
-_LINES: dict[str, tuple[str, Callable[[object], str]]] = {
+_LINES: dict[str, tuple[str, Callable[[Event], str]]] = {
     "BudgetWarning": (":warning:", _budget_warning),
     "BudgetExhausted": (":no_entry:", _budget_exhausted),
     "PiiBlocked": (":lock:", _pii_blocked),
@@ -98,23 +95,23 @@ _LINES: dict[str, tuple[str, Callable[[object], str]]] = {
 }
 
 _HOST = socket.gethostname()
+_COMMON = {"id", "ts", "agent_id", "agent_name", "project"}
 
 
-def _generic(event: object) -> str:
-    skip = {"kind", "id", "ts", "agent_id", "agent_name", "project", "data"}
-    data = getattr(event, "data", None)
-    if not isinstance(data, dict):
-        fields = getattr(type(event), "__struct_fields__", ())
-        data = {name: getattr(event, name) for name in fields}
-    shown = [f"{k}={v}" for k, v in data.items() if k not in skip and v not in (None, "", [], {})]
+def _generic(event: Event) -> str:
+    """Any other kind: its own fields that say something, `name=value`."""
+    fields = getattr(type(event), "__struct_fields__", ())
+    shown = [
+        f"{name}={value}"
+        for name in fields
+        if name not in _COMMON and (value := getattr(event, name)) not in (None, "", [], {})
+    ]
     return " ".join(shown[:8])
 
 
-def alert_text(event: object) -> str:
+def alert_text(event: Event) -> str:
     """`:warning: ironrt@host BudgetWarning: agent 'crew-1' (ab12…): 80% used of budget …`"""
-    kind = str(getattr(event, "kind", "?"))
-    icon, describe = _LINES.get(kind, (":information_source:", _generic))
-    who = _who(event)
+    icon, describe = _LINES.get(event.kind, (":information_source:", _generic))
     what = describe(event)
-    line = f"{icon} ironrt@{_HOST} {kind}: " + ": ".join(p for p in (who, what) if p)
+    line = f"{icon} ironrt@{_HOST} {event.kind}: " + ": ".join(p for p in (_who(event), what) if p)
     return _escape(line.replace("\n", " "))

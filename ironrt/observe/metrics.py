@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 from prometheus_client import CollectorRegistry, Info
@@ -43,6 +42,7 @@ from ironrt.events import EventBus
 from ironrt.governance.flow import Flow
 from ironrt.observe.metrics_live import LiveCollector, is_live
 from ironrt.protocol import Trace
+from ironrt.protocol.events import Event, PiiAlert
 from ironrt.supervisor.supervisor import Supervisor
 
 __all__ = [
@@ -197,34 +197,28 @@ class Metrics:
         return agent
 
     # ---- events ----------------------------------------------------------------------
-    def on_event(self, event: object) -> None:
+    def on_event(self, event: Event) -> None:
         """Count the findings of a `PiiAlert` (a `PiiBlocked` always comes with one, so it
         is not counted again)."""
-        if getattr(event, "kind", None) != "PiiAlert":
-            return
-        counts = _field(event, "counts")
-        actions = _field(event, "actions")
-        if not isinstance(counts, dict):
+        if not isinstance(event, PiiAlert):
             return
         agent = self._agent(self._agent_key(event))
-        fallback = str(_field(event, "action") or "detected")
-        for type_, n in counts.items():
-            action = str(actions.get(type_, fallback)) if isinstance(actions, dict) else fallback
-            if isinstance(n, int) and n > 0:
-                found = (str(type_), action)
+        fallback = event.action or "detected"
+        for type_, n in event.counts.items():
+            if n > 0:
+                found = (type_, event.actions.get(type_, fallback))
                 agent.pii[found] = agent.pii.get(found, 0) + n
 
-    def _agent_key(self, event: object) -> AgentKey:
+    def _agent_key(self, event: Event) -> AgentKey:
         """The (name, project) of an event's agent: the event's own fields when it has
         them, else the agent as the supervisor knows it."""
-        agent_id = getattr(event, "agent_id", None) or ""
-        name = _field(event, "agent_name")
-        project = _field(event, "project")
+        agent_id = event.agent_id or ""
+        name, project = event.agent_name, event.project
         if not name and self.supervisor is not None:
             m = self.supervisor.agents.get(agent_id)
             if m is not None:
                 name, project = m.gov.name, m.gov.project
-        return (str(name or agent_id), str(project or ""))
+        return (name or agent_id, project or "")
 
     # ---- cardinality -------------------------------------------------------------------
     def prune(self) -> int:
@@ -351,13 +345,3 @@ class _CallCollector(Collector):
         )
         overhead.add_metric([], m._overhead.buckets(), m._overhead.total)
         yield from (duration, ttfb, overhead)
-
-
-def _field(event: object, name: str) -> Any:
-    """A field of an event, typed (a flat attribute) or not (in its `data` dict)."""
-    value = getattr(event, name, None)
-    if value is None:
-        data = getattr(event, "data", None)
-        if isinstance(data, dict):
-            value = data.get(name)
-    return value
