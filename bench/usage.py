@@ -4,14 +4,21 @@
     python bench/usage.py --rows 200000  # quicker
 
 Writes the traces with the books' statements (`ironrt.store.traces`: the trace INSERT, the
-rollup upsert, summed per batch), with executemany in large transactions, into a fresh
-database at the current schema (its indexes included): 50 agents in 5 projects, two
-models each, over 30 days, 3 % refused and 2 % failed calls. Then, for each grouping
-(model, agent, day, hour), times `ironrt.store.usage.usage` over all time and over a
-range whose both ends fall inside an hour (so the edges are read from the traces), and,
-in the same run, the baseline: one `SUM ... GROUP BY` over the traces of the same range.
-Each figure is the median of 5 runs, in ms; the goal is under 100 ms at 1,000,000 calls.
-The answers are checked to agree with the baseline (calls exactly, cost to 1e-9).
+hourly and daily rollup upserts, summed per batch), with executemany in large
+transactions, into a fresh database at the current schema (its indexes included): 50
+agents in 5 projects, two models each, over 30 days, 3 % refused and 2 % failed calls.
+Then, for each grouping (model, agent, day, hour), times `ironrt.store.usage.usage` over
+all time and over a range whose both ends fall inside an hour (so its whole days come
+from `usage_daily`, the whole hours of its two partial days from `usage_hourly` and its
+edges from the traces), and, in the same run, the baseline: one `SUM ... GROUP BY` over
+the traces of the same range. Each figure is the median of 5 runs, in ms; the goal is
+under 100 ms at 1,000,000 calls. The answers are checked to agree with the baseline
+(calls exactly, cost to 1e-9).
+
+Measured on a 2-core machine (96,000 hourly and 6,200 daily rollup rows): all time by
+model 10 ms, by agent 15, by day 6, by hour 56-82 (every hourly row: the slowest case);
+the ranges with partial hours 10-26 ms; the plain SUM 250-2,900 ms. With the hourly
+rollups alone (schema v10) all time took 166-447 ms, the ranges 42-47.
 """
 
 from __future__ import annotations
@@ -51,8 +58,8 @@ _KEYS = {
 
 def generate(path: Path, rows: int, days: int, seed: int = 1) -> float:
     """`rows` traces and their rollups; seconds taken. The traces go in with the books'
-    INSERT; the rollups with the books' upsert (`ROLLUP_SQL`), summed per batch first
-    (the same rows a per-trace upsert leaves, in far fewer statements)."""
+    INSERT; the rollups with the books' upserts (`ROLLUP_SQL`, `DAILY_ROLLUP_SQL`), summed
+    per batch first (the same rows a per-trace upsert leaves, in far fewer statements)."""
     rnd = random.Random(seed)
     end = time.time()
     start_ms = int((end - days * 86400) * 1000)
@@ -97,19 +104,17 @@ def generate(path: Path, rows: int, days: int, seed: int = 1) -> float:
             row[3] += o
             row[6] += cost or 0.0
             row[7] += cost is None
+        # The days' sums are the sums of their hours (in the batch).
+        days: dict[tuple[Any, ...], list[Any]] = {}
+        for key, row in sums.items():
+            day = days.setdefault((key[0][:10], *key[1:]), [0, 0, 0, 0, 0, 0, 0.0, 0])
+            for n, value in enumerate(row):
+                day[n] += value
         con.execute("BEGIN")
         con.executemany(insert_sql, inserts)
-        # The upsert binds one call's figures after the key; `calls` is added as 1 per
-        # statement, so a summed row goes in as its first call, then the rest in place.
-        con.executemany(
-            trace_store.ROLLUP_SQL,
-            [(*k, v[1], v[2], v[3], v[4], v[5], v[6], v[7]) for k, v in sums.items()],
-        )
-        con.executemany(
-            "UPDATE usage_hourly SET calls = calls + ? WHERE hour = ? AND agent_id = ? AND "
-            "agent_name = ? AND project = ? AND provider = ? AND model = ? AND refused = ?",
-            [(v[0] - 1, *k) for k, v in sums.items() if v[0] > 1],
-        )
+        # The upserts bind the key then the figures, `calls` first (1 for one call).
+        for sql, summed in ((trace_store.ROLLUP_SQL, sums), (trace_store.DAILY_ROLLUP_SQL, days)):
+            con.executemany(sql, [(*k, *v) for k, v in summed.items()])
         con.execute("COMMIT")
     took = time.perf_counter() - began
     con.close()
@@ -203,6 +208,7 @@ def main() -> None:
         write_s = generate(path, args.rows, args.days)
         con = sqlite3.connect(path)
         rollup_rows = con.execute("SELECT COUNT(*) FROM usage_hourly").fetchone()[0]
+        daily_rows = con.execute("SELECT COUNT(*) FROM usage_daily").fetchone()[0]
         con.close()
         now = dt.datetime.now(dt.timezone.utc)
         since = iso(now - dt.timedelta(days=7, minutes=17, milliseconds=321))
@@ -218,8 +224,8 @@ def main() -> None:
         r["under_goal"] = r["rollups_ms"] < GOAL_MS
     print(
         table(
-            f"usage over {args.rows:,} calls ({rollup_rows:,} hourly rollup rows; "
-            f"written in {write_s:.1f} s, {args.rows / write_s:,.0f} traces/s)",
+            f"usage over {args.rows:,} calls ({rollup_rows:,} hourly and {daily_rows:,} daily "
+            f"rollup rows; written in {write_s:.1f} s, {args.rows / write_s:,.0f} traces/s)",
             ("range", "by", "groups", "rollups ms", "plain SUM ms", "ratio"),
             [
                 (r["range"], r["by"], r["groups"], r["rollups_ms"], r["plain_sum_ms"], r["ratio"])
@@ -236,6 +242,7 @@ def main() -> None:
             "rows": args.rows,
             "days": args.days,
             "rollup_rows": rollup_rows,
+            "daily_rows": daily_rows,
             "write_s": write_s,
             "goal_ms": GOAL_MS,
             "results": results,

@@ -2,14 +2,20 @@
 UTC day or hour, over any time range, exact and fast at any number of calls.
 
 Rollups, not indexes alone. Summing a million traces takes SQLite about half a second
-however they are indexed (every row is read); `usage_hourly` (schema v10) holds one row
-per hour and (agent, project, provider, model, refused), written with each trace in the
-same transaction, so a query reads a few thousand rows instead (bench/usage.py measures
-both). A range rarely starts or ends on the hour: its whole hours come from the rollups
-and the partial hours at its two edges from `traces` through the index on `started_at`,
-so the answer equals a plain sum over the traces for any `since`/`until`. Retention
-prunes traces, not rollups: whole hours stay exact forever, a partial edge hour older than
-the retention period counts only what is left of it.
+however they are indexed (every row is read). The books keep the sums pre-added, written
+with each trace in the same transaction: `usage_hourly` (schema v10) one row per UTC hour
+and (agent, name, project, provider, model, refused), `usage_daily` (v11) the same per UTC
+day. A range is read in parts (`parts`): its whole days from `usage_daily` (a month of
+50 agents is ~6,000 rows), the whole hours of its two partial days from `usage_hourly`,
+and the partial hours at its two edges from `traces` through the index on `started_at`;
+so the answer equals a plain sum over the traces for any `since`/`until`. Grouped by hour
+a range needs the hourly rows of all of it (~100,000 for that month: the slowest case,
+about 50 ms). Each part is summed per group in SQL with the refused calls apart in the
+same row, so a grouping by day or hour streams in the rollups' key order instead of
+sorting every row first (sorting cost more than the sums). bench/usage.py measures it all.
+
+Retention prunes traces, not rollups: whole hours stay exact forever, a partial edge hour
+older than the retention period counts only what is left of it.
 
 Refused calls (ironrt refused them before any provider answered) are counted apart from
 the calls that reached a provider; their tokens and cost are what they were (none).
@@ -25,7 +31,16 @@ from typing import Any, Literal
 from ironrt.protocol import Usage, UsageRow
 from ironrt.store.db import Database
 
-__all__ = ["GROUPS", "Group", "hour_floor", "iso", "parse_time", "recorded_agent", "usage"]
+__all__ = [
+    "GROUPS",
+    "Group",
+    "hour_floor",
+    "iso",
+    "parse_time",
+    "parts",
+    "recorded_agent",
+    "usage",
+]
 
 Group = Literal["agent", "project", "provider", "model", "day", "hour"]
 #: Every grouping, in the order the API lists them.

@@ -1,7 +1,8 @@
 """Usage rollups and the traces listing at the store: written by the books with each
-trace, summed exactly for any time range (checked against a plain SUM over the traces),
+trace (hourly and daily), summed exactly for any time range (checked against a plain SUM
+over the traces, with ranges that start and end on and inside day and hour boundaries),
 paged by cursor, pruned by retention without changing the sums, and backfilled when a
-schema v9 database is upgraded."""
+schema v9 or v10 database is upgraded."""
 
 from __future__ import annotations
 
@@ -189,20 +190,7 @@ def rollup_sums(
         finally:
             await database.close()
 
-    found = anyio.run(run)
-    return {
-        r.key: (
-            r.llm_calls,
-            r.refused_calls,
-            r.errors,
-            r.input_tokens,
-            r.output_tokens,
-            r.cached_tokens,
-            r.cost_usd,
-            r.unpriced_calls,
-        )
-        for r in found.rows
-    }
+    return _keyed(anyio.run(run))
 
 
 def same(a: dict[str, tuple[Any, ...]], b: dict[str, tuple[Any, ...]]) -> None:
@@ -214,13 +202,25 @@ def same(a: dict[str, tuple[Any, ...]], b: dict[str, tuple[Any, ...]]) -> None:
         assert cost_a == pytest.approx(cost_b, rel=1e-9, abs=1e-12), key
 
 
+def moment(day: int, hour: int = 0, ms: int = 0) -> str:
+    return iso(BASE + dt.timedelta(days=day, hours=hour, milliseconds=ms))
+
+
+#: Anywhere from an hour before the first call to a day after the last, and just as
+#: often on the edges where the rollups hand over: a day's start, an hour's start, a
+#: millisecond either side of them, inside an hour.
 moments = st.integers(min_value=-3600 * 1000, max_value=4 * 86400 * 1000).map(
     lambda ms: iso(BASE + dt.timedelta(milliseconds=ms))
+) | st.builds(
+    moment,
+    st.integers(min_value=-1, max_value=4),
+    st.sampled_from([0, 1, 5, 23]),
+    st.sampled_from([0, 1, -1, 17 * 60_000 + 3250]),
 )
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     by=st.sampled_from(list(usage_store.GROUPS)),
@@ -248,6 +248,120 @@ def test_edge_hours_are_partial_and_exact(filled: Path) -> None:
     # Within one hour: no whole hour at all, the traces alone.
     inside = iso(BASE + dt.timedelta(hours=5, minutes=50))
     same(rollup_sums(filled, "model", since, inside), plain_sums(filled, "model", since, inside))
+
+
+#: Edges where the parts of a range hand over (the data spans 2026-03-01..03, UTC).
+EDGES = (
+    None,
+    moment(0),  # a day's start (the first)
+    moment(0, 5),  # an hour's start
+    moment(0, 5, 17 * 60_000 + 3250),  # inside an hour
+    moment(1, 0, -1),  # the last millisecond of a day
+    moment(1),  # the next day's start
+    moment(1, 0, 1),  # a millisecond into it
+    moment(1, 23),  # the start of a day's last hour
+    moment(2, 9, 59 * 60_000 + 999),  # inside an hour, late
+    moment(3),  # after the last call
+)
+
+
+def test_ranges_ending_on_and_inside_days_and_hours_are_exact(filled: Path) -> None:
+    cases = [
+        (by, since, until)
+        for by in usage_store.GROUPS
+        for since in EDGES
+        for until in EDGES
+        if since is None or until is None or since < until
+    ]
+
+    async def run() -> list[dict[str, tuple[Any, ...]]]:
+        database = await Database.open(filled)
+        try:
+            return [
+                _keyed(await usage_store.usage(database, by, since=since, until=until))  # type: ignore[arg-type]
+                for by, since, until in cases
+            ]
+        finally:
+            await database.close()
+
+    answers = anyio.run(run)
+    for (by, since, until), found in zip(cases, answers, strict=True):
+        same(found, plain_sums(filled, by, since, until))
+    # Not vacuous: but for the ranges outside the three days of calls (and a 1 ms one),
+    # each holds calls.
+    assert sum(1 for found in answers if found) > 0.7 * len(cases)
+
+
+def test_a_range_is_read_in_days_hours_and_traces() -> None:
+    """Which part comes from where: whole days from the daily rollups (not by hour), the
+    whole hours of partial days from the hourly ones, partial hours from the traces."""
+    since, until = moment(0, 5, 17 * 60_000 + 3250), moment(2, 9, 59 * 60_000 + 999)
+    assert sorted(usage_store.parts("model", since, until)) == [
+        ("daily", moment(1), moment(2)),
+        ("hourly", moment(0, 6), moment(1)),
+        ("hourly", moment(2), moment(2, 9)),
+        ("traces", since, moment(0, 6)),
+        ("traces", moment(2, 9), until),
+    ]
+    assert sorted(usage_store.parts("hour", since, until)) == [
+        ("hourly", moment(0, 6), moment(2, 9)),
+        ("traces", since, moment(0, 6)),
+        ("traces", moment(2, 9), until),
+    ]
+    # On day starts: days alone; on hour starts within a day: hours alone.
+    assert usage_store.parts("agent", moment(0), moment(2)) == [("daily", moment(0), moment(2))]
+    assert usage_store.parts("day", moment(1, 3), moment(1, 7)) == [
+        ("hourly", moment(1, 3), moment(1, 7))
+    ]
+    # Unbounded ends are whole days; inside one hour, the traces alone.
+    assert sorted(usage_store.parts("project", None, moment(1, 2))) == [
+        ("daily", None, moment(1)),
+        ("hourly", moment(1), moment(1, 2)),
+    ]
+    assert usage_store.parts("provider", moment(1, 2, 5), None) == [
+        ("traces", moment(1, 2, 5), moment(1, 3)),
+        ("daily", moment(2), None),
+        ("hourly", moment(1, 3), moment(2)),
+    ]
+    inside = (moment(1, 2, 5), moment(1, 2, 900))
+    assert usage_store.parts("day", *inside) == [("traces", *inside)]
+
+
+def test_the_daily_rollups_are_the_hourly_ones_summed_by_day(filled: Path) -> None:
+    con = sqlite3.connect(filled)
+    try:
+        figures = (
+            "SUM(calls), SUM(errors), SUM(input_tokens), SUM(output_tokens), "
+            "SUM(cached_tokens), SUM(reasoning_tokens), ROUND(SUM(cost_usd), 9), "
+            "SUM(unpriced_calls)"
+        )
+        key = "agent_id, agent_name, project, provider, model, refused"
+        daily = con.execute(
+            f"SELECT day, {key}, {figures} FROM usage_daily GROUP BY day, {key} ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        ).fetchall()
+        hourly = con.execute(
+            f"SELECT substr(hour, 1, 10), {key}, {figures} FROM usage_hourly "
+            f"GROUP BY 1, {key} ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(daily) > 3 * len(AGENTS) and daily == hourly
+
+
+def _keyed(found: Any) -> dict[str, tuple[Any, ...]]:
+    return {
+        r.key: (
+            r.llm_calls,
+            r.refused_calls,
+            r.errors,
+            r.input_tokens,
+            r.output_tokens,
+            r.cached_tokens,
+            r.cost_usd,
+            r.unpriced_calls,
+        )
+        for r in found.rows
+    }
 
 
 # ---- by hour and day, refused apart ---------------------------------------------------------
@@ -373,7 +487,7 @@ async def test_retention_prunes_traces_and_keeps_the_sums(
 ) -> None:
     monkeypatch.setattr(trace_store, "PRUNE_BATCH", 7)  # several batches
     await record(db, mixed(80, seed=11))
-    before = {by: await usage_store.usage(db, by) for by in ("agent", "hour", "model")}
+    before = {by: await usage_store.usage(db, by) for by in ("agent", "hour", "model", "day")}
     cutoff = iso(BASE + dt.timedelta(days=2))
     old = await db.scalar("SELECT COUNT(*) FROM traces WHERE started_at < ?", (cutoff,))
     assert old > 14
@@ -457,3 +571,51 @@ async def _upgraded_sums_match(path: Path, calls: list[Trace]) -> None:
         assert 0 < rollups <= 40
     finally:
         await database.close()
+
+
+# ---- upgrading a v10 database ---------------------------------------------------------------
+
+
+def test_a_v10_database_gets_daily_rollups_from_its_hourly_ones(tmp_path: Path) -> None:
+    """The daily rollups are built from the hourly ones, which hold the calls retention has
+    pruned: a day whose traces are gone still counts in full."""
+    path = tmp_path / "v10.db"
+    old_database(path, 10)
+    calls = mixed(90, seed=13)
+    con = sqlite3.connect(path)
+    try:
+        for t in calls:
+            # What the v10 books wrote: the trace and its hour's rollup.
+            con.execute(*trace_store.insert_statement(t))
+            hourly, daily = trace_store.rollup_statements(t)
+            assert "usage_daily" in daily[0]
+            con.execute(*hourly)
+        con.commit()
+    finally:
+        con.close()
+    before = {by: plain_sums(path, by, None, None) for by in usage_store.GROUPS}
+    first_day = plain_sums(path, "model", None, moment(1))
+    con = sqlite3.connect(path)
+    try:
+        pruned = con.execute("DELETE FROM traces WHERE started_at < ?", (moment(1),)).rowcount
+        con.commit()
+    finally:
+        con.close()
+    assert 0 < pruned < len(calls)
+    assert migrations()[-1][0] >= 11
+    for by in usage_store.GROUPS:
+        same(rollup_sums(path, by, None, None), before[by])
+    # The pruned day, read from the daily rollups alone, and a range through it.
+    assert usage_store.parts("model", None, moment(1)) == [("daily", None, moment(1))]
+    same(rollup_sums(path, "model", None, moment(1)), first_day)
+    same(
+        rollup_sums(path, "day", moment(1), None),
+        {k: v for k, v in before["day"].items() if k >= moment(1)[:10]},
+    )
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == migrations()[-1][0]
+        days = con.execute("SELECT COUNT(DISTINCT day) FROM usage_daily").fetchone()[0]
+    finally:
+        con.close()
+    assert days == 3
