@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from ironrt.protocol.events import EVENT_KINDS as _EVENT_KINDS
 from ironrt.values import MAX_LOG_KEEP, parse_size
 
 __all__ = [
@@ -276,44 +277,8 @@ class Duration:
 
 
 #: Every kind of event the daemon publishes (`ironrt events`): what an alert webhook's
-#: `events` may name.
-EVENT_KINDS = (
-    "AdmissionTimeout",
-    "AgentExited",
-    "AgentFailed",
-    "AgentForceKilled",
-    "AgentKilled",
-    "AgentMemoryExceeded",
-    "AgentPaused",
-    "AgentReattached",
-    "AgentRemoved",
-    "AgentRestarted",
-    "AgentRestarting",
-    "AgentResumed",
-    "AgentResurrected",
-    "AgentStarted",
-    "AgentStopped",
-    "AgentUpdated",
-    "BudgetClamped",
-    "BudgetExactCount",
-    "BudgetExhausted",
-    "BudgetWarning",
-    "BudgetWindowReset",
-    "CircuitClosed",
-    "CircuitHalfOpen",
-    "CircuitOpened",
-    "CostUpdate",
-    "DaemonStarted",
-    "DaemonStopped",
-    "LimitsChanged",
-    "ModelMismatch",
-    "ModelRefused",
-    "PiiAlert",
-    "PiiBlocked",
-    "PriceUnknown",
-    "RateLimited",
-    "UsageRejected",
-)
+#: `events` may name. Defined with the events, once.
+EVENT_KINDS = _EVENT_KINDS
 #: What a webhook is sent when it names no events: what someone should act on.
 DEFAULT_ALERT_KINDS = (
     "BudgetWarning",
