@@ -52,7 +52,10 @@ AGENT = """
             results.append("ok")
         except openai.APIStatusError as exc:
             results.append(exc.status_code)
-    done.write_text(json.dumps(results))
+    # Written whole, then renamed: the test waits for the name, never reads half a file.
+    partial = done.with_suffix(".partial")
+    partial.write_text(json.dumps(results))
+    partial.rename(done)
     # Alive until the test has read the metrics of a running agent.
     deadline = time.monotonic() + 120
     while not go.exists() and time.monotonic() < deadline:
