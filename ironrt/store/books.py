@@ -39,6 +39,8 @@ log = logging.getLogger("ironrt.store")
 _MAX_BATCH = 512
 _UPDATE_SPEND = "UPDATE agents SET spent_usd = ? WHERE id = ?"
 _DELETE_SCOPE = "DELETE FROM scopes WHERE scope = ?"
+#: Statements a batch runs first, each over all its rows (see `_commit`).
+_HOISTED = (trace_store.INSERT_SQL, trace_store.ROLLUP_SQL, trace_store.DAILY_ROLLUP_SQL)
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -109,11 +111,16 @@ class Books:
     async def _commit(self, batch: list[_Write]) -> None:
         writer = self._writer
         write = writer.write_many if writer is not None else self.db.write_many
-        # In queue order; consecutive statements of one shape run as one executemany.
-        runs: list[tuple[str, list[tuple[Any, ...]]]] = []
+        # The calls' inserts and rollup upserts touch no row anything else writes, and the
+        # upserts only add: each kind runs as one executemany over the whole batch, first.
+        # Everything else in queue order; consecutive statements of one shape run as one.
+        hoisted: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in _HOISTED}
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = list(hoisted.items())
         for item in batch:
             for sql, params in item.statements:
-                if runs and runs[-1][0] == sql and sql != scope_store.SAVE_SQL:
+                if sql in hoisted:
+                    hoisted[sql].append(params)
+                elif runs and runs[-1][0] == sql and sql != scope_store.SAVE_SQL:
                     runs[-1][1].append(params)
                 else:
                     runs.append((sql, [params]))
