@@ -132,24 +132,19 @@ class Exporter:
             attrs["gen_ai.response.time_to_first_chunk"] = r.ttfb_s
         attrs["ironrt.agent.id"] = r.agent_id
         attrs["ironrt.agent.name"] = r.agent_name
-        if r.project is not None:
-            attrs["ironrt.project"] = r.project
-        if r.cost_usd is not None:
-            attrs["ironrt.cost_usd"] = r.cost_usd
-        if r.overhead_ms is not None:
-            attrs["ironrt.overhead_ms"] = r.overhead_ms
-        if r.refusal is not None:
-            attrs["ironrt.refusal"] = r.refusal
         if r.status_code:
             attrs["http.response.status_code"] = r.status_code
-        if r.error_type is not None:
-            attrs["error.type"] = r.error_type
-        if r.input_messages is not None:
-            attrs["gen_ai.input.messages"] = r.input_messages
-        if r.system_instructions is not None:
-            attrs["gen_ai.system_instructions"] = r.system_instructions
-        if r.output_messages is not None:
-            attrs["gen_ai.output.messages"] = r.output_messages
+        known: tuple[tuple[str, Any], ...] = (
+            ("ironrt.project", r.project),
+            ("ironrt.cost_usd", r.cost_usd),
+            ("ironrt.overhead_ms", r.overhead_ms),
+            ("ironrt.refusal", r.refusal),
+            ("error.type", r.error_type),
+            ("gen_ai.input.messages", r.input_messages),
+            ("gen_ai.system_instructions", r.system_instructions),
+            ("gen_ai.output.messages", r.output_messages),
+        )
+        attrs.update((name, value) for name, value in known if value is not None)
         span = self.tracer.start_span(
             f"{operation} {r.request_model}".strip(),
             context=self._parent(r),
