@@ -137,6 +137,9 @@ class Operation(msgspec.Struct, Generic[A], frozen=True, kw_only=True):
     status: int = 200
     stream: Literal["ndjson", "text"] | None = None
     stream_item: type[Any] | None = None
+    #: Also answers as Server-Sent Events when asked with `Accept: text/event-stream`
+    #: (`stream_item`s, resumed after the `Last-Event-ID` header).
+    sse: bool = False
 
     def param(self, name: str) -> Query:
         """The query parameter `name` of this call (KeyError: it takes none by that name)."""
@@ -293,6 +296,7 @@ EVENTS = Operation(
     ),
     stream="ndjson",
     stream_item=Event,
+    sse=True,
 )
 #: `since` / `until`: an ISO 8601 time (no zone: UTC) or a duration before now (`30m`,
 #: `24h`, `7d`); `until` is exclusive.

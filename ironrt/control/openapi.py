@@ -20,6 +20,11 @@ from ironrt.protocol import ErrorResponse
 
 _TEXT: dict[str, Any] = {"text/plain": {"schema": {"type": "string"}}}
 _NDJSON_ITEM = "One {name} per line (follow=true)"
+_SSE_ITEM = (
+    "Server-Sent Events (with `Accept: text/event-stream`): one frame per {name}, `id:` its "
+    "sequence number, `event:` its kind, `data:` its JSON; the `Last-Event-ID` header "
+    "resumes after that id; `: keepalive` comments while quiet"
+)
 
 _ERRORS = (
     "Every error (4xx, and 5xx: 500 internal, 507 storage_error) has this body; `code` is "
@@ -123,6 +128,9 @@ def _content(call: Operation[Any], refs: dict[Any, Any]) -> dict[str, Any]:
         content["application/x-ndjson"] = {
             "schema": {"description": _NDJSON_ITEM.format(name=item)}
         }
+    if call.sse:
+        item = call.stream_item.__name__ if call.stream_item is not None else "JSON document"
+        content["text/event-stream"] = {"schema": {"description": _SSE_ITEM.format(name=item)}}
     return content
 
 

@@ -130,6 +130,11 @@ def test_openapi_describes_every_route(daemon: TempDaemon) -> None:
         assert path in paths
     schemas = doc["components"]["schemas"]  # type: ignore[index]
     assert "StartRequest" in schemas and "Metrics" in schemas
+    events = paths["/v1/events"]["get"]["responses"]["200"]["content"]  # type: ignore[index]
+    assert {"application/json", "application/x-ndjson", "text/event-stream"} <= set(events)
+    assert "Last-Event-ID" in events["text/event-stream"]["schema"]["description"]
+    assert "/v1/traces/{trace_id}" in paths or any("/v1/traces/{" in p for p in paths)
+    assert "/metrics" in paths
 
 
 @pytest.mark.parametrize(

@@ -147,7 +147,7 @@ def test_the_document_lists_exactly_the_table() -> None:
     logs = doc["paths"]["/v1/agents/{ref}/logs"]["get"]["responses"]["200"]["content"]
     assert list(logs) == ["text/plain"]
     events = doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
-    assert set(events) == {"application/json", "application/x-ndjson"}
+    assert set(events) == {"application/json", "application/x-ndjson", "text/event-stream"}
 
 
 # ---- a handler reads its query as the table declares it --------------------------------------
