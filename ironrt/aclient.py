@@ -292,16 +292,14 @@ class AsyncRuntime:
     ) -> list[Trace]:
         """The last `limit` LLM calls matching the filters, newest last (`status`: ok,
         error or refused). `trace_page` pages through all of them."""
-        page = await self._call(
-            req.traces(
-                agent,
-                limit,
-                project=project,
-                model=model,
-                status=status,
-                since=since,
-                until=until,
-            )
+        page = await self.trace_page(
+            agent=agent,
+            project=project,
+            model=model,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
         )
         return page.traces[::-1]
 

@@ -344,16 +344,14 @@ class Runtime:
     ) -> list[Trace]:
         """The last `limit` LLM calls matching the filters, newest last (`status`: ok,
         error or refused). `trace_page` pages through all of them."""
-        page = self._call(
-            req.traces(
-                agent,
-                limit,
-                project=project,
-                model=model,
-                status=status,
-                since=since,
-                until=until,
-            )
+        page = self.trace_page(
+            agent=agent,
+            project=project,
+            model=model,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
         )
         return page.traces[::-1]
 
