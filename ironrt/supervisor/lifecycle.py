@@ -72,15 +72,17 @@ class Lifecycle:
         self.by_token: dict[str, AgentGovernance] = {}
         self.tg: TaskGroup | None = None
 
-    async def spawn(self, m: Managed) -> None:
+    async def spawn(self, m: Managed, *, restart: bool = False) -> None:
         """Start one run: the process waits at its gate until its record (pid, start time,
-        token hash) is on disk, in one write."""
+        token hash) is on disk, in one write. A `restart` is counted in the same step the
+        new pid is set, so no reader sees the count of a run whose pid is not there yet."""
         r = m.record
         token = new_token()
         spawned = await spawn_run(self.logs, self.logs_dir, r, m.stored.env, token, self.router_url)
         old_hash = m.stored.token_hash
-        previous = (r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at)
+        previous = (r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at, r.restarts)
         r.pid, m.stored.pid_started = spawned.pid, spawned.started
+        r.restarts += 1 if restart else 0
         m.gov.pid = spawned.pid
         r.started_at, r.ended_at = utcnow(), None
         m.stored.token_hash = token_hash(token)
@@ -94,7 +96,7 @@ class Lifecycle:
             process.close_gate(spawned)
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(spawned.popen.wait if spawned.popen else int)
-            r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at = previous
+            r.pid, m.stored.pid_started, r.status, r.started_at, r.ended_at, r.restarts = previous
             m.stored.token_hash = old_hash
             if isinstance(exc, sqlite3.Error):
                 raise StartFailed(f"cannot record the new process: {exc}") from exc
@@ -186,9 +188,8 @@ class Lifecycle:
         async with m.lock:
             if not m.restart_pending or m.removed:
                 return False  # an operation took it over (stop, restart, remove)
-            r.restarts += 1
             try:
-                await self.spawn(m)
+                await self.spawn(m, restart=True)
             except StartFailed as exc:
                 m.restart_pending = False
                 r.error = exc.message

@@ -99,10 +99,9 @@ async def _resurrect(life: Lifecycle, m: Managed, why: str) -> None:
     async with m.lock:
         # A descendant that escaped its group may have outlived it: it is not recorded.
         await process.kill_tree(await anyio.to_thread.run_sync(process.escaped, r.id), 2.0)
-        r.restarts += 1
         r.lost = False
         try:
-            await life.spawn(m)
+            await life.spawn(m, restart=True)
         except StartFailed as exc:
             r.error = exc.message
             await life.set(m, S.FAILED)
