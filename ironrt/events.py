@@ -173,7 +173,7 @@ class EventBus:
         it: live subscribers still get it, followers skip it, having no place for it)."""
         try:
             if self._writer is None and self._db.path is not None:
-                self._writer = BatchWriter.open(self._db.path)
+                self._writer = BatchWriter.open(self._db.path, checkpoints=False)
             statement = [(event_store.INSERT_SQL, [event_store.row(e) for e in events])]
             if self._writer is not None:
                 ids = await self._writer.write_many(statement, event_store.INSERT_SQL)

@@ -117,7 +117,7 @@ class LibraryKernel:
             os.chmod(settings.db_path, 0o600)
         await db.migrate()
         ledger = Ledger()
-        books = Books(db, inline=True)
+        books = Books(db)
         self.pii_rules = rules_files(settings)  # the router's, so scopes are checked by it
         service = RouterService(
             settings,
