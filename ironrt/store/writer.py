@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,13 @@ BUSY_TIMEOUT_MS = 5000
 Batches = list[tuple[str, list[tuple[Any, ...]]]]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for pragma in (
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         "PRAGMA foreign_keys=ON",
-        f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+        f"PRAGMA busy_timeout={busy_timeout_ms}",
     ):
         conn.execute(pragma)
     return conn
@@ -61,9 +62,9 @@ class BatchWriter:
     def open(cls, path: Path, *, checkpoints: bool = True) -> BatchWriter:
         """`checkpoints=False`: this connection checkpoints on its own, as SQLite's default
         (a writer whose commits run in a worker thread anyway)."""
-        conn = _connect(path)
         if not checkpoints:
-            return cls(conn)
+            return cls(_connect(path))
+        conn = _connect(path, busy_timeout_ms=0)
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return cls(conn, path)
 
@@ -81,21 +82,30 @@ class BatchWriter:
         None (nothing written) if another connection holds it: never waits for it."""
         with self._lock:
             conn = self._conn
-            conn.execute("PRAGMA busy_timeout=0")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
                 if is_busy(exc):
                     return None
                 raise
-            finally:
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             return self._run(conn, batches, ids_of)
 
     def _transaction(self, batches: Batches, ids_of: str | None) -> list[int]:
+        """Waits for the write lock up to `BUSY_TIMEOUT_MS` (this connection's own busy
+        timeout is 0, so that `try_now` never blocks the loop): in a worker thread."""
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
+            deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+            pause = 0.001
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
             return self._run(conn, batches, ids_of)
 
     @staticmethod
@@ -140,6 +150,11 @@ def run_statements(conn: sqlite3.Connection, batches: Batches, ids_of: str | Non
     ids: list[int] = []
     for sql, rows in batches:
         if not rows:
+            continue
+        if len(rows) == 1:  # one call settling alone: no executemany machinery
+            cursor = conn.execute(sql, rows[0])
+            if sql == ids_of and cursor.lastrowid is not None:
+                ids.append(cursor.lastrowid)
             continue
         conn.executemany(sql, rows)
         if sql == ids_of:
