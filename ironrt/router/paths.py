@@ -2,10 +2,11 @@
 
 The endpoint decides what a call costs (or whether it may pass at all), so the path it is
 decided on must be exactly the path the provider serves. HTTP clients and servers
-normalise paths in ways a naive router does not: the upstream client (aiohttp, through
-yarl) resolves `.` and `..` segments and decodes `%2E`, so `/v1/./chat/completions`
-would be decided as an unmetered path and billed upstream as a chat call, and
-`/v1/models/../files` as the free model list while the provider served files. So:
+normalise paths in ways a naive router does not: a general upstream client (aiohttp,
+through yarl, did) resolves `.` and `..` segments and decodes `%2E`, so
+`/v1/./chat/completions` would be decided as an unmetered path and billed upstream as a
+chat call, and `/v1/models/../files` as the free model list while the provider served
+files. So:
 
 - The decision is made on the raw target (`scope["raw_path"]`), never on the server's
   percent-decoded `scope["path"]`, in which `%2F` and `/` look alike.
@@ -15,8 +16,8 @@ would be decided as an unmetered path and billed upstream as a chat call, and
   `%2E`), backslashes, empty segments (`//`), NUL and control characters (raw or
   encoded), characters a URI path cannot hold, a `..` above the root, and malformed
   escapes.
-- The result goes upstream byte for byte: the URL is built from it as an already encoded
-  URL (`yarl.URL(..., encoded=True)` in upstream.py), so nothing re-normalises it.
+- The result goes upstream byte for byte: the upstream client (`ironrt.wire.pool`)
+  writes the URL's path and query into the request line as given, re-normalising nothing.
 - The query string is forwarded as received; it never carries a path (the target's path
   ends at the first `?`), and `check_query` refuses only what could not go out verbatim.
 """
