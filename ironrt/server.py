@@ -1,8 +1,9 @@
-"""Serving an ASGI app with uvicorn inside the daemon's own anyio task group.
+"""The daemon's servers (control socket, router, metrics) and the sockets they serve.
 
-uvicorn does the HTTP; we keep control of the process: its signal capture is switched off
-(the daemon handles SIGTERM itself and decides what to do with the agents), it logs
-nothing of its own, and it serves sockets the daemon bound and secured beforehand.
+HTTP is served by `ironrt.wire.server` (asyncio protocols, httptools parsing) inside the
+daemon's own anyio task group, on sockets the daemon bound and secured beforehand; it
+captures no signal (the daemon handles SIGTERM itself and decides what to do with the
+agents) and logs only errors of the apps it serves.
 """
 
 from __future__ import annotations
@@ -10,54 +11,35 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-from collections.abc import Generator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from ironrt.connections import ConnectionLimits, Guard, guarded_protocol
+from ironrt.connections import ConnectionLimits
 from ironrt.supervisor import rlimits
+from ironrt.wire.server import Server
 
 if TYPE_CHECKING:
     from ironrt.config import Settings
 
+__all__ = [
+    "CONTROL_LIMITS",
+    "GuardedServer",
+    "Server",
+    "bind_tcp",
+    "bind_unix",
+    "limits_from",
+    "make_server",
+]
 
-class _QuietServer(uvicorn.Server):
-    @contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-class GuardedServer(_QuietServer):
-    """A uvicorn server whose connections are guarded (`ironrt.connections`)."""
-
-    guard: Guard
+#: The name this server had when it was uvicorn's: a server whose connections are guarded.
+GuardedServer = Server
 
 
 def make_server(
     app: Any, *, unix: bool, limits: ConnectionLimits | None = None, graceful: int = 3
-) -> GuardedServer:
+) -> Server:
     """A server for the control API (`unix`: only its own user may connect) or the router."""
     limits = limits or (CONTROL_LIMITS if unix else ConnectionLimits())
-    protocol, guard = guarded_protocol(limits)
-    config = uvicorn.Config(
-        app,
-        http=protocol,
-        loop="none",
-        lifespan="off",
-        interface="asgi3",
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        date_header=False,
-        timeout_graceful_shutdown=graceful,
-        timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
-        backlog=2048,
-    )
-    server = GuardedServer(config)
-    server.guard = guard
-    return server
+    return Server(app, limits, graceful=graceful, backlog=2048)
 
 
 #: The control socket: one user's CLI, clients and followers (`logs -f`, `events -f`).

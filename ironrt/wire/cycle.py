@@ -1,0 +1,252 @@
+"""One request and its answer, as the ASGI app sees them: `receive` hands out the body as
+the parser delivers it, `send` frames the answer.
+
+The answer's head is held until the first piece of body comes (or the loop turns without
+one, for a stream that waits for its first event), so a whole answer leaves in ONE
+`transport.write`: a second write costs a syscall and, on loopback, a wake-up of the
+reader. The head is built as one bytes block; content-length is the app's when it gives
+one, else the size of a body sent whole, else chunked framing for a body sent in pieces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from ironrt.wire.guard import INTERNAL
+
+if TYPE_CHECKING:
+    from ironrt.wire.connection import HttpConnection
+
+__all__ = ["Cycle"]
+
+log = logging.getLogger("ironrt.wire")
+
+#: What a header may not hold (uvicorn's `HEADER_RE`, `HEADER_VALUE_RE`: no control
+#: characters, so an app can never split an answer in two).
+_BAD_NAME = re.compile(rb'[\x00-\x1f\x7f()<>@,;:\\\[\]={} \t"]')
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = http.HTTPStatus(code).phrase.encode()
+    except ValueError:
+        phrase = b""
+    return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
+
+
+_STATUS = {code: _status_line(code) for code in range(100, 600)}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+#: How the body is framed: by content-length, chunked, none (HEAD, 204, 304), or by the
+#: connection's end (an HTTP/1.0 client cannot read chunks).
+_LENGTH, _CHUNKED, _NONE, _UNTIL_CLOSE = 0, 1, 2, 3
+
+
+class Cycle:
+    """One request/answer exchange on a connection."""
+
+    __slots__ = (
+        "_event",
+        "_framing",
+        "_head",
+        "_left",
+        "_says_close",
+        "body",
+        "conn",
+        "delivered",
+        "disconnected",
+        "expect_100",
+        "head_written",
+        "keep_alive",
+        "more_body",
+        "response_complete",
+        "scope",
+        "started",
+    )
+
+    def __init__(
+        self, conn: HttpConnection, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.expect_100 = expect_100
+        #: Request body received and not yet taken by `receive`.
+        self.body = bytearray()
+        self.more_body = True
+        #: The last piece of the body (more_body False) was handed out.
+        self.delivered = False
+        self.disconnected = False
+        self.started = False
+        self.head_written = False
+        self.response_complete = False
+        self._event: asyncio.Event | None = None
+        self._head = b""
+        self._framing = _LENGTH
+        self._left = 0
+        self._says_close = False
+
+    # -- the parser's side --------------------------------------------------------------
+
+    def wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    # -- the app's side ------------------------------------------------------------------
+
+    async def run(self, app: Any) -> None:
+        try:
+            await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("wire: exception in the app", exc_info=exc)
+            self._failed()
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+        else:
+            if not self.response_complete and not self.disconnected:
+                log.error("wire: the app returned without completing its answer")
+                self._failed()
+
+    def _failed(self) -> None:
+        """The app broke: a 500 if nothing of its answer is on the wire, else a cut."""
+        transport = self.conn.transport
+        self.keep_alive = False
+        if not self.head_written and not self.disconnected and not transport.is_closing():
+            self.head_written = True
+            transport.write(INTERNAL)
+        self.response_complete = True
+        transport.close()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.expect_100:
+            self.expect_100 = False
+            if self.more_body and not self.head_written and not self.conn.transport.is_closing():
+                self.conn.transport.write(_CONTINUE)
+        while not (self.disconnected or self.response_complete):
+            if self.body or (not self.more_body and not self.delivered):
+                chunk = bytes(self.body)
+                self.body.clear()
+                if not self.more_body:
+                    self.delivered = True
+                self.conn.taken()
+                return {"type": "http.request", "body": chunk, "more_body": self.more_body}
+            self.conn.taken()
+            if self._event is None:
+                self._event = asyncio.Event()
+            else:
+                self._event.clear()
+            await self._event.wait()
+        return _DISCONNECT
+
+    async def send(self, message: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return  # the client left: what it would have read goes nowhere
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            self._start(message)
+            return
+        if self.response_complete:
+            raise RuntimeError(f"unexpected {kind!r} after the answer completed")
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        body: bytes = message.get("body", b"")
+        more: bool = message.get("more_body", False)
+        head = b""
+        if not self.head_written:
+            self.head_written = True
+            head = self._finish_head(len(body), more)
+        framing = self._framing
+        if framing == _CHUNKED:
+            out = b"%x\r\n%b\r\n" % (len(body), body) if body else b""
+            if not more:
+                out += b"0\r\n\r\n"
+        elif framing == _LENGTH:
+            self._left -= len(body)
+            if self._left < 0:
+                raise RuntimeError("answer longer than its content-length")
+            if not more and self._left:
+                raise RuntimeError("answer shorter than its content-length")
+            out = body
+        elif framing == _UNTIL_CLOSE:
+            out = body
+        else:
+            out = b""
+        if head or out:
+            conn.transport.write(head + out if head else out)
+        if not more:
+            self.response_complete = True
+            self.wake()
+            conn.response_done(self)
+
+    # -- the head ------------------------------------------------------------------------
+
+    def _start(self, message: dict[str, Any]) -> None:
+        self.started = True
+        self.expect_100 = False
+        status: int = message["status"]
+        parts = [_STATUS.get(status) or _status_line(status)]
+        length: int | None = None
+        chunked = False
+        for name, value in message.get("headers", ()):
+            if _BAD_NAME.search(name):
+                raise RuntimeError("invalid HTTP header name")
+            if _BAD_VALUE.search(value):
+                raise RuntimeError("invalid HTTP header value")
+            name = name.lower()
+            if name == b"content-length":
+                if length is None:
+                    length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = value.lower() == b"chunked"
+            elif name == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                self._says_close = True
+            parts += (name, b": ", value, b"\r\n")
+        self._head = b"".join(parts)
+        if self.scope["method"] == "HEAD" or status in (204, 304) or status < 200:
+            self._framing = _NONE
+        elif length is not None:
+            self._framing, self._left = _LENGTH, length
+        elif chunked:
+            self._framing = _CHUNKED
+        else:
+            self._framing = -1  # decided by the first piece of body
+        # A stream's first event may be long in coming: its head goes at the next turn.
+        asyncio.get_running_loop().call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        if not self.head_written and not self.disconnected:
+            self.head_written = True
+            self.conn.transport.write(self._finish_head(0, True))
+
+    def _finish_head(self, size: int, more: bool) -> bytes:
+        """The held head, with the framing and connection headers the answer needs."""
+        extra = b""
+        if self._framing == -1:
+            if not more:
+                self._framing, self._left = _LENGTH, size
+                extra = b"content-length: %d\r\n" % size
+            elif self.scope["http_version"] == "1.0":
+                self._framing = _UNTIL_CLOSE
+                self.keep_alive = False
+            else:
+                self._framing = _CHUNKED
+                extra = b"transfer-encoding: chunked\r\n"
+        if not self.keep_alive or self.conn.closing_after:
+            self.keep_alive = False
+            if not self._says_close:
+                extra += b"connection: close\r\n"
+        elif self.scope["http_version"] == "1.0":
+            extra += b"connection: keep-alive\r\n"
+        return self._head + extra + b"\r\n"
