@@ -29,6 +29,7 @@ bench:
     python bench/events.py
     python bench/otel.py
     python bench/usage.py
+    python bench/startup.py
 
 # The offline demo: no key, no network.
 demo:

@@ -13,8 +13,6 @@ with ironrt.protect(budget=0.50, name="notebook", pii="redact"):
 from typing import TYPE_CHECKING, Any
 
 from ironrt._version import __version__
-from ironrt.aclient import AsyncRuntime
-from ironrt.client import Runtime
 from ironrt.errors import (
     AgentNotFound,
     AmbiguousAgent,
@@ -30,19 +28,33 @@ from ironrt.errors import (
 )
 
 if TYPE_CHECKING:
+    from ironrt.aclient import AsyncRuntime
+    from ironrt.client import Runtime
     from ironrt.library import LibraryModeError, protect, protect_agent
 
-_LIBRARY = frozenset({"LibraryModeError", "protect", "protect_agent"})
+#: Attributes imported on first use, and the module each comes from.
+_LAZY = {
+    "Runtime": "ironrt.client",
+    "AsyncRuntime": "ironrt.aclient",
+    "LibraryModeError": "ironrt.library",
+    "protect": "ironrt.library",
+    "protect_agent": "ironrt.library",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Library mode is imported on first use: `import ironrt` (the CLI, the clients)
-    does not pay for the router and the policies it brings."""
-    if name in _LIBRARY:
-        import ironrt.library
+    """The clients and library mode are imported on first use. `import ironrt.daemon`
+    imports this package first: the daemon must not pay for the clients it never uses
+    (~30 ms and the client-side modules), nor `import ironrt` (the CLI) for the router
+    and the policies library mode brings."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ironrt' has no attribute {name!r}")
+    import importlib
 
-        return getattr(ironrt.library, name)
-    raise AttributeError(f"module 'ironrt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
 
 
 __all__ = [

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -410,10 +409,12 @@ def _otel(environ: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     """Every setting, typed and checked; built by `load`, handed to whoever needs a value
-    (the supervisor's intervals, the router's timeouts, the client's autostart)."""
+    (the supervisor's intervals, the router's timeouts, the client's autostart).
+
+    A Struct, not a dataclass: the dataclass' generated methods for ~30 fields took ~5 ms
+    of every start (the CLI's and the daemon's), a Struct is made in C."""
 
     home: Path
     router_host: str = "127.0.0.1"
@@ -421,7 +422,7 @@ class Settings:
     #: daemon holds it (kept for this home). 0: a free port, kept for this home.
     router_port: int | None = None
     #: Upstream base URLs set for providers (by name); the others use their entry's default.
-    base_urls: dict[str, str] = field(default_factory=dict)
+    base_urls: dict[str, str] = msgspec.field(default_factory=dict)
     offline: bool = False
     no_autostart: bool = False
     #: Default log rotation of agents started without their own (`--log-max-size/--log-keep`).
@@ -463,10 +464,14 @@ class Settings:
     alert_webhooks: tuple[AlertWebhook, ...] = ()
     #: Control Panel telemetry (ironrt.observe.controlpanel): off while the URL is unset.
     telemetry_url: str | None = None
-    telemetry_token: str | None = field(default=None, repr=False)
+    telemetry_token: str | None = None  # never in repr(): see __repr__
     telemetry_reprobe: float = 300.0
     telemetry_queue_max: int = 100_000
-    reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
+    reliability: ReliabilitySettings = msgspec.field(default_factory=ReliabilitySettings)
+
+    def __repr__(self) -> str:  # every field but the telemetry token (a secret)
+        shown = (f for f in self.__struct_fields__ if f != "telemetry_token")
+        return "Settings(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
     @property
     def socket_path(self) -> Path:

@@ -23,10 +23,9 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
-import uvicorn
 
 from ironrt._version import __version__
 from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
@@ -34,10 +33,8 @@ from ironrt.control import api
 from ironrt.errors import DaemonAlreadyRunning as DaemonAlreadyRunning  # re-exported
 from ironrt.events import EventBus
 from ironrt.governance.ledger import Ledger
+from ironrt.governance.pricing import Pricer
 from ironrt.keys import KeysFileError, load_keys
-from ironrt.observe import otel as otel_export
-from ironrt.observe.alerts import AlertSender
-from ironrt.observe.controlpanel import register_gauge, telemetry_from
 from ironrt.observe.cost_updates import CostUpdates
 from ironrt.observe.metrics import Metrics
 from ironrt.observe.metrics_http import bind_metrics, metrics_app
@@ -45,11 +42,18 @@ from ironrt.private_home import secure_home
 from ironrt.protocol import DaemonStarted, DaemonStopped
 from ironrt.router.service import RouterService
 from ironrt.sdnotify import Notifier
-from ironrt.server import bind_tcp, bind_unix, limits_from, make_server
+from ironrt.server import Server, bind_tcp, bind_unix, limits_from, make_server
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database, SchemaTooNew
 from ironrt.supervisor.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ironrt.observe.alerts import AlertSender
+    from ironrt.observe.controlpanel import TelemetrySink
+    from ironrt.observe.otel import OtelExporter
 
 log = logging.getLogger("ironrt.daemon")
 
@@ -232,17 +236,36 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
     metrics = Metrics(supervisor, router.circuits, agent_ttl=settings.metrics_agent_ttl)
     router.observers.append(metrics.observe)
     # Alert webhooks and Control Panel telemetry: both only queue, never slow a call.
-    alerts = AlertSender(bus, settings.alert_webhooks) if settings.alert_webhooks else None
-    telemetry = telemetry_from(settings, bus)
+    # Each exporter is imported only when configured (most daemons have none): their
+    # modules are not on the start path.
+    alerts: AlertSender | None = None
+    if settings.alert_webhooks:
+        from ironrt.observe import alerts as alert_webhooks
+
+        alerts = alert_webhooks.AlertSender(bus, settings.alert_webhooks)
+    telemetry: TelemetrySink | None = None
+    if settings.telemetry_url is not None:
+        from ironrt.observe import controlpanel
+
+        telemetry = controlpanel.telemetry_from(settings, bus)
     if telemetry is not None:
         router.observers.append(telemetry.observe)
 
     def telemetry_state() -> str:
         return telemetry.state if telemetry is not None else "off"
 
-    register_gauge(metrics.registry, telemetry_state)
+    def telemetry_gauge(registry: CollectorRegistry) -> None:
+        from ironrt.observe.controlpanel import register_gauge
+
+        register_gauge(registry, telemetry_state)
+
+    metrics.on_registry(telemetry_gauge)  # at the first scrape
     # OpenTelemetry spans and metrics: only when an OTLP endpoint is set.
-    otel = otel_export.build(settings, supervisor)
+    otel: OtelExporter | None = None
+    if settings.otlp_endpoint or settings.otel_endpoint:
+        from ironrt.observe import otel as otel_export
+
+        otel = otel_export.build(settings, supervisor)
     if otel is not None:
         router.observers.append(otel.observe)
     stopping = anyio.Event()
@@ -294,6 +317,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         tg.start_soon(metrics.run, bus)
         if otel is not None:
             tg.start_soon(otel.run, bus)
+        tg.start_soon(_warm_up, router_server, stopping, settings.pii_regions)
         async with anyio.create_task_group() as servers:
             servers.start_soon(router_server.serve, [router_sock])
             servers.start_soon(control.serve, [control_sock])
@@ -349,17 +373,46 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
 
 async def _announce_ready(
     notifier: Notifier,
-    servers: tuple[uvicorn.Server, ...],
+    servers: tuple[Server, ...],
     stopping: anyio.Event,
     status: Callable[[], str],
 ) -> None:
-    """READY=1 once uvicorn serves both sockets (`Server.started`), not merely once they
+    """READY=1 once the servers serve both sockets (`Server.started`), not merely once they
     are bound: systemd then orders units after ours, and they expect answers."""
     while not all(server.started for server in servers):
         if stopping.is_set():
             return  # stopped before it was ever ready: say nothing
         await anyio.sleep(0.005)
     notifier.ready(notifier.status_text(status))
+
+
+async def _warm_up(server: Server, stopping: anyio.Event, regions: tuple[str, ...]) -> None:
+    """What the first calls would otherwise load, loaded in a worker thread once the router
+    serves: not before it answers (the start), not on an agent's first call (~0.3-0.4 s
+    slower than the next ones, measured by bench/startup.py). Calls that come meanwhile
+    wait at most for the same import, never see a half-built table. A failure here costs
+    only the first call its speed."""
+    while not server.started:
+        if stopping.is_set():
+            return
+        await anyio.sleep(0.005)
+    t0 = time.monotonic()
+    try:
+        # Abandoned if the daemon stops meanwhile: a stop never waits for it.
+        await anyio.to_thread.run_sync(_warm, regions, abandon_on_cancel=True)
+    except Exception:
+        log.exception("could not load the price tables and PII checks ahead of use")
+        return
+    took_ms = round((time.monotonic() - t0) * 1000)
+    log.info("price tables and PII checks loaded", extra={"fields": {"took_ms": took_ms}})
+
+
+def _warm(regions: tuple[str, ...]) -> None:
+    from ironrt.pii.warm import warm as warm_pii  # the detectors: not on the start path
+
+    warm_pii(regions)  # phonenumbers and the regions' numbering plans (ironrt/pii/warm.py)
+    # genai-prices' tables and the arithmetic a price takes (governance/pricing.py).
+    Pricer().check("openai", "gpt-4o-mini")
 
 
 async def _watch_signals(request_shutdown: Any) -> None:

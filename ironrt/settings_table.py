@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -74,8 +73,7 @@ class Kind(Protocol):
     def parse(self, raw: object) -> object: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Number:
+class Number(msgspec.Struct, frozen=True):
     """A number within `[low, high]` (`(low, high]` when `low_open`)."""
 
     low: float
@@ -120,8 +118,7 @@ class Number:
             raise ValueError(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Flag:
+class Flag(msgspec.Struct, frozen=True):
     accepts: str = "a boolean (1/0, true/false, yes/no, on/off)"
 
     def parse(self, raw: object) -> bool:
@@ -135,8 +132,7 @@ class Flag:
         raise ValueError(raw)
 
 
-@dataclass(frozen=True, slots=True)
-class Folder:
+class Folder(msgspec.Struct, frozen=True):
     accepts: str = "a folder"
 
     def parse(self, raw: object) -> Path:
@@ -145,8 +141,7 @@ class Folder:
         return Path(raw.strip()).expanduser()
 
 
-@dataclass(frozen=True, slots=True)
-class Host:
+class Host(msgspec.Struct, frozen=True):
     accepts: str = "a host name or IP address"
 
     def parse(self, raw: object) -> str:
@@ -155,8 +150,7 @@ class Host:
         return raw.strip()
 
 
-@dataclass(frozen=True, slots=True)
-class Url:
+class Url(msgspec.Struct, frozen=True):
     accepts: str = "an http:// or https:// URL"
 
     def parse(self, raw: object) -> str:
@@ -170,8 +164,7 @@ class Url:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class Size:
+class Size(msgspec.Struct, frozen=True):
     accepts: str = "a size from 1KB to 1TB (10MB, 512KB, or bytes)"
 
     def parse(self, raw: object) -> int:
@@ -180,8 +173,7 @@ class Size:
         return parse_size(str(raw))
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
+class Retention(msgspec.Struct, frozen=True):
     """How long traces are kept, in seconds; 0: forever. At least an hour, so `30m` meant
     as thirty months is refused rather than emptying the traces every half hour."""
 
@@ -202,8 +194,7 @@ class Retention:
         return seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Regions:
+class Regions(msgspec.Struct, frozen=True):
     accepts: str = "a list of ISO 3166 region codes with a phone numbering plan (US,GB,DE)"
 
     def parse(self, raw: object) -> tuple[str, ...]:
@@ -222,8 +213,7 @@ class Regions:
         return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(msgspec.Struct, frozen=True):
     """`host:port` to listen on (an IPv6 address in brackets); the port 1-65535."""
 
     accepts: str = "host:port, e.g. 127.0.0.1:9464 or [::1]:9464 (port 1-65535)"
@@ -247,8 +237,7 @@ _DURATION = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)(ms|s|m|h|d)?")
 _DURATION_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-@dataclass(frozen=True, slots=True)
-class Duration:
+class Duration(msgspec.Struct, frozen=True):
     """A duration written `500ms`, `30s`, `5m`, `1h`, `1d`, or a plain number of seconds."""
 
     low: float
@@ -316,8 +305,7 @@ class AlertWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"AlertWebhook({redact_url(self.url)!r}, events={list(self.events)!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class Webhooks:
+class Webhooks(msgspec.Struct, frozen=True):
     """`IRONRT_ALERT_WEBHOOKS`: comma-separated URLs; in config.toml also a list of URLs
     or of `[[alerts.webhooks]]` tables (`url`, `events`). Errors say what is wrong without
     showing a URL whole (`shown`)."""
@@ -366,8 +354,7 @@ class Webhooks:
         return str(why)
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
+class Secret(msgspec.Struct, frozen=True):
     """A token sent to a service: printable, no spaces, never shown in an error."""
 
     accepts: str = "a token (printable, no spaces; never shown)"
@@ -381,8 +368,7 @@ class Secret:
         return "a value that is not (hidden)"
 
 
-@dataclass(frozen=True, slots=True)
-class Setting:
+class Setting(msgspec.Struct, frozen=True):
     """One setting: its environment variable and the values it accepts."""
 
     name: str

@@ -20,25 +20,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 import msgspec
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 
 from ironrt._version import __version__
 from ironrt.events import EventBus
 from ironrt.observe.alerts_text import alert_text
 from ironrt.protocol.events import Event
 from ironrt.settings_table import AlertWebhook, redact_url
+
+if TYPE_CHECKING:
+    # httpx and tenacity (~120 ms of imports together) are imported by `run`: only a
+    # daemon with webhooks configured ever loads them.
+    import httpx
 
 __all__ = ["AlertSender", "Delivery"]
 
@@ -114,6 +112,8 @@ class AlertSender:
                     log.warning("%s is behind: alerts are dropped until it catches up", hook.name)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        import httpx
+
         timeout = httpx.Timeout(self.delivery.timeout_s)
         headers = {"user-agent": f"ironrt/{__version__}"}
         async with (
@@ -147,6 +147,15 @@ class AlertSender:
                     hook.sent += 1
 
     async def _post(self, hook: _Hook, client: httpx.AsyncClient, body: bytes) -> None:
+        import httpx  # loaded by `run` already: these are lookups
+        from tenacity import (
+            AsyncRetrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_after_delay,
+            wait_exponential_jitter,
+        )
+
         d = self.delivery
         retrying = AsyncRetrying(
             stop=stop_after_attempt(d.tries) | stop_after_delay(d.give_up_s),

@@ -29,13 +29,11 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
-import httpx
 import msgspec
 from anyio.abc import TaskStatus
-from prometheus_client import CollectorRegistry, Gauge
 
 from ironrt._version import __version__
 from ironrt.config import Settings
@@ -44,6 +42,12 @@ from ironrt.governance.flow import Flow
 from ironrt.observe.controlpanel_queue import Item, ItemType, TelemetryQueue
 from ironrt.protocol import Trace
 from ironrt.settings_table import redact_url
+
+if TYPE_CHECKING:
+    # httpx (~100 ms of imports with what it brings) and prometheus_client are imported
+    # where they are used: a daemon without telemetry never loads them.
+    import httpx
+    from prometheus_client import CollectorRegistry, Gauge
 
 __all__ = [
     "FAILURES_TO_DISABLE",
@@ -125,6 +129,8 @@ class TelemetrySink:
     # ---- the tasks --------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        import httpx
+
         try:
             await self.queue.open()
         except (OSError, sqlite3.Error) as exc:  # telemetry is optional: the daemon goes on
@@ -238,6 +244,8 @@ class TelemetrySink:
         """None if the Control Panel took the batch, else why not (no URL, no token)."""
         items = [{"seq": seq, "type": kind, "data": msgspec.Raw(data)} for seq, kind, data in batch]
         body = msgspec.json.encode({"source": source, "items": items})
+        import httpx  # loaded by `run` already: a lookup
+
         try:
             response = await client.post(self.endpoint, content=body)
         except httpx.HTTPError as exc:
@@ -263,6 +271,8 @@ def telemetry_from(settings: Settings, bus: EventBus) -> TelemetrySink | None:
 
 def register_gauge(registry: CollectorRegistry, state: Callable[[], str]) -> Gauge:
     """`ironrt_telemetry_enabled` (1/0) in `registry`, read from `state()` at each scrape."""
+    from prometheus_client import Gauge
+
     gauge = Gauge(
         "ironrt_telemetry_enabled",
         "1 while Control Panel telemetry is enabled; 0 when disabled (after 3 failed "

@@ -28,22 +28,22 @@ import bisect
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
-from prometheus_client import CollectorRegistry, Info
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.registry import Collector
 
-from ironrt._version import __version__
 from ironrt.events import EventBus
 from ironrt.governance.flow import Flow
-from ironrt.observe.metrics_live import LiveCollector, is_live
 from ironrt.protocol import Trace
 from ironrt.protocol.events import Event, PiiAlert
-from ironrt.supervisor.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from ironrt.supervisor.managed import Managed
+    from ironrt.supervisor.supervisor import Supervisor
 
 __all__ = [
     "CONTENT_TYPE",
@@ -55,8 +55,9 @@ __all__ = [
 
 log = logging.getLogger("ironrt.metrics")
 
-#: What `/metrics` answers with: the classic text format every Prometheus reads.
-CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+#: What `/metrics` answers with: the classic text format every Prometheus reads
+#: (prometheus_client's `CONTENT_TYPE_PLAIN_0_0_4`, spelled out: see `Metrics.registry`).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_AGENT_TTL_S = 3600.0
 #: LLM calls: a cached answer in milliseconds, a long reasoning call in minutes.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
@@ -82,9 +83,14 @@ TOKEN_TYPES = ("input", "output", "cached", "reasoning")
 #: The longest pause between two pruning passes.
 _PRUNE_EVERY_MAX_S = 60.0
 
-_CALL = ("agent", "project", "provider", "model")
-_AGENT = ("agent", "project")
+CALL_LABELS = ("agent", "project", "provider", "model")
+AGENT_LABELS = ("agent", "project")
 AgentKey = tuple[str, str]
+
+
+def is_live(m: Managed) -> bool:
+    """Running, or ended but about to be started again by its restart policy."""
+    return m.record.status.live or m.restart_pending
 
 
 class _Histogram:
@@ -147,11 +153,39 @@ class Metrics:
         self._agents: dict[AgentKey, _AgentSeries] = {}
         self._latency: dict[tuple[str, str], tuple[_Histogram, _Histogram]] = {}
         self._overhead = _Histogram(OVERHEAD_BUCKETS)
-        self.registry = reg = CollectorRegistry(auto_describe=True)
-        reg.register(_CallCollector(self))
-        Info("ironrt", "The daemon's version", registry=reg).info({"version": __version__})
-        if supervisor is not None:
-            reg.register(LiveCollector(supervisor, circuits or dict, agent_ttl))
+        self._circuits = circuits or dict
+        self._registry: CollectorRegistry | None = None
+        self._extra: list[Callable[[CollectorRegistry], object]] = []
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The collectors, built at the first scrape: counting needs none of them, and
+        prometheus_client costs the daemon's start ~25 ms of imports (http.server, email,
+        wsgiref come with it) and ~2 MB that a daemon nobody scrapes never needs."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, Info
+
+            from ironrt._version import __version__
+            from ironrt.observe.metrics_calls import CallCollector
+            from ironrt.observe.metrics_live import LiveCollector
+
+            reg = CollectorRegistry(auto_describe=True)
+            reg.register(CallCollector(self))
+            Info("ironrt", "The daemon's version", registry=reg).info({"version": __version__})
+            if self.supervisor is not None:
+                reg.register(LiveCollector(self.supervisor, self._circuits, self.agent_ttl))
+            self._registry = reg
+            for register in self._extra:
+                register(reg)
+        return self._registry
+
+    def on_registry(self, register: Callable[[CollectorRegistry], object]) -> None:
+        """Have `register(registry)` add its own metrics once the registry is built (at
+        once if it is): another part of the daemon's metric, at no cost before a scrape."""
+        if self._registry is not None:
+            register(self._registry)
+        else:
+            self._extra.append(register)
 
     # ---- settled calls (RouterService.observers) --------------------------------------
     def observe(self, trace: Trace, flow: Flow) -> None:
@@ -250,6 +284,8 @@ class Metrics:
     # ---- serving ---------------------------------------------------------------------
     def exposition(self) -> bytes:
         """The text a scrape gets (the live collectors read the daemon's state now)."""
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
     async def run(self, bus: EventBus) -> None:
@@ -269,79 +305,3 @@ class Metrics:
         while True:
             await anyio.sleep(every)
             self.prune()
-
-
-class _CallCollector(Collector):
-    """The call counters and histograms as metric families, built at scrape time from
-    the plain numbers `Metrics.observe` keeps."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        m = self.m
-        calls = CounterMetricFamily(
-            "ironrt_llm_calls",
-            "LLM calls settled by the router (status: ok, error, or refused by ironrt "
-            "before any provider answered)",
-            labels=[*_CALL, "status"],
-        )
-        cost = CounterMetricFamily(
-            "ironrt_llm_cost_usd",
-            "Cost of LLM calls in US dollars, as charged to the budgets",
-            labels=list(_CALL),
-        )
-        tokens = CounterMetricFamily(
-            "ironrt_llm_tokens",
-            "Tokens of LLM calls by type (input, output, cached, reasoning), as the "
-            "provider reported them",
-            labels=[*_CALL, "type"],
-        )
-        ratelimited = CounterMetricFamily(
-            "ironrt_ratelimit_refusals",
-            "Calls refused by a rate limit (rpm or tpm) of the agent or one of its scopes",
-            labels=list(_AGENT),
-        )
-        pii = CounterMetricFamily(
-            "ironrt_pii_findings",
-            "PII findings in prompts and answers, by type and by what was done "
-            "(detected, redacted, blocked)",
-            labels=[*_AGENT, "type", "action"],
-        )
-        for key, agent in list(m._agents.items()):
-            for (provider, model), s in agent.models.items():
-                labels = [*key, provider, model]
-                calls.add_metric([*labels, "ok"], s.ok)
-                calls.add_metric([*labels, "error"], s.error)
-                calls.add_metric([*labels, "refused"], s.refused)
-                cost.add_metric(labels, s.cost)
-                for kind, n in zip(TOKEN_TYPES, s.tokens, strict=True):
-                    tokens.add_metric([*labels, kind], n)
-            if agent.ratelimited:
-                ratelimited.add_metric(list(key), agent.ratelimited)
-            for (type_, action), n in agent.pii.items():
-                pii.add_metric([*key, type_, action], n)
-        yield from (calls, cost, tokens, ratelimited, pii)
-        duration = HistogramMetricFamily(
-            "ironrt_llm_request_duration_seconds",
-            "Latency of LLM calls as the agent saw them, from request to the end of the answer",
-            labels=["provider", "model"],
-        )
-        ttfb = HistogramMetricFamily(
-            "ironrt_llm_time_to_first_byte_seconds",
-            "Time from the request to the first byte of the provider's answer",
-            labels=["provider", "model"],
-        )
-        for pair, (whole, first) in list(m._latency.items()):
-            duration.add_metric(list(pair), whole.buckets(), whole.total)
-            ttfb.add_metric(list(pair), first.buckets(), first.total)
-        overhead = HistogramMetricFamily(
-            "ironrt_router_overhead_seconds",
-            "Time the router itself added to a call: its latency minus the time spent "
-            "waiting on the upstream (calls that reached no upstream are not counted)",
-        )
-        overhead.add_metric([], m._overhead.buckets(), m._overhead.total)
-        yield from (duration, ttfb, overhead)

@@ -1,5 +1,7 @@
 """The gauges of live state, read at scrape time: budgets per scope, agents, circuits.
 
+Imported when the metrics registry is built (the first scrape), not at the daemon's start.
+
 A custom collector reads what the daemon holds in memory (the ledger's scopes, the
 supervisor's agents and their last CPU/memory sample, the breaker's circuits) when
 Prometheus asks, and yields metric families: nothing is copied or kept between scrapes,
@@ -18,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ironrt.governance.ledger.scope import parse_iso
+from ironrt.observe.metrics import is_live as is_live  # re-exported
 from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.supervisor import Supervisor
 
@@ -27,11 +30,6 @@ __all__ = ["CIRCUIT_STATES", "LiveCollector", "is_live"]
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 _AGENT = ["agent", "agent_id", "project"]
-
-
-def is_live(m: Managed) -> bool:
-    """Running, or ended but about to be started again by its restart policy."""
-    return m.record.status.live or m.restart_pending
 
 
 class LiveCollector(Collector):

@@ -24,8 +24,6 @@ from __future__ import annotations
 import functools
 import re
 
-from phonenumbers import country_code_for_region
-
 from ironrt.pii.cues import NONE, PHONE, SSN, cue_before, id_word_before
 from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.rules import Rules
@@ -47,6 +45,8 @@ VERDICTS = 4096
 @functools.lru_cache(maxsize=64)
 def regions_of(regions: tuple[str, ...]) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
     """Whether the North American format is read, the other regions, all country codes."""
+    from phonenumbers import country_code_for_region  # not at import: see validators.py
+
     codes = tuple(dict.fromkeys(str(country_code_for_region(r)) for r in regions))
     nanp = "1" in codes
     return nanp, tuple(r for r in regions if country_code_for_region(r) != 1), codes

@@ -16,10 +16,16 @@ import binascii
 import functools
 import json
 import re
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE, REGION_CODE_FOR_NON_GEO_ENTITY, PhoneMetadata
-from phonenumbers.phonemetadata import NumberFormat, PhoneNumberDesc
+import msgspec
+
+if TYPE_CHECKING:
+    from phonenumbers.phonemetadata import NumberFormat, PhoneNumberDesc
+
+# phonenumbers is imported where a phone number is first checked (~40 ms of imports, and
+# more of regexes per numbering plan): the daemon's router answers before that, and
+# `ironrt.pii.warm` loads it in the background right after (see its docstring).
 
 __all__ = [
     "IBAN_LENGTHS",
@@ -182,8 +188,7 @@ _TYPE_DESCS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class _Desc:
+class _Desc(msgspec.Struct, frozen=True):
     lengths: frozenset[int]
     pattern: re.Pattern[str]
 
@@ -191,8 +196,7 @@ class _Desc:
         return (not self.lengths or len(nsn) in self.lengths) and bool(self.pattern.fullmatch(nsn))
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
+class _Plan(msgspec.Struct, frozen=True):
     """One region's numbering plan: valid iff the general and some number type match."""
 
     general: _Desc
@@ -212,6 +216,12 @@ def _desc(desc: PhoneNumberDesc | None) -> _Desc | None:
 
 @functools.cache
 def _plans(country_code: int) -> tuple[_Plan, ...]:
+    from phonenumbers import (
+        COUNTRY_CODE_TO_REGION_CODE,
+        REGION_CODE_FOR_NON_GEO_ENTITY,
+        PhoneMetadata,
+    )
+
     plans = []
     for region in COUNTRY_CODE_TO_REGION_CODE.get(country_code, ()):
         if region == REGION_CODE_FOR_NON_GEO_ENTITY:
@@ -235,6 +245,8 @@ def phone_ok(digits: str, country_code: int | None = None) -> bool:
     conversation and on every rescan of a stream's held-back tail.
     """
     if country_code is None:
+        from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
         for width in (1, 2, 3):
             cc = int(digits[:width])
             if cc in COUNTRY_CODE_TO_REGION_CODE:
@@ -254,8 +266,7 @@ def phone_ok(digits: str, country_code: int | None = None) -> bool:
 # --- National formats: a number written as at home, without its country code --------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Format:
+class _Format(msgspec.Struct, frozen=True):
     """One of a region's national formats: which numbers it applies to and how it groups."""
 
     leading: re.Pattern[str] | None
@@ -267,8 +278,7 @@ class _Format:
     parens: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _National:
+class _National(msgspec.Struct, frozen=True):
     plan: _Plan
     prefix: str | None
     formats: tuple[_Format, ...]
@@ -294,6 +304,8 @@ def _format(f: NumberFormat, prefix: str | None) -> _Format:
 
 @functools.cache
 def _national(region: str) -> _National | None:
+    from phonenumbers import PhoneMetadata
+
     meta = PhoneMetadata.metadata_for_region(region)
     general = _desc(meta.general_desc) if meta is not None else None
     if meta is None or general is None:

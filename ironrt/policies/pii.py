@@ -50,127 +50,40 @@ at every wake-up and socket call. 3 x 4 MiB redacted through the daemon (`bench/
 with the scan in worker threads (at most 1 or 2, in the same short pieces) 24-36/100-150
 ms and 16-17/63-88 ms; in steps on the loop 13/47 ms and 7/17 ms. A process pool would
 scan in parallel, but ships 15 MiB out and ~10^5 findings back through pickle on the loop.
+
+The checks themselves (`pii_checks.py`) are imported at the policy's first call, not when
+the router is built: the detectors they bring compile their patterns at import, ~10% of
+the daemon's start until its router answered. The daemon loads them in a worker thread
+right after its router answers (`ironrt/pii/warm.py`), so the first call does not pay
+for them either.
 """
 
 from __future__ import annotations
 
-import re
-import time
-from collections import Counter
-from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
+from ironrt.governance.flow import Flow, StreamEvent
 from ironrt.governance.policy import Policy
-from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
-from ironrt.pii.finding import Finding
-from ironrt.pii.redact import NovelPlaceholders
-from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
-from ironrt.pii.stream import StreamRedactor
-from ironrt.policies.pii_rules import PiiPlan, RulesFiles, plan_for
-from ironrt.protocol.events import PiiAlert, PiiBlocked, PiiFinding
+
+if TYPE_CHECKING:
+    from ironrt.pii.steps import Turns
+    from ironrt.policies.pii_checks import PiiCallState, PiiChecks
+    from ironrt.policies.pii_rules import PiiPlan, RulesFiles
 
 __all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
 
-T = TypeVar("T")
-
-#: Slots carrying text a stream already delivered in deltas (see providers/base.py).
-_REPEAT = "repeat"
-#: Slots whose text may be a JSON document rather than prose.
-_JSON_WHERE = ("tool_arguments", "tool_result", _REPEAT)
-#: Stream text is only counted, never rewritten, so it is scanned in batches of this many
-#: characters rather than on every one-token delta.
-_SCAN_BATCH = 128
 #: Characters of text (all slots of a request, response or stream event) checked inline,
 #: on the path they always took: about 1 ms on dense PII, a few on a loaded machine. Above
 #: it a check takes its agent's lock and gives the loop turns.
 INLINE_MAX = 4096
-#: Where an agent's large-check lock lives in `AgentGovernance.state`.
-_AGENT_LOCK = "pii"
-
-
-@dataclass(slots=True)
-class _Channel:
-    where: str
-    #: The last event that carried this channel's text: the template for a flushed tail.
-    like: StreamEvent
-    scanner: StreamScanner = field(default_factory=lambda: StreamScanner(batch=_SCAN_BATCH))
-    restorer: StreamRestorer | None = None
-    redactor: StreamRedactor | None = None
-    #: Whether the channel's text is JSON, decided by its first non-blank text.
-    json_text: bool | None = None
-
-
-@dataclass(slots=True)
-class PiiCallState:
-    """What the policy knows about one call."""
-
-    plan: PiiPlan
-    placeholders: Placeholders = field(default_factory=Placeholders)
-    #: (type, where) -> findings, in the request and in the response.
-    request: Counter[tuple[str, str]] = field(default_factory=Counter)
-    response: Counter[tuple[str, str]] = field(default_factory=Counter)
-    channels: dict[Hashable, _Channel] = field(default_factory=dict)
-    reported: bool = False
-    #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
-    novel: NovelPlaceholders | None = None
-    #: Whether each streamed channel's text was read as JSON, kept after the channel
-    #: closes: its repeats (channel + `"full"`) are read the same way.
-    json_streams: dict[Hashable, bool] = field(default_factory=dict)
-
-    @property
-    def redacting(self) -> bool:
-        return self.plan.redacting
-
-    def to_redact(self, findings: list[Finding]) -> list[Finding]:
-        """The findings of types this call redacts (the others are only counted)."""
-        redact = self.plan.redact
-        if len(redact) == len(self.plan.actions):
-            return findings
-        return [f for f in findings if f.type in redact]
-
-    def novel_placeholders(self) -> NovelPlaceholders:
-        if self.novel is None:
-            self.novel = NovelPlaceholders(self.placeholders)
-        return self.novel
-
-
-def _is_json_text(slot: TextSlot, text: str) -> bool:
-    """Whether the slot's text is itself JSON (tool-call arguments or a tool's result).
-
-    In JSON text escapes separate words when scanning, values restored into it are escaped
-    (a private key's newlines) and values taken from it are unescaped, so one placeholder
-    maps to one value whatever the context and the JSON stays valid.
-    """
-    if slot.where not in _JSON_WHERE:
-        return False
-    m = _FIRST_VISIBLE.match(text)  # `text.lstrip()` would copy a large text
-    return m is not None and m.group(1) in ("{", "[")
-
-
-def _json_of(state: PiiCallState, slot: TextSlot) -> bool:
-    """Whether to read the slot as JSON; a repeat as its deltas were read, when they came
-    (a message's text may start with `[`, a truncated call's arguments not parse)."""
-    if slot.where == _REPEAT and isinstance(slot.channel, tuple) and slot.channel:
-        streamed = state.json_streams.get(slot.channel[:-1])
-        if streamed is not None:
-            return streamed
-    return _is_json_text(slot, slot.text)
-
-
-#: The first character that is not whitespace (`\s` is `str.isspace`, as `lstrip` uses).
-_FIRST_VISIBLE = re.compile(r"\s*(\S)")
-
-
-def _size(slots: list[TextSlot]) -> int:
-    return sum(len(slot.text) for slot in slots)
 
 
 class PiiPolicy(Policy):
-    """The router awaits the `*_async` hooks; the plain ones check everything inline."""
+    """The router awaits the `*_async` hooks; the plain ones check everything inline.
+
+    Each hook hands the call to the checks (`PiiChecks`), built at the first one: an
+    `*_async` hook returns their coroutine as it is (no extra frame on the hot path)."""
 
     name = "pii"
 
@@ -178,349 +91,77 @@ class PiiPolicy(Policy):
         self,
         *,
         inline_max: int = INLINE_MAX,
-        turn_s: float = TURN_S,
-        step_s: float = STEP_S,
-        piece: int = PIECE_START,
+        turn_s: float | None = None,
+        step_s: float | None = None,
+        piece: int | None = None,
         rules: RulesFiles | None = None,
     ) -> None:
-        """The defaults are the daemon's; tests force the stepped path with small pieces
-        (`inline_max=0, step_s=0, piece=5`). `rules`: the home's and agents' `pii.toml`
-        (None: the built-in detectors only)."""
+        """The defaults are the daemon's (None: the pace of `ironrt/pii/steps.py`); tests
+        force the stepped path with small pieces (`inline_max=0, step_s=0, piece=5`).
+        `rules`: the home's and agents' `pii.toml` (None: the built-in detectors only)."""
         self.rules = rules
         self.inline_max = inline_max
-        self.step_s = step_s
-        self.piece = piece
-        self._turns = Turns(turn_s)
+        self._pace = (turn_s, step_s, piece)
+        self._checks: PiiChecks | None = None
 
-    async def _run(self, flow: Flow, size: int, steps: Steps[T]) -> T:
-        if size <= self.inline_max:
-            return drain(steps)
-        lock = flow.agent.state.get(_AGENT_LOCK)
-        if not isinstance(lock, anyio.Lock):
-            lock = flow.agent.state[_AGENT_LOCK] = anyio.Lock()
-        return await self._turns.run(lock, steps)
+    @property
+    def checks(self) -> PiiChecks:
+        checks = self._checks
+        if checks is None:
+            from ironrt.policies.pii_checks import PiiChecks
 
-    def _pace(self, size: int) -> Pace:
-        return Pace.whole() if size <= self.inline_max else Pace(self.step_s, self.piece)
+            turn_s, step_s, piece = self._pace
+            checks = self._checks = PiiChecks(
+                inline_max=self.inline_max,
+                turn_s=turn_s,
+                step_s=step_s,
+                piece=piece,
+                rules=self.rules,
+            )
+        return checks
 
-    # ---- request ------------------------------------------------------------------------
+    @property
+    def _turns(self) -> Turns:
+        """The large checks in progress (tests watch them)."""
+        return self.checks._turns
 
     def plan(self, flow: Flow) -> PiiPlan:
         """What this call does with each type (read once per call, at its start)."""
-        gov = flow.agent
-        if self.rules is None:
-            return plan_for(gov)
-        return plan_for(gov, self.rules.rules_for(gov.pii_file))
+        return self.checks.plan(flow)
 
     def request(self, flow: Flow) -> None:
-        plan = self.plan(flow)
-        if not plan.off:
-            drain(self._request_steps(flow, plan, flow.request_texts(), Pace.whole()))
+        self.checks.request(flow)
 
-    async def request_async(self, flow: Flow) -> None:
-        plan = self.plan(flow)
-        if plan.off:
-            return
-        slots = flow.request_texts()
-        size = _size(slots)
-        await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
-
-    def _request_steps(
-        self, flow: Flow, plan: PiiPlan, slots: list[TextSlot], pace: Pace
-    ) -> Steps[None]:
-        state = PiiCallState(plan)
-        flow.metadata["pii"] = state
-        redacting = plan.redacting
-        # Placeholders are issued slot by slot, finding by finding, as the text is scanned:
-        # the numbering inline redaction of the whole text gives.
-        rewritten: list[tuple[TextSlot, str]] = []
-        for slot in slots:
-            json_text = _is_json_text(slot, slot.text)
-            parts: list[str] = []
-            found = False
-            for stretch, findings in find_steps(
-                slot.text, pace, json_text=json_text, rules=plan.rules
-            ):
-                if findings:
-                    state.request.update((f.type, slot.where) for f in findings)
-                    hidden = state.to_redact(findings) if redacting else ()
-                    if hidden:
-                        found = True
-                        stretch = state.placeholders.redact(stretch, hidden, json_text=json_text)
-                parts.append(stretch)
-                yield
-            if found and redacting:
-                rewritten.append((slot, "".join(parts)))
-        if not state.request:
-            return
-        blocked = sorted({t for t, _ in state.request if t in plan.block})
-        if blocked:
-            types = ", ".join(blocked)
-            flow.refuse(Refusal(
-                status=400,
-                message=(
-                    f"ironrt blocked this request: it contains PII ({types}) that this "
-                    "agent's PII policy blocks. Remove the data, or redact that type instead "
-                    "(`--pii redact`, `--pii-types`; `pii=\"redact\"` in `ironrt.protect`)."
-                ),
-                type="invalid_request_error",
-                code="pii_blocked",
-                policy=self.name,
-                retryable=False,
-            ))  # fmt: skip
-            self._report(flow, state, state.request, "request", blocked=True)
-            return
-        for slot, text in rewritten:
-            slot.set(text)
-        self._report(flow, state, state.request, "request")
-
-    # ---- non-streamed response ----------------------------------------------------------
+    def request_async(self, flow: Flow) -> Coroutine[Any, Any, None]:
+        return self.checks.request_async(flow)
 
     def response(self, flow: Flow, body: object) -> bool:
-        state = flow.metadata.get("pii")
-        if not isinstance(state, PiiCallState):
-            return False
-        return drain(self._response_steps(flow, state, flow.response_texts(body), Pace.whole()))
+        return self.checks.response(flow, body)
 
-    async def response_async(self, flow: Flow, body: object) -> bool:
-        state = flow.metadata.get("pii")
-        if not isinstance(state, PiiCallState):
-            return False
-        slots = flow.response_texts(body)
-        size = _size(slots)
-        return await self._run(
-            flow, size, self._response_steps(flow, state, slots, self._pace(size))
-        )
-
-    def _response_steps(
-        self, flow: Flow, state: PiiCallState, slots: list[TextSlot], pace: Pace
-    ) -> Steps[bool]:
-        changed = False
-        for slot in slots:
-            if slot.where != _REPEAT:
-                json_text = _is_json_text(slot, slot.text)
-                for _, findings in find_steps(
-                    slot.text, pace, json_text=json_text, rules=state.plan.rules
-                ):
-                    state.response.update((f.type, slot.where) for f in findings)
-                    yield
-            if state.redacting and (yield from self._rewrite_whole(state, slot, pace)):
-                changed = True
-        self._finish(flow, state)
-        return changed
-
-    # ---- stream ---------------------------------------------------------------------------
+    def response_async(self, flow: Flow, body: object) -> Coroutine[Any, Any, bool]:
+        return self.checks.response_async(flow, body)
 
     def stream_event(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
-        state = flow.metadata.get("pii")
-        if not isinstance(state, PiiCallState):
-            return [event]
-        return drain(self._event_steps(flow, state, event, flow.event_texts(event), Pace.whole()))
+        return self.checks.stream_event(flow, event)
 
-    async def stream_event_async(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
+    def stream_event_async(
+        self, flow: Flow, event: StreamEvent
+    ) -> Coroutine[Any, Any, list[StreamEvent]]:
         """Events are small; one can still be huge (a `.done` event repeating a whole text)."""
-        state = flow.metadata.get("pii")
-        if not isinstance(state, PiiCallState):
-            return [event]
-        slots = flow.event_texts(event)
-        size = _size(slots)
-        return await self._run(
-            flow, size, self._event_steps(flow, state, event, slots, self._pace(size))
-        )
-
-    def _event_steps(
-        self,
-        flow: Flow,
-        state: PiiCallState,
-        event: StreamEvent,
-        slots: list[TextSlot],
-        pace: Pace,
-    ) -> Steps[list[StreamEvent]]:
-        closes = flow.event_closes(event)
-        for slot in slots:
-            if slot.where == _REPEAT:
-                if state.redacting:
-                    yield from self._rewrite_whole(state, slot, pace)
-                continue
-            closing = any(channel_closed(key, slot.channel) for key in closes)
-            yield from self._stream_slot(state, slot, event, closing, pace)
-        before: list[StreamEvent] = []
-        for key in closes:
-            for channel in [c for c in state.channels if channel_closed(key, c)]:
-                like = state.channels[channel].like
-                rest = self._close(state, channel)
-                if rest:
-                    before.append(flow.text_event(channel, rest, like))
-        return [*before, event] if before else [event]
+        return self.checks.stream_event_async(flow, event)
 
     def stream_end(self, flow: Flow) -> list[StreamEvent]:
-        state = flow.metadata.get("pii")
-        if not isinstance(state, PiiCallState):
-            return []
-        out: list[StreamEvent] = []
-        for channel in list(state.channels):
-            like = state.channels[channel].like
-            rest = self._close(state, channel)
-            if rest:
-                out.append(flow.text_event(channel, rest, like))
-        self._finish(flow, state)
-        return out
+        return self.checks.stream_end(flow)
 
     def complete(self, flow: Flow) -> None:
-        state = flow.metadata.get("pii")
-        if isinstance(state, PiiCallState) and not state.reported:
-            for channel in list(state.channels):  # the stream broke off: count what it had
-                self._close(state, channel)
-            self._finish(flow, state)
+        self.checks.complete(flow)
 
-    # ---- helpers ------------------------------------------------------------------------
 
-    def _stream_slot(
-        self, state: PiiCallState, slot: TextSlot, event: StreamEvent, closing: bool, pace: Pace
-    ) -> Steps[None]:
-        """Feed the slot's text to its channel, in pieces if it is large.
+def __getattr__(name: str) -> Any:
+    """`PiiCallState` (what the checks know about a call, in `flow.metadata["pii"]`) comes
+    with the checks, imported on first use."""
+    if name == "PiiCallState":
+        from ironrt.policies.pii_checks import PiiCallState
 
-        The scanner, restorer and redactor give the same text for any split of what they
-        are fed, so the pieces change nothing; a text of one piece takes the calls it
-        always took.
-        """
-        ch = state.channels.get(slot.channel)
-        if ch is None:
-            scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
-            ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
-        ch.like = event
-        if state.redacting and ch.restorer is None:
-            ch.restorer = StreamRestorer(state.placeholders)
-            ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
-        if ch.json_text is None and slot.text.strip():
-            ch.json_text = ch.scanner.json_text = _is_json_text(slot, slot.text)
-            state.json_streams[slot.channel] = ch.json_text
-            if ch.restorer is not None and ch.redactor is not None:
-                ch.restorer.json_escape = ch.redactor.json_text = ch.json_text
-        text, out, pos = slot.text, list[str](), 0
-        while True:
-            size = pace.size
-            piece = text if pos == 0 and len(text) <= size else text[pos : pos + size]
-            pos += len(piece)
-            last = pos >= len(text)
-            t0 = time.perf_counter()
-            _, findings = ch.scanner.feed(piece)
-            state.response.update((f.type, ch.where) for f in findings)
-            if ch.restorer is not None and ch.redactor is not None:
-                done = ch.restorer.feed(piece)
-                if last and closing:
-                    done += ch.restorer.flush()
-                done = ch.redactor.feed(done)
-                if last and closing:
-                    done += ch.redactor.flush()
-                out.append(done)
-            pace.took(len(piece), time.perf_counter() - t0)
-            if last:
-                break
-            yield
-        if state.redacting:
-            rewritten = out[0] if len(out) == 1 else "".join(out)
-            if rewritten != slot.text:
-                slot.set(rewritten)
-        if closing:
-            self._close(state, slot.channel)
-
-    @staticmethod
-    def _close(state: PiiCallState, channel: Hashable) -> str:
-        """Forget a channel; return the text it still held (to be sent before the close)."""
-        ch = state.channels.pop(channel)
-        _, findings = ch.scanner.flush()
-        state.response.update((f.type, ch.where) for f in findings)
-        if ch.restorer is None or ch.redactor is None:
-            return ""
-        return ch.redactor.feed(ch.restorer.flush()) + ch.redactor.flush()
-
-    @staticmethod
-    def _rewrite_whole(state: PiiCallState, slot: TextSlot, pace: Pace) -> Steps[bool]:
-        """Restore the agent's values, then hide what the model produced itself."""
-        json_text = _json_of(state, slot)
-        text = slot.text
-        if len(text) <= pace.size:
-            text = state.placeholders.restore(text, json_escape=json_text)
-        else:  # the restorer gives the same text for any split of it
-            restorer = StreamRestorer(state.placeholders, json_escape=json_text)
-            size = pace.size
-            parts: list[str] = []
-            for pos in range(0, len(text), size):
-                parts.append(restorer.feed(text[pos : pos + size]))
-                yield
-            parts.append(restorer.flush())
-            text = "".join(parts)
-        novel: NovelPlaceholders | None = None
-        parts = []
-        rules = state.plan.redact_rules
-        for stretch, findings in find_steps(text, pace, json_text=json_text, rules=rules):
-            if findings:
-                if novel is None:
-                    novel = state.novel_placeholders()
-                parts.append(novel.redact(stretch, findings, json_text=json_text))
-            else:
-                parts.append(stretch)
-            yield
-        text = parts[0] if len(parts) == 1 else "".join(parts)
-        if text == slot.text:
-            return False
-        slot.set(text)
-        return True
-
-    def _finish(self, flow: Flow, state: PiiCallState) -> None:
-        if not state.reported:
-            state.reported = True
-            self._report(flow, state, state.response, "response")
-
-    @staticmethod
-    def _report(
-        flow: Flow,
-        state: PiiCallState,
-        counts: Counter[tuple[str, str]],
-        direction: str,
-        *,
-        blocked: bool = False,
-    ) -> None:
-        """One `PiiAlert` per direction: `actions` says what was done per type, `action`
-        the strongest of them (a response's findings are redacted or detected, never
-        blocked: the provider already answered)."""
-        total = sum(counts.values())
-        if not total:
-            return
-        flow.agent.pii_findings += total
-        per_type: Counter[str] = Counter()
-        for (type_, _), n in counts.items():
-            per_type[type_] += n
-        done = {"block": "blocked", "redact": "redacted", "detect": "detected"}
-        actions: dict[str, str] = {}
-        for type_ in per_type:
-            act = state.plan.actions.get(type_, "detect")
-            if act == "block" and not blocked:
-                act = "detect"  # a reply is not refused; nor, short of a block, a request
-            actions[type_] = done[act]
-        order = ("detected", "redacted", "blocked")
-        action = max(actions.values(), key=order.index)
-        flow.emit(
-            PiiAlert(
-                direction=direction,
-                action=action,
-                actions=dict(sorted(actions.items())),
-                count=total,
-                types=sorted(per_type),
-                where=sorted({w for _, w in counts}),
-                counts=dict(sorted(per_type.items())),
-                findings=[
-                    PiiFinding(type=t, where=w, count=n) for (t, w), n in sorted(counts.items())
-                ],
-            )
-        )
-        if blocked:
-            stopped = sorted(t for t, act in actions.items() if act == "blocked")
-            flow.emit(
-                PiiBlocked(
-                    direction=direction,
-                    types=stopped,
-                    counts={t: per_type[t] for t in stopped},
-                )
-            )
+        return PiiCallState
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,6 +13,7 @@ one, and every other operation on one answers 409. Limits and scopes: `limits`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,7 @@ from ironrt.supervisor.commands import default_name, resolve_command
 from ironrt.supervisor.environment import scrub
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.limits import SupervisorLimits
-from ironrt.supervisor.logrelay_client import LogRelay
+from ironrt.supervisor.logrelay_client import LogRelay, RelayBroken
 from ironrt.supervisor.managed import Managed, govern
 from ironrt.supervisor.memory import MemoryGuard
 from ironrt.supervisor.metrics import metrics_for
@@ -58,6 +59,7 @@ from ironrt.supervisor.sampling import sample_forever
 from ironrt.values import RESERVED_NAMES
 
 S = AgentStatus
+log = logging.getLogger("ironrt.supervisor")
 
 
 class Supervisor(SupervisorLimits):
@@ -150,10 +152,19 @@ class Supervisor(SupervisorLimits):
     async def run(self, tg: TaskGroup, governance: dict[str, AgentGovernance]) -> None:
         """Load the agents the store knows, recover each, and start background work."""
         self.life.tg = tg
-        await self.logs.start()
-        tg.start_soon(self.logs.watch)
         # Its own agents only: library records belong to the processes that wrote them.
-        for stored in await agent_store.load_all(self.db, "process"):
+        stored_agents = await agent_store.load_all(self.db, "process")
+        if any(stored.record.status.live for stored in stored_agents):
+            # Agents that outlived the last daemon: their pipes are adopted from the relay
+            # before they are recovered.
+            await self.logs.start()
+        else:
+            # Nothing to adopt: the relay (a process that takes ~100-250 ms to answer) is
+            # reached in the background, not before the router answers; an agent started
+            # meanwhile waits for it (`LogRelay.pipe_for` reaches or starts one itself).
+            tg.start_soon(self._start_logs)
+        tg.start_soon(self.logs.watch)
+        for stored in stored_agents:
             gov = governance.get(stored.record.id) or AgentGovernance(stored.record.id)
             fresh = scope_key("agent", stored.record.id) not in self.ledger.scopes
             gov.scopes = self.scopes_for(stored.record)
@@ -165,6 +176,12 @@ class Supervisor(SupervisorLimits):
         await library.records(self.db)  # those whose process died meanwhile: ended
         tg.start_soon(sample_forever, self.agents, MemoryGuard(self.life), self.sample_interval)
         tg.start_soon(self._pauses.run)
+
+    async def _start_logs(self) -> None:
+        try:
+            await self.logs.start()
+        except (OSError, RelayBroken) as exc:  # the next agent's start tries again
+            log.warning("log relay: not started yet (%s)", exc)
 
     async def shutdown(self, *, keep_agents: bool, timeout: float = 10.0) -> None:
         if not keep_agents:
