@@ -20,8 +20,8 @@ writes, agent lifecycle rows, never touch a spend column.)
 from __future__ import annotations
 
 import logging
-import math
 import sqlite3
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +50,9 @@ class _Write:
     statements: list[Statement]
     #: The call recorded by this write: given its row id once committed.
     trace: Trace | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    #: Set when its write is committed (`finished`), or when it is to lead the next commit.
+    wake: anyio.Event = field(default_factory=anyio.Event)
+    finished: bool = False
     ok: bool = False
 
 
@@ -61,13 +63,23 @@ CHECKPOINT_EVERY_S = 1.0
 class Books:
     """Commits run on the event loop's own thread while the write lock is free (a batch
     takes ~0.15 ms, less than a hop to a worker thread and back), in a worker thread when
-    another connection holds it (the wait must not stall the loop). See store/writer.py."""
+    another connection holds it (the wait must not stall the loop). See store/writer.py.
+
+    There is no writer task: whoever queues a write while no commit runs leads the next
+    one. It yields once (so that the calls settling in the same turn of the loop join its
+    batch), then commits everything queued, in queue order, until its own write is done;
+    what was queued meanwhile is handed to the next waiting writer, which leads from
+    there. One commit at a time, and no call waits for more than the batches ahead of it
+    and its own. (A writer task cost every call two task switches and its queue.)"""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._writer: BatchWriter | None = None
         self._since_checkpoint = 0
-        self._send, self._receive = anyio.create_memory_object_stream[_Write](math.inf)
+        self._pending: deque[_Write] = deque()
+        self._leading = False
+        self._closed = False
+        self._closing = anyio.Event()
 
     async def record(self, trace: Trace, agent_spent_usd: float, scopes: tuple[Scope, ...]) -> bool:
         """A settled call: its trace, its agent's spend of all time and its scopes' window
@@ -90,39 +102,58 @@ class Books:
         return await self._queue([(_DELETE_SCOPE, (key,))])
 
     async def _queue(self, statements: list[Statement], trace: Trace | None = None) -> bool:
+        if self._closed:
+            raise anyio.ClosedResourceError
         item = _Write(statements, trace)
-        self._send.send_nowait(item)
-        await item.done.wait()
+        self._pending.append(item)
+        # Shielded: a commit must not be cut halfway (its batch holds other calls' writes),
+        # nor may a writer handed the lead leave without taking it. A cancelled caller
+        # waits for its commit (well under a millisecond, unless the lock is held).
+        with anyio.CancelScope(shield=True):
+            handed = False
+            if self._leading:
+                await item.wake.wait()
+                if item.finished:
+                    return item.ok
+                handed = True  # woken to lead: the previous leader's write is done
+            self._leading = True
+            try:
+                if not handed:
+                    await anyio.lowlevel.checkpoint()  # the same turn's calls join in
+                while not item.finished:
+                    batch = [self._pending.popleft()]
+                    while self._pending and len(batch) < _MAX_BATCH:
+                        batch.append(self._pending.popleft())
+                    await self._commit(batch)
+            finally:
+                if self._pending:  # queued meanwhile: its first writer leads next
+                    self._pending[0].wake.set()
+                else:
+                    self._leading = False
         return item.ok
 
     async def run(self) -> None:
+        """The writer's connection, and its WAL checkpoints, for as long as the books are
+        open (the daemon's and library mode's lifetime)."""
         if self.db.path is not None:
             self._writer = BatchWriter.open(self.db.path)
         try:
-            async with anyio.create_task_group() as tg:
-                if self._writer is not None:
-                    tg.start_soon(self._checkpoints, self._writer)
-                async with self._receive:
-                    async for first in self._receive:
-                        batch = [first]
-                        while len(batch) < _MAX_BATCH:
-                            try:
-                                batch.append(self._receive.receive_nowait())
-                            except anyio.WouldBlock:
-                                break
-                        with anyio.CancelScope(shield=True):
-                            await self._commit(batch)
-                tg.cancel_scope.cancel()
+            await self._checkpoints(self._writer)
         finally:
-            if self._writer is not None:
-                self._writer.close()
+            with anyio.CancelScope(shield=True):
+                while self._leading:  # a commit in a worker thread: let it end
+                    await anyio.sleep(0.01)
+                if self._writer is not None:
+                    self._writer.close()
+                    self._writer = None
 
-    async def _checkpoints(self, writer: BatchWriter) -> None:
+    async def _checkpoints(self, writer: BatchWriter | None) -> None:
         """The writer never checkpoints inside a commit (store/writer.py): do it here, off
         the loop, once a second while calls are being written."""
-        while True:
-            await anyio.sleep(CHECKPOINT_EVERY_S)
-            if self._since_checkpoint:
+        while not self._closed:
+            with anyio.move_on_after(CHECKPOINT_EVERY_S):
+                await self._closing.wait()
+            if self._since_checkpoint and writer is not None:
                 self._since_checkpoint = 0
                 try:
                     await writer.checkpoint()
@@ -166,7 +197,10 @@ class Books:
             ok = False
         for item in batch:
             item.ok = ok
-            item.done.set()
+            item.finished = True
+            item.wake.set()
 
     def close(self) -> None:
-        self._send.close()
+        """No more writes; `run` checkpoints what was written and ends."""
+        self._closed = True
+        self._closing.set()
