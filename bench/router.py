@@ -22,9 +22,10 @@ of bench/_budget.py: c=32 throughput of an agent in three budgeted scopes vs one
 sequential spender's utilization, the 64-call burst, and the cost of committing each
 call's cost before its answer ends.
 
-Targets (DESIGN.md, issue): added p50 <= 0.5 ms and p99 <= 2 ms at c=1; streaming adds
-<= 1 ms to time to first byte; >= 1,000 requests/s through the router at c=32; with PII
-detect/redact on a 3 KB prompt the added p50 stays <= 1 ms.
+Targets (issue 14): added p50 <= 0.35 ms and p99 <= 1 ms at c=1; streaming adds <= 0.5 ms
+to time to first byte; >= 3,000 requests/s through the router at c=32 (router, load
+generator and upstream on the same two cores); with PII detect/redact on a 3 KB prompt
+the added p50 stays <= 0.6 ms. Start-up and memory goals: bench/startup.py.
 """
 
 from __future__ import annotations
@@ -78,12 +79,14 @@ LITELLM_VENV = Path(
 )
 #: Pinned: a release from before the compromised 1.107.0 and installable from the mirror.
 LITELLM_SPEC = "litellm[proxy]==1.100.5"
+#: Issue 14's goals (the router at the floor). Start-up (<= 0.5 s until the router
+#: answers) and RSS (<= 60 MB with 100 agents) are bench/startup.py's.
 TARGETS = {
-    "added_p50_ms": 0.5,
-    "added_p99_ms": 2.0,
-    "added_ttfb_ms": 1.0,
-    "c32_rps": 1000.0,
-    "pii_added_p50_ms": 1.0,
+    "added_p50_ms": 0.35,
+    "added_p99_ms": 1.0,
+    "added_ttfb_ms": 0.5,
+    "c32_rps": 3000.0,
+    "pii_added_p50_ms": 0.6,
 }
 
 
