@@ -30,6 +30,7 @@ bench:
     python bench/otel.py
     python bench/usage.py
     python bench/startup.py
+    python bench/event_loop.py
 
 # The offline demo: no key, no network.
 demo:

@@ -170,6 +170,7 @@ SETTINGS_FIELDS: dict[str, str] = {
     "header_timeout": "IRONRT_HEADER_TIMEOUT",
     "body_timeout": "IRONRT_BODY_TIMEOUT",
     "keepalive_timeout": "IRONRT_KEEPALIVE_TIMEOUT",
+    "event_loop": "IRONRT_EVENT_LOOP",
     "pii_regions": "IRONRT_PII_REGIONS",
     "pii_private_ips": "IRONRT_PII_PRIVATE_IPS",
     "trace_retention_s": "IRONRT_TRACE_RETENTION",
@@ -443,6 +444,9 @@ class Settings(msgspec.Struct, frozen=True):
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 15.0
+    #: The daemon's event loop (`IRONRT_EVENT_LOOP`): None: uvloop when it can be imported,
+    #: else plain asyncio (ironrt.daemon.event_loop).
+    event_loop: str | None = None
     #: Regions whose national phone formats the PII detectors read (`IRONRT_PII_REGIONS`).
     pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS
     #: Whether addresses in private ranges are PII findings (`IRONRT_PII_PRIVATE_IPS`).

@@ -34,6 +34,7 @@ __all__ = [
     "SETTINGS",
     "Address",
     "AlertWebhook",
+    "Choice",
     "Duration",
     "Flag",
     "Folder",
@@ -130,6 +131,22 @@ class Flag(msgspec.Struct, frozen=True):
         if text in _FALSE:
             return False
         raise ValueError(raw)
+
+
+class Choice(msgspec.Struct, frozen=True):
+    """One word out of a few (`asyncio`, `uvloop`), in any case."""
+
+    words: tuple[str, ...]
+
+    @property
+    def accepts(self) -> str:
+        return "one of " + ", ".join(self.words)
+
+    def parse(self, raw: object) -> str:
+        text = raw.strip().lower() if isinstance(raw, str) else None
+        if text is None or text not in self.words:
+            raise ValueError(raw)
+        return text
 
 
 class Folder(msgspec.Struct, frozen=True):
@@ -590,6 +607,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_HEADER_TIMEOUT", _seconds(0.1, 300, low_open=False)),
     Setting("IRONRT_BODY_TIMEOUT", _seconds(0.1, 3600, low_open=False)),
     Setting("IRONRT_KEEPALIVE_TIMEOUT", _seconds(1, 3600, low_open=False)),
+    # The daemon's event loop: uvloop when installed (faster router), plain asyncio otherwise.
+    Setting("IRONRT_EVENT_LOOP", Choice(("uvloop", "asyncio"))),
     Setting("IRONRT_PII_REGIONS", Regions()),
     Setting("IRONRT_PII_PRIVATE_IPS", Flag()),
     # Traces older than this are pruned in the background; the usage rollups stay.

@@ -18,7 +18,7 @@ import os
 import socket
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote
 
 import httptools
@@ -85,8 +85,8 @@ class HttpConnection(asyncio.Protocol):
     # -- connection ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A cast, not an isinstance check: uvloop's transports are no asyncio.Transport.
+        self.transport = transport = cast("asyncio.Transport", transport)
         sock = transport.get_extra_info("socket")
         limits = self.guard.limits
         if sock is not None and sock.family == socket.AF_UNIX:
