@@ -250,7 +250,7 @@ class Flow:
     failed_policy: str | None = None
     #: The completion's texts as the provider sent them (before the response policies),
     #: collected by the relay only when message content is captured for telemetry
-    #: (`router.relay.capture_completions`); None otherwise.
+    #: (`RouterConfig.capture_completions`); None otherwise.
     output_texts: list[str] | None = None
 
     @property

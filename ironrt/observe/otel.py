@@ -37,7 +37,6 @@ from ironrt.governance.flow import Flow
 from ironrt.observe.otel_content import input_messages, output_messages
 from ironrt.observe.otel_records import CallRecord, Record, RunRecord, frame
 from ironrt.protocol import Trace
-from ironrt.router import relay
 from ironrt.supervisor.supervisor import Supervisor
 
 __all__ = ["OtelExporter", "build"]
@@ -111,8 +110,6 @@ class OtelExporter:
         self.dropped = 0
         #: Records handed to the worker.
         self.sent = 0
-        if self.capture:
-            relay.capture_completions = True
 
     # ---- the hot path -------------------------------------------------------------------
 

@@ -417,10 +417,24 @@ class RouterApp:
         try:
             if flow.stream and upstream.status < 300 and "event-stream" in upstream.content_type:
                 await relay_stream(
-                    flow, upstream, receive, send, self.pipeline, drop_usage, self.settle
+                    flow,
+                    upstream,
+                    receive,
+                    send,
+                    self.pipeline,
+                    drop_usage,
+                    self.settle,
+                    capture=self.config.capture_completions,
                 )
             else:
-                await relay_body(flow, upstream, send, self.pipeline, self.settle)
+                await relay_body(
+                    flow,
+                    upstream,
+                    send,
+                    self.pipeline,
+                    self.settle,
+                    capture=self.config.capture_completions,
+                )
         finally:
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()

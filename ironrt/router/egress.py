@@ -22,6 +22,10 @@ class RouterConfig:
     offline: bool
     base_urls: dict[str, str | None]
     keys: Callable[[str], tuple[str, str] | None]
+    #: Collect each completion's text as the provider sent it (`Flow.output_texts`, before
+    #: the response policies restore or redact): set by the daemon only when spans carry
+    #: message content (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`).
+    capture_completions: bool = False
 
 
 def upstream_headers(

@@ -45,6 +45,17 @@ _DONE = b"[DONE]"
 
 def _parse(raw: bytes) -> StreamEvent:
     """Build a `StreamEvent` from one complete event's bytes."""
+    # What nearly every provider event is: one `data: ` line, then the blank line.
+    if raw.startswith(b"data: ") and raw.endswith(b"\n\n"):
+        payload = raw[6:-2]
+        if b"\n" not in payload and b"\r" not in payload:
+            data: Any = None
+            if payload and payload != _DONE:
+                try:
+                    data = _DECODER.decode(payload)
+                except msgspec.DecodeError:
+                    data = None
+            return StreamEvent(raw, None, data)
     event: str | None = None
     data_lines: list[bytes] = []
     for line in raw.splitlines():
@@ -57,7 +68,7 @@ def _parse(raw: bytes) -> StreamEvent:
         elif line.startswith(b"event:"):
             value = line[6:]
             event = (value[1:] if value.startswith(b" ") else value).decode("utf-8", "replace")
-    data: Any = None
+    data = None
     if data_lines:
         payload = data_lines[0] if len(data_lines) == 1 else b"\n".join(data_lines)
         if payload and payload != _DONE:
@@ -90,6 +101,11 @@ class SSEParser:
         if not chunk:
             return []
         buf = self._buf
+        if not buf and type(chunk) is bytes and b"\r" not in chunk:
+            # Nothing pending and only \n line ends (what providers send): an event ends
+            # at the first "\n\n", found by `bytes.find`, and a chunk holding exactly one
+            # event becomes its `raw` without a copy (a whole slice of bytes is itself).
+            return self._feed_lf(chunk)
         buf += chunk
         events: list[StreamEvent] = []
         start = 0
@@ -105,6 +121,21 @@ class SSEParser:
             self._scan = 0
             raise EventTooLarge(f"an upstream stream event exceeds {MAX_EVENT_BYTES} bytes")
         self._scan = max(0, len(buf) - 3)
+        return events
+
+    def _feed_lf(self, chunk: bytes) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        start = 0
+        while (end := chunk.find(b"\n\n", start)) != -1:
+            end += 2
+            events.append(_parse(chunk[start:end]))
+            start = end
+        if start < len(chunk):
+            rest = chunk[start:]
+            if len(rest) > MAX_EVENT_BYTES:
+                raise EventTooLarge(f"an upstream stream event exceeds {MAX_EVENT_BYTES} bytes")
+            self._buf += rest
+            self._scan = max(0, len(rest) - 3)
         return events
 
     def flush(self) -> list[StreamEvent]:

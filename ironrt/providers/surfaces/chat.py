@@ -15,6 +15,7 @@ OpenAI-compatible provider serve it.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -236,24 +237,27 @@ class ChatSurface(ApiSurface):
         return out
 
     def event_texts(self, ev: StreamEvent) -> list[TextSlot]:
+        # Called for every event of a stream a policy reads: nothing is built for a delta
+        # that has no tool call (most of them).
         data = ev.data
         if not isinstance(data, dict):
             return []
         out: list[TextSlot] = []
-
-        def setter_for(container: Any, key: Any) -> Callable[[str], None]:
-            return event_setter(ev, container, key)
-
         for pos, choice in enumerate(data.get("choices") or ()):
             if not isinstance(choice, dict):
                 continue
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
             index = choice.get("index", pos)
-            delta = dict_value(choice.get("delta"))
             content = delta.get("content")
             if isinstance(content, str) and content:
-                setter = setter_for(delta, "content")
+                setter = event_setter(ev, delta, "content")
                 out.append(TextSlot(("choice", index, "content"), content, setter, "completion"))
-            _tool_call_slots(delta, ("choice", index), setter_for, out, with_index=True)
+            if "tool_calls" in delta or "function_call" in delta:
+                _tool_call_slots(
+                    delta, ("choice", index), partial(event_setter, ev), out, with_index=True
+                )
         return out
 
     def event_closes(self, ev: StreamEvent) -> list[Hashable]:
