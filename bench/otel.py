@@ -3,6 +3,7 @@
 
     python bench/otel.py            # ~40 s
     python bench/otel.py --quick    # ~15 s smoke run
+    python bench/otel.py --worker   # the export worker alone: CPU per span (~10 s)
 
 Processes: this script (the load generator of bench/_loadgen.py), the fake upstream
 (bench/_upstream.py, zero latency), two ironrt daemons (TempDaemon) pointed at it, one
@@ -12,12 +13,18 @@ counting the call spans it decodes: every recorded call must arrive as a span). 
 phases alternate off/on so both meet the same machine state; the figure is the median
 requests/s of each side's phases. The calls carry real usage, so each one is a full
 span with its metrics.
+
+CPU is accounted per process over the measured phases (psutil): each daemon's per call,
+the export worker's per span, the receiver's. `--worker` measures the worker on its own
+(a fixed load of records written to its stdin, the CPU it spent beyond its start-up),
+unaffected by the router's speed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -30,10 +37,12 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import psutil
 from _common import machine, ratio, start_token_agent, table, write_results
 from _loadgen import Target, build_request, saturate
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
+from ironrt.observe.otel_records import CallRecord, RunRecord, frame
 from ironrt.tempdaemon import TempDaemon
 
 NAME = "otel"
@@ -86,6 +95,118 @@ def start_receiver() -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[1])
 
 
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (nan: gone or unknown)."""
+    if pid is None:
+        return float("nan")
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return float("nan")
+    return float(t.user + t.system)
+
+
+def worker_pid(d: TempDaemon) -> int | None:
+    """The export worker: the daemon's child running `ironrt.observe.otel_worker`."""
+    assert d.proc is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for child in psutil.Process(d.proc.pid).children():
+            try:
+                if "ironrt.observe.otel_worker" in child.cmdline():
+                    return int(child.pid)
+            except psutil.Error:
+                continue
+        time.sleep(0.05)
+    return None
+
+
+def call_record(i: int, now_ns: int) -> CallRecord:
+    """A record like the bench's calls: a full span with usage and its metrics."""
+    return CallRecord(
+        agent_id="4f9c2b7e1a",
+        agent_name="bench-on",
+        project=None,
+        pid=4242,
+        run_started_s=1_700_000_000.125,
+        provider="openai",
+        endpoint="chat.completions",
+        request_model="gpt-4o-mini",
+        response_model="gpt-4o-mini-2024-07-18",
+        stream=False,
+        status_code=200,
+        input_tokens=12 + i % 7,
+        output_tokens=9 + i % 5,
+        cached_tokens=0,
+        cache_write_tokens=0,
+        reasoning_tokens=0,
+        has_usage=True,
+        cost_usd=1.23e-5 + i * 1e-9,
+        start_ns=now_ns - 3_000_000 + i,
+        end_ns=now_ns + i,
+        ttfb_s=None,
+        overhead_ms=0.8 + (i % 10) / 100,
+        refusal=None,
+        error_type=None,
+        error=None,
+        server_address="127.0.0.1",
+        server_port=8080,
+    )
+
+
+def run_worker(records: int, port: int) -> float:
+    """CPU seconds the worker spent exporting `records` call spans (and one run span) to
+    the receiver, start-up and flush included. Its span queue is made large enough that
+    none is dropped: a dropped span would be CPU not spent."""
+    env = {**os.environ, "OTEL_BSP_MAX_QUEUE_SIZE": str(records + 10_000)}
+    cmd = [sys.executable, "-m", "ironrt.observe.otel_worker"]
+    cmd += ["--endpoint", f"http://127.0.0.1:{port}", "--flush-s", "30"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, env=env)
+    assert proc.stdin is not None
+    now = time.time_ns()
+    batch = [call_record(i, now) for i in range(512)]
+    for _ in range(records // 512):
+        proc.stdin.write(frame(list(batch)))
+    run = RunRecord("4f9c2b7e1a", 4242, 1_700_000_000.125, time.time(), "bench-on", None)
+    proc.stdin.write(frame([run]))
+    proc.stdin.close()
+    _, _, usage = os.wait4(proc.pid, 0)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def received(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/count", timeout=5) as got:
+        return int(got.read())
+
+
+def worker_main(records: int) -> int:
+    """`--worker`: µs of worker CPU per call span, beyond its start-up (a run with no
+    call records), median of three."""
+    receiver, port = start_receiver()
+    try:
+        idle = min(run_worker(0, port) for _ in range(2))
+        before = received(port)
+        full = [run_worker(records, port) for _ in range(3)]
+        sent = (records // 512) * 512
+        got = received(port) - before
+    finally:
+        stop_proc(receiver)
+    per_span = [(f - idle) / sent * 1e6 for f in full]
+    results = {
+        "machine": machine(),
+        "records": sent,
+        "startup_cpu_ms": idle * 1000,
+        "cpu_us_per_span": per_span,
+        "median_cpu_us_per_span": statistics.median(per_span),
+        "spans_received": got,
+    }
+    print(f"worker start-up {idle * 1000:.0f} ms CPU; per call span (3 runs of {sent:,}):")
+    print("  " + ", ".join(f"{v:.1f} µs" for v in per_span))
+    print(f"spans received {got:,} of {3 * sent:,}")
+    print(f"results: {write_results(NAME + '_worker', results)}")
+    return 0
+
+
 def router_target(d: TempDaemon, workdir: Path, name: str) -> Target:
     _, token = start_token_agent(d, workdir / name, f"bench-{name}", budget=1000.0)
     url = urlsplit(d.router_url)
@@ -107,7 +228,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--worker", action="store_true", help="the export worker alone")
+    parser.add_argument("--records", type=int, default=20_480)
     args = parser.parse_args()
+    if args.worker:
+        return worker_main(args.records)
     phase_s = 1.5 if args.quick else 4.0
     rounds = 2 if args.quick else 4
     workdir = Path(tempfile.mkdtemp(prefix="irt-bench-otel-"))
@@ -134,6 +259,15 @@ def main() -> int:
             errors = {"off": 0, "on": 0}
             for target in targets.values():  # warm-up: connections, caches, the worker
                 asyncio.run(saturate(target, "plain", args.concurrency, 1.0, 10**9))
+            pids = {
+                "daemon_off": off_d.proc.pid if off_d.proc else None,
+                "daemon_on": on_d.proc.pid if on_d.proc else None,
+                "worker": worker_pid(on_d),
+                "receiver": receiver.pid,
+            }
+            calls = {"off": 0, "on": 0}
+            cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+            spans0 = received(rx_port)
             for i in range(rounds):
                 order = ["off", "on"] if i % 2 == 0 else ["on", "off"]
                 for name in order:
@@ -142,6 +276,14 @@ def main() -> int:
                     )
                     rates[name].append(len(samples.total) / elapsed)
                     errors[name] += samples.errors
+                    calls[name] += len(samples.total)
+            # The worker lags the calls by up to a batch: its CPU counts once what the
+            # phases sent has arrived (or 10 s passed).
+            deadline = time.monotonic() + 10
+            while received(rx_port) - spans0 < calls["on"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cpu = {name: cpu_s(pid) - cpu0[name] for name, pid in pids.items()}
+            spans_measured = received(rx_port) - spans0
             off = statistics.median(rates["off"])
             on = statistics.median(rates["on"])
             results.update(
@@ -153,6 +295,13 @@ def main() -> int:
                     "off_rps": off,
                     "on_rps": on,
                     "ratio": ratio(on, off),
+                    "cpu_s": cpu,
+                    "daemon_cpu_us_per_call": {
+                        "off": cpu["daemon_off"] / max(calls["off"], 1) * 1e6,
+                        "on": cpu["daemon_on"] / max(calls["on"], 1) * 1e6,
+                    },
+                    "worker_cpu_us_per_span": cpu["worker"] / max(spans_measured, 1) * 1e6,
+                    "receiver_cpu_us_per_span": cpu["receiver"] / max(spans_measured, 1) * 1e6,
                 }
             )
             recorded = on_d.rt.usage("agent").llm_calls
@@ -160,8 +309,7 @@ def main() -> int:
         results["daemons_stop_s"] = time.perf_counter() - began
         # Every call of the exporting daemon is a span at the receiver (the worker flushes
         # at stop): a cheaper export that dropped spans would not count.
-        with urllib.request.urlopen(f"http://127.0.0.1:{rx_port}/count", timeout=5) as got:
-            results["spans"] = int(got.read())
+        results["spans"] = received(rx_port)
         results["calls_on"] = recorded
     finally:
         stop_proc(receiver)
@@ -177,6 +325,12 @@ def main() -> int:
         )
     )
     print(f"\nspans received {results['spans']:,} for {results['calls_on']:,} calls recorded")
+    per_call = results["daemon_cpu_us_per_call"]
+    print(
+        f"CPU: daemon {per_call['off']:.0f} µs/call off, {per_call['on']:.0f} µs/call on; "
+        f"export worker {results['worker_cpu_us_per_span']:.0f} µs/span; "
+        f"receiver {results['receiver_cpu_us_per_span']:.0f} µs/span"
+    )
     verdict = "ok" if results["ratio"] >= GOAL else "below goal"
     print(f"\non/off ratio: {results['ratio']:.3f} (goal >= {GOAL}): {verdict}")
     print(f"results: {write_results(NAME, results)}")

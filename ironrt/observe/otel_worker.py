@@ -9,6 +9,15 @@ GIL as the router: about as much CPU as the router spends on the call itself, wh
 have halved its throughput at concurrency 32. Here that work runs on another core; the
 daemon only packs a record (a few µs) and writes a batch to a pipe.
 
+Why not the SDK's usual path even here. The worker shares the machine's cores with the
+router, so its CPU is still the router's loss when the machine is busy: through the
+tracer, the MeterProvider and the SDK's encoder it cost ~300 µs a span (a third of the
+router's own cost per call). Now call spans are built directly (`otel_spans.CallSpan`, the
+span the tracer would make, proven by a test) and fill their own `opentelemetry-proto`
+messages (`otel_encode`); the SDK keeps the batching, the OTLP/HTTP transport, the run
+spans and the metrics (`otel_metrics`: its MeterProvider, whose three `record`s are now
+most of a call's cost). `python bench/otel.py --worker` measures it.
+
 Own providers (never the global ones), `service.name` = `ironrt` unless OTEL_SERVICE_NAME
 or OTEL_RESOURCE_ATTRIBUTES say otherwise; the OTEL_* variables keep their SDK meaning
 (headers, timeout, OTEL_BSP_* batching and queue bound, metric export interval). A dead
@@ -33,23 +42,21 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 
 from ironrt._version import __version__
-from ironrt.observe.otel_records import CallRecord, RunRecord, read_frame, run_ids
+from ironrt.observe.otel_encode import FastSpanExporter
+from ironrt.observe.otel_metrics import CallMetrics
+from ironrt.observe.otel_records import CallRecord, Record, RunRecord, read_frame, run_ids
+from ironrt.observe.otel_spans import CallSpan, call_attributes
 
-__all__ = ["main", "operation_name"]
+__all__ = ["Exporter", "main", "operation_name"]
 
-#: The conventions' advisory bucket boundaries for the two histograms.
-_TOKEN_BUCKETS = [4.0**i for i in range(14)]
-_DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]
 #: ironrt endpoints -> `gen_ai.operation.name` (others keep their endpoint's name).
 _OPERATIONS = {
     "chat.completions": "chat",
@@ -57,6 +64,10 @@ _OPERATIONS = {
     "responses": "chat",
     "embeddings": "embeddings",
 }
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+#: The most attributes a call span has is ~21: span limits below this go the SDK's way.
+_MOST_ATTRIBUTES = 64
 
 
 def operation_name(endpoint: str) -> str:
@@ -78,99 +89,136 @@ class _RunIds(IdGenerator):
         return self.next[1] if self.next is not None else self._random.generate_span_id()
 
 
+def _direct(provider: TracerProvider, tracer: object) -> tuple[bool, bool]:
+    """Whether call spans may be built as `ReadableSpan`s directly (children of a run,
+    roots), skipping the tracer: only where the tracer would make the very same span.
+    That is the SDK's default sampler (or a parent-based one that keeps a sampled local
+    parent's children, and roots for roots) and span limits our spans never reach; any
+    other OTEL_TRACES_SAMPLER or OTEL_*ATTRIBUTE* limit, or OTEL_SDK_DISABLED, keeps the
+    tracer (slower, the same as before)."""
+    if not isinstance(tracer, Tracer):
+        return False, False
+    limits = SpanLimits()
+    if (
+        limits.max_span_attributes is not None and limits.max_span_attributes < _MOST_ATTRIBUTES
+    ) or limits.max_span_attribute_length is not None:
+        return False, False
+    sampler = provider.sampler.get_description()
+    if not sampler.startswith("ParentBased{"):
+        return False, False
+    return "localParentSampled:AlwaysOnSampler" in sampler, "root:AlwaysOnSampler" in sampler
+
+
 class Exporter:
+    """Records to spans and metrics. Call spans are `ReadableSpan`s built here and handed
+    to the batch processor (the tracer's `start_span`/`end` cost ~60 µs a span: context
+    lookups, sampling, id generation, attribute validation, the processor chain; this
+    ~8 µs); run spans, one per agent run, keep the tracer (their ids come through it)."""
+
     def __init__(self, endpoint: str | None) -> None:
         resource = Resource.create({"service.version": __version__})
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": "ironrt"}))
+        self.resource = resource
+        self.scope = InstrumentationScope("ironrt", __version__)
         base = endpoint.rstrip("/") if endpoint else None
         self.ids = _RunIds()
         self.tracer_provider = TracerProvider(resource=resource, id_generator=self.ids)
-        spans = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
-        self.tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+        spans = FastSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
+        self.processor = BatchSpanProcessor(spans)
+        self.tracer_provider.add_span_processor(self.processor)
         self.tracer = self.tracer_provider.get_tracer("ironrt", __version__)
+        self.direct_child, self.direct_root = _direct(self.tracer_provider, self.tracer)
         metrics = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None)
-        self.reader = PeriodicExportingMetricReader(metrics)
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[self.reader])
-        meter = self.meter_provider.get_meter("ironrt", __version__)
-        self.tokens = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
-        )
-        self.duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-        )
-        self.parents: dict[tuple[str, int, float], otel_context.Context] = {}
+        self.metrics = CallMetrics(metrics, resource, __version__)
+        self.parents: dict[tuple[str, int, float], SpanContext] = {}
+        self._random = RandomIdGenerator()
+
+    def records(self, records: list[Record]) -> None:
+        """One frame: each record's span (and a call's metrics)."""
+        for record in records:
+            try:
+                if isinstance(record, CallRecord):
+                    self.call(record)
+                else:
+                    self.run(record)
+            except Exception:
+                logging.getLogger("ironrt.otel").exception("could not export a record")
 
     def call(self, r: CallRecord) -> None:
+        """The call's span and its metrics."""
         operation = operation_name(r.endpoint)
-        common: dict[str, Any] = {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": r.provider,
-            "gen_ai.request.model": r.request_model,
-        }
-        if r.response_model:
-            common["gen_ai.response.model"] = r.response_model
-        if r.server_address:
-            common["server.address"] = r.server_address
-            if r.server_port:
-                common["server.port"] = r.server_port
-        attrs = dict(common)
-        attrs["gen_ai.request.stream"] = r.stream
-        if r.has_usage:
-            attrs["gen_ai.usage.input_tokens"] = r.input_tokens
-            attrs["gen_ai.usage.output_tokens"] = r.output_tokens
-            attrs["gen_ai.usage.cache_read.input_tokens"] = r.cached_tokens
-            attrs["gen_ai.usage.cache_creation.input_tokens"] = r.cache_write_tokens
-            attrs["gen_ai.usage.reasoning.output_tokens"] = r.reasoning_tokens
-        if r.ttfb_s is not None and r.stream:
-            attrs["gen_ai.response.time_to_first_chunk"] = r.ttfb_s
-        attrs["ironrt.agent.id"] = r.agent_id
-        attrs["ironrt.agent.name"] = r.agent_name
-        if r.status_code:
-            attrs["http.response.status_code"] = r.status_code
-        known: tuple[tuple[str, Any], ...] = (
-            ("ironrt.project", r.project),
-            ("ironrt.cost_usd", r.cost_usd),
-            ("ironrt.overhead_ms", r.overhead_ms),
-            ("ironrt.refusal", r.refusal),
-            ("error.type", r.error_type),
-            ("gen_ai.input.messages", r.input_messages),
-            ("gen_ai.system_instructions", r.system_instructions),
-            ("gen_ai.output.messages", r.output_messages),
+        name = f"{operation} {r.request_model}".strip()
+        status = (
+            _UNSET
+            if r.error_type is None
+            else Status(StatusCode.ERROR, (r.error or r.error_type)[:300])
         )
-        attrs.update((name, value) for name, value in known if value is not None)
+        parent = self._parent(r)
+        if self.direct_child if parent is not None else self.direct_root:
+            self.processor.on_end(self._span(r, operation, name, parent, status))
+        else:
+            self._via_tracer(name, parent, call_attributes(r, operation), status, r)
+        self.metrics.record(r, operation)
+
+    def _span(
+        self,
+        r: CallRecord,
+        operation: str,
+        name: str,
+        parent: SpanContext | None,
+        status: Status,
+    ) -> CallSpan:
+        """The span the tracer would have ended: a new span id under the run's trace id
+        (or a new trace for a root), sampled, its parent's trace state."""
+        if parent is not None:
+            trace_id = parent.trace_id
+            trace_state = parent.trace_state
+        else:
+            trace_id = self._random.generate_trace_id()
+            trace_state = None
+        context = SpanContext(
+            trace_id,
+            self._random.generate_span_id(),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=trace_state,
+        )
+        return CallSpan(r, operation, name, context, parent, status, self.resource, self.scope)
+
+    def _via_tracer(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        attrs: dict[str, Any],
+        status: Status,
+        r: CallRecord,
+    ) -> None:
+        context = otel_context.Context()
+        if parent is not None:
+            context = trace.set_span_in_context(NonRecordingSpan(parent), context)
         span = self.tracer.start_span(
-            f"{operation} {r.request_model}".strip(),
-            context=self._parent(r),
+            name,
+            context=context,
             kind=SpanKind.CLIENT,
             attributes=attrs,
             start_time=r.start_ns,
         )
-        if r.error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, (r.error or r.error_type)[:300]))
+        if status is not _UNSET:
+            span.set_status(status)
         span.end(end_time=r.end_ns)
-        if r.error_type is not None:
-            common["error.type"] = r.error_type
-        self.duration.record((r.end_ns - r.start_ns) / 1e9, common)
-        if r.has_usage:
-            self.tokens.record(r.input_tokens, {**common, "gen_ai.token.type": "input"})
-            self.tokens.record(r.output_tokens, {**common, "gen_ai.token.type": "output"})
 
-    def _parent(self, r: CallRecord) -> otel_context.Context | None:
+    def _parent(self, r: CallRecord) -> SpanContext | None:
+        """The run's span context (None: no run known, the span is a root)."""
         if r.pid is None or r.run_started_s is None:
-            return otel_context.Context()  # no run known: a root span
+            return None
         key = (r.agent_id, r.pid, r.run_started_s)
         found = self.parents.get(key)
         if found is None:
             trace_id, span_id = run_ids(*key)
-            run = SpanContext(trace_id, span_id, is_remote=False, trace_flags=trace.TraceFlags(1))
-            found = self.parents[key] = trace.set_span_in_context(NonRecordingSpan(run))
+            found = self.parents[key] = SpanContext(
+                trace_id, span_id, is_remote=False, trace_flags=_SAMPLED
+            )
             if len(self.parents) > 10_000:  # runs long gone: their children are rare
                 self.parents.pop(next(iter(self.parents)))
         return found
@@ -203,7 +251,7 @@ class Exporter:
     def flush(self, seconds: float) -> None:
         millis = int(seconds * 1000)
         self.tracer_provider.force_flush(millis)
-        self.meter_provider.force_flush(millis)
+        self.metrics.flush(millis)
 
 
 #: The worker's niceness, relative to the daemon's.
@@ -240,14 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             records = read_frame(read)
             if records is None:
                 break
-            for record in records:
-                try:
-                    if isinstance(record, CallRecord):
-                        exporter.call(record)
-                    else:
-                        exporter.run(record)
-                except Exception:
-                    logging.getLogger("ironrt.otel").exception("could not export a record")
+            exporter.records(records)
     finally:
         exporter.flush(args.flush_s)
         # No interpreter teardown: the SDK's shutdown would wait on a hung collector.
