@@ -39,8 +39,6 @@ log = logging.getLogger("ironrt.store")
 _MAX_BATCH = 512
 _UPDATE_SPEND = "UPDATE agents SET spent_usd = ? WHERE id = ?"
 _DELETE_SCOPE = "DELETE FROM scopes WHERE scope = ?"
-#: Statements a batch runs first, each over all its rows (see `_commit`).
-_HOISTED = (trace_store.INSERT_SQL, trace_store.ROLLUP_SQL, trace_store.DAILY_ROLLUP_SQL)
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -162,19 +160,7 @@ class Books:
 
     async def _commit(self, batch: list[_Write]) -> None:
         writer = self._writer
-        # The calls' inserts and rollup upserts touch no row anything else writes, and the
-        # upserts only add: each kind runs as one executemany over the whole batch, first.
-        # Everything else in queue order; consecutive statements of one shape run as one.
-        hoisted: dict[str, list[tuple[Any, ...]]] = {sql: [] for sql in _HOISTED}
-        runs: list[tuple[str, list[tuple[Any, ...]]]] = list(hoisted.items())
-        for item in batch:
-            for sql, params in item.statements:
-                if sql in hoisted:
-                    hoisted[sql].append(params)
-                elif runs and runs[-1][0] == sql and sql != scope_store.SAVE_SQL:
-                    runs[-1][1].append(params)
-                else:
-                    runs.append((sql, [params]))
+        runs = _statements_of(batch)
         try:
             if writer is None:
                 ids = await self.db.write_many(runs, trace_store.INSERT_SQL)
@@ -204,3 +190,63 @@ class Books:
         """No more writes; `run` checkpoints what was written and ends."""
         self._closed = True
         self._closing.set()
+
+
+#: Statements that set a row's running total (an absolute value, not an increment), keyed
+#: by the parameter naming the row: within a stretch of the queue, the last one of each row
+#: is the stretch's effect.
+_SNAPSHOTS = {_UPDATE_SPEND: 1, scope_store.SPEND_SQL: 0}
+#: The rollup upserts: 7 key columns (bucket, agent, name, project, provider, model,
+#: refused), then 8 figures that add up.
+_ROLLUPS = (trace_store.ROLLUP_SQL, trace_store.DAILY_ROLLUP_SQL)
+_ROLLUP_KEY = 7
+
+
+def _statements_of(batch: list[_Write]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """A batch's writes as few statements as have the same effect, in one transaction.
+
+    The calls' inserts and rollup upserts touch no row anything else writes, and the
+    upserts only add: each kind runs first as one executemany over the whole batch, the
+    upserts of one rollup row summed into one (32 calls of one agent and model in one hour
+    are one upsert, not 32). The running totals (an agent's spend, a scope's window spend)
+    are snapshots: between two other statements only the last of each row is written.
+    Everything else runs in queue order, consecutive statements of one shape as one.
+    """
+    inserts: list[tuple[Any, ...]] = []
+    rollups: dict[str, dict[tuple[Any, ...], list[Any]]] = {sql: {} for sql in _ROLLUPS}
+    runs: list[tuple[str, list[tuple[Any, ...]]]] = [(trace_store.INSERT_SQL, inserts)]
+    rollup_at = len(runs)
+    snapshots: dict[str, dict[Any, tuple[Any, ...]]] = {sql: {} for sql in _SNAPSHOTS}
+
+    def flush_snapshots() -> None:
+        for sql, rows in snapshots.items():
+            if rows:
+                runs.append((sql, list(rows.values())))
+                rows.clear()
+
+    for item in batch:
+        for sql, params in item.statements:
+            if sql == trace_store.INSERT_SQL:
+                inserts.append(params)
+            elif sql in rollups:
+                sums = rollups[sql]
+                key = params[:_ROLLUP_KEY]
+                row = sums.get(key)
+                if row is None:
+                    sums[key] = list(params)
+                else:
+                    for i in range(_ROLLUP_KEY, len(params)):
+                        row[i] += params[i]
+            elif sql in snapshots:
+                snapshots[sql][params[_SNAPSHOTS[sql]]] = params
+            else:
+                flush_snapshots()
+                if runs[-1][0] == sql and sql != scope_store.SAVE_SQL:
+                    runs[-1][1].append(params)
+                else:
+                    runs.append((sql, [params]))
+    flush_snapshots()
+    runs[rollup_at:rollup_at] = [
+        (sql, [tuple(row) for row in sums.values()]) for sql, sums in rollups.items()
+    ]
+    return runs

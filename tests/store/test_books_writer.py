@@ -8,10 +8,12 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
+from ironrt.governance.ledger import Ledger
 from ironrt.store import books as books_module
 from ironrt.store.books import Books
 from ironrt.store.db import Database
@@ -101,3 +103,78 @@ async def test_the_wal_is_checkpointed_off_the_commit(
     monkeypatch.setattr(books_module, "CHECKPOINT_EVERY_S", 0.05)
     checkpointed = await _wal_after_bursts(tmp_path / "checkpointed")
     assert checkpointed * 4 < never, (checkpointed, never)
+
+
+async def _append(results: list[bool], write: Any) -> None:
+    results.append(await write())
+
+
+async def test_a_batch_sums_its_rollups_and_keeps_the_last_running_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """64 calls settling in one turn of the loop commit as one batch: each rollup row gets
+    the batch's sums in one upsert, and each agent's and scope's running total the last
+    value queued, a scope's removal kept after the spend queued before it."""
+    db = await _open(tmp_path)
+    books = Books(db)
+    agents = (("a1", "alpha", "proj-a"), ("b2", "beta", None))
+    ledger = Ledger()
+    scope_a, scope_b = ledger.scope("agent:a1"), ledger.scope("agent:b2")
+    sizes: list[int] = []
+    statements_of = books_module._statements_of
+
+    def counted(batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return statements_of(batch)
+
+    monkeypatch.setattr(books_module, "_statements_of", counted)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(books.run)
+            await books.record(trace(BASE, agent=agents[0]), 0.0, ())  # the writer is open
+            results: list[bool] = []
+
+            async def call(i: int, agent: tuple[str, str, str | None]) -> None:
+                t = trace(BASE + dt.timedelta(minutes=i % 90), agent=agent, cost=0.001 * (i + 1))
+                results.append(await books.record(t, float(i), ()))
+
+            async def burst() -> None:
+                async with anyio.create_task_group() as calls:
+                    for i in range(64):
+                        calls.start_soon(call, i, agents[i % 2])
+
+            scope_a.spent_nanos, scope_b.spent_nanos = 5, 9
+
+            async def scopes() -> None:
+                # Queued in one turn: b's spend, then b's removal, then a's spend.
+                async with anyio.create_task_group() as queued:
+                    for write in (
+                        lambda: books.record(trace(BASE, agent=agents[1]), 2.0, (scope_b,)),
+                        lambda: books.delete_scope(scope_b.key),
+                        lambda: books.record(trace(BASE, agent=agents[0]), 1.0, (scope_a,)),
+                    ):
+                        queued.start_soon(_append, results, write)
+
+            async with anyio.create_task_group() as both:
+                both.start_soon(burst)
+                both.start_soon(scopes)
+            assert results and all(results)
+            books.close()
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            for table, bucket in (("usage_hourly", "hour"), ("usage_daily", "day")):
+                width = 13 if table == "usage_hourly" else 10
+                sums = conn.execute(
+                    f"SELECT {bucket}, agent_id, sum(calls), sum(input_tokens), "
+                    f"round(sum(cost_usd), 9) FROM {table} GROUP BY 1, 2 ORDER BY 1, 2"
+                ).fetchall()
+                from_traces = conn.execute(
+                    f"SELECT substr(started_at, 1, {width}), agent_id, count(*), "
+                    "sum(input_tokens), round(sum(cost_usd), 9) FROM traces GROUP BY 1, 2 "
+                    "ORDER BY 1, 2"
+                ).fetchall()
+                assert sums == from_traces, table
+            spent = dict(conn.execute("SELECT scope, spent_nanos FROM scopes").fetchall())
+            assert spent["agent:a1"] == 5 and "agent:b2" not in spent  # removed after its spend
+        assert max(sizes) >= 32  # the burst did commit as batches
+    finally:
+        await db.close()
