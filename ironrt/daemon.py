@@ -115,27 +115,24 @@ def acquire_lock(settings: Settings) -> IO[str]:
 def event_loop(wanted: str | None) -> tuple[str, dict[str, Any]]:
     """The event loop the daemon runs on (`IRONRT_EVENT_LOOP`), and anyio's options for it.
 
-    uvloop when it can be imported: measured alone against plain asyncio (two daemons in
-    one run, bench/event_loop.py, medians of 7 and of 11 alternating rounds on 2 cores) it
-    won at both loads, narrowly: the router's added p50 at c=1 was 2-4 % lower (the daemon's
-    CPU per call 1-5 % lower) and req/s at c=32 1-2 % higher, its p50 there 7-8 % lower. The
-    daemon's time goes to Python code (parsing callbacks, policies), not the loop, hence so
-    little. It is an install dependency where it builds (CPython, not Windows); where it
-    cannot be imported the daemon runs on plain asyncio, unless `IRONRT_EVENT_LOOP=uvloop`
-    named it: then the start is refused, since a named choice silently not taken would
-    mislead whoever measures or debugs.
+    Plain asyncio unless uvloop is asked for. Measured alone (two daemons in one run,
+    bench/event_loop.py, alternating rounds on 2 cores), uvloop won at concurrency 1 in
+    every run (added p50 2-5 % lower, CPU per call 1-5 % lower) but not at 32: req/s
+    ratios of 1.011, 1.023 and 0.974 in three runs, within this machine's noise. The
+    daemon's time goes to Python code (policies, parsing callbacks), not to the loop.
+    The rule we set was to make it the default only if it wins at both, so it is an
+    option (`pip install 'ironrt[uvloop]'`, `IRONRT_EVENT_LOOP=uvloop`); named where it
+    cannot be imported, the start is refused rather than silently run on asyncio.
     """
-    if wanted == "asyncio":
+    if wanted != "uvloop":
         return "asyncio", {}
     try:
         import uvloop
     except ImportError:
-        if wanted == "uvloop":
-            raise ConfigError(
-                "IRONRT_EVENT_LOOP is uvloop but uvloop cannot be imported (pip install "
-                "uvloop, or set IRONRT_EVENT_LOOP=asyncio)"
-            ) from None
-        return "asyncio", {}
+        raise ConfigError(
+            "IRONRT_EVENT_LOOP is uvloop but uvloop cannot be imported (pip install "
+            "'ironrt[uvloop]', or set IRONRT_EVENT_LOOP=asyncio)"
+        ) from None
     return "uvloop", {"loop_factory": uvloop.new_event_loop}
 
 

@@ -1,10 +1,10 @@
-"""The daemon's event loop (`IRONRT_EVENT_LOOP`): uvloop by default, plain asyncio on request
-or where uvloop cannot be imported, a bad value refused in one line.
+"""The daemon's event loop (`IRONRT_EVENT_LOOP`): plain asyncio by default, uvloop on request
+(refused in one line where it cannot be imported), a bad value refused in one line.
 
 uvloop differs from asyncio where the daemon leans on it: its transports are no
 `asyncio.Transport` subclasses, its `get_extra_info("socket")` is a pseudo-socket (the
 control socket's SO_PEERCRED check reads through it), it watches the agents' pidfds and
-takes the daemon's signals. So the default daemon here does the daemon's whole job on it:
+takes the daemon's signals. So a daemon on uvloop here does the daemon's whole job on it:
 control calls, an agent spawned, waited for and stopped, router calls plain and streamed
 through the upstream client to a fake provider over TCP, and a stop by SIGTERM.
 """
@@ -71,19 +71,17 @@ def test_the_setting_names_a_loop_in_any_case(tmp_path: Path) -> None:
     assert (loaded(""), loaded("UVLOOP"), loaded(" asyncio ")) == (None, "uvloop", "asyncio")
     with pytest.raises(ConfigError, match="IRONRT_EVENT_LOOP must be one of uvloop, asyncio"):
         loaded("tokio")
-    assert event_loop("asyncio") == ("asyncio", {})
-    name, options = event_loop(None)
+    assert event_loop("asyncio") == event_loop(None) == ("asyncio", {})
+    name, options = event_loop("uvloop")
     assert name == "uvloop" and options["loop_factory"].__module__.startswith("uvloop")
 
 
 # ---- through real daemons ------------------------------------------------------------------
 
 
-def test_the_default_daemon_runs_everything_on_uvloop(
-    upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def test_a_daemon_on_uvloop_runs_everything(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.clear_requests()
-    d = TempDaemon(offline=False, env=governed_env(upstream.url, IRONRT_EVENT_LOOP=""))
+    d = TempDaemon(offline=False, env=governed_env(upstream.url, IRONRT_EVENT_LOOP="uvloop"))
     with d:
         assert loop_of(d) == "uvloop"
         assert d.rt.health().ok  # the control socket: its peer check read SO_PEERCRED
@@ -103,10 +101,11 @@ def test_the_default_daemon_runs_everything_on_uvloop(
         assert '"signal": "SIGTERM"' in d.log()
 
 
-def test_asyncio_when_the_setting_names_it() -> None:
-    with TempDaemon(env={"IRONRT_EVENT_LOOP": "asyncio"}) as d:
-        assert loop_of(d) == "asyncio"
-        assert d.rt.health().ok
+def test_asyncio_by_default_and_when_the_setting_names_it() -> None:
+    for value in ("", "asyncio"):
+        with TempDaemon(env={"IRONRT_EVENT_LOOP": value}) as d:
+            assert loop_of(d) == "asyncio"
+            assert d.rt.health().ok
 
 
 def test_a_bad_value_stops_the_start_in_one_line() -> None:
@@ -120,12 +119,9 @@ def test_a_bad_value_stops_the_start_in_one_line() -> None:
         d.__exit__(None, None, None)
 
 
-def test_without_uvloop_the_default_falls_back_and_a_named_uvloop_is_refused(
+def test_a_named_uvloop_that_cannot_be_imported_is_refused(
     no_uvloop: dict[str, str],
 ) -> None:
-    with TempDaemon(env={**no_uvloop, "IRONRT_EVENT_LOOP": ""}) as d:
-        assert loop_of(d) == "asyncio"
-        assert d.rt.health().ok
     d = TempDaemon(env={**no_uvloop, "IRONRT_EVENT_LOOP": "uvloop"})
     try:
         line = failed_start(d)
