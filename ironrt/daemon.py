@@ -84,12 +84,8 @@ def _setup_logging(settings: Settings, foreground: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     root.propagate = False
-    # uvicorn's own loggers: errors only, into the same file.
-    for name in ("uvicorn", "uvicorn.error"):
-        lg = logging.getLogger(name)
-        lg.handlers[:] = [handler]
-        lg.setLevel(logging.WARNING)
-        lg.propagate = False
+    # The HTTP servers' own logger (ironrt.wire): warnings and errors only.
+    logging.getLogger("ironrt.wire").setLevel(logging.WARNING)
     _ = foreground
 
 

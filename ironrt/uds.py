@@ -2,7 +2,7 @@
 
 The CLI runs this on every command, and its start-up time is the CLI's: the standard
 library's http.client drags in `email` and `ssl` (about 45 ms here, more than the rest of
-`ironrt ps`), while httptools (the C parser uvicorn serves the daemon with) imports in a
+`ironrt ps`), while httptools (the C parser the daemon's own server parses with) imports in a
 millisecond. One request per connection (`connection: close`), so there is no pool to keep.
 """
 

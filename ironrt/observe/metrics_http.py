@@ -3,7 +3,7 @@
 The control socket serves `/metrics` too (`GET /metrics`, `ironrt/control/metrics.py`), but
 only to the daemon's own user; a Prometheus server needs a TCP port. This app serves that
 one path and nothing else: no control call is ever reachable over TCP. It runs on the
-daemon's uvicorn (`ironrt.server`), in the daemon's task group.
+daemon's own HTTP server (`ironrt.server`), in the daemon's task group.
 """
 
 from __future__ import annotations

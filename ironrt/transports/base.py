@@ -5,7 +5,7 @@ HTTP status), or raises `AttemptFailed` when no answer came ("connect": nothing 
 "timeout", "protocol": sent, maybe billed). Retrying is not its business: `retrying.py`
 runs the one retry loop over any transport, asking the policies after each try.
 
-Three transports exist: `http` (the daemon's pooled aiohttp client), `offline` (the
+Three transports exist: `http` (the daemon's keep-alive pool, `ironrt.wire`), `offline` (the
 built-in offline provider, no network) and library mode's (the SDK's own HTTP client,
 in `ironrt.library`).
 """

@@ -3,7 +3,7 @@
 The router is built in process as the daemon's router service builds it (`build_policies`
 behind a `Pipeline`, a `RouterApp` with the HTTP transport, the budget's `Ledger`), with
 one extra policy, first in the pipeline, that raises in a hook the test chooses. It is
-served by uvicorn on loopback the way the daemon serves it (`ironrt.server.make_server`)
+served on loopback by the daemon's own HTTP server, the way the daemon serves it (`ironrt.server.make_server`)
 and forwards to a `FakeUpstream` over TCP that answers after 100 ms. The agent is a real
 SDK client (openai, anthropic) holding an IC_TOKEN of an agent with a budget.
 
