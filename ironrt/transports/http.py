@@ -226,17 +226,12 @@ class Upstream:
             return None
 
 
-#: Older names (aiohttp's) of what `ironrt.wire` names itself, for records that carry them.
+#: Names of the wire's own errors that say the same as another: a connection closed under a
+#: request is a protocol failure, asyncio's timeout a read timeout. (ironrt.wire's other
+#: errors, and httpx's in library mode, already carry the names traces use.)
 _KINDS = {
     "StaleConnection": "RemoteProtocolError",
-    "ClientConnectorError": "ConnectError",
-    "ClientConnectorDNSError": "ConnectError",
-    "ConnectionTimeoutError": "ConnectTimeout",
-    "ServerTimeoutError": "ReadTimeout",
-    "SocketTimeoutError": "ReadTimeout",
     "TimeoutError": "ReadTimeout",
-    "ServerDisconnectedError": "RemoteProtocolError",
-    "ClientPayloadError": "RemoteProtocolError",
 }
 
 
