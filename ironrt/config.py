@@ -182,6 +182,9 @@ SETTINGS_FIELDS: dict[str, str] = {
     "telemetry_token": "IRONRT_TELEMETRY_TOKEN",
     "telemetry_reprobe": "IRONRT_TELEMETRY_REPROBE",
     "telemetry_queue_max": "IRONRT_TELEMETRY_QUEUE_MAX",
+    "ledger_url": "IRONRT_LEDGER_URL",
+    "lease_ttl": "IRONRT_LEASE_TTL",
+    "ledger_poll": "IRONRT_LEDGER_POLL",
 }
 
 
@@ -471,10 +474,16 @@ class Settings(msgspec.Struct, frozen=True):
     telemetry_token: str | None = None  # never in repr(): see __repr__
     telemetry_reprobe: float = 300.0
     telemetry_queue_max: int = 100_000
+    #: The fleet ledger (`IRONRT_LEDGER_URL`, ironrt.fleet): None, every scope is local.
+    ledger_url: str | None = None  # never in repr(): it may hold a password
+    #: Seconds a lease lives unrenewed (`IRONRT_LEASE_TTL`), and between two reads of the
+    #: fleet's limits (`IRONRT_LEDGER_POLL`).
+    lease_ttl: float = 60.0
+    ledger_poll: float = 1.0
     reliability: ReliabilitySettings = msgspec.field(default_factory=ReliabilitySettings)
 
-    def __repr__(self) -> str:  # every field but the telemetry token (a secret)
-        shown = (f for f in self.__struct_fields__ if f != "telemetry_token")
+    def __repr__(self) -> str:  # every field but the secrets (a token, a database URL)
+        shown = (f for f in self.__struct_fields__ if f not in ("telemetry_token", "ledger_url"))
         return "Settings(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in shown) + ")"
 
     @property

@@ -18,11 +18,13 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import anyio
@@ -51,6 +53,7 @@ from ironrt.supervisor.supervisor import Supervisor
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from ironrt.fleet.manager import FleetLedger
     from ironrt.observe.alerts import AlertSender
     from ironrt.observe.controlpanel import TelemetrySink
     from ironrt.observe.otel import OtelExporter
@@ -235,6 +238,8 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
 
     ledger = Ledger()
     for scope in await scope_store.load_all(db):
+        if settings.ledger_url is None:
+            scope.lease = None  # no fleet (any more): its last known spend stays, locally
         ledger.scopes[scope.key] = scope
     supervisor = Supervisor(
         settings,
@@ -246,6 +251,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         sample_interval=settings.sample_interval,
     )
     router = RouterService(settings, db, bus, supervisor, keys, pii_rules=supervisor.pii_rules)
+    fleet = _fleet(settings, supervisor)
 
     def who(agent_id: str) -> tuple[str, str | None] | None:
         """An agent's name and project, for the events about it."""
@@ -313,6 +319,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         stopping=stopping,
         metrics=metrics,
         telemetry=telemetry_state,
+        ledger=fleet.status if fleet is not None else (lambda: None),
     )
     control_limits, router_limits = limits_from(settings)
     control = make_server(api.build(ctx), unix=True, limits=control_limits)
@@ -329,6 +336,9 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
             # the background task), so no listing shows traces past their retention.
             await trace_store.prune_expired(db, settings.trace_retention_s, max_batches=5)
             tg.start_soon(trace_store.keep_pruning, db, settings.trace_retention_s)
+        if fleet is not None:  # before agents call: shared scopes know the fleet's limits
+            await fleet.start()
+            tg.start_soon(fleet.run)
         await supervisor.run(tg, router.governance)
         sock_path = settings.socket_path
         if sock_path.exists() or sock_path.is_symlink():
@@ -377,6 +387,8 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
             with anyio.CancelScope(shield=True):
                 log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
                 await supervisor.shutdown(keep_agents=keep_agents)
+                if fleet is not None:  # after the last call settled: hand the leases back
+                    await fleet.release()
                 await bus.publish(DaemonStopped(pid=os.getpid(), keep_agents=keep_agents))
                 if telemetry is not None:  # queued on disk before the socket goes
                     with anyio.move_on_after(5):
@@ -393,6 +405,46 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
                 await otel.aclose()  # bounded: a hung collector never holds the stop
         tg.cancel_scope.cancel()
     bus.close()  # after the task group: nothing publishes any more
+
+
+def _fleet(settings: Settings, supervisor: Supervisor) -> FleetLedger | None:
+    """The fleet ledger when `IRONRT_LEDGER_URL` is set (its driver is an extra)."""
+    if settings.ledger_url is None:
+        return None
+    try:
+        import asyncpg  # noqa: F401 - only checked for here, used by ironrt.fleet
+    except ImportError:
+        raise ConfigError(
+            "IRONRT_LEDGER_URL is set but the PostgreSQL driver is not installed: "
+            "pip install 'ironrt[postgres]'"
+        ) from None
+    from ironrt.fleet.manager import FleetLedger
+
+    fleet = FleetLedger(
+        settings.ledger_url,
+        supervisor.ledger,
+        daemon_identity(settings.home),
+        ttl_s=settings.lease_ttl,
+        poll_s=settings.ledger_poll,
+        save=supervisor.books.save_scope,
+    )
+    supervisor.fleet = fleet
+    return fleet
+
+
+def daemon_identity(home: Path) -> str:
+    """This home's daemon in the fleet: made once, kept across restarts (a daemon back
+    from a crash reconciles its leases under the same name)."""
+    path = home / "daemon_id"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    ident = f"{socket.gethostname()}-{secrets.token_hex(6)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(ident + "\n")
+    return ident
 
 
 async def _announce_ready(

@@ -70,6 +70,14 @@ class DaemonUnavailable(IronrtError):
     status = 503
 
 
+class LedgerUnavailable(IronrtError):
+    """The fleet ledger (`IRONRT_LEDGER_URL`, PostgreSQL) did not answer: a shared scope's
+    limits were left as they were."""
+
+    code = "ledger_unavailable"
+    status = 503
+
+
 class DaemonError(IronrtError):
     code = "internal"
     status = 500
@@ -131,6 +139,7 @@ _BY_CODE: dict[str, type[IronrtError]] = {
     cls.code: cls
     for cls in (
         DaemonUnavailable,
+        LedgerUnavailable,
         DaemonError,
         StorageError,
         InvalidRequest,

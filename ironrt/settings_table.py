@@ -385,6 +385,35 @@ class Secret(msgspec.Struct, frozen=True):
         return "a value that is not (hidden)"
 
 
+class PostgresUrl(msgspec.Struct, frozen=True):
+    """The fleet ledger's database: a libpq-style URL (its password never shown)."""
+
+    accepts: str = (
+        "a postgresql:// URL (postgresql://USER:PASSWORD@HOST:PORT/DB, or "
+        "postgresql:///DB?host=/socket/folder)"
+    )
+
+    def parse(self, raw: object) -> str:
+        if not isinstance(raw, str):
+            raise ValueError("not text")
+        text = raw.strip()
+        parts = urlsplit(text)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("not a postgresql:// URL")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("no host")
+        _ = parts.port  # a port that is no number raises here, not at the first sync
+        return text
+
+    def shown(self, raw: object, why: ValueError) -> str:
+        if not isinstance(raw, str):
+            return repr(raw)
+        parts = urlsplit(raw.strip())
+        if parts.password is not None:
+            return f"a URL that is not ({why}; password hidden)"
+        return f"{raw.strip()!r} ({why})"
+
+
 class Setting(msgspec.Struct, frozen=True):
     """One setting: its environment variable and the values it accepts."""
 
@@ -623,6 +652,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_TELEMETRY_TOKEN", Secret()),
     Setting("IRONRT_TELEMETRY_REPROBE", Duration(0.1, 86400)),
     Setting("IRONRT_TELEMETRY_QUEUE_MAX", _count(100, 100_000_000)),
+    # The fleet ledger (ironrt.fleet): `project:*` and `global` shared through PostgreSQL.
+    Setting("IRONRT_LEDGER_URL", PostgresUrl()),
+    # A lease a daemon does not renew is charged whole after this long.
+    Setting("IRONRT_LEASE_TTL", _seconds(1, 86400, low_open=False)),
+    # How often limits set elsewhere are read, and spend reported (the lease cadence).
+    Setting("IRONRT_LEDGER_POLL", _seconds(0.05, 60, low_open=False)),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 _BY_KEY: dict[str, Setting] = {s.key.upper(): s for s in SETTINGS}

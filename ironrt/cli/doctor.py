@@ -18,6 +18,7 @@ import typer
 from ironrt.cli.app import app
 from ironrt.cli.context import runtime, settings
 from ironrt.config import DEFAULT_ROUTER_PORT
+from ironrt.protocol import LedgerStatus
 
 Level = Literal["ok", "warn", "fail", "info"]
 MARK: dict[Level, tuple[str, str]] = {
@@ -130,7 +131,29 @@ def diagnose() -> Report:
         else:
             report.add("warn", f"circuit {name}: {state}")
     _telemetry(report, h.telemetry)
+    _ledger(report, h.ledger)
     return report
+
+
+def _ledger(report: Report, status: LedgerStatus | None) -> None:
+    """The fleet ledger: shared scopes hold only while it answers (leases run out)."""
+    if status is None:
+        report.add("info", "fleet ledger: off (IRONRT_LEDGER_URL is not set; every scope is local)")
+        return
+    shared = ", ".join(status.shared_scopes) or "none yet"
+    if status.state == "ok":
+        report.add(
+            "ok",
+            f"fleet ledger: {status.url} answers (schema v{status.schema}, last sync "
+            f"{status.synced_at}, {status.syncs} lease syncs; shared scopes: {shared}; "
+            f"this daemon: {status.daemon_id})",
+        )
+    else:
+        report.add(
+            "fail",
+            f"fleet ledger: {status.url} does not answer ({status.error}): calls of shared "
+            f"scopes ({shared}) go on inside their leases, then get 503 ledger_unavailable",
+        )
 
 
 def _telemetry(report: Report, state: str) -> None:

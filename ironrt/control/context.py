@@ -16,6 +16,7 @@ from ironrt.config import Settings
 from ironrt.control.http import Request, Response
 from ironrt.events import EventBus
 from ironrt.observe.metrics import Metrics
+from ironrt.protocol import LedgerStatus
 from ironrt.store.db import Database
 from ironrt.supervisor.supervisor import Supervisor
 
@@ -38,6 +39,8 @@ class DaemonContext:
     metrics: Metrics | None = None
     #: Control Panel telemetry's state, `enabled`, `disabled` or `off` (health, doctor).
     telemetry: Callable[[], str] = lambda: "off"
+    #: The fleet ledger's connection (None: no IRONRT_LEDGER_URL).
+    ledger: Callable[[], LedgerStatus | None] = lambda: None
 
 
 #: One control call's handler.

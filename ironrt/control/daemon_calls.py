@@ -31,6 +31,7 @@ async def health(req: Request, ctx: DaemonContext) -> Response:
             provider_keys=ctx.provider_keys(),
             circuits=ctx.circuits(),
             telemetry=ctx.telemetry(),
+            ledger=ctx.ledger(),
         )
     )
 

@@ -11,6 +11,8 @@ exact input first. What comes out is a hold on the flow, or a provider-shaped re
   raised or the window resets.
 - 429 `admission_timeout` with `Retry-After`: it waited `IRONRT_ADMISSION_TIMEOUT` for
   calls in flight (or a `max_concurrent` slot) and still did not fit.
+- 503 `ledger_unavailable` with `Retry-After`: a shared scope's lease is spent or expired
+  and the fleet ledger (PostgreSQL) does not answer, so no more can be granted.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Admitter:
                 )
         elif outcome is Outcome.EXHAUSTED:
             self._exhausted(flow, admission)
+        elif outcome is Outcome.UNAVAILABLE:
+            flow.refuse(ledger_unavailable_refusal(admission.scope))
         elif outcome is Outcome.TIMEOUT:
             retry_after = 1
             flow.refuse(
@@ -114,6 +118,29 @@ class Admitter:
         self.ledger.announce_exhausted(scope, flow.agent.agent_id, announced)
         if flow.agent.on_budget == "stop":
             flow.stop_agent = True
+
+
+#: Seconds a client is told to wait after a 503 `ledger_unavailable` (the fleet manager
+#: retries the database at least this often).
+LEDGER_RETRY_AFTER_S = 2
+
+
+def ledger_unavailable_refusal(scope: Scope | None) -> Refusal:
+    key = scope.key if scope is not None else "a shared scope"
+    why = ""
+    if scope is not None and scope.lease is not None and scope.lease.error:
+        why = f" ({scope.lease.error})"
+    return Refusal(
+        503,
+        f"ironrt: the fleet ledger does not answer{why}, and this daemon's lease on {key} "
+        "is spent or expired: no call of it can be admitted until the ledger is back; "
+        f"retry after {LEDGER_RETRY_AFTER_S} s",
+        type="api_error",
+        code="ledger_unavailable",
+        policy="budget",
+        retryable=True,
+        headers={"retry-after": str(LEDGER_RETRY_AFTER_S)},
+    )
 
 
 def _budgeted(scopes: tuple[Scope, ...]) -> bool:

@@ -294,6 +294,19 @@ class ScopeLimits(Base):
     #: an agent's `pii_types`. The stricter of the agent's and its scopes' wins per type.
     pii: PiiMode | None = None
     pii_types: dict[str, PiiMode] | None = None
+    #: A scope shared by the daemons of one `IRONRT_LEDGER_URL` (`project:*`, `global`):
+    #: then `spent_usd` is the settled spend of all of them (as of this daemon's last sync,
+    #: plus its own since), `own_spent_usd` this daemon's part, `leased_usd` what its lease
+    #: still lets it spend (calls in flight included) until `lease_expires_at`,
+    #: `others_held_usd` the other daemons' unspent leases, `ledger` whether PostgreSQL
+    #: answered the last sync (`ok`, `unavailable`).
+    shared: bool = False
+    own_spent_usd: float | None = None
+    leased_usd: float | None = None
+    lease_expires_at: str | None = None
+    others_held_usd: float | None = None
+    daemons: int | None = None
+    ledger: str | None = None
 
 
 class LimitsList(Base):
@@ -451,6 +464,26 @@ class Usage(Base):
     refused_calls: int = 0
 
 
+class LedgerStatus(Base):
+    """The fleet ledger's connection (`IRONRT_LEDGER_URL`), as `health` and `doctor` show it.
+
+    `url` never carries the password; `state` is `ok` (the last round answered) or
+    `unavailable` (`error` says why: calls of shared scopes go on inside their leases,
+    then get 503 `ledger_unavailable`).
+    """
+
+    url: str
+    state: str
+    daemon_id: str
+    lease_ttl_s: float
+    error: str | None = None
+    schema: int | None = None
+    synced_at: str | None = None
+    #: Lease transactions this daemon has made since it started.
+    syncs: int = 0
+    shared_scopes: list[str] = []
+
+
 class Health(Base):
     ok: bool
     pid: int
@@ -467,6 +500,8 @@ class Health(Base):
     #: Control Panel telemetry: "enabled", "disabled" (after 3 failed attempts; re-probed
     #: every IRONRT_TELEMETRY_REPROBE) or "off" (not configured).
     telemetry: str = "off"
+    #: The fleet ledger, when `IRONRT_LEDGER_URL` is set.
+    ledger: LedgerStatus | None = None
 
 
 class Version(Base):

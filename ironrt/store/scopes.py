@@ -11,19 +11,21 @@ import sqlite3
 
 import msgspec
 
+from ironrt.governance.ledger.lease import Lease
 from ironrt.governance.ledger.scope import Scope
 from ironrt.protocol import PiiMode
 from ironrt.store.db import Database
 
 _COLUMNS = (
     "scope, budget_usd, window_spec, resets_at, rpm, tpm, max_concurrent, models, "
-    "spent_nanos, warned, pii, pii_types"
+    "spent_nanos, warned, pii, pii_types, own_nanos"
 )
 
 SPEND_SQL = (
-    "INSERT INTO scopes(scope, spent_nanos, resets_at, warned) VALUES (?, ?, ?, ?) "
+    "INSERT INTO scopes(scope, spent_nanos, resets_at, warned, own_nanos) "
+    "VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT(scope) DO UPDATE SET spent_nanos = excluded.spent_nanos, "
-    "resets_at = excluded.resets_at, warned = excluded.warned"
+    "resets_at = excluded.resets_at, warned = excluded.warned, own_nanos = excluded.own_nanos"
 )
 
 
@@ -31,8 +33,12 @@ def _warned(scope: Scope) -> str:
     return msgspec.json.encode(sorted(scope.warned)).decode()
 
 
+def _own(scope: Scope) -> int | None:
+    return scope.lease.own_nanos if scope.lease is not None else None
+
+
 def spend_params(scope: Scope) -> tuple[object, ...]:
-    return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope))
+    return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope), _own(scope))
 
 
 SAVE_SQL = (
@@ -56,6 +62,7 @@ def save_statement(scope: Scope) -> tuple[str, tuple[object, ...]]:
         _warned(scope),
         scope.pii,
         None if scope.pii_types is None else msgspec.json.encode(scope.pii_types).decode(),
+        _own(scope),
     )
     return SAVE_SQL, params
 
@@ -83,6 +90,8 @@ def _from_row(row: sqlite3.Row) -> Scope:
     scope.pii = row["pii"]
     if row["pii_types"] is not None:
         scope.pii_types = msgspec.json.decode(row["pii_types"], type=dict[str, PiiMode])
+    if row["own_nanos"] is not None:
+        scope.lease = Lease(own_nanos=int(row["own_nanos"]), available=False)
     return scope
 
 

@@ -13,8 +13,9 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ironrt.errors import InvalidRequest
+from ironrt.errors import InvalidRequest, LedgerUnavailable
 from ironrt.events import EventBus
+from ironrt.fleet.manager import FleetLedger
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.pii.entities import EntityError
@@ -39,6 +40,8 @@ class SupervisorLimits:
     agents: dict[str, Managed]
     #: The daemon's agent a ref names (`Supervisor.find`).
     find: Callable[[str], Managed]
+    #: The fleet ledger, with `IRONRT_LEDGER_URL`: shared scopes' limits are the fleet's.
+    fleet: FleetLedger | None
 
     def scopes_for(self, r: Agent) -> tuple[Scope, ...]:
         """The scopes an agent's calls must fit: its own, its project's, `global`."""
@@ -85,6 +88,12 @@ class SupervisorLimits:
             self.check_pii(types, owner.gov.pii_file if owner is not None else None)
         before = scope.limits_state()
         self.ledger.set_limits(scope, changes)
+        if self.fleet is not None and scope.lease is not None:
+            try:  # the fleet's first: a limit only this daemon knew would not hold
+                await self.fleet.put_limits(scope)
+            except LedgerUnavailable:
+                scope.restore_limits(before)
+                raise
         if not await self.books.save_scope(scope):
             # Not on disk, so not at all: a limit must not vanish with the next restart.
             scope.restore_limits(before)

@@ -83,6 +83,7 @@ class Supervisor(SupervisorLimits):
         self.router_url = router_url
         self.ledger = ledger or Ledger()
         self.books = books or Books(db)
+        self.fleet = None
         self.restart_backoff = restart_backoff
         self.sample_interval = sample_interval
         self.agents: dict[str, Managed] = {}

@@ -56,6 +56,9 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"
     #: The agent stopped while its call waited.
     CANCELLED = "cancelled"
+    #: A shared scope's lease is spent or expired and the fleet ledger (PostgreSQL) does
+    #: not answer: no more lease, so no call (a 503, never unlimited spend).
+    UNAVAILABLE = "unavailable"
 
 
 class _Verdict(enum.Enum):
@@ -63,6 +66,7 @@ class _Verdict(enum.Enum):
     WAIT = 1
     EXHAUSTED = 2
     NEED_COUNT = 3
+    UNAVAILABLE = 4
 
 
 @dataclass(slots=True)
@@ -125,6 +129,11 @@ class Ledger:
         #: None: no publisher (the ledger alone, in tests): `on_pause` and `on_resume` are
         #: called at once, and nothing pops `announcements` but the caller.
         self.on_announce: Callable[[], None] | None = None
+        #: Called when a call waits for more lease on a shared scope (the fleet manager
+        #: asks the database); None without a fleet ledger.
+        self.on_want: Callable[[], None] | None = None
+        #: Called with each scope made (the fleet manager gives a shared one its lease).
+        self.on_new_scope: Callable[[Scope], None] | None = None
         self._changed = anyio.Event()
 
     # ---- scopes ---------------------------------------------------------------------
@@ -132,6 +141,8 @@ class Ledger:
         found = self.scopes.get(key)
         if found is None:
             found = self.scopes[key] = Scope(key)
+            if self.on_new_scope is not None:
+                self.on_new_scope(found)
         return found
 
     def drop(self, key: str) -> None:
@@ -146,6 +157,21 @@ class Ledger:
         if scope.roll(now):
             self.on_reset(scope)
 
+    def refresh(self, scopes: list[Scope] | None = None) -> None:
+        """The books of some scopes changed outside a call (a fleet sync): queue the
+        warnings they now cross, and re-evaluate waiting calls."""
+        for s in scopes or ():
+            for threshold in s.crossed():
+                kind = BudgetExhausted if threshold == 100 else BudgetWarning
+                if threshold == 100:
+                    s.exhausted = True
+                data = {**s.describe(), "threshold_percent": threshold}
+                self.announcements.append(LedgerEvent(kind(agent_id=None, **data)))
+        if scopes and self.announcements and self.on_announce is not None:
+            self.on_announce()
+        self._changed.set()
+        self._pump()
+
     # ---- admission ------------------------------------------------------------------
     async def admit(self, claim: Claim, timeout: float) -> Admission:
         """Admit, refuse or (after at most `timeout` s of waiting) time the call out."""
@@ -157,6 +183,8 @@ class Ledger:
                 return self._grant(claim, bound, cap)
             if verdict is _Verdict.NEED_COUNT:
                 return Admission(Outcome.NEED_COUNT, scope=scope, bound_nanos=bound)
+            if verdict is _Verdict.UNAVAILABLE:
+                return Admission(Outcome.UNAVAILABLE, scope=scope, bound_nanos=bound)
             if verdict is _Verdict.EXHAUSTED and not claim.park:
                 return Admission(
                     Outcome.EXHAUSTED, scope=scope, bound_nanos=bound, least_nanos=least
@@ -215,6 +243,9 @@ class Ledger:
             s.in_flight -= 1
             self.roll(s, now)
             s.spent_nanos += cost_nanos
+            if s.lease is not None:
+                s.lease.own_nanos += cost_nanos
+                s.lease.used_at = now
             crossed += [(threshold, s) for threshold in s.crossed()]
         events: list[LedgerEvent] = []
         for threshold, s in sorted(crossed, key=lambda c: c[0]):  # stable: scope order kept
@@ -293,9 +324,26 @@ class Ledger:
         for s in claim.scopes:
             if s.max_concurrent is not None and s.in_flight >= s.max_concurrent:
                 return _Verdict.WAIT, s, bound, least, cap
-            if s.budget_nanos is not None and bound > s.budget_nanos - s.spent_nanos - s.held_nanos:
+            if s.budget_nanos is None:
+                continue
+            if bound > s.budget_nanos - s.spent_nanos - s.held_nanos:
                 return _Verdict.WAIT, s, bound, least, cap
+            if s.lease is not None and bound > s.lease.room(now) - s.held_nanos:
+                return self._short_lease(s, now, bound), s, bound, least, cap
         return _Verdict.ADMIT, None, bound, least, cap
+
+    def _short_lease(self, s: Scope, now: float, bound: int) -> _Verdict:
+        """The call fits the fleet's money but not this daemon's lease: wait while the
+        fleet manager asks for more, or, with the database unreachable, wait only for
+        this daemon's own holds (503 when even they could not make room)."""
+        lease = s.lease
+        assert lease is not None
+        room = lease.room(now)
+        if not lease.available:
+            return _Verdict.WAIT if bound <= room else _Verdict.UNAVAILABLE
+        if lease.ask(bound + s.held_nanos - room, bound) and self.on_want is not None:
+            self.on_want()
+        return _Verdict.WAIT
 
     def _grant(self, claim: Claim, bound: int, cap: int | None) -> Admission:
         for s in claim.scopes:
@@ -357,6 +405,8 @@ class Ledger:
                 waiter.result = self._grant(waiter.claim, bound, cap)
             elif verdict is _Verdict.NEED_COUNT:
                 waiter.result = Admission(Outcome.NEED_COUNT, scope=scope, bound_nanos=bound)
+            elif verdict is _Verdict.UNAVAILABLE:
+                waiter.result = Admission(Outcome.UNAVAILABLE, scope=scope, bound_nanos=bound)
             else:
                 waiter.result = Admission(
                     Outcome.EXHAUSTED, scope=scope, bound_nanos=bound, least_nanos=least

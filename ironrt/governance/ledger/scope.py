@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ironrt.governance.ledger.lease import Lease
 from ironrt.governance.ledger.money import nanos_to_usd, usd_to_nanos
 from ironrt.protocol import PiiMode, ScopeLimits
 from ironrt.values import parse_duration
@@ -93,6 +94,10 @@ class Scope:
     exhausted: bool = False
     #: Per-policy state that lives with the scope (rate-limit buckets).
     state: dict[str, Any] = field(default_factory=dict)
+    #: A shared scope's lease (`IRONRT_LEDGER_URL`): then `spent_nanos` is the fleet's
+    #: settled spend as last known plus this daemon's own since, and calls are admitted
+    #: against the lease (`ironrt.governance.ledger.lease`).
+    lease: Lease | None = None
 
     # ---- limits ---------------------------------------------------------------------
     @property
@@ -171,6 +176,8 @@ class Scope:
         missed = int((now - self.resets_at) // step) + 1
         self.resets_at += missed * step
         self.spent_nanos = 0
+        if self.lease is not None:
+            self.lease.new_window()
         self.warned = set()
         self.exhausted = False
         return True
@@ -199,6 +206,18 @@ class Scope:
         }
 
     def info(self) -> ScopeLimits:
+        lease = self.lease
+        fleet: dict[str, Any] = {}
+        if lease is not None:
+            fleet = {
+                "shared": True,
+                "own_spent_usd": round(nanos_to_usd(lease.own_nanos), 9),
+                "leased_usd": round(nanos_to_usd(max(lease.granted_nanos - lease.own_nanos, 0)), 9),
+                "lease_expires_at": iso(lease.expires_at),
+                "others_held_usd": round(nanos_to_usd(lease.others_held_nanos), 9),
+                "daemons": lease.daemons,
+                "ledger": "ok" if lease.available else "unavailable",
+            }
         return ScopeLimits(
             scope=self.key,
             budget_usd=self.budget_usd,
@@ -214,6 +233,7 @@ class Scope:
             waiting=self.waiting,
             pii=self.pii,
             pii_types=dict(self.pii_types) if self.pii_types is not None else None,
+            **fleet,
         )
 
 

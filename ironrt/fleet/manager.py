@@ -1,0 +1,402 @@
+"""The fleet manager: keeps this daemon's leases on shared scopes, off the hot path.
+
+One task, one PostgreSQL connection. It wakes when a call waits for more lease
+(`Ledger.on_want`) and at least every `tick_s`, and for each shared scope decides
+whether a sync is due (`plan`):
+
+    calls wait for more lease              → grow (sized from the spend rate, bounded)
+    lease low, or half its TTL gone, busy  → renew (grow)
+    unreported spend older than poll_s     → report (keep the slice)
+    another daemon is short, or idle here  → hand back all but what calls in flight hold
+    the database did not answer            → retry; calls go on inside the lease only
+
+Every `poll_s` it reads the fleet's limits (one query for all scopes): a limit set on any
+daemon applies here within that time, and `resets_at` is the fleet's. Its local copy is
+saved to the daemon's SQLite, so a restart without the database still knows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+from msgspec.structs import replace
+
+from ironrt.errors import LedgerUnavailable
+from ironrt.fleet.schema import migrate
+from ironrt.fleet.store import FleetLimits, FleetStore, SyncAsk, SyncResult
+from ironrt.governance.ledger import Ledger, Scope
+from ironrt.governance.ledger.lease import Lease
+from ironrt.governance.ledger.scope import iso
+from ironrt.protocol import LedgerStatus
+
+log = logging.getLogger("ironrt.fleet")
+
+#: Seconds one database round (connect, or a sync) may take before it counts as down.
+OP_TIMEOUT_S = 5.0
+
+
+def shared(key: str) -> bool:
+    """Whether a scope is the fleet's: `global` and projects; agents stay local."""
+    return key == "global" or key.startswith("project:")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs, errors and `doctor`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(slots=True)
+class _Rate:
+    """A scope's recent own spend rate (nano-dollars per second, smoothed)."""
+
+    own: int = 0
+    at: float = 0.0
+    per_s: float = 0.0
+
+    def update(self, own: int, now: float) -> None:
+        if self.at and now > self.at:
+            sample = max(own - self.own, 0) / (now - self.at)
+            self.per_s = sample if not self.per_s else 0.5 * self.per_s + 0.5 * sample
+        self.own, self.at = own, now
+
+
+class FleetLedger:
+    def __init__(
+        self,
+        url: str,
+        ledger: Ledger,
+        daemon_id: str,
+        *,
+        ttl_s: float = 60.0,
+        poll_s: float = 1.0,
+        idle_s: float = 10.0,
+        save: Callable[[Scope], Awaitable[Any]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.url = url
+        self.ledger = ledger
+        self.store = FleetStore(daemon_id)
+        self.daemon_id = daemon_id
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+        self.idle_s = idle_s
+        self.clock = clock
+        #: Persists a scope's limits locally (the books), after the fleet changed them.
+        self.save = save
+        self._conn: Any = None
+        self._lock = anyio.Lock()
+        self._wake = anyio.Event()
+        self._polled_at = 0.0
+        self._seen: dict[str, int] = {}
+        #: Per scope: the latest unmet demand (its time in the database, the daemon) and
+        #: when this daemon first saw it.
+        self._demand: dict[str, tuple[float, str, float]] = {}
+        self._rates: dict[str, _Rate] = {}
+        self._unsaved: dict[str, Scope] = {}
+        self.available = False
+        self.error: str | None = "not reached yet"
+        self.schema: int | None = None
+        self.synced_at: float | None = None
+        self.syncs = 0
+        ledger.on_want = self.wake
+        ledger.on_new_scope = self.attach
+        for scope in list(ledger.scopes.values()):
+            self.attach(scope)
+
+    # ---- wiring ---------------------------------------------------------------------
+    def attach(self, scope: Scope) -> None:
+        """Give a shared scope its lease (a new one asks the database at its first call)."""
+        if shared(scope.key) and scope.lease is None:
+            scope.lease = Lease(available=self.available, error=self.error)
+        elif scope.lease is not None:
+            scope.lease.available = self.available
+            scope.lease.error = self.error
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _shared(self) -> list[Scope]:
+        return [s for s in self.ledger.scopes.values() if s.lease is not None]
+
+    # ---- the loop -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect, migrate, seed and reconcile once (bounded), before the router serves:
+        a database that does not answer leaves shared calls to 503 until it does."""
+        with anyio.move_on_after(OP_TIMEOUT_S):
+            await self._round(reconcile=True)
+
+    async def run(self) -> None:
+        while True:
+            with anyio.move_on_after(self._delay()):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            await self._round()
+
+    def _delay(self) -> float:
+        if not self.available:
+            return self.poll_s
+        if any(s.lease is not None and s.lease.want_nanos for s in self._shared()):
+            return self.poll_s / 4
+        return self.poll_s
+
+    async def _round(self, *, reconcile: bool = False) -> None:
+        try:
+            async with self._lock:
+                with anyio.fail_after(OP_TIMEOUT_S):
+                    conn = await self._connection()
+                    now = self.clock()
+                    if reconcile or now - self._polled_at >= self.poll_s:
+                        await self._poll(conn, seed=reconcile)
+                    for scope in self._shared():
+                        ask = self.plan(scope, self.clock(), reconcile=reconcile)
+                        if ask is not None:
+                            sent = self.clock()
+                            result = await self.store.sync(conn, ask)
+                            self.syncs += 1
+                            self._adopt_sync(scope, ask, result, sent)
+            self._up()
+        except Exception as exc:  # any failure of the database is "down"
+            await self._down(exc)
+        await self._save()
+
+    async def _connection(self) -> Any:
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        import asyncpg
+
+        self._conn = await asyncpg.connect(self.url, timeout=OP_TIMEOUT_S)
+        self.schema = await migrate(self._conn)
+        return self._conn
+
+    def _up(self) -> None:
+        was = self.available
+        self.available, self.error = True, None
+        self.synced_at = self.clock()
+        for scope in self._shared():
+            self.attach(scope)
+        if not was:
+            log.info("fleet ledger connected", extra={"fields": {"url": redact(self.url)}})
+        self.ledger.refresh(self._shared())
+
+    async def _down(self, exc: BaseException) -> None:
+        why = _reason(exc)
+        if self.available or self.error != why:
+            log.warning(
+                "fleet ledger unavailable",
+                extra={"fields": {"url": redact(self.url), "error": why}},
+            )
+        self.available, self.error = False, why
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
+        for scope in self._shared():
+            self.attach(scope)
+        self.ledger.refresh(self._shared())
+
+    # ---- limits ---------------------------------------------------------------------
+    async def _poll(self, conn: Any, *, seed: bool) -> None:
+        if seed:  # the first daemon on a database brings the limits it had alone
+            for scope in self._shared():
+                if scope.budget_nanos is not None or scope.window is not None:
+                    await self.store.put_limits(conn, scope.key, _limits_of(scope), only_new=True)
+        for limits in await self.store.all_limits(conn):
+            self._note_demand(limits)
+            scope = self.ledger.scope(limits.scope)
+            self.adopt(scope, limits)
+        self._polled_at = self.clock()
+
+    def adopt(self, scope: Scope, limits: FleetLimits) -> bool:
+        """Take the fleet's limits for a scope if they changed since last seen."""
+        if self._seen.get(scope.key) == limits.version:
+            return False
+        self._seen[scope.key] = limits.version
+        before = scope.budget_nanos
+        scope.budget_nanos = limits.budget_nanos
+        if before != limits.budget_nanos:
+            scope.exhausted = False
+            scope.rearm()
+        if scope.window != limits.window or scope.resets_at != limits.resets_at:
+            scope.window, scope.resets_at = limits.window, limits.resets_at
+        scope.rpm, scope.tpm = limits.rpm, limits.tpm
+        scope.max_concurrent = limits.max_concurrent
+        scope.models = limits.models
+        scope.pii = limits.pii  # type: ignore[assignment]
+        scope.pii_types = dict(limits.pii_types) if limits.pii_types is not None else None  # type: ignore[arg-type]
+        self._unsaved[scope.key] = scope
+        return True
+
+    async def _save(self) -> None:
+        """Keep the fleet's limits in the local books too (a restart without the database
+        still knows them), after the round, outside the connection's lock."""
+        unsaved, self._unsaved = self._unsaved, {}
+        if self.save is not None:
+            for scope in unsaved.values():
+                await self.save(scope)
+
+    async def put_limits(self, scope: Scope) -> None:
+        """Write a shared scope's limits (already applied here) for the whole fleet."""
+        try:
+            async with self._lock:
+                with anyio.fail_after(OP_TIMEOUT_S):
+                    conn = await self._connection()
+                    limits = await self.store.put_limits(conn, scope.key, _limits_of(scope))
+        except Exception as exc:
+            await self._down(exc)
+            raise LedgerUnavailable(
+                f"the fleet ledger ({redact(self.url)}) did not answer ({self.error}): "
+                f"the limits of {scope.key}, shared by every daemon on it, were not changed"
+            ) from None
+        self._seen.pop(scope.key, None)
+        self.adopt(scope, limits)
+        self._unsaved.pop(scope.key, None)  # the caller saves it
+        self.ledger.refresh([scope])
+
+    # ---- leases ---------------------------------------------------------------------
+    def plan(self, scope: Scope, now: float, *, reconcile: bool = False) -> SyncAsk | None:
+        """The sync a scope needs now, if any."""
+        lease = scope.lease
+        assert lease is not None
+        rate = self._rates.setdefault(scope.key, _Rate())
+        rate.update(lease.own_nanos, now)
+        held = scope.held_nanos
+        room = max(lease.room(now), 0)
+        busy = scope.in_flight > 0 or scope.waiting > 0 or now - lease.used_at < self.idle_s
+        window_end = scope.resets_at or 0.0
+        base = SyncAsk(
+            scope=scope.key,
+            own_nanos=lease.own_nanos,
+            window_end=window_end,
+            held_nanos=held,
+            need_nanos=held,
+            bound_nanos=lease.want_bound_nanos,
+            rate_nanos_s=rate.per_s,
+            horizon_s=max(self.ttl_s / 3, 1.0),
+            ttl_s=self.ttl_s,
+        )
+        budgeted = scope.budget_nanos is not None
+        if reconcile:  # after a restart: report what was spent, hand back the rest
+            return replace(base, need_nanos=held, grow=False)
+        # Another daemon could not get what its calls need: lease only what is needed
+        # here (nothing ahead) and hand back the rest, until its demand is 5 s old.
+        crowded = self._crowded(scope.key, now)
+        if lease.want_nanos:
+            if lease.short and now - lease.synced_at < self.poll_s / 4:
+                return None  # others hand back at their next poll: not a tight loop
+            return replace(base, need_nanos=room + lease.want_nanos, grow=not crowded)
+        if not self.available or not lease.synced_at:
+            return replace(base, need_nanos=max(room, held), grow=False)
+        spare = room - held
+        if budgeted and spare > 0 and (crowded or not busy):
+            return replace(base, need_nanos=held, grow=False)
+        if budgeted and busy and lease.expires_at is not None:
+            ahead = max(rate.per_s * self.poll_s * 2, lease.want_bound_nanos)
+            if lease.expires_at - now < self.ttl_s / 2 or spare < ahead:
+                return replace(base, need_nanos=held)
+        if lease.unreported_nanos > 0 and now - lease.synced_at >= self.poll_s:
+            return replace(base, need_nanos=max(room, held), grow=False)
+        return None
+
+    def _note_demand(self, limits: FleetLimits) -> None:
+        """Remember when (by this daemon's clock) a new unmet demand was first seen."""
+        seen = self._demand.get(limits.scope)
+        if seen is None or seen[0] != limits.demand_at:
+            self._demand[limits.scope] = (limits.demand_at, limits.demand_by, self.clock())
+
+    def _crowded(self, key: str, now: float) -> bool:
+        seen = self._demand.get(key)
+        if seen is None or not seen[0] or seen[1] == self.daemon_id:
+            return False
+        return now - seen[2] < 5.0
+
+    def _adopt_sync(self, scope: Scope, ask: SyncAsk, result: SyncResult, sent: float) -> None:
+        lease = scope.lease
+        assert lease is not None
+        self.adopt(scope, result.limits)
+        self._note_demand(result.limits)
+        local_end = scope.resets_at or 0.0
+        if local_end != result.window_end:
+            if local_end and result.window_end > local_end:
+                self.ledger.roll(scope, local_end)  # the fleet's window is over: ours too
+            scope.resets_at = result.window_end or None
+        if ask.window_end == result.window_end:
+            lease.reported_nanos = result.reported_nanos
+            # Calls settled during the round came out of the slice: granted stays put.
+            lease.granted_nanos = result.granted_nanos
+            lease.expires_at = sent + result.expires_in_s
+        else:  # the window moved on while asking: the next round asks for the new one
+            lease.expires_at = None
+        lease.others_spent_nanos = result.others_spent_nanos
+        lease.others_held_nanos = result.others_held_nanos
+        lease.daemons = result.daemons
+        lease.synced_at = self.clock()
+        lease.short = result.short
+        lease.want_nanos = lease.want_bound_nanos = 0
+        scope.spent_nanos = lease.others_spent_nanos + lease.own_nanos
+
+    async def release(self) -> None:
+        """Stopping: report the spend and hand back every lease (bounded)."""
+        with anyio.move_on_after(OP_TIMEOUT_S):
+            try:
+                async with self._lock:
+                    conn = await self._connection()
+                    for scope in self._shared():
+                        lease = scope.lease
+                        assert lease is not None
+                        if lease.synced_at or lease.own_nanos:
+                            ask = self.plan(scope, self.clock(), reconcile=True)
+                            assert ask is not None
+                            await self.store.sync(conn, ask)
+            except Exception as exc:
+                log.warning(
+                    "fleet ledger: leases not handed back at stop",
+                    extra={"fields": {"error": _reason(exc)}},
+                )
+        if self._conn is not None:
+            with anyio.move_on_after(1):
+                await self._conn.close()
+
+    # ---- what doctor and the API show -----------------------------------------------
+    def status(self) -> LedgerStatus:
+        return LedgerStatus(
+            url=redact(self.url),
+            state="ok" if self.available else "unavailable",
+            error=self.error,
+            daemon_id=self.daemon_id,
+            schema=self.schema,
+            synced_at=iso(self.synced_at),
+            lease_ttl_s=self.ttl_s,
+            syncs=self.syncs,
+            shared_scopes=sorted(s.key for s in self._shared()),
+        )
+
+
+def _limits_of(scope: Scope) -> dict[str, Any]:
+    return {
+        "budget_nanos": scope.budget_nanos,
+        "window": scope.window,
+        "rpm": scope.rpm,
+        "tpm": scope.tpm,
+        "max_concurrent": scope.max_concurrent,
+        "models": list(scope.models) if scope.models is not None else None,
+        "pii": scope.pii,
+        "pii_types": dict(scope.pii_types) if scope.pii_types is not None else None,
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    """One line on why the database failed, never with the URL's password."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer in {OP_TIMEOUT_S:g} s"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__

@@ -1,0 +1,101 @@
+"""One budget across three daemons: real daemons, a real PostgreSQL, real SDKs in real
+agents, a fake upstream with latency. The shared scope is never overspent, is used to
+the end, and survives a daemon's crash and the database's outage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ironrt.tempdaemon import TempDaemon, wait_until
+from ironrt.testing import FakeUpstream
+from tests.fleet.helpers import burst_script, daemons, fleet_env, tally, wait_budget_seen
+from tests.fleet.pg import Postgres
+
+
+@pytest.fixture
+def upstream() -> FakeUpstream:
+    with FakeUpstream(latency=0.2) as up:
+        yield up  # type: ignore[misc]
+
+
+def one_call_usd(d: TempDaemon, tmp_path: Path) -> float:
+    """What one burst call costs (an agent outside the shared project)."""
+    agent_id = d.rt.start_agent(burst_script(tmp_path), ["1", "1"], project="calibrate")
+    assert tally(d, agent_id)["ok"] == 1
+    return d.rt.get_agent(agent_id).spent_usd
+
+
+def own_spend(ds: list[TempDaemon], scope: str) -> list[float]:
+    return [d.rt.get_limits(scope).own_spent_usd or 0.0 for d in ds]
+
+
+def test_three_daemons_share_one_budget_exactly(
+    upstream: FakeUpstream, ledger_url: str, tmp_path: Path
+) -> None:
+    with daemons(3, fleet_env(upstream.url, ledger_url)) as ds:
+        call = one_call_usd(ds[0], tmp_path)
+        budget = round(call * 30, 9)
+        ds[1].rt.set_limits("project:team", budget_usd=budget)
+        wait_budget_seen(ds, "project:team", budget)
+        script = burst_script(tmp_path)
+        agents = [d.rt.start_agent(script, ["4", "40"], project="team") for d in ds]
+        tallies = [tally(d, a) for d, a in zip(ds, agents, strict=True)]
+        ok = sum(int(t["ok"]) for t in tallies)  # type: ignore[call-overload]
+        assert all(t["other"] == [] for t in tallies), tallies
+        assert all(int(t["402"]) >= 1 for t in tallies), tallies  # type: ignore[call-overload]
+        spent = own_spend(ds, "project:team")
+        assert sum(spent) <= budget + 1e-9, (spent, budget)
+        assert sum(spent) >= 0.95 * budget, (spent, budget, tallies)
+        assert ok == pytest.approx(sum(spent) / call, abs=1.5)
+        # Refusals were not retried: each 402 an agent saw is one refused call upstream
+        # never got, and the upstream saw only the calls that were answered.
+        assert len(upstream.requests) == ok + 1
+        # Every daemon shows the fleet's settled spend (after its next sync).
+        for d in ds:
+            wait_until(
+                lambda d=d: d.rt.get_limits("project:team").spent_usd
+                == pytest.approx(sum(spent), abs=1e-9),
+                timeout=10,
+            )
+            shown = d.rt.get_limits("project:team")
+            assert shown.shared and shown.ledger == "ok" and shown.daemons == 3
+
+
+def test_killed_daemon_lease_is_charged_until_it_comes_back(
+    upstream: FakeUpstream, ledger_url: str, tmp_path: Path, postgres: Postgres
+) -> None:
+    env = fleet_env(upstream.url, ledger_url, IRONRT_LEASE_TTL="3")
+    with daemons(3, env) as ds:
+        call = one_call_usd(ds[0], tmp_path)
+        budget = round(call * 30, 9)
+        ds[0].rt.set_limits("project:team", budget_usd=budget)
+        wait_budget_seen(ds, "project:team", budget)
+        script = burst_script(tmp_path)
+        victim = ds[2]
+        slow = victim.rt.start_agent(script, ["4", "3"], project="team")
+        wait_until(lambda: (victim.rt.get_limits("project:team").leased_usd or 0) > 0, timeout=10)
+        lease = victim.rt.get_limits("project:team")
+        victim.kill()  # mid-burst: its calls in flight die with it
+        agents = [d.rt.start_agent(script, ["4", "40"], project="team") for d in ds[:2]]
+        tallies = [tally(d, a) for d, a in zip(ds[:2], agents, strict=True)]
+        spent_alive = sum(own_spend(ds[:2], "project:team"))
+        # The dead daemon's lease is charged whole: the others stop short of it.
+        rows = postgres.psql(
+            ledger_url,
+            "SELECT granted_nanos, reported_nanos, expires_at < extract(epoch from now()) "
+            "FROM ironrt_fleet_leases;",
+        )
+        assert " t" in rows, rows  # its lease expired (after the 3 s TTL)
+        assert spent_alive <= budget - (lease.leased_usd or 0) + lease.own_spent_usd + 1e-9
+        assert all(int(t["402"]) >= 1 for t in tallies), tallies  # type: ignore[call-overload]
+        # It comes back: reconciles what it really spent, hands the rest back.
+        victim.start()
+        wait_until(lambda: victim.rt.get_limits("project:team").ledger == "ok", timeout=15)
+        more = ds[0].rt.start_agent(script, ["2", "40"], project="team")
+        tally(ds[0], more)
+        total = sum(own_spend(ds, "project:team"))
+        assert total <= budget + 1e-9
+        assert total >= 0.95 * budget - 4 * call  # calls in flight at the kill are lost
+        victim.rt.stop_agent(slow)
