@@ -210,10 +210,17 @@ class FleetLedger:
             for scope in self._shared():
                 if scope.budget_nanos is not None or scope.window is not None:
                     await self.store.put_limits(conn, scope.key, _limits_of(scope), only_new=True)
-        for limits in await self.store.all_limits(conn):
+        for view in await self.store.views(conn):
+            limits = view.limits
             self._note_demand(limits)
             scope = self.ledger.scope(limits.scope)
             self.adopt(scope, limits)
+            lease = scope.lease
+            if lease is not None and (scope.resets_at or 0.0) == (limits.resets_at or 0.0):
+                lease.others_spent_nanos = view.others_spent_nanos
+                lease.others_held_nanos = view.others_held_nanos
+                lease.daemons = view.daemons
+                scope.spent_nanos = lease.others_spent_nanos + lease.own_nanos
         self._polled_at = self.clock()
 
     def adopt(self, scope: Scope, limits: FleetLimits) -> bool:

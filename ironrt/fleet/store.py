@@ -44,6 +44,16 @@ class FleetLimits(msgspec.Struct, frozen=True, kw_only=True):
     demand_by: str = ""
 
 
+class FleetView(msgspec.Struct, frozen=True, kw_only=True):
+    """A shared scope as a poll sees it: its limits and the other daemons' books in its
+    current window (expired leases charged whole, as in a sync)."""
+
+    limits: FleetLimits
+    others_spent_nanos: int
+    others_held_nanos: int
+    daemons: int
+
+
 class SyncAsk(msgspec.Struct, frozen=True, kw_only=True):
     """What a daemon brings to a sync of one scope."""
 
@@ -120,9 +130,32 @@ class FleetStore:
     async def now(self, conn: Any) -> float:
         return float(await conn.fetchval("SELECT extract(epoch from clock_timestamp())"))
 
-    async def all_limits(self, conn: Any) -> list[FleetLimits]:
-        rows = await conn.fetch(f"SELECT {_SCOPE_COLUMNS} FROM ironrt_fleet_scopes")
-        return [_limits(r) for r in rows]
+    async def views(self, conn: Any) -> list[FleetView]:
+        """Every shared scope, with the other daemons' books (one query)."""
+        columns = ", ".join(f"s.{c.strip()}" for c in _SCOPE_COLUMNS.split(","))
+        rows = await conn.fetch(
+            f"SELECT {columns}, count(l.daemon) AS n, "
+            "coalesce(sum(l.reported_nanos), 0) AS reported, "
+            "coalesce(sum(CASE WHEN l.expires_at > now_ THEN "
+            "greatest(l.granted_nanos - l.reported_nanos, 0) ELSE 0 END), 0) AS held, "
+            "coalesce(sum(CASE WHEN l.expires_at <= now_ THEN "
+            "greatest(l.granted_nanos - l.reported_nanos, 0) ELSE 0 END), 0) AS charged "
+            "FROM ironrt_fleet_scopes s "
+            "CROSS JOIN (SELECT extract(epoch from clock_timestamp()) AS now_) t "
+            "LEFT JOIN ironrt_fleet_leases l ON l.scope = s.scope AND l.daemon <> $1 "
+            "AND l.window_end = coalesce(s.resets_at, 0) "
+            "GROUP BY s.scope, t.now_",
+            self.daemon_id,
+        )
+        return [
+            FleetView(
+                limits=_limits(r),
+                others_spent_nanos=int(r["reported"]) + int(r["charged"]),
+                others_held_nanos=int(r["held"]),
+                daemons=int(r["n"]) + 1,
+            )
+            for r in rows
+        ]
 
     async def _locked(self, conn: Any, scope: str, now: float) -> Any:
         """The scope's row, locked for this transaction (created with no limits)."""
