@@ -109,6 +109,8 @@ class FleetLedger:
         self.schema: int | None = None
         self.synced_at: float | None = None
         self.syncs = 0
+        #: Syncs by why they were made (`plan`): want, renew, report, hand_back, ...
+        self.reasons: dict[str, int] = {}
         ledger.on_want = self.wake
         ledger.on_new_scope = self.attach
         for scope in list(ledger.scopes.values()):
@@ -164,6 +166,7 @@ class FleetLedger:
                             sent = self.clock()
                             result = await self.store.sync(conn, ask)
                             self.syncs += 1
+                            self.reasons[ask.reason] = self.reasons.get(ask.reason, 0) + 1
                             self._adopt_sync(scope, ask, result, sent)
             self._up()
         except Exception as exc:  # any failure of the database is "down"
@@ -293,26 +296,38 @@ class FleetLedger:
         )
         budgeted = scope.budget_nanos is not None
         if reconcile:  # after a restart: report what was spent, hand back the rest
-            return replace(base, need_nanos=held, grow=False)
+            return replace(base, reason="reconcile", need_nanos=held, grow=False)
         # Another daemon could not get what its calls need: lease only what is needed
         # here (nothing ahead) and hand back the rest, until its demand is 5 s old.
         crowded = self._crowded(scope.key, now)
+        self._share(scope, lease, crowded)
         if lease.want_nanos:
-            if lease.short and now - lease.synced_at < self.poll_s / 4:
+            backoff = min(self.poll_s / 4 * 2 ** (lease.short_streak - 1), self.poll_s)
+            if lease.short and now - lease.synced_at < backoff:
                 return None  # others hand back at their next poll: not a tight loop
-            return replace(base, need_nanos=room + lease.want_nanos, grow=not crowded)
+            return replace(
+                base, reason="want", need_nanos=room + lease.want_nanos, grow=not crowded
+            )
         if not self.available or not lease.synced_at:
-            return replace(base, need_nanos=max(room, held), grow=False)
+            return replace(base, reason="first", need_nanos=max(room, held), grow=False)
         spare = room - held
         if budgeted and spare > 0 and (crowded or not busy):
-            return replace(base, need_nanos=held, grow=False)
+            return replace(base, reason="hand_back", need_nanos=held, grow=False)
         if budgeted and busy and lease.expires_at is not None:
             ahead = max(rate.per_s * self.poll_s * 2, lease.want_bound_nanos)
             if lease.expires_at - now < self.ttl_s / 2 or spare < ahead:
-                return replace(base, need_nanos=held)
+                return replace(base, reason="renew", need_nanos=held)
         if lease.unreported_nanos > 0 and now - lease.synced_at >= self.poll_s:
-            return replace(base, need_nanos=max(room, held), grow=False)
+            return replace(base, reason="report", need_nanos=max(room, held), grow=False)
         return None
+
+    def _share(self, scope: Scope, lease: Lease, crowded: bool) -> None:
+        """While other daemons wait for lease, hold in flight no more than a fair share of
+        what remains (`Lease.cap_nanos`); lifted once their demand is old."""
+        cap = None
+        if crowded and scope.budget_nanos is not None:
+            cap = max((scope.budget_nanos - scope.spent_nanos) // max(lease.daemons, 1), 0)
+        lease.cap_nanos = cap  # the round ends with `Ledger.refresh`: waiters see it
 
     def _note_demand(self, limits: FleetLimits) -> None:
         """Remember when (by this daemon's clock) a new unmet demand was first seen."""
@@ -348,6 +363,7 @@ class FleetLedger:
         lease.daemons = result.daemons
         lease.synced_at = self.clock()
         lease.short = result.short
+        lease.short_streak = lease.short_streak + 1 if result.short else 0
         lease.want_nanos = lease.want_bound_nanos = 0
         scope.spent_nanos = lease.others_spent_nanos + lease.own_nanos
 
@@ -384,6 +400,7 @@ class FleetLedger:
             synced_at=iso(self.synced_at),
             lease_ttl_s=self.ttl_s,
             syncs=self.syncs,
+            syncs_by_reason=dict(self.reasons),
             shared_scopes=sorted(s.key for s in self._shared()),
         )
 

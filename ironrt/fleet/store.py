@@ -71,6 +71,8 @@ class SyncAsk(msgspec.Struct, frozen=True, kw_only=True):
     #: False: hand back everything beyond `need` (idle, stopping, or others' demand).
     grow: bool = True
     ttl_s: float = 60.0
+    #: Why the daemon asks (for its counters): want, renew, report, hand_back, ...
+    reason: str = "sync"
 
 
 class SyncResult(msgspec.Struct, frozen=True, kw_only=True):

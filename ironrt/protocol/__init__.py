@@ -479,8 +479,10 @@ class LedgerStatus(Base):
     error: str | None = None
     schema: int | None = None
     synced_at: str | None = None
-    #: Lease transactions this daemon has made since it started.
+    #: Lease transactions this daemon has made since it started, and why (`want`: calls
+    #: waited for more; `renew`, `report`, `hand_back`, `first`, `reconcile`).
     syncs: int = 0
+    syncs_by_reason: dict[str, int] = {}
     shared_scopes: list[str] = []
 
 

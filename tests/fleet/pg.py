@@ -34,7 +34,9 @@ class Postgres:
         """Stop the server (fast: connections are cut, as in a crash of the database)."""
         from pgserver import pg_ctl
 
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
+        pg_ctl(
+            ["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user
+        )
 
     def start(self) -> None:
         self._server.ensure_postgres_running()

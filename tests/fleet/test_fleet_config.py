@@ -95,9 +95,7 @@ def test_an_unreachable_database_stops_only_shared_budgets(tmp_path: Path) -> No
     with TempDaemon(env={"IRONRT_LEDGER_URL": url, "IRONRT_LEDGER_POLL": "0.2"}) as d:
         health = d.rt.health()
         assert health.ledger is not None and health.ledger.state == "unavailable"
-        assert PASSWORD not in json.dumps(
-            {"url": health.ledger.url, "error": health.ledger.error}
-        )
+        assert PASSWORD not in json.dumps({"url": health.ledger.url, "error": health.ledger.error})
         # An agent with no shared budget calls as ever (global has no budget here).
         agent = d.rt.start_agent(burst_script(tmp_path), ["1", "2"])
         assert tally(d, agent)["ok"] == 2
@@ -131,8 +129,10 @@ def test_limits_json_and_doctor_show_the_lease(
         assert team["own_spent_usd"] > 0 and team["leased_usd"] > 0
         assert team["lease_expires_at"].endswith("Z") and team["ledger"] == "ok"
         wait_until(
-            lambda: ds[0].rt.get_limits("project:team").spent_usd
-            == pytest.approx(team["own_spent_usd"], abs=1e-9),
+            lambda: (
+                ds[0].rt.get_limits("project:team").spent_usd
+                == pytest.approx(team["own_spent_usd"], abs=1e-9)
+            ),
             timeout=10,
         )  # the other daemon shows the settled spend of both
         doctor = ds[0].cli("doctor")

@@ -60,8 +60,9 @@ def test_three_daemons_share_one_budget_exactly(
         # Every daemon shows the fleet's settled spend (after its next sync).
         for d in ds:
             wait_until(
-                lambda d=d: d.rt.get_limits("project:team").spent_usd
-                == pytest.approx(sum(spent), abs=1e-9),
+                lambda d=d: (
+                    d.rt.get_limits("project:team").spent_usd == pytest.approx(sum(spent), abs=1e-9)
+                ),
                 timeout=10,
             )
             shown = d.rt.get_limits("project:team")

@@ -61,6 +61,11 @@ class Lease:
     #: The last sync could not give what the waiting calls needed (others hold it): the
     #: next ask waits a little, for them to hand it back.
     short: bool = False
+    #: Short syncs in a row (the next ask backs off), and, while other daemons wait for
+    #: lease, the most this one may have in flight (a fair share of what remains, at
+    #: least one call): near the end of a budget no daemon monopolises it.
+    short_streak: int = 0
+    cap_nanos: int | None = None
 
     def room(self, now: float) -> int:
         """What this daemon may still admit from (before its holds): nothing once the

@@ -328,8 +328,13 @@ class Ledger:
                 continue
             if bound > s.budget_nanos - s.spent_nanos - s.held_nanos:
                 return _Verdict.WAIT, s, bound, least, cap
-            if s.lease is not None and bound > s.lease.room(now) - s.held_nanos:
-                return self._short_lease(s, now, bound), s, bound, least, cap
+            lease = s.lease
+            if lease is not None:
+                if bound > lease.room(now) - s.held_nanos:
+                    return self._short_lease(s, now, bound), s, bound, least, cap
+                capped = lease.cap_nanos is not None and s.held_nanos + bound > lease.cap_nanos > 0
+                if capped and s.held_nanos:  # its fair share is in flight: wait for it
+                    return _Verdict.WAIT, s, bound, least, cap
         return _Verdict.ADMIT, None, bound, least, cap
 
     def _short_lease(self, s: Scope, now: float, bound: int) -> _Verdict:
