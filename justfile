@@ -31,6 +31,7 @@ bench:
     python bench/usage.py
     python bench/startup.py
     python bench/event_loop.py
+    python bench/fleet.py
 
 # The offline demo: no key, no network.
 demo:

@@ -25,7 +25,9 @@ LIMITS_HELP = """Budgets and limits of each scope: global, per project, per agen
 
 Without a command, list every scope with its limits, spend (settled, and held by
 calls in flight), window and calls in flight / waiting. A call must fit the limits
-of its agent, of its agent's project and the global ones.
+of its agent, of its agent's project and the global ones. With IRONRT_LEDGER_URL
+set, `global` and the projects are shared by every daemon on that PostgreSQL: their
+limits are the fleet's, SPENT is every daemon's, LEASE what this one may still spend.
 
 \b
     ironrt limits set global --budget 100 --window 1d
@@ -95,6 +97,7 @@ def limits(ctx: typer.Context, json_: JsonFlag = False) -> None:
         "MODELS",
         "PII",
         "IN FLIGHT/WAITING",
+        *(["LEASE"] if any(s.shared for s in scopes) else []),
         right=("BUDGET", "SPENT", "HELD", "RPM", "TPM", "MAX CONCURRENT", "IN FLIGHT/WAITING"),
     )
     for s in scopes:
@@ -112,8 +115,24 @@ def limits(ctx: typer.Context, json_: JsonFlag = False) -> None:
             ",".join(s.models) if s.models else render.DASH,
             render.pii(s.pii, s.pii_types),
             f"{s.in_flight}/{s.waiting}",
+            *([_lease(s)] if any(x.shared for x in scopes) else []),
         )
     render.console().print(t if scopes else "no limits set")
+
+
+def _lease(s: ScopeLimits) -> str:
+    """A shared scope's lease: what this daemon may still spend, until when, and whether
+    the fleet ledger answers."""
+    if not s.shared:
+        return render.DASH
+    if s.ledger != "ok":
+        return f"ledger {s.ledger}"
+    if not s.lease_expires_at:
+        return f"none ({s.daemons} daemons)"
+    return (
+        f"{render.usd(s.leased_usd)} until {render.clock(s.lease_expires_at)} "
+        f"(own {render.usd(s.own_spent_usd)}, {s.daemons} daemons)"
+    )
 
 
 def _count(value: int | None) -> str:
@@ -138,7 +157,7 @@ def describe(s: ScopeLimits) -> str:
         items.append("models " + ",".join(s.models))
     if s.pii or s.pii_types:
         items.append("pii at least " + render.pii(s.pii, s.pii_types))
-    spent = f"spent {render.usd(s.spent_usd)}"
+    spent = f"spent {render.usd(s.spent_usd)}" + (" by the fleet" if s.shared else "")
     if s.resets_at:
         spent += f", resets at {render.clock(s.resets_at)}"
     return f"{s.scope}: {', '.join(items) or 'no limits'}; {spent}"

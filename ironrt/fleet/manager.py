@@ -120,7 +120,11 @@ class FleetLedger:
     def attach(self, scope: Scope) -> None:
         """Give a shared scope its lease (a new one asks the database at its first call)."""
         if shared(scope.key) and scope.lease is None:
-            scope.lease = Lease(available=self.available, error=self.error)
+            # A scope this daemon kept alone until now: what it spent in the window is
+            # its own part of the fleet's (reported at the first sync).
+            scope.lease = Lease(
+                own_nanos=scope.spent_nanos, available=self.available, error=self.error
+            )
         elif scope.lease is not None:
             scope.lease.available = self.available
             scope.lease.error = self.error
