@@ -387,8 +387,6 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
             with anyio.CancelScope(shield=True):
                 log.info("daemon stopping", extra={"fields": {"keep_agents": keep_agents}})
                 await supervisor.shutdown(keep_agents=keep_agents)
-                if fleet is not None:  # after the last call settled: hand the leases back
-                    await fleet.release()
                 await bus.publish(DaemonStopped(pid=os.getpid(), keep_agents=keep_agents))
                 if telemetry is not None:  # queued on disk before the socket goes
                     with anyio.move_on_after(5):
@@ -401,6 +399,8 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         with anyio.CancelScope(shield=True):
             sock_path.unlink(missing_ok=True)
             await router.aclose()
+            if fleet is not None:  # the router is closed, no call in flight: hand back
+                await fleet.release()
             if otel is not None:
                 await otel.aclose()  # bounded: a hung collector never holds the stop
         tg.cancel_scope.cancel()

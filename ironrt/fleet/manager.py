@@ -31,7 +31,7 @@ from ironrt.errors import LedgerUnavailable
 from ironrt.fleet.schema import migrate
 from ironrt.fleet.store import FleetLimits, FleetStore, SyncAsk, SyncResult
 from ironrt.governance.ledger import Ledger, Scope
-from ironrt.governance.ledger.lease import Lease
+from ironrt.governance.ledger.lease import EXPIRY_MARGIN_S, Lease
 from ironrt.governance.ledger.scope import iso
 from ironrt.protocol import LedgerStatus
 
@@ -104,6 +104,9 @@ class FleetLedger:
         self._demand: dict[str, tuple[float, str, float]] = {}
         self._rates: dict[str, _Rate] = {}
         self._unsaved: dict[str, Scope] = {}
+        self._closed = False
+        #: Scopes where the database holds a row of this daemon's (reconciled at start).
+        self._mine: set[str] = set()
         self.available = False
         self.error: str | None = "not reached yet"
         self.schema: int | None = None
@@ -125,6 +128,8 @@ class FleetLedger:
             scope.lease = Lease(
                 own_nanos=scope.spent_nanos, available=self.available, error=self.error
             )
+        if scope.lease is not None:
+            scope.lease.margin_s = min(EXPIRY_MARGIN_S, self.ttl_s / 4)
         elif scope.lease is not None:
             scope.lease.available = self.available
             scope.lease.error = self.error
@@ -157,6 +162,8 @@ class FleetLedger:
         return self.poll_s
 
     async def _round(self, *, reconcile: bool = False) -> None:
+        if self._closed:
+            return
         try:
             async with self._lock:
                 with anyio.fail_after(OP_TIMEOUT_S):
@@ -164,6 +171,8 @@ class FleetLedger:
                     now = self.clock()
                     if reconcile or now - self._polled_at >= self.poll_s:
                         await self._poll(conn, seed=reconcile)
+                    if reconcile:
+                        self._mine = await self.store.mine(conn)
                     for scope in self._shared():
                         ask = self.plan(scope, self.clock(), reconcile=reconcile)
                         if ask is not None:
@@ -300,6 +309,8 @@ class FleetLedger:
         )
         budgeted = scope.budget_nanos is not None
         if reconcile:  # after a restart: report what was spent, hand back the rest
+            if not lease.own_nanos and scope.key not in self._mine:
+                return None
             return replace(base, reason="reconcile", need_nanos=held, grow=False)
         # Another daemon could not get what its calls need: lease only what is needed
         # here (nothing ahead) and hand back the rest, until its demand is 5 s old.
@@ -312,7 +323,7 @@ class FleetLedger:
             return replace(
                 base, reason="want", need_nanos=room + lease.want_nanos, grow=not crowded
             )
-        if not self.available or not lease.synced_at:
+        if not lease.synced_at and (lease.own_nanos or busy):
             return replace(base, reason="first", need_nanos=max(room, held), grow=False)
         spare = room - held
         if budgeted and spare > 0 and (crowded or not busy):
@@ -372,18 +383,20 @@ class FleetLedger:
         scope.spent_nanos = lease.others_spent_nanos + lease.own_nanos
 
     async def release(self) -> None:
-        """Stopping: report the spend and hand back every lease (bounded)."""
+        """Stopping: report the spend and hand back every lease (bounded). No round runs
+        after it: a lease granted after the last report would stay charged."""
+        self._closed = True
         with anyio.move_on_after(OP_TIMEOUT_S):
             try:
                 async with self._lock:
                     conn = await self._connection()
+                    self._mine = await self.store.mine(conn)
                     for scope in self._shared():
-                        lease = scope.lease
-                        assert lease is not None
-                        if lease.synced_at or lease.own_nanos:
-                            ask = self.plan(scope, self.clock(), reconcile=True)
-                            assert ask is not None
-                            await self.store.sync(conn, ask)
+                        ask = self.plan(scope, self.clock(), reconcile=True)
+                        if ask is not None:
+                            sent = self.clock()
+                            result = await self.store.sync(conn, ask)
+                            self._adopt_sync(scope, ask, result, sent)
             except Exception as exc:
                 log.warning(
                     "fleet ledger: leases not handed back at stop",

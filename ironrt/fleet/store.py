@@ -340,6 +340,13 @@ class FleetStore:
                 )
         return _limits(row)
 
+    async def mine(self, conn: Any) -> set[str]:
+        """The scopes where this daemon has a row (a lease to reconcile, or hand back)."""
+        rows = await conn.fetch(
+            "SELECT scope FROM ironrt_fleet_leases WHERE daemon = $1", self.daemon_id
+        )
+        return {r["scope"] for r in rows}
+
     async def leases(self, conn: Any, scope: str) -> list[dict[str, Any]]:
         """Every daemon's row of a scope (for `doctor` and tests)."""
         rows = await conn.fetch(

@@ -32,7 +32,7 @@ def own_spend(ds: list[TempDaemon], scope: str) -> list[float]:
 
 
 def test_three_daemons_share_one_budget_exactly(
-    upstream: FakeUpstream, ledger_url: str, tmp_path: Path
+    upstream: FakeUpstream, ledger_url: str, tmp_path: Path, postgres: Postgres
 ) -> None:
     with daemons(3, fleet_env(upstream.url, ledger_url)) as ds:
         call = one_call_usd(ds[0], tmp_path)
@@ -67,6 +67,16 @@ def test_three_daemons_share_one_budget_exactly(
             )
             shown = d.rt.get_limits("project:team")
             assert shown.shared and shown.ledger == "ok" and shown.daemons == 3
+    # Stopped, each daemon reported its spend and handed back the rest of its leases.
+    rows = postgres.psql(
+        ledger_url,
+        "SELECT count(*) FILTER (WHERE granted_nanos <> reported_nanos) AS kept, "
+        "sum(reported_nanos) FILTER (WHERE scope = 'project:team') AS team "
+        "FROM ironrt_fleet_leases;",
+    )
+    kept, team = rows.strip().splitlines()[-2].split("|")
+    assert int(kept) == 0, rows
+    assert int(team) == round(sum(spent) * 1e9), rows
 
 
 def test_killed_daemon_lease_is_charged_until_it_comes_back(

@@ -66,11 +66,14 @@ class Lease:
     #: least one call): near the end of a budget no daemon monopolises it.
     short_streak: int = 0
     cap_nanos: int | None = None
+    #: Seconds before `expires_at` it stops being spent from (`EXPIRY_MARGIN_S`, less
+    #: for short TTLs).
+    margin_s: float = EXPIRY_MARGIN_S
 
     def room(self, now: float) -> int:
         """What this daemon may still admit from (before its holds): nothing once the
         lease is (about to be) expired."""
-        if self.expires_at is None or now >= self.expires_at - EXPIRY_MARGIN_S:
+        if self.expires_at is None or now >= self.expires_at - self.margin_s:
             return 0
         return self.granted_nanos - self.own_nanos
 
