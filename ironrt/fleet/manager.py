@@ -129,10 +129,9 @@ class FleetLedger:
                 own_nanos=scope.spent_nanos, available=self.available, error=self.error
             )
         if scope.lease is not None:
-            scope.lease.margin_s = min(EXPIRY_MARGIN_S, self.ttl_s / 4)
-        elif scope.lease is not None:
             scope.lease.available = self.available
             scope.lease.error = self.error
+            scope.lease.margin_s = min(EXPIRY_MARGIN_S, self.ttl_s / 4)
 
     def wake(self) -> None:
         self._wake.set()
