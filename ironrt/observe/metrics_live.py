@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ironrt.governance.ledger.money import NANOS
 from ironrt.governance.ledger.scope import parse_iso
 from ironrt.observe.metrics import is_live as is_live  # re-exported
 from ironrt.supervisor.managed import Managed
@@ -115,6 +116,23 @@ class LiveCollector(Collector):
             "Reserved by calls in flight in a scope, in USD (settled when they end)",
             labels=["scope"],
         )
+        leased = GaugeMetricFamily(
+            "ironrt_fleet_lease_usd",
+            "A shared scope's lease (IRONRT_LEDGER_URL): what this daemon may still spend, "
+            "calls in flight included, in USD",
+            labels=["scope"],
+        )
+        own = GaugeMetricFamily(
+            "ironrt_fleet_own_spent_usd",
+            "This daemon's part of a shared scope's settled spend (the window's), in USD",
+            labels=["scope"],
+        )
+        ledger_up = GaugeMetricFamily(
+            "ironrt_fleet_ledger_up",
+            "1 while the fleet ledger (PostgreSQL) answers this daemon's syncs, else 0; "
+            "per shared scope",
+            labels=["scope"],
+        )
         agents = self.supervisor.agents
         for scope in self.supervisor.all_scopes():
             owner = agents.get(scope.agent_id) if scope.agent_id else None
@@ -124,4 +142,13 @@ class LiveCollector(Collector):
                 budget.add_metric([scope.key], scope.budget_usd)
             spent.add_metric([scope.key], scope.spent_usd)
             held.add_metric([scope.key], scope.held_usd)
+            lease = scope.lease
+            if lease is not None:
+                leased.add_metric(
+                    [scope.key], max(lease.granted_nanos - lease.own_nanos, 0) / NANOS
+                )
+                own.add_metric([scope.key], lease.own_nanos / NANOS)
+                ledger_up.add_metric([scope.key], 1 if lease.available else 0)
         yield from (budget, spent, held)
+        if leased.samples or ledger_up.samples:
+            yield from (leased, own, ledger_up)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ironrt.config import ConfigError, Settings
@@ -16,6 +17,15 @@ from tests.fleet.helpers import burst_script, daemons, fleet_env, tally
 from tests.fleet.pg import Postgres
 
 PASSWORD = "s3cret-Pw-never-shown"
+
+
+def scrape(d: TempDaemon) -> str:
+    """`/metrics` on the daemon's control socket."""
+    transport = httpx.HTTPTransport(uds=str(d.home / "ironrt.sock"))
+    with httpx.Client(transport=transport, base_url="http://ironrt") as http:
+        r = http.get("/metrics")
+        assert r.status_code == 200, r.text
+        return r.text
 
 
 def with_password(url: str) -> str:
@@ -137,6 +147,9 @@ def test_limits_json_and_doctor_show_the_lease(
         )  # the other daemon shows the settled spend of both
         doctor = ds[0].cli("doctor")
         assert "fleet ledger:" in doctor.stdout and "answers" in doctor.stdout
+        scraped = scrape(ds[1])
+        assert 'ironrt_fleet_ledger_up{scope="project:team"} 1.0' in scraped
+        assert 'ironrt_fleet_lease_usd{scope="project:team"}' in scraped
         for d in ds:
             assert PASSWORD not in doctor.stdout + d.log()
             assert PASSWORD.encode() not in (d.home / "ironrt.db").read_bytes()
