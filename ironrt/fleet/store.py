@@ -90,6 +90,9 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     short: bool
 
 
+#: How far ahead of the database's clock a daemon's may be for its window reset to count.
+ROLL_SKEW_S = 5.0
+
 _SCOPE_COLUMNS = (
     "scope, version, budget_nanos, window_spec, resets_at, rpm, tpm, max_concurrent, "
     "models, pii, pii_types, demand_at, demand_by"
@@ -178,11 +181,14 @@ class FleetStore:
         resets_at, spec = row["resets_at"], row["window_spec"]
         if resets_at is None or spec is None:
             return row
-        if now < resets_at and seen_end <= resets_at:
+        # A daemon's clock may run a little ahead of the database's: a reset it has
+        # seen counts only within ROLL_SKEW_S of the database's own, or a daemon whose
+        # clock is far ahead would start everyone's next window early.
+        seen = seen_end > resets_at and now >= resets_at - ROLL_SKEW_S
+        if now < resets_at and not seen:
             return row
         step = _window_seconds(spec) or 1
-        upto = max(now, seen_end - 1e-6)
-        missed = int((upto - resets_at) // step) + 1
+        missed = int((max(now, resets_at) - resets_at) // step) + 1
         return await conn.fetchrow(
             f"UPDATE ironrt_fleet_scopes SET resets_at = $2 WHERE scope = $1 "
             f"RETURNING {_SCOPE_COLUMNS}",
@@ -296,8 +302,9 @@ class FleetStore:
         async with conn.transaction():
             now = await self.now(conn)
             if only_new:
+                # A row a sync made (version 1) has no limits anyone set: seed it.
                 exists = await conn.fetchval(
-                    "SELECT 1 FROM ironrt_fleet_scopes WHERE scope = $1", scope
+                    "SELECT 1 FROM ironrt_fleet_scopes WHERE scope = $1 AND version > 1", scope
                 )
                 if exists:
                     row = await conn.fetchrow(
