@@ -3,7 +3,8 @@
 
     schema   the tables, versioned and migrated by the daemon
     store    the transactions (one per lease sync, one per limits change)
-    manager  the daemon's task: when to grow, renew, report or hand back a lease
+    plan     when a scope needs a sync, and what to ask for (pure decisions)
+    manager  the daemon's task: the connection, the rounds, the books it updates
 
 `asyncpg` is an optional extra (`pip install 'ironrt[postgres]'`): imported only when a
 ledger URL is set.

@@ -1,14 +1,10 @@
 """The fleet manager: keeps this daemon's leases on shared scopes, off the hot path.
 
 One task, one PostgreSQL connection. It wakes when a call waits for more lease
-(`Ledger.on_want`) and at least every `tick_s`, and for each shared scope decides
-whether a sync is due (`plan`):
-
-    calls wait for more lease              → grow (sized from the spend rate, bounded)
-    lease low, or half its TTL gone, busy  → renew (grow)
-    unreported spend older than poll_s     → report (keep the slice)
-    another daemon is short, or idle here  → hand back all but what calls in flight hold
-    the database did not answer            → retry; calls go on inside the lease only
+(`Ledger.on_want`) and at least every `poll_s`, asks `ironrt.fleet.plan` whether each
+shared scope needs a sync (grow, renew, report, hand back), runs it, and puts what the
+database answered into the ledger's books. When the database does not answer, it retries
+every `poll_s`; calls go on inside their leases only.
 
 Every `poll_s` it reads the fleet's limits (one query for all scopes): a limit set on any
 daemon applies here within that time, and `resets_at` is the fleet's. Its local copy is
@@ -20,14 +16,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-from msgspec.structs import replace
 
 from ironrt.errors import LedgerUnavailable
+from ironrt.fleet.plan import Planner
 from ironrt.fleet.schema import migrate
 from ironrt.fleet.store import FleetLimits, FleetStore, SyncAsk, SyncResult
 from ironrt.governance.ledger import Ledger, Scope
@@ -54,21 +49,6 @@ def redact(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-@dataclass(slots=True)
-class _Rate:
-    """A scope's recent own spend rate (nano-dollars per second, smoothed)."""
-
-    own: int = 0
-    at: float = 0.0
-    per_s: float = 0.0
-
-    def update(self, own: int, now: float) -> None:
-        if self.at and now > self.at:
-            sample = max(own - self.own, 0) / (now - self.at)
-            self.per_s = sample if not self.per_s else 0.5 * self.per_s + 0.5 * sample
-        self.own, self.at = own, now
 
 
 class FleetLedger:
@@ -101,12 +81,9 @@ class FleetLedger:
         self._seen: dict[str, int] = {}
         #: Per scope: the latest unmet demand (its time in the database, the daemon) and
         #: when this daemon first saw it.
-        self._demand: dict[str, tuple[float, str, float]] = {}
-        self._rates: dict[str, _Rate] = {}
         self._unsaved: dict[str, Scope] = {}
         self._closed = False
-        #: Scopes where the database holds a row of this daemon's (reconciled at start).
-        self._mine: set[str] = set()
+        self.planner = Planner(daemon_id, ttl_s=ttl_s, poll_s=poll_s, idle_s=idle_s, clock=clock)
         self.available = False
         self.error: str | None = "not reached yet"
         self.schema: int | None = None
@@ -171,9 +148,9 @@ class FleetLedger:
                     if reconcile or now - self._polled_at >= self.poll_s:
                         await self._poll(conn, seed=reconcile)
                     if reconcile:
-                        self._mine = await self.store.mine(conn)
+                        self.planner.mine = await self.store.mine(conn)
                     for scope in self._shared():
-                        ask = self.plan(scope, self.clock(), reconcile=reconcile)
+                        ask = self.planner.plan(scope, self.clock(), reconcile=reconcile)
                         if ask is not None:
                             sent = self.clock()
                             result = await self.store.sync(conn, ask)
@@ -227,7 +204,7 @@ class FleetLedger:
                     await self.store.put_limits(conn, scope.key, _limits_of(scope), only_new=True)
         for view in await self.store.views(conn):
             limits = view.limits
-            self._note_demand(limits)
+            self.planner.note_demand(limits)
             scope = self.ledger.scope(limits.scope)
             self.adopt(scope, limits)
             lease = scope.lease
@@ -285,81 +262,11 @@ class FleetLedger:
         self.ledger.refresh([scope])
 
     # ---- leases ---------------------------------------------------------------------
-    def plan(self, scope: Scope, now: float, *, reconcile: bool = False) -> SyncAsk | None:
-        """The sync a scope needs now, if any."""
-        lease = scope.lease
-        assert lease is not None
-        rate = self._rates.setdefault(scope.key, _Rate())
-        rate.update(lease.own_nanos, now)
-        held = scope.held_nanos
-        room = max(lease.room(now), 0)
-        busy = scope.in_flight > 0 or scope.waiting > 0 or now - lease.used_at < self.idle_s
-        window_end = scope.resets_at or 0.0
-        base = SyncAsk(
-            scope=scope.key,
-            own_nanos=lease.own_nanos,
-            window_end=window_end,
-            held_nanos=held,
-            need_nanos=held,
-            bound_nanos=lease.want_bound_nanos,
-            rate_nanos_s=rate.per_s,
-            horizon_s=max(self.ttl_s / 3, 1.0),
-            ttl_s=self.ttl_s,
-        )
-        budgeted = scope.budget_nanos is not None
-        if reconcile:  # after a restart: report what was spent, hand back the rest
-            if not lease.own_nanos and scope.key not in self._mine:
-                return None
-            return replace(base, reason="reconcile", need_nanos=held, grow=False)
-        # Another daemon could not get what its calls need: lease only what is needed
-        # here (nothing ahead) and hand back the rest, until its demand is 5 s old.
-        crowded = self._crowded(scope.key, now)
-        self._share(scope, lease, crowded)
-        if lease.want_nanos:
-            backoff = min(self.poll_s / 4 * 2 ** (lease.short_streak - 1), self.poll_s)
-            if lease.short and now - lease.synced_at < backoff:
-                return None  # others hand back at their next poll: not a tight loop
-            return replace(
-                base, reason="want", need_nanos=room + lease.want_nanos, grow=not crowded
-            )
-        if not lease.synced_at and (lease.own_nanos or busy):
-            return replace(base, reason="first", need_nanos=max(room, held), grow=False)
-        spare = room - held
-        if budgeted and spare > 0 and (crowded or not busy):
-            return replace(base, reason="hand_back", need_nanos=held, grow=False)
-        if budgeted and busy and lease.expires_at is not None:
-            ahead = max(rate.per_s * self.poll_s * 2, lease.want_bound_nanos)
-            if lease.expires_at - now < self.ttl_s / 2 or spare < ahead:
-                return replace(base, reason="renew", need_nanos=held)
-        if lease.unreported_nanos > 0 and now - lease.synced_at >= self.poll_s:
-            return replace(base, reason="report", need_nanos=max(room, held), grow=False)
-        return None
-
-    def _share(self, scope: Scope, lease: Lease, crowded: bool) -> None:
-        """While other daemons wait for lease, hold in flight no more than a fair share of
-        what remains (`Lease.cap_nanos`); lifted once their demand is old."""
-        cap = None
-        if crowded and scope.budget_nanos is not None:
-            cap = max((scope.budget_nanos - scope.spent_nanos) // max(lease.daemons, 1), 0)
-        lease.cap_nanos = cap  # the round ends with `Ledger.refresh`: waiters see it
-
-    def _note_demand(self, limits: FleetLimits) -> None:
-        """Remember when (by this daemon's clock) a new unmet demand was first seen."""
-        seen = self._demand.get(limits.scope)
-        if seen is None or seen[0] != limits.demand_at:
-            self._demand[limits.scope] = (limits.demand_at, limits.demand_by, self.clock())
-
-    def _crowded(self, key: str, now: float) -> bool:
-        seen = self._demand.get(key)
-        if seen is None or not seen[0] or seen[1] == self.daemon_id:
-            return False
-        return now - seen[2] < 5.0
-
     def _adopt_sync(self, scope: Scope, ask: SyncAsk, result: SyncResult, sent: float) -> None:
         lease = scope.lease
         assert lease is not None
         self.adopt(scope, result.limits)
-        self._note_demand(result.limits)
+        self.planner.note_demand(result.limits)
         local_end = scope.resets_at or 0.0
         if local_end != result.window_end:
             if local_end and result.window_end > local_end:
@@ -389,9 +296,9 @@ class FleetLedger:
             try:
                 async with self._lock:
                     conn = await self._connection()
-                    self._mine = await self.store.mine(conn)
+                    self.planner.mine = await self.store.mine(conn)
                     for scope in self._shared():
-                        ask = self.plan(scope, self.clock(), reconcile=True)
+                        ask = self.planner.plan(scope, self.clock(), reconcile=True)
                         if ask is not None:
                             sent = self.clock()
                             result = await self.store.sync(conn, ask)
