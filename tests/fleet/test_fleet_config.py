@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 from ironrt.config import ConfigError, Settings
@@ -15,6 +16,7 @@ from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
 from tests.fleet.helpers import burst_script, daemons, fleet_env, tally
 from tests.fleet.pg import Postgres
+from tests.router.helpers import sdk_client, token_agent
 
 PASSWORD = "s3cret-Pw-never-shown"
 
@@ -129,6 +131,13 @@ def test_limits_json_and_doctor_show_the_lease(
         wait_until(lambda: ds[1].rt.get_limits("project:team").budget_usd == 1.0, timeout=10)
         # The allowlist holds across daemons too.
         assert ds[1].rt.get_limits("project:team").models == ["gpt-4o-mini"]
+        _, token = token_agent(ds[1], tmp_path, project="team")
+        with sdk_client(ds[1], token) as client:
+            with pytest.raises(openai.PermissionDeniedError) as refused:
+                client.chat.completions.create(
+                    model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+                )
+        assert "project:team" in refused.value.message
         agent = ds[1].rt.start_agent(burst_script(tmp_path), ["2", "3"], project="team")
         assert tally(ds[1], agent)["ok"] == 6
         shown = ds[1].cli("limits", "--json")
