@@ -132,11 +132,13 @@ def test_limits_json_and_doctor_show_the_lease(
         # The allowlist holds across daemons too.
         assert ds[1].rt.get_limits("project:team").models == ["gpt-4o-mini"]
         _, token = token_agent(ds[1], tmp_path, project="team")
-        with sdk_client(ds[1], token) as client:
-            with pytest.raises(openai.PermissionDeniedError) as refused:
-                client.chat.completions.create(
-                    model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-                )
+        with (
+            sdk_client(ds[1], token) as client,
+            pytest.raises(openai.PermissionDeniedError) as refused,
+        ):
+            client.chat.completions.create(
+                model="gpt-4o", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            )
         assert "project:team" in refused.value.message
         agent = ds[1].rt.start_agent(burst_script(tmp_path), ["2", "3"], project="team")
         assert tally(ds[1], agent)["ok"] == 6
