@@ -9,8 +9,9 @@ folder), real daemons (TempDaemon) with `IRONRT_LEDGER_URL` set.
 
 - **Throughput**: router calls/s at c=32 for an agent whose budget is a *shared* scope
   (`project:fleet`, admitted against a lease) vs an agent whose budget is its own *local*
-  scope, in alternating phases on the same daemon, against the bench's zero-latency
-  upstream. Goal: ratio >= 0.95 (leases keep the database off the hot path).
+  scope (and whose project has none), in alternating phases on the same daemon, against
+  the bench's zero-latency upstream. Goal: ratio >= 0.95 (leases keep the database off
+  the hot path).
 - **Lease transactions per 1,000 calls** in those phases (the daemon's own count of its
   syncs, from `health`), all scopes included.
 - **Exhaustion with 3 daemons**: one agent per daemon bursts (8 threads, real `openai`
@@ -108,7 +109,11 @@ def throughput(pg: Postgres, rounds: int, phase_s: float, workdir: Path) -> dict
         }
         with TempDaemon(offline=False, env=env) as d:
             d.rt.set_limits("project:fleet", budget_usd=1_000_000.0)
-            _, local_token = start_token_agent(d, workdir, "local", budget=1_000_000.0)
+            # Both agents are in a project (three scopes each, one budget each): they
+            # differ only in where the budget is, the agent's own scope or the shared one.
+            _, local_token = start_token_agent(
+                d, workdir, "local", budget=1_000_000.0, project="unbudgeted"
+            )
             _, shared_token = start_token_agent(d, workdir, "shared", project="fleet")
             url = urlsplit(d.router_url)
             host, rport = url.hostname or "127.0.0.1", int(url.port or 80)
@@ -240,6 +245,9 @@ def report(r: dict[str, Any]) -> None:
         )
     )
     print(f"shared / local: {fmt(tp['ratio_shared_to_local'])} (goal >= 0.95)")
+    pairs = zip(tp["local"]["phases"], tp["shared"]["phases"], strict=True)
+    phases = [f"{a:,.0f}/{b:,.0f}" for a, b in pairs]
+    print("phases, local/shared calls/s: " + ", ".join(phases))
     print(
         f"lease transactions per 1,000 calls: {fmt(tp['lease_syncs_per_1000_calls'])} "
         f"({tp['lease_syncs']} in {tp['seconds']:.1f} s: {tp['lease_syncs_by_reason']})"
