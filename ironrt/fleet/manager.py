@@ -24,7 +24,7 @@ import anyio
 from ironrt.errors import LedgerUnavailable
 from ironrt.fleet.plan import Planner
 from ironrt.fleet.schema import migrate
-from ironrt.fleet.store import FleetLimits, FleetStore, SyncAsk, SyncResult
+from ironrt.fleet.store import CHANNEL, FleetLimits, FleetStore, SyncAsk, SyncResult
 from ironrt.governance.ledger import Ledger, Scope
 from ironrt.governance.ledger.lease import EXPIRY_MARGIN_S, Lease
 from ironrt.governance.ledger.scope import iso
@@ -167,9 +167,18 @@ class FleetLedger:
             return self._conn
         import asyncpg
 
-        self._conn = await asyncpg.connect(self.url, timeout=OP_TIMEOUT_S)
-        self.schema = await migrate(self._conn)
-        return self._conn
+        conn = await asyncpg.connect(self.url, timeout=OP_TIMEOUT_S)
+        self.schema = await migrate(conn)
+        await conn.add_listener(CHANNEL, self._notified)
+        self._conn = conn
+        return conn
+
+    def _notified(self, conn: Any, pid: int, channel: str, scope: str) -> None:
+        """Another daemon is short of lease, or changed limits: poll now, not in a while."""
+        if pid == conn.get_server_pid():
+            return  # this daemon's own
+        self._polled_at = 0.0
+        self._wake.set()
 
     def _up(self) -> None:
         was = self.available

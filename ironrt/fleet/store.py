@@ -90,6 +90,10 @@ class SyncResult(msgspec.Struct, frozen=True, kw_only=True):
     short: bool
 
 
+#: The channel a daemon notifies when its calls wait for lease others hold, or when it
+#: changed a scope's limits: the others poll at once.
+CHANNEL = "ironrt_fleet"
+
 #: How far ahead of the database's clock a daemon's may be for its window reset to count.
 ROLL_SKEW_S = 5.0
 
@@ -232,6 +236,16 @@ class FleetStore:
             others_held = int(others["held"])
             daemons = int(others["n"]) + 1
             budget = row["budget_nanos"]
+            if budget is not None:
+                # Daemons alive anywhere in the fleet may join this scope's spending any
+                # moment: the fair share counts them too, not only those already in it.
+                alive = await conn.fetchval(
+                    "SELECT count(DISTINCT daemon) FROM ironrt_fleet_leases "
+                    "WHERE daemon <> $1 AND updated_at > $2",
+                    self.daemon_id,
+                    now - ask.ttl_s,
+                )
+                sharing = max(daemons, int(alive) + 1)
             short = False
             if budget is None:
                 granted = own  # nothing to lease: spend is only reported
@@ -245,7 +259,7 @@ class FleetStore:
                         rate_nanos_s=ask.rate_nanos_s,
                         horizon_s=ask.horizon_s,
                         remaining=remaining,
-                        daemons=daemons,
+                        daemons=sharing,
                     )
                     if ask.grow
                     else ask.need_nanos
@@ -273,7 +287,8 @@ class FleetStore:
                 now + ask.ttl_s,
                 now,
             )
-            if short:
+            if short:  # the others hear of it at once (`NOTIFY`), not at their next poll
+                await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, ask.scope)
                 row = await conn.fetchrow(
                     "UPDATE ironrt_fleet_scopes SET demand_at = $2, demand_by = $3 "
                     f"WHERE scope = $1 RETURNING {_SCOPE_COLUMNS}",
@@ -337,6 +352,7 @@ class FleetStore:
                 json.dumps(types) if types is not None else None,
                 now,
             )
+            await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, scope)
             if new_end != old_end:
                 await conn.execute(
                     "UPDATE ironrt_fleet_leases SET window_end = $3 "

@@ -164,3 +164,17 @@ def test_limits_json_and_doctor_show_the_lease(
         for d in ds:
             assert PASSWORD not in doctor.stdout + d.log()
             assert PASSWORD.encode() not in (d.home / "ironrt.db").read_bytes()
+
+
+def test_a_limit_set_on_one_daemon_reaches_the_others_before_their_poll(
+    ledger_url: str,
+) -> None:
+    # Polls 30 s apart: only the database's notification can bring the change sooner.
+    env = {"IRONRT_LEDGER_URL": ledger_url, "IRONRT_LEDGER_POLL": "30"}
+    with daemons(2, env) as ds:
+        ds[0].rt.set_limits("project:team", budget_usd=2.5, window="1h")
+        wait_until(lambda: ds[1].rt.get_limits("project:team").budget_usd == 2.5, timeout=5)
+        theirs = ds[1].rt.get_limits("project:team")
+        assert theirs.resets_at == ds[0].rt.get_limits("project:team").resets_at
+        ds[1].rt.set_limits("project:team", budget_usd=None)
+        wait_until(lambda: ds[0].rt.get_limits("project:team").budget_usd is None, timeout=5)
