@@ -32,6 +32,7 @@ bench:
     python bench/startup.py
     python bench/event_loop.py
     python bench/fleet.py
+    python bench/floor.py
 
 # The offline demo: no key, no network.
 demo:
