@@ -28,6 +28,7 @@ import json
 import shutil
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -42,29 +43,10 @@ from router import chat_body, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
+from tests.fleet.helpers import BURST
 from tests.fleet.pg import Postgres
 
 KEY = "sk-bench-fleet-0123456789abcdef"
-BURST = """
-import json, sys, threading, openai
-workers, limit = int(sys.argv[1]), int(sys.argv[2])
-c = openai.OpenAI(max_retries=0)
-tally = {"ok": 0, "refused": 0, "other": 0}
-lock = threading.Lock()
-def work():
-    for _ in range(limit):
-        try:
-            c.chat.completions.create(model="gpt-4o-mini", max_tokens=20,
-                messages=[{"role": "user", "content": "a small task"}])
-            with lock: tally["ok"] += 1
-        except openai.APIStatusError as exc:
-            with lock: tally["refused" if exc.status_code == 402 else "other"] += 1
-            return
-threads = [threading.Thread(target=work) for _ in range(workers)]
-for t in threads: t.start()
-for t in threads: t.join()
-print("TALLY " + json.dumps(tally), flush=True)
-"""
 
 
 def _syncs(d: TempDaemon) -> int:
@@ -168,7 +150,7 @@ def _tally(d: TempDaemon, agent_id: str) -> dict[str, int]:
 
 def exhaustion(pg: Postgres, calls_worth: int, workdir: Path) -> dict[str, Any]:
     script = workdir / "burst.py"
-    script.write_text(BURST)
+    script.write_text(textwrap.dedent(BURST))
     out: dict[str, Any] = {"calls_worth": calls_worth}
     with FakeUpstream(latency=0.2) as up:
         env = {

@@ -171,6 +171,13 @@ class Lifecycle:
         await self.bus.publish(ended(agent_id=r.id, exit_code=code, signal=sig, reason=why))
         if decision.gave_up:
             await self.bus.publish(AgentFailed(agent_id=r.id, reason=r.error or ""))
+        if m.stop_requested:
+            # A stop came while this run's end was being announced: it ended by itself,
+            # and now it is stopped (not restarted, and not left "exited" under a stop).
+            m.restart_pending = False
+            await self.bus.publish(AgentStopped(agent_id=r.id, exit_code=code, signal=sig))
+            await self.set(m, S.STOPPED)
+            return False
         await self.set(m, final)
         if not decision.restart:
             return False

@@ -83,3 +83,22 @@ def tally(d: TempDaemon, agent_id: str, timeout: float = 90) -> dict[str, object
 def wait_budget_seen(ds: list[TempDaemon], scope: str, budget: float) -> None:
     for d in ds:
         wait_until(lambda d=d: d.rt.get_limits(scope).budget_usd == budget, timeout=10)
+
+
+def one_call_usd(d: TempDaemon, tmp_path: Path) -> float:
+    """What one burst call costs (an agent outside the shared project)."""
+    agent_id = d.rt.start_agent(burst_script(tmp_path), ["1", "1"], project="calibrate")
+    assert tally(d, agent_id)["ok"] == 1
+    return d.rt.get_agent(agent_id).spent_usd
+
+
+def share_budget(
+    ds: list[TempDaemon], tmp_path: Path, calls: int, *, by: int = 0, **limits: object
+) -> tuple[float, float]:
+    """Give `project:team` a budget of `calls` burst calls, set on daemon `by`, and wait
+    until every daemon has it: (one call's cost, the budget)."""
+    call = one_call_usd(ds[0], tmp_path)
+    budget = round(call * calls, 9)
+    ds[by].rt.set_limits("project:team", budget_usd=budget, **limits)  # type: ignore[arg-type]
+    wait_budget_seen(ds, "project:team", budget)
+    return call, budget

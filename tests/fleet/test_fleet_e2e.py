@@ -10,7 +10,7 @@ import pytest
 
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
-from tests.fleet.helpers import burst_script, daemons, fleet_env, tally, wait_budget_seen
+from tests.fleet.helpers import burst_script, daemons, fleet_env, share_budget, tally
 from tests.fleet.pg import Postgres
 
 
@@ -18,13 +18,6 @@ from tests.fleet.pg import Postgres
 def upstream() -> FakeUpstream:
     with FakeUpstream(latency=0.2) as up:
         yield up  # type: ignore[misc]
-
-
-def one_call_usd(d: TempDaemon, tmp_path: Path) -> float:
-    """What one burst call costs (an agent outside the shared project)."""
-    agent_id = d.rt.start_agent(burst_script(tmp_path), ["1", "1"], project="calibrate")
-    assert tally(d, agent_id)["ok"] == 1
-    return d.rt.get_agent(agent_id).spent_usd
 
 
 def own_spend(ds: list[TempDaemon], scope: str) -> list[float]:
@@ -35,10 +28,7 @@ def test_three_daemons_share_one_budget_exactly(
     upstream: FakeUpstream, ledger_url: str, tmp_path: Path, postgres: Postgres
 ) -> None:
     with daemons(3, fleet_env(upstream.url, ledger_url)) as ds:
-        call = one_call_usd(ds[0], tmp_path)
-        budget = round(call * 30, 9)
-        ds[1].rt.set_limits("project:team", budget_usd=budget)
-        wait_budget_seen(ds, "project:team", budget)
+        call, budget = share_budget(ds, tmp_path, 30, by=1)
         script = burst_script(tmp_path)
         agents = [d.rt.start_agent(script, ["4", "40"], project="team") for d in ds]
         tallies = [tally(d, a) for d, a in zip(ds, agents, strict=True)]
@@ -84,10 +74,7 @@ def test_killed_daemon_lease_is_charged_until_it_comes_back(
 ) -> None:
     env = fleet_env(upstream.url, ledger_url, IRONRT_LEASE_TTL="3")
     with daemons(3, env) as ds:
-        call = one_call_usd(ds[0], tmp_path)
-        budget = round(call * 30, 9)
-        ds[0].rt.set_limits("project:team", budget_usd=budget)
-        wait_budget_seen(ds, "project:team", budget)
+        call, budget = share_budget(ds, tmp_path, 30, by=0)
         script = burst_script(tmp_path)
         victim = ds[2]
         slow = victim.rt.start_agent(script, ["4", "3"], project="team")
@@ -121,10 +108,7 @@ def test_database_outage_spends_only_the_leases_then_503_then_recovers(
     upstream: FakeUpstream, ledger_url: str, tmp_path: Path, postgres: Postgres
 ) -> None:
     with daemons(2, fleet_env(upstream.url, ledger_url)) as ds:
-        call = one_call_usd(ds[0], tmp_path)
-        budget = round(call * 40, 9)
-        ds[0].rt.set_limits("project:team", budget_usd=budget)
-        wait_budget_seen(ds, "project:team", budget)
+        _, budget = share_budget(ds, tmp_path, 40, by=0)
         script = burst_script(tmp_path)
         for d in ds:  # each takes a lease
             tally(d, d.rt.start_agent(script, ["2", "2"], project="team"))
@@ -167,10 +151,7 @@ def test_a_shared_window_resets_for_every_daemon_at_once(
     upstream: FakeUpstream, ledger_url: str, tmp_path: Path
 ) -> None:
     with daemons(2, fleet_env(upstream.url, ledger_url)) as ds:
-        call = one_call_usd(ds[0], tmp_path)
-        budget = round(call * 6, 9)
-        ds[1].rt.set_limits("project:team", budget_usd=budget, window="5s")
-        wait_budget_seen(ds, "project:team", budget)
+        share_budget(ds, tmp_path, 6, by=1, window="5s")
         resets = {d.rt.get_limits("project:team").resets_at for d in ds}
         assert len(resets) == 1 and None not in resets  # the fleet's, the same everywhere
         script = burst_script(tmp_path)
