@@ -57,6 +57,13 @@ def test_three_daemons_share_one_budget_exactly(
             )
             shown = d.rt.get_limits("project:team")
             assert shown.shared and shown.ledger == "ok" and shown.daemons == 3
+            # Each daemon warned at the fleet's thresholds (its own calls' or its syncs').
+            warned = {
+                e.threshold_percent  # type: ignore[attr-defined]
+                for e in d.rt.events(limit=2000)
+                if e.kind == "BudgetWarning" and e.scope == "project:team"  # type: ignore[attr-defined]
+            }
+            assert warned == {50, 80, 95}, warned
     # Stopped, each daemon reported its spend and handed back the rest of its leases.
     rows = postgres.psql(
         ledger_url,

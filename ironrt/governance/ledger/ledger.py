@@ -160,6 +160,7 @@ class Ledger:
     def refresh(self, scopes: list[Scope] | None = None) -> None:
         """The books of some scopes changed outside a call (a fleet sync): queue the
         warnings they now cross, and re-evaluate waiting calls."""
+        queued = False
         for s in scopes or ():
             for threshold in s.crossed():
                 kind = BudgetExhausted if threshold == 100 else BudgetWarning
@@ -167,7 +168,10 @@ class Ledger:
                     s.exhausted = True
                 data = {**s.describe(), "threshold_percent": threshold}
                 self.announcements.append(LedgerEvent(kind(agent_id=None, **data)))
-        if scopes and self.announcements and self.on_announce is not None:
+                queued = True
+        if queued and self.on_announce is not None:
+            # Only for what this refresh queued: a settling call's own announcements are
+            # still published when that call settles (after its trace is on disk).
             self.on_announce()
         self._changed.set()
         self._pump()
