@@ -12,10 +12,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ironrt.errors import InvalidRequest, LedgerUnavailable
 from ironrt.events import EventBus
-from ironrt.fleet.manager import FleetLedger
 from ironrt.governance.agent import AgentGovernance
 from ironrt.governance.ledger import Ledger, Scope, scope_key
 from ironrt.pii.entities import EntityError
@@ -26,6 +26,9 @@ from ironrt.store.books import Books
 from ironrt.supervisor.budgets import resolve_scope, sorted_scopes
 from ironrt.supervisor.lifecycle import Lifecycle
 from ironrt.supervisor.managed import Managed
+
+if TYPE_CHECKING:  # imported only by a daemon with IRONRT_LEDGER_URL: off the start path
+    from ironrt.fleet.manager import FleetLedger
 
 
 class SupervisorLimits:

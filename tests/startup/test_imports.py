@@ -22,7 +22,8 @@ from ironrt.tempdaemon import TempDaemon
 #: (prometheus_client), webhooks and telemetry (httpx, which brings rich), OTLP export
 #: (opentelemetry, in its own worker process), the first phone number checked
 #: (phonenumbers), the first price (genai_prices, pydantic), the CLI (rich, typer), the
-#: first call with PII checks (the detectors, which compile their patterns at import).
+#: first call with PII checks (the detectors, which compile their patterns at import),
+#: the fleet ledger (only with IRONRT_LEDGER_URL).
 NOT_AT_START = (
     "prometheus_client",
     "httpx",
@@ -37,6 +38,9 @@ NOT_AT_START = (
     "ironrt.cli",
     "ironrt.pii.detectors",
     "ironrt.policies.pii_checks",
+    # The fleet ledger: only a daemon with IRONRT_LEDGER_URL imports it (and asyncpg).
+    "ironrt.fleet",
+    "asyncpg",
 )
 
 
