@@ -63,6 +63,8 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from ironrt.governance.flow import Flow, StreamEvent
 from ironrt.governance.policy import Policy
 
@@ -71,12 +73,23 @@ if TYPE_CHECKING:
     from ironrt.policies.pii_checks import PiiCallState, PiiChecks
     from ironrt.policies.pii_rules import PiiPlan, RulesFiles
 
-__all__ = ["INLINE_MAX", "PiiCallState", "PiiPolicy"]
+__all__ = ["INLINE_MAX", "PiiCallState", "PiiPace", "PiiPolicy"]
 
 #: Characters of text (all slots of a request, response or stream event) checked inline,
 #: on the path they always took: about 1 ms on dense PII, a few on a loaded machine. Above
 #: it a check takes its agent's lock and gives the loop turns.
 INLINE_MAX = 4096
+
+
+class PiiPace(msgspec.Struct, frozen=True):
+    """How large checks are paced (None: the daemon's pace, `ironrt/pii/steps.py`): at
+    most `inline_max` characters are checked inline, larger texts in steps of `step_s`
+    over pieces of `piece`, taking turns of `turn_s` between an agent's calls."""
+
+    inline_max: int = INLINE_MAX
+    turn_s: float | None = None
+    step_s: float | None = None
+    piece: int | None = None
 
 
 class PiiPolicy(Policy):
@@ -100,8 +113,7 @@ class PiiPolicy(Policy):
         force the stepped path with small pieces (`inline_max=0, step_s=0, piece=5`).
         `rules`: the home's and agents' `pii.toml` (None: the built-in detectors only)."""
         self.rules = rules
-        self.inline_max = inline_max
-        self._pace = (turn_s, step_s, piece)
+        self.pace = PiiPace(inline_max, turn_s, step_s, piece)
         self._checks: PiiChecks | None = None
 
     @property
@@ -110,14 +122,7 @@ class PiiPolicy(Policy):
         if checks is None:
             from ironrt.policies.pii_checks import PiiChecks
 
-            turn_s, step_s, piece = self._pace
-            checks = self._checks = PiiChecks(
-                inline_max=self.inline_max,
-                turn_s=turn_s,
-                step_s=step_s,
-                piece=piece,
-                rules=self.rules,
-            )
+            checks = self._checks = PiiChecks(self.pace, self.rules)
         return checks
 
     @property

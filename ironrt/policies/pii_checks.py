@@ -22,7 +22,7 @@ from ironrt.pii.finding import Finding
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.pii.stream import StreamRedactor
-from ironrt.policies.pii import INLINE_MAX
+from ironrt.policies.pii import PiiPace
 from ironrt.policies.pii_rules import PiiPlan, RulesFiles, plan_for
 from ironrt.protocol.events import PiiAlert, PiiBlocked, PiiFinding
 
@@ -124,21 +124,14 @@ class PiiChecks:
 
     name = "pii"
 
-    def __init__(
-        self,
-        *,
-        inline_max: int = INLINE_MAX,
-        turn_s: float | None = None,
-        step_s: float | None = None,
-        piece: int | None = None,
-        rules: RulesFiles | None = None,
-    ) -> None:
-        """As `PiiPolicy`'s (None: the daemon's pace, `ironrt/pii/steps.py`)."""
+    def __init__(self, pace: PiiPace | None = None, rules: RulesFiles | None = None) -> None:
+        """`pace`: `PiiPolicy`'s (its defaults: the daemon's, `ironrt/pii/steps.py`)."""
+        pace = pace or PiiPace()
         self.rules = rules
-        self.inline_max = inline_max
-        self.step_s = STEP_S if step_s is None else step_s
-        self.piece = PIECE_START if piece is None else piece
-        self._turns = Turns(TURN_S if turn_s is None else turn_s)
+        self.inline_max = pace.inline_max
+        self.step_s = STEP_S if pace.step_s is None else pace.step_s
+        self.piece = PIECE_START if pace.piece is None else pace.piece
+        self._turns = Turns(TURN_S if pace.turn_s is None else pace.turn_s)
 
     async def _run(self, flow: Flow, size: int, steps: Steps[T]) -> T:
         if size <= self.inline_max:
