@@ -292,7 +292,6 @@ class FleetLedger:
         lease.others_held_nanos = result.others_held_nanos
         lease.daemons = result.daemons
         lease.synced_at = self.clock()
-        lease.short = result.short
         lease.short_streak = lease.short_streak + 1 if result.short else 0
         lease.want_nanos = lease.want_bound_nanos = 0
         scope.spent_nanos = lease.others_spent_nanos + lease.own_nanos

@@ -98,7 +98,7 @@ class Planner:
         self._share(scope, lease, crowded)
         if lease.want_nanos:
             backoff = min(self.poll_s / 4 * 2 ** (lease.short_streak - 1), self.poll_s)
-            if lease.short and now - lease.synced_at < backoff:
+            if lease.short_streak and now - lease.synced_at < backoff:
                 return None  # others hand back at their next poll: not a tight loop
             return replace(
                 base, reason="want", need_nanos=room + lease.want_nanos, grow=not crowded

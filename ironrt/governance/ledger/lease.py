@@ -58,13 +58,11 @@ class Lease:
     #: Epoch of the last successful sync, and of this daemon's last call in the scope.
     synced_at: float = 0.0
     used_at: float = 0.0
-    #: The last sync could not give what the waiting calls needed (others hold it): the
-    #: next ask waits a little, for them to hand it back.
-    short: bool = False
-    #: Short syncs in a row (the next ask backs off), and, while other daemons wait for
-    #: lease, the most this one may have in flight (a fair share of what remains, at
-    #: least one call): near the end of a budget no daemon monopolises it.
+    #: Syncs in a row that could not give what the waiting calls needed (others hold
+    #: it): the next ask backs off, for them to hand it back.
     short_streak: int = 0
+    #: While other daemons wait for lease, the most this one may have in flight (a fair
+    #: share of what remains): near the end of a budget no daemon monopolises it.
     cap_nanos: int | None = None
     #: Seconds before `expires_at` it stops being spent from (`EXPIRY_MARGIN_S`, less
     #: for short TTLs).

@@ -160,16 +160,8 @@ class Ledger:
     def refresh(self, scopes: list[Scope] | None = None) -> None:
         """The books of some scopes changed outside a call (a fleet sync): queue the
         warnings they now cross, and re-evaluate waiting calls."""
-        queued = False
-        for s in scopes or ():
-            for threshold in s.crossed():
-                kind = BudgetExhausted if threshold == 100 else BudgetWarning
-                if threshold == 100:
-                    s.exhausted = True
-                data = {**s.describe(), "threshold_percent": threshold}
-                self.announcements.append(LedgerEvent(kind(agent_id=None, **data)))
-                queued = True
-        if queued and self.on_announce is not None:
+        crossed = [(threshold, s) for s in scopes or () for threshold in s.crossed()]
+        if self._announce_crossed(crossed, None) and self.on_announce is not None:
             # Only for what this refresh queued: a settling call's own announcements are
             # still published when that call settles (after its trace is on disk).
             self.on_announce()
@@ -251,15 +243,23 @@ class Ledger:
                 s.lease.own_nanos += cost_nanos
                 s.lease.used_at = now
             crossed += [(threshold, s) for threshold in s.crossed()]
+        events = self._announce_crossed(crossed, hold.agent_id)
+        self._pump()
+        return events
+
+    def _announce_crossed(
+        self, crossed: list[tuple[int, Scope]], agent_id: str | None
+    ) -> list[LedgerEvent]:
+        """Queue the warnings (and exhaustion) of thresholds just crossed: by threshold,
+        scope order kept within one."""
         events: list[LedgerEvent] = []
         for threshold, s in sorted(crossed, key=lambda c: c[0]):  # stable: scope order kept
             kind = BudgetExhausted if threshold == 100 else BudgetWarning
             if threshold == 100:
                 s.exhausted = True
             data = {**s.describe(), "threshold_percent": threshold}
-            events.append(LedgerEvent(kind(agent_id=hold.agent_id, **data)))
+            events.append(LedgerEvent(kind(agent_id=agent_id, **data)))
         self.announcements.extend(events)
-        self._pump()
         return events
 
     def announce_exhausted(
