@@ -495,6 +495,12 @@ class Settings(msgspec.Struct, frozen=True):
         return self.home / "ironrt.db"
 
     @property
+    def journal_path(self) -> Path:
+        """The books' journal (`ironrt.store.journal`): the daemon's money writes not yet
+        committed to the database, replayed at its next start."""
+        return self.home / "ironrt.db-books"
+
+    @property
     def lock_path(self) -> Path:
         return self.home / "daemon.lock"
 

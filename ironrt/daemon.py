@@ -47,6 +47,7 @@ from ironrt.sdnotify import Notifier
 from ironrt.server import Server, bind_tcp, bind_unix, limits_from, make_server
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
+from ironrt.store.books import Books
 from ironrt.store.db import Database, SchemaTooNew
 from ironrt.supervisor.supervisor import Supervisor
 
@@ -236,6 +237,11 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
     host = settings.router_host if ":" not in settings.router_host else f"[{settings.router_host}]"
     router_url = f"http://{host}:{port}"
 
+    # Before anything reads the books: a daemon killed last time replays its journal.
+    books = Books(db)
+    replayed = await books.open_journal(settings.journal_path)
+    if replayed:
+        log.info("books journal replayed", extra={"fields": {"records": replayed}})
     ledger = Ledger()
     for scope in await scope_store.load_all(db):
         if settings.ledger_url is None:
@@ -247,6 +253,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         bus,
         router_url,
         ledger,
+        books,
         restart_backoff=settings.restart_backoff,
         sample_interval=settings.sample_interval,
     )

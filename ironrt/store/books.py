@@ -15,14 +15,23 @@ and writes commit in queue order, so what is on disk is always the books as they
 one moment: the agent's spend equals the sum of its committed traces, and a scope's
 window spend is never ahead of (nor behind) the calls that made it. (The daemon's other
 writes, agent lifecycle rows, never touch a spend column.)
+
+In the daemon the books keep a journal (`ironrt.store.journal`): each write is appended to
+it, one `os.write`, and the caller goes on at once; SQLite is committed behind the
+answers by one committer task, in groups, and every commit records the last journal
+record it holds. A daemon killed at any moment replays the rest at its next start. Reads
+of the database wait until SQLite holds everything queued before them
+(`Database.before_read`), so what the control API shows is never behind the answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,6 +41,7 @@ from ironrt.protocol import Trace
 from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database
+from ironrt.store.journal import Journal, read_records
 from ironrt.store.writer import BatchWriter
 
 log = logging.getLogger("ironrt.store")
@@ -39,6 +49,17 @@ log = logging.getLogger("ironrt.store")
 _MAX_BATCH = 512
 _UPDATE_SPEND = "UPDATE agents SET spent_usd = ? WHERE id = ?"
 _DELETE_SCOPE = "DELETE FROM scopes WHERE scope = ?"
+#: The last journal record SQLite holds: written by every commit of the books.
+_SEQ_KEY = "books_journal_seq"
+_SET_SEQ = (
+    "INSERT INTO meta(key, value) VALUES ('books_journal_seq', ?) "
+    "ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+)
+#: The journal is emptied once SQLite holds all of it and it has grown past this.
+_EMPTY_AT = 1024 * 1024
+#: Past this much journal not yet in SQLite (its write lock held for long), writes wait
+#: for their commit again, as without a journal: the file never grows without bound.
+_JOURNAL_CAP = 16 * 1024 * 1024
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -52,6 +73,10 @@ class _Write:
     wake: anyio.Event = field(default_factory=anyio.Event)
     finished: bool = False
     ok: bool = False
+    #: Its place in the books' order (the journal's sequence number).
+    seq: int = 0
+    #: In the journal: acknowledged already, so retried until SQLite holds it.
+    journaled: bool = False
 
 
 #: How often the WAL the books wrote is checkpointed into the database file (seconds).
@@ -78,6 +103,16 @@ class Books:
         self._leading = False
         self._closed = False
         self._closing = anyio.Event()
+        self._journal: Journal | None = None
+        #: The last sequence number given, and the last one SQLite holds (or failed to).
+        self._seq = 0
+        self._committed = 0
+        #: True while the committer commits behind the answers (journal mode).
+        self._behind = False
+        #: The committer's last drain at close committed everything.
+        self._clean = True
+        self._work = anyio.Event()
+        self._drains: list[tuple[int, anyio.Event]] = []
 
     async def record(self, trace: Trace, agent_spent_usd: float, scopes: tuple[Scope, ...]) -> bool:
         """A settled call: its trace, its agent's spend of all time and its scopes' window
@@ -99,11 +134,55 @@ class Books:
     async def delete_scope(self, key: str) -> bool:
         return await self._queue([(_DELETE_SCOPE, (key,))])
 
+    async def open_journal(self, path: Path) -> int:
+        """Apply what the journal holds and SQLite does not (a daemon killed before its
+        last commits), then journal every write from now on. Returns the records
+        replayed. Raises `sqlite3.Error` (the journal kept) if they cannot be applied."""
+        found = await self.db.scalar("SELECT value FROM meta WHERE key = ?", (_SEQ_KEY,))
+        applied = int(found or 0)
+        records = read_records(path)
+        missing = [r for r in records if r.seq > applied]
+        if missing:
+            runs = _statements_of([_Write(r.statements, seq=r.seq) for r in missing])
+            runs.append((_SET_SEQ, [(str(missing[-1].seq),)]))
+            await self.db.write_many(runs)
+        self._seq = self._committed = max([applied, *(r.seq for r in records)])
+        journal = Journal.open(path)
+        journal.empty()
+        self._journal = journal
+        self.db.before_read = self.drain
+        return len(missing)
+
+    async def drain(self) -> None:
+        """Wait until SQLite holds every write queued before this call."""
+        target = self._seq
+        if not self._behind or self._committed >= target:
+            return
+        done = anyio.Event()
+        self._drains.append((target, done))
+        self._work.set()
+        with anyio.CancelScope(shield=True):  # a cancelled reader leaves nothing behind
+            await done.wait()
+
     async def _queue(self, statements: list[Statement], trace: Trace | None = None) -> bool:
         if self._closed:
             raise anyio.ClosedResourceError
-        item = _Write(statements, trace)
+        self._seq += 1
+        item = _Write(statements, trace, seq=self._seq)
         self._pending.append(item)
+        journal = self._journal
+        if self._behind and journal is not None:
+            self._work.set()
+            if (
+                journal.size < _JOURNAL_CAP
+                and not journal.broken
+                and journal.append(item.seq, statements)
+            ):
+                item.journaled = True
+                return True  # durable in the journal; SQLite follows behind
+            with anyio.CancelScope(shield=True):
+                await item.wake.wait()  # not journaled: wait for SQLite, as before
+            return item.ok
         # Shielded: a commit must not be cut halfway (its batch holds other calls' writes),
         # nor may a writer handed the lead leave without taking it. A cancelled caller
         # waits for its commit (well under a millisecond, unless the lock is held).
@@ -136,7 +215,11 @@ class Books:
         if self.db.path is not None:
             self._writer = BatchWriter.open(self.db.path)
         try:
-            await self._checkpoints(self._writer)
+            async with anyio.create_task_group() as tg:
+                if self._journal is not None and self._writer is not None:
+                    tg.start_soon(self._commit_behind)
+                await self._checkpoints(self._writer)
+                tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 while self._leading:  # a commit in a worker thread: let it end
@@ -144,6 +227,65 @@ class Books:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
+                if self._journal is not None:
+                    if self._clean and self._committed >= self._seq:
+                        with contextlib.suppress(OSError):
+                            self._journal.empty()  # a clean stop leaves nothing to replay
+                    self._journal.close()
+                    self._journal = None
+
+    async def _commit_behind(self) -> None:
+        """The committer of journal mode: whatever was queued since its last commit, in
+        one transaction, as soon as the loop has a turn for it. At its end (the books
+        closing) it commits what is left, and writes wait for their commit again."""
+        self._behind = True
+        try:
+            while True:
+                await self._work.wait()
+                self._work = anyio.Event()
+                await self._commit_pending()
+        finally:
+            self._behind = False
+            with anyio.CancelScope(shield=True):
+                self._leading = True  # writes queued meanwhile wait for this drain
+                try:
+                    self._clean = await self._commit_pending(retry=False)
+                finally:
+                    self._leading = False
+
+    async def _commit_pending(self, *, retry: bool = True) -> bool:
+        """Commit everything queued, in order. A batch that fails is retried (with a
+        growing pause: the disk is full, another process holds the lock) for the writes
+        the journal holds, before anything after them, so that SQLite's record of the
+        journal (`books_journal_seq`) never passes a write it does not hold. Without
+        `retry` (closing) the first failure ends it, and the journal keeps the rest for
+        the next start. True if everything queued is committed."""
+        failures = 0
+        while self._pending:
+            batch = [self._pending.popleft()]
+            while self._pending and len(batch) < _MAX_BATCH:
+                batch.append(self._pending.popleft())
+            if await self._commit(batch):
+                failures = 0
+                continue
+            kept = [item for item in batch if item.journaled]
+            if not retry:
+                for item in (*kept, *self._pending):
+                    item.finished = True
+                    item.wake.set()
+                self._pending.clear()
+                return False
+            self._pending.extendleft(reversed(kept))
+            if kept:
+                failures += 1
+                await anyio.sleep(min(0.05 * 2**failures, 2.0))
+        journal = self._journal
+        if journal is not None and journal.size >= _EMPTY_AT and self._committed >= self._seq:
+            try:
+                journal.empty()
+            except OSError as exc:
+                log.warning("could not empty the books' journal: %s", exc)
+        return True
 
     async def _checkpoints(self, writer: BatchWriter | None) -> None:
         """The writer never checkpoints inside a commit (store/writer.py): do it here, off
@@ -158,9 +300,13 @@ class Books:
                 except sqlite3.Error as exc:
                     log.warning("could not checkpoint the books' WAL: %s", exc)
 
-    async def _commit(self, batch: list[_Write]) -> None:
+    async def _commit(self, batch: list[_Write]) -> bool:
+        """One transaction for the batch; False if it failed (each waiting write is told,
+        the journaled ones are the caller's to retry)."""
         writer = self._writer
         runs = _statements_of(batch)
+        if self._journal is not None:
+            runs.append((_SET_SEQ, [(str(batch[-1].seq),)]))
         try:
             if writer is None:
                 ids = await self.db.write_many(runs, trace_store.INSERT_SQL)
@@ -172,7 +318,7 @@ class Books:
                     else await writer.write_many(runs, trace_store.INSERT_SQL)
                 )
                 self._since_checkpoint += 1
-            # The calls' row ids, in queue order: what observers and `traces/{id}` use.
+            # The calls' row ids, in queue order: what `traces/{id}` uses.
             for trace, row_id in zip((i.trace for i in batch if i.trace), ids, strict=True):
                 trace.id = row_id
             ok = True
@@ -182,9 +328,21 @@ class Books:
             log.error("could not write %d book entries: %s", len(batch), exc)
             ok = False
         for item in batch:
-            item.ok = ok
-            item.finished = True
-            item.wake.set()
+            if ok or not item.journaled:
+                item.ok = ok
+                item.finished = True
+                item.wake.set()
+        last = batch[-1].seq
+        if ok:
+            self._committed = last
+        # Readers waiting for these writes read now: committed, or as good as it gets.
+        if self._drains:
+            waiting = self._drains
+            self._drains = [(seq, ev) for seq, ev in waiting if seq > last]
+            for seq, ev in waiting:
+                if seq <= last:
+                    ev.set()
+        return ok
 
     def close(self) -> None:
         """No more writes; `run` checkpoints what was written and ends."""

@@ -7,7 +7,7 @@ one applied. A database made by a newer ironrt is refused rather than guessed at
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ class Database:
         self.path = path
         # One connection, many tasks: a transaction must not interleave with another's.
         self._tx = anyio.Lock()
+        #: Awaited before every read: the books commit behind the answers, and a read
+        #: must see every call answered before it (`Books.drain`).
+        self.before_read: Callable[[], Awaitable[None]] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -81,11 +84,15 @@ class Database:
         await self.conn.close()
 
     async def scalar(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        if self.before_read is not None:
+            await self.before_read()
         async with self.conn.execute(sql, tuple(params)) as cur:
             row = await cur.fetchone()
         return None if row is None else row[0]
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        if self.before_read is not None:
+            await self.before_read()
         async with self.conn.execute(sql, tuple(params)) as cur:
             rows = await cur.fetchall()
         return list(rows)

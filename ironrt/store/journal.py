@@ -1,0 +1,123 @@
+"""The books' journal: every write of money, appended before the call's answer ends.
+
+Committing a call's books to SQLite before its answer costs the answer ~0.15-0.2 ms
+(a trace row with its indexes, two rollups, an agent and its scopes). Appending the same
+statements to this file costs one `os.write` of a few hundred bytes. Once that returns
+the record is in the kernel's page cache: a SIGKILLed daemon loses nothing, exactly as
+with SQLite's WAL at `synchronous=NORMAL` (neither survives a power cut without fsync).
+SQLite is then committed behind the answers, in groups (`ironrt.store.books`).
+
+Each record is one write: a frame header (payload length, CRC-32, sequence number) and
+the msgpack of its statements. The sequence number is the books' own, one per write, and
+every SQLite commit stores the last one it holds (`meta.books_journal_seq`), so replaying
+the journal at start applies exactly the records SQLite is missing, in order, once. A
+record torn by a crash mid-write (or a disk that filled mid-frame) fails its length or
+CRC check: it and anything after it were never acknowledged, and are ignored.
+
+The file is emptied once SQLite holds everything in it, so it stays small.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+#: length of the payload, its CRC-32 (with the sequence number), sequence number.
+_FRAME = struct.Struct("<IIQ")
+#: A record larger than this is a corrupt header, not a record (a write is a few KB).
+_MAX_RECORD = 64 * 1024 * 1024
+
+Statement = tuple[str, tuple[Any, ...]]
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(list[tuple[str, tuple[Any, ...]]]).decode
+
+
+class JournalRecord(msgspec.Struct, frozen=True):
+    seq: int
+    statements: list[Statement]
+
+
+def _crc(seq: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
+
+
+def encode_record(seq: int, statements: list[Statement]) -> bytes:
+    payload = _encode(statements)
+    return _FRAME.pack(len(payload), _crc(seq, payload), seq) + payload
+
+
+def read_records(path: Path) -> list[JournalRecord]:
+    """The whole records in the file, in order, up to the first torn or corrupt one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out: list[JournalRecord] = []
+    at, end, head = 0, len(data), _FRAME.size
+    while at + head <= end:
+        length, crc, seq = _FRAME.unpack_from(data, at)
+        start = at + head
+        if length > _MAX_RECORD or start + length > end:
+            break
+        payload = data[start : start + length]
+        if _crc(seq, payload) != crc:
+            break
+        try:
+            statements = _decode(payload)
+        except msgspec.DecodeError:
+            break
+        out.append(JournalRecord(seq, [(sql, tuple(params)) for sql, params in statements]))
+        at = start + length
+    return out
+
+
+class Journal:
+    """The open journal file, appended to by the event loop's thread only."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        #: Bytes in the file (every record in it is whole).
+        self.size = os.fstat(fd).st_size
+        #: A torn record could not be cut off: records after it would be invisible to
+        #: replay, so nothing more may be acknowledged on the strength of this file.
+        self.broken = False
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return cls(path, fd)
+
+    def append(self, seq: int, statements: list[Statement]) -> bool:
+        """Write one record; False if it could not be written whole (a full disk, say),
+        in which case the file is cut back to the records before it."""
+        frame = encode_record(seq, statements)
+        try:
+            written = os.write(self._fd, frame)
+        except OSError:
+            written = -1
+        if written == len(frame):
+            self.size += written
+            return True
+        if written > 0:  # a partial frame would hide every later record from replay
+            try:
+                os.ftruncate(self._fd, self.size)
+            except OSError:
+                self.broken = True
+        return False
+
+    def empty(self) -> None:
+        """Drop every record: SQLite holds them all."""
+        os.ftruncate(self._fd, 0)
+        self.size = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,123 @@
+"""The books' journal through a real daemon: SQLite is committed behind the answers, and
+no answered call's cost is lost when it cannot be (its write lock held by another process,
+the daemon SIGKILLed before it catches up). The real `openai` SDK, a FakeUpstream with
+latency, concurrent calls."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import openai
+import pytest
+
+from ironrt.store.journal import read_records
+from ironrt.tempdaemon import TempDaemon, wait_until
+from ironrt.testing import FakeUpstream
+from tests.router.helpers import token_agent
+
+
+@contextmanager
+def write_lock(db: Path) -> Iterator[None]:
+    """Another process's write transaction on the daemon's database: no commit of the
+    daemon's can land while it is held."""
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        yield
+        con.execute("ROLLBACK")
+    finally:
+        con.close()
+
+
+def burst(d: TempDaemon, token: str, calls: int) -> list[float]:
+    """`calls` chat calls, four at a time, through the SDK: the answers' costs."""
+    client = openai.OpenAI(base_url=d.router_url + "/v1", api_key=token, max_retries=0)
+
+    def one(i: int) -> float:
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            max_tokens=20,
+            messages=[{"role": "user", "content": f"journal {i}"}],
+        )
+        assert reply.usage is not None
+        return reply.usage.total_tokens
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(one, range(calls)))
+
+
+def books_of(d: TempDaemon, agent_id: str) -> tuple[int, float, float, float, int]:
+    """Answered traces, the agent's spend, their sum, the scope's spend, rollup calls."""
+    traces = d.rt.traces(agent=agent_id, limit=10_000)
+    usage = d.rt.usage("agent", agent=agent_id)
+    return (
+        len([t for t in traces if t.status_code == 200]),
+        d.rt.get_agent(agent_id).spent_usd,
+        sum(t.cost_usd or 0.0 for t in traces),
+        d.rt.get_limits(f"agent:{agent_id}").spent_usd,
+        usage.llm_calls,
+    )
+
+
+def test_answers_go_on_while_sqlite_is_locked_and_a_kill_loses_none(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.latency = 0.2
+    agent_id, token = token_agent(gov, tmp_path, budget=5.0)
+    burst(gov, token, 2)
+    db = gov.home / "ironrt.db"
+    journal = gov.home / "ironrt.db-books"
+    with write_lock(db):
+        answered = burst(gov, token, 16)
+        assert len(answered) == 16
+        # Acknowledged by the journal, not (cannot be) by SQLite.
+        assert len(read_records(journal)) >= 16
+        gov.kill()
+    gov.start()
+    calls, spent, summed, scope_spent, rolled = books_of(gov, agent_id)
+    assert calls == 18
+    assert rolled == 18
+    assert spent > 0
+    assert spent == pytest.approx(summed, abs=1e-12)
+    assert scope_spent == pytest.approx(spent, abs=1e-12)
+    assert journal.stat().st_size == 0  # replayed, then emptied
+    # Replayed once: a second restart finds the same books.
+    gov.stop()
+    gov.start()
+    assert books_of(gov, agent_id) == (18, spent, pytest.approx(summed), scope_spent, 18)
+
+
+def test_commits_held_off_past_the_busy_timeout_are_retried(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The lock outlasts the writer's 5 s busy timeout: the failed commit is retried once
+    it is free, and every answered call lands in order, with the running totals right."""
+    upstream.latency = 0.2
+    agent_id, token = token_agent(gov, tmp_path, budget=5.0)
+    with write_lock(gov.home / "ironrt.db"):
+        burst(gov, token, 8)
+        wait_until(lambda: "could not write" in gov.log(), timeout=15)
+    burst(gov, token, 4)
+    calls, spent, summed, scope_spent, rolled = books_of(gov, agent_id)
+    assert (calls, rolled) == (12, 12)
+    assert spent == pytest.approx(summed, abs=1e-12)
+    assert scope_spent == pytest.approx(spent, abs=1e-12)
+
+
+def test_a_read_right_after_an_answer_sees_the_call(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """SQLite is behind the answers, but no read through the daemon is: each call is in
+    `traces` and in the agent's spend the moment its answer arrived."""
+    agent_id, token = token_agent(gov, tmp_path, budget=5.0)
+    client = openai.OpenAI(base_url=gov.router_url + "/v1", api_key=token, max_retries=0)
+    for i in range(1, 21):
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"read {i}"}]
+        )
+        assert len(gov.rt.traces(agent=agent_id, limit=100)) == i
+        assert gov.rt.usage("agent", agent=agent_id).llm_calls == i
