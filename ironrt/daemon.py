@@ -258,6 +258,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         sample_interval=settings.sample_interval,
     )
     router = RouterService(settings, db, bus, supervisor, keys, pii_rules=supervisor.pii_rules)
+    db.before_read = router.drain  # the books and the events settled calls left behind
     fleet = _fleet(settings, supervisor)
 
     def who(agent_id: str) -> tuple[str, str | None] | None:

@@ -66,6 +66,8 @@ class _Queued:
     done: anyio.Event = field(default_factory=anyio.Event)
     #: Woken to commit what is queued (not because its event was committed).
     lead: bool = False
+    #: Its publisher waits on it (the last of the events it published).
+    waits: bool = True
 
 
 @dataclass(eq=False, slots=True)
@@ -131,42 +133,54 @@ class EventBus:
     async def publish(self, event: E) -> E:
         """Stamp, store and offer `event`; returns it with its `id` (0: the disk refused
         it: live subscribers still get it, followers skip it, having no place for it)."""
-        if event.agent_id is not None and event.agent_name is None:
-            who = await self._identity(event.agent_id)
-            if who is not None:
-                event.agent_name, project = who
-                if event.project is None:
-                    event.project = project
-        event.ts = utcnow()
-        mine = _Queued(event)
-        self._pending.append(mine)
+        await self.publish_many([event])
+        return event
+
+    async def publish_many(self, events: list[Event]) -> None:
+        """`publish` for each of `events`, in order, in as few commits as they fit."""
+        for event in events:
+            if event.agent_id is not None and event.agent_name is None:
+                who = await self._identity(event.agent_id)
+                if who is not None:
+                    event.agent_name, project = who
+                    if event.project is None:
+                        event.project = project
+        if not events:
+            return
+        ts = utcnow()
+        queued = []
+        for event in events:
+            event.ts = ts
+            queued.append(_Queued(event, waits=False))
+        queued[-1].waits = True
+        self._pending += queued
+        mine = queued[-1]
         if self._committing:
-            # The publisher committing now takes it in a batch. Shielded: a waiter may be
-            # handed the commit, and the bus must never be left without a committer.
+            # The publisher committing now takes them in a batch. Shielded: a waiter may
+            # be handed the commit, and the bus must never be left without a committer.
             with anyio.CancelScope(shield=True):
                 await mine.done.wait()
             if not mine.lead:
-                return event
+                return
             # Handed the commit: the last committer did its share of rounds.
         self._committing = True
         with anyio.CancelScope(shield=True):  # taken: stored and offered, whatever
             for _ in range(_ROUNDS):
                 batch, self._pending = self._pending, []
                 await self._store([q.event for q in batch])
-                for queued in batch:
-                    self._offer(queued.event)
-                    queued.done.set()
+                for one in batch:
+                    self._offer(one.event)
+                    one.done.set()
                 if not self._pending:
                     break
             else:
                 # More keep coming: the oldest waiter commits the rest, this publisher
                 # (a settling call, say) has waited long enough.
-                heir = self._pending[0]
+                heir = next(q for q in self._pending if q.waits)
                 heir.lead = True
                 heir.done.set()
-                return event
+                return
         self._committing = False
-        return event
 
     async def _store(self, events: list[Event]) -> None:
         """One transaction for the batch; each event gets its row id (0: the disk refused

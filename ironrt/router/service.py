@@ -46,6 +46,7 @@ from ironrt.protocol import BudgetWindowReset, Trace
 from ironrt.providers import registry
 from ironrt.router.app import RouterApp
 from ironrt.router.egress import RouterConfig
+from ironrt.router.outbox import Outbox
 from ironrt.router.prices_file import load_configured, load_output_limits
 from ironrt.store.books import Books
 from ironrt.store.db import Database
@@ -155,6 +156,7 @@ class RouterService:
             ledger,
             settings.admission_timeout,
         )
+        self.outbox = Outbox(bus)
         #: Told of every settled call once it is on disk (metrics, spans, telemetry):
         #: synchronous and quick, never blocking (each hands work to its own task).
         self.observers: list[CallObserver] = []
@@ -186,6 +188,7 @@ class RouterService:
         budget ran out."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.books.run)
+            tg.start_soon(self.outbox.run)
             tg.start_soon(self._persist_resets)
             tg.start_soon(self.ledger.run)
             tg.start_soon(self._announce_when_wanted)
@@ -245,6 +248,12 @@ class RouterService:
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
+
+    async def drain(self) -> None:
+        """Wait until the database holds every call settled before this: their books (the
+        journal's writes) and their events. The daemon's reads await it first."""
+        await self.books.drain()
+        await self.outbox.drain()
 
     async def settle(self, flow: Flow) -> None:
         """Close the call's books, once: charge, release the hold, commit, announce."""
@@ -316,10 +325,10 @@ class RouterService:
                 observe(trace, flow)
             except Exception:  # an exporter's bug must never fail a call
                 log.exception("call observer %r failed", observe)
-        for event in flow.events:
+        for event in flow.events:  # stored behind the answer (outbox.py)
             event.agent_id = gov.agent_id
             event.agent_name, event.project = gov.name or None, gov.project
-            await self.bus.publish(event)
+            self.outbox.put(event)
         await self.announce()  # what this call's settle or refusal announced, and before
         if flow.stop_agent:
             try:

@@ -121,3 +121,26 @@ def test_a_read_right_after_an_answer_sees_the_call(
         )
         assert len(gov.rt.traces(agent=agent_id, limit=100)) == i
         assert gov.rt.usage("agent", agent=agent_id).llm_calls == i
+
+
+def test_a_calls_events_are_stored_behind_its_answer(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Events a call raises (PII found in its prompt) do not hold its answer: with the
+    database's write lock held by another process the answer still comes, and once the
+    lock is free the event is stored and read back, after the call's own books."""
+    upstream.latency = 0.2
+    agent_id, token = token_agent(gov, tmp_path, budget=5.0, pii="detect")
+    client = openai.OpenAI(base_url=gov.router_url + "/v1", api_key=token, max_retries=0)
+    with write_lock(gov.home / "ironrt.db"):
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "mail me at jane.doe@example.com"}],
+        )
+        assert reply.choices[0].message.content
+        assert "could not store" not in gov.log()
+    alerts = [e for e in gov.rt.events(agent=agent_id, kind="PiiAlert")]
+    asked = [e for e in alerts if e.direction == "request"]  # type: ignore[attr-defined]
+    assert len(asked) == 1
+    assert asked[0].types == ["EMAIL"]  # type: ignore[attr-defined]
+    assert len(gov.rt.traces(agent=agent_id)) == 1
