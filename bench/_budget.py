@@ -123,8 +123,10 @@ def sequential_and_burst(quick: bool) -> dict[str, Any]:
 
 
 def durability(quick: bool) -> dict[str, Any]:
-    """p50 of one settled call's commit (the answer waits for it), at c=1 and c=32, and of
-    the extra commit a durable hold before forwarding would need."""
+    """p50 of what one settled call's answer waits for to be durable, at c=1 and c=32: the
+    books' journal append (the daemon's way: SQLite is committed behind the answers), the
+    SQLite group commit it replaced, and the extra commit a durable hold before forwarding
+    would need."""
     import anyio
 
     from ironrt.governance.agent import AgentGovernance
@@ -161,17 +163,27 @@ def durability(quick: bool) -> dict[str, Any]:
         db = await Database.open(home / "bench.db")
         await db.execute("CREATE TABLE bench_holds (id INTEGER PRIMARY KEY, nanos INTEGER)")
         recorder = Books(db)
+        journal_db = await Database.open(home / "journaled.db")
+        journaled = Books(journal_db)
+        await journaled.open_journal(home / "journaled.db-books")
         holds_writer = BatchWriter.open(home / "bench.db")  # the same fast path as settling
         gov = AgentGovernance("a1", scopes=(Scope("agent:a1"), Scope("global")))
         res: dict[str, Any] = {}
         async with anyio.create_task_group() as tg:
             tg.start_soon(recorder.run)
+            tg.start_soon(journaled.run)
             for concurrency in (1, 32):
                 waits: list[float] = []
                 holds: list[float] = []
+                appends: list[float] = []
 
-                async def worker(count: int, waits: list[float], holds: list[float]) -> None:
+                async def worker(
+                    count: int, waits: list[float], holds: list[float], appends: list[float]
+                ) -> None:
                     for _ in range(count):
+                        t0 = time.perf_counter()
+                        await journaled.record(trace(), 1e-5, gov.scopes)
+                        appends.append(time.perf_counter() - t0)
                         t0 = time.perf_counter()
                         await holds_writer.write_many(
                             [("INSERT INTO bench_holds(nanos) VALUES (?)", [(1,)])]
@@ -185,17 +197,20 @@ def durability(quick: bool) -> dict[str, Any]:
                 began = time.perf_counter()
                 async with anyio.create_task_group() as workers:
                     for _ in range(concurrency):
-                        workers.start_soon(worker, per, waits, holds)
+                        workers.start_soon(worker, per, waits, holds, appends)
                 wall = time.perf_counter() - began
                 res[f"c{concurrency}"] = {
+                    "journal_append_p50_ms": statistics.median(appends) * 1000,
                     "settle_commit_p50_ms": statistics.median(waits) * 1000,
                     "hold_commit_p50_ms": statistics.median(holds) * 1000,
                     "calls_per_s_with_both": len(waits) / wall,
                 }
             recorder.close()
+            journaled.close()
             holds_writer.close()
             tg.cancel_scope.cancel()
         await db.close()
+        await journal_db.close()
         return res
 
     return anyio.run(main)

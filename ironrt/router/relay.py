@@ -8,11 +8,12 @@ dropped, and what the policies hold back is flushed before the event that closes
 channel. If the agent hangs up mid-stream, the upstream is still read (bounded) to learn
 what the call cost.
 
-A call is settled (priced, its hold turned into spend, its trace and spend committed)
+A call is settled (priced, its hold turned into spend, its trace and spend made durable)
 *before* the agent receives the end of its answer: the whole body, or a stream's closing
 event (`ProviderAdapter.closes_answer`: `[DONE]`, `message_stop`, `response.completed`).
 A daemon killed at any moment therefore never leaves an answered call without its cost
-on disk. The price is one group commit on the way out (bench/router.py measures it).
+on disk. The price is one journal append on the way out (`ironrt.store.books`; SQLite
+is committed behind the answers; bench/router.py measures both).
 """
 
 from __future__ import annotations

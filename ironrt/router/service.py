@@ -3,10 +3,12 @@
 Settling a call is the one place where money is counted: the call is charged by the rule
 in `charging.py`, the policies' `complete` hooks run (the budget turns its hold into spend
 in every scope), and the trace row, the agent's spend and its scopes' window spend are
-committed in one transaction, before the agent receives the end of its answer
-(`relay.py`). A daemon killed at any moment has every answered call's cost on disk.
+written as one record of the books' journal, before the agent receives the end of its
+answer (`relay.py`), and committed to SQLite behind it (`ironrt.store.books`). A daemon
+killed at any moment has every answered call's cost on disk.
 
-Then the call's events are published, and the ledger's budget announcements with them:
+Then the call's events are handed to the outbox (stored behind the answer, `outbox.py`),
+and the ledger's budget announcements are published:
 those are published from the ledger's queue, in the order the books decided them, by one
 publisher at a time (`announce`), so a refusal's `BudgetExhausted` is never stored before
 the warnings of a call that settled first, even when that call's commit took longer.
