@@ -1,17 +1,25 @@
 """CPU and memory of each agent's whole process tree, sampled in one pass.
 
 One walk over /proc serves every agent (a parent map built once per sample), so sampling
-100 agents costs about what sampling one does. psutil.Process objects are kept between
-samples because cpu_percent() measures since the previous call on the same object.
+100 agents costs about what sampling one does. Each process is read once, from its
+`/proc/<pid>/stat` line (parent, group, CPU times, start, RSS), by plain reads: psutil's
+`process_iter` built a Process object per process of the machine and took ~4x as long,
+all of it holding the GIL in a worker thread, which the router's event loop then waited
+for (every interval, on a box with hundreds of processes, a few calls' worth of p99).
+CPU percent is measured between two samples of the same process (pid and start time).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 import psutil
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 @dataclass(slots=True, frozen=True)
@@ -25,73 +33,100 @@ class TreeSample:
     cpu_seconds: float = 0.0
 
 
+@dataclass(slots=True, frozen=True)
+class ProcStat:
+    """What a sample needs of one process, from its `/proc/<pid>/stat` line."""
+
+    ppid: int
+    pgrp: int
+    #: user + system, and what it collected of its ended children (seconds).
+    cpu_s: float
+    own_cpu_s: float
+    #: Since boot, in clock ticks: with the pid, what tells a reused pid apart.
+    start_ticks: int
+    rss_bytes: int
+
+    @property
+    def create_time(self) -> float:
+        """As psutil computes it (boot time plus start), so it compares with theirs."""
+        return psutil.boot_time() + self.start_ticks / _TICKS
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """None if the process is gone (or not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    try:
+        f = data[data.rindex(b")") + 2 :].split()
+        utime, stime, cutime, cstime = int(f[11]), int(f[12]), int(f[13]), int(f[14])
+        return ProcStat(
+            ppid=int(f[1]),
+            pgrp=int(f[2]),
+            cpu_s=(utime + stime + cutime + cstime) / _TICKS,
+            own_cpu_s=(utime + stime) / _TICKS,
+            start_ticks=int(f[19]),
+            rss_bytes=int(f[21]) * _PAGE,
+        )
+    except (ValueError, IndexError):
+        return None
+
+
+def _all_stats() -> dict[int, ProcStat]:
+    out: dict[int, ProcStat] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            stat = read_stat(int(name))
+            if stat is not None:
+                out[int(name)] = stat
+    return out
+
+
 class TreeSampler:
     def __init__(self) -> None:
-        self._procs: dict[tuple[int, float], psutil.Process] = {}
+        #: (pid, start ticks) -> (own CPU seconds, monotonic time) at the last sample.
+        self._last: dict[tuple[int, int], tuple[float, float]] = {}
 
     def sample(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
         """Sample each agent's tree; `roots` maps agent id to (pid, start time)."""
+        now = time.monotonic()
+        stats = _all_stats()
         children: dict[int, list[int]] = defaultdict(list)
-        pgroups: dict[int, list[int]] = defaultdict(list)
-        for listed in psutil.process_iter(["pid", "ppid"]):
-            info = listed.info
-            children[info["ppid"]].append(info["pid"])
+        for pid, stat in stats.items():
+            children[stat.ppid].append(pid)
         wanted_groups = {pid for pid, _ in roots.values()}
-        for pid in list(children.get(1, [])):
-            try:
-                pg = os.getpgid(pid)
-            except OSError:
-                continue
+        # Processes that left their agent's tree (double-forked daemons, reparented to
+        # init) still belong to it by their process group.
+        pgroups: dict[int, list[int]] = defaultdict(list)
+        for pid in children.get(1, ()):
+            pg = stats[pid].pgrp
             if pg in wanted_groups and pg != pid:
                 pgroups[pg].append(pid)
 
-        seen: set[tuple[int, float]] = set()
+        seen: dict[tuple[int, int], tuple[float, float]] = {}
         out: dict[str, TreeSample] = {}
         for agent_id, (root, started) in roots.items():
-            pids: list[int] = []
-            stack = [root, *pgroups.get(root, [])]
-            while stack:
-                pid = stack.pop()
-                pids.append(pid)
-                stack.extend(children.get(pid, ()))
-            cpu = 0.0
-            cpu_s = 0.0
-            rss = 0
-            count = 0
-            for pid in pids:
-                proc = self._process(pid)
-                if proc is None:
-                    continue
-                if pid == root and started is not None and abs(proc.create_time() - started) > 0.05:
-                    break  # the root pid was reused: not our agent
-                try:
-                    with proc.oneshot():
-                        cpu += proc.cpu_percent(None)
-                        rss += proc.memory_info().rss
-                        t = proc.cpu_times()
-                        cpu_s += t.user + t.system + t.children_user + t.children_system
+            cpu = cpu_s = 0.0
+            rss = count = 0
+            top = stats.get(root)
+            if top is not None and (started is None or abs(top.create_time - started) <= 0.05):
+                stack = [root, *pgroups.get(root, ())]
+                while stack:
+                    pid = stack.pop()
+                    member = stats.get(pid)
+                    if member is None:
+                        continue
+                    stack.extend(children.get(pid, ()))
+                    key = (pid, member.start_ticks)
+                    before = self._last.get(key)
+                    if before is not None and now > before[1]:
+                        cpu += (member.own_cpu_s - before[0]) / (now - before[1]) * 100
+                    seen[key] = (member.own_cpu_s, now)
+                    rss += member.rss_bytes
+                    cpu_s += member.cpu_s
                     count += 1
-                    seen.add((pid, proc.create_time()))
-                except psutil.Error:
-                    continue
-            out[agent_id] = TreeSample(round(cpu, 1), rss, count, round(cpu_s, 3))
-        for key in list(self._procs):
-            if key not in seen:
-                del self._procs[key]
+            out[agent_id] = TreeSample(round(max(cpu, 0.0), 1), rss, count, round(cpu_s, 3))
+        self._last = seen
         return out
-
-    def _process(self, pid: int) -> psutil.Process | None:
-        try:
-            proc = psutil.Process(pid)
-            key = (pid, proc.create_time())
-        except psutil.Error:
-            return None
-        cached = self._procs.get(key)
-        if cached is not None:
-            return cached
-        self._procs[key] = proc
-        try:
-            proc.cpu_percent(None)  # first call only sets the reference point
-        except psutil.Error:
-            return None
-        return proc
