@@ -33,6 +33,7 @@ from ironrt._version import __version__
 from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
 from ironrt.control import api
 from ironrt.errors import DaemonAlreadyRunning as DaemonAlreadyRunning  # re-exported
+from ironrt.errors import JournalReplayFailed
 from ironrt.events import EventBus
 from ironrt.governance.ledger import Ledger
 from ironrt.governance.pricing import Pricer
@@ -517,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     except DaemonAlreadyRunning as exc:
         print(f"ironrt: {exc}", file=sys.stderr)
         return 3
-    except (ConfigError, KeysFileError, SchemaTooNew, OSError) as exc:
+    except (ConfigError, KeysFileError, SchemaTooNew, JournalReplayFailed, OSError) as exc:
         # Start-up problems the user can fix: one clear line (the CLI shows it), no traceback.
         # Into daemon.log only once it is set up: before that (a bad setting), logging would
         # fall back to stderr and say it twice.

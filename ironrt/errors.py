@@ -198,6 +198,11 @@ class SchemaTooNew(RuntimeError):
     """The database was made by a newer ironrt: refused rather than guessed at."""
 
 
+class JournalReplayFailed(RuntimeError):
+    """The books' journal holds writes the database cannot take: the daemon does not start
+    (it would lose answered calls' costs), and the journal is kept for the next start."""
+
+
 class DaemonAlreadyRunning(RuntimeError):
     """Another daemon holds this home's lock."""
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import anyio
 
+from ironrt.errors import JournalReplayFailed
 from ironrt.governance.ledger import Scope
 from ironrt.protocol import Trace
 from ironrt.store import scopes as scope_store
@@ -146,7 +147,8 @@ class Books:
     async def open_journal(self, path: Path) -> int:
         """Apply what the journal holds and SQLite does not (a daemon killed before its
         last commits), then journal every write from now on. Returns the records
-        replayed. Raises `sqlite3.Error` (the journal kept) if they cannot be applied."""
+        replayed. Raises `JournalReplayFailed` (the journal kept) if they cannot be
+        applied: a full disk, say."""
         found = await self.db.scalar("SELECT value FROM meta WHERE key = ?", (_SEQ_KEY,))
         applied = int(found or 0)
         records = read_records(path)
@@ -154,7 +156,13 @@ class Books:
         if missing:
             runs = _statements_of([_Write(r.statements, seq=r.seq) for r in missing])
             runs.append((_SET_SEQ, [(str(missing[-1].seq),)]))
-            await self.db.write_many(runs)
+            try:
+                await self.db.write_many(runs)
+            except sqlite3.Error as exc:
+                raise JournalReplayFailed(
+                    f"the books journal {path} holds {len(missing)} writes the database "
+                    f"cannot take ({exc}); it is kept as it is for the next start"
+                ) from None
         self._seq = self._committed = max([applied, *(r.seq for r in records)])
         journal = Journal.open(path)
         journal.empty()

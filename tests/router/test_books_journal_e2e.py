@@ -5,7 +5,10 @@ latency, concurrent calls."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,7 +17,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from ironrt.store.journal import read_records
+from ironrt.store.journal import encode_record, read_records
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
 from tests.router.helpers import token_agent
@@ -144,3 +147,32 @@ def test_a_calls_events_are_stored_behind_its_answer(
     assert len(asked) == 1
     assert asked[0].types == ["EMAIL"]  # type: ignore[attr-defined]
     assert len(gov.rt.traces(agent=agent_id)) == 1
+
+
+def test_a_journal_the_database_cannot_take_stops_the_start_and_is_kept(
+    tmp_path: Path,
+) -> None:
+    """A record that cannot be applied (here: a statement on a table that does not exist)
+    must not be dropped, since it may be an answered call's cost: the daemon refuses to
+    start, in one line, and leaves the journal as it found it."""
+    with TempDaemon(offline=True) as d:
+        home = d.home
+        d.stop()
+        journal = home / "ironrt.db-books"
+        journal.write_bytes(encode_record(10**9, [("INSERT INTO nowhere VALUES (?)", (1,))]))
+        env = {**os.environ, **d.env}
+        done = subprocess.run(
+            [sys.executable, "-m", "ironrt.daemon"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        line = done.stderr.strip()
+        assert line.startswith("ironrt: the daemon cannot start: the books journal")
+        assert "no such table: nowhere" in line and "Traceback" not in line
+        assert [r.seq for r in read_records(journal)] == [10**9]
+        journal.unlink()  # what an operator does once they know what the record was
+        d.start()
+        assert d.rt.health().ok
