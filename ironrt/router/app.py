@@ -186,8 +186,8 @@ class RouterApp:
         if adapter is not None:
             x.adapter = adapter
         token, agent = self.agent_for(scope, x.adapter, headers)
-        target = f"{method} {describe_target(raw_path)}"
         if adapter is None:
+            target = f"{method} {describe_target(raw_path)}"
             because = f" ({bad})" if bad else ""
             refusal = Refusal(
                 404,
@@ -199,6 +199,7 @@ class RouterApp:
             await self._refuse_early(x, agent, "unmetered", headers, refusal, target, why)
             return
         if agent is None:
+            target = f"{method} {describe_target(raw_path)}"
             reason = (
                 "no IC_TOKEN was sent (set the SDK's api_key from the agent's environment)"
                 if not token
@@ -216,6 +217,7 @@ class RouterApp:
             return
         endpoint = adapter.endpoint_for(method, path)
         if endpoint is None or (endpoint == "unmetered" and not agent.allow_unmetered):
+            target = f"{method} {describe_target(raw_path)}"
             refusal = Refusal(
                 404,
                 f"ironrt router: {target} cannot be metered, so it is not forwarded (start "
