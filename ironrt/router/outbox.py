@@ -33,6 +33,8 @@ class Outbox:
         self._wake = anyio.Event()
         self._drains: list[tuple[int, anyio.Event]] = []
         self._running = False
+        #: The task publishing now (a read it makes must not wait for itself).
+        self._publisher: int | None = None
 
     def put(self, event: Event) -> None:
         self._queue.append(event)
@@ -40,17 +42,17 @@ class Outbox:
         self._wake.set()
 
     async def drain(self) -> None:
-        """Wait until every event handed over before this call is published."""
+        """Wait until every event handed over before this call is published (at once if
+        asked from the publishing itself: it would be waiting for itself)."""
         target = self._handed
-        if self._published >= target:
+        if self._published >= target or self._publisher == anyio.get_current_task().id:
             return
         if not self._running:  # no publisher task (yet, or any more): publish here
             await self._publish_queued()
             return
         done = anyio.Event()
         self._drains.append((target, done))
-        with anyio.CancelScope(shield=True):
-            await done.wait()
+        await done.wait()  # a reader cancelled meanwhile leaves only this entry, set later
 
     async def run(self) -> None:
         self._running = True
@@ -68,10 +70,13 @@ class Outbox:
         while self._queue:
             batch = list(self._queue)
             self._queue.clear()
+            self._publisher = anyio.get_current_task().id
             try:
                 await self.bus.publish_many(batch)
             except Exception:  # the bus logs a full disk itself; this is a bug
                 log.exception("could not publish %d call events", len(batch))
+            finally:
+                self._publisher = None
             self._published += len(batch)
             if self._drains:
                 waiting, self._drains = self._drains, []

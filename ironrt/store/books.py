@@ -179,8 +179,7 @@ class Books:
         self._drains.append((target, done))
         self._work.set()
         self._urgent.set()
-        with anyio.CancelScope(shield=True):  # a cancelled reader leaves nothing behind
-            await done.wait()
+        await done.wait()  # a reader cancelled meanwhile leaves only this entry, set later
 
     async def _queue(self, statements: list[Statement], trace: Trace | None = None) -> bool:
         if self._closed:

@@ -90,8 +90,12 @@ class Database:
             row = await cur.fetchone()
         return None if row is None else row[0]
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        if self.before_read is not None:
+    async def fetchall(
+        self, sql: str, params: Iterable[Any] = (), *, settled: bool = True
+    ) -> list[sqlite3.Row]:
+        """`settled=False`: a read that must not wait for the calls settled before it (one
+        made while publishing their events, which that wait would be waiting for)."""
+        if settled and self.before_read is not None:
             await self.before_read()
         async with self.conn.execute(sql, tuple(params)) as cur:
             rows = await cur.fetchall()

@@ -34,8 +34,10 @@ async def insert(db: Database, event: Event) -> int:
 
 
 async def agent_identity(db: Database, agent_id: str) -> tuple[str, str | None] | None:
-    """An agent's name and project as its record holds them (None: no such record)."""
-    rows = await db.fetchall("SELECT name, project FROM agents WHERE id = ?", (agent_id,))
+    """An agent's name and project as its record holds them (None: no such record). Read
+    while events are being published: it never waits for the calls' books and events."""
+    sql = "SELECT name, project FROM agents WHERE id = ?"
+    rows = await db.fetchall(sql, (agent_id,), settled=False)
     return (rows[0]["name"], rows[0]["project"]) if rows else None
 
 
