@@ -19,6 +19,7 @@ import anyio
 
 from ironrt.events import EventBus
 from ironrt.protocol import Event
+from ironrt.store.watermark import Watermark
 
 log = logging.getLogger("ironrt.router")
 
@@ -29,9 +30,8 @@ class Outbox:
         self._queue: deque[Event] = deque()
         #: Events handed over, and events published (stored or refused by the disk).
         self._handed = 0
-        self._published = 0
+        self._published = Watermark()
         self._wake = anyio.Event()
-        self._drains: list[tuple[int, anyio.Event]] = []
         self._running = False
         #: The task publishing now (a read it makes must not wait for itself).
         self._publisher: int | None = None
@@ -45,14 +45,12 @@ class Outbox:
         """Wait until every event handed over before this call is published (at once if
         asked from the publishing itself: it would be waiting for itself)."""
         target = self._handed
-        if self._published >= target or self._publisher == anyio.get_current_task().id:
+        if self._published.value >= target or self._publisher == anyio.get_current_task().id:
             return
         if not self._running:  # no publisher task (yet, or any more): publish here
             await self._publish_queued()
             return
-        done = anyio.Event()
-        self._drains.append((target, done))
-        await done.wait()  # a reader cancelled meanwhile leaves only this entry, set later
+        await self._published.reach(target)
 
     async def run(self) -> None:
         self._running = True
@@ -77,11 +75,4 @@ class Outbox:
                 log.exception("could not publish %d call events", len(batch))
             finally:
                 self._publisher = None
-            self._published += len(batch)
-            if self._drains:
-                waiting, self._drains = self._drains, []
-                for target, done in waiting:
-                    if target <= self._published:
-                        done.set()
-                    else:
-                        self._drains.append((target, done))
+            self._published.advance(self._published.value + len(batch))

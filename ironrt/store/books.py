@@ -43,6 +43,7 @@ from ironrt.store import scopes as scope_store
 from ironrt.store import traces as trace_store
 from ironrt.store.db import Database
 from ironrt.store.journal import Journal, read_records
+from ironrt.store.watermark import Watermark
 from ironrt.store.writer import BatchWriter
 
 log = logging.getLogger("ironrt.store")
@@ -122,7 +123,9 @@ class Books:
         self._work = anyio.Event()
         #: A reader waits: commit now, not at the end of the group's time.
         self._urgent = anyio.Event()
-        self._drains: list[tuple[int, anyio.Event]] = []
+        #: The last sequence number a commit was tried for (committed, or as good as it
+        #: gets): what readers wait for.
+        self._tried = Watermark()
 
     async def record(self, trace: Trace, agent_spent_usd: float, scopes: tuple[Scope, ...]) -> bool:
         """A settled call: its trace, its agent's spend of all time and its scopes' window
@@ -175,11 +178,9 @@ class Books:
         target = self._seq
         if not self._behind or self._committed >= target:
             return
-        done = anyio.Event()
-        self._drains.append((target, done))
         self._work.set()
         self._urgent.set()
-        await done.wait()  # a reader cancelled meanwhile leaves only this entry, set later
+        await self._tried.reach(target)
 
     async def _queue(self, statements: list[Statement], trace: Trace | None = None) -> bool:
         if self._closed:
@@ -259,7 +260,7 @@ class Books:
         try:
             while True:
                 await self._work.wait()
-                if not self._drains:  # no reader waiting: let a group gather
+                if not self._tried.waited_for:  # no reader waiting: let a group gather
                     with anyio.move_on_after(COMMIT_EVERY_S):
                         await self._urgent.wait()
                 self._work = anyio.Event()
@@ -357,12 +358,7 @@ class Books:
         if ok:
             self._committed = last
         # Readers waiting for these writes read now: committed, or as good as it gets.
-        if self._drains:
-            waiting = self._drains
-            self._drains = [(seq, ev) for seq, ev in waiting if seq > last]
-            for seq, ev in waiting:
-                if seq <= last:
-                    ev.set()
+        self._tried.advance(last)
         return ok
 
     def close(self) -> None:
