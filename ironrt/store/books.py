@@ -21,7 +21,8 @@ it, one `os.write`, and the caller goes on at once; SQLite is committed behind t
 answers by one committer task, in groups, and every commit records the last journal
 record it holds. A daemon killed at any moment replays the rest at its next start. Reads
 of the database wait until SQLite holds everything queued before them
-(`Database.before_read`), so what the control API shows is never behind the answers.
+(`drain`: the daemon makes every read of the database await it, `Database.before_read`),
+so what the control API shows is never behind the answers.
 """
 
 from __future__ import annotations
@@ -170,7 +171,6 @@ class Books:
         journal = Journal.open(path)
         journal.empty()
         self._journal = journal
-        self.db.before_read = self.drain
         return len(missing)
 
     async def drain(self) -> None:
