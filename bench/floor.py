@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt, machine, start_token_agent, table, write_results
+from _governed_floor import governed_proxy
 from _loadgen import Target, alternate, build_request, saturate
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
@@ -167,6 +168,7 @@ def run(seconds: float) -> dict[str, Any]:
     upstream, up_port = start_upstream()
     proxy: multiprocessing.process.BaseProcess | None = None
     raw: multiprocessing.process.BaseProcess | None = None
+    governed: multiprocessing.process.BaseProcess | None = None
     workdir = Path(tempfile.mkdtemp(prefix="irt-bench-floor-"))
     try:
         sock = bind_tcp("127.0.0.1", 0)
@@ -182,6 +184,14 @@ def run(seconds: float) -> dict[str, Any]:
         raw.start()
         sock.close()
         _wait_port(raw_port)
+        sock = bind_tcp("127.0.0.1", 0)
+        governed_port = sock.getsockname()[1]
+        governed = ctx.Process(
+            target=governed_proxy, args=(sock, up_port, {"floor-token": "floor"}, FAKE_KEY)
+        )
+        governed.start()
+        sock.close()
+        _wait_port(governed_port)
         env = {
             "IRONRT_OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}",
             "OPENAI_API_KEY": FAKE_KEY,
@@ -202,12 +212,19 @@ def run(seconds: float) -> dict[str, Any]:
             targets = [
                 target("direct", up_port, FAKE_KEY),
                 target("raw_proxy", raw_port, FAKE_KEY),
+                target("governed_floor", governed_port, "floor-token"),
                 target("bare_proxy", proxy_port, "unused"),
                 target("ironrt", rport, token),
             ]
             asyncio.run(alternate(targets, "plain", 300, time.monotonic() + 5))  # warm
             assert proxy.pid is not None and raw.pid is not None and d.proc is not None
-            pids = {"raw_proxy": raw.pid, "bare_proxy": proxy.pid, "ironrt": d.proc.pid}
+            assert governed.pid is not None
+            pids = {
+                "raw_proxy": raw.pid,
+                "governed_floor": governed.pid,
+                "bare_proxy": proxy.pid,
+                "ironrt": d.proc.pid,
+            }
             cpu0 = {k: _cpu_s(p) for k, p in pids.items()}
             c1, done = asyncio.run(alternate(targets, "plain", 10**9, time.monotonic() + seconds))
             cpu1 = {k: _cpu_s(p) for k, p in pids.items()}
@@ -228,13 +245,13 @@ def run(seconds: float) -> dict[str, Any]:
                     used = _cpu_s(pids[t.name]) - before
                     out[t.name]["c32_cpu_ms_per_call"] = used / max(len(samples.total), 1) * 1e3
     finally:
-        for child in (proxy, raw):
+        for child in (proxy, raw, governed):
             if child is not None:
                 child.terminate()
                 child.join(5)
         stop_proc(upstream)
     direct = out["direct"]
-    for name in ("raw_proxy", "bare_proxy", "ironrt"):
+    for name in ("raw_proxy", "governed_floor", "bare_proxy", "ironrt"):
         out[name]["added_p50_ms"] = out[name]["c1_p50_ms"] - direct["c1_p50_ms"]
         out[name]["added_p99_ms"] = out[name]["c1_p99_ms"] - direct["c1_p99_ms"]
     out["governance_added_p50_ms"] = out["ironrt"]["c1_p50_ms"] - out["bare_proxy"]["c1_p50_ms"]
@@ -243,7 +260,7 @@ def run(seconds: float) -> dict[str, Any]:
 
 def report(r: dict[str, Any]) -> None:
     rows = []
-    for name in ("direct", "raw_proxy", "bare_proxy", "ironrt"):
+    for name in ("direct", "raw_proxy", "governed_floor", "bare_proxy", "ironrt"):
         x = r[name]
         rows.append(
             [
