@@ -119,6 +119,10 @@ class SdkAnswer:
             data = await anyio.to_thread.run_sync(self.response.read)
         return data
 
+    @property
+    def closes_at_once(self) -> bool:
+        return not self.streaming
+
     async def aclose(self) -> None:
         if not self.streaming:
             return

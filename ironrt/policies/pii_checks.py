@@ -60,8 +60,8 @@ class PiiCallState:
     plan: PiiPlan
     placeholders: Placeholders = field(default_factory=Placeholders)
     #: (type, where) -> findings, in the request and in the response.
-    request: Counter[tuple[str, str]] = field(default_factory=Counter)
-    response: Counter[tuple[str, str]] = field(default_factory=Counter)
+    request: dict[tuple[str, str], int] = field(default_factory=dict)
+    response: dict[tuple[str, str], int] = field(default_factory=dict)
     channels: dict[Hashable, _Channel] = field(default_factory=dict)
     reported: bool = False
     #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
@@ -112,6 +112,14 @@ def _json_of(state: PiiCallState, slot: TextSlot) -> bool:
 
 #: The first character that is not whitespace (`\s` is `str.isspace`, as `lstrip` uses).
 _FIRST_VISIBLE = re.compile(r"\s*(\S)")
+
+
+def _tally(counts: dict[tuple[str, str], int], findings: list[Finding], where: str) -> None:
+    """Count `findings` by (type, where). A plain dict: a `Counter` made per call (two a
+    call, found or not) cost more than all the counting."""
+    for f in findings:
+        key = (f.type, where)
+        counts[key] = counts.get(key, 0) + 1
 
 
 def _size(slots: list[TextSlot]) -> int:
@@ -183,7 +191,7 @@ class PiiChecks:
                 slot.text, pace, json_text=json_text, rules=plan.rules
             ):
                 if findings:
-                    state.request.update((f.type, slot.where) for f in findings)
+                    _tally(state.request, findings, slot.where)
                     hidden = state.to_redact(findings) if redacting else ()
                     if hidden:
                         found = True
@@ -243,7 +251,7 @@ class PiiChecks:
                 for _, findings in find_steps(
                     slot.text, pace, json_text=json_text, rules=state.plan.rules
                 ):
-                    state.response.update((f.type, slot.where) for f in findings)
+                    _tally(state.response, findings, slot.where)
                     yield
             if state.redacting and (yield from self._rewrite_whole(state, slot, pace)):
                 changed = True
@@ -346,7 +354,7 @@ class PiiChecks:
             last = pos >= len(text)
             t0 = time.perf_counter()
             _, findings = ch.scanner.feed(piece)
-            state.response.update((f.type, ch.where) for f in findings)
+            _tally(state.response, findings, ch.where)
             if ch.restorer is not None and ch.redactor is not None:
                 done = ch.restorer.feed(piece)
                 if last and closing:
@@ -371,7 +379,7 @@ class PiiChecks:
         """Forget a channel; return the text it still held (to be sent before the close)."""
         ch = state.channels.pop(channel)
         _, findings = ch.scanner.flush()
-        state.response.update((f.type, ch.where) for f in findings)
+        _tally(state.response, findings, ch.where)
         if ch.restorer is None or ch.redactor is None:
             return ""
         return ch.redactor.feed(ch.restorer.flush()) + ch.redactor.flush()
@@ -418,7 +426,7 @@ class PiiChecks:
     def _report(
         flow: Flow,
         state: PiiCallState,
-        counts: Counter[tuple[str, str]],
+        counts: dict[tuple[str, str], int],
         direction: str,
         *,
         blocked: bool = False,

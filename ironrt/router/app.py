@@ -438,5 +438,8 @@ class RouterApp:
                     capture=self.config.capture_completions,
                 )
         finally:
-            with anyio.CancelScope(shield=True):
+            if upstream.closes_at_once:
                 await upstream.aclose()
+            else:
+                with anyio.CancelScope(shield=True):
+                    await upstream.aclose()

@@ -35,6 +35,10 @@ class StoredAnswer:
     async def read(self) -> bytes:
         return b"".join(self.chunks)
 
+    @property
+    def closes_at_once(self) -> bool:
+        return True
+
     async def aclose(self) -> None:
         return None
 

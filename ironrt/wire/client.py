@@ -314,8 +314,7 @@ class Connection(asyncio.Protocol):
             tail = self._decompress.flush()
             if tail:
                 self._body.append(tail)
-        self._done = True
-        self._cancel_timer()
+        self._done = True  # a timer still set finds the exchange done, and stops
         self._wake()
 
     def _fail(self, exc: BaseException) -> None:
@@ -326,9 +325,11 @@ class Connection(asyncio.Protocol):
         self.abort()
 
     def _arm(self) -> None:
+        """The read timeout runs from now. A timer still set from an earlier exchange is
+        kept: it fires sooner than this one's deadline and re-arms for it (`_on_timer`)."""
         self._last_io = now = self.loop.time()
-        self._cancel_timer()
-        self._timer = self.loop.call_at(now + self.read_timeout, self._on_timer)
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + self.read_timeout, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

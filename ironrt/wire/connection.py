@@ -72,6 +72,7 @@ class HttpConnection(asyncio.Protocol):
         self._local: tuple[str, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._phase = _NONE
+        self._deadline = 0.0
         # The request being parsed.
         self._in_head = True
         self._head_size = 0
@@ -120,7 +121,7 @@ class HttpConnection(asyncio.Protocol):
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel()
+        self._stop_timer()
         self.guard.evictable.pop(self, None)
         if self._counted:
             self._counted = False
@@ -301,7 +302,7 @@ class HttpConnection(asyncio.Protocol):
     def drop(self) -> None:
         """Evicted to make room: close without a word (it had no request in progress)."""
         self.guard.evictable.pop(self, None)
-        self._cancel()
+        self._stop_timer()
         self.transport.close()
 
     # -- flow control --------------------------------------------------------------------
@@ -340,20 +341,35 @@ class HttpConnection(asyncio.Protocol):
         self.guard.evictable.move_to_end(self)
 
     def _arm(self, seconds: float, phase: int) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        """Time `phase` out in `seconds`. A timer already set to fire sooner is kept (it
+        re-arms for the deadline when it fires): a connection arms two or three phases a
+        request, and a timer made and cancelled for each cost more than the check."""
         self._phase = phase
-        self._timer = self.loop.call_later(seconds, self._expired)
+        self._deadline = deadline = self.loop.time() + seconds
+        timer = self._timer
+        if timer is None or timer.when() > deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._expired)
 
     def _cancel(self) -> None:
+        """Nothing times the connection now (a timer still set finds nothing to do)."""
+        self._phase = _NONE
+
+    def _stop_timer(self) -> None:
         self._phase = _NONE
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _expired(self) -> None:
-        phase = self._phase
         self._timer = None
+        phase = self._phase
+        if phase == _NONE:
+            return
+        if self.loop.time() < self._deadline:  # armed again since it was set: not yet
+            self._timer = self.loop.call_at(self._deadline, self._expired)
+            return
         self._phase = _NONE
         transport = self.transport
         if transport.is_closing():
