@@ -193,7 +193,13 @@ class CircuitBreakerPolicy(Policy):
         counts = failed or attempt.ok  # a 429 is neither
         is_probe = circuit.probe is not None and circuit.probe == meta["ticket"]
         state = circuit.state
-        if counts and (state == pybreaker.STATE_CLOSED or is_probe):
+        if counts and not failed and not is_probe and state == pybreaker.STATE_CLOSED:
+            # A success on a closed circuit with no failures counted changes nothing in
+            # pybreaker (the counter is reset to the 0 it is, no listener of ours hears
+            # it): skip its locked call machinery, ~8 µs on every answered call.
+            if circuit.storage.counter:
+                circuit.storage.reset_counter()
+        elif counts and (state == pybreaker.STATE_CLOSED or is_probe):
             with contextlib.suppress(_UpstreamFailed, pybreaker.CircuitBreakerError):
                 circuit.breaker.call(_replay, failed)
             if is_probe and circuit.state != pybreaker.STATE_HALF_OPEN:

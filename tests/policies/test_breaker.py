@@ -76,6 +76,11 @@ def test_a_success_resets_the_failure_count() -> None:
     for status in (500, 503, 400, 500, 503):  # a 4xx is an answer: the endpoint is up
         one_call(policy, clock, status=status)
     assert policy.states() == {KEY: "closed"}
+    for status in (200, 200, 500, 200, 500, 503):  # a 200 resets it too, however many
+        one_call(policy, clock, status=status)
+    assert policy.states() == {KEY: "closed"}
+    one_call(policy, clock, status=500)
+    assert policy.states() == {KEY: "open"}
 
 
 def test_429_counts_neither_as_failure_nor_success() -> None:
