@@ -115,13 +115,19 @@ def response_headers(
     billed."""
     out: list[tuple[bytes, bytes]] = []
     read: dict[str, str] = {}
+    # One search over all names and one over all values finds whether any header is
+    # bad (the usual answer: none); only then is each checked, to drop just that one.
+    clean = (
+        _BAD_NAME.search(b"".join([k for k, _ in raw])) is None
+        and _BAD_VALUE.search(b"".join([v for _, v in raw])) is None
+    )
     for k, v in raw:
         name = k.lower()
         if name in _READ:
             read[name.decode("latin-1")] = v.decode("latin-1")
         if name in _DROP_FROM_UPSTREAM:
             continue
-        if _BAD_NAME.search(name) is None and _BAD_VALUE.search(v) is None:
+        if clean or (_BAD_NAME.search(name) is None and _BAD_VALUE.search(v) is None):
             out.append((name, v))
     return out, read
 

@@ -183,7 +183,13 @@ class App:
         raise RuntimeError("broken mid-answer")
 
     async def do_bad_header(self, scope: Scope, receive: Any, send: Any) -> None:
-        await self.answer(send, 200, b"{}", (b"x-split", b"a\r\nset-cookie: evil=1"))
+        # Good headers around the bad one: the check reads them all, not just the first.
+        bad = {
+            b"value": (b"x-split", b"a\r\nset-cookie: evil=1"),
+            b"name": (b"x-split: evil\r\nx", b"1"),
+            b"space": (b"x evil", b"1"),
+        }[scope["query_string"] or b"value"]
+        await self.answer(send, 200, b"{}", (b"x-fine", b"ok"), bad, (b"x-also", b"fine"))
 
     async def do_gated(self, scope: Scope, receive: Any, send: Any) -> None:
         self.seen["gated"] = "waiting"
@@ -588,9 +594,10 @@ def test_an_app_failing_mid_answer_has_its_connection_cut(running: Running) -> N
     assert not answer.endswith(b"0\r\n\r\n")  # cut, not completed
 
 
-def test_a_header_with_control_characters_is_never_sent(running: Running) -> None:
+@pytest.mark.parametrize("which", ["value", "name", "space"])
+def test_a_header_with_control_characters_is_never_sent(running: Running, which: str) -> None:
     with running.connect() as sock:
-        sock.sendall(req("/bad-header", method="GET"))
+        sock.sendall(req(f"/bad-header?{which}", method="GET"))
         answer = closed_after(sock, bytearray())
     assert answer.startswith(b"HTTP/1.1 500") and b"evil" not in answer
 
