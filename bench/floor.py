@@ -3,20 +3,24 @@ next to what the router adds, in one run, against one zero-latency upstream.
 
     python bench/floor.py [--seconds 4]
 
-Three paths, alternated call by call at concurrency 1 and phase by phase at 32:
+Five paths, alternated call by call at concurrency 1 and phase by phase at 32:
 
 - **direct**: the load generator to the upstream (bench/_upstream.py);
 - **raw proxy**: the least a Python proxy on asyncio can be (one upstream connection per
   client connection, httptools both ways, bytes relayed whole: two parses, two writes);
+- **governed floor**: the raw proxy plus the per-call work governance cannot skip (token
+  lookup, PII scan both ways, budget hold and settle, pricing, a journal append before the
+  answer, SQLite behind it; bench/_governed_floor.py): a lower bound of governance in
+  CPython, with none of the router's layers;
 - **bare proxy**: `ironrt.wire`'s server and client pool in their own process, forwarding
   each request as it came (no auth, no parsing of the body, no policy, no record) and
   relaying the answer whole: the least any Python proxy built on these parts can add;
 - **ironrt**: the router of a real daemon (TempDaemon), an agent's IC_TOKEN, default
-  policies (PII detect, budget, the books committed per call).
+  policies (PII detect, budget, the books journaled per call).
 
-"router minus bare proxy" is what governance costs per call; "bare proxy" is the part no
-governance work can remove. Issue 14's c=1 goal (added p50 <= 0.35 ms) is compared with
-both.
+"router minus bare proxy" is what governance costs per call in the router; "governed
+floor minus raw proxy" is what it costs at the least. Issue 14's c=1 goal (added p50 <=
+0.35 ms) is compared with all of them.
 """
 
 from __future__ import annotations
