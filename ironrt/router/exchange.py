@@ -9,6 +9,7 @@ from typing import Any
 
 from ironrt.governance.flow import Flow
 from ironrt.providers import ProviderAdapter
+from ironrt.providers.base import LowerHeaders
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -73,5 +74,7 @@ async def read_body(receive: Receive) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def request_headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+def request_headers(scope: Scope) -> LowerHeaders:
+    return LowerHeaders(
+        {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    )
