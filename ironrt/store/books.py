@@ -156,11 +156,22 @@ class Books:
         return await self._queue(statements, trace)
 
     async def save_scope(self, scope: Scope) -> bool:
-        """A scope's limits and books as they are now (limits changed, window reset)."""
-        return await self._queue([scope_store.save_statement(scope)])
+        """A scope's limits and books as they are now (limits changed, window reset).
+        Returns once SQLite holds it (`_settled`)."""
+        return await self._settled(await self._queue([scope_store.save_statement(scope)]))
 
     async def delete_scope(self, key: str) -> bool:
-        return await self._queue([(_DELETE_SCOPE, (key,))])
+        """Returns once SQLite holds the removal (`_settled`)."""
+        return await self._settled(await self._queue([(_DELETE_SCOPE, (key,))]))
+
+    async def _settled(self, ok: bool) -> bool:
+        """A control change (limits, a removal) is in SQLite when its request is answered,
+        not only in the journal: the daemon's own reads wait for the journal's commits,
+        but a reader of the database file does not (`ironrt rm` deleted an agent's row
+        at once and its scope's row up to a group's time later). Such changes are rare,
+        so they take the commit now; a settled call still only waits for the journal."""
+        await self.drain()
+        return ok
 
     async def open_journal(self, path: Path) -> int:
         """Apply what the journal holds and SQLite does not (a daemon killed before its

@@ -176,3 +176,29 @@ def test_a_journal_the_database_cannot_take_stops_the_start_and_is_kept(
         journal.unlink()  # what an operator does once they know what the record was
         d.start()
         assert d.rt.health().ok
+
+
+def test_control_changes_are_in_the_database_file_when_answered(
+    gov: TempDaemon, tmp_path: Path
+) -> None:
+    """Limits set and an agent removed are in SQLite itself when the request is answered,
+    not only in the journal: a reader of the file (another tool, sqlite3) never sees an
+    agent gone with its scope still there, or the old limit after `limits set` returned."""
+    con = sqlite3.connect(gov.home / "ironrt.db")
+    try:
+        for budget in (1.0, 2.5, 7.0, 11.0):
+            home = tmp_path / str(budget)
+            home.mkdir()
+            agent_id, _ = token_agent(gov, home, budget=budget)
+            scope = f"agent:{agent_id}"
+            gov.rt.set_limits(scope, budget_usd=budget * 2, rpm=17)
+            row = con.execute(
+                "SELECT budget_usd, rpm FROM scopes WHERE scope = ?", (scope,)
+            ).fetchone()
+            assert row == (budget * 2, 17)
+            gov.rt.stop_agent(agent_id, timeout=10)
+            gov.rt.remove_agent(agent_id)
+            left = con.execute("SELECT COUNT(*) FROM scopes WHERE scope = ?", (scope,))
+            assert left.fetchone()[0] == 0
+    finally:
+        con.close()
