@@ -39,6 +39,7 @@ from typing import Any
 
 import httptools
 import msgspec
+from _proxy_parts import ClientSide, UpstreamSide, serve
 
 from ironrt.pii.detectors import find_pii
 
@@ -101,16 +102,12 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
     decode = msgspec.json.Decoder().decode
     auth = f"Bearer {key}".encode()
 
-    class Upstream(asyncio.Protocol):
+    class Upstream(UpstreamSide):
         def __init__(self, client: Client) -> None:
+            super().__init__()
             self.client = client
             self.parser = httptools.HttpResponseParser(self)
             self.body: list[bytes] = []
-            self.transport: asyncio.Transport | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
 
         def data_received(self, data: bytes) -> None:
             self.parser.feed_data(data)
@@ -122,33 +119,20 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
             data, self.body = b"".join(self.body), []
             self.client.answer(self.parser.get_status_code(), data)
 
-    class Client(asyncio.Protocol):
+    class Client(ClientSide):
         def __init__(self) -> None:
+            super().__init__()
             self.parser = httptools.HttpRequestParser(self)
             self.url = b""
             self.auth = b""
             self.body: list[bytes] = []
-            self.up: Upstream | None = None
-            self.pending: bytes | None = None
             self.agent: _Agent | None = None
             self.hold = 0.0
             self.model = ""
             self.started = 0.0
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            loop = asyncio.get_running_loop()
-            self.connecting = loop.create_task(self._connect(loop))
-
-        async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
-            _, up = await loop.create_connection(lambda: Upstream(self), "127.0.0.1", up_port)
-            self.up = up
-            if self.pending is not None:
-                assert up.transport is not None
-                up.transport.write(self.pending)
-                self.pending = None
+        def upstream(self) -> UpstreamSide:
+            return Upstream(self)
 
         def data_received(self, data: bytes) -> None:
             self.parser.feed_data(data)
@@ -190,11 +174,7 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
                 b"POST %b HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-type: application/json\r\n"
                 b"authorization: %b\r\ncontent-length: %d\r\n\r\n" % (url, up_port, auth, len(raw))
             )
-            out = head + raw
-            if self.up is None or self.up.transport is None:
-                self.pending = out
-            else:
-                self.up.transport.write(out)
+            self.forward(head + raw)
 
         def answer(self, status: int, data: bytes) -> None:
             agent = self.agent
@@ -217,13 +197,5 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
                 % (status, len(data), data)
             )
 
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(Client, sock=sock)
-        committer = loop.create_task(books.commit_behind())
-        try:
-            await server.serve_forever()
-        finally:
-            committer.cancel()
-
-    asyncio.run(serve())
+    Client.up_port = up_port
+    serve(sock, Client, books.commit_behind)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, machine, start_token_agent, table, write_results
 from _governed_floor import governed_proxy
 from _loadgen import Target, alternate, build_request, saturate
+from _proxy_parts import ClientSide, UpstreamSide, serve
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
@@ -88,16 +89,12 @@ def _raw_proxy(sock: socket.socket, up_port: int) -> None:
     byte strings (two parses and two writes a call, nothing else: no ASGI, no pool)."""
     import httptools
 
-    class Upstream(asyncio.Protocol):
+    class Upstream(UpstreamSide):
         def __init__(self, client: asyncio.Transport) -> None:
+            super().__init__()
             self.client = client
             self.parser = httptools.HttpResponseParser(self)
             self.buf: list[bytes] = []
-            self.transport: asyncio.Transport | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
 
         def data_received(self, data: bytes) -> None:
             self.buf.append(data)
@@ -107,29 +104,14 @@ def _raw_proxy(sock: socket.socket, up_port: int) -> None:
             self.client.write(b"".join(self.buf))
             self.buf = []
 
-    class Client(asyncio.Protocol):
+    class Client(ClientSide):
         def __init__(self) -> None:
+            super().__init__()
             self.parser = httptools.HttpRequestParser(self)
             self.buf: list[bytes] = []
-            self.up: Upstream | None = None
-            self.pending: bytes | None = None
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            assert isinstance(transport, asyncio.Transport)
-            self.transport = transport
-            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            loop = asyncio.get_running_loop()
-            self.connecting = loop.create_task(self._connect(loop))
-
-        async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
-            _, up = await loop.create_connection(
-                lambda: Upstream(self.transport), "127.0.0.1", up_port
-            )
-            self.up = up
-            if self.pending is not None:
-                assert up.transport is not None
-                up.transport.write(self.pending)
-                self.pending = None
+        def upstream(self) -> UpstreamSide:
+            return Upstream(self.transport)
 
         def data_received(self, data: bytes) -> None:
             self.buf.append(data)
@@ -137,16 +119,10 @@ def _raw_proxy(sock: socket.socket, up_port: int) -> None:
 
         def on_message_complete(self) -> None:
             data, self.buf = b"".join(self.buf), []
-            if self.up is None or self.up.transport is None:
-                self.pending = data
-            else:
-                self.up.transport.write(data)
+            self.forward(data)
 
-    async def serve() -> None:
-        server = await asyncio.get_running_loop().create_server(Client, sock=sock)
-        await server.serve_forever()
-
-    asyncio.run(serve())
+    Client.up_port = up_port
+    serve(sock, Client)
 
 
 def _cpu_s(pid: int) -> float:

@@ -1,0 +1,72 @@
+"""The plumbing both floor proxies share (floor.py's raw proxy, _governed_floor.py):
+per client connection one upstream connection, opened as the client connects, and a
+request written as soon as it is (held until the upstream connection is open)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+
+class UpstreamSide(asyncio.Protocol):
+    """The proxy's connection to the upstream; a subclass parses what comes back."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+
+class ClientSide(asyncio.Protocol):
+    """A client's connection to the proxy; a subclass parses the requests and calls
+    `forward`. `upstream()` makes the protocol of this client's upstream connection."""
+
+    up_port = 0
+
+    def __init__(self) -> None:
+        self.up: UpstreamSide | None = None
+        self.pending: bytes | None = None
+
+    def upstream(self) -> UpstreamSide:
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        loop = asyncio.get_running_loop()
+        self.connecting = loop.create_task(self._connect(loop))
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        _, up = await loop.create_connection(self.upstream, "127.0.0.1", self.up_port)
+        self.up = up
+        if self.pending is not None:
+            assert up.transport is not None
+            up.transport.write(self.pending)
+            self.pending = None
+
+    def forward(self, data: bytes) -> None:
+        if self.up is None or self.up.transport is None:
+            self.pending = data
+        else:
+            self.up.transport.write(data)
+
+
+def serve(sock: socket.socket, client: Any, *background: Any) -> None:
+    """Serve `client` connections on `sock` until killed; `background` coroutine
+    functions run alongside."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(client, sock=sock)
+        tasks = [loop.create_task(fn()) for fn in background]
+        try:
+            await server.serve_forever()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    asyncio.run(run())
