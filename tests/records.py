@@ -1,5 +1,5 @@
-"""An agent record with every field set, for tests of code that reads one (rendering,
-restart decisions) without a daemon."""
+"""An agent record and a call's trace with every field set, for tests of code that reads
+one (rendering, restart decisions, the books) without a daemon."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ironrt.protocol import Agent, AgentStatus
+from ironrt.protocol import Agent, AgentStatus, Trace
 from ironrt.store.db import migrations
 
 
@@ -39,6 +39,29 @@ def agent_fields() -> dict[str, Any]:
 
 def agent(**fields: Any) -> Agent:
     return Agent(**{**agent_fields(), **fields})
+
+
+def trace(**fields: Any) -> Trace:
+    """A settled chat call of agent `a1` (200, 10 in, 5 out), with `fields` changed."""
+    base: dict[str, Any] = {
+        "id": 0,
+        "agent_id": "a1",
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "endpoint": "chat.completions",
+        "stream": False,
+        "status_code": 200,
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": 1e-5,
+        "latency_ms": 1.0,
+        "ttfb_ms": None,
+        "error": None,
+        "started_at": "2026-01-01T00:00:00.000Z",
+    }
+    return Trace(**{**base, **fields})
 
 
 def old_database(path: Path, version: int) -> None:

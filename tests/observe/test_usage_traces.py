@@ -21,6 +21,7 @@ from ironrt.store.db import Database
 from ironrt.store.usage import iso
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
+from tests.records import trace
 from tests.router.helpers import agent_script, governed_env
 
 CALLER = """
@@ -222,22 +223,11 @@ async def _write(path: Path, moments: list[dt.datetime]) -> None:
 
 
 def _trace(moment: dt.datetime) -> Trace:
-    return Trace(
-        id=0,
+    return trace(
         agent_id="old-agent",
-        provider="openai",
-        model="gpt-4o-mini",
-        endpoint="chat.completions",
-        stream=False,
-        status_code=200,
-        input_tokens=10,
         output_tokens=2,
-        cached_tokens=0,
-        reasoning_tokens=0,
         cost_usd=0.001,
         latency_ms=5.0,
-        ttfb_ms=None,
-        error=None,
         started_at=iso(moment),
         agent_name="old",
     )

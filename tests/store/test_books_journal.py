@@ -16,27 +16,11 @@ from ironrt.store import books as books_module
 from ironrt.store.books import Books
 from ironrt.store.db import Database
 from ironrt.store.journal import read_records
+from tests.records import trace
 
 
 def call(i: int) -> Trace:
-    return Trace(
-        id=0,
-        agent_id="a1",
-        provider="openai",
-        model="gpt-4o-mini",
-        endpoint="chat.completions",
-        stream=False,
-        status_code=200,
-        input_tokens=10,
-        output_tokens=i,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        cost_usd=1e-5,
-        latency_ms=1.0,
-        ttfb_ms=0.5,
-        error=None,
-        started_at="2026-01-01T00:00:00.000Z",
-    )
+    return trace(output_tokens=i, ttfb_ms=0.5)
 
 
 async def run_books(home: Path, calls: int) -> tuple[int, int, list[int]]:

@@ -25,12 +25,13 @@ from ironrt.cli import ps
 from ironrt.errors import Conflict, WaitTimeout
 from ironrt.governance.ledger import Scope as LedgerScope
 from ironrt.governance.ledger import scope_key, usd_to_nanos
-from ironrt.protocol import Agent, AgentStatus, Trace
+from ironrt.protocol import Agent, AgentStatus
 from ironrt.store import agents as agent_store
 from ironrt.store.books import Books
 from ironrt.store.db import Database
 from ironrt.tempdaemon import TempDaemon
 from tests.records import agent, old_database
+from tests.records import trace as record_trace
 
 #: A process that opens a library scope the way library mode records one, says its agent
 #: id, and stays in its scope until killed.
@@ -308,24 +309,7 @@ def _ended(home: Path, name: str, status: AgentStatus = AgentStatus.STOPPED) -> 
 def _record_call(home: Path, agent_id: str, cost_usd: float) -> None:
     """One settled call of a scope, written as library mode writes it: through the books
     (its trace, the agent's spend, its own scope's window spend) in one transaction."""
-    trace = Trace(
-        id=0,
-        agent_id=agent_id,
-        provider="openai",
-        model="gpt-4o-mini",
-        endpoint="chat.completions",
-        stream=False,
-        status_code=200,
-        input_tokens=12,
-        output_tokens=5,
-        cached_tokens=0,
-        reasoning_tokens=0,
-        cost_usd=cost_usd,
-        latency_ms=3.0,
-        ttfb_ms=None,
-        error=None,
-        started_at="2026-01-01T00:00:00.000Z",
-    )
+    trace = record_trace(agent_id=agent_id, input_tokens=12, cost_usd=cost_usd, latency_ms=3.0)
     own = LedgerScope(scope_key("agent", agent_id), spent_nanos=usd_to_nanos(cost_usd))
 
     async def write() -> None:
