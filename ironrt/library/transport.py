@@ -119,17 +119,14 @@ class SdkAnswer:
             data = await anyio.to_thread.run_sync(self.response.read)
         return data
 
-    @property
-    def closes_at_once(self) -> bool:
-        return not self.streaming
-
     async def aclose(self) -> None:
         if not self.streaming:
             return
-        if self.call.loop is not None:
-            await _on_caller_loop(self.call, self.response.aclose())
-        else:
-            await anyio.to_thread.run_sync(self.response.close)
+        with anyio.CancelScope(shield=True):  # the SDK's stream is closed, whatever comes
+            if self.call.loop is not None:
+                await _on_caller_loop(self.call, self.response.aclose())
+            else:
+                await anyio.to_thread.run_sync(self.response.close)
 
 
 class SdkTransport:

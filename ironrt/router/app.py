@@ -438,8 +438,4 @@ class RouterApp:
                     capture=self.config.capture_completions,
                 )
         finally:
-            if upstream.closes_at_once:
-                await upstream.aclose()
-            else:
-                with anyio.CancelScope(shield=True):
-                    await upstream.aclose()
+            await upstream.aclose()  # completes even when cancelled (`Answer.aclose`)

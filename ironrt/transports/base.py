@@ -54,17 +54,15 @@ class Answer(Protocol):
     @property
     def retry_after(self) -> float | None: ...
 
-    #: `aclose` never suspends (the body is in memory, or the connection is pooled or
-    #: closed in place), so a cancellation cannot cut it: the router closes the answer
-    #: without the cancel shield it needs otherwise (~5 µs a call).
-    @property
-    def closes_at_once(self) -> bool: ...
-
     def iter_bytes(self) -> AsyncIterator[bytes]: ...
 
     async def read(self) -> bytes: ...
 
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Release the answer. It completes even if its caller is being cancelled: an
+        implementation that awaits shields itself (the pooled and in-memory answers
+        never suspend, so callers need no shield of their own, ~5 µs a call)."""
+        ...
 
 
 class Transport(Protocol):

@@ -90,10 +90,6 @@ class UpstreamResponse:
     async def read(self) -> bytes:
         return await self._resp.read()
 
-    @property
-    def closes_at_once(self) -> bool:
-        return True  # `Response.aclose` pools or closes the connection without awaiting
-
     async def aclose(self) -> None:
         await self._resp.aclose()
 

@@ -35,10 +35,6 @@ class StoredAnswer:
     async def read(self) -> bytes:
         return b"".join(self.chunks)
 
-    @property
-    def closes_at_once(self) -> bool:
-        return True
-
     async def aclose(self) -> None:
         return None
 

@@ -58,13 +58,11 @@ async def send_with_retries(
             delay = pipeline.upstream_attempt(flow, attempt)
         except PolicyFailed:
             flow.upstream_status = answer.status  # answered: a 2xx may be billed
-            with anyio.CancelScope(shield=True):
-                await answer.aclose()
+            await answer.aclose()
             raise
         if delay is None:
             return answer
-        with anyio.CancelScope(shield=True):
-            await answer.aclose()
+        await answer.aclose()
         await _back_off(flow, delay)
 
 
