@@ -100,6 +100,8 @@ class AsyncRuntime:
                 await anyio.to_thread.run_sync(self._sync.ensure_daemon)
             except httpx.TimeoutException:
                 raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
+            except httpx.TransportError:  # reset or closed mid-request: a daemon on its way out
+                raise DaemonUnavailable(req.DAEMON_WENT) from None
         raise AssertionError("unreachable")
 
     async def _call(self, call: req.Call[T]) -> T:

@@ -124,6 +124,8 @@ class Runtime:
                 raise DaemonUnavailable(self._down_message()) from None
         except TimeoutError:
             raise DaemonUnavailable(f"the daemon did not answer within {timeout}s") from None
+        except ConnectionError:  # reset or closed mid-request: a daemon on its way out
+            raise DaemonUnavailable(req.DAEMON_WENT) from None
         self.ensure_daemon()
         return uds.request(socket_path, method, path, body, timeout)
 
@@ -134,9 +136,12 @@ class Runtime:
         timeout = self.timeout if call.timeout is None else call.timeout
         resp = self._send(call.method, call.path, call.body, timeout)
         try:
-            return req.decode(resp.status, resp.read(), call.answer)
+            body = resp.read()
+        except ConnectionError:
+            raise DaemonUnavailable(req.DAEMON_WENT) from None
         finally:
             resp.close()
+        return req.decode(resp.status, body, call.answer)
 
     def _stream(self, call: req.Call[T]) -> Reply:
         """A followed answer (no timeout: it lasts as long as what it follows)."""

@@ -415,6 +415,12 @@ def shutdown_daemon(keep_agents: bool) -> Call[DaemonStopping]:
     return call(calls.STOP_DAEMON, query={"keep_agents": keep_agents})
 
 
+DAEMON_WENT = (
+    "the daemon closed the connection before it answered: it stopped, or is stopping "
+    "(`ironrt daemon status` tells which)"
+)
+
+
 def daemon_down(home: object) -> str:
     """Why a call found no daemon, and what to do about it."""
     return (

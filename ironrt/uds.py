@@ -23,12 +23,18 @@ class Reply:
         self._chunks: deque[bytes] = deque()
         self._headers_done = False
         self._complete = False
+        self._framed = False
+        self._cut = False
         self._line = b""
         while not self._headers_done:
             self._feed()
         self.status: int = self._parser.get_status_code()
 
     # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self._framed = True  # its end is in the body, not at the connection's close
+
     def on_headers_complete(self) -> None:
         self._headers_done = True
 
@@ -47,6 +53,7 @@ class Reply:
             if not self._headers_done:
                 raise ConnectionError("the daemon closed the connection without an answer")
             self._complete = True
+            self._cut = self._framed  # closed before the body it announced was all there
             return False
         self._parser.feed_data(data)
         return True
@@ -63,8 +70,12 @@ class Reply:
         return chunk
 
     def read(self) -> bytes:
+        """The whole body; ConnectionError if the daemon closed the connection before it
+        was all sent (a truncated answer is never decoded as if it were whole)."""
         while self._feed():
             pass
+        if self._cut:
+            raise ConnectionError("the daemon closed the connection in the middle of its answer")
         data = b"".join(self._chunks)
         self._chunks.clear()
         return data
