@@ -142,5 +142,6 @@ def _has_waiter(daemon: TempDaemon) -> bool:
     """Whether the daemon holds a second client connection (the waiter's) open."""
     assert daemon.proc is not None
     sock = str(Settings.load({"IRONRT_HOME": str(daemon.home)}).socket_path)
-    conns = [c for c in psutil.Process(daemon.proc.pid).net_connections("unix") if c.laddr == sock]
-    return len(conns) >= 2  # the listener and the waiter's accepted connection
+    conns = psutil.Process(daemon.proc.pid).net_connections("unix")
+    mine = [c for c in conns if isinstance(c.laddr, str) and c.laddr == sock]
+    return len(mine) >= 2  # the listener and the waiter's accepted connection
