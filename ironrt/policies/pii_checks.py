@@ -18,6 +18,7 @@ import anyio
 
 from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
 from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
+from ironrt.pii.detectors import find_pii
 from ironrt.pii.finding import Finding
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
@@ -164,7 +165,7 @@ class PiiChecks:
     def request(self, flow: Flow) -> None:
         plan = self.plan(flow)
         if not plan.off:
-            drain(self._request_steps(flow, plan, flow.request_texts(), Pace.whole()))
+            self._request_inline(flow, plan, flow.request_texts())
 
     async def request_async(self, flow: Flow) -> None:
         plan = self.plan(flow)
@@ -172,7 +173,28 @@ class PiiChecks:
             return
         slots = flow.request_texts()
         size = _size(slots)
-        await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
+        if size <= self.inline_max:
+            self._request_inline(flow, plan, slots)
+        else:
+            await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
+
+    def _request_inline(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot]) -> None:
+        """`_request_steps` for texts checked at once: each text is one `find_pii`, with
+        no steps, pace or generator around it (the common call: a short prompt)."""
+        state = PiiCallState(plan)
+        flow.metadata["pii"] = state
+        redacting = plan.redacting
+        rewritten: list[tuple[TextSlot, str]] = []
+        for slot in slots:
+            json_text = _is_json_text(slot, slot.text)
+            findings = find_pii(slot.text, json_text=json_text, rules=plan.rules)
+            if findings:
+                _tally(state.request, findings, slot.where)
+                hidden = state.to_redact(findings) if redacting else ()
+                if hidden:
+                    text = state.placeholders.redact(slot.text, hidden, json_text=json_text)
+                    rewritten.append((slot, text))
+        self._request_verdict(flow, plan, state, rewritten)
 
     def _request_steps(
         self, flow: Flow, plan: PiiPlan, slots: list[TextSlot], pace: Pace
@@ -200,6 +222,16 @@ class PiiChecks:
                 yield
             if found and redacting:
                 rewritten.append((slot, "".join(parts)))
+        self._request_verdict(flow, plan, state, rewritten)
+
+    def _request_verdict(
+        self,
+        flow: Flow,
+        plan: PiiPlan,
+        state: PiiCallState,
+        rewritten: list[tuple[TextSlot, str]],
+    ) -> None:
+        """Block, or put the redacted texts in place, and report what the request held."""
         if not state.request:
             return
         blocked = sorted({t for t, _ in state.request if t in plan.block})
@@ -229,7 +261,10 @@ class PiiChecks:
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return False
-        return drain(self._response_steps(flow, state, flow.response_texts(body), Pace.whole()))
+        slots = flow.response_texts(body)
+        if not state.redacting:
+            return self._count_inline(flow, state, slots)
+        return drain(self._response_steps(flow, state, slots, Pace.whole()))
 
     async def response_async(self, flow: Flow, body: object) -> bool:
         state = flow.metadata.get("pii")
@@ -237,9 +272,24 @@ class PiiChecks:
             return False
         slots = flow.response_texts(body)
         size = _size(slots)
+        if size <= self.inline_max and not state.redacting:
+            return self._count_inline(flow, state, slots)
         return await self._run(
             flow, size, self._response_steps(flow, state, slots, self._pace(size))
         )
+
+    def _count_inline(self, flow: Flow, state: PiiCallState, slots: list[TextSlot]) -> bool:
+        """`_response_steps` of a call that only detects, checked at once: each text is
+        one `find_pii`, counted; nothing is rewritten (False: the body is unchanged)."""
+        rules = state.plan.rules
+        for slot in slots:
+            if slot.where != _REPEAT:
+                json_text = _is_json_text(slot, slot.text)
+                findings = find_pii(slot.text, json_text=json_text, rules=rules)
+                if findings:
+                    _tally(state.response, findings, slot.where)
+        self._finish(flow, state)
+        return False
 
     def _response_steps(
         self, flow: Flow, state: PiiCallState, slots: list[TextSlot], pace: Pace
