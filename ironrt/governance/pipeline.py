@@ -58,6 +58,15 @@ class Pipeline:
         self._end = self._overriding("stream_end")
         self._complete = self._overriding("complete")
         self._stream = [p for p in self.policies if p in self._event or p in self._end]
+        # A policy that keeps the default `*_async` hook is called synchronously: no
+        # coroutine made and awaited per policy per call for a check that never suspends.
+        self._request_awaits = [self._awaits(p, "request_async") for p in self._request]
+        self._response_awaits = [self._awaits(p, "response_async") for p in self._response]
+        self._event_awaits = [self._awaits(p, "stream_event_async") for p in self._event]
+
+    @staticmethod
+    def _awaits(policy: Policy, hook: str) -> bool:
+        return getattr(type(policy), hook) is not getattr(Policy, hook)
 
     def _overriding(self, *hooks: str) -> list[Policy]:
         return [
@@ -70,9 +79,12 @@ class Pipeline:
         return next((p for p in self.policies if p.name == name), None)
 
     async def request(self, flow: Flow) -> None:
-        for policy in self._request:
+        for policy, awaits in zip(self._request, self._request_awaits, strict=True):
             try:
-                await policy.request_async(flow)
+                if awaits:
+                    await policy.request_async(flow)
+                else:
+                    policy.request(flow)
             except Exception as exc:
                 log.exception("policy %s failed on request", policy.name)
                 _failed(flow, policy.name)
@@ -95,9 +107,12 @@ class Pipeline:
 
     async def response(self, flow: Flow, body: object) -> bool:
         changed = False
-        for policy in self._response:
+        for policy, awaits in zip(self._response, self._response_awaits, strict=True):
             try:
-                changed = await policy.response_async(flow, body) or changed
+                if awaits:
+                    changed = await policy.response_async(flow, body) or changed
+                else:
+                    changed = policy.response(flow, body) or changed
             except Exception as exc:
                 log.exception("policy %s failed on response", policy.name)
                 _failed(flow, policy.name)
@@ -106,11 +121,14 @@ class Pipeline:
 
     async def stream_event(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
         events = [event]
-        for policy in self._event:
+        for policy, awaits in zip(self._event, self._event_awaits, strict=True):
             out: list[StreamEvent] = []
             try:
                 for ev in events:
-                    out.extend(await policy.stream_event_async(flow, ev))
+                    if awaits:
+                        out.extend(await policy.stream_event_async(flow, ev))
+                    else:
+                        out.extend(policy.stream_event(flow, ev))
             except Exception as exc:
                 log.exception("policy %s failed on stream_event", policy.name)
                 _failed(flow, policy.name)

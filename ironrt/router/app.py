@@ -174,8 +174,6 @@ class RouterApp:
         if raw_path in (b"/health", b"/healthz"):
             await send_json(x, 200, b'{"ok":true}')
             return
-        # The error shape the client speaks, before its path is trusted to say more.
-        x.adapter = adapter_for("/v1", headers) or OPENAI
         try:
             path = canonical_path(raw_path)
             query = check_query(scope.get("query_string", b""))
@@ -183,8 +181,8 @@ class RouterApp:
         except BadPath as exc:
             path, query, bad = "", "", str(exc)
         adapter = adapter_for(path, headers) if bad is None else None
-        if adapter is not None:
-            x.adapter = adapter
+        # Errors speak the path's provider, or else the one the client's headers say.
+        x.adapter = adapter or adapter_for("/v1", headers) or OPENAI
         token, agent = self.agent_for(scope, x.adapter, headers)
         if adapter is None:
             target = f"{method} {describe_target(raw_path)}"
