@@ -32,6 +32,7 @@ import anyio
 from ironrt._version import __version__
 from ironrt.config import DEFAULT_ROUTER_PORT, ConfigError, Settings
 from ironrt.control import api
+from ironrt.daemon_heap import FreezeAfterFirstCall
 from ironrt.errors import DaemonAlreadyRunning as DaemonAlreadyRunning  # re-exported
 from ironrt.errors import JournalReplayFailed
 from ironrt.events import EventBus
@@ -272,6 +273,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
     router.observers.append(cost_updates.observe)
     metrics = Metrics(supervisor, router.circuits, agent_ttl=settings.metrics_agent_ttl)
     router.observers.append(metrics.observe)
+    router.observers.append(FreezeAfterFirstCall().observe)  # the price tables, once loaded
     # Alert webhooks and Control Panel telemetry: both only queue, never slow a call.
     # Each exporter is imported only when configured (most daemons have none): their
     # modules are not on the start path.

@@ -10,6 +10,7 @@ decides what is right. Scope results are `{"id", "spent"}`, upstream requests ar
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 import sys
@@ -348,6 +349,7 @@ def main() -> None:
     faults()
     unrecognised()
     left_early()
+    out["frozen_objects"] = gc.get_freeze_count()  # the daemon freezes its heap; never this
     with open(sys.argv[1], "w") as f:
         json.dump(out, f)
     # No `up.stop()`: the upstream must outlive this function, for the exit's drain.

@@ -146,6 +146,12 @@ def test_calls_outside_a_scope_and_other_requests_go_out_ungoverned(runs: Runs) 
     assert seen["scope"]["id"] not in runs.quiet.usage
 
 
+def test_library_mode_never_freezes_the_agents_heap(runs: Runs) -> None:
+    """The daemon freezes its own heap after its first call (daemon_heap.py); the kernel
+    in an agent's process, after dozens of calls, has frozen nothing of the agent's."""
+    assert runs.sdks["frozen_objects"] == 0
+
+
 # ---- faults ------------------------------------------------------------------------------
 
 

@@ -1,0 +1,37 @@
+"""The daemon freezes its long-lived heap (the price tables, the PII patterns) once its
+first call has settled, so later full collections scan only what came after
+(ironrt/daemon_heap.py). That library mode never does: tests/library/test_library.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ironrt.tempdaemon import TempDaemon, wait_until
+from tests.router.helpers import sdk_client, token_agent
+
+
+def _frozen(d: TempDaemon) -> list[int]:
+    """The object counts of the daemon's `heap frozen` log lines."""
+    out = []
+    for line in d.log().splitlines():
+        entry = json.loads(line)
+        if entry["msg"] == "heap frozen":
+            out.append(int(entry["objects"]))
+    return out
+
+
+def test_the_heap_is_frozen_once_after_the_first_call(tmp_path: Path) -> None:
+    with TempDaemon() as d:
+        _, token = token_agent(d, tmp_path)
+        assert _frozen(d) == []  # nothing before a call: the tables are not loaded yet
+        client = sdk_client(d, token)
+        messages = [{"role": "user", "content": "Say hello."}]
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        wait_until(lambda: len(_frozen(d)) == 1, timeout=10)
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+        assert len(d.rt.traces()) == 4
+        frozen = _frozen(d)
+        assert len(frozen) == 1  # once, not per call
+        assert frozen[0] > 10_000  # the price tables are among what was frozen
