@@ -114,36 +114,41 @@ def acquire_lock(settings: Settings) -> IO[str]:
     return fh
 
 
-def event_loop(wanted: str | None) -> tuple[str, dict[str, Any]]:
-    """The event loop the daemon runs on (`IRONRT_EVENT_LOOP`), and anyio's options for it.
+def event_loop(wanted: str | None) -> tuple[str, dict[str, Any], str | None]:
+    """The event loop the daemon runs on (`IRONRT_EVENT_LOOP`), anyio's options for it,
+    and why it is not the default one (None when it is, or when it was asked for).
 
-    Plain asyncio unless uvloop is asked for. Measured alone (two daemons in one run,
-    bench/event_loop.py, alternating rounds on 2 cores), uvloop won at concurrency 1 in
-    every run (added p50 2-5 % lower, CPU per call 1-5 % lower) but not at 32: req/s
-    ratios of 1.011, 1.023 and 0.974 in three runs, within this machine's noise. The
-    daemon's time goes to Python code (policies, parsing callbacks), not to the loop.
-    The rule we set was to make it the default only if it wins at both, so it is an
-    option (`pip install 'ironrt[uvloop]'`, `IRONRT_EVENT_LOOP=uvloop`); named where it
-    cannot be imported, the start is refused rather than silently run on asyncio.
+    uvloop unless asyncio is asked for, or uvloop cannot be imported (a platform it does
+    not build for): then plain asyncio, and `daemon.log` says why. Measured alone (two
+    daemons in one run, bench/event_loop.py, alternating rounds on 2 cores), uvloop won
+    at concurrency 1 in every run (added p50 2-5 % lower) but at 32 only once the
+    router's own Python got leaner: req/s ratios 1.011, 1.023, 0.974 at first, then
+    1.043 (5 of 7 rounds) and 1.030 (6 of 7, added p50 0.953 and p99 0.806 at c=1) in
+    the last two runs. The rule was to make it the default once it wins at both, twice
+    in a row. Named explicitly where it cannot be imported, the start is refused rather
+    than silently run on asyncio.
     """
-    if wanted != "uvloop":
-        return "asyncio", {}
+    if wanted == "asyncio":
+        return "asyncio", {}, None
     try:
         import uvloop
     except ImportError:
+        if wanted is None:
+            return "asyncio", {}, "uvloop cannot be imported"
         raise ConfigError(
             "IRONRT_EVENT_LOOP is uvloop but uvloop cannot be imported (pip install "
-            "'ironrt[uvloop]', or set IRONRT_EVENT_LOOP=asyncio)"
+            "uvloop, or set IRONRT_EVENT_LOOP=asyncio)"
         ) from None
-    return "uvloop", {"loop_factory": uvloop.new_event_loop}
+    return "uvloop", {"loop_factory": uvloop.new_event_loop}, None
 
 
 def run(settings: Settings, *, foreground: bool = True) -> int:
-    loop_name, loop_options = event_loop(settings.event_loop)
+    loop_name, loop_options, fallback = event_loop(settings.event_loop)
     secure_home(settings)
     lock = acquire_lock(settings)
     _setup_logging(settings, foreground)
-    log.info("event loop", extra={"fields": {"event_loop": loop_name}})
+    fields = {"event_loop": loop_name, **({"because": fallback} if fallback else {})}
+    log.info("event loop", extra={"fields": fields})
     try:
         anyio.run(_main, settings, backend_options=loop_options)
     except (ConfigError, KeysFileError, SchemaTooNew):

@@ -1,5 +1,6 @@
-"""The daemon's event loop (`IRONRT_EVENT_LOOP`): plain asyncio by default, uvloop on request
-(refused in one line where it cannot be imported), a bad value refused in one line.
+"""The daemon's event loop (`IRONRT_EVENT_LOOP`): uvloop by default (plain asyncio, said in
+daemon.log, where it cannot be imported), asyncio on request, uvloop named where it cannot
+be imported refused in one line, a bad value refused in one line.
 
 uvloop differs from asyncio where the daemon leans on it: its transports are no
 `asyncio.Transport` subclasses, its `get_extra_info("socket")` is a pseudo-socket (the
@@ -33,13 +34,18 @@ def upstream() -> Iterator[FakeUpstream]:
         yield up
 
 
-def loop_of(d: TempDaemon) -> str:
-    """The loop the daemon says it runs on: the `event_loop` field of its start-up line."""
+def loop_line(d: TempDaemon) -> dict[str, object]:
+    """The daemon's start-up line about its loop."""
     for line in d.log().splitlines():
         entry = json.loads(line)
         if entry["msg"] == "event loop":
-            return str(entry["event_loop"])
+            return dict(entry)
     raise AssertionError(f"no 'event loop' line in daemon.log:\n{d.log()}")
+
+
+def loop_of(d: TempDaemon) -> str:
+    """The loop the daemon says it runs on: the `event_loop` field of its start-up line."""
+    return str(loop_line(d)["event_loop"])
 
 
 def failed_start(d: TempDaemon) -> str:
@@ -71,19 +77,22 @@ def test_the_setting_names_a_loop_in_any_case(tmp_path: Path) -> None:
     assert (loaded(""), loaded("UVLOOP"), loaded(" asyncio ")) == (None, "uvloop", "asyncio")
     with pytest.raises(ConfigError, match="IRONRT_EVENT_LOOP must be one of uvloop, asyncio"):
         loaded("tokio")
-    assert event_loop("asyncio") == event_loop(None) == ("asyncio", {})
-    name, options = event_loop("uvloop")
-    assert name == "uvloop" and options["loop_factory"].__module__.startswith("uvloop")
+    assert event_loop("asyncio") == ("asyncio", {}, None)
+    for wanted in (None, "uvloop"):
+        name, options, why = event_loop(wanted)
+        assert name == "uvloop" and options["loop_factory"].__module__.startswith("uvloop")
+        assert why is None
 
 
 # ---- through real daemons ------------------------------------------------------------------
 
 
 def test_a_daemon_on_uvloop_runs_everything(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """The default loop, unset: the whole job on it."""
     upstream.clear_requests()
-    d = TempDaemon(offline=False, env=governed_env(upstream.url, IRONRT_EVENT_LOOP="uvloop"))
+    d = TempDaemon(offline=False, env=governed_env(upstream.url, IRONRT_EVENT_LOOP=""))
     with d:
-        assert loop_of(d) == "uvloop"
+        assert loop_of(d) == "uvloop" and "because" not in loop_line(d)
         assert d.rt.health().ok  # the control socket: its peer check read SO_PEERCRED
         agent_id, token = token_agent(d, tmp_path)
         client = sdk_client(d, token)
@@ -101,11 +110,25 @@ def test_a_daemon_on_uvloop_runs_everything(upstream: FakeUpstream, tmp_path: Pa
         assert '"signal": "SIGTERM"' in d.log()
 
 
-def test_asyncio_by_default_and_when_the_setting_names_it() -> None:
-    for value in ("", "asyncio"):
-        with TempDaemon(env={"IRONRT_EVENT_LOOP": value}) as d:
-            assert loop_of(d) == "asyncio"
-            assert d.rt.health().ok
+def test_asyncio_when_the_setting_names_it(upstream: FakeUpstream, tmp_path: Path) -> None:
+    env = governed_env(upstream.url, IRONRT_EVENT_LOOP="asyncio")
+    with TempDaemon(offline=False, env=env) as d:
+        assert loop_of(d) == "asyncio" and "because" not in loop_line(d)
+        _, token = token_agent(d, tmp_path)
+        answer = sdk_client(d, token).chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,  # type: ignore[arg-type]
+        )
+        assert answer.choices[0].message.content
+
+
+def test_asyncio_where_uvloop_cannot_be_imported_and_the_log_says_why(
+    no_uvloop: dict[str, str],
+) -> None:
+    with TempDaemon(env={**no_uvloop, "IRONRT_EVENT_LOOP": ""}) as d:
+        assert loop_line(d)["event_loop"] == "asyncio"
+        assert loop_line(d)["because"] == "uvloop cannot be imported"
+        assert d.rt.health().ok
 
 
 def test_a_bad_value_stops_the_start_in_one_line() -> None:
@@ -129,3 +152,4 @@ def test_a_named_uvloop_that_cannot_be_imported_is_refused(
         d.__exit__(None, None, None)
     assert line.startswith("ironrt: the daemon cannot start: IRONRT_EVENT_LOOP is uvloop but")
     assert "set IRONRT_EVENT_LOOP=asyncio" in line
+    assert "ironrt[uvloop]" not in line  # a dependency now: `pip install uvloop`
