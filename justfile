@@ -33,7 +33,6 @@ bench:
     python bench/event_loop.py
     python bench/fleet.py
     python bench/floor.py
-    python bench/floor.py
 
 # The offline demo: no key, no network.
 demo:
