@@ -123,6 +123,18 @@ def _tally(counts: dict[tuple[str, str], int], findings: list[Finding], where: s
         counts[key] = counts.get(key, 0) + 1
 
 
+def _hide(
+    state: PiiCallState, stretch: str, findings: list[Finding], where: str, json_text: bool
+) -> str | None:
+    """Count a stretch of the request's findings; the stretch with those of the types
+    this call redacts replaced by placeholders, or None when it hides nothing."""
+    if not findings:
+        return None
+    _tally(state.request, findings, where)
+    hidden = state.to_redact(findings) if state.redacting else ()
+    return state.placeholders.redact(stretch, hidden, json_text=json_text) if hidden else None
+
+
 def _size(slots: list[TextSlot]) -> int:
     return sum(len(slot.text) for slot in slots)
 
@@ -183,17 +195,13 @@ class PiiChecks:
         no steps, pace or generator around it (the common call: a short prompt)."""
         state = PiiCallState(plan)
         flow.metadata["pii"] = state
-        redacting = plan.redacting
         rewritten: list[tuple[TextSlot, str]] = []
         for slot in slots:
             json_text = _is_json_text(slot, slot.text)
             findings = find_pii(slot.text, json_text=json_text, rules=plan.rules)
-            if findings:
-                _tally(state.request, findings, slot.where)
-                hidden = state.to_redact(findings) if redacting else ()
-                if hidden:
-                    text = state.placeholders.redact(slot.text, hidden, json_text=json_text)
-                    rewritten.append((slot, text))
+            hidden = _hide(state, slot.text, findings, slot.where, json_text)
+            if hidden is not None:
+                rewritten.append((slot, hidden))
         self._request_verdict(flow, plan, state, rewritten)
 
     def _request_steps(
@@ -201,7 +209,6 @@ class PiiChecks:
     ) -> Steps[None]:
         state = PiiCallState(plan)
         flow.metadata["pii"] = state
-        redacting = plan.redacting
         # Placeholders are issued slot by slot, finding by finding, as the text is scanned:
         # the numbering inline redaction of the whole text gives.
         rewritten: list[tuple[TextSlot, str]] = []
@@ -212,15 +219,11 @@ class PiiChecks:
             for stretch, findings in find_steps(
                 slot.text, pace, json_text=json_text, rules=plan.rules
             ):
-                if findings:
-                    _tally(state.request, findings, slot.where)
-                    hidden = state.to_redact(findings) if redacting else ()
-                    if hidden:
-                        found = True
-                        stretch = state.placeholders.redact(stretch, hidden, json_text=json_text)
-                parts.append(stretch)
+                hidden = _hide(state, stretch, findings, slot.where, json_text)
+                found = found or hidden is not None
+                parts.append(stretch if hidden is None else hidden)
                 yield
-            if found and redacting:
+            if found:
                 rewritten.append((slot, "".join(parts)))
         self._request_verdict(flow, plan, state, rewritten)
 
