@@ -17,14 +17,19 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from ironrt.cli import observe, render, top
 from ironrt.client import Runtime
 from ironrt.errors import DaemonUnavailable, IronrtError
 
-DEMO_AGENTS = Path(__file__).parent / "demo_agents"
+#: The package's `demo_agents` (beside `cli`, not in it: the path is the package's own, so
+#: moving this module cannot leave it pointing at nothing, as it once did).
+DEMO_AGENTS = Path(str(files("ironrt.demo_agents")))
 _START_TIMEOUT_S = 20.0
+#: How long the log relay may take to leave once the daemon stopped (it waits ~1 s idle).
+_RELAY_EXIT_S = 5.0
 _SHOWN_EVENTS = ("BudgetWarning", "BudgetClamped", "BudgetExhausted", "PiiAlert")
 
 
@@ -86,6 +91,25 @@ def _cleanup(proc: subprocess.Popen[bytes] | None, rt: Runtime | None, pids: lis
     for pid in pids:  # each agent leads its own process group
         with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def _wait_for_relay(home: Path, timeout: float = _RELAY_EXIT_S) -> None:
+    """The home's log relay outlives the daemon by design (supervisor/logrelay.py) and
+    leaves about a second after its last stream: wait for it, so the demo leaves nothing
+    running behind it, and kill it if it does not go."""
+    import psutil
+
+    sock = str(home / "logrelay.sock")
+    relays = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if sock in (proc.info["cmdline"] or []):
+                relays.append(proc)
+    _, alive = psutil.wait_procs(relays, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=timeout)
 
 
 def _live(rt: Runtime, ids: dict[str, str], seconds: float) -> None:
@@ -184,6 +208,7 @@ def run(seconds: float = 8.0) -> int:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             _cleanup(proc, rt, pids)
+            _wait_for_relay(home)
             shutil.rmtree(home, ignore_errors=True)
         finally:
             signal.signal(signal.SIGINT, previous)
