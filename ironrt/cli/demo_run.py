@@ -136,14 +136,15 @@ def _summary(rt: Runtime, ids: dict[str, str]) -> None:
     out = render.console()
     names = {agent_id: name for name, agent_id in ids.items()}
     usage = rt.usage(by="agent")
-    t = render.table(
-        "AGENT", "CALLS", "TOKENS", "SPENT", "BUDGET", right=("CALLS", "TOKENS", "SPENT", "BUDGET")
-    )
+    # Refused calls apart, as `ironrt usage` counts them: the live table's CALLS is both.
+    right = ("CALLS", "REFUSED", "TOKENS", "SPENT", "BUDGET")
+    t = render.table("AGENT", *right, right=right)
     budgets = {a.id: a.budget_usd for a in rt.list_agents()}
     for row in usage.rows:
         t.add_row(
             names.get(row.key, row.key),
             str(row.llm_calls),
+            str(row.refused_calls),
             f"{row.input_tokens + row.output_tokens:,}",
             render.usd(row.cost_usd),
             render.usd(budgets.get(row.key)),

@@ -32,6 +32,8 @@ def test_the_demo_runs_three_agents_refuses_the_spender_and_cleans_up() -> None:
     rows = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
     assert set(rows) == {"researcher", "writer", "spender"}, table
     assert all(int(row[1]) > 0 for row in rows.values()), table
+    # Refused calls are counted apart: only the spender's last call was refused.
+    assert [int(rows[n][2]) for n in ("researcher", "writer", "spender")] == [0, 0, 1], table
     # The spender ran out of its $0.05 and was refused with the SDK's 402.
     events = out.split("Events that mattered", 1)[1]
     assert re.search(r"BudgetExhausted\s+spender", events), events
