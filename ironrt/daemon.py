@@ -123,9 +123,9 @@ def event_loop(wanted: str | None) -> tuple[str, dict[str, Any], str | None]:
     daemons in one run, bench/event_loop.py, alternating rounds on 2 cores), uvloop won
     at concurrency 1 in every run (added p50 2-5 % lower) but at 32 only once the
     router's own Python got leaner: req/s ratios 1.011, 1.023, 0.974 at first, then
-    1.043 (5 of 7 rounds) and 1.030 (6 of 7, added p50 0.953 and p99 0.806 at c=1) in
-    the last two runs. The rule was to make it the default once it wins at both, twice
-    in a row. Named explicitly where it cannot be imported, the start is refused rather
+    1.043 (5 of 7 rounds), 1.030 (6 of 7, added p50 0.953 and p99 0.806 at c=1) and
+    1.064 (5 of 7, added p50 0.919) in the last three runs. The rule was to make it the
+    default once it wins at both, twice in a row. Named explicitly where it cannot be imported, the start is refused rather
     than silently run on asyncio.
     """
     if wanted == "asyncio":
