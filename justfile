@@ -33,6 +33,7 @@ bench:
     python bench/event_loop.py
     python bench/fleet.py
     python bench/floor.py
+    python bench/governance.py
 
 # The offline demo: no key, no network.
 demo:

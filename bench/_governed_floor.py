@@ -91,15 +91,61 @@ class _Books:
                 self.db.execute("COMMIT")
 
 
+class FloorGovernance:
+    """The per-call work itself, apart from any socket: `admit` a request, `settle` its
+    answer. `governed_proxy` serves it; bench/governance.py times it in process, next to
+    the router's own."""
+
+    def __init__(self, home: Path, tokens: dict[str, str]) -> None:
+        """`tokens` maps an agent's token to its id."""
+        self.books = _Books(home)
+        self.agents = {
+            hashlib.sha256(t.encode()).hexdigest(): _Agent(a, 1_000_000.0)
+            for t, a in tokens.items()
+        }
+        self.decode = msgspec.json.Decoder().decode
+
+    def admit(self, auth: bytes, raw: bytes) -> tuple[_Agent, float, str] | int:
+        """(agent, hold, model) of an admitted request, or the status that refuses it."""
+        token = auth.decode("latin-1").removeprefix("Bearer ")
+        agent = self.agents.get(hashlib.sha256(token.encode()).hexdigest())
+        if agent is None:
+            return 401
+        req = self.decode(raw)
+        chars = 0
+        for message in req["messages"]:
+            content = message.get("content")
+            if isinstance(content, str):
+                chars += len(content)
+                find_pii(content)
+        hold = (chars / 2 + 16) * _PRICE_IN + req.get("max_tokens", 4096) * _PRICE_OUT
+        if agent.spent + agent.held + hold > agent.limit:
+            return 429
+        agent.held += hold
+        return agent, hold, req["model"]
+
+    def settle(self, agent: _Agent, hold: float, model: str, data: bytes, began: float) -> None:
+        """Read the answer's usage, scan its text, price it, release the hold, and journal
+        the trace row (before the answer goes out)."""
+        reply = self.decode(data)
+        usage = reply.get("usage") or {}
+        tin, tout = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        for choice in reply.get("choices", ()):
+            content = (choice.get("message") or {}).get("content")
+            if isinstance(content, str):
+                find_pii(content)
+        cost = tin * _PRICE_IN + tout * _PRICE_OUT
+        agent.held -= hold
+        agent.spent += cost
+        took_ms = (time.monotonic() - began) * 1e3
+        self.books.record((agent.agent_id, model, tin, tout, cost, took_ms, time.time()))
+
+
 def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], key: str) -> None:
     """Serve on `sock`: `tokens` maps an agent's token to its id; `key` is the real one."""
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"irt-governed-floor-{os.getpid()}"
     home.mkdir(exist_ok=True)
-    books = _Books(home)
-    agents = {
-        hashlib.sha256(t.encode()).hexdigest(): _Agent(a, 1_000_000.0) for t, a in tokens.items()
-    }
-    decode = msgspec.json.Decoder().decode
+    gov = FloorGovernance(home, tokens)
     auth = f"Bearer {key}".encode()
 
     class Upstream(UpstreamSide):
@@ -126,9 +172,7 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
             self.url = b""
             self.auth = b""
             self.body: list[bytes] = []
-            self.agent: _Agent | None = None
-            self.hold = 0.0
-            self.model = ""
+            self.admitted: tuple[_Agent, float, str] | None = None
             self.started = 0.0
 
         def upstream(self) -> UpstreamSide:
@@ -151,25 +195,14 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
             self.started = time.monotonic()
             raw, self.body = b"".join(self.body), []
             url, self.url = self.url, b""
-            token = self.auth.decode("latin-1").removeprefix("Bearer ")
-            agent = agents.get(hashlib.sha256(token.encode()).hexdigest())
-            if agent is None:
-                self.transport.write(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+            admitted = gov.admit(self.auth, raw)
+            if isinstance(admitted, int):
+                reason = b"Unauthorized" if admitted == 401 else b"Too Many Requests"
+                self.transport.write(
+                    b"HTTP/1.1 %d %b\r\ncontent-length: 0\r\n\r\n" % (admitted, reason)
+                )
                 return
-            req = decode(raw)
-            self.model = req["model"]
-            chars = 0
-            for message in req["messages"]:
-                content = message.get("content")
-                if isinstance(content, str):
-                    chars += len(content)
-                    find_pii(content)
-            hold = (chars / 2 + 16) * _PRICE_IN + req.get("max_tokens", 4096) * _PRICE_OUT
-            if agent.spent + agent.held + hold > agent.limit:
-                self.transport.write(b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: 0\r\n\r\n")
-                return
-            agent.held += hold
-            self.agent, self.hold = agent, hold
+            self.admitted = admitted
             head = (
                 b"POST %b HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-type: application/json\r\n"
                 b"authorization: %b\r\ncontent-length: %d\r\n\r\n" % (url, up_port, auth, len(raw))
@@ -177,25 +210,13 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
             self.forward(head + raw)
 
         def answer(self, status: int, data: bytes) -> None:
-            agent = self.agent
-            assert agent is not None
-            reply = decode(data)
-            usage = reply.get("usage") or {}
-            tin, tout = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-            for choice in reply.get("choices", ()):
-                content = (choice.get("message") or {}).get("content")
-                if isinstance(content, str):
-                    find_pii(content)
-            cost = tin * _PRICE_IN + tout * _PRICE_OUT
-            agent.held -= self.hold
-            agent.spent += cost
-            now = time.monotonic()
-            took_ms = (now - self.started) * 1e3
-            books.record((agent.agent_id, self.model, tin, tout, cost, took_ms, time.time()))
+            assert self.admitted is not None
+            agent, hold, model = self.admitted
+            gov.settle(agent, hold, model, data, self.started)
             self.transport.write(
                 b"HTTP/1.1 %d OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
                 % (status, len(data), data)
             )
 
     Client.up_port = up_port
-    serve(sock, Client, books.commit_behind)
+    serve(sock, Client, gov.books.commit_behind)
