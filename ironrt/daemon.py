@@ -125,8 +125,8 @@ def event_loop(wanted: str | None) -> tuple[str, dict[str, Any], str | None]:
     router's own Python got leaner: req/s ratios 1.011, 1.023, 0.974 at first, then
     1.043 (5 of 7 rounds), 1.030 (6 of 7, added p50 0.953 and p99 0.806 at c=1) and
     1.064 (5 of 7, added p50 0.919) in the last three runs. The rule was to make it the
-    default once it wins at both, twice in a row. Named explicitly where it cannot be imported, the start is refused rather
-    than silently run on asyncio.
+    default once it wins at both, twice in a row. Named explicitly where it cannot be
+    imported, the start is refused rather than silently run on asyncio.
     """
     if wanted == "asyncio":
         return "asyncio", {}, None
