@@ -116,7 +116,9 @@ class _Circuit:
 
     @property
     def state(self) -> str:
-        return self.breaker.current_state
+        # The breaker's `current_state` is this storage's state: read it here, one
+        # property instead of three on every call.
+        return self.storage.state
 
 
 class CircuitBreakerPolicy(Policy):
@@ -135,6 +137,8 @@ class CircuitBreakerPolicy(Policy):
         self._circuits: dict[str, _Circuit] = {}
         self._transitions = _Transitions()
         self._tickets = 0
+        #: `endpoint_key` per (provider, flow.upstream): the same few on every call.
+        self._keys: dict[tuple[str, str | None], str] = {}
 
     def states(self) -> dict[str, str]:
         """Each known endpoint's state ("closed", "open", "half-open"), for doctor and health."""
@@ -154,10 +158,23 @@ class CircuitBreakerPolicy(Policy):
         return (upstream if upstream.startswith(prefix) else prefix + upstream).rstrip("/")
 
     def request(self, flow: Flow) -> None:
-        key = self.endpoint_key(flow)
+        known = (flow.provider, flow.upstream)
+        key = self._keys.get(known)
+        if key is None:
+            if len(self._keys) > 1024:  # upstreams are configured, not per call: a guard
+                self._keys.clear()
+            key = self._keys[known] = self.endpoint_key(flow)
         circuit = self._circuit(key)
+        state = circuit.state
+        if state == pybreaker.STATE_CLOSED:  # the usual call: nothing to check or refuse
+            self._tickets += 1
+            flow.metadata[self.name] = {"endpoint": key, "ticket": self._tickets, "probe": False}
+            flow.circuit = CircuitVerdict(key)
+            if self._transitions.pending:
+                self._publish(flow)
+            return
         now = self._clock()
-        if circuit.state == pybreaker.STATE_OPEN:
+        if state == pybreaker.STATE_OPEN:
             opened = circuit.storage.opened_mono
             remaining = self._settings.reset_timeout_s - (now - (now if opened is None else opened))
             if remaining > 0:
@@ -206,7 +223,8 @@ class CircuitBreakerPolicy(Policy):
                 circuit.probe = None
         if circuit.state == pybreaker.STATE_OPEN and flow.circuit is not None:
             flow.circuit.open = True
-        self._publish(flow)
+        if self._transitions.pending:
+            self._publish(flow)
         return None
 
     def complete(self, flow: Flow) -> None:
