@@ -141,7 +141,7 @@ def test_a_daemon_killed_during_a_wait_is_daemon_unavailable() -> None:
 def _has_waiter(daemon: TempDaemon) -> bool:
     """Whether the daemon holds a second client connection (the waiter's) open."""
     assert daemon.proc is not None
-    sock = str(Settings.load({"IRONRT_HOME": str(daemon.home)}).socket_path)
+    sock = str(daemon.rt.settings.socket_path)
     conns = psutil.Process(daemon.proc.pid).net_connections("unix")
     mine = [c for c in conns if isinstance(c.laddr, str) and c.laddr == sock]
     return len(mine) >= 2  # the listener and the waiter's accepted connection

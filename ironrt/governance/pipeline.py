@@ -47,6 +47,11 @@ def _failed(flow: Flow, policy: str) -> None:
         flow.failed_policy = policy
 
 
+def _overrides(policy: Policy, hook: str) -> bool:
+    """Whether the policy's class defines `hook` itself (not the base class's default)."""
+    return getattr(type(policy), hook) is not getattr(Policy, hook)
+
+
 class Pipeline:
     def __init__(self, policies: Sequence[Policy]) -> None:
         self.policies = list(policies)
@@ -60,20 +65,12 @@ class Pipeline:
         self._stream = [p for p in self.policies if p in self._event or p in self._end]
         # A policy that keeps the default `*_async` hook is called synchronously: no
         # coroutine made and awaited per policy per call for a check that never suspends.
-        self._request_awaits = [self._awaits(p, "request_async") for p in self._request]
-        self._response_awaits = [self._awaits(p, "response_async") for p in self._response]
-        self._event_awaits = [self._awaits(p, "stream_event_async") for p in self._event]
-
-    @staticmethod
-    def _awaits(policy: Policy, hook: str) -> bool:
-        return getattr(type(policy), hook) is not getattr(Policy, hook)
+        self._request_awaits = [_overrides(p, "request_async") for p in self._request]
+        self._response_awaits = [_overrides(p, "response_async") for p in self._response]
+        self._event_awaits = [_overrides(p, "stream_event_async") for p in self._event]
 
     def _overriding(self, *hooks: str) -> list[Policy]:
-        return [
-            p
-            for p in self.policies
-            if any(getattr(type(p), hook) is not getattr(Policy, hook) for hook in hooks)
-        ]
+        return [p for p in self.policies if any(_overrides(p, hook) for hook in hooks)]
 
     def get(self, name: str) -> Policy | None:
         return next((p for p in self.policies if p.name == name), None)
