@@ -317,7 +317,10 @@ class PiiChecks:
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return [event]
-        return drain(self._event_steps(flow, state, event, flow.event_texts(event), Pace.whole()))
+        slots = flow.event_texts(event)
+        if not state.redacting:
+            return self._event_inline(flow, state, event, slots)
+        return drain(self._event_steps(flow, state, event, slots, Pace.whole()))
 
     async def stream_event_async(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
         """Events are small; one can still be huge (a `.done` event repeating a whole text)."""
@@ -326,9 +329,33 @@ class PiiChecks:
             return [event]
         slots = flow.event_texts(event)
         size = _size(slots)
+        if size <= self.inline_max and not state.redacting:
+            return self._event_inline(flow, state, event, slots)
         return await self._run(
             flow, size, self._event_steps(flow, state, event, slots, self._pace(size))
         )
+
+    def _event_inline(
+        self, flow: Flow, state: PiiCallState, event: StreamEvent, slots: list[TextSlot]
+    ) -> list[StreamEvent]:
+        """`_event_steps` of a call that only detects, for an event checked at once: each
+        text is fed whole to its channel's scanner and counted; nothing is rewritten or
+        held back, so the event goes on as it came (the common stream: ~17 small events a
+        call, 14 -> 3 µs each)."""
+        closes = flow.event_closes(event)
+        for slot in slots:
+            if slot.where == _REPEAT:
+                continue
+            ch = self._channel(state, slot, event)
+            _, findings = ch.scanner.feed(slot.text)
+            if findings:
+                _tally(state.response, findings, ch.where)
+            if closes and any(channel_closed(key, slot.channel) for key in closes):
+                self._close(state, slot.channel)
+        for key in closes:  # a detecting call's channels hold nothing back to send
+            for channel in [c for c in state.channels if channel_closed(key, c)]:
+                self._close(state, channel)
+        return [event]
 
     def _event_steps(
         self,
@@ -386,19 +413,7 @@ class PiiChecks:
         are fed, so the pieces change nothing; a text of one piece takes the calls it
         always took.
         """
-        ch = state.channels.get(slot.channel)
-        if ch is None:
-            scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
-            ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
-        ch.like = event
-        if state.redacting and ch.restorer is None:
-            ch.restorer = StreamRestorer(state.placeholders)
-            ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
-        if ch.json_text is None and slot.text.strip():
-            ch.json_text = ch.scanner.json_text = _is_json_text(slot, slot.text)
-            state.json_streams[slot.channel] = ch.json_text
-            if ch.restorer is not None and ch.redactor is not None:
-                ch.restorer.json_escape = ch.redactor.json_text = ch.json_text
+        ch = self._channel(state, slot, event)
         text, out, pos = slot.text, list[str](), 0
         while True:
             size = pace.size
@@ -426,6 +441,24 @@ class PiiChecks:
                 slot.set(rewritten)
         if closing:
             self._close(state, slot.channel)
+
+    @staticmethod
+    def _channel(state: PiiCallState, slot: TextSlot, event: StreamEvent) -> _Channel:
+        """The slot's channel, opened at its first text; `event` is the latest like it."""
+        ch = state.channels.get(slot.channel)
+        if ch is None:
+            scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
+            ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
+        ch.like = event
+        if state.redacting and ch.restorer is None:
+            ch.restorer = StreamRestorer(state.placeholders)
+            ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
+        if ch.json_text is None and slot.text.strip():
+            ch.json_text = ch.scanner.json_text = _is_json_text(slot, slot.text)
+            state.json_streams[slot.channel] = ch.json_text
+            if ch.restorer is not None and ch.redactor is not None:
+                ch.restorer.json_escape = ch.redactor.json_text = ch.json_text
+        return ch
 
     @staticmethod
     def _close(state: PiiCallState, channel: Hashable) -> str:

@@ -176,15 +176,18 @@ def test_stepped_stream_events_equal_inline(
 ) -> None:
     inline, stepped = inline_and_stepped(piece)
     body = chat_body([prompt], None, stream=True)
-    a, b = flow_of(mode, copy.deepcopy(body)), flow_of(mode, copy.deepcopy(body))
-    inline.request(a)
-    inline.request(b)
+    a, b, c = (flow_of(mode, copy.deepcopy(body)) for _ in range(3))
+    for flow in (a, b, c):
+        inline.request(flow)
     texts = ["[EMAIL_1] " + deltas[0], *deltas[1:]]
 
     def events() -> list[StreamEvent]:
         return [*(chunk(t) for t in texts), chunk(None, "stop")]
 
-    assert stream_out(stepped, b, events(), True) == stream_out(inline, a, events(), False)
+    expected = stream_out(inline, a, events(), False)
+    assert stream_out(stepped, b, events(), True) == expected
+    # The router's own path: the daemon's policy awaited, small events checked inline.
+    assert stream_out(inline, c, events(), True) == expected
 
 
 def test_a_huge_repeated_text_in_one_event_is_rewritten_as_inline() -> None:
