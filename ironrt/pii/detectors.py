@@ -36,7 +36,7 @@ from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
 
-__all__ = ["JSON_ESCAPE", "find_pii", "scan"]
+__all__ = ["JSON_ESCAPE", "blank_escape", "find_pii", "scan"]
 
 _A = re.ASCII
 
@@ -356,8 +356,18 @@ def _ipv6s(text: str, start: int, out: list[Finding], rules: Rules) -> None:
         colon = text.find(":", max(m.end(), colon + 1))
 
 
-#: A JSON string escape: `find_pii` reads each as spaces in JSON text (`pieces.py` too).
+#: A JSON string escape: `find_pii` reads each as blanks in JSON text (`blank_escape`;
+#: `pieces.py` and `stream.py` too).
 JSON_ESCAPE = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+
+
+def blank_escape(escape: str) -> str:
+    """What JSON text is read as in place of `escape`, as long as it: spaces, but a line
+    break for `\\n` and `\\r`, where the text the JSON holds breaks its line (a private
+    key's armor header ends there, and does not run on to the end of the JSON)."""
+    if escape == "\\n" or escape == "\\r":
+        return " \n"
+    return " " * len(escape)
 
 
 def find_pii(
@@ -374,7 +384,7 @@ def find_pii(
     """
     scanned = text
     if json_text and "\\" in text:
-        scanned = JSON_ESCAPE.sub(lambda m: " " * len(m.group()), text)
+        scanned = JSON_ESCAPE.sub(lambda m: blank_escape(m.group()), text)
     raw = scan(scanned, start, rules)
     if not raw:
         return raw

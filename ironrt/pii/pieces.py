@@ -19,7 +19,7 @@ the masked pieces join to the mask of the whole text.
 
 from __future__ import annotations
 
-from ironrt.pii.detectors import JSON_ESCAPE
+from ironrt.pii.detectors import JSON_ESCAPE, blank_escape
 from ironrt.pii.finding import Finding
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.stream import StreamScanner
@@ -98,7 +98,7 @@ class PieceScan:
             if s >= end:
                 break
             parts.append(text[pos:s])
-            parts.append(" " * (e - s))
+            parts.append(blank_escape(m.group()))
             pos = e
         end = max(end, pos)
         parts.append(text[pos:end])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import sys
 
-from ironrt.pii.detectors import JSON_ESCAPE, scan
+from ironrt.pii.detectors import JSON_ESCAPE, blank_escape, scan
 from ironrt.pii.finding import Finding, resolve
 from ironrt.pii.redact import PLACEHOLDER_MAX, Placeholders
 from ironrt.pii.rules import DEFAULT_RULES, Rules
@@ -207,7 +207,7 @@ def _mask(buf: str) -> tuple[str, int]:
     for last in JSON_ESCAPE.finditer(buf):
         s, e = last.span()
         parts.append(buf[pos:s])
-        parts.append(" " * (e - s))
+        parts.append(blank_escape(last.group()))
         pos = e
     parts.append(buf[pos:])
     cut = len(buf)
