@@ -229,7 +229,7 @@ class Cycle:
         else:
             self._framing = -1  # decided by the first piece of body
         # A stream's first event may be long in coming: its head goes at the next turn.
-        asyncio.get_running_loop().call_soon(self._flush_head)
+        self.conn.loop.call_soon(self._flush_head)  # its loop: no lookup (a getpid) a call
 
     def _flush_head(self) -> None:
         if not self.head_written and not self.disconnected:

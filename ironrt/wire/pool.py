@@ -68,9 +68,12 @@ def default_ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
+@functools.lru_cache(maxsize=256)
 def split_url(url: str) -> tuple[str, str, int, str]:
     """(scheme, host, port, target) of an absolute URL, the target (path and query) as
-    given: it is already encoded, and nothing may re-normalise it (see router/paths.py)."""
+    given: it is already encoded, and nothing may re-normalise it (see router/paths.py).
+    Cached: a router sends nearly every call to one of a few URLs (a bad one raises, and
+    is not kept)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in _DEFAULT_PORTS:
         raise ConnectError(f"unsupported URL scheme in {url.split('?', 1)[0]!r}")
@@ -193,7 +196,7 @@ class Pool:
     def _pop_idle(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         if idle:
-            now = asyncio.get_running_loop().time()
+            now = idle[-1].loop.time()  # the running loop's clock, without looking it up
             while idle:
                 conn = idle.pop()
                 if not conn.alive:
