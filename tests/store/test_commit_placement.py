@@ -5,9 +5,11 @@ a commit of their own each."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +60,9 @@ class CommitSpy:
         monkeypatch.setattr(BatchWriter, "_run", staticmethod(run))
 
 
-async def record_calls(home: Path, calls: int, *, spin_s: float) -> int:
-    """Record `calls` calls in journal mode, the loop spinning `spin_s` between two (a
-    busy router) or sleeping as long (an idle one); the traces SQLite holds at the end."""
+@contextlib.asynccontextmanager
+async def running_books(home: Path) -> AsyncIterator[tuple[Database, Books]]:
+    """Books in journal mode on a real database file, their committer running."""
     db = await Database.open(home / "ironrt.db")
     await db.migrate()
     books = Books(db)
@@ -68,6 +70,20 @@ async def record_calls(home: Path, calls: int, *, spin_s: float) -> int:
     async with anyio.create_task_group() as tg:
         tg.start_soon(books.run)
         await anyio.wait_all_tasks_blocked()
+        yield db, books
+        books.close()
+    await db.close()
+
+
+async def held_traces(db: Database, books: Books) -> int:
+    await books.drain()
+    return int(await db.scalar("SELECT COUNT(*) FROM traces"))
+
+
+async def record_calls(home: Path, calls: int, *, spin_s: float) -> int:
+    """Record `calls` calls, the loop spinning `spin_s` between two (a busy router) or
+    sleeping 2 ms (an idle one); the traces SQLite holds at the end."""
+    async with running_books(home) as (db, books):
         for i in range(calls):
             assert await books.record(call(i), (i + 1) * 1e-5, (Scope("agent:a1"),))
             if spin_s:
@@ -77,54 +93,44 @@ async def record_calls(home: Path, calls: int, *, spin_s: float) -> int:
                 await anyio.lowlevel.checkpoint()
             else:
                 await anyio.sleep(0.002)
-        await books.drain()
-        held = await db.scalar("SELECT COUNT(*) FROM traces")
-        books.close()
-    await db.close()
-    return int(held)
+        return await held_traces(db, books)
+
+
+def commits_on_the_loop(
+    home: Path, monkeypatch: pytest.MonkeyPatch, calls: int, spin_s: float
+) -> list[bool]:
+    """For each commit behind the answers (groups of 10 ms), whether it ran on the loop."""
+    monkeypatch.setattr(books_module, "COMMIT_EVERY_S", 0.01)
+    spy = CommitSpy(monkeypatch)
+    assert anyio.run(lambda: record_calls(home, calls, spin_s=spin_s)) == calls
+    where = [on_loop for on_loop, rows in spy.commits if rows]
+    assert len(where) >= 3, spy.commits
+    return where
 
 
 def test_an_idle_loop_leaves_the_commits_to_the_worker_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(books_module, "COMMIT_EVERY_S", 0.01)
-    spy = CommitSpy(monkeypatch)
-    assert anyio.run(lambda: record_calls(tmp_path, 40, spin_s=0)) == 40
-    behind = [on_loop for on_loop, rows in spy.commits if rows]
-    assert len(behind) >= 3
-    assert not any(behind[1:]), spy.commits  # the first look only starts the clock
+    where = commits_on_the_loop(tmp_path, monkeypatch, 40, spin_s=0)
+    assert not any(where[1:]), where  # the first look only starts the clock
 
 
 def test_a_saturated_loop_commits_on_its_own_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(books_module, "COMMIT_EVERY_S", 0.01)
-    spy = CommitSpy(monkeypatch)
-    assert anyio.run(lambda: record_calls(tmp_path, 60, spin_s=0.002)) == 60
-    behind = [on_loop for on_loop, rows in spy.commits if rows]
-    assert len(behind) >= 3
+    where = commits_on_the_loop(tmp_path, monkeypatch, 60, spin_s=0.002)
     # Nearly all: a window in which the loop waited for the GIL (a worker thread of
     # aiosqlite's held it) looks less busy than it was, on a machine short of CPU.
-    assert sum(behind) >= 0.8 * len(behind), spy.commits
+    assert sum(where) >= 0.8 * len(where), where
 
 
 async def trickle(home: Path, calls: int) -> int:
     """`calls` calls, one every 2 ms, on an idle loop; the traces at the end."""
-    db = await Database.open(home / "ironrt.db")
-    await db.migrate()
-    books = Books(db)
-    await books.open_journal(home / "ironrt.db-books")
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(books.run)
-        await anyio.wait_all_tasks_blocked()
+    async with running_books(home) as (db, books):
         for i in range(calls):
             assert await books.record(call(i), 1e-5, ())
             await anyio.sleep(0.002)
-        await books.drain()
-        held = await db.scalar("SELECT COUNT(*) FROM traces")
-        books.close()
-    await db.close()
-    return int(held)
+        return await held_traces(db, books)
 
 
 def test_writes_queued_during_a_commit_wait_for_the_next_group(
