@@ -341,7 +341,7 @@ class PiiChecks:
         """`_event_steps` of a call that only detects, for an event checked at once: each
         text is fed whole to its channel's scanner and counted; nothing is rewritten or
         held back, so the event goes on as it came (the common stream: ~17 small events a
-        call, 14 -> 3 µs each)."""
+        call, 14 -> 6 µs each)."""
         closes = flow.event_closes(event)
         for slot in slots:
             if slot.where == _REPEAT:

@@ -275,6 +275,7 @@ class Books:
                 if self._writer is not None:
                     self._writer.close()
                     self._writer = None
+                self._load.close()
                 if self._journal is not None:
                     if self._clean and self._committed >= self._seq:
                         with contextlib.suppress(OSError):
