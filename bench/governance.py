@@ -186,6 +186,10 @@ async def run(blocks: int, calls: int) -> dict[str, Any]:
                 per_call[name].append((time.process_time() - began) / calls * 1e6)
         for task in tasks:
             task.cancel()
+    # aiosqlite's connection thread is not a daemon: left open, it keeps the process (and
+    # `just bench`) from ever exiting.
+    await service.aclose()
+    await db.close()
     assert statuses and set(statuses) == {200}, set(statuses)
     out: dict[str, Any] = {"machine": machine(), "blocks": blocks, "calls": calls}
     for name, values in per_call.items():
