@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
+#: Where each bench writes its JSON (a test points it at a temporary directory).
+RESULTS_DIR = Path(os.environ.get("IRONRT_BENCH_RESULTS") or BENCH_DIR / "results")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
