@@ -10,6 +10,7 @@ started. The callers (the supervisor's operations, recovery) hold the agent's lo
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import time
@@ -138,7 +139,9 @@ class Lifecycle:
         uptime = time.time() - started if started is not None else None
         # Whatever the leader left behind (in its group, or escaped with setsid) dies with
         # it (systemd's control-group rule): an agent's tree never outlives the agent.
-        leftovers = await anyio.to_thread.run_sync(process.tree, pid, None, r.id)
+        leftovers = await anyio.to_thread.run_sync(
+            functools.partial(process.tree, pid, None, r.id, born=started)
+        )
         if leftovers:
             await process.kill_tree(leftovers, grace=2.0)
         m.popen = None

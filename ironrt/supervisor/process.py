@@ -30,6 +30,12 @@ import anyio
 import psutil
 
 _START_TIME_TOLERANCE = 0.05  # seconds; /proc start times are in clock ticks
+#: /proc start times are clock ticks since boot.
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: A process that started this long before the agent cannot be one of its own (its
+#: environment was fixed at its exec, before the agent's id existed). The margin is wide:
+#: the agent's start time is a wall-clock time, and the clock may have been stepped since.
+_BORN_BEFORE_MARGIN_S = 5.0
 
 
 @dataclass(slots=True)
@@ -141,9 +147,15 @@ async def wait_exit(pid: int, started: float | None, popen: subprocess.Popen[byt
         await anyio.to_thread.run_sync(popen.wait)
 
 
-def tree(pid: int, started: float | None, agent_id: str | None = None) -> list[psutil.Process]:
+def tree(
+    pid: int, started: float | None, agent_id: str | None = None, *, born: float | None = None
+) -> list[psutil.Process]:
     """The agent's process and all its descendants, plus anything left in its group, plus
     (given `agent_id`) any process that escaped both but carries the agent's id.
+
+    `born`: when the agent's process started (epoch seconds; `started` if not given).
+    Only processes started after it can carry its id, so only their environments are
+    read: on a host with thousands of long-lived processes a stop reads a handful.
 
     One pass over /proc (a stop must not cost a psutil object per process on the host)."""
     table = _proc_table()
@@ -151,7 +163,7 @@ def tree(pid: int, started: float | None, agent_id: str | None = None) -> list[p
     if _is_leader(pid, started):
         members.add(pid)
         children: dict[int, list[int]] = {}
-        for child, (ppid, _, _) in table.items():
+        for child, (ppid, _, _, _) in table.items():
             children.setdefault(ppid, []).append(child)
         todo = [pid]
         while todo:
@@ -162,27 +174,40 @@ def tree(pid: int, started: float | None, agent_id: str | None = None) -> list[p
     # Orphans re-parented to init (their parent exited) are found through the group, and
     # those that also left the group (setsid) through the environment they inherited.
     me = os.getpid()
-    for other, (_, pgid, _) in table.items():
+    oldest = _ticks_since_boot(born if born is not None else started)
+    for other, (_, pgid, _, ticks) in table.items():
         if other in members or other == me:
             continue
-        if pgid == pid or (agent_id is not None and _carries(other, agent_id)):
+        if pgid == pid or (agent_id is not None and ticks >= oldest and _carries(other, agent_id)):
             members.add(other)
     return _processes(members)
 
 
-def escaped(agent_id: str) -> list[psutil.Process]:
-    """Live processes carrying the agent's id: what is left of its tree once it ended."""
+def _ticks_since_boot(epoch_s: float | None) -> int:
+    """The /proc start time (clock ticks since boot) of a process started at `epoch_s`,
+    less the margin; 0 (every process) when not known."""
+    if epoch_s is None:
+        return 0
+    since_boot = epoch_s - _BORN_BEFORE_MARGIN_S - psutil.boot_time()
+    return max(int(since_boot * _CLOCK_TICKS), 0)
+
+
+def escaped(agent_id: str, born: float | None = None) -> list[psutil.Process]:
+    """Live processes carrying the agent's id: what is left of its tree once it ended
+    (`born`: when its last run started; older processes are not read, as in `tree`)."""
     me = os.getpid()
+    oldest = _ticks_since_boot(born)
     return _processes(
         other
-        for other, (_, _, state) in _proc_table().items()
-        if other != me and state != b"Z" and _carries(other, agent_id)
+        for other, (_, _, state, ticks) in _proc_table().items()
+        if other != me and state != b"Z" and ticks >= oldest and _carries(other, agent_id)
     )
 
 
-def _proc_table() -> dict[int, tuple[int, int, bytes]]:
-    """pid -> (parent pid, process group, state) of every process, from /proc/PID/stat."""
-    table: dict[int, tuple[int, int, bytes]] = {}
+def _proc_table() -> dict[int, tuple[int, int, bytes, int]]:
+    """pid -> (parent pid, process group, state, start time in clock ticks since boot) of
+    every process, from /proc/PID/stat."""
+    table: dict[int, tuple[int, int, bytes, int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -191,8 +216,8 @@ def _proc_table() -> dict[int, tuple[int, int, bytes]]:
             continue  # ended meanwhile
         # The command name (2nd field) may hold spaces and parentheses: split after it.
         fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) >= 3:
-            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0])
+        if len(fields) >= 20:  # state is field 3 of stat(5), starttime field 22
+            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
     return table
 
 

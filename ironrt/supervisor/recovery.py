@@ -98,7 +98,8 @@ async def _resurrect(life: Lifecycle, m: Managed, why: str) -> None:
     r = m.record
     async with m.lock:
         # A descendant that escaped its group may have outlived it: it is not recorded.
-        await process.kill_tree(await anyio.to_thread.run_sync(process.escaped, r.id), 2.0)
+        left = await anyio.to_thread.run_sync(process.escaped, r.id, m.stored.pid_started)
+        await process.kill_tree(left, 2.0)
         r.lost = False
         try:
             await life.spawn(m, restart=True)

@@ -1,0 +1,73 @@
+"""The /proc walk that finds an agent's whole tree, on real processes: a process that
+escaped the agent's group and parent chain is found by the id in its environment, but
+only if it started after the agent; the environments of older processes (most of a
+host's) are not read, since none of them can carry an id that did not exist yet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from ironrt.supervisor import process
+
+AGENT_ID = "ag-tree-walk-test"
+
+
+@pytest.fixture
+def escaped_proc() -> Iterator[subprocess.Popen[bytes]]:
+    """A process in a session of its own (as a double-forked daemon would be) that
+    carries the agent's id."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "IRONRT_AGENT_ID": AGENT_ID},
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _created(proc: subprocess.Popen[bytes]) -> float:
+    return psutil.Process(proc.pid).create_time()
+
+
+def test_the_table_reads_start_times_as_psutil_does(
+    escaped_proc: subprocess.Popen[bytes],
+) -> None:
+    """Field 22 of /proc/PID/stat, in clock ticks since boot (psutil's source too)."""
+    ticks = process._proc_table()[escaped_proc.pid][3]
+    since_boot = _created(escaped_proc) - psutil.boot_time()
+    assert abs(ticks / os.sysconf("SC_CLK_TCK") - since_boot) < 0.02
+
+
+def test_an_escaped_process_born_after_the_agent_is_in_its_tree(
+    escaped_proc: subprocess.Popen[bytes],
+) -> None:
+    born = _created(escaped_proc) - 1.0  # the agent started a second before it
+    # The agent's own pid is gone (it is not the leader): only the id finds it.
+    found = [p.pid for p in process.tree(1 << 22, None, AGENT_ID, born=born)]
+    assert found == [escaped_proc.pid]
+    assert [p.pid for p in process.escaped(AGENT_ID, born)] == [escaped_proc.pid]
+    # Without a start time every process is read, as before.
+    assert [p.pid for p in process.escaped(AGENT_ID)] == [escaped_proc.pid]
+
+
+def test_a_process_older_than_the_agent_is_not_read(
+    escaped_proc: subprocess.Popen[bytes],
+) -> None:
+    """It carries the id (a test set it; no real process could), yet it started well
+    before the agent: it cannot be the agent's, and its environment is never read."""
+    born = time.time() + 60.0  # an agent that starts a minute from now
+    assert process.tree(1 << 22, None, AGENT_ID, born=born) == []
+    assert process.escaped(AGENT_ID, born) == []
+    # Within the margin (a clock stepped back a little since the agent started) it is.
+    near = _created(escaped_proc) + 1.0
+    assert [p.pid for p in process.tree(1 << 22, None, AGENT_ID, born=near)] == [escaped_proc.pid]
