@@ -43,14 +43,16 @@ def events(d: TempDaemon, kind: str) -> list[dict[str, object]]:
     return [msgspec.to_builtins(e) for e in d.rt.events(limit=1000) if e.kind == kind]
 
 
+#: One call (`CALLS` in its environment: that many, back to back), a line of JSON each.
 CHAT = """
-    import json, openai, sys
+    import json, openai, os, sys
     client = openai.OpenAI(max_retries=0)
-    try:
-        r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": sys.argv[1]}])
-        print(json.dumps({"ok": r.choices[0].message.content}))
-    except openai.APIStatusError as exc:
-        print(json.dumps({"status": exc.status_code, "type": type(exc).__name__, "message": exc.message}))
+    for _ in range(int(os.environ.get("CALLS", "1"))):
+        try:
+            r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": sys.argv[1]}])
+            print(json.dumps({"ok": r.choices[0].message.content}))
+        except openai.APIStatusError as exc:
+            print(json.dumps({"status": exc.status_code, "type": type(exc).__name__, "message": exc.message}))
 """
 
 
@@ -137,14 +139,16 @@ def test_retries_then_breaker_opens_fails_fast_and_recovers(
         assert "ok" in out and len(up.requests) == 3  # two failures retried inside the router
 
         up.fail(times=100, status=500)
-        first = json.loads(run_agent(d, script, "again").splitlines()[-1])
-        assert first["status"] == 500  # the upstream's own error, after the router's retries
+        agent_id = d.rt.start_agent(["sleep", "30"])  # its metrics show the circuit below
         seen = len(up.requests)
-        agent_id = d.rt.start_agent(["sleep", "30"])
-        fast = json.loads(run_agent(d, script, "and again").splitlines()[-1])
-        assert fast["status"] == 503 and "circuit" in fast["message"]
+        # Both calls from one process, back to back: the second lands well within the
+        # breaker's 5 s reset, however long a loaded machine takes to start Python.
+        out = run_agent(d, script, "again", env={"CALLS": "2"}).splitlines()
+        first, fast = (json.loads(line) for line in out[-2:])
+        assert first["status"] == 500  # the upstream's own error, after the router's retries
+        assert len(up.requests) == seen + 3  # three tries: the breaker's fail_max
+        assert fast["status"] == 503 and "circuit" in fast["message"]  # refused, not tried
         assert set(d.rt.get_metrics(agent_id).circuits.values()) == {"open"}  # in the metrics
-        assert len(up.requests) == seen  # refused without touching the upstream
         wait_until(lambda: events(d, "CircuitOpened"), timeout=5)
 
         up.reset()
