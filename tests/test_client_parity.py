@@ -249,6 +249,11 @@ async def test_the_async_twin_answers_as_the_sync_one(daemon: TempDaemon, tmp_pa
         assert await art.usage() == rt.usage()
         assert await art.usage(agent=chatty) == rt.usage(agent=chatty)
 
+        # The call's CostUpdate is published at the next tick (every 2 s), maybe after
+        # the agent ended: its events are final only once it is there.
+        with anyio.fail_after(15):
+            while "CostUpdate" not in {e.kind async for e in art.events(agent=chatty)}:
+                await anyio.sleep(0.05)
         every = [e async for e in art.events(agent=chatty)]
         assert every == list(rt.events(agent=chatty))
         assert every[0].kind == "AgentStarted" and "AgentExited" in {e.kind for e in every}
