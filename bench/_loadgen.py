@@ -22,14 +22,21 @@ class Target:
     port: int
     plain: bytes  # a full non-streaming request, ready to write
     stream: bytes  # the streaming twin
-    extra: dict[str, bytes] = field(default_factory=dict)  # more named requests
+    #: More named requests; a list is sent in turn, one request after the other.
+    extra: dict[str, bytes | list[bytes]] = field(default_factory=dict)
+    turns: dict[str, int] = field(default_factory=dict)
 
     def request(self, kind: str) -> bytes:
         if kind == "plain":
             return self.plain
         if kind == "stream":
             return self.stream
-        return self.extra[kind]
+        found = self.extra[kind]
+        if isinstance(found, bytes):
+            return found
+        turn = self.turns.get(kind, 0)
+        self.turns[kind] = turn + 1
+        return found[turn % len(found)]
 
 
 def build_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:

@@ -101,18 +101,25 @@ def chat_body(content: str, *, stream: bool = False) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def pii_prompt(size: int = 3072) -> str:
-    """About `size` bytes of prose with a handful of PII items (email, phone, card, SSN, IP)."""
+def pii_prompt(size: int = 3072, variant: int | None = None) -> str:
+    """About `size` bytes of prose with a handful of PII items (email, phone, card, SSN, IP).
+
+    `variant`: a prompt of its own (its ticket number, address and phone differ), so no
+    two variants are the same text: the daemon recalls a text's scan (a conversation's
+    history, resent every turn), and a new prompt each call measures the scan itself."""
     filler = (
         "Please summarise the following customer note for the support queue and keep "
         "the tone neutral. The customer describes a delayed delivery, a refund request "
         "and a follow-up call that never happened. "
     )
+    who, line = (
+        ("jane.doe", "0132") if variant is None else (f"jd{variant}", f"{variant % 10000:04d}")
+    )
     pii = (
-        "Contact: jane.doe@example.com, phone (415) 555-0132. Card on file 4111 1111 1111 "
+        f"Contact: {who}@example.com, phone (415) 555-{line}. Card on file 4111 1111 1111 "
         "1111, SSN 123-45-6789, last login from 203.0.113.42. "
     )
-    text = ""
+    text = "" if variant is None else f"Ticket {variant}. "
     while len(text) < size:
         text += filler + (pii if len(text) % 3 == 0 or len(text) < size // 2 else "")
     return text[:size]
@@ -476,17 +483,20 @@ async def measure(
         for k in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact")
         if k in targets
     ]
+    # The same prompt every call (a conversation's history, resent every turn: the daemon
+    # recalls its scan), then a new prompt every call (each one scanned).
     await alternate(pii_targets, "pii", 20, time.monotonic() + 30)
-    with CpuMeter(pids) as cpu:
-        samples, done = await alternate(
-            pii_targets,
-            "pii",
-            args.pii_iterations,
-            time.monotonic() + max(min(deadline.left() - 10, 40), 5),
-        )
-    res["c1_pii_3kb"] = {"iterations": done, **{k: lat(v) for k, v in samples.items()}}
-    # per-variant daemon CPU is not separable within one alternating loop: see cpu_ms_per_call
-    res["c1_pii_3kb"]["cpu_ms_per_call"] = cpu_per_call(cpu.used, samples)
+    for kind, key in (("pii", "c1_pii_3kb"), ("pii_new", "c1_pii_3kb_new")):
+        with CpuMeter(pids) as cpu:
+            samples, done = await alternate(
+                pii_targets,
+                kind,
+                args.pii_iterations,
+                time.monotonic() + max(min(deadline.left() - 10, 40), 5),
+            )
+        res[key] = {"iterations": done, **{k: lat(v) for k, v in samples.items()}}
+        # per-variant daemon CPU is not separable within one alternating loop
+        res[key]["cpu_ms_per_call"] = cpu_per_call(cpu.used, samples)
     res["peer"] = peer
     return res
 
@@ -647,17 +657,30 @@ def main(argv: list[str] | None = None) -> int:
                 chat_body("Say hello in five words.", stream=True),
             )
             pii = chat_body(pii_prompt())
+            # New prompts: each target its own (two agents never send one text either).
+            news = args.pii_iterations + 1
+            pii_new = [chat_body(pii_prompt(variant=i)) for i in range(news * 6)]
             results["pii_prompt_bytes"] = len(pii_prompt().encode())
+
+            made: list[str] = []
 
             def target(name: str, host: str, port: int, auth: str) -> Target:
                 h = {"authorization": f"Bearer {auth}"}
+                own = len(made) % 6
+                made.append(name)
                 return Target(
                     name,
                     host,
                     port,
                     build_request(host, port, path, plain, h),
                     build_request(host, port, path, stream, h),
-                    {"pii": build_request(host, port, path, pii, h)},
+                    {
+                        "pii": build_request(host, port, path, pii, h),
+                        "pii_new": [
+                            build_request(host, port, path, b, h)
+                            for b in pii_new[own * news : (own + 1) * news]
+                        ],
+                    },
                 )
 
             targets = {"direct": target("direct", "127.0.0.1", up_port, FAKE_KEY)}
@@ -832,33 +855,39 @@ def report(r: dict[str, Any]) -> None:
             )
     print()
 
-    p = r["c1_pii_3kb"]
-    rows = []
-    for n in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact"):
-        if n in p:
-            x = p[n]
-            rows.append(
-                [
-                    n,
-                    x["n"],
-                    x["p50"],
-                    x["p90"],
-                    x["p99"],
-                    "" if n == "direct" else fmt(x["p50"] - p["direct"]["p50"]),
-                    "" if n == "direct" else fmt(x["p99"] - p["direct"]["p99"]),
-                    x["errors"],
-                ]
+    for key, what in (
+        ("c1_pii_3kb", "the same prompt each call (history resent: its scan recalled)"),
+        ("c1_pii_3kb_new", "a new prompt each call (scanned)"),
+    ):
+        p = r.get(key)
+        if not p:
+            continue
+        rows = []
+        for n in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact"):
+            if n in p:
+                x = p[n]
+                rows.append(
+                    [
+                        n,
+                        x["n"],
+                        x["p50"],
+                        x["p90"],
+                        x["p99"],
+                        "" if n == "direct" else fmt(x["p50"] - p["direct"]["p50"]),
+                        "" if n == "direct" else fmt(x["p99"] - p["direct"]["p99"]),
+                        x["errors"],
+                    ]
+                )
+        print(
+            table(
+                f"3 KB prompt with PII, {what}, concurrency 1, all policies on "
+                f"({r['pii_prompt_bytes']} B, {p['iterations']} iterations, ms)",
+                ["path", "n", "p50", "p90", "p99", "+p50", "+p99", "err"],
+                rows,
             )
-    print(
-        table(
-            f"3 KB prompt with PII, concurrency 1, all policies on "
-            f"({r['pii_prompt_bytes']} B prompt, {p['iterations']} iterations, ms)",
-            ["path", "n", "p50", "p90", "p99", "+p50", "+p99", "err"],
-            rows,
         )
-    )
-    print(cpu_line(p) + " (daemon: mean over the 3 router variants)")
-    print()
+        print(cpu_line(p) + " (daemon: mean over the 3 router variants)")
+        print()
 
     lit = r.get("litellm", {})
     rows = [
@@ -954,16 +983,18 @@ def report(r: dict[str, Any]) -> None:
             "ms",
         ),
     ]
-    for n in ("ironrt_pii_detect", "ironrt_pii_redact"):
-        if n in p:
-            checks.append(
-                (
-                    f"added p50, 3 KB PII prompt, {n.rsplit('_', 1)[1]}",
-                    p[n]["p50"] - p["direct"]["p50"],
-                    TARGETS["pii_added_p50_ms"],
-                    "ms",
+    for key, which in (("c1_pii_3kb", "resent"), ("c1_pii_3kb_new", "new")):
+        p = r.get(key) or {}
+        for n in ("ironrt_pii_detect", "ironrt_pii_redact"):
+            if n in p:
+                checks.append(
+                    (
+                        f"added p50, 3 KB PII prompt ({which}), {n.rsplit('_', 1)[1]}",
+                        p[n]["p50"] - p["direct"]["p50"],
+                        TARGETS["pii_added_p50_ms"],
+                        "ms",
+                    )
                 )
-            )
     for label, value, limit, unit in checks:
         print(
             f"{label}: {value:.3f} {unit} (target <= {limit}): "

@@ -1,4 +1,10 @@
-"""Shared fixtures: a real daemon process in a temporary home, driven over its real socket."""
+"""Shared fixtures: a real daemon process in a temporary home, driven over its real socket.
+
+Scans in the test process itself are never recalled (`ironrt/pii/recall.py`): tests scan
+the same texts over and over, and a test that compares two ways of scanning one text (in
+steps and whole, streamed and not) must compare two scans, not a scan and its recall. A
+test that is about the recall asks for it (`recall`); daemons keep theirs on.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ironrt.pii.recall import RECALL, Recall
 from ironrt.tempdaemon import TempDaemon
 
 
@@ -18,3 +25,17 @@ def anyio_backend() -> str:
 def daemon() -> Iterator[TempDaemon]:
     with TempDaemon() as d:
         yield d
+
+
+@pytest.fixture(autouse=True)
+def _no_recall(monkeypatch: pytest.MonkeyPatch) -> None:
+    RECALL.clear()
+    monkeypatch.setattr(RECALL, "largest", 0)
+
+
+@pytest.fixture
+def recall(monkeypatch: pytest.MonkeyPatch) -> Recall:
+    """The process's recall of scanned texts, on and empty, as a daemon starts with it."""
+    RECALL.clear()
+    monkeypatch.setattr(RECALL, "largest", Recall().largest)
+    return RECALL

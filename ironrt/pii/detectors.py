@@ -32,6 +32,7 @@ from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Finding, new_finding, resolve
 from ironrt.pii.ips import NEVER, PRIVATE, ipv4_class, ipv6_class, version_before
 from ironrt.pii.national import bare_number, national_number, regions_of
+from ironrt.pii.recall import MIN_CHARS, RECALL
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
@@ -381,7 +382,22 @@ def find_pii(
     `json_text`: `text` is JSON (tool-call arguments as a string), so an escape such as
     `\\n` separates words: `"line\\njane@x.io"` holds `jane@x.io`, not `njane@x.io`, and a
     placeholder put in its place never lands right after a backslash.
+
+    A text of `MIN_CHARS` or more scanned from its start is looked up first among those
+    scanned lately (`recall.py`): a conversation's earlier messages come again every call.
     """
+    if start == 0 and len(text) >= MIN_CHARS:
+        key = (text, json_text, rules)
+        recalled = RECALL.get(key)
+        if recalled is None:
+            found = _find_pii(text, 0, json_text, rules)
+            RECALL.put(key, tuple(found))
+            return found
+        return list(recalled)
+    return _find_pii(text, start, json_text, rules)
+
+
+def _find_pii(text: str, start: int, json_text: bool, rules: Rules) -> list[Finding]:
     scanned = text
     if json_text and "\\" in text:
         scanned = JSON_ESCAPE.sub(lambda m: blank_escape(m.group()), text)

@@ -24,8 +24,9 @@ import anyio
 import anyio.lowlevel
 
 from ironrt.pii.detectors import find_pii
-from ironrt.pii.finding import Finding
+from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.pieces import PieceScan
+from ironrt.pii.recall import RECALL
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 
 __all__ = [
@@ -102,6 +103,9 @@ def find_steps(
     The stretches join to `text`, and their findings, shifted, are `find_pii(text,
     json_text=json_text)`. A text no longer than `pace.size` is one stretch, found by
     `find_pii` itself (the fastest way when it fits in one step).
+
+    A text scanned lately (`recall.py`) is one stretch too, its findings recalled; a larger
+    one scanned here is remembered once its last stretch is read.
     """
     clock = time.perf_counter
     if len(text) <= pace.size:
@@ -110,14 +114,30 @@ def find_steps(
         pace.took(len(text), clock() - t0)
         yield text, found
         return
+    key = (text, json_text, rules)
+    recalled = RECALL.get(key)
+    if recalled is not None:
+        yield text, list(recalled)
+        return
     scan = PieceScan(text, json_text=json_text, rules=rules)
+    whole: list[Finding] = []
+    offset = 0
     while not scan.done:
         size = pace.size
         read = scan.held + size
         t0 = clock()
         stretch, found = scan.step(size)
         pace.took(read, clock() - t0)
+        whole.extend(_shifted(found, offset))
+        offset += len(stretch)
         yield stretch, found
+    RECALL.put(key, tuple(whole))
+
+
+def _shifted(found: list[Finding], offset: int) -> list[Finding]:
+    if not offset:
+        return found
+    return [new_finding(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in found]
 
 
 def drain(steps: Steps[T]) -> T:

@@ -185,6 +185,53 @@ def test_an_agents_own_pii_file_adds_entities_for_that_agent_only(env: Env) -> N
     assert "Bluebird" in env.sent()
 
 
+def long_note(*values: str) -> str:
+    """A message long enough for the daemon to recall its scan (`ironrt/pii/recall.py`)."""
+    filler = "The customer describes a delayed delivery and a refund that never came. " * 4
+    return filler + " ".join(values) + " " + filler
+
+
+def test_a_message_sent_again_is_redacted_again_as_the_first_time(env: Env) -> None:
+    """A conversation resends its messages every turn; the daemon recalls their scans, and
+    the second call is redacted, restored and reported exactly as the first was."""
+    agent_id, client = env.start(pii="redact")
+    note = long_note(f"mail {EMAIL}", f"call {PHONE}")
+    answers, sent = [], []
+    env.up.says = "noted: [EMAIL_1] and [PHONE_1]"  # the model echoes the placeholders
+    try:
+        for _ in range(3):
+            answers.append(ask(client, note))
+            sent.append(env.sent())
+    finally:
+        env.up.says = None
+    assert sent[0] == sent[1] == sent[2]
+    assert EMAIL not in sent[0] and "[EMAIL_1]" in sent[0] and "[PHONE_1]" in sent[0]
+    assert all(a.endswith(f"noted: {EMAIL} and {PHONE}") for a in answers)
+    wait_until(lambda: len(alerts(env, agent_id)) >= 3, timeout=5)
+    requests = [a for a in alerts(env, agent_id) if a["direction"] == "request"]
+    assert len(requests) == 3
+    assert all(a["counts"] == {"EMAIL": 1, "PHONE": 1} for a in requests)
+
+
+def test_a_recalled_scan_is_never_one_made_under_another_agents_rules(env: Env) -> None:
+    """The same long text through agents whose rules differ (an agent's own entity, a
+    narrower selection): each gets what its own rules find, in either order."""
+    own = env.tmp / "agent-pii-recall.toml"
+    own.write_text("[entities.CODENAME]\nterms = ['Kestrel']\n")
+    note = long_note("project Kestrel", f"mail {EMAIL}", f"card {CARD}")
+    _, plain = env.start(pii="redact")
+    _, with_file = env.start(pii="redact", pii_file=str(own))
+    _, email_only = env.start(pii="redact", pii_types={"email": "redact", "*": "off"})
+    ask(plain, note)
+    assert "Kestrel" in env.sent() and "[EMAIL_1]" in env.sent() and CARD not in env.sent()
+    ask(with_file, note)
+    assert "Kestrel" not in env.sent() and "[CODENAME_1]" in env.sent()
+    ask(email_only, note)
+    assert "[EMAIL_1]" in env.sent() and CARD in env.sent() and "Kestrel" in env.sent()
+    ask(plain, note)  # and back: the first agent's rules again
+    assert "Kestrel" in env.sent() and CARD not in env.sent()
+
+
 @pytest.mark.parametrize(
     ("body", "field", "message"),
     [

@@ -1,0 +1,157 @@
+"""The recall of scanned texts (`ironrt/pii/recall.py`): a text scanned again gets the
+findings a fresh scan gives, under its own rules only, within the bounds."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ironrt.pii import detectors
+from ironrt.pii.detectors import find_pii
+from ironrt.pii.recall import MIN_CHARS, Recall
+from ironrt.pii.rules import Rules
+from ironrt.pii.steps import Pace, find_steps
+from tests.pii.texts import dense_pii
+
+SAMPLES = ["jane.doe@example.com", "+44 20 7946 0958", "4111 1111 1111 1111", "123-45-6789"]
+
+
+class Scans:
+    """Counts the scans `find_pii` really makes (the real scan runs; it is only counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = detectors._find_pii
+
+        def counted(text: str, start: int, json_text: bool, rules: Rules) -> list:  # type: ignore[type-arg]
+            self.count += 1
+            return real(text, start, json_text, rules)
+
+        monkeypatch.setattr(detectors, "_find_pii", counted)
+
+
+def fresh(text: str, **kw: object) -> list[tuple[str, int, int, str, str]]:
+    """What a scan finds, without the recall."""
+    found = detectors._find_pii(text, 0, bool(kw.get("json_text")), kw.get("rules") or Rules())  # type: ignore[arg-type]
+    return [(f.type, f.start, f.end, f.value, f.kind) for f in found]
+
+
+def shape(found: list) -> list[tuple[str, int, int, str, str]]:  # type: ignore[type-arg]
+    return [(f.type, f.start, f.end, f.value, f.kind) for f in found]
+
+
+def test_a_text_sent_again_is_recalled_not_scanned(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = Scans(monkeypatch)
+    text = dense_pii(3000, SAMPLES)
+    first = find_pii(text)
+    again = find_pii(text[:1500] + text[1500:])  # an equal text, another object
+    assert scans.count == 1 and len(recall) == 1 and recall.chars == len(text)
+    assert shape(again) == shape(first) == fresh(text) and len(first) > 20
+    again.clear()  # what a caller does with its list never reaches the next one
+    assert shape(find_pii(text)) == shape(first)
+
+
+def test_short_texts_and_tails_are_always_scanned(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scans = Scans(monkeypatch)
+    short = "mail jane.doe@example.com"
+    assert len(short) < MIN_CHARS
+    find_pii(short)
+    find_pii(short)
+    text = dense_pii(1000, SAMPLES)
+    find_pii(text, 500)  # a stream's tail, read from `start`
+    find_pii(text, 500)
+    assert scans.count == 4 and len(recall) == 0
+
+
+def test_json_text_and_rules_are_part_of_what_is_recalled(recall: Recall) -> None:
+    text = '{"note": "call me\\njane.doe@example.com or +44 20 7946 0958"}' + " " * 300
+    as_prose, as_json = find_pii(text), find_pii(text, json_text=True)
+    assert shape(as_prose) == fresh(text) and shape(as_json) == fresh(text, json_text=True)
+    assert shape(as_prose) != shape(as_json)  # `\njane...` is not an address in prose
+    email_only = Rules(types=frozenset({"EMAIL"}))
+    narrow = find_pii(text, rules=email_only)
+    assert {f.type for f in narrow} == {"EMAIL"}
+    assert {f.type for f in find_pii(text)} == {"EMAIL", "PHONE"}  # the first rules again
+    assert len(recall) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.sampled_from([*SAMPLES, "order 12345", "\n", "see 10.0.0.1", "é"]), max_size=60),
+    st.booleans(),
+)
+def test_a_recalled_scan_is_the_scan(parts: list[str], json_text: bool) -> None:
+    recall, saved = Recall(), detectors.RECALL  # a fresh one per example
+    detectors.RECALL = recall
+    try:
+        text = " ".join(parts) + " x" * 150
+        first, second = find_pii(text, json_text=json_text), find_pii(text, json_text=json_text)
+        assert shape(first) == shape(second) == fresh(text, json_text=json_text)
+        assert len(recall) == 1
+    finally:
+        detectors.RECALL = saved
+
+
+def test_it_holds_at_most_its_budget_least_recently_used_out_first() -> None:
+    recall = Recall(budget=1000, largest=600)
+    rules = Rules()
+    a, b, c, huge = "a" * 400, "b" * 400, "c" * 400, "d" * 700
+    recall.put((a, False, rules), ())
+    recall.put((b, False, rules), ())
+    assert recall.get((a, False, rules)) == ()  # a is now the most recent
+    recall.put((c, False, rules), ())  # 1200 > 1000: the least recent (b) goes
+    assert recall.get((b, False, rules)) is None
+    assert recall.get((a, False, rules)) == () and recall.get((c, False, rules)) == ()
+    recall.put((huge, False, rules), ())  # larger than `largest`: never held
+    assert recall.get((huge, False, rules)) is None
+    assert recall.chars == 800 and len(recall) == 2
+
+
+def test_threads_sharing_it_keep_it_within_bounds() -> None:
+    recall = Recall(budget=5000, largest=1000)
+    rules = Rules()
+    texts = [f"{i:04d}" * 100 for i in range(40)]  # 400 characters each
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for n in range(400):
+                key = (texts[(n * 7 + k) % len(texts)], False, rules)
+                if recall.get(key) is None:
+                    recall.put(key, ())
+        except BaseException as exc:  # pragma: no cover - what the test looks for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert recall.chars <= 5000 and recall.chars == 400 * len(recall) and len(recall) >= 10
+
+
+def test_a_large_text_checked_in_steps_is_recalled_whole(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = dense_pii(20_000, SAMPLES)
+    stretches = list(find_steps(text, Pace(step_s=0.0, size=1500)))
+    assert len(stretches) > 5
+    assert len(recall) == 1
+    scans = Scans(monkeypatch)
+    again = list(find_steps(text, Pace(step_s=0.0, size=1500)))
+    assert scans.count == 0 and len(again) == 1 and again[0][0] == text
+    assert shape(again[0][1]) == fresh(text)
+    # and the stretches, shifted, were those findings too
+    shifted, offset = [], 0
+    for stretch, found in stretches:
+        shifted += [(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in found]
+        offset += len(stretch)
+    assert shifted == fresh(text)
