@@ -387,13 +387,11 @@ def find_pii(
     scanned lately (`recall.py`): a conversation's earlier messages come again every call.
     """
     if start == 0 and len(text) >= MIN_CHARS:
-        key = (text, json_text, rules)
-        recalled = RECALL.get(key)
-        if recalled is None:
+        found = RECALL.get(text, json_text, rules)
+        if found is None:
             found = _find_pii(text, 0, json_text, rules)
-            RECALL.put(key, tuple(found))
-            return found
-        return list(recalled)
+            RECALL.put(text, json_text, rules, found)
+        return found
     return _find_pii(text, start, json_text, rules)
 
 

@@ -18,6 +18,7 @@ per call: a scan only reads its fields.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field, replace
 
 from ironrt.pii.entities import Entity
@@ -25,6 +26,8 @@ from ironrt.pii.finding import PII_TYPES
 from ironrt.values import DEFAULT_PII_REGIONS
 
 __all__ = ["DEFAULT_RULES", "Rules"]
+
+_SERIALS = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -38,10 +41,14 @@ class Rules:
     types: frozenset[str] | None = None
     #: Longest custom finding plus its look-ahead: what a stream must hold back for them.
     entity_width: int = field(init=False, default=0)
+    #: Tells these rules apart from every other `Rules` of the process, as identity does,
+    #: in a plain int (what `recall.py` keys on: no reference the collector must follow).
+    serial: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         width = max((e.width + 1 for e in self.entities if self.wants(e.name)), default=0)
         object.__setattr__(self, "entity_width", width)
+        object.__setattr__(self, "serial", next(_SERIALS))
 
     def wants(self, type_: str) -> bool:
         return self.types is None or type_ in self.types

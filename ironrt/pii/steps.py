@@ -114,10 +114,9 @@ def find_steps(
         pace.took(len(text), clock() - t0)
         yield text, found
         return
-    key = (text, json_text, rules)
-    recalled = RECALL.get(key)
+    recalled = RECALL.get(text, json_text, rules)
     if recalled is not None:
-        yield text, list(recalled)
+        yield text, recalled
         return
     scan = PieceScan(text, json_text=json_text, rules=rules)
     whole: list[Finding] = []
@@ -131,7 +130,7 @@ def find_steps(
         whole.extend(_shifted(found, offset))
         offset += len(stretch)
         yield stretch, found
-    RECALL.put(key, tuple(whole))
+    RECALL.put(text, json_text, rules, whole)
 
 
 def _shifted(found: list[Finding], offset: int) -> list[Finding]:

@@ -3,6 +3,7 @@ findings a fresh scan gives, under its own rules only, within the bounds."""
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -103,15 +104,27 @@ def test_it_holds_at_most_its_budget_least_recently_used_out_first() -> None:
     recall = Recall(budget=1000, largest=600)
     rules = Rules()
     a, b, c, huge = "a" * 400, "b" * 400, "c" * 400, "d" * 700
-    recall.put((a, False, rules), ())
-    recall.put((b, False, rules), ())
-    assert recall.get((a, False, rules)) == ()  # a is now the most recent
-    recall.put((c, False, rules), ())  # 1200 > 1000: the least recent (b) goes
-    assert recall.get((b, False, rules)) is None
-    assert recall.get((a, False, rules)) == () and recall.get((c, False, rules)) == ()
-    recall.put((huge, False, rules), ())  # larger than `largest`: never held
-    assert recall.get((huge, False, rules)) is None
+    recall.put(a, False, rules, [])
+    recall.put(b, False, rules, [])
+    assert recall.get(a, False, rules) == []  # a is now the most recent
+    recall.put(c, False, rules, [])  # 1200 > 1000: the least recent (b) goes
+    assert recall.get(b, False, rules) is None
+    assert recall.get(a, False, rules) == [] and recall.get(c, False, rules) == []
+    recall.put(huge, False, rules, [])  # larger than `largest`: never held
+    assert recall.get(huge, False, rules) is None
     assert recall.chars == 800 and len(recall) == 2
+
+
+def test_what_it_holds_is_nothing_the_garbage_collector_follows(recall: Recall) -> None:
+    """Strings and ints in tuples: untracked once the collector has met them, so a full
+    recall costs the collections nothing (held as objects, it cost every call)."""
+    for n in range(50):
+        find_pii(dense_pii(2000, SAMPLES, seed=n))
+    assert len(recall) == 50
+    gc.collect()
+    held = recall._entries  # what it holds, looked at from outside
+    assert all(not gc.is_tracked(k) and not gc.is_tracked(v) for k, v in held.items())
+    assert sum(len(v) for v in held.values()) > 50 * 5
 
 
 def test_threads_sharing_it_keep_it_within_bounds() -> None:
@@ -123,9 +136,9 @@ def test_threads_sharing_it_keep_it_within_bounds() -> None:
     def work(k: int) -> None:
         try:
             for n in range(400):
-                key = (texts[(n * 7 + k) % len(texts)], False, rules)
-                if recall.get(key) is None:
-                    recall.put(key, ())
+                text = texts[(n * 7 + k) % len(texts)]
+                if recall.get(text, False, rules) is None:
+                    recall.put(text, False, rules, [])
         except BaseException as exc:  # pragma: no cover - what the test looks for
             errors.append(exc)
 
