@@ -7,9 +7,10 @@ same messages. `find_pii` is a pure function of (text, json_text, rules), so the
 of a text seen before can be handed back as they are: a lookup (hashing the text once,
 ~0.3 ns a character, and comparing it) instead of a scan (0.05-0.6 µs a character).
 
-Bounded: at most `BUDGET_CHARS` characters of text are held (the oldest lookup goes first),
-no text shorter than `MIN_CHARS` (scanning it costs about what the lookup does) or longer
-than `LARGEST_CHARS` (one huge prompt would evict every conversation). The texts held are
+Bounded: what it holds takes at most `BUDGET_BYTES` of memory, texts and findings counted
+(the oldest lookup goes first); no text shorter than `MIN_CHARS` is held (scanning it costs
+about what the lookup does), nor longer than `LARGEST_CHARS` (one huge prompt would evict
+every conversation). The texts held are
 the prompts' own, already in the daemon's memory while their calls run; nothing is kept
 beyond these bounds, and nothing is written anywhere.
 
@@ -24,18 +25,21 @@ call). A recalled scan is rebuilt into new `Finding` objects (~0.3 µs each).
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import TypeAlias
 
 from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.rules import Rules
 
-__all__ = ["BUDGET_CHARS", "LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
+__all__ = ["BUDGET_BYTES", "LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
 
 #: Shorter texts are scanned every time: a few µs, about what a lookup costs.
 MIN_CHARS = 256
-#: Characters of text held in all.
-BUDGET_CHARS = 4 * 1024 * 1024
+#: Memory held in all: texts, findings, the map's own entries.
+BUDGET_BYTES = 8 * 1024 * 1024
+#: What an entry costs besides its text and findings: the map's slot and the key tuple.
+_ENTRY_BYTES = 150
 #: Larger texts are not held.
 LARGEST_CHARS = 1024 * 1024
 
@@ -59,54 +63,63 @@ class Recall:
 
     Thread-safe: `find_pii` is public, and library mode may call it from any thread."""
 
-    __slots__ = ("_chars", "_entries", "_lock", "budget", "largest")
+    __slots__ = ("_entries", "_lock", "_size", "budget", "largest")
 
-    def __init__(self, budget: int = BUDGET_CHARS, largest: int = LARGEST_CHARS) -> None:
+    def __init__(self, budget: int = BUDGET_BYTES, largest: int = LARGEST_CHARS) -> None:
         self.budget = budget
-        self.largest = min(largest, budget)
-        self._entries: dict[Key, Packed] = {}
-        self._chars = 0
+        self.largest = largest
+        #: Each entry's findings, and what the entry costs.
+        self._entries: dict[Key, tuple[Packed, int]] = {}
+        self._size = 0
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     @property
-    def chars(self) -> int:
-        """Characters of text held now."""
-        return self._chars
+    def size(self) -> int:
+        """Bytes held now (as `cost` counts them)."""
+        return self._size
+
+    @staticmethod
+    def cost(text: str, packed: Packed) -> int:
+        """The memory an entry holds: its text, its findings (their values are strings of
+        their own), the map's slot."""
+        values = sum(sys.getsizeof(v) for v in packed[3::5])
+        return sys.getsizeof(text) + sys.getsizeof(packed) + values + _ENTRY_BYTES
 
     def get(self, text: str, json_text: bool, rules: Rules) -> list[Finding] | None:
         """The findings of `text` scanned with `rules` lately (new objects), or None."""
         key = (text, json_text, rules.serial)
         with self._lock:
-            packed = self._entries.pop(key, None)
-            if packed is None:
+            entry = self._entries.pop(key, None)
+            if entry is None:
                 return None
-            self._entries[key] = packed  # now the most recent
-        return _unpack(packed)
+            self._entries[key] = entry  # now the most recent
+        return _unpack(entry[0])
 
     def put(self, text: str, json_text: bool, rules: Rules, found: list[Finding]) -> None:
-        size = len(text)
-        if size > self.largest:
+        if len(text) > self.largest:
             return
         key = (text, json_text, rules.serial)
         packed = _pack(found)
+        cost = self.cost(text, packed)
+        if cost > self.budget:
+            return
         with self._lock:
             entries = self._entries
             if key in entries:
                 return
-            entries[key] = packed
-            self._chars += size
-            while self._chars > self.budget:
+            entries[key] = (packed, cost)
+            self._size += cost
+            while self._size > self.budget:
                 oldest = next(iter(entries))
-                del entries[oldest]
-                self._chars -= len(oldest[0])
+                self._size -= entries.pop(oldest)[1]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._chars = 0
+            self._size = 0
 
 
 #: The process's: what `find_pii` and `find_steps` consult.

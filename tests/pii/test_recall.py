@@ -51,7 +51,7 @@ def test_a_text_sent_again_is_recalled_not_scanned(
     text = dense_pii(3000, SAMPLES)
     first = find_pii(text)
     again = find_pii(text[:1500] + text[1500:])  # an equal text, another object
-    assert scans.count == 1 and len(recall) == 1 and recall.chars == len(text)
+    assert scans.count == 1 and len(recall) == 1 and len(text) < recall.size < 3 * len(text)
     assert shape(again) == shape(first) == fresh(text) and len(first) > 20
     again.clear()  # what a caller does with its list never reaches the next one
     assert shape(find_pii(text)) == shape(first)
@@ -101,18 +101,38 @@ def test_a_recalled_scan_is_the_scan(parts: list[str], json_text: bool) -> None:
 
 
 def test_it_holds_at_most_its_budget_least_recently_used_out_first() -> None:
-    recall = Recall(budget=1000, largest=600)
-    rules = Rules()
     a, b, c, huge = "a" * 400, "b" * 400, "c" * 400, "d" * 700
+    each = Recall.cost(a, ())
+    recall = Recall(budget=int(each * 2.5), largest=600)
+    rules = Rules()
     recall.put(a, False, rules, [])
     recall.put(b, False, rules, [])
     assert recall.get(a, False, rules) == []  # a is now the most recent
-    recall.put(c, False, rules, [])  # 1200 > 1000: the least recent (b) goes
+    recall.put(c, False, rules, [])  # three do not fit: the least recent (b) goes
     assert recall.get(b, False, rules) is None
     assert recall.get(a, False, rules) == [] and recall.get(c, False, rules) == []
-    recall.put(huge, False, rules, [])  # larger than `largest`: never held
+    recall.put(huge, False, rules, [])  # longer than `largest`: never held
     assert recall.get(huge, False, rules) is None
-    assert recall.chars == 800 and len(recall) == 2
+    assert recall.size == 2 * each and len(recall) == 2
+
+
+def test_findings_count_against_the_budget_as_the_text_does() -> None:
+    """Short texts dense with findings hold more in their findings than in their text:
+    the budget counts both, so such texts cannot hold more memory than it says."""
+    rules = Rules()
+    text = " ".join(f"u{i}@example.com" for i in range(40))
+    found = find_pii(text)
+    assert len(found) == 40
+    packed_cost = Recall.cost(
+        text, tuple(x for f in found for x in (f.type, f.start, f.end, f.value, f.kind))
+    )
+    assert packed_cost > 2 * Recall.cost(text, ())
+    recall = Recall(budget=(packed_cost + 29) * 10)  # ten of the longest fit, not eleven
+    for n in range(30):
+        recall.put(text + " " * n, False, rules, found)
+    assert len(recall) == 10 and recall.size <= recall.budget
+    assert recall.get(text + " " * 29, False, rules) is not None
+    assert recall.get(text, False, rules) is None
 
 
 def test_what_it_holds_is_nothing_the_garbage_collector_follows(recall: Recall) -> None:
@@ -122,15 +142,17 @@ def test_what_it_holds_is_nothing_the_garbage_collector_follows(recall: Recall) 
         find_pii(dense_pii(2000, SAMPLES, seed=n))
     assert len(recall) == 50
     gc.collect()
+    gc.collect()  # an entry holds its findings' tuple: untracked the pass after theirs
     held = recall._entries  # what it holds, looked at from outside
     assert all(not gc.is_tracked(k) and not gc.is_tracked(v) for k, v in held.items())
-    assert sum(len(v) for v in held.values()) > 50 * 5
+    assert sum(len(packed) for packed, _ in held.values()) > 50 * 5
 
 
 def test_threads_sharing_it_keep_it_within_bounds() -> None:
-    recall = Recall(budget=5000, largest=1000)
-    rules = Rules()
     texts = [f"{i:04d}" * 100 for i in range(40)]  # 400 characters each
+    each = Recall.cost(texts[0], ())
+    recall = Recall(budget=each * 12, largest=1000)
+    rules = Rules()
     errors: list[BaseException] = []
 
     def work(k: int) -> None:
@@ -148,7 +170,7 @@ def test_threads_sharing_it_keep_it_within_bounds() -> None:
     for t in threads:
         t.join(30)
     assert not errors
-    assert recall.chars <= 5000 and recall.chars == 400 * len(recall) and len(recall) >= 10
+    assert recall.size <= recall.budget and recall.size == each * len(recall) and len(recall) >= 10
 
 
 def test_a_large_text_checked_in_steps_is_recalled_whole(
