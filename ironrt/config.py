@@ -46,7 +46,12 @@ from ironrt.settings_table import (
     find,
     register_provider,
 )
-from ironrt.values import DEFAULT_LOG_KEEP, DEFAULT_LOG_MAX_BYTES, DEFAULT_PII_REGIONS
+from ironrt.values import (
+    DEFAULT_LOG_KEEP,
+    DEFAULT_LOG_MAX_BYTES,
+    DEFAULT_PII_RECALL_BYTES,
+    DEFAULT_PII_REGIONS,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -173,6 +178,7 @@ SETTINGS_FIELDS: dict[str, str] = {
     "event_loop": "IRONRT_EVENT_LOOP",
     "pii_regions": "IRONRT_PII_REGIONS",
     "pii_private_ips": "IRONRT_PII_PRIVATE_IPS",
+    "pii_recall_size": "IRONRT_PII_RECALL_SIZE",
     "trace_retention_s": "IRONRT_TRACE_RETENTION",
     "otlp_endpoint": "IRONRT_OTLP_ENDPOINT",
     "metrics_addr": "IRONRT_METRICS_ADDR",
@@ -454,6 +460,9 @@ class Settings(msgspec.Struct, frozen=True):
     pii_regions: tuple[str, ...] = DEFAULT_PII_REGIONS
     #: Whether addresses in private ranges are PII findings (`IRONRT_PII_PRIVATE_IPS`).
     pii_private_ips: bool = True
+    #: Memory the findings of texts scanned lately may take (`IRONRT_PII_RECALL_SIZE`;
+    #: 0: every text is scanned every time; ironrt/pii/recall.py).
+    pii_recall_size: int = DEFAULT_PII_RECALL_BYTES
     #: Traces older than this many seconds are pruned (the usage rollups are kept); 0:
     #: kept forever (`IRONRT_TRACE_RETENTION`, default 30d).
     trace_retention_s: int = 30 * 86400

@@ -190,6 +190,23 @@ class Size(msgspec.Struct, frozen=True):
         return parse_size(str(raw))
 
 
+class RecallSize(msgspec.Struct, frozen=True):
+    """Memory for the PII recall: a size up to 1GB, or 0/off (no recall)."""
+
+    accepts: str = "a size up to 1GB (8MB, 512KB, or bytes), or 0/off (no recall)"
+
+    def parse(self, raw: object) -> int:
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise ValueError(raw)
+        text = str(raw).strip().lower()
+        if text in ("0", "off"):
+            return 0
+        size = parse_size(text)
+        if size > 1024**3:
+            raise ValueError(raw)
+        return size
+
+
 class Retention(msgspec.Struct, frozen=True):
     """How long traces are kept, in seconds; 0: forever. At least an hour, so `30m` meant
     as thirty months is refused rather than emptying the traces every half hour."""
@@ -640,6 +657,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IRONRT_EVENT_LOOP", Choice(("uvloop", "asyncio"))),
     Setting("IRONRT_PII_REGIONS", Regions()),
     Setting("IRONRT_PII_PRIVATE_IPS", Flag()),
+    # The findings of texts scanned lately, kept so a conversation's resent history is not
+    # scanned again every call (ironrt/pii/recall.py).
+    Setting("IRONRT_PII_RECALL_SIZE", RecallSize()),
     # Traces older than this are pruned in the background; the usage rollups stay.
     Setting("IRONRT_TRACE_RETENTION", Retention()),
     # OpenTelemetry export (ironrt.observe.otel); OTEL_EXPORTER_OTLP_ENDPOINT when unset.

@@ -359,6 +359,20 @@ def test_pii_settings_are_read_from_the_environment_and_config_toml(tmp_path: Pa
         Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_PRIVATE_IPS": "maybe"})
 
 
+def test_the_pii_recall_size_is_a_size_or_off(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    assert Settings.load({"IRONRT_HOME": str(home)}).pii_recall_size == 8 * 1024 * 1024
+    for raw, size in (("16MB", 16 * 1024 * 1024), ("512KB", 512 * 1024), ("0", 0), ("off", 0)):
+        s = Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_RECALL_SIZE": raw})
+        assert s.pii_recall_size == size
+    (home / "config.toml").write_text('pii_recall_size = "2MB"\n')
+    assert Settings.load({"IRONRT_HOME": str(home)}).pii_recall_size == 2 * 1024 * 1024
+    for bad in ("2GB", "lots", "-1", "8 megs"):
+        with pytest.raises(ConfigError, match=r"IRONRT_PII_RECALL_SIZE.*up to 1GB.*0/off"):
+            Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_RECALL_SIZE": bad})
+
+
 def test_an_invalid_home_pii_toml_stops_the_daemon_in_one_line(idle: TempDaemon) -> None:
     pii = idle.home / "pii.toml"
     pii.write_text("[entities.ORDER_ID]\npattern = 'ORD-[0-9]+'\n")

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from ironrt.governance.ledger.money import NANOS
 from ironrt.governance.ledger.scope import parse_iso
 from ironrt.observe.metrics import is_live as is_live  # re-exported
+from ironrt.pii.recall import RECALL
 from ironrt.supervisor.managed import Managed
 from ironrt.supervisor.supervisor import Supervisor
 
@@ -31,6 +32,27 @@ __all__ = ["CIRCUIT_STATES", "LiveCollector", "is_live"]
 CIRCUIT_STATES = {"closed": 0, "half-open": 1, "open": 2}
 
 _AGENT = ["agent", "agent_id", "project"]
+
+
+def _recall() -> Iterator[Metric]:
+    """The PII recall (ironrt/pii/recall.py): what it holds, and how often it spared a scan."""
+    held = GaugeMetricFamily(
+        "ironrt_pii_recall_bytes",
+        "Memory the findings of texts scanned lately take (IRONRT_PII_RECALL_SIZE bounds it)",
+    )
+    held.add_metric([], RECALL.size)
+    limit = GaugeMetricFamily(
+        "ironrt_pii_recall_limit_bytes", "IRONRT_PII_RECALL_SIZE: 0 when nothing is recalled"
+    )
+    limit.add_metric([], RECALL.budget)
+    lookups = CounterMetricFamily(
+        "ironrt_pii_recall_lookups",
+        "Texts looked up before a scan: hit (recalled, not scanned again) or miss",
+        labels=["result"],
+    )
+    lookups.add_metric(["hit"], RECALL.hits)
+    lookups.add_metric(["miss"], RECALL.misses)
+    yield from (held, limit, lookups)
 
 
 class LiveCollector(Collector):
@@ -63,6 +85,7 @@ class LiveCollector(Collector):
         for circuit, name in sorted(self.circuits().items()):
             state.add_metric([circuit], CIRCUIT_STATES.get(name, 2))
         yield state
+        yield from _recall()
 
     def _shown(self, m: Managed, now: float) -> bool:
         if is_live(m):

@@ -386,7 +386,7 @@ def find_pii(
     A text of `MIN_CHARS` or more scanned from its start is looked up first among those
     scanned lately (`recall.py`): a conversation's earlier messages come again every call.
     """
-    if start == 0 and len(text) >= MIN_CHARS:
+    if start == 0 and len(text) >= MIN_CHARS and RECALL.budget:
         found = RECALL.get(text, json_text, rules)
         if found is None:
             found = _find_pii(text, 0, json_text, rules)

@@ -70,7 +70,7 @@ class Recall:
 
     Thread-safe: `find_pii` is public, and library mode may call it from any thread."""
 
-    __slots__ = ("_entries", "_lock", "_size", "budget", "largest")
+    __slots__ = ("_entries", "_lock", "_size", "budget", "hits", "largest", "misses")
 
     def __init__(self, budget: int = BUDGET_BYTES, largest: int = LARGEST_CHARS) -> None:
         self.budget = budget
@@ -79,6 +79,9 @@ class Recall:
         self._entries: dict[Key, tuple[Packed, int]] = {}
         self._size = 0
         self._lock = threading.Lock()
+        #: Lookups that found their text, and those that did not (`ironrt_pii_recall_*`).
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -102,7 +105,9 @@ class Recall:
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is None:
+                self.misses += 1
                 return None
+            self.hits += 1
             self._entries[key] = entry  # now the most recent
         return _unpack(entry[0])
 
@@ -124,11 +129,20 @@ class Recall:
                 oldest = next(iter(entries))
                 self._size -= entries.pop(oldest)[1]
 
+    def resize(self, budget: int) -> None:
+        """Hold at most `budget` bytes from now on (0: nothing), the oldest out first."""
+        with self._lock:
+            self.budget = budget
+            entries = self._entries
+            while self._size > budget and entries:
+                self._size -= entries.pop(next(iter(entries)))[1]
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
             self._size = 0
 
 
-#: The process's: what `find_pii` and `find_steps` consult.
+#: The process's: what `find_pii` and `find_steps` consult (resized to the settings'
+#: `IRONRT_PII_RECALL_SIZE` by the router that the daemon or library mode builds).
 RECALL = Recall()

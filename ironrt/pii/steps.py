@@ -114,7 +114,7 @@ def find_steps(
         pace.took(len(text), clock() - t0)
         yield text, found
         return
-    recalled = RECALL.get(text, json_text, rules)
+    recalled = RECALL.get(text, json_text, rules) if RECALL.budget else None
     if recalled is not None:
         yield text, recalled
         return

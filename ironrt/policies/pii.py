@@ -70,7 +70,8 @@ from ironrt.governance.policy import Policy
 
 if TYPE_CHECKING:
     from ironrt.pii.steps import Turns
-    from ironrt.policies.pii_checks import PiiCallState, PiiChecks
+    from ironrt.policies.pii_call import PiiCallState
+    from ironrt.policies.pii_checks import PiiChecks
     from ironrt.policies.pii_rules import PiiPlan, RulesFiles
 
 __all__ = ["INLINE_MAX", "PiiCallState", "PiiPace", "PiiPolicy"]
@@ -166,7 +167,7 @@ def __getattr__(name: str) -> Any:
     """`PiiCallState` (what the checks know about a call, in `flow.metadata["pii"]`) comes
     with the checks, imported on first use."""
     if name == "PiiCallState":
-        from ironrt.policies.pii_checks import PiiCallState
+        from ironrt.policies.pii_call import PiiCallState
 
         return PiiCallState
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

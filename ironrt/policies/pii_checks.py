@@ -7,136 +7,37 @@ their patterns at import: not on the daemon's start path).
 
 from __future__ import annotations
 
-import re
 import time
-from collections import Counter
-from collections.abc import Hashable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
 
 from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
-from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
+from ironrt.pii import StreamRestorer
 from ironrt.pii.detectors import find_pii
-from ironrt.pii.finding import Finding
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
-from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.pii import PiiPace
+from ironrt.policies.pii_call import (
+    REPEAT,
+    PiiCallState,
+    close_channel,
+    hide,
+    is_json_text,
+    json_of,
+    open_channel,
+    report,
+    tally,
+    text_size,
+)
 from ironrt.policies.pii_rules import PiiPlan, RulesFiles, plan_for
-from ironrt.protocol.events import PiiAlert, PiiBlocked, PiiFinding
 
 __all__ = ["PiiCallState", "PiiChecks"]
 
 T = TypeVar("T")
 
-#: Slots carrying text a stream already delivered in deltas (see providers/base.py).
-_REPEAT = "repeat"
-#: Slots whose text may be a JSON document rather than prose.
-_JSON_WHERE = ("tool_arguments", "tool_result", _REPEAT)
-#: Stream text is only counted, never rewritten, so it is scanned in batches of this many
-#: characters rather than on every one-token delta.
-_SCAN_BATCH = 128
 #: Where an agent's large-check lock lives in `AgentGovernance.state`.
 _AGENT_LOCK = "pii"
-
-
-@dataclass(slots=True)
-class _Channel:
-    where: str
-    #: The last event that carried this channel's text: the template for a flushed tail.
-    like: StreamEvent
-    scanner: StreamScanner = field(default_factory=lambda: StreamScanner(batch=_SCAN_BATCH))
-    restorer: StreamRestorer | None = None
-    redactor: StreamRedactor | None = None
-    #: Whether the channel's text is JSON, decided by its first non-blank text.
-    json_text: bool | None = None
-
-
-@dataclass(slots=True)
-class PiiCallState:
-    """What the policy knows about one call."""
-
-    plan: PiiPlan
-    placeholders: Placeholders = field(default_factory=Placeholders)
-    #: (type, where) -> findings, in the request and in the response.
-    request: dict[tuple[str, str], int] = field(default_factory=dict)
-    response: dict[tuple[str, str], int] = field(default_factory=dict)
-    channels: dict[Hashable, _Channel] = field(default_factory=dict)
-    reported: bool = False
-    #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
-    novel: NovelPlaceholders | None = None
-    #: Whether each streamed channel's text was read as JSON, kept after the channel
-    #: closes: its repeats (channel + `"full"`) are read the same way.
-    json_streams: dict[Hashable, bool] = field(default_factory=dict)
-
-    @property
-    def redacting(self) -> bool:
-        return self.plan.redacting
-
-    def to_redact(self, findings: list[Finding]) -> list[Finding]:
-        """The findings of types this call redacts (the others are only counted)."""
-        redact = self.plan.redact
-        if len(redact) == len(self.plan.actions):
-            return findings
-        return [f for f in findings if f.type in redact]
-
-    def novel_placeholders(self) -> NovelPlaceholders:
-        if self.novel is None:
-            self.novel = NovelPlaceholders(self.placeholders)
-        return self.novel
-
-
-def _is_json_text(slot: TextSlot, text: str) -> bool:
-    """Whether the slot's text is itself JSON (tool-call arguments or a tool's result).
-
-    In JSON text escapes separate words when scanning, values restored into it are escaped
-    (a private key's newlines) and values taken from it are unescaped, so one placeholder
-    maps to one value whatever the context and the JSON stays valid.
-    """
-    if slot.where not in _JSON_WHERE:
-        return False
-    m = _FIRST_VISIBLE.match(text)  # `text.lstrip()` would copy a large text
-    return m is not None and m.group(1) in ("{", "[")
-
-
-def _json_of(state: PiiCallState, slot: TextSlot) -> bool:
-    """Whether to read the slot as JSON; a repeat as its deltas were read, when they came
-    (a message's text may start with `[`, a truncated call's arguments not parse)."""
-    if slot.where == _REPEAT and isinstance(slot.channel, tuple) and slot.channel:
-        streamed = state.json_streams.get(slot.channel[:-1])
-        if streamed is not None:
-            return streamed
-    return _is_json_text(slot, slot.text)
-
-
-#: The first character that is not whitespace (`\s` is `str.isspace`, as `lstrip` uses).
-_FIRST_VISIBLE = re.compile(r"\s*(\S)")
-
-
-def _tally(counts: dict[tuple[str, str], int], findings: list[Finding], where: str) -> None:
-    """Count `findings` by (type, where). A plain dict: a `Counter` made per call (two a
-    call, found or not) cost more than all the counting."""
-    for f in findings:
-        key = (f.type, where)
-        counts[key] = counts.get(key, 0) + 1
-
-
-def _hide(
-    state: PiiCallState, stretch: str, findings: list[Finding], where: str, json_text: bool
-) -> str | None:
-    """Count a stretch of the request's findings; the stretch with those of the types
-    this call redacts replaced by placeholders, or None when it hides nothing."""
-    if not findings:
-        return None
-    _tally(state.request, findings, where)
-    hidden = state.to_redact(findings) if state.redacting else ()
-    return state.placeholders.redact(stretch, hidden, json_text=json_text) if hidden else None
-
-
-def _size(slots: list[TextSlot]) -> int:
-    return sum(len(slot.text) for slot in slots)
 
 
 class PiiChecks:
@@ -184,7 +85,7 @@ class PiiChecks:
         if plan.off:
             return
         slots = flow.request_texts()
-        size = _size(slots)
+        size = text_size(slots)
         if size <= self.inline_max:
             self._request_inline(flow, plan, slots)
         else:
@@ -197,9 +98,9 @@ class PiiChecks:
         flow.metadata["pii"] = state
         rewritten: list[tuple[TextSlot, str]] = []
         for slot in slots:
-            json_text = _is_json_text(slot, slot.text)
+            json_text = is_json_text(slot, slot.text)
             findings = find_pii(slot.text, json_text=json_text, rules=plan.rules)
-            hidden = _hide(state, slot.text, findings, slot.where, json_text)
+            hidden = hide(state, slot.text, findings, slot.where, json_text)
             if hidden is not None:
                 rewritten.append((slot, hidden))
         self._request_verdict(flow, plan, state, rewritten)
@@ -213,13 +114,13 @@ class PiiChecks:
         # the numbering inline redaction of the whole text gives.
         rewritten: list[tuple[TextSlot, str]] = []
         for slot in slots:
-            json_text = _is_json_text(slot, slot.text)
+            json_text = is_json_text(slot, slot.text)
             parts: list[str] = []
             found = False
             for stretch, findings in find_steps(
                 slot.text, pace, json_text=json_text, rules=plan.rules
             ):
-                hidden = _hide(state, stretch, findings, slot.where, json_text)
+                hidden = hide(state, stretch, findings, slot.where, json_text)
                 found = found or hidden is not None
                 parts.append(stretch if hidden is None else hidden)
                 yield
@@ -252,11 +153,11 @@ class PiiChecks:
                 policy=self.name,
                 retryable=False,
             ))  # fmt: skip
-            self._report(flow, state, state.request, "request", blocked=True)
+            report(flow, state, state.request, "request", blocked=True)
             return
         for slot, text in rewritten:
             slot.set(text)
-        self._report(flow, state, state.request, "request")
+        report(flow, state, state.request, "request")
 
     # ---- non-streamed response ----------------------------------------------------------
 
@@ -274,7 +175,7 @@ class PiiChecks:
         if not isinstance(state, PiiCallState):
             return False
         slots = flow.response_texts(body)
-        size = _size(slots)
+        size = text_size(slots)
         if size <= self.inline_max and not state.redacting:
             return self._count_inline(flow, state, slots)
         return await self._run(
@@ -286,11 +187,11 @@ class PiiChecks:
         one `find_pii`, counted; nothing is rewritten (False: the body is unchanged)."""
         rules = state.plan.rules
         for slot in slots:
-            if slot.where != _REPEAT:
-                json_text = _is_json_text(slot, slot.text)
+            if slot.where != REPEAT:
+                json_text = is_json_text(slot, slot.text)
                 findings = find_pii(slot.text, json_text=json_text, rules=rules)
                 if findings:
-                    _tally(state.response, findings, slot.where)
+                    tally(state.response, findings, slot.where)
         self._finish(flow, state)
         return False
 
@@ -299,12 +200,12 @@ class PiiChecks:
     ) -> Steps[bool]:
         changed = False
         for slot in slots:
-            if slot.where != _REPEAT:
-                json_text = _is_json_text(slot, slot.text)
+            if slot.where != REPEAT:
+                json_text = is_json_text(slot, slot.text)
                 for _, findings in find_steps(
                     slot.text, pace, json_text=json_text, rules=state.plan.rules
                 ):
-                    _tally(state.response, findings, slot.where)
+                    tally(state.response, findings, slot.where)
                     yield
             if state.redacting and (yield from self._rewrite_whole(state, slot, pace)):
                 changed = True
@@ -328,7 +229,7 @@ class PiiChecks:
         if not isinstance(state, PiiCallState):
             return [event]
         slots = flow.event_texts(event)
-        size = _size(slots)
+        size = text_size(slots)
         if size <= self.inline_max and not state.redacting:
             return self._event_inline(flow, state, event, slots)
         return await self._run(
@@ -344,17 +245,17 @@ class PiiChecks:
         call, 14 -> 6 µs each)."""
         closes = flow.event_closes(event)
         for slot in slots:
-            if slot.where == _REPEAT:
+            if slot.where == REPEAT:
                 continue
-            ch = self._channel(state, slot, event)
+            ch = open_channel(state, slot, event)
             _, findings = ch.scanner.feed(slot.text)
             if findings:
-                _tally(state.response, findings, ch.where)
+                tally(state.response, findings, ch.where)
             if closes and any(channel_closed(key, slot.channel) for key in closes):
-                self._close(state, slot.channel)
+                close_channel(state, slot.channel)
         for key in closes:  # a detecting call's channels hold nothing back to send
             for channel in [c for c in state.channels if channel_closed(key, c)]:
-                self._close(state, channel)
+                close_channel(state, channel)
         return [event]
 
     def _event_steps(
@@ -367,7 +268,7 @@ class PiiChecks:
     ) -> Steps[list[StreamEvent]]:
         closes = flow.event_closes(event)
         for slot in slots:
-            if slot.where == _REPEAT:
+            if slot.where == REPEAT:
                 if state.redacting:
                     yield from self._rewrite_whole(state, slot, pace)
                 continue
@@ -377,7 +278,7 @@ class PiiChecks:
         for key in closes:
             for channel in [c for c in state.channels if channel_closed(key, c)]:
                 like = state.channels[channel].like
-                rest = self._close(state, channel)
+                rest = close_channel(state, channel)
                 if rest:
                     before.append(flow.text_event(channel, rest, like))
         return [*before, event] if before else [event]
@@ -389,7 +290,7 @@ class PiiChecks:
         out: list[StreamEvent] = []
         for channel in list(state.channels):
             like = state.channels[channel].like
-            rest = self._close(state, channel)
+            rest = close_channel(state, channel)
             if rest:
                 out.append(flow.text_event(channel, rest, like))
         self._finish(flow, state)
@@ -399,7 +300,7 @@ class PiiChecks:
         state = flow.metadata.get("pii")
         if isinstance(state, PiiCallState) and not state.reported:
             for channel in list(state.channels):  # the stream broke off: count what it had
-                self._close(state, channel)
+                close_channel(state, channel)
             self._finish(flow, state)
 
     # ---- helpers ------------------------------------------------------------------------
@@ -413,7 +314,7 @@ class PiiChecks:
         are fed, so the pieces change nothing; a text of one piece takes the calls it
         always took.
         """
-        ch = self._channel(state, slot, event)
+        ch = open_channel(state, slot, event)
         text, out, pos = slot.text, list[str](), 0
         while True:
             size = pace.size
@@ -422,7 +323,7 @@ class PiiChecks:
             last = pos >= len(text)
             t0 = time.perf_counter()
             _, findings = ch.scanner.feed(piece)
-            _tally(state.response, findings, ch.where)
+            tally(state.response, findings, ch.where)
             if ch.restorer is not None and ch.redactor is not None:
                 done = ch.restorer.feed(piece)
                 if last and closing:
@@ -440,40 +341,12 @@ class PiiChecks:
             if rewritten != slot.text:
                 slot.set(rewritten)
         if closing:
-            self._close(state, slot.channel)
-
-    @staticmethod
-    def _channel(state: PiiCallState, slot: TextSlot, event: StreamEvent) -> _Channel:
-        """The slot's channel, opened at its first text; `event` is the latest like it."""
-        ch = state.channels.get(slot.channel)
-        if ch is None:
-            scanner = StreamScanner(batch=_SCAN_BATCH, rules=state.plan.rules)
-            ch = state.channels[slot.channel] = _Channel(slot.where, event, scanner)
-        ch.like = event
-        if state.redacting and ch.restorer is None:
-            ch.restorer = StreamRestorer(state.placeholders)
-            ch.redactor = StreamRedactor(state.novel_placeholders(), state.plan.redact_rules)
-        if ch.json_text is None and slot.text.strip():
-            ch.json_text = ch.scanner.json_text = _is_json_text(slot, slot.text)
-            state.json_streams[slot.channel] = ch.json_text
-            if ch.restorer is not None and ch.redactor is not None:
-                ch.restorer.json_escape = ch.redactor.json_text = ch.json_text
-        return ch
-
-    @staticmethod
-    def _close(state: PiiCallState, channel: Hashable) -> str:
-        """Forget a channel; return the text it still held (to be sent before the close)."""
-        ch = state.channels.pop(channel)
-        _, findings = ch.scanner.flush()
-        _tally(state.response, findings, ch.where)
-        if ch.restorer is None or ch.redactor is None:
-            return ""
-        return ch.redactor.feed(ch.restorer.flush()) + ch.redactor.flush()
+            close_channel(state, slot.channel)
 
     @staticmethod
     def _rewrite_whole(state: PiiCallState, slot: TextSlot, pace: Pace) -> Steps[bool]:
         """Restore the agent's values, then hide what the model produced itself."""
-        json_text = _json_of(state, slot)
+        json_text = json_of(state, slot)
         text = slot.text
         if len(text) <= pace.size:
             text = state.placeholders.restore(text, json_escape=json_text)
@@ -506,56 +379,4 @@ class PiiChecks:
     def _finish(self, flow: Flow, state: PiiCallState) -> None:
         if not state.reported:
             state.reported = True
-            self._report(flow, state, state.response, "response")
-
-    @staticmethod
-    def _report(
-        flow: Flow,
-        state: PiiCallState,
-        counts: dict[tuple[str, str], int],
-        direction: str,
-        *,
-        blocked: bool = False,
-    ) -> None:
-        """One `PiiAlert` per direction: `actions` says what was done per type, `action`
-        the strongest of them (a response's findings are redacted or detected, never
-        blocked: the provider already answered)."""
-        total = sum(counts.values())
-        if not total:
-            return
-        flow.agent.pii_findings += total
-        per_type: Counter[str] = Counter()
-        for (type_, _), n in counts.items():
-            per_type[type_] += n
-        done = {"block": "blocked", "redact": "redacted", "detect": "detected"}
-        actions: dict[str, str] = {}
-        for type_ in per_type:
-            act = state.plan.actions.get(type_, "detect")
-            if act == "block" and not blocked:
-                act = "detect"  # a reply is not refused; nor, short of a block, a request
-            actions[type_] = done[act]
-        order = ("detected", "redacted", "blocked")
-        action = max(actions.values(), key=order.index)
-        flow.emit(
-            PiiAlert(
-                direction=direction,
-                action=action,
-                actions=dict(sorted(actions.items())),
-                count=total,
-                types=sorted(per_type),
-                where=sorted({w for _, w in counts}),
-                counts=dict(sorted(per_type.items())),
-                findings=[
-                    PiiFinding(type=t, where=w, count=n) for (t, w), n in sorted(counts.items())
-                ],
-            )
-        )
-        if blocked:
-            stopped = sorted(t for t, act in actions.items() if act == "blocked")
-            flow.emit(
-                PiiBlocked(
-                    direction=direction,
-                    types=stopped,
-                    counts={t: per_type[t] for t in stopped},
-                )
-            )
+            report(flow, state, state.response, "response")

@@ -190,3 +190,24 @@ def test_a_large_text_checked_in_steps_is_recalled_whole(
         shifted += [(f.type, f.start + offset, f.end + offset, f.value, f.kind) for f in found]
         offset += len(stretch)
     assert shifted == fresh(text)
+
+
+def test_resizing_drops_the_oldest_until_it_fits_and_zero_holds_nothing(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [dense_pii(1000, SAMPLES, seed=n) for n in range(6)]
+    for text in texts:
+        find_pii(text)
+    assert len(recall) == 6
+    recall.resize(recall.size // 2)
+    assert 0 < len(recall) < 6 and recall.size <= recall.budget
+    assert recall.get(texts[-1], False, Rules()) is None  # another rules object: not it
+    scans = Scans(monkeypatch)
+    find_pii(texts[-1])  # the newest stayed
+    find_pii(texts[0])  # the oldest went
+    assert scans.count == 1
+    recall.resize(0)
+    assert len(recall) == 0 and recall.size == 0
+    find_pii(texts[-1])
+    find_pii(texts[-1])
+    assert scans.count == 3 and len(recall) == 0

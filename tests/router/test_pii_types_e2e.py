@@ -20,6 +20,7 @@ import httpx
 import msgspec
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
@@ -196,6 +197,7 @@ def test_a_message_sent_again_is_redacted_again_as_the_first_time(env: Env) -> N
     the second call is redacted, restored and reported exactly as the first was."""
     agent_id, client = env.start(pii="redact")
     note = long_note(f"mail {EMAIL}", f"call {PHONE}")
+    before = recall_lookups(env.control)
     answers, sent = [], []
     env.up.says = "noted: [EMAIL_1] and [PHONE_1]"  # the model echoes the placeholders
     try:
@@ -211,6 +213,40 @@ def test_a_message_sent_again_is_redacted_again_as_the_first_time(env: Env) -> N
     requests = [a for a in alerts(env, agent_id) if a["direction"] == "request"]
     assert len(requests) == 3
     assert all(a["counts"] == {"EMAIL": 1, "PHONE": 1} for a in requests)
+    after = recall_lookups(env.control)  # scanned once, recalled twice (answers are short)
+    assert (after["miss"] - before["miss"], after["hit"] - before["hit"]) == (1, 2)
+
+
+def recall_lookups(control: httpx.Client) -> dict[str, float]:
+    """`ironrt_pii_recall_lookups_total` by result, from the daemon's `/metrics`."""
+    text = control.get("/metrics").text
+    found = {
+        s.labels["result"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "ironrt_pii_recall_lookups_total"
+    }
+    assert set(found) == {"hit", "miss"}, text[:500]
+    return found
+
+
+def test_with_no_recall_size_every_text_is_scanned_every_time(tmp_path: Path) -> None:
+    """`IRONRT_PII_RECALL_SIZE=0`: nothing is held or looked up; redaction is the same."""
+    with FakeUpstream(latency=0.2) as up:
+        env_vars = {**governed_env(up.url), "IRONRT_PII_RECALL_SIZE": "0"}
+        with TempDaemon(offline=False, env=env_vars) as d:
+            transport = httpx.HTTPTransport(uds=str(d.home / "ironrt.sock"))
+            with httpx.Client(transport=transport, base_url="http://ironrt", timeout=30) as c:
+                env = Env(d, up, c, tmp_path)
+                _, client = env.start(pii="redact")
+                note = long_note(f"mail {EMAIL}")
+                for _ in range(2):
+                    ask(client, note)
+                    assert EMAIL not in env.sent() and "[EMAIL_1]" in env.sent()
+                assert recall_lookups(c) == {"hit": 0, "miss": 0}
+                text = c.get("/metrics").text
+                assert "ironrt_pii_recall_limit_bytes 0.0" in text
+                assert "ironrt_pii_recall_bytes 0.0" in text
 
 
 def test_a_recalled_scan_is_never_one_made_under_another_agents_rules(env: Env) -> None:

@@ -38,6 +38,7 @@ NOT_AT_START = (
     "ironrt.cli",
     "ironrt.pii.detectors",
     "ironrt.policies.pii_checks",
+    "ironrt.policies.pii_call",
     # The fleet ledger: only a daemon with IRONRT_LEDGER_URL imports it (and asyncpg).
     "ironrt.fleet",
     "asyncpg",
