@@ -749,6 +749,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def latency_row(name: str, x: dict[str, Any], direct: dict[str, Any], *middle: Any) -> list[Any]:
+    """name, n, p50, p90, p99, `middle`, then p50 and p99 added over `direct`, errors."""
+    base = name == "direct"
+    added = ["", ""] if base else [fmt(x[k] - direct[k]) for k in ("p50", "p99")]
+    return [name, x["n"], x["p50"], x["p90"], x["p99"], *middle, *added, x["errors"]]
+
+
 def report(r: dict[str, Any]) -> None:
     peer = r.get("peer")
     c1 = r["c1_plain"]
@@ -759,22 +766,7 @@ def report(r: dict[str, Any]) -> None:
         b = block["direct"][sub][key] if sub else block["direct"][key]
         return a - b
 
-    rows = []
-    for n in names:
-        x = c1[n]
-        rows.append(
-            [
-                n,
-                x["n"],
-                x["p50"],
-                x["p90"],
-                x["p99"],
-                x["rps"],
-                "" if n == "direct" else fmt(added(n, "p50")),
-                "" if n == "direct" else fmt(added(n, "p99")),
-                x["errors"],
-            ]
-        )
+    rows = [latency_row(n, c1[n], c1["direct"], c1[n]["rps"]) for n in names]
     print(
         table(
             f"Non-streaming, concurrency 1, {c1['iterations']} alternating iterations (ms)",
@@ -862,22 +854,8 @@ def report(r: dict[str, Any]) -> None:
         p = r.get(key)
         if not p:
             continue
-        rows = []
-        for n in ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact"):
-            if n in p:
-                x = p[n]
-                rows.append(
-                    [
-                        n,
-                        x["n"],
-                        x["p50"],
-                        x["p90"],
-                        x["p99"],
-                        "" if n == "direct" else fmt(x["p50"] - p["direct"]["p50"]),
-                        "" if n == "direct" else fmt(x["p99"] - p["direct"]["p99"]),
-                        x["errors"],
-                    ]
-                )
+        variants = ("direct", "ironrt_pii_off", "ironrt_pii_detect", "ironrt_pii_redact")
+        rows = [latency_row(n, p[n], p["direct"]) for n in variants if n in p]
         print(
             table(
                 f"3 KB prompt with PII, {what}, concurrency 1, all policies on "
