@@ -461,7 +461,8 @@ class Settings(msgspec.Struct, frozen=True):
     #: Whether addresses in private ranges are PII findings (`IRONRT_PII_PRIVATE_IPS`).
     pii_private_ips: bool = True
     #: Memory the findings of texts scanned lately may take (`IRONRT_PII_RECALL_SIZE`;
-    #: 0: every text is scanned every time; ironrt/pii/recall.py).
+    #: 0: every text is scanned every time; ironrt/pii/recall.py). The default holds ~570 texts
+    #: of 3 KB with 36 findings each, ~1,270 with none.
     pii_recall_size: int = DEFAULT_PII_RECALL_BYTES
     #: Traces older than this many seconds are pruned (the usage rollups are kept); 0:
     #: kept forever (`IRONRT_TRACE_RETENTION`, default 30d).

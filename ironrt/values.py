@@ -189,7 +189,7 @@ def check_count(field: str, value: int) -> None:
 #: an agent's stricter (`strictest`).
 PII_ACTIONS = ("off", "detect", "redact", "block")
 #: Memory for the findings of texts scanned lately (`IRONRT_PII_RECALL_SIZE`, ironrt/pii/recall.py).
-DEFAULT_PII_RECALL_BYTES = 8 * 1024 * 1024
+DEFAULT_PII_RECALL_BYTES = 4 * 1024 * 1024
 #: Regions whose national phone formats are read unless `IRONRT_PII_REGIONS` says others.
 DEFAULT_PII_REGIONS = ("US", "CA", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "JP", "BR")
 #: The built-in types; a custom entity from `pii.toml` adds its own name.

@@ -362,7 +362,7 @@ def test_pii_settings_are_read_from_the_environment_and_config_toml(tmp_path: Pa
 def test_the_pii_recall_size_is_a_size_or_off(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    assert Settings.load({"IRONRT_HOME": str(home)}).pii_recall_size == 8 * 1024 * 1024
+    assert Settings.load({"IRONRT_HOME": str(home)}).pii_recall_size == 4 * 1024 * 1024
     for raw, size in (("16MB", 16 * 1024 * 1024), ("512KB", 512 * 1024), ("0", 0), ("off", 0)):
         s = Settings.load({"IRONRT_HOME": str(home), "IRONRT_PII_RECALL_SIZE": raw})
         assert s.pii_recall_size == size

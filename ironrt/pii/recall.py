@@ -33,13 +33,14 @@ from typing import TypeAlias, cast
 
 from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.rules import Rules
+from ironrt.values import DEFAULT_PII_RECALL_BYTES
 
 __all__ = ["BUDGET_BYTES", "LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
 
 #: Shorter texts are scanned every time: a few µs, about what a lookup costs.
 MIN_CHARS = 256
-#: Memory held in all: texts, findings, the map's own entries.
-BUDGET_BYTES = 8 * 1024 * 1024
+#: Memory held in all: texts, findings, the map's own entries (`IRONRT_PII_RECALL_SIZE`).
+BUDGET_BYTES = DEFAULT_PII_RECALL_BYTES
 #: What an entry costs besides its text and findings: the map's slot and the key tuple.
 _ENTRY_BYTES = 150
 #: What a string costs besides its characters (`sys.getsizeof("")`, rounded up).
