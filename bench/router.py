@@ -416,7 +416,8 @@ async def measure(
     # Concurrency 1: ironrt's paths and the direct baseline alternate call by call; the peer
     # is timed in a phase of its own right after. Interleaved, the CPU the LiteLLM proxy
     # spends after each answer (~10 ms a call, on these two cores) slowed the calls that
-    # followed it: ironrt's c=1 added p50 read 0.50-0.57 ms instead of 0.35-0.37.
+    # followed it: ironrt's c=1 added p50, three runs in a row of the same code, read
+    # 0.573 ms interleaved, 0.475 ms with the peer apart, 0.437 ms without the peer.
     ours = [t for t in main if t.name != "litellm"]
     for kind, key, iterations, share, cap, stat in (
         ("plain", "c1_plain", args.iterations, 0.3, 60, lat),
