@@ -37,5 +37,7 @@ def _no_recall(monkeypatch: pytest.MonkeyPatch) -> None:
 def recall(monkeypatch: pytest.MonkeyPatch) -> Recall:
     """The process's recall of scanned texts, on and empty, as a daemon starts with it."""
     RECALL.clear()
-    monkeypatch.setattr(RECALL, "largest", Recall().largest)
+    fresh = Recall()
+    monkeypatch.setattr(RECALL, "largest", fresh.largest)
+    monkeypatch.setattr(RECALL, "budget", fresh.budget)  # restored after, resized or not
     return RECALL

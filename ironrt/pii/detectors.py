@@ -32,7 +32,7 @@ from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Finding, new_finding, resolve
 from ironrt.pii.ips import NEVER, PRIVATE, ipv4_class, ipv6_class, version_before
 from ironrt.pii.national import bare_number, national_number, regions_of
-from ironrt.pii.recall import MIN_CHARS, RECALL
+from ironrt.pii.recall import RECALL
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
@@ -383,10 +383,10 @@ def find_pii(
     `\\n` separates words: `"line\\njane@x.io"` holds `jane@x.io`, not `njane@x.io`, and a
     placeholder put in its place never lands right after a backslash.
 
-    A text of `MIN_CHARS` or more scanned from its start is looked up first among those
+    A text of 256 characters to 1 MiB scanned from its start is looked up first among those
     scanned lately (`recall.py`): a conversation's earlier messages come again every call.
     """
-    if start == 0 and len(text) >= MIN_CHARS and RECALL.budget:
+    if start == 0 and RECALL.holds(text):
         found = RECALL.get(text, json_text, rules)
         if found is None:
             found = _find_pii(text, 0, json_text, rules)

@@ -9,13 +9,14 @@ of a text seen before can be handed back as they are: a lookup (hashing the text
 
 Bounded: what it holds takes at most `BUDGET_BYTES` of memory, texts and findings counted
 (the oldest lookup goes first); no text shorter than `MIN_CHARS` is held (scanning it costs
-about what the lookup does), nor longer than `LARGEST_CHARS` (one huge prompt would evict
-every conversation). The texts held are
-the prompts' own, already in the daemon's memory while their calls run; nothing is kept
-beyond these bounds, and nothing is written anywhere. It is the process's, shared by its
-agents (a system prompt fifty agents send is scanned once); since a lookup is faster than a
-scan, an agent timing its calls could tell whether a text it already knows word for word
-was sent lately by another: `IRONRT_PII_RECALL_SIZE=0` where that matters (docs/pii.md).
+about what the lookup does), nor longer than `LARGEST_CHARS`, nor looked up (one huge
+prompt would evict every conversation, and hashing 15 MiB holds the loop for milliseconds
+the stepped scan of `steps.py` exists to give back). The texts held are the prompts' own,
+already in the daemon's memory while their calls run; nothing is kept beyond these bounds,
+and nothing is written anywhere. It is the process's, shared by its agents (a system
+prompt fifty agents send is scanned once); since a lookup is faster than a scan, an agent
+timing its calls could tell whether a text it already knows word for word was sent lately
+by another: `IRONRT_PII_RECALL_SIZE=0` where that matters (docs/pii.md).
 
 What is held is made of strings and ints only: each key a (text, JSON or not, the rules'
 serial) tuple, each entry's findings one flat tuple of their fields. The garbage collector
@@ -102,6 +103,10 @@ class Recall:
         values = cast("tuple[str, ...]", packed[3::5])  # strings: ~50 bytes + characters
         size = sys.getsizeof(text) + sys.getsizeof(packed) + _ENTRY_BYTES
         return size + sum(map(len, values)) + _STR_BYTES * len(values)
+
+    def holds(self, text: str) -> bool:
+        """Whether a text of this length may be held (and so is worth looking up)."""
+        return self.budget > 0 and MIN_CHARS <= len(text) <= self.largest
 
     def get(self, text: str, json_text: bool, rules: Rules) -> list[Finding] | None:
         """The findings of `text` scanned with `rules` lately (new objects), or None."""

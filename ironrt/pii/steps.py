@@ -114,12 +114,13 @@ def find_steps(
         pace.took(len(text), clock() - t0)
         yield text, found
         return
-    recalled = RECALL.get(text, json_text, rules) if RECALL.budget else None
+    held = RECALL.holds(text)
+    recalled = RECALL.get(text, json_text, rules) if held else None
     if recalled is not None:
         yield text, recalled
         return
     scan = PieceScan(text, json_text=json_text, rules=rules)
-    whole: list[Finding] = []
+    whole: list[Finding] = []  # what is remembered (none of a text too large to hold)
     offset = 0
     while not scan.done:
         size = pace.size
@@ -127,10 +128,12 @@ def find_steps(
         t0 = clock()
         stretch, found = scan.step(size)
         pace.took(read, clock() - t0)
-        whole.extend(_shifted(found, offset))
-        offset += len(stretch)
+        if held:
+            whole.extend(_shifted(found, offset))
+            offset += len(stretch)
         yield stretch, found
-    RECALL.put(text, json_text, rules, whole)
+    if held:
+        RECALL.put(text, json_text, rules, whole)
 
 
 def _shifted(found: list[Finding], offset: int) -> list[Finding]:

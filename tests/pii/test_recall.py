@@ -211,3 +211,19 @@ def test_resizing_drops_the_oldest_until_it_fits_and_zero_holds_nothing(
     find_pii(texts[-1])
     find_pii(texts[-1])
     assert scans.count == 3 and len(recall) == 0
+
+
+def test_a_text_too_large_to_hold_is_not_even_looked_up(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing a huge text would hold the loop the stepped scan exists to give back."""
+    monkeypatch.setattr(recall, "largest", 5000)
+    text = dense_pii(8000, SAMPLES)
+    before = (recall.hits, recall.misses)
+    for _ in range(2):
+        stretches = list(find_steps(text, Pace(step_s=0.0, size=1500)))
+        assert len(stretches) > 3
+        find_pii(text)
+    assert (recall.hits, recall.misses) == before and len(recall) == 0
+    find_pii(text[:4000])  # one it may hold is looked up
+    assert (recall.hits, recall.misses) == (before[0], before[1] + 1) and len(recall) == 1
