@@ -191,9 +191,9 @@ class Size(msgspec.Struct, frozen=True):
 
 
 class RecallSize(msgspec.Struct, frozen=True):
-    """Memory for the PII recall: a size up to 1GB, or 0/off (no recall)."""
+    """Memory for the PII recall: a size from 1KB to 1GB, or 0/off (no recall)."""
 
-    accepts: str = "a size up to 1GB (8MB, 512KB, or bytes), or 0/off (no recall)"
+    accepts: str = "a size from 1KB to 1GB (8MB, 512KB, or bytes), or 0/off (no recall)"
 
     def parse(self, raw: object) -> int:
         if isinstance(raw, bool) or not isinstance(raw, str | int):
