@@ -345,7 +345,11 @@ class Wire:
     def __init__(self, path: Path) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(10)
-        self.sock.connect(str(path))
+        try:
+            self.sock.connect(str(path))
+        except OSError:
+            self.sock.close()  # not left for the collector to warn about in another test
+            raise
         self.framer = Framer()
         self.pending: list[Reply] = []
 
@@ -369,6 +373,15 @@ class Wire:
         self.sock.close()
 
 
+def accepts(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(sock))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def relay_process(sock: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
@@ -379,8 +392,10 @@ def relay_process(sock: Path) -> Iterator[subprocess.Popen[bytes]]:
         start_new_session=True,
     )
     try:
+        # Until it accepts: the socket file exists from `bind`, a moment before `listen`
+        # (a connect in between is refused: a flake CI hit).
         deadline = time.monotonic() + 10
-        while not sock.exists():
+        while not accepts(sock):
             assert proc.poll() is None and time.monotonic() < deadline, "relay did not start"
             time.sleep(0.01)
         yield proc
