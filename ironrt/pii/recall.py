@@ -7,8 +7,8 @@ same messages. `find_pii` is a pure function of (text, json_text, rules), so the
 of a text seen before can be handed back as they are: a lookup (hashing the text once,
 ~0.3 ns a character, and comparing it) instead of a scan (0.05-0.6 µs a character).
 
-Bounded: what it holds takes at most `BUDGET_BYTES` of memory, texts and findings counted
-(the oldest lookup goes first); no text shorter than `MIN_CHARS` is held (scanning it costs
+Bounded: what it holds takes at most `IRONRT_PII_RECALL_SIZE` of memory (4 MiB), texts and
+findings counted (the oldest lookup goes first); no text shorter than `MIN_CHARS` is held (scanning it costs
 about what the lookup does), nor longer than `LARGEST_CHARS`, nor looked up (one huge
 prompt would evict every conversation, and hashing 15 MiB holds the loop for milliseconds
 the stepped scan of `steps.py` exists to give back). The texts held are the prompts' own,
@@ -39,12 +39,10 @@ from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.rules import Rules
 from ironrt.values import DEFAULT_PII_RECALL_BYTES
 
-__all__ = ["BUDGET_BYTES", "LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
+__all__ = ["LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
 
 #: Shorter texts are scanned every time: a few µs, about what a lookup costs.
 MIN_CHARS = 256
-#: Memory held in all: texts, findings, the map's own entries (`IRONRT_PII_RECALL_SIZE`).
-BUDGET_BYTES = DEFAULT_PII_RECALL_BYTES
 #: What an entry costs besides its text and findings: the map's slot and the key tuple.
 _ENTRY_BYTES = 150
 #: What a string costs besides its characters (`sys.getsizeof("")`, rounded up).
@@ -77,7 +75,9 @@ class Recall:
 
     __slots__ = ("_entries", "_lock", "_size", "budget", "hits", "largest", "misses")
 
-    def __init__(self, budget: int = BUDGET_BYTES, largest: int = LARGEST_CHARS) -> None:
+    def __init__(
+        self, budget: int = DEFAULT_PII_RECALL_BYTES, largest: int = LARGEST_CHARS
+    ) -> None:
         self.budget = budget
         self.largest = largest
         #: Each entry's findings, and what the entry costs.
