@@ -8,10 +8,10 @@ of a text seen before can be handed back as they are: a lookup (hashing the text
 ~0.3 ns a character, and comparing it) instead of a scan (0.05-0.6 µs a character).
 
 Bounded: what it holds takes at most `IRONRT_PII_RECALL_SIZE` of memory (4 MiB), texts and
-findings counted (the oldest lookup goes first); no text shorter than `MIN_CHARS` is held (scanning it costs
-about what the lookup does), nor longer than `LARGEST_CHARS`, nor looked up (one huge
-prompt would evict every conversation, and hashing 15 MiB holds the loop for milliseconds
-the stepped scan of `steps.py` exists to give back). The texts held are the prompts' own,
+findings counted (the oldest lookup goes first); no text shorter than `MIN_CHARS` is held
+(scanning it costs about what the lookup does), nor longer than `LARGEST_CHARS`, nor looked
+up (one huge prompt would evict every conversation, and hashing 15 MiB holds the loop for
+milliseconds the stepped scan of `steps.py` exists to give back). The texts held are the prompts' own,
 already in the daemon's memory while their calls run; nothing is kept beyond these bounds,
 and nothing is written anywhere. It is the process's, shared by its agents (a system
 prompt fifty agents send is scanned once); since a lookup is faster than a scan, an agent
