@@ -11,12 +11,12 @@ Bounded: what it holds takes at most `IRONRT_PII_RECALL_SIZE` of memory (4 MiB),
 findings counted (the oldest lookup goes first); no text shorter than `MIN_CHARS` is held
 (scanning it costs about what the lookup does), nor longer than `LARGEST_CHARS`, nor looked
 up (one huge prompt would evict every conversation, and hashing 15 MiB holds the loop for
-milliseconds the stepped scan of `steps.py` exists to give back). The texts held are the prompts' own,
-already in the daemon's memory while their calls run; nothing is kept beyond these bounds,
-and nothing is written anywhere. It is the process's, shared by its agents (a system
-prompt fifty agents send is scanned once); since a lookup is faster than a scan, an agent
-timing its calls could tell whether a text it already knows word for word was sent lately
-by another: `IRONRT_PII_RECALL_SIZE=0` where that matters (docs/pii.md).
+milliseconds the stepped scan of `steps.py` exists to give back). The texts held are the
+prompts' own, already in the daemon's memory while their calls run; nothing is kept beyond
+these bounds, and nothing is written anywhere. It is the process's, shared by its agents (a
+system prompt fifty agents send is scanned once); since a lookup is faster than a scan, an
+agent timing its calls could tell whether a text it already knows word for word was sent
+lately by another: `IRONRT_PII_RECALL_SIZE=0` where that matters (docs/pii.md).
 
 What is held is made of strings and ints only: each key a (text, JSON or not, the rules'
 serial) tuple, each entry's findings one flat tuple of their fields. The garbage collector
