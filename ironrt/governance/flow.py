@@ -6,7 +6,8 @@ the router only through this object: they set `refusal` to refuse, mutate `body`
 `body_changed`) to rewrite the request, append to `events` to have events published, and
 keep their own private per-call state in `metadata` under their name. Every decision that
 crosses a module (the input bound, the upstream, the budget's claim and hold, the stop
-request, the circuit and retry verdicts) is a typed field. Nothing here does I/O.
+request, the circuit and retry verdicts) is a typed field. Nothing here does I/O. A check
+that only reports may be left for while the upstream answers (`later`).
 
 Text access is provider-neutral: a `TextSlot` is one piece of text inside a request body,
 a response body or a stream event (a message's content, a content part, a tool-call's
@@ -17,6 +18,7 @@ The provider adapters produce the slots; a policy never looks at a provider's JS
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from ironrt.governance.agent import AgentGovernance
     from ironrt.governance.ledger.scope import Claim, Hold
     from ironrt.protocol.events import Event
+
+log = logging.getLogger("ironrt.router")
 
 Endpoint = Literal[
     "chat.completions",
@@ -252,6 +256,11 @@ class Flow:
     #: collected by the relay only when message content is captured for telemetry
     #: (`RouterConfig.capture_completions`); None otherwise.
     output_texts: list[str] | None = None
+    #: Work a policy left for while the upstream answers, because nothing sent depends on
+    #: it (a PII scan that only detects): `(policy, work)`, run once by `run_meanwhile`.
+    meanwhile: list[tuple[str, Callable[[], None]]] | None = None
+    #: The policy whose `meanwhile` work raised, and what it raised: the answer is withheld.
+    meanwhile_failed: tuple[str, Exception] | None = None
 
     @property
     def provider(self) -> str:
@@ -268,6 +277,37 @@ class Flow:
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
+
+    def later(self, policy: str, work: Callable[[], None]) -> None:
+        """Have `work` done while the upstream answers instead of before the request leaves.
+
+        For a check whose outcome changes nothing that is sent (it only counts and
+        reports): done once the request is written, it costs the call nothing a provider
+        answering in milliseconds does not already take. `run_meanwhile` does it: the
+        transport right after its write, else the retry loop when the tries end, at the
+        latest the settlement (a call refused before it was sent still reports)."""
+        if self.meanwhile is None:
+            self.meanwhile = [(policy, work)]
+        else:
+            self.meanwhile.append((policy, work))
+
+    def run_meanwhile(self) -> None:
+        """Do the work `later` was given, once. A raise is kept on `meanwhile_failed` and
+        `failed_policy`, not propagated: the transport calling this is mid-request, and
+        whoever returns the answer withholds it (`send_with_retries`: fail closed)."""
+        work = self.meanwhile
+        if work is None:
+            return
+        self.meanwhile = None
+        for policy, do in work:
+            try:
+                do()
+            except Exception as exc:
+                log.exception("policy %s failed on request (checked while sent)", policy)
+                if self.meanwhile_failed is None:
+                    self.meanwhile_failed = (policy, exc)
+                if self.failed_policy is None:
+                    self.failed_policy = policy
 
     # Text access, delegated to the provider adapter so policies stay shape-agnostic.
     def request_texts(self) -> list[TextSlot]:

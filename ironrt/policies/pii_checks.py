@@ -8,6 +8,7 @@ their patterns at import: not on the daemon's start path).
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -87,15 +88,25 @@ class PiiChecks:
         slots = flow.request_texts()
         size = text_size(slots)
         if size <= self.inline_max:
-            self._request_inline(flow, plan, slots)
+            if plan.block or plan.redact:
+                self._request_inline(flow, plan, slots)
+            else:
+                # Only detecting: nothing sent depends on the scan, so it is done while the
+                # upstream answers, before the answer is checked (`Flow.later`).
+                state = flow.metadata["pii"] = PiiCallState(plan)
+                flow.later(self.name, partial(self._request_scan, flow, plan, slots, state))
         else:
             await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
 
     def _request_inline(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot]) -> None:
         """`_request_steps` for texts checked at once: each text is one `find_pii`, with
         no steps, pace or generator around it (the common call: a short prompt)."""
-        state = PiiCallState(plan)
-        flow.metadata["pii"] = state
+        state = flow.metadata["pii"] = PiiCallState(plan)
+        self._request_scan(flow, plan, slots, state)
+
+    def _request_scan(
+        self, flow: Flow, plan: PiiPlan, slots: list[TextSlot], state: PiiCallState
+    ) -> None:
         rewritten: list[tuple[TextSlot, str]] = []
         for slot in slots:
             json_text = is_json_text(slot, slot.text)

@@ -264,6 +264,7 @@ class RouterService:
         if flow.settled:
             return
         flow.settled = True
+        flow.run_meanwhile()  # a call never sent still reports what its checks found
         gov = flow.agent
         try:
             charge(flow, self.pricer)

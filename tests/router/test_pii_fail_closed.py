@@ -17,8 +17,6 @@ import pytest
 from ironrt.pii import detectors
 from tests.router.test_fail_closed import Router, router  # noqa: F401  (the fixture)
 
-MODES = ("detect", "redact", "block")
-
 
 def _broken(text: str, start: int, out: list[Any]) -> None:
     raise RuntimeError("email detector broke")
@@ -32,7 +30,7 @@ def broken(router: Router, monkeypatch: pytest.MonkeyPatch) -> Iterator[Router]:
     router.agent.pii = "detect"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ("redact", "block"))
 def test_a_raising_detector_refuses_the_request_naming_the_policy(
     broken: Router, mode: str
 ) -> None:
@@ -46,6 +44,27 @@ def test_a_raising_detector_refuses_the_request_naming_the_policy(
     assert body["code"] == "policy_error" and "pii" in err.value.message
     assert "jane@x.io" not in err.value.message
     assert len(broken.upstream.requests) == before  # nothing unchecked left the machine
+
+
+def test_a_detector_raising_on_a_detected_request_withholds_the_answer(broken: Router) -> None:
+    """Detecting only, the request is scanned while the upstream answers (nothing sent
+    depends on the scan: a finding would have gone out too), so a scan that raises finds
+    the request gone; the answer is withheld, as for a reply the checks could not read."""
+    broken.agent.pii = "detect"
+    before = len(broken.upstream.requests)
+    broken.upstream.says = "an answer the checks never read"
+    try:
+        with pytest.raises(openai.InternalServerError) as err:
+            broken.openai.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "mail jane@x.io"}]
+            )
+    finally:
+        broken.upstream.says = None
+    body: Any = err.value.body
+    assert body["code"] == "policy_error" and "pii" in err.value.message
+    assert "jane@x.io" not in err.value.message
+    assert len(broken.upstream.requests) == before + 1
+    assert "never read" not in str(body)
 
 
 @pytest.mark.parametrize("mode", ("redact", "detect"))

@@ -310,3 +310,20 @@ def test_pii_types_change_on_a_running_agent_from_the_next_call(env: Env) -> Non
     assert PHONE in env.sent() and EMAIL not in env.sent()
     r = env.control.patch(f"/v1/agents/{agent_id}", json={"pii_types": {"PHNOE": "off"}})
     assert r.status_code == 400 and "PHONE" in r.text
+
+
+def test_a_detected_call_refused_before_it_is_sent_still_reports_its_pii(env: Env) -> None:
+    """Detecting only, the prompt is scanned while the upstream answers; a call refused
+    before it goes (its budget cannot hold it) is never sent, and is reported all the same
+    when it settles."""
+    agent_id, client = env.start(pii="detect", budget_usd=0.000001)
+    before = len(env.up.requests)
+    with pytest.raises(openai.APIStatusError) as err:
+        ask(client, f"mail {EMAIL} or call {PHONE}")
+    assert err.value.status_code == 402, err.value.message
+    # (at the budget's margin the provider may be asked to count the prompt's tokens)
+    assert all(r.path != "/v1/chat/completions" for r in env.up.requests[before:])
+    wait_until(lambda: alerts(env, agent_id), timeout=5)
+    alert = alerts(env, agent_id)[0]
+    assert alert["direction"] == "request" and alert["counts"] == {"EMAIL": 1, "PHONE": 1}
+    assert alert["action"] == "detected"

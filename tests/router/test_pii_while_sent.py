@@ -1,0 +1,107 @@
+"""A PII check that only detects is done while the upstream answers, not before the request
+leaves: nothing sent depends on it (a finding would go out all the same), so the call need
+not wait for it. One that redacts or blocks is done before, as it must.
+
+The router of tests/router/test_fail_closed.py (the daemon's pipeline served on loopback, a
+real openai SDK, a FakeUpstream over TCP answering after 100 ms, in a thread of its own).
+The email detector is watched: when it reads the prompt, has the upstream received it?
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openai
+import pytest
+
+from ironrt.pii import detectors
+from ironrt.protocol.events import PiiAlert
+from tests.router.test_fail_closed import Router, router  # noqa: F401  (the fixture)
+
+PROMPT = "please mail the invoice to jane@x.io today"
+
+
+def _arrives(check: Callable[[], bool], within: float) -> bool:
+    """Whether `check` holds within `within` seconds (polled; the upstream's thread records
+    a request as it reads it)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+@pytest.fixture
+def watched(
+    router: Router,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Router, list[bool]]]:
+    """The router, and whether the upstream had the prompt when the email detector first
+    read it (waiting up to 2 s for it to arrive: it cannot while the scan holds it back)."""
+    router.faulty.fails = None
+    seen: list[bool] = []
+    real = detectors._emails
+    before = len(router.upstream.requests)
+
+    def watching(text: str, start: int, out: list[Any]) -> None:
+        if "jane@x.io" in text and not seen:  # the prompt (the echoing reply comes later)
+            seen.append(_arrives(lambda: len(router.upstream.requests) > before, 2.0))
+        real(text, start, out)
+
+    monkeypatch.setattr(detectors, "_emails", watching)
+    yield router, seen
+    router.agent.pii = "detect"
+
+
+def _request_alert(router: Router) -> PiiAlert:
+    alerts = [
+        e for e in router.settled[-1].events if isinstance(e, PiiAlert) and e.direction == "request"
+    ]
+    assert len(alerts) == 1, router.settled[-1].events
+    return alerts[0]
+
+
+def test_a_detecting_scan_reads_the_prompt_once_it_is_sent(
+    watched: tuple[Router, list[bool]],
+) -> None:
+    router, seen = watched
+    router.agent.pii = "detect"
+    reply = router.openai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert reply.choices[0].message.content
+    assert seen == [True]  # the upstream had it when the detector read it
+    sent = router.upstream.requests[-1].body
+    assert sent["messages"][0]["content"] == PROMPT  # detect changes nothing sent
+    alert = _request_alert(router)
+    assert alert.counts == {"EMAIL": 1} and alert.action == "detected"
+
+
+def test_a_redacting_scan_reads_the_prompt_before_it_is_sent(
+    watched: tuple[Router, list[bool]],
+) -> None:
+    router, seen = watched
+    router.agent.pii = "redact"
+    router.openai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert seen == [False]
+    sent = router.upstream.requests[-1].body["messages"][0]["content"]
+    assert "jane@x.io" not in sent and "[EMAIL_1]" in sent
+    assert _request_alert(router).action == "redacted"
+
+
+def test_a_blocking_scan_reads_the_prompt_and_nothing_is_sent(
+    watched: tuple[Router, list[bool]],
+) -> None:
+    router, seen = watched
+    router.agent.pii = "block"
+    before = len(router.upstream.requests)
+    with pytest.raises(openai.BadRequestError):
+        router.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+        )
+    assert seen == [False] and len(router.upstream.requests) == before
