@@ -56,52 +56,52 @@ def watched(
     router.agent.pii = "detect"
 
 
-def _request_alert(router: Router) -> PiiAlert:
+def _request_alert(rt: Router) -> PiiAlert:
     alerts = [
-        e for e in router.settled[-1].events if isinstance(e, PiiAlert) and e.direction == "request"
+        e for e in rt.settled[-1].events if isinstance(e, PiiAlert) and e.direction == "request"
     ]
-    assert len(alerts) == 1, router.settled[-1].events
+    assert len(alerts) == 1, rt.settled[-1].events
     return alerts[0]
 
 
 def test_a_detecting_scan_reads_the_prompt_once_it_is_sent(
     watched: tuple[Router, list[bool]],
 ) -> None:
-    router, seen = watched
-    router.agent.pii = "detect"
-    reply = router.openai.chat.completions.create(
+    rt, seen = watched
+    rt.agent.pii = "detect"
+    reply = rt.openai.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
     )
     assert reply.choices[0].message.content
     assert seen == [True]  # the upstream had it when the detector read it
-    sent = router.upstream.requests[-1].body
+    sent = rt.upstream.requests[-1].body
     assert sent["messages"][0]["content"] == PROMPT  # detect changes nothing sent
-    alert = _request_alert(router)
+    alert = _request_alert(rt)
     assert alert.counts == {"EMAIL": 1} and alert.action == "detected"
 
 
 def test_a_redacting_scan_reads_the_prompt_before_it_is_sent(
     watched: tuple[Router, list[bool]],
 ) -> None:
-    router, seen = watched
-    router.agent.pii = "redact"
-    router.openai.chat.completions.create(
+    rt, seen = watched
+    rt.agent.pii = "redact"
+    rt.openai.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
     )
     assert seen == [False]
-    sent = router.upstream.requests[-1].body["messages"][0]["content"]
+    sent = rt.upstream.requests[-1].body["messages"][0]["content"]
     assert "jane@x.io" not in sent and "[EMAIL_1]" in sent
-    assert _request_alert(router).action == "redacted"
+    assert _request_alert(rt).action == "redacted"
 
 
 def test_a_blocking_scan_reads_the_prompt_and_nothing_is_sent(
     watched: tuple[Router, list[bool]],
 ) -> None:
-    router, seen = watched
-    router.agent.pii = "block"
-    before = len(router.upstream.requests)
+    rt, seen = watched
+    rt.agent.pii = "block"
+    before = len(rt.upstream.requests)
     with pytest.raises(openai.BadRequestError):
-        router.openai.chat.completions.create(
+        rt.openai.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
         )
-    assert seen == [False] and len(router.upstream.requests) == before
+    assert seen == [False] and len(rt.upstream.requests) == before
