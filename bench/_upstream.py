@@ -5,9 +5,11 @@
 It answers `POST /v1/chat/completions` (non-streaming JSON, or SSE when the body asks for
 `"stream": true`) and `GET /v1/models` with canned bodies built once, at start-up, by
 ironrt's offline provider (so they are real provider-shaped replies, with usage), and
-`GET /health`. Zero added latency: raw asyncio + httptools, keep-alive, TCP_NODELAY, one
-write per SSE event (as a real provider streams), chunked transfer encoding. It keeps no
-request log, so it does not grow however long the benchmark runs. 127.0.0.1 only.
+`GET /health`. Zero added latency, unless a request's `x-bench-delay-ms` header asks to be
+answered that much later, as a provider would be: raw asyncio + httptools, keep-alive,
+TCP_NODELAY, one write per SSE event (as a real provider streams), chunked transfer
+encoding. It keeps no request log, so it does not grow however long the benchmark runs.
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class _Handler(asyncio.Protocol):
         self.url = b""
         self.body: list[bytes] = []
         self.keep_alive = True
+        self.delay = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,6 +74,11 @@ class _Handler(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.body = []
+        self.delay = 0.0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"x-bench-delay-ms":
+            self.delay = float(value) / 1000
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -82,7 +90,13 @@ class _Handler(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method()
         path = self.url.split(b"?", 1)[0]
-        self.app.answer(self, method, path, b"".join(self.body))
+        body = b"".join(self.body)
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(
+                self.delay, self.app.answer, self, method, path, body
+            )
+        else:
+            self.app.answer(self, method, path, body)
 
 
 class _App:

@@ -17,7 +17,9 @@ Measured, alternating the paths call by call (concurrency 1: the peer in a phase
 own, whose after-work would slow the calls that follow it) or phase by phase
 (concurrency 32): non-streaming latency p50/p90/p99 and requests/s at c=1 and c=32;
 streaming time to first byte (first SSE event) and total at c=1; a 3 KB prompt with PII
-through agents with every policy on (PII detect / redact, rate limits set); the daemon's
+through agents with every policy on (PII detect / redact, rate limits set), the same
+prompt each call, a new one each call, and a new one each call with the upstream answering
+2 ms late (`x-bench-delay-ms`: where a provider's time covers a detecting scan); the daemon's
 start-up time (until the router answers) and RSS after the run. Then the budget figures
 of bench/_budget.py: c=32 throughput of an agent in three budgeted scopes vs one, the
 sequential spender's utilization, the 64-call burst, and the cost of committing each
@@ -100,6 +102,12 @@ def chat_body(content: str, *, stream: bool = False) -> bytes:
     if stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+#: The PII phase run again with an upstream that answers this late (a provider never answers
+#: sooner): what an agent sees of the scan when a provider's time can cover it.
+SLOW_UPSTREAM_MS = 2
+SLOW_KEY = "c1_pii_3kb_slow_upstream"
 
 
 def pii_prompt(size: int = 3072, variant: int | None = None) -> str:
@@ -495,7 +503,8 @@ async def measure(
     # The same prompt every call (a conversation's history, resent every turn: the daemon
     # recalls its scan), then a new prompt every call (each one scanned).
     await alternate(pii_targets, "pii", 20, time.monotonic() + 30)
-    for kind, key in (("pii", "c1_pii_3kb"), ("pii_new", "c1_pii_3kb_new")):
+    kinds = (("pii", "c1_pii_3kb"), ("pii_new", "c1_pii_3kb_new"), ("pii_slow", SLOW_KEY))
+    for kind, key in kinds:
         with CpuMeter(pids) as cpu:
             samples, done = await alternate(
                 pii_targets,
@@ -668,13 +677,14 @@ def main(argv: list[str] | None = None) -> int:
             pii = chat_body(pii_prompt())
             # New prompts: each target its own (two agents never send one text either).
             news = args.pii_iterations + 1
-            pii_new = [chat_body(pii_prompt(variant=i)) for i in range(news * 6)]
+            pii_new = [chat_body(pii_prompt(variant=i)) for i in range(news * 12)]
             results["pii_prompt_bytes"] = len(pii_prompt().encode())
 
             made: list[str] = []
 
             def target(name: str, host: str, port: int, auth: str) -> Target:
                 h = {"authorization": f"Bearer {auth}"}
+                slow = {**h, "x-bench-delay-ms": str(SLOW_UPSTREAM_MS)}
                 own = len(made) % 6
                 made.append(name)
                 return Target(
@@ -688,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
                         "pii_new": [
                             build_request(host, port, path, b, h)
                             for b in pii_new[own * news : (own + 1) * news]
+                        ],
+                        "pii_slow": [
+                            build_request(host, port, path, b, slow)
+                            for b in pii_new[(own + 6) * news : (own + 7) * news]
                         ],
                     },
                 )
@@ -859,6 +873,7 @@ def report(r: dict[str, Any]) -> None:
     for key, what in (
         ("c1_pii_3kb", "the same prompt each call (history resent: its scan recalled)"),
         ("c1_pii_3kb_new", "a new prompt each call (scanned)"),
+        (SLOW_KEY, f"a new prompt each call, the upstream answering in {SLOW_UPSTREAM_MS} ms"),
     ):
         p = r.get(key)
         if not p:
@@ -982,6 +997,16 @@ def report(r: dict[str, Any]) -> None:
                         "ms",
                     )
                 )
+    slow = r.get(SLOW_KEY) or {}
+    if "ironrt_pii_detect" in slow and "ironrt_pii_off" in slow:
+        why = {"detect": "scanned while the upstream answers", "redact": "scanned before sent"}
+        for n in ("ironrt_pii_detect", "ironrt_pii_redact"):
+            mode = n.rsplit("_", 1)[1]
+            over = slow[n]["p50"] - slow["ironrt_pii_off"]["p50"]
+            print(
+                f"3 KB PII prompt (new), {mode}, upstream answering in {SLOW_UPSTREAM_MS} ms: "
+                f"p50 {over:+.3f} ms over PII off ({why[mode]})"
+            )
     for label, value, limit, unit in checks:
         print(
             f"{label}: {value:.3f} {unit} (target <= {limit}): "
