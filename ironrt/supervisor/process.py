@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import anyio
 import psutil
 
+from ironrt.supervisor.procfs import all_stats, read_proc, ticks_at
+
 _START_TIME_TOLERANCE = 0.05  # seconds; /proc start times are in clock ticks
-#: /proc start times are clock ticks since boot.
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: A process that started this long before the agent cannot be one of its own (its
 #: environment was fixed at its exec, before the agent's id existed). The margin is wide:
 #: the agent's start time is a wall-clock time, and the clock may have been stepped since.
@@ -158,13 +158,13 @@ def tree(
     read: on a host with thousands of long-lived processes a stop reads a handful.
 
     One pass over /proc (a stop must not cost a psutil object per process on the host)."""
-    table = _proc_table()
+    table = all_stats()
     members: set[int] = set()
     if _is_leader(pid, started):
         members.add(pid)
         children: dict[int, list[int]] = {}
-        for child, (ppid, _, _, _) in table.items():
-            children.setdefault(ppid, []).append(child)
+        for child, stat in table.items():
+            children.setdefault(stat.ppid, []).append(child)
         todo = [pid]
         while todo:
             for child in children.get(todo.pop(), []):
@@ -174,51 +174,38 @@ def tree(
     # Orphans re-parented to init (their parent exited) are found through the group, and
     # those that also left the group (setsid) through the environment they inherited.
     me = os.getpid()
-    oldest = _ticks_since_boot(born if born is not None else started)
-    for other, (_, pgid, _, ticks) in table.items():
+    oldest = _oldest_ticks(born if born is not None else started)
+    for other, stat in table.items():
         if other in members or other == me:
             continue
-        if pgid == pid or (agent_id is not None and ticks >= oldest and _carries(other, agent_id)):
+        if stat.pgrp == pid or (
+            agent_id is not None and stat.start_ticks >= oldest and _carries(other, agent_id)
+        ):
             members.add(other)
     return _processes(members)
 
 
-def _ticks_since_boot(epoch_s: float | None) -> int:
-    """The /proc start time (clock ticks since boot) of a process started at `epoch_s`,
-    less the margin; 0 (every process) when not known."""
+def _oldest_ticks(epoch_s: float | None) -> int:
+    """The /proc start time of a process started at `epoch_s`, less the margin; 0 (every
+    process) when not known."""
     if epoch_s is None:
         return 0
-    since_boot = epoch_s - _BORN_BEFORE_MARGIN_S - psutil.boot_time()
-    return max(int(since_boot * _CLOCK_TICKS), 0)
+    return ticks_at(epoch_s - _BORN_BEFORE_MARGIN_S)
 
 
 def escaped(agent_id: str, born: float | None = None) -> list[psutil.Process]:
     """Live processes carrying the agent's id: what is left of its tree once it ended
     (`born`: when its last run started; older processes are not read, as in `tree`)."""
     me = os.getpid()
-    oldest = _ticks_since_boot(born)
+    oldest = _oldest_ticks(born)
     return _processes(
         other
-        for other, (_, _, state, ticks) in _proc_table().items()
-        if other != me and state != b"Z" and ticks >= oldest and _carries(other, agent_id)
+        for other, stat in all_stats().items()
+        if other != me
+        and stat.state != b"Z"
+        and stat.start_ticks >= oldest
+        and _carries(other, agent_id)
     )
-
-
-def _proc_table() -> dict[int, tuple[int, int, bytes, int]]:
-    """pid -> (parent pid, process group, state, start time in clock ticks since boot) of
-    every process, from /proc/PID/stat."""
-    table: dict[int, tuple[int, int, bytes, int]] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        data = _read_proc(f"/proc/{name}/stat")
-        if not data:
-            continue  # ended meanwhile
-        # The command name (2nd field) may hold spaces and parentheses: split after it.
-        fields = data[data.rfind(b")") + 2 :].split()
-        if len(fields) >= 20:  # state is field 3 of stat(5), starttime field 22
-            table[int(name)] = (int(fields[1]), int(fields[2]), fields[0], int(fields[19]))
-    return table
 
 
 def _is_leader(pid: int, started: float | None) -> bool:
@@ -232,23 +219,8 @@ def _is_leader(pid: int, started: float | None) -> bool:
 
 def _carries(pid: int, agent_id: str) -> bool:
     """Whether the process's environment names the agent (other users' are unreadable)."""
-    env = _read_proc(f"/proc/{pid}/environ", 1 << 20)
+    env = read_proc(f"/proc/{pid}/environ", 1 << 20)
     return f"IRONRT_AGENT_ID={agent_id}".encode() in env.split(b"\0")
-
-
-def _read_proc(path: str, limit: int = 4096) -> bytes:
-    """A /proc file's bytes, or b"" (gone, or another user's); raw syscalls: this runs
-    for every process on the host at each stop."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return b""
-    try:
-        return os.read(fd, limit)
-    except OSError:
-        return b""
-    finally:
-        os.close(fd)
 
 
 def _processes(pids: Iterable[int]) -> list[psutil.Process]:

@@ -2,24 +2,23 @@
 
 One walk over /proc serves every agent (a parent map built once per sample), so sampling
 100 agents costs about what sampling one does. Each process is read once, from its
-`/proc/<pid>/stat` line (parent, group, CPU times, start, RSS), by plain reads: psutil's
-`process_iter` built a Process object per process of the machine and took ~4x as long,
-all of it holding the GIL in a worker thread, which the router's event loop then waited
-for (every interval, on a box with hundreds of processes, a few calls' worth of p99).
+`/proc/<pid>/stat` line (parent, group, CPU times, start, RSS; `procfs.py` reads it), by
+plain reads: psutil's `process_iter` built a Process object per process of the machine and
+took ~4x as long, all of it holding the GIL in a worker thread, which the router's event
+loop then waited for (every interval, on a box with hundreds of processes, a few calls'
+worth of p99).
 CPU percent is measured between two samples of the same process (pid and start time).
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
-import psutil
+from ironrt.supervisor.procfs import ProcStat, all_stats, read_stat
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
+__all__ = ["ProcStat", "TreeSample", "TreeSampler", "read_stat"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -33,57 +32,6 @@ class TreeSample:
     cpu_seconds: float = 0.0
 
 
-@dataclass(slots=True, frozen=True)
-class ProcStat:
-    """What a sample needs of one process, from its `/proc/<pid>/stat` line."""
-
-    ppid: int
-    pgrp: int
-    #: user + system, and what it collected of its ended children (seconds).
-    cpu_s: float
-    own_cpu_s: float
-    #: Since boot, in clock ticks: with the pid, what tells a reused pid apart.
-    start_ticks: int
-    rss_bytes: int
-
-    @property
-    def create_time(self) -> float:
-        """As psutil computes it (boot time plus start), so it compares with theirs."""
-        return psutil.boot_time() + self.start_ticks / _TICKS
-
-
-def read_stat(pid: int) -> ProcStat | None:
-    """None if the process is gone (or not readable)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    try:
-        f = data[data.rindex(b")") + 2 :].split()
-        utime, stime, cutime, cstime = int(f[11]), int(f[12]), int(f[13]), int(f[14])
-        return ProcStat(
-            ppid=int(f[1]),
-            pgrp=int(f[2]),
-            cpu_s=(utime + stime + cutime + cstime) / _TICKS,
-            own_cpu_s=(utime + stime) / _TICKS,
-            start_ticks=int(f[19]),
-            rss_bytes=int(f[21]) * _PAGE,
-        )
-    except (ValueError, IndexError):
-        return None
-
-
-def _all_stats() -> dict[int, ProcStat]:
-    out: dict[int, ProcStat] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            stat = read_stat(int(name))
-            if stat is not None:
-                out[int(name)] = stat
-    return out
-
-
 class TreeSampler:
     def __init__(self) -> None:
         #: (pid, start ticks) -> (own CPU seconds, monotonic time) at the last sample.
@@ -92,7 +40,7 @@ class TreeSampler:
     def sample(self, roots: dict[str, tuple[int, float | None]]) -> dict[str, TreeSample]:
         """Sample each agent's tree; `roots` maps agent id to (pid, start time)."""
         now = time.monotonic()
-        stats = _all_stats()
+        stats = all_stats()
         children: dict[int, list[int]] = defaultdict(list)
         for pid, stat in stats.items():
             children[stat.ppid].append(pid)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from ironrt.supervisor import process
+from ironrt.supervisor import process, procfs
 
 AGENT_ID = "ag-tree-walk-test"
 
@@ -42,10 +42,21 @@ def _created(proc: subprocess.Popen[bytes]) -> float:
 def test_the_table_reads_start_times_as_psutil_does(
     escaped_proc: subprocess.Popen[bytes],
 ) -> None:
-    """Field 22 of /proc/PID/stat, in clock ticks since boot (psutil's source too)."""
-    ticks = process._proc_table()[escaped_proc.pid][3]
-    since_boot = _created(escaped_proc) - psutil.boot_time()
-    assert abs(ticks / os.sysconf("SC_CLK_TCK") - since_boot) < 0.02
+    """Field 22 of /proc/PID/stat, in clock ticks since boot (psutil's source too), and
+    the same turned into epoch seconds and back."""
+    stat = procfs.read_stat(escaped_proc.pid)
+    assert stat is not None and stat.ppid == os.getpid() and stat.state in (b"S", b"R")
+    created = _created(escaped_proc)
+    since_boot = created - psutil.boot_time()
+    assert abs(stat.start_ticks / os.sysconf("SC_CLK_TCK") - since_boot) < 0.02
+    assert abs(stat.create_time - created) < 0.02
+    assert abs(procfs.ticks_at(created) - stat.start_ticks) <= 2
+    walked = procfs.all_stats()[escaped_proc.pid]  # the walk reads the same line
+    assert (walked.ppid, walked.pgrp, walked.start_ticks) == (
+        stat.ppid,
+        stat.pgrp,
+        stat.start_ticks,
+    )
 
 
 def test_an_escaped_process_born_after_the_agent_is_in_its_tree(
