@@ -42,6 +42,7 @@ from ironrt.keys import KeysFileError, load_keys
 from ironrt.observe.cost_updates import CostUpdates
 from ironrt.observe.metrics import Metrics
 from ironrt.observe.metrics_http import bind_metrics, metrics_app
+from ironrt.pii.recall import RECALL
 from ironrt.private_home import secure_home
 from ironrt.protocol import DaemonStarted, DaemonStopped
 from ironrt.router.service import RouterService
@@ -264,6 +265,7 @@ async def _serve(settings: Settings, db: Database, started: float, notifier: Not
         restart_backoff=settings.restart_backoff,
         sample_interval=settings.sample_interval,
     )
+    RECALL.resize(settings.pii_recall_size)  # the process's, as the settings are
     router = RouterService(settings, db, bus, supervisor, keys, pii_rules=supervisor.pii_rules)
     db.before_read = router.drain  # the books and the events settled calls left behind
     fleet = _fleet(settings, supervisor)

@@ -35,6 +35,7 @@ from ironrt.keys import ProviderKeys
 from ironrt.library.app import LibraryApp
 from ironrt.library.calls import CURRENT_CALL, SdkCall
 from ironrt.library.transport import SdkTransport
+from ironrt.pii.recall import RECALL
 from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.protocol import AgentStatus, OnBudget, PiiMode
 from ironrt.router.egress import RouterConfig
@@ -119,6 +120,7 @@ class LibraryKernel:
         ledger = Ledger()
         books = Books(db)
         self.pii_rules = rules_files(settings)  # the router's, so scopes are checked by it
+        RECALL.resize(settings.pii_recall_size)  # the process's, as the kernel is
         service = RouterService(
             settings,
             db,

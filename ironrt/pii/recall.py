@@ -152,6 +152,7 @@ class Recall:
             self._size = 0
 
 
-#: The process's: what `find_pii` and `find_steps` consult (resized to the settings'
-#: `IRONRT_PII_RECALL_SIZE` by the router that the daemon or library mode builds).
+#: The process's: what `find_pii` and `find_steps` consult. Sized to the settings'
+#: `IRONRT_PII_RECALL_SIZE` where a process's settings are applied, once: the daemon's start
+#: and library mode's kernel (one a process), not each router built (tests build many).
 RECALL = Recall()

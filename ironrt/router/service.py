@@ -36,7 +36,6 @@ from ironrt.governance.pipeline import Pipeline
 from ironrt.governance.policy import Policy
 from ironrt.governance.pricing import Pricer
 from ironrt.keys import ProviderKeys
-from ironrt.pii.recall import RECALL
 from ironrt.policies.allowlist import AllowlistPolicy
 from ironrt.policies.breaker import CircuitBreakerPolicy
 from ironrt.policies.budget import BudgetPolicy
@@ -133,7 +132,6 @@ class RouterService:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.books = supervisor.books
-        RECALL.resize(settings.pii_recall_size)  # the process's: one router a process
         self.reliability = settings.reliability
         self.pipeline = Pipeline(
             build_policies(

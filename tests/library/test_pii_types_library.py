@@ -91,6 +91,8 @@ mark = len(up.requests)
 p, reply = asyncio.run(main())
 record("async", p, reply, mark)
 up.stop()
+from ironrt.pii.recall import RECALL
+out["recall_budget"] = RECALL.budget  # the kernel's settings: IRONRT_PII_RECALL_SIZE
 json.dump(out, open(sys.argv[1], "w"))
 """
 
@@ -106,7 +108,7 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "IRONRT_NO_AUTOSTART"}
     done = subprocess.run(
         [sys.executable, str(script), str(folder / "out.json")],
-        env={**env, "IRONRT_HOME": str(home)},
+        env={**env, "IRONRT_HOME": str(home), "IRONRT_PII_RECALL_SIZE": "64KB"},
         capture_output=True,
         text=True,
         timeout=90,
@@ -167,3 +169,8 @@ def test_bad_selections_are_refused_at_construction(
         ironrt.protect(pii="redact", **kwargs)
     with pytest.raises(ValueError, match="^" + re.escape(says)):  # not at the first call
         ironrt.protect_agent(pii="redact", **kwargs)
+
+
+def test_the_kernel_sizes_the_recall_as_its_settings_say(seen: dict[str, Any]) -> None:
+    """`IRONRT_PII_RECALL_SIZE` in library mode: the kernel, the process's one, applies it."""
+    assert seen["recall_budget"] == 64 * 1024
