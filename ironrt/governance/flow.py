@@ -261,6 +261,9 @@ class Flow:
     meanwhile: list[tuple[str, Callable[[], None]]] | None = None
     #: The policy whose `meanwhile` work raised, and what it raised: the answer is withheld.
     meanwhile_failed: tuple[str, Exception] | None = None
+    #: Seconds the `meanwhile` work took: the router's own time, even where it overlapped
+    #: the upstream's, so the retry loop takes it out of `upstream_s`.
+    meanwhile_s: float = 0.0
 
     @property
     def provider(self) -> str:
@@ -299,6 +302,7 @@ class Flow:
         if work is None:
             return
         self.meanwhile = None
+        began = time.monotonic()
         for policy, do in work:
             try:
                 do()
@@ -308,6 +312,7 @@ class Flow:
                     self.meanwhile_failed = (policy, exc)
                 if self.failed_policy is None:
                     self.failed_policy = policy
+        self.meanwhile_s += time.monotonic() - began
 
     # Text access, delegated to the provider adapter so policies stay shape-agnostic.
     def request_texts(self) -> list[TextSlot]:

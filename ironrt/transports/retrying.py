@@ -37,11 +37,14 @@ async def send_with_retries(
     while True:
         number += 1
         began = time.monotonic()
+        # The work done meanwhile (by the transport, or here) is the router's time.
+        began_meanwhile = flow.meanwhile_s
         try:
             answer = await transport.attempt(flow, request)
         except AttemptFailed as exc:
             flow.run_meanwhile()
-            attempt = Attempt(number, failure=exc.kind, elapsed=time.monotonic() - began)
+            elapsed = time.monotonic() - began - (flow.meanwhile_s - began_meanwhile)
+            attempt = Attempt(number, failure=exc.kind, elapsed=elapsed)
             flow.upstream_s += attempt.elapsed
             try:
                 delay = pipeline.upstream_attempt(flow, attempt)
@@ -57,7 +60,7 @@ async def send_with_retries(
             number,
             status=answer.status,
             retry_after=answer.retry_after,
-            elapsed=time.monotonic() - began,
+            elapsed=time.monotonic() - began - (flow.meanwhile_s - began_meanwhile),
         )
         flow.upstream_s += attempt.elapsed
         try:

@@ -105,3 +105,29 @@ def test_a_blocking_scan_reads_the_prompt_and_nothing_is_sent(
             model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
         )
     assert seen == [False] and len(rt.upstream.requests) == before
+
+
+def test_a_scan_done_while_sent_is_the_routers_time_not_the_upstreams(
+    router: Router,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trace's overhead (latency minus the upstream's time) keeps the scan in it, as when
+    the scan came first: overlapping the upstream's answer, it is still the router's work.
+    The detector is slowed to 150 ms, longer than the upstream's 100: the answer is in by
+    the time the scan ends, so what is left of the upstream's time is a few ms."""
+    router.faulty.fails = None
+    router.agent.pii = "detect"
+    real = detectors._emails
+
+    def slow(text: str, start: int, out: list[Any]) -> None:
+        if "jane@x.io" in text:
+            time.sleep(0.15)
+        real(text, start, out)
+
+    monkeypatch.setattr(detectors, "_emails", slow)
+    router.openai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+    )
+    flow = router.settled[-1]
+    assert flow.meanwhile_s >= 0.15
+    assert flow.upstream_s < 0.05, (flow.upstream_s, flow.meanwhile_s)
