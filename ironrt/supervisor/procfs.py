@@ -16,7 +16,15 @@ from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["CLOCK_TICKS", "ProcStat", "all_stats", "read_proc", "read_stat", "ticks_at"]
+__all__ = [
+    "CLOCK_TICKS",
+    "ProcStat",
+    "all_stats",
+    "parse_stat",
+    "read_proc",
+    "read_stat",
+    "ticks_at",
+]
 
 #: /proc counts CPU and start times in these per second.
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
