@@ -64,15 +64,23 @@ def _request_alert(rt: Router) -> PiiAlert:
     return alerts[0]
 
 
+@pytest.mark.parametrize("stream", [False, True])
 def test_a_detecting_scan_reads_the_prompt_once_it_is_sent(
-    watched: tuple[Router, list[bool]],
+    watched: tuple[Router, list[bool]], stream: bool
 ) -> None:
     rt, seen = watched
     rt.agent.pii = "detect"
-    reply = rt.openai.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
-    )
-    assert reply.choices[0].message.content
+    if stream:
+        chunks = rt.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    else:
+        reply = rt.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+        )
+        text = reply.choices[0].message.content or ""
+    assert text
     assert seen == [True]  # the upstream had it when the detector read it
     sent = rt.upstream.requests[-1].body
     assert sent["messages"][0]["content"] == PROMPT  # detect changes nothing sent
