@@ -31,7 +31,7 @@ import re
 from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Finding, new_finding, resolve
 from ironrt.pii.ips import NEVER, PRIVATE, ipv4_class, ipv6_class, version_before
-from ironrt.pii.national import bare_number, national_number, regions_of
+from ironrt.pii.national import bare_number, national_number, region_plan
 from ironrt.pii.recall import RECALL
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
@@ -168,7 +168,7 @@ def _nanp_ok(core: str) -> bool:
 
 
 def _nanp(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
-    if not regions_of(rules.regions)[0]:  # no country code 1 region configured
+    if not region_plan(rules)[0]:  # no country code 1 region configured
         return None
     start, end = m.span()
     nxt = m.start("next")

@@ -29,7 +29,14 @@ from ironrt.pii.finding import Finding, new_finding
 from ironrt.pii.rules import Rules
 from ironrt.pii.validators import national_phone_ok, phone_ok, ssn_ok
 
-__all__ = ["DIGITS_MIN", "bare_number", "national_number", "national_span", "regions_of"]
+__all__ = [
+    "DIGITS_MIN",
+    "bare_number",
+    "national_number",
+    "national_span",
+    "region_plan",
+    "regions_of",
+]
 
 #: Fewest digits of a national number read in running text (trunk prefix included): dates
 #: (`15.01.2024`, `2024 01 15`) and short codes have fewer.
@@ -50,6 +57,16 @@ def regions_of(regions: tuple[str, ...]) -> tuple[bool, tuple[str, ...], tuple[s
     codes = tuple(dict.fromkeys(str(country_code_for_region(r)) for r in regions))
     nanp = "1" in codes
     return nanp, tuple(r for r in regions if country_code_for_region(r) != 1), codes
+
+
+def region_plan(rules: Rules) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:
+    """`regions_of(rules.regions)`, kept on the rules once asked (the cache's key, a tuple
+    of a dozen regions hashed on every call, cost more than the rest of a number's check)."""
+    plan = rules.region_plan
+    if plan is None:
+        plan = regions_of(rules.regions)
+        object.__setattr__(rules, "region_plan", plan)
+    return plan
 
 
 def _other_shape(groups: list[str], seps: str) -> bool:
@@ -112,7 +129,7 @@ _CURRENCY = frozenset("$€£¥₹")
 
 def national_number(text: str, m: re.Match[str], rules: Rules) -> Finding | None:
     """A national number in a configured region's format; without a cue, in plausible groups."""
-    national = regions_of(rules.regions)[1]
+    national = region_plan(rules)[1]
     start = m.start()
     if not national or _CURRENCY.intersection(text[start - 2 if start > 1 else 0 : start]):
         return None

@@ -44,6 +44,11 @@ class Rules:
     #: Tells these rules apart from every other `Rules` of the process, as identity does,
     #: in a plain int (what `recall.py` keys on: no reference the collector must follow).
     serial: int = field(init=False, default=0)
+    #: `national.regions_of(regions)`, kept here at its first use (`national.region_plan`):
+    #: a scan asks for it once per candidate number.
+    region_plan: tuple[bool, tuple[str, ...], tuple[str, ...]] | None = field(
+        init=False, default=None, repr=False
+    )
 
     def __post_init__(self) -> None:
         width = max((e.width + 1 for e in self.entities if self.wants(e.name)), default=0)
