@@ -18,19 +18,19 @@ import pytest
 
 from ironrt.pii import detectors
 from ironrt.protocol.events import PiiAlert
+from ironrt.tempdaemon import wait_until
 from tests.router.test_fail_closed import Router, router  # noqa: F401  (the fixture)
 
 PROMPT = "please mail the invoice to jane@x.io today"
 
 
 def _arrives(check: Callable[[], bool], within: float) -> bool:
-    """Whether `check` holds within `within` seconds (polled; the upstream's thread records
-    a request as it reads it)."""
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
+    """Whether `check` holds within `within` seconds (the upstream's thread records a
+    request as it reads it)."""
+    try:
+        wait_until(check, timeout=within, interval=0.002)
+    except AssertionError:
+        return False
     return True
 
 
