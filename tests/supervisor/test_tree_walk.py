@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from ironrt.supervisor import process, procfs
+from ironrt.tempdaemon import wait_until
 
 AGENT_ID = "ag-tree-walk-test"
 
@@ -29,6 +30,11 @@ def escaped_proc() -> Iterator[subprocess.Popen[bytes]]:
         start_new_session=True,
     )
     try:
+        # Popen returns once the exec closed its close-on-exec pipe, which the kernel does
+        # before it lays out the new environment: read in that window (a loaded machine
+        # widens it), /proc/PID/environ is still empty. Wait until it holds the id.
+        mark = f"IRONRT_AGENT_ID={AGENT_ID}".encode()
+        wait_until(lambda: mark in procfs.read_proc(f"/proc/{proc.pid}/environ", 1 << 20))
         yield proc
     finally:
         proc.kill()
