@@ -45,6 +45,8 @@ from ironrt.supervisor.spawning import spawn_run
 log = logging.getLogger("ironrt.supervisor")
 S = AgentStatus
 STARTSECS = 1.0  # a process that lives this long counts as started (supervisord's rule)
+#: Longest an ended agent's exit is held for the relay to write its last output (seconds).
+LOG_FLUSH_WAIT = 5.0
 
 
 class Lifecycle:
@@ -149,6 +151,14 @@ class Lifecycle:
         r.exit_code, r.signal = code, sig
         r.ended_at = utcnow()
         self.revoke(m)
+        # Its last lines in its log before anyone is told it ended (`stop` returns, a
+        # restart begins), bounded: a relay gone or a full disk does not hold the stop.
+        if not await self.logs.flushed(r.id, LOG_FLUSH_WAIT):
+            log.warning(
+                "agent %s: its last output was not all written to its log within %gs of its exit",
+                r.id,
+                LOG_FLUSH_WAIT,
+            )
         self.logs.release(r.id)
         if m.stop_requested:
             # Announced first: `stop` returns once the status is final, and by then the

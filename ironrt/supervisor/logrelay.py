@@ -16,13 +16,11 @@ stdlib-only siblings, `logwire` (the protocol, shared with the daemon's `logrela
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import selectors
 import signal
 import socket
 import sys
-import termios
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,14 +28,20 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING or __package__:
     from ironrt.supervisor import logsocket
-    from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
+    from ironrt.supervisor.logwire import (
+        MAX_FDS_PER_MESSAGE,
+        Framer,
+        Message,
+        encode,
+        readable_bytes,
+    )
     from ironrt.supervisor.logwriter import DISK_FULL, LogWriter
 else:
     # Run as a script: `-I` leaves this directory off sys.path and the ironrt package may
     # not be importable at all, so the siblings are loaded as top-level modules.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import logsocket
-    from logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
+    from logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode, readable_bytes
     from logwriter import DISK_FULL, LogWriter
 
 #: Bytes read from a pipe at a time; also the most the relay holds for a stream in memory.
@@ -283,7 +287,7 @@ class Relay:
                 self._write(stream, data)
                 continue
             try:
-                left = _readable_bytes(stream.fd)
+                left = readable_bytes(stream.fd)
             except OSError:
                 continue
             while left > 0 and stream.name in self.streams:
@@ -411,12 +415,6 @@ def _attach_args(request: Message) -> tuple[str, str, int, int]:
     if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
         raise ValueError("keep must be an integer >= 1")
     return name, path, max_bytes, keep
-
-
-def _readable_bytes(fd: int) -> int:
-    buf = bytearray(4)
-    fcntl.ioctl(fd, termios.FIONREAD, buf)
-    return int.from_bytes(buf, sys.byteorder)
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,13 @@ import anyio
 from anyio.abc import SocketAttribute, UNIXSocketStream
 
 from ironrt.supervisor import logrelay
-from ironrt.supervisor.logwire import MAX_FDS_PER_MESSAGE, Framer, Message, encode
+from ironrt.supervisor.logwire import (
+    MAX_FDS_PER_MESSAGE,
+    Framer,
+    Message,
+    encode,
+    readable_bytes,
+)
 
 log = logging.getLogger("ironrt.supervisor")
 
@@ -41,6 +47,8 @@ START_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0
 #: How often `watch` checks that the relay is still there (seconds).
 WATCH_INTERVAL = 0.5
+#: How often `flushed` looks whether the relay has read an ended agent's pipes (seconds).
+FLUSH_POLL = 0.005
 #: A pipe this big holds a chatty agent's output for a while when a relay is replaced.
 PIPE_SIZE = 1024 * 1024
 #: F_SETPIPE_SZ (Linux only).
@@ -127,6 +135,33 @@ class LogRelay:
         for held in self._held.pop(agent_id, {}).values():
             os.close(held.fd)
             self._released.add(held.name)
+
+    async def flushed(self, agent_id: str, timeout: float) -> bool:
+        """Wait until the relay has written out all an ended agent wrote; False if it has
+        not within `timeout` (no relay reached, a disk that refuses the data).
+
+        `stop` returns, `logs` is read next: the agent's last lines, what it said on its
+        way out, must be in the file by then, and the relay is a process of its own that a
+        loaded machine may not run for a while. Its tree is gone, so nothing more comes:
+        once its pipes are empty the relay has read everything, and since it writes what
+        it reads in the same step, its answer to a request sent after that means the last
+        read is written too.
+        """
+        held = list(self._held.get(agent_id, {}).values())
+        if not held:
+            return True
+        with anyio.move_on_after(timeout):
+            while any(_backlog(h.fd) for h in held):
+                await anyio.sleep(FLUSH_POLL)
+            async with self._lock:
+                if self._conn is None:
+                    return False
+                try:
+                    await self._request({"op": "ping"}, [])
+                except RelayBroken:
+                    return False
+                return True
+        return False
 
     def held(self, agent_id: str) -> list[str]:
         """Names of the streams whose read ends the daemon holds for this agent."""
@@ -384,6 +419,14 @@ class LogRelay:
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             threading.Thread(target=proc.wait, name="logrelay-reaper", daemon=True).start()
+
+
+def _backlog(fd: int) -> int:
+    """Bytes still in a held pipe (0 if it cannot be asked: nothing to wait for)."""
+    try:
+        return readable_bytes(fd)
+    except OSError:
+        return 0
 
 
 def _agent_of(name: str) -> str:

@@ -12,8 +12,11 @@ and imports this module as a top-level one (see `logrelay.py`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import sys
+import termios
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -77,3 +80,11 @@ class Framer:
         while self._fds:
             with contextlib.suppress(OSError):
                 os.close(self._fds.popleft())
+
+
+def readable_bytes(fd: int) -> int:
+    """How many bytes a pipe holds that nobody has read yet (FIONREAD): what the relay
+    drains on its way out, and what the daemon waits to see read after an agent ends."""
+    buf = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return int.from_bytes(buf, sys.byteorder)

@@ -4,10 +4,15 @@ line and keeps every bound at every moment; `logs -n` reads across rotated files
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import psutil
 
 from ironrt.supervisor.logsampler import LogSampler
 from ironrt.tempdaemon import TempDaemon, wait_until
@@ -65,6 +70,59 @@ def test_rotation_at_full_speed_loses_nothing_and_keeps_its_bounds(
     first_whole = 1 if lines[0].startswith("line ") else 0  # a split first line is partial
     assert numbers[first_whole:] == list(range(numbers[first_whole], last + 1))
     assert last > 5 * MAX // 60  # it really wrote past several rotations
+
+
+#: An agent whose last words are many: on SIGTERM it writes ~960 KB (less than its pipe's
+#: 1 MiB buffer, so the kernel takes it all at once) and a final line, then exits.
+LAST_WORDS = """\
+import os, signal, sys, time
+def bye(*_):
+    for i in range(15000):
+        os.write(1, f"closing {i:05d} {'z' * 50}\\n".encode())
+    os.write(1, b"GOODBYE\\n")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, bye)
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def _relay_pid(daemon: TempDaemon) -> int:
+    """The pid of the log relay serving this daemon's home."""
+    home = str(daemon.home)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(a.endswith("logrelay.py") for a in cmdline) and any(home in a for a in cmdline):
+            return int(proc.pid)
+    raise AssertionError("no log relay found for this home")
+
+
+def test_stop_returns_once_the_agents_last_lines_are_in_its_log(
+    daemon: TempDaemon, tmp_path: Path
+) -> None:
+    """`ironrt stop` then `ironrt logs`: the agent's last lines (what it says on its way
+    out, often the most telling) are in its log when `stop` returns. The relay is a process
+    of its own, which a loaded machine may not run for a while: here it is frozen (SIGSTOP)
+    while the agent stops and thawed half a second later, so a `stop` that returned when
+    the agent exited would find its last 960 KB still in the pipe."""
+    script = tmp_path / "last_words.py"
+    script.write_text(LAST_WORDS)
+    agent_id = daemon.rt.start_agent(str(script))
+    live = daemon.home / "logs" / f"{agent_id}.log"
+    wait_until(lambda: b"ready" in _read(live), timeout=20)
+    relay = _relay_pid(daemon)
+    os.kill(relay, signal.SIGSTOP)
+    thaw = threading.Timer(0.5, os.kill, (relay, signal.SIGCONT))
+    thaw.start()
+    try:
+        daemon.rt.stop_agent(agent_id, timeout=10)
+        text = live.read_bytes()
+    finally:
+        thaw.cancel()
+        os.kill(relay, signal.SIGCONT)
+    assert text.endswith(b"GOODBYE\n"), text[-200:]
+    assert text.count(b"closing ") == 15000
 
 
 def _read(path: Path) -> bytes:

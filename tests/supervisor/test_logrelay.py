@@ -300,6 +300,33 @@ async def test_a_killed_relay_is_replaced_and_the_pipe_buffer_loses_nothing(home
     assert check_numbered(read_back(log, 8)) == (0, 120_000)
 
 
+async def test_flushed_waits_for_a_slow_relay_and_gives_up_at_its_bound(home: Path) -> None:
+    """After a writer ends, `flushed` says whether the relay has written all it wrote: not
+    while the relay is frozen (False at the bound, the data still in the pipe), and once it
+    runs again, True with the writer's last line in the file."""
+    log = home / "logs" / "a1.log"
+    async with relay_client(home) as relay:
+        fd = await relay.pipe_for("a1", log, 1 << 22, 2)
+        assert relay.relay_pid is not None
+        os.kill(relay.relay_pid, signal.SIGSTOP)
+        try:
+            # 50,000 lines (~2.3 MB): more than the pipe holds, so the writer is still
+            # blocked when the bound comes.
+            with reaped(spawn_writer(fd, lines=50_000)) as writer:
+                began = time.monotonic()
+                assert not await relay.flushed("a1", 0.3)
+                assert time.monotonic() - began < 5  # bounded (0.3 s asked)
+                assert not ended(log)
+        finally:
+            os.kill(relay.relay_pid, signal.SIGCONT)
+        # `reaped` killed the blocked writer; a second one runs to its end.
+        fd = await relay.pipe_for("a1", log, 1 << 22, 2)
+        with reaped(spawn_writer(fd, lines=20_000)) as writer:
+            assert await wait_proc(writer, 20) == 0
+        assert await relay.flushed("a1", 10)
+        assert ended(log)  # at once: no waiting for the file after `flushed`
+
+
 async def test_a_line_longer_than_a_file_is_split_without_loss(home: Path) -> None:
     log = home / "logs" / "long.log"
     data = b"a" * 2500 + b"\nshort\n"
