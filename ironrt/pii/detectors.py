@@ -252,6 +252,7 @@ _CHECKS = {
 #: Every ASCII digit to `0`, anything else to `x`. `text.encode("ascii", "replace")` has one
 #: byte per character, so in the result `find(b"0")` finds the next digit with memchr.
 _DIGIT_MASK = bytes.maketrans(bytes(range(256)), b"x" * 48 + b"0" * 10 + b"x" * 198)
+_DIGIT = re.compile("[0-9]")
 #: A candidate starts at most this many characters before its first digit (`DE89...`).
 _LEAD = 2
 #: Below this many characters to scan, the mask costs more than it saves (a stream's tail).
@@ -268,6 +269,11 @@ def _numbers(text: str, start: int, out: list[Finding], rules: Rules) -> None:
         if not any(map(text.__contains__, "0123456789")):
             return
         mask = text.encode("ascii", "replace").translate(_DIGIT_MASK)
+    elif _DIGIT.search(text, start) is None:
+        # Short text (a chat turn, a stream's tail): one pass of a single class finds
+        # whether there is a digit at all, where the number pattern would stop at every
+        # capital (an IBAN's first letter) and try its branches there.
+        return
     search, checks = _NUMERIC.search, _CHECKS
     pos = start
     while True:
@@ -418,7 +424,7 @@ def scan(text: str, start: int = 0, rules: Rules = DEFAULT_RULES) -> list[Findin
     if "@" in text and wants("EMAIL"):
         _emails(text, start, out)
     _numbers(text, start, out, rules)
-    if ":" in text and wants("IP"):
+    if text.count(":") > 1 and wants("IP"):  # an IPv6 address holds two colons at least
         _ipv6s(text, start, out, rules)
     if wants("SECRET"):
         find_secrets(text, start, out)
