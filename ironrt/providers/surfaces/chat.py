@@ -216,7 +216,8 @@ class ChatSurface(ApiSurface):
             else:
                 where = "prompt"
             content_slots(msg, "content", ("request", i), where, on_change, out)
-            _tool_call_slots(msg, ("request", i), setter_for, out, with_index=False)
+            if "tool_calls" in msg or "function_call" in msg:  # most messages have neither
+                _tool_call_slots(msg, ("request", i), setter_for, out, with_index=False)
         return out
 
     def response_texts(self, body: Any) -> list[TextSlot]:
@@ -230,10 +231,11 @@ class ChatSurface(ApiSurface):
                 setter = str_setter(message, "content", noop)
                 channel = ("choice", index, "content")
                 out.append(TextSlot(channel, message["content"], setter, "completion"))
-            _tool_call_slots(
-                message, ("choice", index), lambda c, k: str_setter(c, k, noop), out,
-                with_index=False,
-            )  # fmt: skip
+            if "tool_calls" in message or "function_call" in message:
+                _tool_call_slots(
+                    message, ("choice", index), lambda c, k: str_setter(c, k, noop), out,
+                    with_index=False,
+                )  # fmt: skip
         return out
 
     def event_texts(self, ev: StreamEvent) -> list[TextSlot]:
