@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from ironrt.values import BUILTIN_PII_TYPES
 
-__all__ = ["PII_TYPES", "Finding", "PiiType", "new_finding", "resolve"]
+__all__ = ["PII_TYPES", "Counts", "Finding", "PiiType", "count_types", "new_finding", "resolve"]
 
 PiiType = Literal["EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET"]
 
@@ -87,6 +87,18 @@ if TYPE_CHECKING:
     new_finding = Finding
 else:
     new_finding = _Draft
+
+
+#: Findings counted by type: (type, how many) pairs, each type once, in first-seen order.
+Counts = tuple[tuple[str, int], ...]
+
+
+def count_types(types: Iterable[str]) -> Counts:
+    """The findings whose types are `types`, counted by type."""
+    counts: dict[str, int] = {}
+    for t in types:
+        counts[t] = counts.get(t, 0) + 1
+    return tuple(counts.items())
 
 
 _START = attrgetter("start")

@@ -35,7 +35,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import TypeAlias, cast
 
-from ironrt.pii.finding import Finding, new_finding
+from ironrt.pii.finding import Counts, Finding, count_types, new_finding
 from ironrt.pii.rules import Rules
 from ironrt.values import DEFAULT_PII_RECALL_BYTES
 
@@ -45,6 +45,8 @@ __all__ = ["LARGEST_CHARS", "MIN_CHARS", "RECALL", "Recall"]
 MIN_CHARS = 256
 #: What an entry costs besides its text and findings: the map's slot and the key tuple.
 _ENTRY_BYTES = 150
+#: What one (type, count) pair of an entry's counts costs (the pair; the type is shared).
+_COUNT_BYTES = 72
 #: What a string costs besides its characters (`sys.getsizeof("")`, rounded up).
 _STR_BYTES = 56
 #: Larger texts are not held.
@@ -80,8 +82,9 @@ class Recall:
     ) -> None:
         self.budget = budget
         self.largest = largest
-        #: Each entry's findings, and what the entry costs.
-        self._entries: dict[Key, tuple[Packed, int]] = {}
+        #: Each entry's findings, what the entry costs, and its findings counted by type
+        #: (what a call that only detects or blocks needs: no findings built for it).
+        self._entries: dict[Key, tuple[Packed, int, Counts]] = {}
         self._size = 0
         self._lock = threading.Lock()
         #: Lookups that found their text, and those that did not (`ironrt_pii_recall_*`).
@@ -97,11 +100,12 @@ class Recall:
         return self._size
 
     @staticmethod
-    def cost(text: str, packed: Packed) -> int:
+    def cost(text: str, packed: Packed, counts: Counts = ()) -> int:
         """The memory an entry holds: its text, its findings (their values are strings of
-        their own), the map's slot."""
+        their own), their counts, the map's slot."""
         values = cast("tuple[str, ...]", packed[3::5])  # strings: ~50 bytes + characters
         size = sys.getsizeof(text) + sys.getsizeof(packed) + _ENTRY_BYTES
+        size += sys.getsizeof(counts) + _COUNT_BYTES * len(counts)
         return size + sum(map(len, values)) + _STR_BYTES * len(values)
 
     def holds(self, text: str) -> bool:
@@ -110,7 +114,15 @@ class Recall:
 
     def get(self, text: str, json_text: bool, rules: Rules) -> list[Finding] | None:
         """The findings of `text` scanned with `rules` lately (new objects), or None."""
-        key = (text, json_text, rules.serial)
+        entry = self._lookup((text, json_text, rules.serial))
+        return None if entry is None else _unpack(entry[0])
+
+    def counts(self, text: str, json_text: bool, rules: Rules) -> Counts | None:
+        """`get`'s findings counted by type, without building them, or None."""
+        entry = self._lookup((text, json_text, rules.serial))
+        return None if entry is None else entry[2]
+
+    def _lookup(self, key: Key) -> tuple[Packed, int, Counts] | None:
         with self._lock:
             entry = self._entries.pop(key, None)
             if entry is None:
@@ -118,21 +130,22 @@ class Recall:
                 return None
             self.hits += 1
             self._entries[key] = entry  # now the most recent
-        return _unpack(entry[0])
+        return entry
 
     def put(self, text: str, json_text: bool, rules: Rules, found: list[Finding]) -> None:
         if len(text) > self.largest:
             return
         key = (text, json_text, rules.serial)
         packed = _pack(found)
-        cost = self.cost(text, packed)
+        counts = count_types(cast("tuple[str, ...]", packed[0::5]))
+        cost = self.cost(text, packed, counts)
         if cost > self.budget:
             return
         with self._lock:
             entries = self._entries
             if key in entries:
                 return
-            entries[key] = (packed, cost)
+            entries[key] = (packed, cost, counts)
             self._size += cost
             while self._size > self.budget:
                 oldest = next(iter(entries))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ironrt.governance.flow import Flow, StreamEvent, TextSlot
 from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
-from ironrt.pii.finding import Finding
+from ironrt.pii.finding import Counts, Finding
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.pii_rules import PiiPlan
@@ -23,6 +23,7 @@ __all__ = [
     "REPEAT",
     "Channel",
     "PiiCallState",
+    "add_counts",
     "close_channel",
     "hide",
     "is_json_text",
@@ -121,6 +122,13 @@ def tally(counts: dict[tuple[str, str], int], findings: list[Finding], where: st
     for f in findings:
         key = (f.type, where)
         counts[key] = counts.get(key, 0) + 1
+
+
+def add_counts(counts: dict[tuple[str, str], int], found: Counts, where: str) -> None:
+    """`tally` for findings already counted by type (`count_pii`)."""
+    for type_, n in found:
+        key = (type_, where)
+        counts[key] = counts.get(key, 0) + n
 
 
 def hide(

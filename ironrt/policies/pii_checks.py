@@ -15,13 +15,14 @@ import anyio
 
 from ironrt.governance.flow import Flow, Refusal, StreamEvent, TextSlot, channel_closed
 from ironrt.pii import StreamRestorer
-from ironrt.pii.detectors import find_pii
+from ironrt.pii.detectors import count_pii, find_pii
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.steps import PIECE_START, STEP_S, TURN_S, Pace, Steps, Turns, drain, find_steps
 from ironrt.policies.pii import PiiPace
 from ironrt.policies.pii_call import (
     REPEAT,
     PiiCallState,
+    add_counts,
     close_channel,
     hide,
     is_json_text,
@@ -99,8 +100,9 @@ class PiiChecks:
             await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
 
     def _request_inline(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot]) -> None:
-        """`_request_steps` for texts checked at once: each text is one `find_pii`, with
-        no steps, pace or generator around it (the common call: a short prompt)."""
+        """`_request_steps` for texts checked at once: each text is one `find_pii` (one
+        `count_pii` where nothing is redacted), with no steps, pace or generator around it
+        (the common call: a short prompt)."""
         state = flow.metadata["pii"] = PiiCallState(plan)
         self._request_scan(flow, plan, slots, state)
 
@@ -108,8 +110,14 @@ class PiiChecks:
         self, flow: Flow, plan: PiiPlan, slots: list[TextSlot], state: PiiCallState
     ) -> None:
         rewritten: list[tuple[TextSlot, str]] = []
+        redacting = state.redacting
         for slot in slots:
             json_text = is_json_text(slot, slot.text)
+            if not redacting:  # detect and block read the types found, nothing more
+                counts = count_pii(slot.text, json_text=json_text, rules=plan.rules)
+                if counts:
+                    add_counts(state.request, counts, slot.where)
+                continue
             findings = find_pii(slot.text, json_text=json_text, rules=plan.rules)
             hidden = hide(state, slot.text, findings, slot.where, json_text)
             if hidden is not None:
@@ -195,14 +203,14 @@ class PiiChecks:
 
     def _count_inline(self, flow: Flow, state: PiiCallState, slots: list[TextSlot]) -> bool:
         """`_response_steps` of a call that only detects, checked at once: each text is
-        one `find_pii`, counted; nothing is rewritten (False: the body is unchanged)."""
+        one `count_pii`; nothing is rewritten (False: the body is unchanged)."""
         rules = state.plan.rules
         for slot in slots:
             if slot.where != REPEAT:
                 json_text = is_json_text(slot, slot.text)
-                findings = find_pii(slot.text, json_text=json_text, rules=rules)
-                if findings:
-                    tally(state.response, findings, slot.where)
+                counts = count_pii(slot.text, json_text=json_text, rules=rules)
+                if counts:
+                    add_counts(state.response, counts, slot.where)
         self._finish(flow, state)
         return False
 

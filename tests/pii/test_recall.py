@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ironrt.pii import detectors
-from ironrt.pii.detectors import find_pii
+from ironrt.pii.detectors import count_pii, find_pii
 from ironrt.pii.recall import MIN_CHARS, Recall
 from ironrt.pii.rules import Rules
 from ironrt.pii.steps import Pace, find_steps
@@ -55,6 +55,41 @@ def test_a_text_sent_again_is_recalled_not_scanned(
     assert shape(again) == shape(first) == fresh(text) and len(first) > 20
     again.clear()  # what a caller does with its list never reaches the next one
     assert shape(find_pii(text)) == shape(first)
+
+
+def test_counts_are_the_findings_counted_whether_scanned_or_recalled(
+    recall: Recall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`count_pii` (a check that detects or blocks) gives `find_pii`'s findings counted by
+    type: from a scan, from the recall after a `count_pii` or a `find_pii` kept the text,
+    for JSON text and under other rules as their own entries, and for a short text."""
+    samples = [*SAMPLES, "10.1.2.3", "DE89 3704 0044 0532 0130 00"]
+    texts = [dense_pii(2500, samples, seed=n) for n in range(5)]
+    emails_only = Rules(types=frozenset({"EMAIL"}))
+
+    def json_of(text: str) -> str:
+        return '{"note": "' + text.replace("\n", "\\n") + '"}'
+
+    def counted(text: str, **kw: object) -> dict[str, int]:
+        types = [f[0] for f in fresh(text, **kw)]
+        return {t: types.count(t) for t in types}
+
+    expected = [
+        (counted(t), counted(t, rules=emails_only), counted(json_of(t), json_text=True))
+        for t in texts
+    ]
+    scans = Scans(monkeypatch)  # counts the scans from here on
+    for text, (plain, emails, in_json) in zip(texts[:4], expected, strict=False):
+        assert len(plain) >= 4  # several types, so the counts are worth checking
+        assert dict(count_pii(text)) == plain  # scanned (and kept)
+        assert dict(count_pii(text)) == plain  # recalled
+        assert dict(count_pii(text, rules=emails_only)) == emails
+        assert dict(count_pii(json_of(text), json_text=True)) == in_json
+    assert scans.count == 3 * 4
+    find_pii(texts[4])  # kept by `find_pii`, counted by `count_pii`
+    assert dict(count_pii(texts[4])) == expected[4][0] and scans.count == 3 * 4 + 1
+    assert count_pii("mail jane.doe@example.com or jd@example.org") == (("EMAIL", 2),)
+    assert count_pii("nothing here") == ()
 
 
 def test_short_texts_and_tails_are_always_scanned(
@@ -124,7 +159,9 @@ def test_findings_count_against_the_budget_as_the_text_does() -> None:
     found = find_pii(text)
     assert len(found) == 40
     packed_cost = Recall.cost(
-        text, tuple(x for f in found for x in (f.type, f.start, f.end, f.value, f.kind))
+        text,
+        tuple(x for f in found for x in (f.type, f.start, f.end, f.value, f.kind)),
+        (("EMAIL", 40),),
     )
     assert packed_cost > 2 * Recall.cost(text, ())
     recall = Recall(budget=(packed_cost + 29) * 10)  # ten of the longest fit, not eleven
@@ -141,11 +178,14 @@ def test_what_it_holds_is_nothing_the_garbage_collector_follows(recall: Recall) 
     for n in range(50):
         find_pii(dense_pii(2000, SAMPLES, seed=n))
     assert len(recall) == 50
-    gc.collect()
-    gc.collect()  # an entry holds its findings' tuple: untracked the pass after theirs
+    # An entry holds its findings' tuple and its counts' tuple of pairs: a tuple is
+    # untracked the pass after those it holds are.
+    for _ in range(3):
+        gc.collect()
     held = recall._entries  # what it holds, looked at from outside
     assert all(not gc.is_tracked(k) and not gc.is_tracked(v) for k, v in held.items())
-    assert sum(len(packed) for packed, _ in held.values()) > 50 * 5
+    assert sum(len(packed) for packed, _, _ in held.values()) > 50 * 5
+    assert all(sum(n for _, n in counts) == len(packed) // 5 for packed, _, counts in held.values())
 
 
 def test_threads_sharing_it_keep_it_within_bounds() -> None:
