@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import re
+from operator import attrgetter
 
 from ironrt.pii.entities import find_entities
 from ironrt.pii.finding import Counts, Finding, count_types, new_finding, resolve
@@ -401,6 +402,9 @@ def find_pii(
     return _find_pii(text, start, json_text, rules)
 
 
+_TYPE = attrgetter("type")
+
+
 def count_pii(text: str, *, json_text: bool = False, rules: Rules = DEFAULT_RULES) -> Counts:
     """`find_pii`'s findings counted by type: all a check that detects or blocks needs.
 
@@ -412,11 +416,11 @@ def count_pii(text: str, *, json_text: bool = False, rules: Rules = DEFAULT_RULE
         counts = RECALL.counts(text, json_text, rules)
         if counts is None:
             found = _find_pii(text, 0, json_text, rules)
-            RECALL.put(text, json_text, rules, found)
-            return count_types(f.type for f in found)
+            counts = count_types(map(_TYPE, found))
+            RECALL.put(text, json_text, rules, found, counts)
         return counts
     found = _find_pii(text, 0, json_text, rules)
-    return count_types(f.type for f in found) if found else ()
+    return count_types(map(_TYPE, found)) if found else ()
 
 
 def _find_pii(text: str, start: int, json_text: bool, rules: Rules) -> list[Finding]:

@@ -132,12 +132,21 @@ class Recall:
             self._entries[key] = entry  # now the most recent
         return entry
 
-    def put(self, text: str, json_text: bool, rules: Rules, found: list[Finding]) -> None:
+    def put(
+        self,
+        text: str,
+        json_text: bool,
+        rules: Rules,
+        found: list[Finding],
+        counts: Counts | None = None,
+    ) -> None:
+        """Keep `text`'s findings; `counts`, if the caller has them, their `count_types`."""
         if len(text) > self.largest:
             return
         key = (text, json_text, rules.serial)
         packed = _pack(found)
-        counts = count_types(cast("tuple[str, ...]", packed[0::5]))
+        if counts is None:
+            counts = count_types(cast("tuple[str, ...]", packed[0::5]))
         cost = self.cost(text, packed, counts)
         if cost > self.budget:
             return
