@@ -55,26 +55,47 @@ class Channel:
     json_text: bool | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class PiiCallState:
-    """What the policy knows about one call."""
+    """What the policy knows about one call.
+
+    Built for every call of an agent with PII checks, most of which only detect: what
+    only redaction needs (the placeholders) is made at its first use, and whether the
+    call redacts, read on every text, is kept as a field."""
 
     plan: PiiPlan
-    placeholders: Placeholders = field(default_factory=Placeholders)
+    #: Whether this call redacts any type (`plan.redacting`).
+    redacting: bool
     #: (type, where) -> findings, in the request and in the response.
-    request: dict[tuple[str, str], int] = field(default_factory=dict)
-    response: dict[tuple[str, str], int] = field(default_factory=dict)
-    channels: dict[Hashable, Channel] = field(default_factory=dict)
-    reported: bool = False
+    request: dict[tuple[str, str], int]
+    response: dict[tuple[str, str], int]
+    channels: dict[Hashable, Channel]
+    reported: bool
     #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
-    novel: NovelPlaceholders | None = None
+    novel: NovelPlaceholders | None
     #: Whether each streamed channel's text was read as JSON, kept after the channel
     #: closes: its repeats (channel + `"full"`) are read the same way.
-    json_streams: dict[Hashable, bool] = field(default_factory=dict)
+    json_streams: dict[Hashable, bool]
+    _placeholders: Placeholders | None
+
+    def __init__(self, plan: PiiPlan) -> None:
+        self.plan = plan
+        self.redacting = plan.redacting
+        self.request = {}
+        self.response = {}
+        self.channels = {}
+        self.reported = False
+        self.novel = None
+        self.json_streams = {}
+        self._placeholders = None
 
     @property
-    def redacting(self) -> bool:
-        return self.plan.redacting
+    def placeholders(self) -> Placeholders:
+        """The agent's values behind this call's placeholders, made at the first use."""
+        placeholders = self._placeholders
+        if placeholders is None:
+            placeholders = self._placeholders = Placeholders()
+        return placeholders
 
     def to_redact(self, findings: list[Finding]) -> list[Finding]:
         """The findings of types this call redacts (the others are only counted)."""
