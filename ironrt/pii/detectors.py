@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import functools
 import re
-from operator import attrgetter
 
 from ironrt.pii.entities import find_entities
-from ironrt.pii.finding import Counts, Finding, count_types, new_finding, resolve
+from ironrt.pii.finding import Counts, Finding, count_findings, new_finding, resolve
 from ironrt.pii.ips import NEVER, PRIVATE, ipv4_class, ipv6_class, version_before
 from ironrt.pii.national import bare_number, national_number, region_plan
-from ironrt.pii.recall import MIN_CHARS, RECALL
+from ironrt.pii.recall import RECALL
 from ironrt.pii.rules import DEFAULT_RULES, Rules
 from ironrt.pii.secrets import find_secrets
 from ironrt.pii.validators import IBAN_LENGTHS, card_brand, iban_ok, ipv4_ok, phone_ok, ssn_ok
@@ -393,16 +392,13 @@ def find_pii(
     A text of 256 characters to 1 MiB scanned from its start is looked up first among those
     scanned lately (`recall.py`): a conversation's earlier messages come again every call.
     """
-    if start == 0 and len(text) >= MIN_CHARS and RECALL.holds(text):  # short: never held
+    if start == 0 and RECALL.holds(text):
         found = RECALL.get(text, json_text, rules)
         if found is None:
             found = _find_pii(text, 0, json_text, rules)
             RECALL.put(text, json_text, rules, found)
         return found
     return _find_pii(text, start, json_text, rules)
-
-
-_TYPE = attrgetter("type")
 
 
 def count_pii(text: str, *, json_text: bool = False, rules: Rules = DEFAULT_RULES) -> Counts:
@@ -412,15 +408,15 @@ def count_pii(text: str, *, json_text: bool = False, rules: Rules = DEFAULT_RULE
     counts kept with its findings, none of them built: for a 3 KB prompt dense with PII,
     36 objects a call that only their types were read from.
     """
-    if len(text) >= MIN_CHARS and RECALL.holds(text):  # a short text is never held
+    if RECALL.holds(text):
         counts = RECALL.counts(text, json_text, rules)
         if counts is None:
             found = _find_pii(text, 0, json_text, rules)
-            counts = count_types(map(_TYPE, found))
+            counts = count_findings(found)
             RECALL.put(text, json_text, rules, found, counts)
         return counts
     found = _find_pii(text, 0, json_text, rules)
-    return count_types(map(_TYPE, found)) if found else ()
+    return count_findings(found) if found else ()
 
 
 def _find_pii(text: str, start: int, json_text: bool, rules: Rules) -> list[Finding]:

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Literal, cast, get_args
 
 from ironrt.values import BUILTIN_PII_TYPES
 
-__all__ = ["PII_TYPES", "Counts", "Finding", "PiiType", "count_types", "new_finding", "resolve"]
+__all__ = [
+    "PII_TYPES",
+    "Counts",
+    "Finding",
+    "PiiType",
+    "count_findings",
+    "count_types",
+    "new_finding",
+    "resolve",
+]
 
 PiiType = Literal["EMAIL", "PHONE", "CARD", "SSN", "IBAN", "IP", "SECRET"]
 
@@ -101,6 +110,12 @@ def count_types(types: Iterable[str]) -> Counts:
     return tuple(counts.items())
 
 
+def count_findings(findings: Iterable[Finding]) -> Counts:
+    """`findings` counted by type."""
+    return count_types(map(_TYPE, findings))
+
+
+_TYPE = attrgetter("type")
 _START = attrgetter("start")
 _END = attrgetter("end")
 

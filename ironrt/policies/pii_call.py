@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ironrt.governance.flow import Flow, StreamEvent, TextSlot
 from ironrt.pii import Placeholders, StreamRestorer, StreamScanner
-from ironrt.pii.finding import Counts, Finding
+from ironrt.pii.finding import Counts, Finding, count_findings
 from ironrt.pii.redact import NovelPlaceholders
 from ironrt.pii.stream import StreamRedactor
 from ironrt.policies.pii_rules import PiiPlan
@@ -140,9 +140,8 @@ FIRST_VISIBLE = re.compile(r"\s*(\S)")
 def tally(counts: dict[tuple[str, str], int], findings: list[Finding], where: str) -> None:
     """Count `findings` by (type, where). A plain dict: a `Counter` made per call (two a
     call, found or not) cost more than all the counting."""
-    for f in findings:
-        key = (f.type, where)
-        counts[key] = counts.get(key, 0) + 1
+    if findings:
+        add_counts(counts, count_findings(findings), where)
 
 
 def add_counts(counts: dict[tuple[str, str], int], found: Counts, where: str) -> None:
