@@ -246,7 +246,9 @@ class HttpConnection(asyncio.Protocol):
     # -- cycles --------------------------------------------------------------------------
 
     def _start(self, cycle: Cycle) -> None:
-        self.server.track(self.loop.create_task(cycle.run(self.server.app)))
+        server = self.server
+        cycle.task = task = self.loop.create_task(cycle.run(server.app))
+        server.tasks.add(task)  # until `Cycle.run` ends
 
     def response_done(self, cycle: Cycle) -> None:
         """The app sent the last piece of its answer: on to the next request, or close."""

@@ -1,8 +1,9 @@
 """One request and its answer, as the ASGI app sees them: `receive` hands out the body as
 the parser delivers it, `send` frames the answer.
 
-The answer's head is held until the first piece of body comes (or the loop turns without
-one, for a stream that waits for its first event), so a whole answer leaves in ONE
+The answer's head is held until the first piece of body comes (or, for an answer of no
+declared length, a stream that waits for its first event, until the loop turns without
+one), so a whole answer leaves in ONE
 `transport.write`: a second write costs a syscall and, on loopback, a wake-up of the
 reader. The head is built as one bytes block; content-length is the app's when it gives
 one, else the size of a body sent whole, else chunked framing for a body sent in pieces.
@@ -67,6 +68,7 @@ class Cycle:
         "response_complete",
         "scope",
         "started",
+        "task",
     )
 
     def __init__(
@@ -90,6 +92,9 @@ class Cycle:
         self._framing = _LENGTH
         self._left = 0
         self._says_close = False
+        #: The task running the app (`HttpConnection._start`), in the server's set of
+        #: answers in flight until `run` ends.
+        self.task: asyncio.Task[None] | None = None
 
     # -- the parser's side --------------------------------------------------------------
 
@@ -112,6 +117,10 @@ class Cycle:
             if not self.response_complete and not self.disconnected:
                 log.error("wire: the app returned without completing its answer")
                 self._failed()
+        finally:
+            # Out of the server's set here, not by a done callback: that would be one more
+            # callback, and a loop turn of its own, after every answer.
+            self.conn.server.tasks.discard(self.task)  # type: ignore[arg-type]
 
     def _failed(self) -> None:
         """The app broke: a 500 if nothing of its answer is on the wire, else a cut."""
@@ -228,8 +237,12 @@ class Cycle:
             self._framing = _CHUNKED
         else:
             self._framing = -1  # decided by the first piece of body
-        # A stream's first event may be long in coming: its head goes at the next turn.
-        self.conn.loop.call_soon(self._flush_head)  # its loop: no lookup (a getpid) a call
+        if length is None:
+            # A stream's first event may be long in coming: its head goes at the next turn
+            # (its loop: no lookup, a getpid, a call). An answer of a known length is no
+            # use to the client before its body: its head waits for it, and no callback
+            # (a loop turn of its own after the answer) is scheduled for it.
+            self.conn.loop.call_soon(self._flush_head)
 
     def _flush_head(self) -> None:
         if not self.head_written and not self.disconnected:

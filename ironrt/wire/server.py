@@ -45,6 +45,7 @@ class Server:
         self.backlog = backlog
         self.started = False
         self.connections: set[HttpConnection] = set()
+        #: The answers in flight (`Cycle.run` takes its task out as it ends).
         self.tasks: set[asyncio.Task[None]] = set()
         self._should_exit = False
         self._exit: asyncio.Event | None = None
@@ -62,10 +63,6 @@ class Server:
         if value and loop is not None and event is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop just stopped
                 loop.call_soon_threadsafe(event.set)
-
-    def track(self, task: asyncio.Task[None]) -> None:
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve `sockets` until `should_exit` (or cancellation), then shut down."""

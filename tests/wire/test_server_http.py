@@ -191,6 +191,16 @@ class App:
         }[scope["query_string"] or b"value"]
         await self.answer(send, 200, b"{}", (b"x-fine", b"ok"), bad, (b"x-also", b"fine"))
 
+    async def do_held(self, scope: Scope, receive: Any, send: Any) -> None:
+        """Starts its answer, then waits for the test before sending the body: with a
+        content-length (`?length`), else as a stream."""
+        headers = [(b"content-length", b"4")] if scope["query_string"] == b"length" else []
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        self.seen["held"] = "started"
+        while not self.gate.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": b"body"})
+
     async def do_gated(self, scope: Scope, receive: Any, send: Any) -> None:
         self.seen["gated"] = "waiting"
         while not self.gate.is_set():
@@ -396,6 +406,62 @@ def test_one_write_per_whole_answer_and_per_stream_piece(running: Running, app: 
     # and one for the end.
     assert app.seen["plain_writes"] == 1
     assert app.seen["stream_writes"] == 4
+
+
+@pytest.mark.parametrize("query", ["length", "stream"])
+def test_a_head_goes_with_its_body_unless_the_length_is_unknown(query: str) -> None:
+    """An answer of known length is of no use to the client before its body: its head
+    waits for it (one write, no callback a call). A stream's head goes at the next loop
+    turn: its first event may be long in coming, and the client learns the status."""
+    app = App()
+    r = Running(app, LIMITS)
+    app.gate.clear()
+    try:
+        with r.connect() as sock:
+            sock.sendall(req(f"/held?{query}", method="GET"))
+            wait_until(lambda: app.seen.get("held") == "started", timeout=5)
+            sock.settimeout(0.3)
+            try:
+                early = sock.recv(65536)
+            except TimeoutError:
+                early = b""
+            app.gate.set()
+            sock.settimeout(10)
+            buf = bytearray(early)
+            status, headers, body = read_answer(sock, buf)
+        assert status == b"HTTP/1.1 200 OK" and body == b"body"
+        if query == "length":
+            assert early == b""
+            assert headers["content-length"] == "4"
+        else:
+            assert early.startswith(b"HTTP/1.1 200 OK\r\n") and early.endswith(b"\r\n\r\n")
+            assert headers["transfer-encoding"] == "chunked"
+        # The answer's task left the server's set of answers in flight as it ended.
+        wait_until(lambda: not r.server.tasks, timeout=5)
+    finally:
+        app.gate.set()
+        r.stop()
+
+
+def test_answers_in_flight_are_tracked_until_they_end(running: Running, app: App) -> None:
+    app.gate.clear()
+    app.seen.pop("gated", None)
+    try:
+        with running.connect() as busy, running.connect() as other:
+            busy.sendall(req("/gated", method="GET"))
+            wait_until(lambda: app.seen.get("gated") == "waiting", timeout=5)
+            assert len(running.server.tasks) == 1
+            buf = bytearray()
+            for i in range(20):
+                other.sendall(req("/echo", str(i).encode()))
+                assert json.loads(read_answer(other, buf)[2])["body"] == str(i)
+            # The 20 answered ones are gone (the last a moment after its answer).
+            wait_until(lambda: len(running.server.tasks) == 1, timeout=5)
+            app.gate.set()
+            assert read_answer(busy, bytearray())[2] == b'{"gated":true}'
+        wait_until(lambda: not running.server.tasks, timeout=5)
+    finally:
+        app.gate.set()
 
 
 def test_tcp_nodelay_is_set_on_accepted_connections(running: Running) -> None:
