@@ -120,7 +120,7 @@ class Cycle:
         finally:
             # Out of the server's set here, not by a done callback: that would be one more
             # callback, and a loop turn of its own, after every answer.
-            self.conn.server.tasks.discard(self.task)  # type: ignore[arg-type]
+            self.conn.server.tasks.discard(self.task)
 
     def _failed(self) -> None:
         """The app broke: a 500 if nothing of its answer is on the wire, else a cut."""
