@@ -36,6 +36,7 @@ from ironrt.protocol.events import ModelMismatch, UsageRejected
 
 #: A token count above this in one call's usage is not believed.
 MAX_REPORTED_TOKENS = 100_000_000
+_NANO = Decimal("1e-9")
 _SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest|v\d+(?::\d+)?)$")
 
 
@@ -51,6 +52,29 @@ def _base(model: str) -> str:
 
 
 def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> str | None:
+    figures = (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_tokens,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    )
+    if min(figures) < 0 or max(figures) > MAX_REPORTED_TOKENS:
+        return _bad_count(usage)
+    if usage.cached_tokens + usage.cache_write_tokens > usage.input_tokens:
+        return "cached tokens exceed the input tokens"
+    if usage.reasoning_tokens > usage.output_tokens:
+        return "reasoning tokens exceed the output tokens"
+    if output_cap is not None and usage.output_tokens > output_cap * max(choices, 1):
+        return (
+            f"{usage.output_tokens} output tokens reported, but the provider was told to "
+            f"produce at most {output_cap * max(choices, 1)}"
+        )
+    return None
+
+
+def _bad_count(usage: TokenUsage) -> str:
+    """Which count is out of range, named (every call checks the range in one go)."""
     counts = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
@@ -63,16 +87,7 @@ def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> st
             return f"{name} is negative ({value})"
         if value > MAX_REPORTED_TOKENS:
             return f"{name} is absurd ({value})"
-    if usage.cached_tokens + usage.cache_write_tokens > usage.input_tokens:
-        return "cached tokens exceed the input tokens"
-    if usage.reasoning_tokens > usage.output_tokens:
-        return "reasoning tokens exceed the output tokens"
-    if output_cap is not None and usage.output_tokens > output_cap * max(choices, 1):
-        return (
-            f"{usage.output_tokens} output tokens reported, but the provider was told to "
-            f"produce at most {output_cap * max(choices, 1)}"
-        )
-    return None
+    raise AssertionError("no count is out of range")
 
 
 def charge(flow: Flow, pricer: Pricer) -> None:
@@ -92,7 +107,7 @@ def charge(flow: Flow, pricer: Pricer) -> None:
             flow.emit(UsageRejected(reason=problem, charged_usd=reserved))
             return
         cost = _price(flow, pricer, usage)
-        flow.cost_usd = reserved if cost is None else float(cost.quantize(Decimal("1e-9")))
+        flow.cost_usd = reserved if cost is None else float(cost.quantize(_NANO))
         return
     billed = flow.upstream_failure in ("timeout", "protocol") or (
         flow.upstream_status is not None and 200 <= flow.upstream_status < 300

@@ -157,3 +157,37 @@ def test_a_scenario_that_charges_every_kind() -> None:
         "upstream_error": {False},
         "connect": {False},
     }
+
+
+def _decimal_nanos(value: float) -> int:
+    """The reference: the float's decimal form, times 1e9, rounded half up."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    return int((Decimal(repr(value)) * 1_000_000_000).quantize(Decimal(1), ROUND_HALF_UP))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        # What charging sets: whole nano-dollars as a float.
+        st.integers(min_value=-(10**13), max_value=10**13).map(lambda n: n / 1_000_000_000),
+        # Anything else, halves of a nano-dollar included.
+        st.integers(min_value=-(10**13), max_value=10**13).map(lambda n: (n + 0.5) / 1e9),
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e7, max_value=1e7),
+    )
+)
+def test_usd_to_nanos_without_decimal_gives_what_decimal_gives(value: float) -> None:
+    """The float fast path of `usd_to_nanos` (a cost already on the nano-dollar grid)
+    never differs from the exact Decimal rounding."""
+    assert usd_to_nanos(value) == _decimal_nanos(value)
+
+
+def test_usd_to_nanos_refuses_what_is_not_an_amount() -> None:
+    """Not on the fast path: an infinite or undefined amount raises, as it always did."""
+    from decimal import InvalidOperation
+
+    import pytest
+
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises((InvalidOperation, ValueError)):
+            usd_to_nanos(bad)

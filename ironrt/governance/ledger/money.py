@@ -15,10 +15,34 @@ NANOS = 1_000_000_000
 _ONE = Decimal(1)
 
 
+#: Below this many nano-dollars (1,000 USD) a float's product with NANOS is within 1e-3 of
+#: the exact product of its decimal form (`repr`): what `_on_grid` needs to be exact.
+_FAST_BELOW = 10**12
+
+
 def usd_to_nanos(value: Decimal | float, *, up: bool = False) -> int:
     """USD as nano-dollars; `up` rounds a bound upwards so it stays a bound."""
+    if not up and type(value) is float:
+        on_grid = _on_grid(value)
+        if on_grid is not None:
+            return on_grid
     d = value if isinstance(value, Decimal) else Decimal(repr(value))
     return int((d * NANOS).quantize(_ONE, rounding=ROUND_CEILING if up else ROUND_HALF_UP))
+
+
+def _on_grid(value: float) -> int | None:
+    """A cost that is whole nano-dollars already (what charging sets: a price quantized to
+    1e-9), without Decimal: the float's product is within 1e-3 of an integer, so the
+    exact decimal product is within 0.5 of it, and rounding half up gives that integer.
+    None when it is not (or too large to be sure): the Decimal path decides."""
+    scaled = value * NANOS
+    try:
+        whole = round(scaled)
+    except (OverflowError, ValueError):  # inf, nan: the Decimal path says what is wrong
+        return None
+    if -_FAST_BELOW < whole < _FAST_BELOW and abs(scaled - whole) < 1e-3:
+        return whole
+    return None
 
 
 def nanos_to_usd(nanos: int) -> float:
