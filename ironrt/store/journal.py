@@ -8,7 +8,13 @@ with SQLite's WAL at `synchronous=NORMAL` (neither survives a power cut without 
 SQLite is then committed behind the answers, in groups (`ironrt.store.books`).
 
 Each record is one write: a frame header (payload length, CRC-32, sequence number) and
-the msgpack of its statements. The sequence number is the books' own, one per write, and
+the msgpack of its statements, each as (SQL, parameters). A statement's SQL text is
+written in full the first time the file holds it, and as its number after that (the
+texts are numbered in the order the file first holds them, so the reader numbers them
+as it reads): a call's books are the same five or six statements every time, and their
+text was 87 % of a record (2.7 KB), its CRC and its write; now a record is ~300 bytes.
+A file of full texts only (as `encode_record` writes, and journals before numbers were)
+reads the same. The sequence number is the books' own, one per write, and
 every SQLite commit stores the last one it holds (`meta.books_journal_seq`), so replaying
 the journal at start applies exactly the records SQLite is missing, in order, once. A
 record torn by a crash mid-write (or a disk that filled mid-frame) fails its length or
@@ -33,9 +39,12 @@ _FRAME = struct.Struct("<IIQ")
 _MAX_RECORD = 64 * 1024 * 1024
 
 Statement = tuple[str, tuple[Any, ...]]
+#: A statement as a record holds it: its SQL text, or the number of a text the file
+#: already holds.
+_Keyed = tuple[str | int, tuple[Any, ...]]
 
 _encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(list[tuple[str, tuple[Any, ...]]]).decode
+_decode = msgspec.msgpack.Decoder(list[tuple[str | int, tuple[Any, ...]]]).decode
 
 
 class JournalRecord(msgspec.Struct, frozen=True):
@@ -47,18 +56,27 @@ def _crc(seq: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(seq.to_bytes(8, "little")))
 
 
-def encode_record(seq: int, statements: list[Statement]) -> bytes:
+def encode_record(seq: int, statements: list[Statement] | list[_Keyed]) -> bytes:
+    """One record's frame; `statements` as given (full texts read anywhere in a file)."""
     payload = _encode(statements)
     return _FRAME.pack(len(payload), _crc(seq, payload), seq) + payload
 
 
 def read_records(path: Path) -> list[JournalRecord]:
     """The whole records in the file, in order, up to the first torn or corrupt one."""
+    return _read(path)[0]
+
+
+def _read(path: Path) -> tuple[list[JournalRecord], list[str]]:
+    """The whole records, and the SQL texts they hold in the order they first appear
+    (their numbers). A record naming a number no earlier record defined is corrupt."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return []
+        return [], []
     out: list[JournalRecord] = []
+    texts: list[str] = []
+    known: set[str] = set()
     at, end, head = 0, len(data), _FRAME.size
     while at + head <= end:
         length, crc, seq = _FRAME.unpack_from(data, at)
@@ -69,12 +87,23 @@ def read_records(path: Path) -> list[JournalRecord]:
         if _crc(seq, payload) != crc:
             break
         try:
-            statements = _decode(payload)
+            keyed = _decode(payload)
         except msgspec.DecodeError:
             break
-        out.append(JournalRecord(seq, [(sql, tuple(params)) for sql, params in statements]))
+        statements: list[Statement] = []
+        for key, params in keyed:
+            if isinstance(key, str):
+                if key not in known:
+                    known.add(key)
+                    texts.append(key)
+                statements.append((key, tuple(params)))
+            elif 0 <= key < len(texts):
+                statements.append((texts[key], tuple(params)))
+            else:
+                return out, texts
+        out.append(JournalRecord(seq, statements))
         at = start + length
-    return out
+    return out, texts
 
 
 class Journal:
@@ -88,6 +117,10 @@ class Journal:
         #: A torn record could not be cut off: records after it would be invisible to
         #: replay, so nothing more may be acknowledged on the strength of this file.
         self.broken = False
+        #: The number of each SQL text the file holds (the order it first holds them).
+        self._numbers: dict[str, int] = {}
+        if self.size:  # appending to records already there: go on with their numbers
+            self._numbers = {sql: n for n, sql in enumerate(_read(path)[1])}
 
     @classmethod
     def open(cls, path: Path) -> Journal:
@@ -97,13 +130,29 @@ class Journal:
     def append(self, seq: int, statements: list[Statement]) -> bool:
         """Write one record; False if it could not be written whole (a full disk, say),
         in which case the file is cut back to the records before it."""
-        frame = encode_record(seq, statements)
+        numbers = self._numbers
+        fresh: dict[str, int] | None = None  # texts this record defines
+        keyed: list[_Keyed] = []
+        for sql, params in statements:
+            number = numbers.get(sql)
+            if number is None and fresh is not None:
+                number = fresh.get(sql)
+            if number is None:
+                if fresh is None:
+                    fresh = {}
+                fresh[sql] = len(numbers) + len(fresh)
+                keyed.append((sql, params))
+            else:
+                keyed.append((number, params))
+        frame = encode_record(seq, keyed)
         try:
             written = os.write(self._fd, frame)
         except OSError:
             written = -1
         if written == len(frame):
             self.size += written
+            if fresh is not None:  # in the file now: numbered from here on
+                numbers.update(fresh)
             return True
         if written > 0:  # a partial frame would hide every later record from replay
             try:
@@ -116,6 +165,7 @@ class Journal:
         """Drop every record: SQLite holds them all."""
         os.ftruncate(self._fd, 0)
         self.size = 0
+        self._numbers = {}  # the next record defines its texts again
 
     def close(self) -> None:
         if self._fd >= 0:
