@@ -75,6 +75,6 @@ async def read_body(receive: Receive) -> bytes:
 
 
 def request_headers(scope: Scope) -> LowerHeaders:
-    return LowerHeaders(
-        {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    )
+    """The request's headers as text. Their names are lower-case already: ASGI says so,
+    and the daemon's server (`ironrt.wire`) and library mode's scopes both do it."""
+    return LowerHeaders({k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]})
