@@ -1,6 +1,7 @@
 """The plumbing both floor proxies share (floor.py's raw proxy, _governed_floor.py):
 per client connection one upstream connection, opened as the client connects, and a
-request written as soon as it is (held until the upstream connection is open)."""
+request written as soon as it is (held until the upstream connection is open). And the
+bare proxy's ASGI app (floor.py, instructions.py): `ironrt.wire` with nothing on top."""
 
 from __future__ import annotations
 
@@ -70,3 +71,33 @@ def serve(sock: socket.socket, client: Any, *background: Any) -> None:
                 task.cancel()
 
     asyncio.run(run())
+
+
+def bare_app(pool: Any, upstream: str, key: str) -> Any:
+    """An ASGI app forwarding each request as it came to `upstream` through `pool` (an
+    `ironrt.wire.pool.Pool`) and relaying the answer whole: no auth, no parsing of the
+    body, no policy, no record."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+        response = await pool.request("POST", upstream + scope["path"], headers, body)
+        data = await response.read()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(data)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+    return app

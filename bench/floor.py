@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, machine, start_token_agent, table, write_results
 from _governed_floor import governed_proxy
 from _loadgen import Target, alternate, build_request, saturate
-from _proxy_parts import ClientSide, UpstreamSide, serve
+from _proxy_parts import ClientSide, UpstreamSide, bare_app, serve
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
@@ -57,29 +57,7 @@ def _proxy(sock: socket.socket, upstream: str) -> None:
     from ironrt.wire.pool import Pool
 
     pool = Pool(connect_timeout=5, read_timeout=30)
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        headers = {"content-type": "application/json", "authorization": f"Bearer {FAKE_KEY}"}
-        response = await pool.request("POST", upstream + scope["path"], headers, body)
-        data = await response.read()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
-
+    app = bare_app(pool, upstream, FAKE_KEY)
     asyncio.run(make_server(app, unix=False).serve([sock]))
 
 

@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine, table, write_results
+from _proxy_parts import bare_app
 
 WARM = 200
 PATHS = ("bare", "router_detect", "router_off")
@@ -107,31 +108,7 @@ async def _child(path: str, calls: int) -> None:
     db: Any = None
     runner: asyncio.Task[None] | None = None
     if path == "bare":
-        pool = Pool(connect_timeout=5, read_timeout=30)
-
-        async def bare(scope: dict[str, Any], receive: Any, send: Any) -> None:
-            body = b""
-            while True:
-                message = await receive()
-                body += message.get("body", b"")
-                if not message.get("more_body", False):
-                    break
-            headers = {"content-type": "application/json", "authorization": "Bearer sk-x"}
-            response = await pool.request("POST", up_url + scope["path"], headers, body)
-            data = await response.read()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(data)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": data})
-
-        app: Any = bare
+        app: Any = bare_app(Pool(connect_timeout=5, read_timeout=30), up_url, "sk-x")
     else:
         home = Path(tempfile.mkdtemp(prefix="irt-instr-", dir="/tmp"))
         settings = Settings.load(
