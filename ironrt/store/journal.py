@@ -118,9 +118,9 @@ class Journal:
         #: replay, so nothing more may be acknowledged on the strength of this file.
         self.broken = False
         #: The number of each SQL text the file holds (the order it first holds them).
-        self._numbers: dict[str, int] = {}
-        if self.size:  # appending to records already there: go on with their numbers
-            self._numbers = {sql: n for n, sql in enumerate(_read(path)[1])}
+        #: None: records are there already, their numbers read at the first append (the
+        #: books empty the file right after opening it: it is not read twice at start).
+        self._numbers: dict[str, int] | None = None if self.size else {}
 
     @classmethod
     def open(cls, path: Path) -> Journal:
@@ -131,6 +131,8 @@ class Journal:
         """Write one record; False if it could not be written whole (a full disk, say),
         in which case the file is cut back to the records before it."""
         numbers = self._numbers
+        if numbers is None:  # appending to records already there: go on with their numbers
+            numbers = self._numbers = {sql: n for n, sql in enumerate(_read(self.path)[1])}
         fresh: dict[str, int] | None = None  # texts this record defines
         keyed: list[_Keyed] = []
         for sql, params in statements:
