@@ -442,3 +442,36 @@ def test_offline_daemon_needs_no_key(tmp_path: Path) -> None:
         out = run_agent(d, agent_script(tmp_path, "both.py", BOTH_SDKS), budget=1.0)
         assert '"raw_status": 200' in out
         assert len(d.rt.traces()) == 5 and all(t.cost_usd > 0 for t in d.rt.traces())
+
+
+def test_header_names_in_any_case_are_read_and_forwarded(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """HTTP header names are case-insensitive: a client writing `Authorization` and
+    `X-Custom-Flag` (http.client sends names as given) is authenticated, and its own
+    headers reach the provider, under the lower-case names the router reads them by
+    (the daemon's server lower-cases them as it parses; the router relies on it)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    _, token = token_agent(gov, tmp_path, budget=1.0)
+    url = urlsplit(gov.router_url)
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.putrequest("POST", "/v1/chat/completions", skip_accept_encoding=True)
+        conn.putheader("Authorization", f"Bearer {token}")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("X-Custom-Flag", "On")
+        conn.putheader("Accept-Encoding", "gzip")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body.encode())
+        answer = conn.getresponse()
+        assert answer.status == 200, answer.read()[:300]
+        assert json.loads(answer.read())["usage"]["prompt_tokens"] > 0
+    finally:
+        conn.close()
+    sent = upstream.requests[-1].headers
+    assert sent["x-custom-flag"] == "On"
+    assert sent["authorization"] == f"Bearer {OPENAI_KEY}" and token not in json.dumps(sent)
+    assert sent["accept-encoding"] == "identity"  # usage is read from the body
