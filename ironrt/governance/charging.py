@@ -51,6 +51,16 @@ def _base(model: str) -> str:
     return _SNAPSHOT_SUFFIX.sub("", model)
 
 
+#: The counts of a call's usage, each checked to be in range.
+_COUNT_NAMES = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
 def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> str | None:
     figures = (
         usage.input_tokens,
@@ -60,7 +70,12 @@ def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> st
         usage.reasoning_tokens,
     )
     if min(figures) < 0 or max(figures) > MAX_REPORTED_TOKENS:
-        return _bad_count(usage)
+        # Which one, named (every call checks the range in one go, above).
+        for name, value in zip(_COUNT_NAMES, figures, strict=True):
+            if value < 0:
+                return f"{name} is negative ({value})"
+            if value > MAX_REPORTED_TOKENS:
+                return f"{name} is absurd ({value})"
     if usage.cached_tokens + usage.cache_write_tokens > usage.input_tokens:
         return "cached tokens exceed the input tokens"
     if usage.reasoning_tokens > usage.output_tokens:
@@ -71,23 +86,6 @@ def usage_problem(usage: TokenUsage, output_cap: int | None, choices: int) -> st
             f"produce at most {output_cap * max(choices, 1)}"
         )
     return None
-
-
-def _bad_count(usage: TokenUsage) -> str:
-    """Which count is out of range, named (every call checks the range in one go)."""
-    counts = {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cached_tokens": usage.cached_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-    }
-    for name, value in counts.items():
-        if value < 0:
-            return f"{name} is negative ({value})"
-        if value > MAX_REPORTED_TOKENS:
-            return f"{name} is absurd ({value})"
-    raise AssertionError("no count is out of range")
 
 
 def charge(flow: Flow, pricer: Pricer) -> None:

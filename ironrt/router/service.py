@@ -262,8 +262,7 @@ class RouterService:
         if flow.settled:
             return
         flow.settled = True
-        if flow.meanwhile is not None:  # a call never sent still reports what its checks found
-            flow.run_meanwhile()
+        flow.run_meanwhile()  # a call never sent still reports what its checks found
         gov = flow.agent
         try:
             charge(flow, self.pricer)
@@ -333,8 +332,7 @@ class RouterService:
             event.agent_id = gov.agent_id
             event.agent_name, event.project = gov.name or None, gov.project
             self.outbox.put(event)
-        if self.ledger.announcements or self._announcing.locked():
-            await self.announce()  # what this call's settle or refusal announced, and before
+        await self.announce()  # what this call's settle or refusal announced, and before
         if flow.stop_agent:
             try:
                 self._stop_requests.send_nowait(gov.agent_id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import genai_prices
 import httpx
@@ -451,9 +453,6 @@ def test_header_names_in_any_case_are_read_and_forwarded(
     `X-Custom-Flag` (http.client sends names as given) is authenticated, and its own
     headers reach the provider, under the lower-case names the router reads them by
     (the daemon's server lower-cases them as it parses; the router relies on it)."""
-    import http.client
-    from urllib.parse import urlsplit
-
     _, token = token_agent(gov, tmp_path, budget=1.0)
     url = urlsplit(gov.router_url)
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
