@@ -207,9 +207,9 @@ class EventBus:
                 self._writer = BatchWriter.open(self._db.path, checkpoints=False)
             statement = [(event_store.INSERT_SQL, [event_store.row(e) for e in events])]
             if self._writer is not None:
-                ids = await self._writer.write_many(statement, event_store.INSERT_SQL)
+                ids = await self._writer.write_many(statement, event_store.INSERTS)
             else:
-                ids = await self._db.write_many(statement, event_store.INSERT_SQL)
+                ids = await self._db.write_many(statement, event_store.INSERTS)
         except sqlite3.Error as exc:
             # A full disk must not stop the daemon: live subscribers still get them.
             log.error("could not store %d events (%s): %s", len(events), events[0].kind, exc)

@@ -367,16 +367,14 @@ class Books:
             runs.append((_SET_SEQ, [(str(batch[-1].seq),)]))
         try:
             if writer is None:
-                ids = await self.db.write_many(runs, trace_store.INSERT_SQL)
+                ids = await self.db.write_many(runs, trace_store.INSERTS)
             else:
                 # Behind the answers, a loop with time to spare leaves the commit to the
                 # worker thread (`LoopLoad`); a write someone waits for commits now.
                 here = not self._behind or self._load.saturated()
-                done = writer.try_now(runs, trace_store.INSERT_SQL) if here else None
+                done = writer.try_now(runs, trace_store.INSERTS) if here else None
                 ids = (
-                    done
-                    if done is not None
-                    else await writer.write_many(runs, trace_store.INSERT_SQL)
+                    done if done is not None else await writer.write_many(runs, trace_store.INSERTS)
                 )
                 self._since_checkpoint += 1
             # The calls' row ids, in queue order: what `traces/{id}` uses.
@@ -463,4 +461,5 @@ def _statements_of(batch: list[_Write]) -> list[tuple[str, list[tuple[Any, ...]]
     runs[rollup_at:rollup_at] = [
         (sql, [tuple(row) for row in sums.values()]) for sql, sums in rollups.items()
     ]
+    runs[0:1] = trace_store.insert_runs(inserts)
     return runs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,12 @@ class Database:
             return cur.lastrowid or 0
 
     async def write_many(
-        self, batches: list[tuple[str, list[tuple[Any, ...]]]], ids_of: str | None = None
+        self,
+        batches: list[tuple[str, list[tuple[Any, ...]]]],
+        ids_of: AbstractSet[str] = frozenset(),
     ) -> list[int]:
         """Each statement run over many rows, all in one transaction (group commit).
-        Returns the row ids the inserts of statement `ids_of` made, in order (see
+        Returns the row ids the inserts of the statements in `ids_of` made, in order (see
         `writer.run_statements`)."""
         ids: list[int] = []
         async with self._tx:
@@ -119,7 +122,7 @@ class Database:
                 for sql, rows in batches:
                     if rows:
                         await self.conn.executemany(sql, rows)
-                        if sql == ids_of:
+                        if sql in ids_of:
                             last = await self.scalar("SELECT last_insert_rowid()")
                             ids.extend(range(int(last) - len(rows) + 1, int(last) + 1))
                 await self.conn.execute("COMMIT")

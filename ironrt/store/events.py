@@ -16,6 +16,8 @@ from ironrt.protocol.events import AnyEvent, Event, event_fields, from_row
 from ironrt.store.db import Database
 
 INSERT_SQL = "INSERT INTO events(ts, kind, agent_id, data) VALUES(?, ?, ?, ?)"
+#: The statements whose row ids the bus reads back (`Database.write_many`).
+INSERTS = frozenset({INSERT_SQL})
 
 
 def row(event: Event) -> tuple[str, str, str | None, str]:

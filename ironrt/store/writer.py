@@ -24,6 +24,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +137,18 @@ class BatchWriter:
         conn.execute("PRAGMA wal_autocheckpoint=0")
         return cls(conn, path)
 
-    async def write_many(self, batches: Batches, ids_of: str | None = None) -> list[int]:
+    async def write_many(
+        self, batches: Batches, ids_of: AbstractSet[str] = frozenset()
+    ) -> list[int]:
         """Each statement over many rows, all in one transaction, in one thread hop.
-        Returns the row ids the inserts of statement `ids_of` made, in order."""
+        Returns the row ids the inserts of the statements in `ids_of` made, in order."""
         return await anyio.to_thread.run_sync(self._transaction, batches, ids_of)
 
-    def write_now(self, batches: Batches, ids_of: str | None = None) -> list[int]:
+    def write_now(self, batches: Batches, ids_of: AbstractSet[str] = frozenset()) -> list[int]:
         """The same transaction in the calling thread."""
         return self._transaction(batches, ids_of)
 
-    def try_now(self, batches: Batches, ids_of: str | None = None) -> list[int] | None:
+    def try_now(self, batches: Batches, ids_of: AbstractSet[str] = frozenset()) -> list[int] | None:
         """The same transaction in the calling thread if the write lock is free at once;
         None (nothing written) if another connection holds it: never waits for it."""
         with self._lock:
@@ -158,7 +161,7 @@ class BatchWriter:
                 raise
             return self._run(conn, batches, ids_of)
 
-    def _transaction(self, batches: Batches, ids_of: str | None) -> list[int]:
+    def _transaction(self, batches: Batches, ids_of: AbstractSet[str]) -> list[int]:
         """Waits for the write lock up to `BUSY_TIMEOUT_MS` (this connection's own busy
         timeout is 0, so that `try_now` never blocks the loop): in a worker thread."""
         with self._lock:
@@ -177,7 +180,7 @@ class BatchWriter:
             return self._run(conn, batches, ids_of)
 
     @staticmethod
-    def _run(conn: sqlite3.Connection, batches: Batches, ids_of: str | None) -> list[int]:
+    def _run(conn: sqlite3.Connection, batches: Batches, ids_of: AbstractSet[str]) -> list[int]:
         try:
             ids = run_statements(conn, batches, ids_of)
             conn.execute("COMMIT")
@@ -210,22 +213,24 @@ class BatchWriter:
             self._path = None
 
 
-def run_statements(conn: sqlite3.Connection, batches: Batches, ids_of: str | None) -> list[int]:
+def run_statements(
+    conn: sqlite3.Connection, batches: Batches, ids_of: AbstractSet[str]
+) -> list[int]:
     """Run each statement over its rows (inside the caller's transaction); the ids of the
-    rows statement `ids_of` inserted. Inside one write transaction the inserts of one
-    statement into an AUTOINCREMENT table take consecutive ids, the last of which is
-    `last_insert_rowid()`."""
+    rows the statements in `ids_of` inserted, in order. Inside one write transaction the
+    inserts of one statement into an AUTOINCREMENT table take consecutive ids, the last of
+    which is `last_insert_rowid()`."""
     ids: list[int] = []
     for sql, rows in batches:
         if not rows:
             continue
         if len(rows) == 1:  # one call settling alone: no executemany machinery
             cursor = conn.execute(sql, rows[0])
-            if sql == ids_of and cursor.lastrowid is not None:
+            if sql in ids_of and cursor.lastrowid is not None:
                 ids.append(cursor.lastrowid)
             continue
         conn.executemany(sql, rows)
-        if sql == ids_of:
+        if sql in ids_of:
             last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             ids.extend(range(last - len(rows) + 1, last + 1))
     return ids

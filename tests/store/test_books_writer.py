@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from ironrt.governance.ledger import Ledger
+from ironrt.protocol import Trace
 from ironrt.store import books as books_module
+from ironrt.store import traces as trace_store
 from ironrt.store.books import Books
 from ironrt.store.db import Database
 from tests.store.test_usage_rollups import BASE, trace
@@ -176,5 +179,66 @@ async def test_a_batch_sums_its_rollups_and_keeps_the_last_running_totals(
             spent = dict(conn.execute("SELECT scope, spent_nanos FROM scopes").fetchall())
             assert spent["agent:a1"] == 5 and "agent:b2" not in spent  # removed after its spend
         assert max(sizes) >= 32  # the burst did commit as batches
+    finally:
+        await db.close()
+
+
+async def test_traces_holding_none_are_inserted_with_null_in_the_text_in_settle_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sqlite3 binds a None through its adaptation protocol (~0.9 us each, a trace holds
+    several): the books write NULL into the insert's text instead, one text per pattern of
+    NULLs. 48 calls of mixed patterns settle in one turn: no None is bound, each row holds
+    exactly its call's values (NULL where the call had None), and the row ids follow the
+    order the calls settled in, each call told its own."""
+    db = await _open(tmp_path)
+    books = Books(db)
+    bound: list[tuple[str, tuple[Any, ...]]] = []
+    statements_of = books_module._statements_of
+
+    def spied(batch: list[Any]) -> Any:
+        runs = statements_of(batch)
+        bound.extend((sql, row) for sql, rows in runs for row in rows)
+        return runs
+
+    monkeypatch.setattr(books_module, "_statements_of", spied)
+    settled: list[Trace] = []
+
+    async def call(i: int) -> None:
+        t = trace(
+            BASE + dt.timedelta(seconds=i),
+            agent=("a1", "alpha", "proj" if i % 2 else None),
+            cost=None if i % 3 == 0 else 0.001 * i,
+            status=500 if i % 5 == 0 else 200,
+            refusal="budget" if i % 7 == 0 else None,
+        )
+        t = msgspec.structs.replace(
+            t, ttfb_ms=float(i) if i % 4 else None, pid=1000 + i if i % 6 else None
+        )
+        settled.append(t)  # queued in this order: `record` queues before it awaits
+        assert await books.record(t, 0.0, ())
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(books.run)
+            await books.record(trace(BASE), 0.0, ())  # the writer is open
+            async with anyio.create_task_group() as calls:
+                for i in range(48):
+                    calls.start_soon(call, i)
+            books.close()
+        inserts = [(sql, row) for sql, row in bound if sql in trace_store.INSERTS]
+        assert len(inserts) == 49
+        assert not [row for _, row in inserts if None in row]
+        assert len({sql for sql, _ in inserts}) > 8  # many patterns, so many texts
+        ids = [t.id for t in settled]
+        assert ids == sorted(ids) and len(set(ids)) == 48 and ids[0] > 0
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            columns = [c.strip() for c in trace_store._COLS.split(",")]
+            for t in settled:
+                row = conn.execute(
+                    f"SELECT {', '.join(columns)} FROM traces WHERE id = ?", (t.id,)
+                ).fetchone()
+                want = trace_store.insert_statement(t)[1]
+                assert row == want, (t.id, row, want)
     finally:
         await db.close()

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,9 @@ class CommitSpy:
         self.commits: list[tuple[bool, int]] = []
         original = BatchWriter._run
 
-        def run(conn: sqlite3.Connection, batches: Any, ids_of: str | None) -> list[int]:
+        def run(conn: sqlite3.Connection, batches: Any, ids_of: AbstractSet[str]) -> list[int]:
             on_loop = threading.current_thread() is threading.main_thread()
-            inserts = sum(len(rows) for sql, rows in batches if sql == ids_of)
+            inserts = sum(len(rows) for sql, rows in batches if sql in ids_of)
             self.commits.append((on_loop, inserts))
             if delay_s and not on_loop:
                 time.sleep(delay_s)  # a slow disk, in the worker thread only
