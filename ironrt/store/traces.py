@@ -17,10 +17,10 @@ import base64
 import binascii
 import datetime as dt
 import functools
-import itertools
 import logging
 import operator
 import sqlite3
+from collections.abc import Callable
 from typing import Any, Literal
 
 import anyio
@@ -45,7 +45,6 @@ _NULLABLE = tuple(
     if name in {"cost_usd", "ttfb_ms", "error", "project", "pid", "refusal", "overhead_ms"}
 )
 _NULLABLE_OF = operator.itemgetter(*_NULLABLE)
-_NONES = (None,) * len(_NULLABLE)
 #: Every text the books insert traces with: `INSERT_SQL` and its variants with NULLs
 #: (`insert_runs`); the statements whose row ids the books read back.
 INSERTS: set[str] = {INSERT_SQL}
@@ -124,34 +123,38 @@ def insert_runs(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[tuple[Any, 
     `__adapt__` formats an AttributeError: ~0.9 us a None (Python 3.11), against ~0.1 us
     an int or a string, and a call's trace holds two to five of them (no error, no
     refusal, no project, no pid). Runs keep the rows' order, so the ids a transaction
-    gives them stay consecutive and in the order the calls settled."""
+    gives them stay consecutive and in the order the calls settled. A row's pattern is
+    the types of its nullable values (`map(type, ...)`: no Python-level loop over them),
+    and its values are taken by one `itemgetter`."""
     runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-    last: tuple[bool, ...] | None = None
+    last: tuple[type, ...] | None = None
     run: list[tuple[Any, ...]] = []
-    keep: tuple[bool, ...] | None = None
+    take: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
     for row in rows:
-        nulls = tuple(map(operator.is_, _NULLABLE_OF(row), _NONES))
-        if nulls != last:
-            last = nulls
-            sql, keep = _insert_without(nulls)
+        types = tuple(map(type, _NULLABLE_OF(row)))
+        if types != last:
+            last = types
+            sql, take = _insert_for(types)
             run = []
             runs.append((sql, run))
-        run.append(row if keep is None else tuple(itertools.compress(row, keep)))
+        run.append(row if take is None else take(row))
     return runs
 
 
 @functools.cache
-def _insert_without(nulls: tuple[bool, ...]) -> tuple[str, tuple[bool, ...] | None]:
-    """The insert with NULL for each nullable column `nulls` marks, and which parameters
-    it still takes (None: all of them)."""
-    if not any(nulls):
+def _insert_for(
+    types: tuple[type, ...],
+) -> tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]] | None]:
+    """The insert for rows whose nullable values have these types: NULL in its text for
+    each None, and what takes the other values from a row (None: the row as it is)."""
+    null_at = {at for at, kind in zip(_NULLABLE, types, strict=True) if kind is type(None)}
+    if not null_at:
         return INSERT_SQL, None
-    null_at = {at for at, null in zip(_NULLABLE, nulls, strict=True) if null}
-    keep = tuple(i not in null_at for i in range(len(_COLS.split(", "))))
-    values = ", ".join("?" if kept else "NULL" for kept in keep)
+    count = len(_COLS.split(", "))
+    values = ", ".join("NULL" if i in null_at else "?" for i in range(count))
     sql = f"INSERT INTO traces({_COLS}) VALUES ({values})"
     INSERTS.add(sql)
-    return sql, keep
+    return sql, operator.itemgetter(*(i for i in range(count) if i not in null_at))
 
 
 def rollup_statements(t: Trace) -> list[tuple[str, tuple[Any, ...]]]:
