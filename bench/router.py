@@ -999,7 +999,7 @@ def report(r: dict[str, Any]) -> None:
                 )
     slow = r.get(SLOW_KEY) or {}
     if "ironrt_pii_detect" in slow and "ironrt_pii_off" in slow:
-        why = {"detect": "scanned while the upstream answers", "redact": "scanned before sent"}
+        why = {"detect": "scanned after the answer", "redact": "scanned before sent"}
         for n in ("ironrt_pii_detect", "ironrt_pii_redact"):
             mode = n.rsplit("_", 1)[1]
             over = slow[n]["p50"] - slow["ironrt_pii_off"]["p50"]

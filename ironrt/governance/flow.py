@@ -7,7 +7,7 @@ the router only through this object: they set `refusal` to refuse, mutate `body`
 keep their own private per-call state in `metadata` under their name. Every decision that
 crosses a module (the input bound, the upstream, the budget's claim and hold, the stop
 request, the circuit and retry verdicts) is a typed field. Nothing here does I/O. A check
-that only reports may be left for while the upstream answers (`later`).
+that only reports may be left for after the answer (`later`).
 
 Text access is provider-neutral: a `TextSlot` is one piece of text inside a request body,
 a response body or a stream event (a message's content, a content part, a tool-call's
@@ -256,14 +256,10 @@ class Flow:
     #: collected by the relay only when message content is captured for telemetry
     #: (`RouterConfig.capture_completions`); None otherwise.
     output_texts: list[str] | None = None
-    #: Work a policy left for while the upstream answers, because nothing sent depends on
-    #: it (a PII scan that only detects): `(policy, work)`, run once by `run_meanwhile`.
-    meanwhile: list[tuple[str, Callable[[], None]]] | None = None
-    #: The policy whose `meanwhile` work raised, and what it raised: the answer is withheld.
-    meanwhile_failed: tuple[str, Exception] | None = None
-    #: Seconds the `meanwhile` work took: the router's own time, even where it overlapped
-    #: the upstream's, so the retry loop takes it out of `upstream_s`.
-    meanwhile_s: float = 0.0
+    #: Work a policy left for after the answer, because nothing the call sends or answers
+    #: depends on it (a PII scan that only detects): `(policy, work)`, run once by
+    #: `run_afterwards`.
+    afterwards: list[tuple[str, Callable[[], None]]] | None = None
 
     @property
     def provider(self) -> str:
@@ -282,37 +278,37 @@ class Flow:
         self.events.append(event)
 
     def later(self, policy: str, work: Callable[[], None]) -> None:
-        """Have `work` done while the upstream answers instead of before the request leaves.
+        """Have `work` done once the agent has its answer instead of before the request
+        leaves.
 
-        For a check whose outcome changes nothing that is sent (it only counts and
-        reports): done once the request is written, it costs the call nothing a provider
-        answering in milliseconds does not already take. `run_meanwhile` does it: the
-        transport right after its write, else the retry loop when the tries end, at the
-        latest the settlement (a call refused before it was sent still reports)."""
-        if self.meanwhile is None:
-            self.meanwhile = [(policy, work)]
+        For a check whose outcome changes nothing that is sent or answered (it only counts
+        and reports): the request went out and the answer comes back whatever it finds,
+        so neither waits for it. The router does it right after the answer's last byte
+        (`RouterApp`, through `RouterService.after_answer`, which publishes what it
+        reported), on every way a call ends: answered, refused, failed."""
+        if self.afterwards is None:
+            self.afterwards = [(policy, work)]
         else:
-            self.meanwhile.append((policy, work))
+            self.afterwards.append((policy, work))
 
-    def run_meanwhile(self) -> None:
-        """Do the work `later` was given, once. A raise is kept on `meanwhile_failed` and
-        `failed_policy`, not propagated: the transport calling this is mid-request, and
-        whoever returns the answer withholds it (`send_with_retries`: fail closed)."""
-        work = self.meanwhile
+    def run_afterwards(self) -> None:
+        """Do the work `later` was given, once. The answer is out: a raise cannot fail the
+        call any more (it is logged, and what the check would have reported is lost), and
+        must not stop the work of another policy."""
+        work = self.afterwards
         if work is None:
             return
-        self.meanwhile = None
-        began = time.monotonic()
+        self.afterwards = None
         for policy, do in work:
             try:
                 do()
-            except Exception as exc:
-                log.exception("policy %s failed on request (checked while sent)", policy)
-                if self.meanwhile_failed is None:
-                    self.meanwhile_failed = (policy, exc)
-                if self.failed_policy is None:
-                    self.failed_policy = policy
-        self.meanwhile_s += time.monotonic() - began
+            except Exception:
+                log.exception(
+                    "policy %s failed on a request it checked after the answer (agent %s): "
+                    "what it found is not reported",
+                    policy,
+                    self.agent.agent_id,
+                )
 
     # Text access, delegated to the provider adapter so policies stay shape-agnostic.
     def request_texts(self) -> list[TextSlot]:

@@ -138,6 +138,7 @@ class LibraryKernel:
             ledger,
             settings.admission_timeout,
             transport=SdkTransport(),
+            after_answer=service.after_answer,
         )
         service.app.live = self.live
         self.service = service

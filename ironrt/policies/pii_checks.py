@@ -92,8 +92,8 @@ class PiiChecks:
             if plan.block or plan.redact:
                 self._request_inline(flow, plan, slots)
             else:
-                # Only detecting: nothing sent depends on the scan, so it is done while the
-                # upstream answers, before the answer is checked (`Flow.later`).
+                # Only detecting: nothing sent or answered depends on the scan, so it is
+                # done once the agent has its answer (`Flow.later`).
                 state = flow.metadata["pii"] = PiiCallState(plan)
                 flow.later(self.name, partial(self._request_scan, flow, plan, slots, state))
         else:

@@ -99,7 +99,10 @@ class RouterApp:
         ledger: Ledger,
         admission_timeout: float,
         transport: Transport | None = None,
+        after_answer: Callable[[Flow], None] = Flow.run_afterwards,
     ) -> None:
+        """`settle` closes a call's books before its answer; `after_answer` does what the
+        policies left for after it (`Flow.later`) and publishes what that reported."""
         self.config = config
         self.pipeline = pipeline
         self.upstream = upstream
@@ -108,6 +111,7 @@ class RouterApp:
         )
         self.lookup = lookup
         self.settle = settle
+        self.after_answer = after_answer
         self.admitter = Admitter(ledger, self._count, admission_timeout)
         self.strays = StrayLog()
 
@@ -163,9 +167,16 @@ class RouterApp:
         except Exception as exc:
             await self._fail(x, scope, exc)
         finally:
-            if x.flow is not None and not x.flow.settled:
-                with anyio.CancelScope(shield=True):
-                    await self._settle_quietly(x.flow)
+            flow = x.flow
+            if flow is not None:
+                if not flow.settled:
+                    with anyio.CancelScope(shield=True):
+                        await self._settle_quietly(flow)
+                if flow.afterwards is not None:
+                    # The answer is out (or refused, or failed). On the answered path nothing
+                    # between its last byte and here yields to the event loop: a read of
+                    # the events that the answer prompted cannot come in between.
+                    self.after_answer(flow)
 
     async def _serve(self, x: Exchange, scope: Scope, receive: Receive) -> None:
         method: str = scope["method"]

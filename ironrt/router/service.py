@@ -44,7 +44,7 @@ from ironrt.policies.pii_rules import RulesFiles, rules_files
 from ironrt.policies.ratelimit import RateLimitPolicy
 from ironrt.policies.retry import RetryPolicy
 from ironrt.policies.settings import ReliabilitySettings
-from ironrt.protocol import BudgetWindowReset, Trace
+from ironrt.protocol import BudgetWindowReset, Event, Trace
 from ironrt.providers import registry
 from ironrt.router.app import RouterApp
 from ironrt.router.egress import RouterConfig
@@ -157,6 +157,7 @@ class RouterService:
             self.settle,
             ledger,
             settings.admission_timeout,
+            after_answer=self.after_answer,
         )
         self.outbox = Outbox(bus)
         #: Told of every settled call once it is on disk (metrics, spans, telemetry):
@@ -257,12 +258,25 @@ class RouterService:
         await self.books.drain()
         await self.outbox.drain()
 
+    def after_answer(self, flow: Flow) -> None:
+        """The work the policies left for after the answer (`Flow.later`: a PII scan that
+        only detects), and the events it reported, published as the settlement's are."""
+        reported = len(flow.events)
+        flow.run_afterwards()
+        self._publish(flow, flow.events[reported:])
+
+    def _publish(self, flow: Flow, events: list[Event]) -> None:
+        gov = flow.agent
+        for event in events:
+            event.agent_id = gov.agent_id
+            event.agent_name, event.project = gov.name or None, gov.project
+            self.outbox.put(event)
+
     async def settle(self, flow: Flow) -> None:
         """Close the call's books, once: charge, release the hold, commit, announce."""
         if flow.settled:
             return
         flow.settled = True
-        flow.run_meanwhile()  # a call never sent still reports what its checks found
         gov = flow.agent
         try:
             charge(flow, self.pricer)
@@ -328,10 +342,7 @@ class RouterService:
                 observe(trace, flow)
             except Exception:  # an exporter's bug must never fail a call
                 log.exception("call observer %r failed", observe)
-        for event in flow.events:  # stored behind the answer (outbox.py)
-            event.agent_id = gov.agent_id
-            event.agent_name, event.project = gov.name or None, gov.project
-            self.outbox.put(event)
+        self._publish(flow, flow.events)  # stored behind the answer (outbox.py)
         await self.announce()  # what this call's settle or refusal announced, and before
         if flow.stop_agent:
             try:

@@ -208,7 +208,6 @@ class Upstream:
                 request.headers,
                 request.content,
                 self.proxy_for(url),
-                flow.run_meanwhile if flow.meanwhile is not None else None,
             )
         except (ConnectError, ConnectTimeout) as exc:
             # The request never left: a retry cannot double-bill.

@@ -5,10 +5,6 @@ Nothing has reached the agent yet, so retrying is safe; an answer is committed (
 as soon as a try is not retried. A policy that raises in `upstream_attempt` fails the call
 closed (`PolicyFailed` propagates): the answer is released, and the flow says whether the
 provider answered (a 2xx may be billed) or not.
-
-Work the policies left for while the upstream answers (`Flow.later`) is done by the
-transport right after its write; what is left of it when the tries end is done here, and if
-it raised, the answer is withheld as when a policy raises in `upstream_attempt`.
 """
 
 from __future__ import annotations
@@ -37,14 +33,10 @@ async def send_with_retries(
     while True:
         number += 1
         began = time.monotonic()
-        # The work done meanwhile (by the transport, or here) is the router's time.
-        began_meanwhile = flow.meanwhile_s
         try:
             answer = await transport.attempt(flow, request)
         except AttemptFailed as exc:
-            flow.run_meanwhile()
-            elapsed = time.monotonic() - began - (flow.meanwhile_s - began_meanwhile)
-            attempt = Attempt(number, failure=exc.kind, elapsed=elapsed)
+            attempt = Attempt(number, failure=exc.kind, elapsed=time.monotonic() - began)
             flow.upstream_s += attempt.elapsed
             try:
                 delay = pipeline.upstream_attempt(flow, attempt)
@@ -55,18 +47,15 @@ async def send_with_retries(
                 raise Unreachable(exc.kind, str(exc)) from None
             await _back_off(flow, delay)
             continue
-        flow.run_meanwhile()
         attempt = Attempt(
             number,
             status=answer.status,
             retry_after=answer.retry_after,
-            elapsed=time.monotonic() - began - (flow.meanwhile_s - began_meanwhile),
+            elapsed=time.monotonic() - began,
         )
         flow.upstream_s += attempt.elapsed
         try:
             delay = pipeline.upstream_attempt(flow, attempt)
-            if flow.meanwhile_failed is not None:
-                raise PolicyFailed(*flow.meanwhile_failed)
         except PolicyFailed:
             flow.upstream_status = answer.status  # answered: a 2xx may be billed
             await answer.aclose()

@@ -216,17 +216,10 @@ class Connection(asyncio.Protocol):
             raise ConnectError(f"the proxy refused CONNECT {authority}: HTTP {self.status}")
         self.parser = _parser(self)
 
-    async def send(
-        self, data: bytes, head_only: bool = False, sent: Callable[[], None] | None = None
-    ) -> Response:
-        """Write one request (one write); return once the answer's head is in.
-
-        `sent` is called right after the write, before the wait: work that can be done
-        while the server answers (it must not raise)."""
+    async def send(self, data: bytes, head_only: bool = False) -> Response:
+        """Write one request (one write); return once the answer's head is in."""
         self._start(data, head_only)
         self._arm()
-        if sent is not None:
-            sent()
         await self._wait_head()
         return Response(self)
 

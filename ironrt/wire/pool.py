@@ -24,7 +24,6 @@ import base64
 import functools
 import ssl
 from collections import deque
-from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -148,11 +147,8 @@ class Pool:
         headers: dict[str, str],
         body: bytes,
         proxy: str | None = None,
-        sent: Callable[[], None] | None = None,
     ) -> Response:
-        """Send one request (one write) and return its answer, head read, body not yet.
-
-        `sent`: called once the request is written (`Connection.send`)."""
+        """Send one request (one write) and return its answer, head read, body not yet."""
         scheme, host, port, target = split_url(url)
         origin = Origin(scheme, host, port, proxy)
         extra = ""
@@ -165,10 +161,10 @@ class Pool:
         head_only = method == "HEAD"
         conn = await self._acquire(origin)
         try:
-            response = await conn.send(data, head_only, sent)
+            response = await conn.send(data, head_only)
         except StaleConnection:
             conn = await self._open(origin)  # once, fresh: the request was never read
-            response = await conn.send(data, head_only, sent)
+            response = await conn.send(data, head_only)
         response.release = self._release
         return response
 

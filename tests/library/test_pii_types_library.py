@@ -69,6 +69,12 @@ with ironrt.protect(name="own-actions", pii="detect",
 record("own_actions", p, reply, mark)
 
 
+mark = len(up.requests)
+with ironrt.protect(name="detect-only", pii="detect") as p:  # scanned after the answer
+    reply = ask()
+record("detect_only", p, reply, mark)
+
+
 @ironrt.protect_agent(name="decorated", pii="redact", pii_types=["employee_id", "email=off"])
 def decorated():
     return ask()
@@ -118,6 +124,8 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     with sqlite3.connect(home / "ironrt.db") as db:
         rows = db.execute("SELECT name, pii, pii_types FROM agents WHERE kind = 'library'")
         found["records"] = {name: (pii, types and json.loads(types)) for name, pii, types in rows}
+        alerts = db.execute("SELECT agent_id, data FROM events WHERE kind = 'PiiAlert'")
+        found["alerts"] = [(agent, json.loads(data)) for agent, data in alerts]
     return found
 
 
@@ -144,6 +152,7 @@ def test_the_scopes_record_their_selection(seen: dict[str, Any]) -> None:
         "only-email": ("redact", {"EMAIL": "redact", "*": "off"}),
         "every": ("redact", None),
         "own-actions": ("detect", {"PHONE": "redact", "EMPLOYEE_ID": "redact"}),
+        "detect-only": ("detect", None),
         "decorated": ("redact", {"EMPLOYEE_ID": "redact", "EMAIL": "off", "*": "off"}),
         "async": ("redact", {"PHONE": "redact", "*": "off"}),
     }
@@ -174,3 +183,21 @@ def test_bad_selections_are_refused_at_construction(
 def test_the_kernel_sizes_the_recall_as_its_settings_say(seen: dict[str, Any]) -> None:
     """`IRONRT_PII_RECALL_SIZE` in library mode: the kernel, the process's one, applies it."""
     assert seen["recall_budget"] == 64 * 1024
+
+
+def test_a_detect_only_scope_reports_its_prompt_scanned_after_the_answer(
+    seen: dict[str, Any],
+) -> None:
+    """Library mode leaves a detect-only prompt's scan for after the answer, as the daemon
+    does: its request alert is stored all the same, counting what the prompt holds, and
+    the prompt reached the provider as it was."""
+    scope = seen["detect_only"]
+    assert scope["sent"] == [PROMPT]
+    requests = [
+        data
+        for agent, data in seen["alerts"]
+        if agent == scope["id"] and data["direction"] == "request"
+    ]
+    assert len(requests) == 1, seen["alerts"]
+    assert requests[0]["action"] == "detected"
+    assert requests[0]["counts"] == {"EMAIL": 1, "EMPLOYEE_ID": 1, "PHONE": 1}

@@ -129,7 +129,6 @@ def _serve(router: Router, sock: socket.socket, ready: threading.Event, box: lis
             if flow.settled:
                 return
             flow.settled = True
-            flow.run_meanwhile()
             charge(flow, pricer)
             pipeline.complete(flow)
             router.settled.append(flow)

@@ -1,5 +1,6 @@
 """A PII detector that raises fails the call closed: nothing unchecked reaches the provider
-or, in a reply, the agent.
+or, in a reply, the agent. A prompt that is only detected is scanned after the answer:
+there a raise is logged and the answer stands.
 
 The router of tests/router/test_fail_closed.py (the daemon's pipeline, served on loopback,
 a real openai SDK, a FakeUpstream over TCP answering after 100 ms), with the email detector
@@ -8,6 +9,7 @@ replaced by one that raises, as a bug or a pathological input would.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +17,8 @@ import openai
 import pytest
 
 from ironrt.pii import detectors
+from ironrt.protocol.events import PiiAlert
+from ironrt.tempdaemon import wait_until
 from tests.router.test_fail_closed import Router, router  # noqa: F401  (the fixture)
 
 
@@ -46,25 +50,39 @@ def test_a_raising_detector_refuses_the_request_naming_the_policy(
     assert len(broken.upstream.requests) == before  # nothing unchecked left the machine
 
 
-def test_a_detector_raising_on_a_detected_request_withholds_the_answer(broken: Router) -> None:
-    """Detecting only, the request is scanned while the upstream answers (nothing sent
-    depends on the scan: a finding would have gone out too), so a scan that raises finds
-    the request gone; the answer is withheld, as for a reply the checks could not read."""
+def test_a_detector_raising_on_a_detected_request_leaves_the_answer_standing(
+    broken: Router, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Detecting only, the prompt is scanned once the agent has its answer (nothing sent or
+    answered depends on the scan: the prompt went out as it was, the answer comes back as
+    it is), so a scan that raises cannot fail the call any more: the answer stands, the
+    failure is logged with the policy and the agent, no request alert is made up, and the
+    agent's next call goes through."""
     broken.agent.pii = "detect"
     before = len(broken.upstream.requests)
-    broken.upstream.says = "an answer the checks never read"
+    settled = len(broken.settled)
+    broken.upstream.says = "an answer that needs no prompt scan"
+    caplog.set_level(logging.ERROR, logger="ironrt.router")
     try:
-        with pytest.raises(openai.InternalServerError) as err:
-            broken.openai.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "mail jane@x.io"}]
-            )
+        reply = broken.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "mail jane@x.io"}]
+        )
     finally:
         broken.upstream.says = None
-    body: Any = err.value.body
-    assert body["code"] == "policy_error" and "pii" in err.value.message
-    assert "jane@x.io" not in err.value.message
+    assert (reply.choices[0].message.content or "").endswith("an answer that needs no prompt scan")
     assert len(broken.upstream.requests) == before + 1
-    assert "never read" not in str(body)
+    wait_until(lambda: any("after the answer" in r.getMessage() for r in caplog.records), timeout=5)
+    (logged,) = [r for r in caplog.records if "after the answer" in r.getMessage()]
+    assert "pii" in logged.getMessage() and "fc1" in logged.getMessage()
+    assert logged.exc_info is not None and "email detector broke" in str(logged.exc_info[1])
+    assert "jane@x.io" not in logged.getMessage()
+    (flow,) = broken.settled[settled:]
+    assert flow.failed_policy is None and flow.status_code == 200
+    assert not [e for e in flow.events if isinstance(e, PiiAlert) and e.direction == "request"]
+    again = broken.openai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "nothing to find"}]
+    )
+    assert again.choices[0].message.content
 
 
 @pytest.mark.parametrize("mode", ("redact", "detect"))

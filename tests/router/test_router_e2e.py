@@ -15,9 +15,17 @@ import msgspec
 import pytest
 
 from ironrt.governance.flow import TokenUsage
+from ironrt.protocol.events import PiiAlert
 from ironrt.tempdaemon import TempDaemon, wait_until
 from ironrt.testing import FakeUpstream
-from tests.router.helpers import ANTHROPIC_KEY, OPENAI_KEY, agent_script, run_agent, token_agent
+from tests.router.helpers import (
+    ANTHROPIC_KEY,
+    OPENAI_KEY,
+    agent_script,
+    run_agent,
+    sdk_client,
+    token_agent,
+)
 
 BOTH_SDKS = """
     import json, anthropic, openai
@@ -474,3 +482,27 @@ def test_header_names_in_any_case_are_read_and_forwarded(
     assert sent["x-custom-flag"] == "On"
     assert sent["authorization"] == f"Bearer {OPENAI_KEY}" and token not in json.dumps(sent)
     assert sent["accept-encoding"] == "identity"  # usage is read from the body
+
+
+def test_a_detected_prompts_alert_is_read_as_soon_as_its_answer_is(
+    gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """A prompt whose PII is only detected is scanned after its answer went out (nothing
+    about the call depends on the scan). Its alert is published before the daemon serves
+    anything else, so the events read right after each answer, without waiting, hold it:
+    five calls back to back, upstream answering in 100 ms, each alert there at once."""
+    _, token = token_agent(gov, tmp_path, budget=1.0, pii="detect")
+    client = sdk_client(gov, token)
+    upstream.latency = 0.1
+    for i in range(5):
+        prompt = f"call {i}: please write to jane{i}@example.com"
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
+        )
+        alerts = [
+            e
+            for e in gov.rt.events(limit=1000)
+            if isinstance(e, PiiAlert) and e.direction == "request"
+        ]
+        assert len(alerts) == i + 1, alerts
+        assert alerts[-1].counts == {"EMAIL": 1} and alerts[-1].action == "detected"
