@@ -304,7 +304,7 @@ class Flow:
                 do()
             except Exception:
                 log.exception(
-                    "policy %s failed on a request it checked after the answer (agent %s): "
+                    "policy %s failed on a check it left for after the answer (agent %s): "
                     "what it found is not reported",
                     policy,
                     self.agent.agent_id,

@@ -26,8 +26,8 @@ text in steps, letting the event loop run between them).
 A hook that raises fails the call closed: the router answers a provider-shaped 500 that
 names the policy, and never forwards a request a policy could not check. The one exception
 is work a policy leaves for after the answer (`Flow.later`: a check that changes nothing
-sent or answered, such as a PII scan that only detects): the answer is out by then, so
-a raise there is logged and the call stands.
+sent or answered, such as a PII scan that only detects a prompt or a whole reply): the
+answer is out by then, so a raise there is logged and the call stands.
 """
 
 from __future__ import annotations

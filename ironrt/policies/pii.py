@@ -22,9 +22,9 @@ does not act on are not even reported by the detectors, so they pass untouched:
 Text that is JSON (tool-call arguments, streamed or not) is scanned with its escapes read as
 separators and gets placeholders only where the JSON stays valid. A detector that raises
 fails the call closed, as every hook does (`governance/pipeline.py`), with one exception:
-the prompt of a call that only detects is scanned once the agent has its answer (nothing
-sent or answered depends on it: `Flow.later`), so a raise there is logged and the call
-stands, its request findings unreported.
+the prompt and the whole (not streamed) reply of a call that only detects are scanned once
+the agent has its answer (nothing sent or answered depends on them: `Flow.later`), so a
+raise there is logged and the call stands, those findings unreported.
 
 Streams are handled per channel (a choice's content, a tool call's arguments): findings that
 straddle events are caught by `StreamScanner`, placeholders split across events are

@@ -71,6 +71,9 @@ class PiiCallState:
     response: dict[tuple[str, str], int]
     channels: dict[Hashable, Channel]
     reported: bool
+    #: The reply is counted after the answer (`Flow.later`): `complete`, at the
+    #: settlement before it, leaves the response's report to that count.
+    counting_later: bool
     #: Placeholders for findings the model produced (redact mode), sparing the agent's own.
     novel: NovelPlaceholders | None
     #: Whether each streamed channel's text was read as JSON, kept after the channel
@@ -85,6 +88,7 @@ class PiiCallState:
         self.response = {}
         self.channels = {}
         self.reported = False
+        self.counting_later = False
         self.novel = None
         self.json_streams = {}
         self._placeholders = None

@@ -196,7 +196,11 @@ class PiiChecks:
         slots = flow.response_texts(body)
         size = text_size(slots)
         if size <= self.inline_max and not state.redacting:
-            return self._count_inline(flow, state, slots)
+            # Only counting: the reply goes to the agent as it is, so it is counted once
+            # the agent has it (`Flow.later`), as a detected prompt is.
+            state.counting_later = True
+            flow.later(self.name, partial(self._count_inline, flow, state, slots))
+            return False
         return await self._run(
             flow, size, self._response_steps(flow, state, slots, self._pace(size))
         )
@@ -317,7 +321,7 @@ class PiiChecks:
 
     def complete(self, flow: Flow) -> None:
         state = flow.metadata.get("pii")
-        if isinstance(state, PiiCallState) and not state.reported:
+        if isinstance(state, PiiCallState) and not state.reported and not state.counting_later:
             for channel in list(state.channels):  # the stream broke off: count what it had
                 close_channel(state, channel)
             self._finish(flow, state)

@@ -85,11 +85,7 @@ def test_a_detector_raising_on_a_detected_request_leaves_the_answer_standing(
     assert again.choices[0].message.content
 
 
-@pytest.mark.parametrize("mode", ("redact", "detect"))
-def test_a_detector_raising_on_the_reply_withholds_it(
-    broken: Router, mode: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    broken.agent.pii = mode
+def _raising_on_the_reply(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = {"n": 0}
 
     def on_reply_only(text: str, start: int, out: list[Any]) -> None:
@@ -98,6 +94,26 @@ def test_a_detector_raising_on_the_reply_withholds_it(
             raise RuntimeError("email detector broke on the reply")
 
     monkeypatch.setattr(detectors, "_emails", on_reply_only)
+    return calls
+
+
+def _stream(router: Router) -> str:  # noqa: F811
+    stream = router.openai.chat.completions.create(
+        model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi @ you"}]
+    )
+    text = ""
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+    return text
+
+
+def test_a_detector_raising_on_a_redacted_reply_withholds_it(
+    broken: Router, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken.agent.pii = "redact"
+    calls = _raising_on_the_reply(monkeypatch)
     broken.upstream.says = "write to reply@x.io"
     try:
         with pytest.raises(openai.InternalServerError) as err:
@@ -105,16 +121,33 @@ def test_a_detector_raising_on_the_reply_withholds_it(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "hi @ you"}]
             )
         assert "pii" in err.value.message and "reply@x.io" not in str(err.value.body)
-        stream = broken.openai.chat.completions.create(
-            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi @ you"}]
+        assert "reply@x.io" not in _stream(broken)
+    finally:
+        broken.upstream.says = None
+    assert calls["n"] > 0
+
+
+def test_a_detector_raising_on_a_detected_reply(
+    broken: Router, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Detecting only, a whole reply goes to the agent as it is and is counted once the
+    agent has it: a detector raising there is logged and the reply stands. A streamed
+    reply is counted as it passes (its events go on as they come, there is no end to
+    count after without holding the whole text): a raise ends the stream with the
+    provider's error event, after the text that had passed."""
+    broken.agent.pii = "detect"
+    calls = _raising_on_the_reply(monkeypatch)
+    caplog.set_level(logging.ERROR, logger="ironrt.router")
+    broken.upstream.says = "write to reply@x.io"
+    try:
+        reply = broken.openai.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi @ you"}]
         )
-        text = ""
-        with pytest.raises(openai.APIError):
-            for chunk in stream:
-                if chunk.choices:
-                    text += chunk.choices[0].delta.content or ""
-        if mode == "redact":  # detect passes stream text on as it comes: it only counts
-            assert "reply@x.io" not in text
+        assert (reply.choices[0].message.content or "").endswith("write to reply@x.io")
+        wait_until(
+            lambda: any("after the answer" in r.getMessage() for r in caplog.records), timeout=5
+        )
+        _stream(broken)
     finally:
         broken.upstream.says = None
     assert calls["n"] > 0

@@ -127,3 +127,37 @@ def test_a_blocking_scan_reads_the_prompt_and_nothing_is_sent(watched: Watched) 
             model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
         )
     assert seen == [(False, False)] and len(rt.upstream.requests) == before
+
+
+def test_a_detected_reply_is_counted_once_the_agent_has_it(
+    router: Router,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A whole reply that is only detected goes to the agent as it is, so it is counted
+    after the agent has it, as the prompt is (the upstream echoes the prompt: the reply
+    holds the email too)."""
+    router.faulty.fails = None
+    router.agent.pii = "detect"
+    answered = threading.Event()
+    seen: list[bool] = []
+    real = detectors._emails
+
+    def watching(text: str, start: int, out: list[Any]) -> None:
+        if "You said" in text and PROMPT in text and not seen:
+            seen.append(answered.wait(2.0))
+        real(text, start, out)
+
+    monkeypatch.setattr(detectors, "_emails", watching)
+    reply = router.openai.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": PROMPT}]
+    )
+    answered.set()
+    assert PROMPT in (reply.choices[0].message.content or "")
+
+    def alerts() -> list[PiiAlert]:
+        events = router.settled[-1].events
+        return [e for e in events if isinstance(e, PiiAlert) and e.direction == "response"]
+
+    wait_until(lambda: alerts() != [], timeout=5)
+    assert seen == [True]
+    assert alerts()[0].counts == {"EMAIL": 1}

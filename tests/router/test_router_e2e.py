@@ -487,10 +487,11 @@ def test_header_names_in_any_case_are_read_and_forwarded(
 def test_a_detected_prompts_alert_is_read_as_soon_as_its_answer_is(
     gov: TempDaemon, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    """A prompt whose PII is only detected is scanned after its answer went out (nothing
-    about the call depends on the scan). Its alert is published before the daemon serves
-    anything else, so the events read right after each answer, without waiting, hold it:
-    five calls back to back, upstream answering in 100 ms, each alert there at once."""
+    """A prompt and a whole reply whose PII is only detected are scanned after the answer
+    went out (nothing about the call depends on the scan). Their alerts are published
+    before the daemon serves anything else, so the events read right after each answer,
+    without waiting, hold them: five calls back to back, upstream answering in 100 ms,
+    each alert there at once."""
     _, token = token_agent(gov, tmp_path, budget=1.0, pii="detect")
     client = sdk_client(gov, token)
     upstream.latency = 0.1
@@ -499,10 +500,8 @@ def test_a_detected_prompts_alert_is_read_as_soon_as_its_answer_is(
         client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}]
         )
-        alerts = [
-            e
-            for e in gov.rt.events(limit=1000)
-            if isinstance(e, PiiAlert) and e.direction == "request"
-        ]
-        assert len(alerts) == i + 1, alerts
-        assert alerts[-1].counts == {"EMAIL": 1} and alerts[-1].action == "detected"
+        alerts = [e for e in gov.rt.events(limit=1000) if isinstance(e, PiiAlert)]
+        for direction in ("request", "response"):  # the reply echoes the prompt
+            these = [e for e in alerts if e.direction == direction]
+            assert len(these) == i + 1, alerts
+            assert these[-1].counts == {"EMAIL": 1} and these[-1].action == "detected"
