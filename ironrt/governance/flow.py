@@ -259,7 +259,7 @@ class Flow:
     #: Work a policy left for after the answer, because nothing the call sends or answers
     #: depends on it (a PII scan that only detects): `(policy, work)`, run once by
     #: `run_afterwards`.
-    afterwards: list[tuple[str, Callable[[], None]]] | None = None
+    afterwards: list[tuple[str, Callable[[], object]]] | None = None
 
     @property
     def provider(self) -> str:
@@ -277,7 +277,7 @@ class Flow:
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
-    def later(self, policy: str, work: Callable[[], None]) -> None:
+    def later(self, policy: str, work: Callable[[], object]) -> None:
         """Have `work` done once the agent has its answer instead of before the request
         leaves.
 
