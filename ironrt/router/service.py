@@ -261,9 +261,11 @@ class RouterService:
     def after_answer(self, flow: Flow) -> None:
         """The work the policies left for after the answer (`Flow.later`: a PII scan that
         only detects), and the events it reported, published as the settlement's are."""
-        reported = len(flow.events)
+        events = flow.events
+        reported = len(events)
         flow.run_afterwards()
-        self._publish(flow, flow.events[reported:])
+        if len(events) > reported:
+            self._publish(flow, events[reported:])
 
     def _publish(self, flow: Flow, events: list[Event]) -> None:
         gov = flow.agent
