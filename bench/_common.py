@@ -108,7 +108,26 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
+        "cpu_probe_ns": cpu_probe_ns(),
     }
+
+
+def cpu_probe_ns(rounds: int = 5, loops: int = 200_000) -> float:
+    """How fast this shared machine runs Python right now: the best of `rounds` timings of
+    a fixed pure-Python loop, in ns an iteration (lower is faster).
+
+    A figure of CPU (the daemon's CPU a call, calls/s at c=32) follows it from one run to
+    the next, where `python -c pass` (mostly start-up and file reads) does not: on
+    2026-12-01 `python -c pass` read 70 ms in two runs whose daemon CPU a call differed
+    twofold. Compare CPU figures of two runs only with their probes side by side."""
+    best = math.inf
+    for _ in range(rounds):
+        began = time.perf_counter_ns()
+        total = 0
+        for i in range(loops):
+            total += i & 7
+        best = min(best, (time.perf_counter_ns() - began) / loops)
+    return best
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

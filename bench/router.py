@@ -895,6 +895,12 @@ def report(r: dict[str, Any]) -> None:
     rows = [
         ["python -c pass (baseline)", r["python_c_pass_ms"], "", ""],
         [
+            "CPU probe (ns a loop iteration, _common.cpu_probe_ns)",
+            r["machine"]["cpu_probe_ns"],
+            "",
+            "",
+        ],
+        [
             "ironrt daemon start-up -> router answers (ms)",
             r["daemon_startup_s"] * 1000,
             fmt(ratio(r["daemon_startup_s"] * 1000, r["python_c_pass_ms"])),

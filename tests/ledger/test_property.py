@@ -166,7 +166,7 @@ def _decimal_nanos(value: float) -> int:
     return int((Decimal(repr(value)) * 1_000_000_000).quantize(Decimal(1), ROUND_HALF_UP))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(
     st.one_of(
         # What charging sets: whole nano-dollars as a float.
