@@ -135,8 +135,9 @@ def insert_runs(rows: list[tuple[Any, ...]]) -> list[tuple[str, list[tuple[Any, 
         if types != last:
             last = types
             sql, take = _insert_for(types)
-            run = []
-            runs.append((sql, run))
+            if not runs or runs[-1][0] != sql:  # an int cost where a float was: one text
+                run = []
+                runs.append((sql, run))
         run.append(row if take is None else take(row))
     return runs
 
