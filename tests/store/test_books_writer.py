@@ -242,3 +242,19 @@ async def test_traces_holding_none_are_inserted_with_null_in_the_text_in_settle_
                 assert row == want, (t.id, row, want)
     finally:
         await db.close()
+
+
+def test_insert_runs_keep_the_rows_order_and_one_text_per_pattern_of_nulls() -> None:
+    """Runs follow the rows' order (the ids a transaction gives stay in settle order); a
+    row whose nullable values differ only in type (an int cost where a float was) joins
+    the run before it; a pattern met again after another opens a run of its own."""
+    ok = ("a", "openai", "m", "chat", 0, 200, 1, 1, 0, 0, 0.5, 1.0, 1.0, None)
+    ok += ("t", "n", None, None, "m", None, 1.0)
+    int_cost = (*ok[:10], 1, *ok[11:])
+    failed = (*ok[:13], "upstream answered 500", *ok[14:])
+    runs = trace_store.insert_runs([ok, int_cost, failed, ok])
+    assert [(sql.count("NULL"), len(rows)) for sql, rows in runs] == [(4, 2), (3, 1), (4, 1)]
+    assert runs[0][0] == runs[2][0] and runs[0][1][1][10] == 1
+    assert all(
+        None not in row and len(row) == 21 - sql.count("NULL") for sql, r in runs for row in r
+    )
