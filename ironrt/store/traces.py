@@ -38,10 +38,11 @@ _COLS = (
     "agent_name, project, pid, response_model, refusal, overhead_ms"
 )
 INSERT_SQL = f"INSERT INTO traces({_COLS}) VALUES ({', '.join('?' * 21)})"
+_COLUMNS = tuple(_COLS.split(", "))
 #: The columns a trace may leave NULL, by their place in `INSERT_SQL`'s parameters.
 _NULLABLE = tuple(
     i
-    for i, name in enumerate(_COLS.split(", "))
+    for i, name in enumerate(_COLUMNS)
     if name in {"cost_usd", "ttfb_ms", "error", "project", "pid", "refusal", "overhead_ms"}
 )
 _NULLABLE_OF = operator.itemgetter(*_NULLABLE)
@@ -151,11 +152,10 @@ def _insert_for(
     null_at = {at for at, kind in zip(_NULLABLE, types, strict=True) if kind is type(None)}
     if not null_at:
         return INSERT_SQL, None
-    count = len(_COLS.split(", "))
-    values = ", ".join("NULL" if i in null_at else "?" for i in range(count))
+    values = ", ".join("NULL" if i in null_at else "?" for i in range(len(_COLUMNS)))
     sql = f"INSERT INTO traces({_COLS}) VALUES ({values})"
     INSERTS.add(sql)
-    return sql, operator.itemgetter(*(i for i in range(count) if i not in null_at))
+    return sql, operator.itemgetter(*(i for i in range(len(_COLUMNS)) if i not in null_at))
 
 
 def rollup_statements(t: Trace) -> list[tuple[str, tuple[Any, ...]]]:

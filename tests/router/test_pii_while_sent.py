@@ -69,12 +69,12 @@ def watched(
     router.agent.pii = "detect"
 
 
-def _request_alert(rt: Router) -> PiiAlert:
-    """The request's alert of the last call (published once its prompt was scanned)."""
+def _alert(rt: Router, direction: str = "request") -> PiiAlert:
+    """The last call's alert for `direction` (published once its text was scanned)."""
 
     def alerts() -> list[PiiAlert]:
         events = rt.settled[-1].events
-        return [e for e in events if isinstance(e, PiiAlert) and e.direction == "request"]
+        return [e for e in events if isinstance(e, PiiAlert) and e.direction == direction]
 
     wait_until(lambda: alerts() != [], timeout=5)
     (alert,) = alerts()
@@ -99,7 +99,7 @@ def test_a_detecting_scan_reads_the_prompt_once_the_agent_has_its_answer(
         text = reply.choices[0].message.content or ""
     watched.answered.set()
     assert text
-    alert = _request_alert(rt)
+    alert = _alert(rt)
     assert watched.seen == [(True, True)]  # sent, and answered, when the detector read it
     sent = rt.upstream.requests[-1].body
     assert sent["messages"][0]["content"] == PROMPT  # detect changes nothing sent
@@ -115,7 +115,7 @@ def test_a_redacting_scan_reads_the_prompt_before_it_is_sent(watched: Watched) -
     assert seen == [(False, False)]
     sent = rt.upstream.requests[-1].body["messages"][0]["content"]
     assert "jane@x.io" not in sent and "[EMAIL_1]" in sent
-    assert _request_alert(rt).action == "redacted"
+    assert _alert(rt).action == "redacted"
 
 
 def test_a_blocking_scan_reads_the_prompt_and_nothing_is_sent(watched: Watched) -> None:
@@ -154,10 +154,6 @@ def test_a_detected_reply_is_counted_once_the_agent_has_it(
     answered.set()
     assert PROMPT in (reply.choices[0].message.content or "")
 
-    def alerts() -> list[PiiAlert]:
-        events = router.settled[-1].events
-        return [e for e in events if isinstance(e, PiiAlert) and e.direction == "response"]
-
-    wait_until(lambda: alerts() != [], timeout=5)
+    alert = _alert(router, "response")
     assert seen == [True]
-    assert alerts()[0].counts == {"EMAIL": 1}
+    assert alert.counts == {"EMAIL": 1}

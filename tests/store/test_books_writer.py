@@ -233,7 +233,7 @@ async def test_traces_holding_none_are_inserted_with_null_in_the_text_in_settle_
         ids = [t.id for t in settled]
         assert ids == sorted(ids) and len(set(ids)) == 48 and ids[0] > 0
         with sqlite3.connect(tmp_path / "state.db") as conn:
-            columns = [c.strip() for c in trace_store._COLS.split(",")]
+            columns = trace_store._COLUMNS
             for t in settled:
                 row = conn.execute(
                     f"SELECT {', '.join(columns)} FROM traces WHERE id = ?", (t.id,)
