@@ -19,7 +19,7 @@ class AllowlistPolicy(Policy):
         if not flow.model:
             return
         for scope in flow.agent.scopes:
-            if not scope.allows(flow.model):
+            if scope.models is not None and not scope.allows(flow.model):
                 patterns = ", ".join(scope.models or ())
                 flow.refuse(
                     Refusal(

@@ -38,7 +38,15 @@ def _own(scope: Scope) -> int | None:
 
 
 def spend_params(scope: Scope) -> tuple[object, ...]:
-    return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope), _own(scope))
+    """Every settled call writes one per scope: `_warned` and `_own` inline."""
+    warned, lease = scope.warned, scope.lease
+    return (
+        scope.key,
+        scope.spent_nanos,
+        scope.resets_at,
+        msgspec.json.encode(sorted(warned)).decode() if warned else "[]",
+        lease.own_nanos if lease is not None else None,
+    )
 
 
 SAVE_SQL = (

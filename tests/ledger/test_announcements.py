@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ironrt.governance.ledger import Claim, Ledger, Outcome, Scope
 from ironrt.governance.ledger.ledger import Announcement, LedgerEvent
+from ironrt.governance.ledger.scope import WARN_AT
 
 pytestmark = pytest.mark.anyio
 
@@ -114,3 +117,35 @@ def publish(ledger: Ledger) -> list[LedgerEvent]:
             deliver: Callable[[], None] = item
             deliver()
     return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    budget=st.integers(1, 50_000),
+    costs=st.lists(st.integers(0, 20_000), min_size=1, max_size=12),
+)
+def test_each_threshold_is_announced_once_by_the_settle_that_reaches_it(
+    budget: int, costs: list[int]
+) -> None:
+    """Settle after settle: a threshold is announced by the first settle whose spend
+    reaches it (one settle can reach several, a later one the next: 50 % now, 80 % in
+    three calls), once a window, in ascending order."""
+
+    async def run() -> None:
+        ledger = Ledger()
+        own = Scope("agent:a1", budget_nanos=budget)
+        spent, announced = 0, []
+        for cost in costs:
+            got = await ledger.admit(
+                Claim("a1", (own,), lambda i, o: 0, 10, 100, min_output=1), timeout=1
+            )
+            if got.hold is None:  # spent past the budget: refused from here on
+                assert got.outcome is Outcome.EXHAUSTED and spent > budget
+                break
+            before = spent
+            spent += cost
+            announced = [t for _, t, _ in thresholds(list(ledger.settle(got.hold, cost)))]
+            assert announced == [t for t in WARN_AT if before * 100 < t * budget <= spent * 100]
+        assert own.warned == {t for t in WARN_AT if t * budget <= spent * 100}
+
+    anyio.run(run)

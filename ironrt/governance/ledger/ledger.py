@@ -237,12 +237,15 @@ class Ledger:
         for s in hold.scopes:
             s.held_nanos -= hold.nanos
             s.in_flight -= 1
-            self.roll(s, now)
+            if s.resets_at is not None and now >= s.resets_at:  # `roll`'s test, inline
+                self.roll(s, now)
             s.spent_nanos += cost_nanos
             if s.lease is not None:
                 s.lease.own_nanos += cost_nanos
                 s.lease.used_at = now
-            crossed += [(threshold, s) for threshold in s.crossed()]
+            reached = s.crossed()
+            if reached:
+                crossed += [(threshold, s) for threshold in reached]
         events = self._announce_crossed(crossed, hold.agent_id)
         self._pump()
         return events
@@ -309,7 +312,8 @@ class Ledger:
         room: int | None = None
         tightest: Scope | None = None
         for s in claim.scopes:
-            self.roll(s, now)
+            if s.resets_at is not None and now >= s.resets_at:  # `roll`'s test, inline
+                self.roll(s, now)
             if s.budget_nanos is None:
                 continue
             left = s.budget_nanos - s.spent_nanos

@@ -187,11 +187,13 @@ class Scope:
         budget = self.budget_nanos
         if budget is None:
             return []
-        out = []
-        for threshold in WARN_AT:
-            reached = self.spent_nanos * 100 >= threshold * budget if budget else True
-            if reached and threshold not in self.warned:
-                self.warned.add(threshold)
+        out: list[int] = []
+        spent, warned = self.spent_nanos * 100, self.warned
+        for threshold in WARN_AT:  # ascending: the first not reached ends the look
+            if budget and spent < threshold * budget:
+                break
+            if threshold not in warned:
+                warned.add(threshold)
                 out.append(threshold)
         return out
 
