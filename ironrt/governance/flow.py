@@ -225,6 +225,9 @@ class Flow:
     #: The router's upper bound of the input tokens (from the body's bytes; an exact
     #: provider count may replace it at the budget margin).
     input_bound: int = 0
+    #: The request body's size in bytes as received (0: not known). Its texts have at most
+    #: as many characters, so a check can size its work before it reads them.
+    body_size: int = 0
     #: What the call asks of the budget ledger (set by the budget policy), and the hold it
     #: was granted (set at admission, released exactly once at settlement).
     claim: Claim | None = None

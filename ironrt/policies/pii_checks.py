@@ -86,18 +86,28 @@ class PiiChecks:
         plan = self.plan(flow)
         if plan.off:
             return
+        detect_only = not (plan.block or plan.redact)
+        if detect_only and 0 < flow.body_size <= self.inline_max:
+            # Only detecting, and the texts fit the inline scan (they have no more
+            # characters than the body has bytes): nothing sent or answered depends on the
+            # scan, so the texts are read and scanned once the agent has its answer
+            # (`Flow.later`), not while the request waits to leave.
+            state = flow.metadata["pii"] = PiiCallState(plan)
+            flow.later(self.name, partial(self._request_scan_later, flow, plan, state))
+            return
         slots = flow.request_texts()
         size = text_size(slots)
         if size <= self.inline_max:
-            if plan.block or plan.redact:
+            if not detect_only:
                 self._request_inline(flow, plan, slots)
-            else:
-                # Only detecting: nothing sent or answered depends on the scan, so it is
-                # done once the agent has its answer (`Flow.later`).
+            else:  # a body of unknown size whose texts fit: scanned after the answer too
                 state = flow.metadata["pii"] = PiiCallState(plan)
                 flow.later(self.name, partial(self._request_scan, flow, plan, slots, state))
         else:
             await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
+
+    def _request_scan_later(self, flow: Flow, plan: PiiPlan, state: PiiCallState) -> None:
+        self._request_scan(flow, plan, flow.request_texts(), state)
 
     def _request_inline(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot]) -> None:
         """`_request_steps` for texts checked at once: each text is one `find_pii` (one

@@ -261,7 +261,7 @@ class RouterApp:
                 refusal = Refusal(400, exc.message, code=exc.code, policy="router", param=exc.param)
                 await self._refuse(x, flow, refusal)
                 return
-            flow.body = parsed.body
+            flow.body, flow.body_size = parsed.body, len(raw)
             flow.model, flow.stream, flow.input_bound = (
                 parsed.model,
                 parsed.stream,
