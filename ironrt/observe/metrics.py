@@ -10,7 +10,9 @@ Three sources, each read where it is cheapest:
   and Histogram objects took, each behind a lock), no I/O, nothing that could block;
 - events (`run` subscribes to the bus): PII findings by type and action, from `PiiAlert`;
 - live state read at scrape time (`metrics_live`): budgets, agents, circuits. Nothing is
-  copied between scrapes, so a gauge is never stale and costs nothing until asked.
+  copied between scrapes, so a gauge is never stale and costs nothing until asked;
+- prometheus_client's own collectors of the daemon's process (`process_*`), its garbage
+  collector (`python_gc_*`) and interpreter (`python_info`), as every Python service has.
 
 Everything lives in this object's own `registry`, never prometheus_client's global one:
 two daemons in one process (tests), or another library's metrics, never mix. Another part
@@ -163,7 +165,13 @@ class Metrics:
         prometheus_client costs the daemon's start ~25 ms of imports (http.server, email,
         wsgiref come with it) and ~2 MB that a daemon nobody scrapes never needs."""
         if self._registry is None:
-            from prometheus_client import CollectorRegistry, Info
+            from prometheus_client import (
+                CollectorRegistry,
+                GCCollector,
+                Info,
+                PlatformCollector,
+                ProcessCollector,
+            )
 
             from ironrt._version import __version__
             from ironrt.observe.metrics_calls import CallCollector
@@ -172,6 +180,12 @@ class Metrics:
             reg = CollectorRegistry(auto_describe=True)
             reg.register(CallCollector(self))
             Info("ironrt", "The daemon's version", registry=reg).info({"version": __version__})
+            # What every Python service's /metrics has (prometheus_client's default
+            # registry has them; this one is the daemon's own): the daemon's process
+            # (CPU, memory, open files), its collector's passes, the interpreter.
+            ProcessCollector(registry=reg)
+            GCCollector(registry=reg)
+            PlatformCollector(registry=reg)
             if self.supervisor is not None:
                 reg.register(LiveCollector(self.supervisor, self._circuits, self.agent_ttl))
             self._registry = reg

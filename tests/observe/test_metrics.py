@@ -12,6 +12,7 @@ releases them, so their series are checked while they run and pruned once they e
 from __future__ import annotations
 
 import json
+import platform
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -329,6 +331,27 @@ def test_agent_gauges_and_circuits(world: World) -> None:
     assert states == {k: {"closed": 0, "half-open": 1, "open": 2}[v] for k, v in circuits.items()}
     (info,) = pick(samples, "ironrt_info")
     assert info.labels == {"version": __version__} and info.value == 1
+
+
+def test_the_daemons_own_process_series_are_the_daemons(world: World) -> None:
+    """`process_*`, `python_gc_*`, `python_info`, as any Python exporter has them, held
+    against the daemon's process as psutil reads it."""
+    assert world.d.proc is not None
+    daemon = psutil.Process(world.d.proc.pid)
+    samples = parse(world.scrape())
+    rss = daemon.memory_info().rss
+    (resident,) = pick(samples, "process_resident_memory_bytes")
+    assert 0.5 * rss < resident.value < 2 * rss
+    (started,) = pick(samples, "process_start_time_seconds")
+    assert abs(started.value - daemon.create_time()) < 2
+    (fds,) = pick(samples, "process_open_fds")
+    assert fds.value >= 3  # the sockets it listens on, its database, its log
+    (cpu,) = pick(samples, "process_cpu_seconds_total")
+    assert 0 < cpu.value <= sum(daemon.cpu_times()[:2]) + 0.05
+    passes = {s.labels["generation"]: s.value for s in pick(samples, "python_gc_collections_total")}
+    assert set(passes) == {"0", "1", "2"} and passes["2"] >= 1  # the freeze's own collect
+    (python,) = pick(samples, "python_info")
+    assert python.labels["version"] == platform.python_version()
 
 
 def test_the_tcp_port_serves_the_same_metrics_and_nothing_else(world: World) -> None:
