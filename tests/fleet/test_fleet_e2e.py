@@ -4,6 +4,7 @@ the end, and survives a daemon's crash and the database's outage."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,10 @@ def test_database_outage_spends_only_the_leases_then_503_then_recovers(
         assert str(round(total * 1e9)) in rows, (rows, total)
 
 
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
 def test_a_shared_window_resets_for_every_daemon_at_once(
     upstream: FakeUpstream, ledger_url: str, tmp_path: Path
 ) -> None:
@@ -174,4 +179,11 @@ def test_a_shared_window_resets_for_every_daemon_at_once(
             assert d.rt.get_limits("project:team").own_spent_usd == 0
         again = [d.rt.start_agent(script, ["2", "20"], project="team") for d in ds]
         ok_again = sum(int(tally(d, a)["ok"]) for d, a in zip(ds, again, strict=True))  # type: ignore[call-overload]
-        assert 5 <= ok_again <= 6
+        # The budget again, in each window the burst ran in: on a loaded machine the two
+        # agents (each an SDK import, then calls until refused) may take past the next
+        # reset, and the later one then spends that window's budget.
+        (second,) = after
+        ends = [d.rt.get_limits("project:team").resets_at for d in ds]
+        assert second is not None and None not in ends
+        windows = 1 + round((max(_epoch(e) for e in ends if e) - _epoch(second)) / 5)
+        assert 5 <= ok_again <= 6 * windows
