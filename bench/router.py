@@ -566,6 +566,7 @@ async def profile_router(
     if spy is None:
         return {"error": "py-spy not installed (pip install py-spy)"}
     raw = out.with_suffix(".txt")
+    raw.parent.mkdir(parents=True, exist_ok=True)  # IRONRT_BENCH_RESULTS may name a new one
     # py-spy runs beside the load, for a bounded time.
     proc = subprocess.Popen(  # noqa: ASYNC220
         [
