@@ -228,6 +228,8 @@ class Flow:
     #: The request body's size in bytes as received (0: not known). Its texts have at most
     #: as many characters, so a check can size its work before it reads them.
     body_size: int = 0
+    #: The same of a whole (not streamed) reply body, as the upstream sent it (0: not known).
+    reply_size: int = 0
     #: What the call asks of the budget ledger (set by the budget policy), and the hold it
     #: was granted (set at admission, released exactly once at settlement).
     claim: Claim | None = None

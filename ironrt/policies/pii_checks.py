@@ -203,6 +203,12 @@ class PiiChecks:
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return False
+        if not state.redacting and 0 < flow.reply_size <= self.inline_max:
+            # Only counting, and the texts fit the inline count (no more characters than
+            # the body has bytes): read and counted once the agent has the reply.
+            state.counting_later = True
+            flow.later(self.name, partial(self._count_reply_later, flow, state, body))
+            return False
         slots = flow.response_texts(body)
         size = text_size(slots)
         if size <= self.inline_max and not state.redacting:
@@ -214,6 +220,9 @@ class PiiChecks:
         return await self._run(
             flow, size, self._response_steps(flow, state, slots, self._pace(size))
         )
+
+    def _count_reply_later(self, flow: Flow, state: PiiCallState, body: object) -> bool:
+        return self._count_inline(flow, state, flow.response_texts(body))
 
     def _count_inline(self, flow: Flow, state: PiiCallState, slots: list[TextSlot]) -> bool:
         """`_response_steps` of a call that only detects, checked at once: each text is

@@ -82,6 +82,7 @@ async def relay_body(
         whole = adapter.response_has_text(flow.endpoint)
         # A body without text is read for its usage alone (embeddings: megabytes of floats).
         parsed = await decode_json(data) if whole else await decode_usage(data)
+        flow.reply_size = len(data)
         if parsed is not None:
             flow.usage = adapter.usage_from_response(flow.endpoint, parsed)
             if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
