@@ -8,7 +8,6 @@ their patterns at import: not on the daemon's start path).
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import TypeVar
 
 import anyio
@@ -86,28 +85,31 @@ class PiiChecks:
         plan = self.plan(flow)
         if plan.off:
             return
+        # Only detecting, with texts that fit the inline scan: nothing sent or answered
+        # depends on it, so the texts are scanned once the agent has its answer
+        # (`Flow.later`). A body of known size needs not even be read for them before
+        # the request leaves: its texts have no more characters than it has bytes.
         detect_only = not (plan.block or plan.redact)
         if detect_only and 0 < flow.body_size <= self.inline_max:
-            # Only detecting, and the texts fit the inline scan (they have no more
-            # characters than the body has bytes): nothing sent or answered depends on the
-            # scan, so the texts are read and scanned once the agent has its answer
-            # (`Flow.later`), not while the request waits to leave.
-            state = flow.metadata["pii"] = PiiCallState(plan)
-            flow.later(self.name, partial(self._request_scan_later, flow, plan, state))
+            self._request_later(flow, plan, None)
             return
         slots = flow.request_texts()
         size = text_size(slots)
-        if size <= self.inline_max:
-            if not detect_only:
-                self._request_inline(flow, plan, slots)
-            else:  # a body of unknown size whose texts fit: scanned after the answer too
-                state = flow.metadata["pii"] = PiiCallState(plan)
-                flow.later(self.name, partial(self._request_scan, flow, plan, slots, state))
-        else:
+        if size > self.inline_max:
             await self._run(flow, size, self._request_steps(flow, plan, slots, self._pace(size)))
+        elif detect_only:
+            self._request_later(flow, plan, slots)
+        else:
+            self._request_inline(flow, plan, slots)
 
-    def _request_scan_later(self, flow: Flow, plan: PiiPlan, state: PiiCallState) -> None:
-        self._request_scan(flow, plan, flow.request_texts(), state)
+    def _request_later(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot] | None) -> None:
+        """Scan the prompt after the answer; `slots` None: read them then."""
+        state = flow.metadata["pii"] = PiiCallState(plan)
+
+        def scan() -> None:
+            self._request_scan(flow, plan, flow.request_texts() if slots is None else slots, state)
+
+        flow.later(self.name, scan)
 
     def _request_inline(self, flow: Flow, plan: PiiPlan, slots: list[TextSlot]) -> None:
         """`_request_steps` for texts checked at once: each text is one `find_pii` (one
@@ -203,26 +205,31 @@ class PiiChecks:
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return False
+        # Only counting, with texts that fit the inline count: the reply goes to the agent
+        # as it is, so it is counted once the agent has it (`Flow.later`), as a detected
+        # prompt is; a body of known size is not read for its texts before either.
         if not state.redacting and 0 < flow.reply_size <= self.inline_max:
-            # Only counting, and the texts fit the inline count (no more characters than
-            # the body has bytes): read and counted once the agent has the reply.
-            state.counting_later = True
-            flow.later(self.name, partial(self._count_reply_later, flow, state, body))
+            self._count_later(flow, state, body, None)
             return False
         slots = flow.response_texts(body)
         size = text_size(slots)
         if size <= self.inline_max and not state.redacting:
-            # Only counting: the reply goes to the agent as it is, so it is counted once
-            # the agent has it (`Flow.later`), as a detected prompt is.
-            state.counting_later = True
-            flow.later(self.name, partial(self._count_inline, flow, state, slots))
+            self._count_later(flow, state, body, slots)
             return False
         return await self._run(
             flow, size, self._response_steps(flow, state, slots, self._pace(size))
         )
 
-    def _count_reply_later(self, flow: Flow, state: PiiCallState, body: object) -> bool:
-        return self._count_inline(flow, state, flow.response_texts(body))
+    def _count_later(
+        self, flow: Flow, state: PiiCallState, body: object, slots: list[TextSlot] | None
+    ) -> None:
+        """Count the reply after the answer; `slots` None: read them then."""
+        state.counting_later = True
+
+        def count() -> None:
+            self._count_inline(flow, state, flow.response_texts(body) if slots is None else slots)
+
+        flow.later(self.name, count)
 
     def _count_inline(self, flow: Flow, state: PiiCallState, slots: list[TextSlot]) -> bool:
         """`_response_steps` of a call that only detects, checked at once: each text is

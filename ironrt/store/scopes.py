@@ -30,7 +30,10 @@ SPEND_SQL = (
 
 
 def _warned(scope: Scope) -> str:
-    return msgspec.json.encode(sorted(scope.warned)).decode()
+    warned = scope.warned
+    if not warned:  # most writes: no threshold reached in the window
+        return "[]"
+    return msgspec.json.encode(sorted(warned)).decode()
 
 
 def _own(scope: Scope) -> int | None:
@@ -38,15 +41,7 @@ def _own(scope: Scope) -> int | None:
 
 
 def spend_params(scope: Scope) -> tuple[object, ...]:
-    """Every settled call writes one per scope: `_warned` and `_own` inline."""
-    warned, lease = scope.warned, scope.lease
-    return (
-        scope.key,
-        scope.spent_nanos,
-        scope.resets_at,
-        msgspec.json.encode(sorted(warned)).decode() if warned else "[]",
-        lease.own_nanos if lease is not None else None,
-    )
+    return (scope.key, scope.spent_nanos, scope.resets_at, _warned(scope), _own(scope))
 
 
 SAVE_SQL = (
