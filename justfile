@@ -34,6 +34,7 @@ bench:
     python bench/fleet.py
     python bench/floor.py
     python bench/governance.py
+    python bench/parallel_bound.py
     -python bench/instructions.py
 
 # The offline demo: no key, no network.

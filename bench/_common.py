@@ -105,11 +105,50 @@ def table(title: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> s
 def machine() -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
+        "python_build": interpreter_build(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
         "cpu_probe_ns": cpu_probe_ns(),
     }
+
+
+#: What this interpreter says of its own build, read by `interpreter_build` in whichever
+#: interpreter is asked (the benchmark's, or the daemon's when `--daemon-python` names one).
+BUILD_PROBE = """
+import json, sys, sysconfig
+args = sysconfig.get_config_var("CONFIG_ARGS") or ""
+try:
+    with open("/proc/self/maps") as maps:
+        shared = any("libpython" in line for line in maps)
+except OSError:
+    shared = None
+print(json.dumps({
+    "executable": sys.executable,
+    "version": sys.version.split()[0],
+    "configure_optimizations": "--enable-optimizations" in args,
+    "configure_lto": "--with-lto" in args,
+    "libpython_shared": shared,
+}))
+"""
+
+
+def interpreter_build(python: str | None = None) -> dict[str, Any]:
+    """The interpreter's executable, version, and what of its build can be read back:
+    whether `./configure` was given `--enable-optimizations` (PGO) and `--with-lto`, and
+    whether the executable calls into a shared libpython. Builds of one version differ in
+    speed for the same code (on 2026-12-01 here, the router's whole call in one process:
+    pyenv's 3.11.7, a plain `./configure --enable-shared` build, 887.7k instructions a
+    call, Debian's 3.11.2, built with PGO and LTO, 810.9k; CPU a call ~1.1x, within
+    this machine's noise in bench/router.py), so every figure names the interpreter it
+    ran on. Distributions pass PGO outside `./configure` (Debian's says neither flag): a
+    False here means "not said", not "not done"."""
+    exe = python or sys.executable
+    out = subprocess.run(
+        [exe, "-c", BUILD_PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
 
 
 def cpu_probe_ns(rounds: int = 5, loops: int = 200_000) -> float:

@@ -60,6 +60,7 @@ from _common import (
     RESULTS_DIR,
     Deadline,
     fmt,
+    interpreter_build,
     machine,
     median_run,
     ratio,
@@ -71,6 +72,7 @@ from _common import (
 )
 from _loadgen import Samples, Target, alternate, build_request, saturate
 
+import ironrt
 from ironrt.tempdaemon import TempDaemon
 
 NAME = "router"
@@ -618,6 +620,27 @@ async def profile_router(
 # ---- main -----------------------------------------------------------------------------------
 
 
+def same_ironrt(python: str) -> str | None:
+    """None if `python` runs and imports the ironrt this script imports, else why not."""
+    try:
+        out = subprocess.run(
+            [python, "-c", "import ironrt; print(ironrt.__file__)"],
+            cwd="/",  # as the daemon runs: not from this checkout's folder
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except OSError as exc:
+        return f"cannot run it ({exc.strerror or exc})"
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["?"])[-1]
+        return f"it cannot import ironrt ({last})"
+    theirs, ours = Path(out.stdout.strip()).resolve(), Path(ironrt.__file__).resolve()
+    if theirs != ours:
+        return f"it imports another ironrt ({theirs}, not {ours})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~20 s smoke run")
@@ -634,7 +657,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the daemon at c=32 afterwards")
     ap.add_argument("--budget", type=float, default=None, help="wall-clock cap in seconds")
+    ap.add_argument(
+        "--daemon-python",
+        default=None,
+        metavar="PATH",
+        help="run the daemon under this interpreter (it must import this ironrt): the\n"
+        "load generator and the upstream stay on this one, so two runs compare builds",
+    )
     args = ap.parse_args(argv)
+    if args.daemon_python is not None:
+        problem = same_ironrt(args.daemon_python)
+        if problem:
+            ap.error(f"--daemon-python {args.daemon_python}: {problem}")
     q = args.quick
     args.iterations = 300 if q else 2500
     args.stream_iterations = 100 if q else 800
@@ -648,14 +682,15 @@ def main(argv: list[str] | None = None) -> int:
     measure_budget = args.budget or (25 if q else 140)
 
     results: dict[str, Any] = {"machine": machine(), "quick": q, "targets": TARGETS}
+    results["daemon_python"] = interpreter_build(args.daemon_python)
     workdir = Path(tempfile.mkdtemp(prefix="irt-bench-"))
     upstream: subprocess.Popen[str] | None = None
     peer: LiteLLM | None = None
     try:
         upstream, up_port = start_upstream()
-        results["python_c_pass_ms"] = median_run([sys.executable, "-c", "pass"], 3 if q else 7)[
-            "median"
-        ]
+        # The daemon's interpreter: its start-up is the daemon's baseline.
+        py = args.daemon_python or sys.executable
+        results["python_c_pass_ms"] = median_run([py, "-c", "pass"], 3 if q else 7)["median"]
         env = {
             "IRONRT_OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}",
             "OPENAI_API_KEY": FAKE_KEY,
@@ -663,7 +698,7 @@ def main(argv: list[str] | None = None) -> int:
             "IRONRT_RESTART_BACKOFF": "0.5",
         }
         t0 = time.perf_counter()
-        with TempDaemon(offline=False, env=env) as d:
+        with TempDaemon(offline=False, env=env, python=args.daemon_python) as d:
             url = urlsplit(d.router_url)
             rhost, rport = url.hostname or "127.0.0.1", int(url.port or 80)
             if wait_http(rhost, rport, "/health", 20) is None:
@@ -793,8 +828,18 @@ def latency_row(name: str, x: dict[str, Any], direct: dict[str, Any], *middle: A
     return [name, x["n"], x["p50"], x["p90"], x["p99"], *middle, *added, x["errors"]]
 
 
+def describe_build(b: dict[str, Any]) -> str:
+    said = [f for f, k in (("PGO", "configure_optimizations"), ("LTO", "configure_lto")) if b[k]]
+    link = {True: "shared libpython", False: "libpython linked in", None: "?"}
+    flags = "+".join(said) if said else "no PGO/LTO said by ./configure"
+    return f"{b['executable']} ({b['version']}; {flags}; {link[b['libpython_shared']]})"
+
+
 def report(r: dict[str, Any]) -> None:
     peer = r.get("peer")
+    print(f"load generator and upstream: {describe_build(r['machine']['python_build'])}")
+    print(f"ironrt daemon:               {describe_build(r['daemon_python'])}")
+    print()
     c1 = r["c1_plain"]
     names = [n for n in ("direct", "ironrt", "ironrt_pii_off", "litellm") if n in c1]
 

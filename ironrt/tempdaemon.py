@@ -31,7 +31,16 @@ _START_TIMEOUT_S = 20.0
 
 
 class TempDaemon:
-    def __init__(self, *, offline: bool = True, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        offline: bool = True,
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+    ) -> None:
+        """`python`: the interpreter that runs the daemon (default: this one). It must
+        import the same ironrt; benchmarks use it to compare CPython builds."""
+        self.python = python or sys.executable
         # Unix socket paths are limited to ~107 bytes: keep the home short.
         self.home = Path(tempfile.mkdtemp(prefix="irt-", dir="/tmp"))
         self.env = {
@@ -55,7 +64,7 @@ class TempDaemon:
         err = open(self.home / "daemon.err", "ab")  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ironrt.daemon"],
+                [self.python, "-m", "ironrt.daemon"],
                 env=self.env,
                 cwd=self.home,
                 stdin=subprocess.DEVNULL,
