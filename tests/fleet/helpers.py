@@ -51,7 +51,11 @@ def fleet_env(upstream_url: str, ledger_url: str, **more: str) -> dict[str, str]
 
 
 @contextlib.contextmanager
-def daemons(n: int, env: dict[str, str]) -> Iterator[list[TempDaemon]]:
+def daemons(
+    n: int, env: dict[str, str], *, final_logs: list[str] | None = None
+) -> Iterator[list[TempDaemon]]:
+    """`n` daemons, stopped and removed on exit; `final_logs` gets each one's log lines
+    of the fleet ledger as it stopped (for what a test checks after the stop)."""
     started: list[TempDaemon] = []
     try:
         for _ in range(n):
@@ -60,6 +64,8 @@ def daemons(n: int, env: dict[str, str]) -> Iterator[list[TempDaemon]]:
     finally:
         for d in started:
             d.stop()
+            if final_logs is not None:
+                final_logs += [ln for ln in d.log().splitlines() if '"ironrt.fleet"' in ln]
         for d in started:
             import shutil
 

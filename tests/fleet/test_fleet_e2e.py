@@ -28,7 +28,8 @@ def own_spend(ds: list[TempDaemon], scope: str) -> list[float]:
 def test_three_daemons_share_one_budget_exactly(
     upstream: FakeUpstream, ledger_url: str, tmp_path: Path, postgres: Postgres
 ) -> None:
-    with daemons(3, fleet_env(upstream.url, ledger_url)) as ds:
+    fleet_log: list[str] = []
+    with daemons(3, fleet_env(upstream.url, ledger_url), final_logs=fleet_log) as ds:
         call, budget = share_budget(ds, tmp_path, 30, by=1)
         script = burst_script(tmp_path)
         agents = [d.rt.start_agent(script, ["4", "40"], project="team") for d in ds]
@@ -73,7 +74,7 @@ def test_three_daemons_share_one_budget_exactly(
         "FROM ironrt_fleet_leases;",
     )
     kept, team = rows.strip().splitlines()[-2].split("|")
-    assert int(kept) == 0, rows
+    assert int(kept) == 0, (rows, fleet_log)
     assert int(team) == round(sum(spent) * 1e9), rows
 
 

@@ -1,0 +1,85 @@
+"""A stopping daemon's fleet manager hands its leases back, bounded, and says so when it
+cannot: a real PostgreSQL, the manager in process (its bound shortened, not its code).
+
+A lease not handed back stays charged to the fleet until it expires, so a stop that
+could not reach the database must leave a line in the daemon's log saying which and why:
+an e2e run once ended with a lease kept and nothing in any log to tell why."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import asyncpg
+import pytest
+
+from ironrt.fleet import manager
+from ironrt.fleet.manager import FleetLedger
+from ironrt.governance.ledger import Ledger
+
+pytestmark = pytest.mark.anyio
+
+SCOPE = "project:team"
+
+
+async def lease_row(url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT granted_nanos, reported_nanos FROM ironrt_fleet_leases WHERE scope = $1",
+            SCOPE,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["granted_nanos"]), int(row["reported_nanos"])
+
+
+async def started_fleet(url: str, spent_nanos: int) -> FleetLedger:
+    """A manager whose shared scope spent `spent_nanos` before it joined the fleet: its
+    first round reports it (a row in the leases table)."""
+    ledger = Ledger()
+    ledger.scope(SCOPE).spent_nanos = spent_nanos
+    fleet = FleetLedger(url, ledger, "daemon-under-test", poll_s=0.2)
+    await fleet.start()
+    assert fleet.available, fleet.error
+    return fleet
+
+
+async def test_a_stop_reports_the_spend_since_the_last_sync(ledger_url: str) -> None:
+    fleet = await started_fleet(ledger_url, 1_000)
+    assert await lease_row(ledger_url) == (1_000, 1_000)
+    scope = fleet.ledger.scope(SCOPE)
+    assert scope.lease is not None
+    scope.lease.own_nanos += 500  # a call settled since (what `Ledger.settle` adds)
+    await fleet.release()
+    assert await lease_row(ledger_url) == (1_500, 1_500)
+
+
+async def test_a_stop_the_database_does_not_answer_is_bounded_and_logged(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = await started_fleet(ledger_url, 1_000)
+    monkeypatch.setattr(manager, "OP_TIMEOUT_S", 0.5)
+    scope = fleet.ledger.scope(SCOPE)
+    assert scope.lease is not None
+    scope.lease.own_nanos += 500
+    # Another session holds the leases table: the hand-back's transaction waits on it.
+    blocker = await asyncpg.connect(ledger_url)
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("LOCK TABLE ironrt_fleet_leases IN ACCESS EXCLUSIVE MODE")
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="ironrt.fleet"):
+            await fleet.release()
+        took = time.monotonic() - began
+        await tx.rollback()
+    finally:
+        await blocker.close()
+    assert took < 0.5 * 2 + 2.0  # its bound, not the database's patience
+    lines = [r for r in caplog.records if "not handed back at stop" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+    assert lines[0].fields == {"error": "the database did not answer within 0.5 s"}  # type: ignore[attr-defined]
+    # Nothing was reported: the row is as the last sync left it (charged until it expires).
+    assert await lease_row(ledger_url) == (1_000, 1_000)
