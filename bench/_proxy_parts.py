@@ -7,7 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
+
+
+def run_on_daemon_loop(main: Coroutine[Any, Any, None]) -> str:
+    """Run `main` on the event loop the daemon would choose (`ironrt.daemon.event_loop`:
+    uvloop where it imports), so that a floor is measured on the router's own loop; the
+    loop's name once `main` ends."""
+    from ironrt.daemon import event_loop
+
+    name, options, _ = event_loop(None)
+    with asyncio.Runner(loop_factory=options.get("loop_factory")) as runner:
+        runner.run(main)
+    return name
 
 
 class UpstreamSide(asyncio.Protocol):
@@ -17,8 +30,8 @@ class UpstreamSide(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not `asyncio.Transport` subclasses: the same interface.
+        self.transport = cast(asyncio.Transport, transport)
 
 
 class ClientSide(asyncio.Protocol):
@@ -35,8 +48,7 @@ class ClientSide(asyncio.Protocol):
         raise NotImplementedError
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         loop = asyncio.get_running_loop()
         self.connecting = loop.create_task(self._connect(loop))
@@ -70,7 +82,7 @@ def serve(sock: socket.socket, client: Any, *background: Any) -> None:
             for task in tasks:
                 task.cancel()
 
-    asyncio.run(run())
+    run_on_daemon_loop(run())
 
 
 def bare_app(pool: Any, upstream: str, key: str) -> Any:

@@ -6,7 +6,7 @@ next to what the router adds, in one run, against one zero-latency upstream.
 Five paths, alternated call by call at concurrency 1 and phase by phase at 32:
 
 - **direct**: the load generator to the upstream (bench/_upstream.py);
-- **raw proxy**: the least a Python proxy on asyncio can be (one upstream connection per
+- **raw proxy**: the least a Python proxy on asyncio protocols can be (one upstream connection per
   client connection, httptools both ways, bytes relayed whole: two parses, two writes);
 - **governed floor**: the raw proxy plus the per-call work governance cannot skip (token
   lookup, PII scan both ways, budget hold and settle, pricing, a journal append before the
@@ -21,6 +21,17 @@ Five paths, alternated call by call at concurrency 1 and phase by phase at 32:
 "router minus bare proxy" is what governance costs per call in the router; "governed
 floor minus raw proxy" is what it costs at the least. Issue 14's c=1 goal (added p50 <=
 0.35 ms) is compared with all of them.
+
+The three proxies run on the event loop the daemon chooses (`ironrt.daemon.event_loop`:
+uvloop where it imports), as the router does. Until 2026-12-01 they ran on plain asyncio,
+whose loop is Python: that made the floors look 1.5-2x dearer than the router's own loop
+would make them (that day, raw proxy at c=1 0.19 -> 0.12 ms added, governed floor 0.36 ->
+0.25-0.28, bare proxy 0.45 -> 0.31-0.33).
+
+At c=1 every path gets one call in five, so each process runs with caches the other four
+have used: the router's CPU a call here (1.1-1.3 ms that day) is about twice what
+bench/router.py reads (0.6-0.7 ms), where the daemon serves two calls in three. A call's
+cost at c=1 on this machine is as much the memory it touches as the work it does.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, machine, start_token_agent, table, write_results
 from _governed_floor import governed_proxy
 from _loadgen import Target, alternate, build_request, saturate
-from _proxy_parts import ClientSide, UpstreamSide, bare_app, serve
+from _proxy_parts import ClientSide, UpstreamSide, bare_app, run_on_daemon_loop, serve
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
@@ -58,7 +69,7 @@ def _proxy(sock: socket.socket, upstream: str) -> None:
 
     pool = Pool(connect_timeout=5, read_timeout=30)
     app = bare_app(pool, upstream, FAKE_KEY)
-    asyncio.run(make_server(app, unix=False).serve([sock]))
+    run_on_daemon_loop(make_server(app, unix=False).serve([sock]))
 
 
 def _raw_proxy(sock: socket.socket, up_port: int) -> None:
