@@ -35,6 +35,7 @@ bench:
     python bench/floor.py
     python bench/governance.py
     python bench/parallel_bound.py
+    python bench/wire_parts.py
     -python bench/instructions.py
 
 # The offline demo: no key, no network.
