@@ -39,7 +39,7 @@ from typing import Any
 
 import httptools
 import msgspec
-from _proxy_parts import ClientSide, UpstreamSide, serve
+from _proxy_parts import ClientSide, UpstreamSide, WholeMessages, serve
 
 from ironrt.pii.detectors import find_pii
 
@@ -148,22 +148,15 @@ def governed_proxy(sock: socket.socket, up_port: int, tokens: dict[str, str], ke
     gov = FloorGovernance(home, tokens)
     auth = f"Bearer {key}".encode()
 
-    class Upstream(UpstreamSide):
+    class Upstream(UpstreamSide, WholeMessages):
         def __init__(self, client: Client) -> None:
-            super().__init__()
+            UpstreamSide.__init__(self)
+            WholeMessages.__init__(self)
             self.client = client
             self.parser = httptools.HttpResponseParser(self)
-            self.body: list[bytes] = []
 
-        def data_received(self, data: bytes) -> None:
-            self.parser.feed_data(data)
-
-        def on_body(self, body: bytes) -> None:
-            self.body.append(body)
-
-        def on_message_complete(self) -> None:
-            data, self.body = b"".join(self.body), []
-            self.client.answer(self.parser.get_status_code(), data)
+        def message(self, body: bytes) -> None:
+            self.client.answer(self.parser.get_status_code(), body)
 
     class Client(ClientSide):
         def __init__(self) -> None:

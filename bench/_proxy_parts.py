@@ -85,31 +85,61 @@ def serve(sock: socket.socket, client: Any, *background: Any) -> None:
     run_on_daemon_loop(run())
 
 
+class WholeMessages(asyncio.Protocol):
+    """A connection whose messages (requests or answers, by `parser`) are wanted whole:
+    each one's body is handed to `message` once complete."""
+
+    parser: Any
+
+    def __init__(self) -> None:
+        self.body: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        data, self.body = b"".join(self.body), []
+        self.message(data)
+
+    def message(self, body: bytes) -> None:
+        raise NotImplementedError
+
+
+async def asgi_body(receive: Any) -> bytes:
+    """An ASGI request's whole body."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body
+
+
+async def send_whole(send: Any, status: int, data: bytes) -> None:
+    """A JSON answer, whole, through ASGI `send`."""
+    length = str(len(data)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", length)],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
 def bare_app(pool: Any, upstream: str, key: str) -> Any:
     """An ASGI app forwarding each request as it came to `upstream` through `pool` (an
     `ironrt.wire.pool.Pool`) and relaying the answer whole: no auth, no parsing of the
     body, no policy, no record."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
+        body = await asgi_body(receive)
         headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         response = await pool.request("POST", upstream + scope["path"], headers, body)
-        data = await response.read()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_whole(send, response.status, await response.read())
 
     return app

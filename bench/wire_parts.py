@@ -34,6 +34,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt, machine, table, write_results
 from _loadgen import Target, alternate, build_request, saturate
-from _proxy_parts import run_on_daemon_loop
+from _proxy_parts import WholeMessages, asgi_body, run_on_daemon_loop, send_whole
 from floor import PATH, _cpu_s, _proxy, _raw_proxy, _wait_port
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
@@ -50,82 +51,53 @@ _HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %
 _TCP_NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _raw_server_pool(sock: socket.socket, upstream: str) -> None:
-    """Protocol callbacks for the agent's side; each request a task awaiting the pool."""
-    import httptools
+class _RawServer(WholeMessages):
+    """The agent's side as protocol callbacks: each whole request handed to a task
+    running `forward(body)`, whose answer is written as it comes back."""
 
-    from ironrt.wire.pool import Pool
+    forward: Callable[[bytes], Awaitable[bytes]]
 
+    def connection_made(self, transport: Any) -> None:
+        import httptools
+
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(*_TCP_NODELAY)
+        self.parser = httptools.HttpRequestParser(self)
+
+    def message(self, body: bytes) -> None:
+        asyncio.get_running_loop().create_task(self._answer(body))
+
+    async def _answer(self, body: bytes) -> None:
+        data = await self.forward(body)
+        self.transport.write(_HEAD % len(data) + data)
+
+
+def _serve_raw(sock: socket.socket, forward: Callable[[bytes], Awaitable[bytes]]) -> None:
     async def main() -> None:
-        pool = Pool(connect_timeout=5, read_timeout=30)
-        headers = {"content-type": "application/json", "authorization": f"Bearer {FAKE_KEY}"}
-
-        class Client(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-                transport.get_extra_info("socket").setsockopt(*_TCP_NODELAY)
-                self.parser = httptools.HttpRequestParser(self)
-                self.body: list[bytes] = []
-
-            def data_received(self, data: bytes) -> None:
-                self.parser.feed_data(data)
-
-            def on_body(self, body: bytes) -> None:
-                self.body.append(body)
-
-            def on_message_complete(self) -> None:
-                body, self.body = b"".join(self.body), []
-                asyncio.get_running_loop().create_task(self.forward(body))
-
-            async def forward(self, body: bytes) -> None:
-                answer = await pool.request("POST", upstream + PATH, headers, body)
-                data = await answer.read()
-                self.transport.write(_HEAD % len(data) + data)
-
-        server = await asyncio.get_running_loop().create_server(Client, sock=sock)
+        server_class = type("Server", (_RawServer,), {"forward": staticmethod(forward)})
+        server = await asyncio.get_running_loop().create_server(server_class, sock=sock)
         await server.serve_forever()
 
     run_on_daemon_loop(main())
 
 
-class _LeanUpstream(asyncio.Protocol):
+class _LeanUpstream(WholeMessages):
     """A kept-alive upstream connection answering one future per request."""
 
     def __init__(self) -> None:
         import httptools
 
+        super().__init__()
         self.parser = httptools.HttpResponseParser(self)
-        self.body: list[bytes] = []
         self.answer: asyncio.Future[bytes] | None = None
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         transport.get_extra_info("socket").setsockopt(*_TCP_NODELAY)
 
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        data, self.body = b"".join(self.body), []
+    def message(self, body: bytes) -> None:
         assert self.answer is not None
-        self.answer.set_result(data)
-
-
-async def _lean_call(idle: list[_LeanUpstream], up_port: int, body: bytes) -> bytes:
-    """One call through a kept-alive connection of `idle` (a new one if none is)."""
-    loop = asyncio.get_running_loop()
-    if idle:
-        up = idle.pop()
-    else:
-        _, up = await loop.create_connection(_LeanUpstream, "127.0.0.1", up_port)
-    up.answer = loop.create_future()
-    up.transport.write(_REQUEST % len(body) + body)
-    data = await up.answer
-    idle.append(up)
-    return data
+        self.answer.set_result(body)
 
 
 _REQUEST = (
@@ -134,64 +106,55 @@ _REQUEST = (
 )
 
 
+def _lean_client(up_port: int) -> Callable[[bytes], Awaitable[bytes]]:
+    """A dozen-line client: a kept-alive connection per call in flight, one future a call."""
+    idle: list[_LeanUpstream] = []
+
+    async def call(body: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        if idle:
+            up = idle.pop()
+        else:
+            _, up = await loop.create_connection(_LeanUpstream, "127.0.0.1", up_port)
+        up.answer = loop.create_future()
+        up.transport.write(_REQUEST % len(body) + body)
+        data = await up.answer
+        idle.append(up)
+        return data
+
+    return call
+
+
 def _raw_server_task(sock: socket.socket, up_port: int) -> None:
-    """Protocol callbacks for the agent's side, each request a task awaiting the lean
-    client: no ironrt code at all, only a coroutine between the two sides."""
-    import httptools
+    """No ironrt code at all: protocol callbacks, a task, the lean client."""
+    _serve_raw(sock, _lean_client(up_port))
 
-    async def main() -> None:
-        idle: list[_LeanUpstream] = []
 
-        class Client(asyncio.Protocol):
-            def connection_made(self, transport: Any) -> None:
-                self.transport = transport
-                transport.get_extra_info("socket").setsockopt(*_TCP_NODELAY)
-                self.parser = httptools.HttpRequestParser(self)
-                self.body: list[bytes] = []
+def _raw_server_pool(sock: socket.socket, upstream: str) -> None:
+    """Protocol callbacks for the agent's side; each request a task awaiting the pool."""
+    from ironrt.wire.pool import Pool
 
-            def data_received(self, data: bytes) -> None:
-                self.parser.feed_data(data)
+    pool: Pool | None = None
+    headers = {"content-type": "application/json", "authorization": f"Bearer {FAKE_KEY}"}
 
-            def on_body(self, body: bytes) -> None:
-                self.body.append(body)
+    async def forward(body: bytes) -> bytes:
+        nonlocal pool
+        if pool is None:  # made on the running loop
+            pool = Pool(connect_timeout=5, read_timeout=30)
+        answer = await pool.request("POST", upstream + PATH, headers, body)
+        return await answer.read()
 
-            def on_message_complete(self) -> None:
-                body, self.body = b"".join(self.body), []
-                asyncio.get_running_loop().create_task(self.forward(body))
-
-            async def forward(self, body: bytes) -> None:
-                data = await _lean_call(idle, up_port, body)
-                self.transport.write(_HEAD % len(data) + data)
-
-        server = await asyncio.get_running_loop().create_server(Client, sock=sock)
-        await server.serve_forever()
-
-    run_on_daemon_loop(main())
+    _serve_raw(sock, forward)
 
 
 def _wire_server_lean_client(sock: socket.socket, up_port: int) -> None:
     """`ironrt.wire`'s server; upstream, the lean client."""
     from ironrt.server import make_server
 
-    idle: list[_LeanUpstream] = []
+    call = _lean_client(up_port)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
-        data = await _lean_call(idle, up_port, body)
-        length = str(len(data)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", length)],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
+        await send_whole(send, 200, await call(await asgi_body(receive)))
 
     run_on_daemon_loop(make_server(app, unix=False).serve([sock]))
 
