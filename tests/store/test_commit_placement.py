@@ -119,9 +119,12 @@ def test_an_idle_loop_leaves_the_commits_to_the_worker_thread(
 def test_a_saturated_loop_commits_on_its_own_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    where = commits_on_the_loop(tmp_path, monkeypatch, 60, spin_s=0.002)
+    where = commits_on_the_loop(tmp_path, monkeypatch, 200, spin_s=0.002)
     # Nearly all: a window in which the loop waited for the GIL (a worker thread of
-    # aiosqlite's held it) looks less busy than it was, on a machine short of CPU.
+    # aiosqlite's held it), or the machine ran another process on its core, looks less
+    # busy than it was. Enough commits that one such window cannot decide the test (CI
+    # once saw 3 of 4 with 60 calls, groups growing on a machine short of CPU).
+    assert len(where) >= 8, where
     assert sum(where) >= 0.8 * len(where), where
 
 
