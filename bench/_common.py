@@ -123,12 +123,18 @@ try:
         shared = any("libpython" in line for line in maps)
 except OSError:
     shared = None
+try:
+    import ironrt
+    where = ironrt.__file__
+except ImportError:
+    where = None
 print(json.dumps({
     "executable": sys.executable,
     "version": sys.version.split()[0],
     "configure_optimizations": "--enable-optimizations" in args,
     "configure_lto": "--with-lto" in args,
     "libpython_shared": shared,
+    "ironrt": where,
 }))
 """
 
@@ -136,7 +142,8 @@ print(json.dumps({
 def interpreter_build(python: str | None = None) -> dict[str, Any]:
     """The interpreter's executable, version, and what of its build can be read back:
     whether `./configure` was given `--enable-optimizations` (PGO) and `--with-lto`, and
-    whether the executable calls into a shared libpython. Builds of one version differ in
+    whether the executable calls into a shared libpython; and the ironrt it imports
+    (None: none), as a daemon it starts would, from `/`. Builds of one version differ in
     speed for the same code (on 2026-12-01 here, the router's whole call in one process:
     pyenv's 3.11.7, a plain `./configure --enable-shared` build, 887.7k instructions a
     call, Debian's 3.11.2, built with PGO and LTO, 810.9k; CPU a call ~1.1x, within
@@ -145,7 +152,7 @@ def interpreter_build(python: str | None = None) -> dict[str, Any]:
     False here means "not said", not "not done"."""
     exe = python or sys.executable
     out = subprocess.run(
-        [exe, "-c", BUILD_PROBE], capture_output=True, text=True, timeout=60, check=True
+        [exe, "-c", BUILD_PROBE], cwd="/", capture_output=True, text=True, timeout=60, check=True
     )
     data: dict[str, Any] = json.loads(out.stdout)
     return data

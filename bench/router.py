@@ -620,25 +620,22 @@ async def profile_router(
 # ---- main -----------------------------------------------------------------------------------
 
 
-def same_ironrt(python: str) -> str | None:
-    """None if `python` runs and imports the ironrt this script imports, else why not."""
+def daemon_build(python: str) -> tuple[dict[str, Any] | None, str]:
+    """`python`'s build if it runs and imports the ironrt this script imports, else why
+    not."""
     try:
-        out = subprocess.run(
-            [python, "-c", "import ironrt; print(ironrt.__file__)"],
-            cwd="/",  # as the daemon runs: not from this checkout's folder
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        build = interpreter_build(python)
     except OSError as exc:
-        return f"cannot run it ({exc.strerror or exc})"
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["?"])[-1]
-        return f"it cannot import ironrt ({last})"
-    theirs, ours = Path(out.stdout.strip()).resolve(), Path(ironrt.__file__).resolve()
+        return None, f"cannot run it ({exc.strerror or exc})"
+    except subprocess.CalledProcessError as exc:
+        last = (exc.stderr.strip().splitlines() or ["?"])[-1]
+        return None, f"it does not run Python ({last})"
+    if build["ironrt"] is None:
+        return None, "it cannot import ironrt"
+    theirs, ours = Path(build["ironrt"]).resolve(), Path(ironrt.__file__).resolve()
     if theirs != ours:
-        return f"it imports another ironrt ({theirs}, not {ours})"
-    return None
+        return None, f"it imports another ironrt ({theirs}, not {ours})"
+    return build, ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -665,9 +662,10 @@ def main(argv: list[str] | None = None) -> int:
         "load generator and the upstream stay on this one, so two runs compare builds",
     )
     args = ap.parse_args(argv)
+    own_build = None
     if args.daemon_python is not None:
-        problem = same_ironrt(args.daemon_python)
-        if problem:
+        own_build, problem = daemon_build(args.daemon_python)
+        if own_build is None:
             ap.error(f"--daemon-python {args.daemon_python}: {problem}")
     q = args.quick
     args.iterations = 300 if q else 2500
@@ -682,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     measure_budget = args.budget or (25 if q else 140)
 
     results: dict[str, Any] = {"machine": machine(), "quick": q, "targets": TARGETS}
-    results["daemon_python"] = interpreter_build(args.daemon_python)
+    results["daemon_python"] = own_build or results["machine"]["python_build"]
     workdir = Path(tempfile.mkdtemp(prefix="irt-bench-"))
     upstream: subprocess.Popen[str] | None = None
     peer: LiteLLM | None = None

@@ -134,13 +134,10 @@ def _raw_server_pool(sock: socket.socket, upstream: str) -> None:
     """Protocol callbacks for the agent's side; each request a task awaiting the pool."""
     from ironrt.wire.pool import Pool
 
-    pool: Pool | None = None
+    pool = Pool(connect_timeout=5, read_timeout=30)
     headers = {"content-type": "application/json", "authorization": f"Bearer {FAKE_KEY}"}
 
     async def forward(body: bytes) -> bytes:
-        nonlocal pool
-        if pool is None:  # made on the running loop
-            pool = Pool(connect_timeout=5, read_timeout=30)
         answer = await pool.request("POST", upstream + PATH, headers, body)
         return await answer.read()
 

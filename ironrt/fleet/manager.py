@@ -302,11 +302,11 @@ class FleetLedger:
         self._closed = True
         # A round in progress holds the lock for at most its own bound: it is waited for
         # (twice that at most), and the hand-back has a whole bound of its own after it.
-        why = f"a round in progress did not end within {2 * OP_TIMEOUT_S:g} s"
-        with anyio.move_on_after(2 * OP_TIMEOUT_S):
+        with anyio.move_on_after(2 * OP_TIMEOUT_S) as waiting:
             await self._lock.acquire()
-            why = ""
-        if not why:
+        if waiting.cancelled_caught:
+            why = f"a round in progress did not end within {2 * OP_TIMEOUT_S:g} s"
+        else:
             try:
                 why = await self._hand_back()
             finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+import anyio
 import asyncpg
 import pytest
 
@@ -82,4 +83,31 @@ async def test_a_stop_the_database_does_not_answer_is_bounded_and_logged(
     assert len(lines) == 1, [r.getMessage() for r in caplog.records]
     assert lines[0].fields == {"error": "the database did not answer within 0.5 s"}  # type: ignore[attr-defined]
     # Nothing was reported: the row is as the last sync left it (charged until it expires).
+    assert await lease_row(ledger_url) == (1_000, 1_000)
+
+
+async def test_a_stop_waits_for_a_round_in_progress_within_twice_its_bound(
+    ledger_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fleet = await started_fleet(ledger_url, 1_000)
+    monkeypatch.setattr(manager, "OP_TIMEOUT_S", 0.2)
+    done = anyio.Event()
+
+    async def overrunning_round() -> None:  # holds the manager's lock past its own bound
+        async with fleet._lock:
+            await done.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(overrunning_round)
+        await anyio.wait_all_tasks_blocked()
+        began = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="ironrt.fleet"):
+            await fleet.release()
+        took = time.monotonic() - began
+        done.set()
+    assert 0.4 <= took < 0.4 + 2.0
+    lines = [r for r in caplog.records if "not handed back at stop" in r.getMessage()]
+    assert [r.fields for r in lines] == [  # type: ignore[attr-defined]
+        {"error": "a round in progress did not end within 0.4 s"}
+    ]
     assert await lease_row(ledger_url) == (1_000, 1_000)
