@@ -15,7 +15,7 @@ from ironrt.library.calls import CURRENT_CALL
 from ironrt.providers.base import ProviderAdapter
 from ironrt.router.app import RouterApp
 from ironrt.router.counting import Sender
-from ironrt.router.exchange import Scope
+from ironrt.router.exchange import Exchange
 from ironrt.transports.base import Outgoing
 
 #: Headers httpx computes itself for the request that goes out.
@@ -27,7 +27,7 @@ class LibraryApp(RouterApp):
     live: set[str]
 
     def agent_for(
-        self, scope: Scope, adapter: ProviderAdapter, headers: dict[str, str]
+        self, x: Exchange, adapter: ProviderAdapter, headers: dict[str, str]
     ) -> tuple[bool, AgentGovernance | None]:
         call = CURRENT_CALL.get()
         if call is None:
@@ -37,7 +37,7 @@ class LibraryApp(RouterApp):
     def outgoing(
         self,
         adapter: ProviderAdapter,
-        scope: Scope,
+        x: Exchange,
         target: str,
         headers: dict[str, str],
         content: bytes,
@@ -45,9 +45,9 @@ class LibraryApp(RouterApp):
         call = CURRENT_CALL.get()
         assert call is not None
         kept = {k: v for k, v in headers.items() if k not in _RECOMPUTED}
-        return Outgoing(scope["method"], call.base + target, kept, content)
+        return Outgoing(x.method, call.base + target, kept, content)
 
-    def upstream_of(self, adapter: ProviderAdapter, scope: Scope) -> str:
+    def upstream_of(self, adapter: ProviderAdapter, x: Exchange) -> str:
         call = CURRENT_CALL.get()
         base = call.base if call is not None else adapter.default_base_url
         return f"{adapter.name}:{base}"

@@ -48,17 +48,17 @@ from ironrt.router.counting import Sender, exact_input_tokens
 from ironrt.router.egress import RouterConfig, count_sender, upstream_headers
 from ironrt.router.exchange import (
     MAX_BODY_BYTES,
+    AsgiExchange,
     BodyTooLarge,
     ClientGone,
     Exchange,
     Receive,
     Scope,
     Send,
+    WireExchange,
     innermost,
-    read_body,
-    request_headers,
 )
-from ironrt.router.paths import BadPath, canonical_path, check_query, describe_target, raw_target
+from ironrt.router.paths import BadPath, canonical_path, check_query, describe_target
 from ironrt.router.relay import relay_body, relay_stream
 from ironrt.router.responses import (
     note_refusal,
@@ -72,6 +72,7 @@ from ironrt.transports.base import Outgoing, Transport
 from ironrt.transports.http import Upstream
 from ironrt.transports.offline import OfflineTransport
 from ironrt.transports.retrying import Unreachable, send_with_retries
+from ironrt.wire.cycle import Cycle
 
 log = logging.getLogger("ironrt.router")
 
@@ -116,7 +117,7 @@ class RouterApp:
         self.strays = StrayLog()
 
     def agent_for(
-        self, scope: Scope, adapter: ProviderAdapter, headers: dict[str, str]
+        self, x: Exchange, adapter: ProviderAdapter, headers: dict[str, str]
     ) -> tuple[bool, AgentGovernance | None]:
         """Whether the request carries a credential, and the live agent it opens."""
         token = adapter.token_from_headers(headers)
@@ -126,7 +127,7 @@ class RouterApp:
     def outgoing(
         self,
         adapter: ProviderAdapter,
-        scope: Scope,
+        x: Exchange,
         target: str,
         headers: dict[str, str],
         content: bytes,
@@ -134,15 +135,15 @@ class RouterApp:
         """The request to send: the real key swapped in for the IC_TOKEN, the provider's
         base URL (None: no key for this provider). Offline, the canonical path as it is."""
         if self.config.offline:
-            return Outgoing(scope["method"], target, headers, content)
+            return Outgoing(x.method, target, headers, content)
         found = self.config.keys(adapter.name)
         if found is None:
             return None
         base = self.config.base_urls.get(adapter.name)
         url = adapter.upstream_url(target, base)
-        return Outgoing(scope["method"], url, upstream_headers(adapter, headers, found), content)
+        return Outgoing(x.method, url, upstream_headers(adapter, headers, found), content)
 
-    def upstream_of(self, adapter: ProviderAdapter, scope: Scope) -> str:
+    def upstream_of(self, adapter: ProviderAdapter, x: Exchange) -> str:
         """`"<provider>:<base url>"`: the upstream a call goes to (the breaker's circuit)."""
         base = self.config.base_urls.get(adapter.name)
         return f"{adapter.name}:{base or adapter.default_base_url}"
@@ -159,13 +160,21 @@ class RouterApp:
         return await exact_input_tokens(adapter_of(flow), flow.endpoint, flow.body, send=send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As an ASGI app (library mode's kernel, any ASGI server)."""
         if scope["type"] != "http":
             return
-        x = Exchange(send)
+        await self.serve(AsgiExchange(scope, receive, send))
+
+    async def serve_wire(self, cycle: Cycle) -> None:
+        """As the daemon's server calls it: directly, no ASGI messages (`ironrt.wire`)."""
+        await self.serve(WireExchange(cycle))
+
+    async def serve(self, x: Exchange) -> None:
+        """One call, from its request to its answer and settlement."""
         try:
-            await self._serve(x, scope, receive)
+            await self._serve(x)
         except Exception as exc:
-            await self._fail(x, scope, exc)
+            await self._fail(x, exc)
         finally:
             flow = x.flow
             if flow is not None:
@@ -178,23 +187,23 @@ class RouterApp:
                     # the events that the answer prompted cannot come in between.
                     self.after_answer(flow)
 
-    async def _serve(self, x: Exchange, scope: Scope, receive: Receive) -> None:
-        method: str = scope["method"]
-        headers = request_headers(scope)
-        raw_path = raw_target(scope)
+    async def _serve(self, x: Exchange) -> None:
+        method = x.method
+        headers = x.headers
+        raw_path = x.raw_path
         if raw_path in (b"/health", b"/healthz"):
             await send_json(x, 200, b'{"ok":true}')
             return
         try:
             path = canonical_path(raw_path)
-            query = check_query(scope.get("query_string", b""))
+            query = check_query(x.query)
             bad: str | None = None
         except BadPath as exc:
             path, query, bad = "", "", str(exc)
         adapter = adapter_for(path, headers) if bad is None else None
         # Errors speak the path's provider, or else the one the client's headers say.
         x.adapter = adapter or adapter_for("/v1", headers) or OPENAI
-        token, agent = self.agent_for(scope, x.adapter, headers)
+        token, agent = self.agent_for(x, x.adapter, headers)
         if adapter is None:
             target = f"{method} {describe_target(raw_path)}"
             because = f" ({bad})" if bad else ""
@@ -241,7 +250,7 @@ class RouterApp:
             agent=agent, adapter=adapter, endpoint=endpoint, body=None, headers=headers
         )
         try:
-            raw = await read_body(receive)
+            raw = await x.read_body()
         except BodyTooLarge:
             refusal = Refusal(
                 413,
@@ -267,9 +276,9 @@ class RouterApp:
                 parsed.stream,
                 parsed.input_bound,
             )
-        flow.upstream = self.upstream_of(adapter, scope)
+        flow.upstream = self.upstream_of(adapter, x)
         target_url = path + ("?" + query if query else "")
-        await self._handle(flow, scope, headers, receive, x, raw, target_url)
+        await self._handle(flow, x, raw, target_url)
 
     async def _refuse_early(
         self,
@@ -293,7 +302,7 @@ class RouterApp:
         await self._refuse(x, flow, refusal, target)
 
     async def _refuse(
-        self, send: Send, flow: Flow, refusal: Refusal, detail: str | None = None
+        self, x: Exchange, flow: Flow, refusal: Refusal, detail: str | None = None
     ) -> None:
         """Record the refusal (settled: its trace says who refused what), then answer."""
         note_refusal(flow, refusal)
@@ -302,7 +311,7 @@ class RouterApp:
         if detail:
             flow.error = f"{flow.error} ({detail[:300]})"
         await self.settle(flow)
-        await send_refused(send, adapter_of(flow), refusal)
+        await send_refused(x, adapter_of(flow), refusal)
 
     async def _settle_quietly(self, flow: Flow) -> None:
         try:
@@ -310,10 +319,10 @@ class RouterApp:
         except Exception:
             log.exception("router: could not settle a call of agent %s", flow.agent.agent_id)
 
-    async def _fail(self, x: Exchange, scope: Scope, exc: Exception) -> None:
+    async def _fail(self, x: Exchange, exc: Exception) -> None:
         """The last stop of an unexpected exception: logged, traced, answered."""
         kind = type(innermost(exc)).__name__
-        where = f"{scope.get('method', '?')} {describe_target(raw_target(scope))}"
+        where = f"{x.method} {describe_target(x.raw_path)}"
         log.error("router: unexpected %s on %s", kind, where, exc_info=exc)
         flow = x.flow
         if flow is not None and not flow.settled:
@@ -336,21 +345,12 @@ class RouterApp:
             elif not x.finished:
                 if flow is not None and flow.stream:
                     event = adapter.stream_error_event(message, "api_error")
-                    await x({"type": "http.response.body", "body": event, "more_body": True})
-                await x({"type": "http.response.body", "body": b""})
+                    await x.write(event, more=True)
+                await x.write(b"")
         except Exception:  # the client is gone, or the server refused the message
             log.debug("router: could not answer after an internal error", exc_info=True)
 
-    async def _handle(
-        self,
-        flow: Flow,
-        scope: Scope,
-        headers: dict[str, str],
-        receive: Receive,
-        send: Send,
-        raw: bytes,
-        target: str,
-    ) -> None:
+    async def _handle(self, flow: Flow, x: Exchange, raw: bytes, target: str) -> None:
         """Forward a call whose path and body were checked: `target` is its canonical path
         and query, exactly what goes upstream."""
         adapter = adapter_of(flow)
@@ -366,7 +366,7 @@ class RouterApp:
         if flow.refusal is None and flow.claim is not None:
             await self.admitter.admit(flow)
         if flow.refusal is not None:
-            await self._refuse(send, flow, flow.refusal)
+            await self._refuse(x, flow, flow.refusal)
             return
         if flow.body_changed and flow.body is not None:
             try:
@@ -378,15 +378,15 @@ class RouterApp:
                     code="invalid_json",
                     policy="router",
                 )
-                await self._refuse(send, flow, refusal)
+                await self._refuse(x, flow, refusal)
                 return
-        request = self.outgoing(adapter, scope, target, headers, raw)
+        request = self.outgoing(adapter, x, target, x.headers, raw)
         if request is None:
             flow.status_code = 401
             flow.error = "no provider key"
             await self.settle(flow)
             await send_error(
-                send,
+                x,
                 adapter,
                 401,
                 f"ironrt has no {adapter.name} API key: export {adapter.key_env[0]} in the "
@@ -403,7 +403,7 @@ class RouterApp:
         except PolicyFailed as exc:
             flow.status_code, flow.error = 500, str(exc)
             await self.settle(flow)
-            await send_policy_error(send, adapter, exc.policy)
+            await send_policy_error(x, adapter, exc.policy)
             return
         except Unreachable as exc:
             gave_up = flow.retry is not None and flow.retry.gave_up
@@ -412,7 +412,7 @@ class RouterApp:
             flow.upstream_failure = exc.kind
             await self.settle(flow)
             await send_error(
-                send,
+                x,
                 adapter,
                 status,
                 f"ironrt router: the {adapter.name} API is unreachable: {exc}",
@@ -430,8 +430,7 @@ class RouterApp:
                 await relay_stream(
                     flow,
                     upstream,
-                    receive,
-                    send,
+                    x,
                     self.pipeline,
                     drop_usage,
                     self.settle,
@@ -441,7 +440,7 @@ class RouterApp:
                 await relay_body(
                     flow,
                     upstream,
-                    send,
+                    x,
                     self.pipeline,
                     self.settle,
                     capture=self.config.capture_completions,

@@ -22,7 +22,6 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import msgspec
@@ -31,13 +30,12 @@ from ironrt.governance.flow import Flow, StreamEvent, TextSlot, TokenUsage
 from ironrt.governance.pipeline import Pipeline, PolicyFailed
 from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import OFFLOAD_BYTES, decode_json, decode_usage, encode_json
+from ironrt.router.exchange import Exchange
 from ironrt.router.responses import NO_RETRY, send_error, send_policy_error
 from ironrt.router.sse import SSEParser, encode_event
 from ironrt.transports.base import Answer
 from ironrt.transports.http import error_kind
 
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Settle = Callable[[Flow], Awaitable[None]]
 
 #: After the agent hung up mid-stream, keep reading the upstream this long for its usage.
@@ -48,7 +46,7 @@ _DECODE = msgspec.json.Decoder()
 async def relay_body(
     flow: Flow,
     upstream: Answer,
-    send: Send,
+    x: Exchange,
     pipeline: Pipeline,
     settle: Settle,
     *,
@@ -65,7 +63,7 @@ async def relay_body(
         flow.upstream_failure = "protocol"
         await settle(flow)
         await send_error(
-            send,
+            x,
             adapter,
             502,
             "ironrt router: the upstream response broke off",
@@ -97,7 +95,7 @@ async def relay_body(
             except PolicyFailed as exc:
                 flow.status_code, flow.error = 500, str(exc)
                 await settle(flow)
-                await send_policy_error(send, adapter, exc.policy)
+                await send_policy_error(x, adapter, exc.policy)
                 return
     elif upstream.status >= 400:
         flow.error = _error_text(data)
@@ -106,25 +104,23 @@ async def relay_body(
     headers.append((b"content-length", str(len(data)).encode()))
     await settle(flow)
     if flow.failed_policy is not None:  # a `complete` hook raised: fail closed
-        await send_policy_error(send, adapter, flow.failed_policy)
+        await send_policy_error(x, adapter, flow.failed_policy)
         return
-    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
+    await x.answer(upstream.status, headers, data)
     flow.committed = True
 
 
 async def relay_stream(
     flow: Flow,
     upstream: Answer,
-    receive: Receive,
-    send: Send,
+    x: Exchange,
     pipeline: Pipeline,
     drop_usage: bool,
     settle: Settle,
     *,
     capture: bool = False,
 ) -> None:
-    """Relay a stream event by event: one `send` per upstream chunk, never waiting for
+    """Relay a stream event by event: one `write` per upstream chunk, never waiting for
     more (what a chunk completes goes out before the next chunk is awaited)."""
     adapter = adapter_of(flow)
     # The per-event questions go straight to the endpoint's surface (one lookup a call).
@@ -136,7 +132,7 @@ async def relay_stream(
     stream_event = pipeline.stream_event
     flow.status_code = flow.upstream_status = upstream.status
     headers = list(upstream.headers)
-    await send({"type": "http.response.start", "status": upstream.status, "headers": headers})
+    await x.start(upstream.status, headers)
     flow.committed = True
     parser = SSEParser()
     usage = TokenUsage()
@@ -150,7 +146,7 @@ async def relay_stream(
     # and cancelling the group took five event-loop turns a call (relay_stream alone, a
     # 6-event stream, in process: 0.25 ms of CPU a call with the group, 0.10 ms with the
     # task), and the router and library mode both run on asyncio.
-    hangup = asyncio.get_running_loop().create_task(_hangup(receive))
+    hangup = asyncio.get_running_loop().create_task(x.hung_up())
     gone = hangup.done
 
     def account() -> None:
@@ -202,9 +198,7 @@ async def relay_stream(
                         # The agent hung up: keep reading (bounded) only to learn the usage.
                         drain_scope.deadline = anyio.current_time() + DRAIN_AFTER_DISCONNECT_S
                 elif out and (out := held(out)):
-                    await send(
-                        {"type": "http.response.body", "body": _bytes(out), "more_body": True}
-                    )
+                    await x.write(_bytes(out), more=True)
             out = []
             for ev in parser.flush():
                 if ev.data is not None and usage_from_event(ev, usage):
@@ -212,7 +206,7 @@ async def relay_stream(
                 out += await stream_event(flow, ev)
             out += pipeline.stream_end(flow)
             if (out := held(out)) and not gone():
-                await send({"type": "http.response.body", "body": _bytes(out), "more_body": True})
+                await x.write(_bytes(out), more=True)
         if drain_scope.cancelled_caught:
             flow.error = "client disconnected; upstream usage not received in time"
         if gone() and flow.error is None:
@@ -245,13 +239,7 @@ async def relay_stream(
             hangup.exception()  # retrieved: a `receive` that broke counts as a hang-up
     if not gone():
         # The end of the answer and the end of the body leave in one write.
-        await send({"type": "http.response.body", "body": tail})
-
-
-async def _hangup(receive: Receive) -> None:
-    """Returns once the agent hangs up (the rest of a request's body is not read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+        await x.write(tail)
 
 
 def _bytes(events: list[StreamEvent]) -> bytes:

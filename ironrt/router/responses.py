@@ -7,31 +7,20 @@ be retried carries `x-should-retry: false`, which both SDKs obey.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from ironrt.governance.flow import Flow, Refusal
 from ironrt.providers.base import ProviderAdapter, adapter_of
-
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from ironrt.router.exchange import Exchange
 
 JSON = (b"content-type", b"application/json")
 NO_RETRY = (b"x-should-retry", b"false")
 
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [JSON, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def send_json(x: Exchange, status: int, body: bytes) -> None:
+    await x.answer(status, [JSON, (b"content-length", str(len(body)).encode())], body)
 
 
 async def send_error(
-    send: Send,
+    x: Exchange,
     adapter: ProviderAdapter,
     status: int,
     message: str,
@@ -46,8 +35,7 @@ async def send_error(
     headers = [JSON, (b"content-length", str(len(body)).encode()), *(extra or [])]
     if not retry:
         headers.append(NO_RETRY)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await x.answer(status, headers, body)
 
 
 def note_refusal(flow: Flow, refusal: Refusal) -> None:
@@ -56,16 +44,16 @@ def note_refusal(flow: Flow, refusal: Refusal) -> None:
     flow.error = f"refused by {refusal.policy or 'router'}: {refusal.code or refusal.type}"
 
 
-async def send_refusal(send: Send, flow: Flow, refusal: Refusal) -> None:
+async def send_refusal(x: Exchange, flow: Flow, refusal: Refusal) -> None:
     note_refusal(flow, refusal)
-    await send_refused(send, adapter_of(flow), refusal)
+    await send_refused(x, adapter_of(flow), refusal)
 
 
-async def send_refused(send: Send, adapter: ProviderAdapter, refusal: Refusal) -> None:
+async def send_refused(x: Exchange, adapter: ProviderAdapter, refusal: Refusal) -> None:
     """The refusal's answer alone (the flow, if any, was told already)."""
     extra = [(k.lower().encode(), v.encode()) for k, v in refusal.headers.items()]
     await send_error(
-        send,
+        x,
         adapter,
         refusal.status,
         refusal.message,
@@ -77,11 +65,11 @@ async def send_refused(send: Send, adapter: ProviderAdapter, refusal: Refusal) -
     )
 
 
-async def send_policy_error(send: Send, adapter: ProviderAdapter, policy: str) -> None:
+async def send_policy_error(x: Exchange, adapter: ProviderAdapter, policy: str) -> None:
     """A policy raised after the request left (upstream_attempt, response, complete): the
     answer is withheld, the agent gets a provider-shaped 500 naming the policy."""
     await send_error(
-        send,
+        x,
         adapter,
         500,
         f"ironrt policy '{policy}' failed; the response was withheld",

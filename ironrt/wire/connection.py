@@ -18,8 +18,7 @@ import os
 import socket
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -36,7 +35,8 @@ HEAD_LIMIT = 64 * 1024
 #: The most request body buffered ahead of the app before reading pauses.
 BODY_BUFFER = 64 * 1024
 
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
+#: The usual methods' names, decoded once.
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")}
 _CREDS = struct.calcsize("3i")
 #: Timer phases: what a connection is waiting for when its timer runs out.
 _NONE, _HEADER, _BODY, _IDLE = 0, 1, 2, 3
@@ -199,24 +199,19 @@ class HttpConnection(asyncio.Protocol):
         else:
             parsed = httptools.parse_url(url)
             raw_path, query = parsed.path or b"/", parsed.query or b""
-        path = raw_path.decode("ascii")
-        if "%" in path:
-            path = unquote(path)
-        scope: dict[str, Any] = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
-            "server": self._local,
-            "client": self._client,
-            "scheme": "http",
-            "method": parser.get_method().decode("ascii"),
-            "root_path": "",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": self._headers,
-        }
-        cycle = Cycle(self, scope, parser.should_keep_alive(), self._expect)
+        if not raw_path.isascii():
+            raise httptools.HttpParserError("a target that is not ASCII")  # 400
+        method = parser.get_method()
+        cycle = Cycle(
+            self,
+            _METHODS.get(method) or method.decode("ascii"),
+            raw_path,
+            query,
+            self._headers,
+            parser.get_http_version(),
+            parser.should_keep_alive(),
+            self._expect,
+        )
         self._parsing = cycle
         self.guard.evictable.pop(self, None)
         if self._active is None:
@@ -247,7 +242,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _start(self, cycle: Cycle) -> None:
         server = self.server
-        cycle.task = task = self.loop.create_task(cycle.run(server.app))
+        cycle.task = task = self.loop.create_task(cycle.run(server.handler))
         server.tasks.add(task)  # until `Cycle.run` ends
 
     def response_done(self, cycle: Cycle) -> None:

@@ -1,12 +1,19 @@
-"""One request and its answer, as the ASGI app sees them: `receive` hands out the body as
-the parser delivers it, `send` frames the answer.
+"""One request and its answer on a connection.
+
+An app is served in one of two ways. The router calls the exchange directly
+(`app.serve_wire(cycle)`): `read_body` hands it the whole body, `start`/`write`/`answer`
+frame its answer, `wait_gone` tells it the client left. An ASGI app (the control API,
+anything else) gets `scope`, `receive` and `send`, which are thin message wrappers over
+the same calls. The direct path exists because on the router's hot path the ASGI
+messages (a scope of thirteen entries, a dict per piece of body and answer, the type
+dispatch on each) were a measurable share of a call (bench/wire_parts.py).
 
 The answer's head is held until the first piece of body comes (or, for an answer of no
 declared length, a stream that waits for its first event, until the loop turns without
-one), so a whole answer leaves in ONE
-`transport.write`: a second write costs a syscall and, on loopback, a wake-up of the
-reader. The head is built as one bytes block; content-length is the app's when it gives
-one, else the size of a body sent whole, else chunked framing for a body sent in pieces.
+one), so a whole answer leaves in ONE `transport.write`: a second write costs a syscall
+and, on loopback, a wake-up of the reader. The head is built as one bytes block;
+content-length is the app's when it gives one, else the size of a body sent whole, else
+chunked framing for a body sent in pieces.
 """
 
 from __future__ import annotations
@@ -15,14 +22,16 @@ import asyncio
 import http
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ironrt.wire.guard import INTERNAL
 
 if TYPE_CHECKING:
     from ironrt.wire.connection import HttpConnection
 
-__all__ = ["Cycle"]
+__all__ = ["BodyTooLarge", "ClientGone", "Cycle", "Handler"]
 
 log = logging.getLogger("ironrt.wire")
 
@@ -42,14 +51,27 @@ def _status_line(code: int) -> bytes:
 
 _STATUS = {code: _status_line(code) for code in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 #: How the body is framed: by content-length, chunked, none (HEAD, 204, 304), or by the
 #: connection's end (an HTTP/1.0 client cannot read chunks).
 _LENGTH, _CHUNKED, _NONE, _UNTIL_CLOSE = 0, 1, 2, 3
 
 
+class BodyTooLarge(Exception):
+    """The request body passed the reader's limit (the rest is not read)."""
+
+
+class ClientGone(Exception):
+    """The client left before its request body was complete."""
+
+
+#: What a server calls for each request, on its own task.
+Handler = Callable[["Cycle"], Awaitable[None]]
+
+
 class Cycle:
-    """One request/answer exchange on a connection."""
+    """One request/answer exchange on a connection (see the module docstring)."""
 
     __slots__ = (
         "_event",
@@ -63,22 +85,40 @@ class Cycle:
         "disconnected",
         "expect_100",
         "head_written",
+        "headers",
+        "http_version",
         "keep_alive",
+        "method",
         "more_body",
+        "query",
+        "raw_path",
         "response_complete",
-        "scope",
         "started",
         "task",
     )
 
     def __init__(
-        self, conn: HttpConnection, scope: dict[str, Any], keep_alive: bool, expect_100: bool
+        self,
+        conn: HttpConnection,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        http_version: str,
+        keep_alive: bool,
+        expect_100: bool,
     ) -> None:
         self.conn = conn
-        self.scope = scope
+        self.method = method
+        #: The target's path as sent (percent-encoded), and its query without the `?`.
+        self.raw_path = raw_path
+        self.query = query
+        #: The request's headers, names lower-cased, values as sent.
+        self.headers = headers
+        self.http_version = http_version
         self.keep_alive = keep_alive
         self.expect_100 = expect_100
-        #: Request body received and not yet taken by `receive`.
+        #: Request body received and not yet taken by the app.
         self.body = bytearray()
         self.more_body = True
         #: The last piece of the body (more_body False) was handed out.
@@ -102,11 +142,19 @@ class Cycle:
         if self._event is not None:
             self._event.set()
 
-    # -- the app's side ------------------------------------------------------------------
+    async def _wait(self) -> None:
+        self.conn.taken()
+        if self._event is None:
+            self._event = asyncio.Event()
+        else:
+            self._event.clear()
+        await self._event.wait()
 
-    async def run(self, app: Any) -> None:
+    # -- running the app -----------------------------------------------------------------
+
+    async def run(self, handler: Handler) -> None:
         try:
-            await app(self.scope, self.receive, self.send)
+            await handler(self)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 log.error("wire: exception in the app", exc_info=exc)
@@ -132,11 +180,40 @@ class Cycle:
         self.response_complete = True
         transport.close()
 
-    async def receive(self) -> dict[str, Any]:
+    # -- the request body ----------------------------------------------------------------
+
+    def _continue(self) -> None:
+        """The app asks for the body: a client that sent `Expect: 100-continue` may send it."""
+        self.expect_100 = False
+        if self.more_body and not self.head_written and not self.conn.transport.is_closing():
+            self.conn.transport.write(_CONTINUE)
+
+    async def read_body(self, limit: int) -> bytes:
+        """The whole request body; `BodyTooLarge` once more than `limit` bytes came,
+        `ClientGone` if the client left (or the answer ended) before its end."""
         if self.expect_100:
-            self.expect_100 = False
-            if self.more_body and not self.head_written and not self.conn.transport.is_closing():
-                self.conn.transport.write(_CONTINUE)
+            self._continue()
+        chunks: list[bytes] = []
+        size = 0
+        while not (self.disconnected or self.response_complete):
+            if self.body:
+                size += len(self.body)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(bytes(self.body))
+                self.body.clear()
+            if not self.more_body:
+                self.delivered = True
+                self.conn.taken()
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            await self._wait()
+        raise ClientGone
+
+    async def next_body(self) -> tuple[bytes, bool] | None:
+        """The body received since the last call and whether more follows (ASGI's
+        `http.request`); None once the client left or the answer ended."""
+        if self.expect_100:
+            self._continue()
         while not (self.disconnected or self.response_complete):
             if self.body or (not self.more_body and not self.delivered):
                 chunk = bytes(self.body)
@@ -144,33 +221,83 @@ class Cycle:
                 if not self.more_body:
                     self.delivered = True
                 self.conn.taken()
-                return {"type": "http.request", "body": chunk, "more_body": self.more_body}
-            self.conn.taken()
-            if self._event is None:
-                self._event = asyncio.Event()
-            else:
-                self._event.clear()
-            await self._event.wait()
-        return _DISCONNECT
+                return chunk, self.more_body
+            await self._wait()
+        return None
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def wait_gone(self) -> None:
+        """Returns once the client left or the answer ended (the rest of a request's
+        body is read and dropped)."""
+        while not (self.disconnected or self.response_complete):
+            self.body.clear()
+            await self._wait()
+
+    # -- the answer ----------------------------------------------------------------------
+
+    async def answer(
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+    ) -> None:
+        """A whole answer: head and body in one write."""
+        self.start(status, headers)
+        await self.write(body)
+
+    def start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """The answer's status and headers (held until the body, see the module docstring)."""
+        if self.started:
+            raise RuntimeError("the answer was started already")
+        self.started = True
+        self.expect_100 = False
+        parts = [_STATUS.get(status) or _status_line(status)]
+        length: int | None = None
+        chunked = False
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)  # read three times below
+        # Every name, then every value, checked in one search: the joined bytes hold a
+        # bad character exactly when one of the headers does (two searches an answer,
+        # not two a header).
+        if _BAD_NAME.search(b"".join([name for name, _ in headers])):
+            raise RuntimeError("invalid HTTP header name")
+        if _BAD_VALUE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("invalid HTTP header value")
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length":
+                if length is None:
+                    length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = value.lower() == b"chunked"
+            elif name == b"connection" and b"close" in value.lower():
+                self.keep_alive = False
+                self._says_close = True
+            parts += (name, b": ", value, b"\r\n")
+        self._head = b"".join(parts)
+        if self.method == "HEAD" or status in (204, 304) or status < 200:
+            self._framing = _NONE
+        elif length is not None:
+            self._framing, self._left = _LENGTH, length
+        elif chunked:
+            self._framing = _CHUNKED
+        else:
+            self._framing = -1  # decided by the first piece of body
+        if length is None:
+            # A stream's first event may be long in coming: its head goes at the next turn
+            # (its loop: no lookup, a getpid, a call). An answer of a known length is no
+            # use to the client before its body: its head waits for it, and no callback
+            # (a loop turn of its own after the answer) is scheduled for it.
+            self.conn.loop.call_soon(self._flush_head)
+
+    async def write(self, body: bytes, more: bool = False) -> None:
+        """A piece of the answer's body (`more`: not the last). Waits while the client
+        reads slower than the answer comes; a client gone takes nothing, silently."""
         conn = self.conn
         if conn.write_paused and not self.disconnected:
             await conn.drain()
         if self.disconnected:
             return  # the client left: what it would have read goes nowhere
-        kind = message["type"]
         if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
-            self._start(message)
-            return
+            raise RuntimeError("a body before the answer was started")
         if self.response_complete:
-            raise RuntimeError(f"unexpected {kind!r} after the answer completed")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        body: bytes = message.get("body", b"")
-        more: bool = message.get("more_body", False)
+            raise RuntimeError("a body after the answer completed")
         head = b""
         if not self.head_written:
             self.head_written = True
@@ -198,52 +325,6 @@ class Cycle:
             self.wake()
             conn.response_done(self)
 
-    # -- the head ------------------------------------------------------------------------
-
-    def _start(self, message: dict[str, Any]) -> None:
-        self.started = True
-        self.expect_100 = False
-        status: int = message["status"]
-        parts = [_STATUS.get(status) or _status_line(status)]
-        length: int | None = None
-        chunked = False
-        headers = message.get("headers", ())
-        if not isinstance(headers, (list, tuple)):
-            headers = list(headers)  # read three times below
-        # Every name, then every value, checked in one search: the joined bytes hold a
-        # bad character exactly when one of the headers does (two searches an answer,
-        # not two a header).
-        if _BAD_NAME.search(b"".join([name for name, _ in headers])):
-            raise RuntimeError("invalid HTTP header name")
-        if _BAD_VALUE.search(b"".join([value for _, value in headers])):
-            raise RuntimeError("invalid HTTP header value")
-        for name, value in headers:
-            name = name.lower()
-            if name == b"content-length":
-                if length is None:
-                    length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = value.lower() == b"chunked"
-            elif name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                self._says_close = True
-            parts += (name, b": ", value, b"\r\n")
-        self._head = b"".join(parts)
-        if self.scope["method"] == "HEAD" or status in (204, 304) or status < 200:
-            self._framing = _NONE
-        elif length is not None:
-            self._framing, self._left = _LENGTH, length
-        elif chunked:
-            self._framing = _CHUNKED
-        else:
-            self._framing = -1  # decided by the first piece of body
-        if length is None:
-            # A stream's first event may be long in coming: its head goes at the next turn
-            # (its loop: no lookup, a getpid, a call). An answer of a known length is no
-            # use to the client before its body: its head waits for it, and no callback
-            # (a loop turn of its own after the answer) is scheduled for it.
-            self.conn.loop.call_soon(self._flush_head)
-
     def _flush_head(self) -> None:
         if not self.head_written and not self.disconnected:
             self.head_written = True
@@ -256,7 +337,7 @@ class Cycle:
             if not more:
                 self._framing, self._left = _LENGTH, size
                 extra = b"content-length: %d\r\n" % size
-            elif self.scope["http_version"] == "1.0":
+            elif self.http_version == "1.0":
                 self._framing = _UNTIL_CLOSE
                 self.keep_alive = False
             else:
@@ -266,6 +347,57 @@ class Cycle:
             self.keep_alive = False
             if not self._says_close:
                 extra += b"connection: close\r\n"
-        elif self.scope["http_version"] == "1.0":
+        elif self.http_version == "1.0":
             extra += b"connection: keep-alive\r\n"
         return self._head + extra + b"\r\n"
+
+    # -- ASGI 3 --------------------------------------------------------------------------
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """The request as an ASGI `http` scope."""
+        path = self.raw_path.decode("ascii")  # checked ASCII as the head was parsed
+        conn = self.conn
+        return {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": self.http_version,
+            "server": conn._local,
+            "client": conn._client,
+            "scheme": "http",
+            "method": self.method,
+            "root_path": "",
+            "path": unquote(path) if "%" in path else path,
+            "raw_path": self.raw_path,
+            "query_string": self.query,
+            "headers": self.headers,
+        }
+
+    async def receive(self) -> dict[str, Any]:
+        got = await self.next_body()
+        if got is None:
+            return _DISCONNECT
+        return {"type": "http.request", "body": got[0], "more_body": got[1]}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn.write_paused and not self.disconnected:
+            await conn.drain()
+        if self.disconnected:
+            return  # the client left: what it would have read goes nowhere
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            self.start(message["status"], message.get("headers", ()))
+            return
+        if self.response_complete:
+            raise RuntimeError(f"unexpected {kind!r} after the answer completed")
+        if kind != "http.response.body":
+            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
+        await self.write(message.get("body", b""), message.get("more_body", False))
+
+
+async def run_asgi(app: Any, cycle: Cycle) -> None:
+    """Serve `cycle` to an ASGI 3 app."""
+    await app(cycle.scope, cycle.receive, cycle.send)

@@ -1,10 +1,11 @@
 """The daemon's HTTP/1.1 server: asyncio protocols with httptools parsing, serving an
-ASGI 3 app on sockets the daemon bound and secured beforehand.
+app on sockets the daemon bound and secured beforehand: the router through its direct
+interface (`app.serve_wire(cycle)`, see cycle.py), any other app as ASGI 3.
 
 Why not uvicorn: on the router's hot path its ASGI layers (a request/response cycle
 object, proxy-header middleware, flow-control objects, a date header refreshed by a
 ticking task) were a large part of the CPU per call (issue 14). This server keeps the
-ASGI interface (`await app(scope, receive, send)`) so the apps do not change, and the
+ASGI interface (`await app(scope, receive, send)`) for the apps that have no other, and the
 attributes the daemon uses of `uvicorn.Server`: `serve(sockets)`, `started`,
 `should_exit` and `timeout_graceful_shutdown`.
 
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from typing import Any
 
 from ironrt.wire.connection import HttpConnection
+from ironrt.wire.cycle import Handler, run_asgi
 from ironrt.wire.guard import ConnectionLimits, Guard
 
 __all__ = ["Server"]
@@ -40,6 +43,8 @@ class Server:
         backlog: int = 2048,
     ) -> None:
         self.app = app
+        #: What runs each request: the app's direct interface if it has one, else ASGI.
+        self.handler: Handler = getattr(app, "serve_wire", None) or functools.partial(run_asgi, app)
         self.guard = Guard(limits or ConnectionLimits())
         self.timeout_graceful_shutdown = graceful
         self.backlog = backlog
