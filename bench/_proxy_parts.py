@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, cast
 
 
@@ -108,38 +108,29 @@ class WholeMessages(asyncio.Protocol):
         raise NotImplementedError
 
 
-async def asgi_body(receive: Any) -> bytes:
-    """An ASGI request's whole body."""
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            return body
+class Forwarding:
+    """An app for `ironrt.wire`'s server, served as the router is (its direct interface,
+    `serve_wire`: no ASGI messages): each request's whole body goes to `forward`, whose
+    status and body go back whole, as JSON."""
+
+    def __init__(self, forward: Callable[[bytes, bytes], Awaitable[tuple[int, bytes]]]) -> None:
+        self.forward = forward
+
+    async def serve_wire(self, cycle: Any) -> None:
+        body = await cycle.read_body(1 << 24)
+        status, data = await self.forward(cycle.raw_path, body)
+        await cycle.answer(status, [(b"content-type", b"application/json")], data)
 
 
-async def send_whole(send: Any, status: int, data: bytes) -> None:
-    """A JSON answer, whole, through ASGI `send`."""
-    length = str(len(data)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", length)],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
-def bare_app(pool: Any, upstream: str, key: str) -> Any:
-    """An ASGI app forwarding each request as it came to `upstream` through `pool` (an
+def bare_app(pool: Any, upstream: str, key: str) -> Forwarding:
+    """An app forwarding each request as it came to `upstream` through `pool` (an
     `ironrt.wire.pool.Pool`) and relaying the answer whole: no auth, no parsing of the
     body, no policy, no record."""
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    base = upstream.encode()
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        body = await asgi_body(receive)
-        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-        response = await pool.request("POST", upstream + scope["path"], headers, body)
-        await send_whole(send, response.status, await response.read())
+    async def forward(path: bytes, body: bytes) -> tuple[int, bytes]:
+        response = await pool.request("POST", (base + path).decode(), headers, body)
+        return response.status, await response.read()
 
-    return app
+    return Forwarding(forward)

@@ -10,7 +10,8 @@ top (no auth, no body parsing, no policy, no record), in one run, against one up
   connection per call in flight, a future per answer): the raw proxy plus a coroutine;
 - **raw server + pool**: a protocol server that hands each request to a task awaiting
   `ironrt.wire.pool.Pool` (the router's upstream client);
-- **wire server + lean client**: `ironrt.wire`'s server (ASGI, a task per request) with
+- **wire server + lean client**: `ironrt.wire`'s server (a task per request, served as the
+  router is: its direct interface, no ASGI messages) with
   the same lean client;
 - **bare**: `ironrt.wire`'s server and pool (bench/floor.py's bare proxy).
 
@@ -42,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import fmt, machine, table, write_results
 from _loadgen import Target, alternate, build_request, saturate
-from _proxy_parts import WholeMessages, asgi_body, run_on_daemon_loop, send_whole
+from _proxy_parts import Forwarding, WholeMessages, run_on_daemon_loop
 from floor import PATH, _cpu_s, _proxy, _raw_proxy, _wait_port
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
@@ -150,10 +151,10 @@ def _wire_server_lean_client(sock: socket.socket, up_port: int) -> None:
 
     call = _lean_client(up_port)
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send_whole(send, 200, await call(await asgi_body(receive)))
+    async def forward(path: bytes, body: bytes) -> tuple[int, bytes]:
+        return 200, await call(body)
 
-    run_on_daemon_loop(make_server(app, unix=False).serve([sock]))
+    run_on_daemon_loop(make_server(Forwarding(forward), unix=False).serve([sock]))
 
 
 def run(seconds: float, rounds: int) -> dict[str, Any]:
