@@ -1,4 +1,5 @@
-"""The router's ASGI app: from the agent's request to the provider and back.
+"""The router's app: from the agent's request to the provider and back. The daemon's
+server calls it directly (`serve_wire`); library mode, as an ASGI app (exchange.py).
 
     agent SDK ──▶ authenticate (IC_TOKEN → agent) ──▶ parse ──▶ Flow
               ──▶ pipeline.request (budget → safety → reliability)
