@@ -167,9 +167,23 @@ class Upstream:
         self.settings = settings
         self._pools: dict[str, Pool] = {}
         self._proxies: dict[str, str | None] = {}
+        self._proxy_of_url: dict[str, str | None] = {}
 
     def proxy_for(self, url: str) -> str | None:
-        """HTTP(S)_PROXY for `url`'s host unless NO_PROXY exempts it; looked up once a host."""
+        """HTTP(S)_PROXY for `url`'s host unless NO_PROXY exempts it; looked up once a host
+        (and kept per URL: a router sends nearly every call to one of a few)."""
+        try:
+            return self._proxy_of_url[url]
+        except KeyError:
+            pass
+        proxy = self._proxy_for_host(url)
+        if len(url) <= 2048:  # a long query is looked up by its host each time
+            if len(self._proxy_of_url) >= 256:
+                self._proxy_of_url.clear()
+            self._proxy_of_url[url] = proxy
+        return proxy
+
+    def _proxy_for_host(self, url: str) -> str | None:
         scheme, _, rest = url.partition("://")
         host = rest.split("/", 1)[0]
         key = f"{scheme}://{host}"

@@ -244,6 +244,20 @@ class Connection(asyncio.Protocol):
             self.close()  # cancelled or failed mid-exchange: the stream is unusable
             raise
 
+    def whole_body(self) -> bytes | None:
+        """All of the body at once if the answer is complete (None: more is coming, or
+        it failed). Most answers are: a JSON body arrives with its head."""
+        if not self._done or self._exc is not None:
+            return None
+        body = self._body
+        data = body.popleft() if len(body) == 1 else b"".join(body)
+        body.clear()
+        self._buffered = 0
+        if self._paused and self.transport is not None:
+            self._paused = False  # reading stopped for a reader that has now read it all
+            self.transport.resume_reading()
+        return data
+
     async def next_chunk(self) -> bytes | None:
         """The body bytes received so far and unread (None at the end of the body)."""
         while True:
@@ -372,6 +386,11 @@ class Response:
             yield chunk
 
     async def read(self) -> bytes:
+        if not self._finished:
+            data = self._conn.whole_body()
+            if data is not None:
+                self._finish()
+                return data
         parts = []
         while (chunk := await self._next()) is not None:
             parts.append(chunk)

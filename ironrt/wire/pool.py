@@ -40,6 +40,10 @@ from ironrt.wire.client import (
 __all__ = ["Origin", "Pool", "default_ssl_context", "split_url"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: URLs whose route a pool keeps (past it, it starts again: a router has a few).
+_ROUTES = 256
+#: A URL longer than this (a long query) is routed each time, not kept.
+_ROUTE_URL_MAX = 2048
 
 
 class Origin(msgspec.Struct, frozen=True):
@@ -124,6 +128,7 @@ class Pool:
         self.keepalive_s = keepalive_s
         self._ssl = ssl_context
         self._idle: dict[Origin, list[Connection]] = {}
+        self._routes: dict[tuple[str, str | None], tuple[Origin, str, str, str]] = {}
         self._origin_of: dict[Connection, Origin] = {}
         self._opening = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -149,13 +154,11 @@ class Pool:
         proxy: str | None = None,
     ) -> Response:
         """Send one request (one write) and return its answer, head read, body not yet."""
-        scheme, host, port, target = split_url(url)
-        origin = Origin(scheme, host, port, proxy)
-        extra = ""
-        if proxy is not None and scheme == "http":
-            target = f"http://{origin.host_header}{target}"  # absolute form, to the proxy
-            extra = _proxy_auth(proxy)
-        data = request_head(method, target, origin.host_header, headers, len(body), extra)
+        route = self._routes.get((url, proxy))
+        if route is None:
+            route = self._route(url, proxy)
+        origin, target, host, extra = route
+        data = request_head(method, target, host, headers, len(body), extra)
         if body:
             data += body
         head_only = method == "HEAD"
@@ -167,6 +170,23 @@ class Pool:
             response = await conn.send(data, head_only)
         response.release = self._release
         return response
+
+    def _route(self, url: str, proxy: str | None) -> tuple[Origin, str, str, str]:
+        """Where `url` goes and how it is asked for: its origin, the request target, the
+        host header, a proxy's credentials. Kept per URL (a router sends nearly every
+        call to one of a few; a bad or long URL is not kept; at most `_ROUTES`)."""
+        scheme, host, port, target = split_url(url)
+        origin = Origin(scheme, host, port, proxy)
+        extra = ""
+        if proxy is not None and scheme == "http":
+            target = f"http://{origin.host_header}{target}"  # absolute form, to the proxy
+            extra = _proxy_auth(proxy)
+        route = (origin, target, origin.host_header, extra)
+        if len(url) <= _ROUTE_URL_MAX:
+            if len(self._routes) >= _ROUTES:
+                self._routes.clear()
+            self._routes[(url, proxy)] = route
+        return route
 
     async def aclose(self) -> None:
         """Close every connection, idle or busy (the daemon is stopping)."""
