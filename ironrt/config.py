@@ -53,11 +53,6 @@ from ironrt.values import (
     DEFAULT_PII_REGIONS,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 __all__ = [
     "BY_NAME",
     "DEFAULT_ROUTER_PORT",
@@ -222,13 +217,23 @@ def _suggest(key: str) -> str:
     return f" (did you mean {guess!r}?)"
 
 
-def read_file(path: Path) -> dict[str, object]:
-    """config.toml's settings by their variable's name; unknown keys are an error."""
+def _read_toml(path: Path) -> dict[str, Any]:
+    # tomllib is imported only when there is a file to read: most runs of the CLI have
+    # none, and need not pay for it.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def read_file(path: Path) -> dict[str, object]:
+    """config.toml's settings by their variable's name; unknown keys are an error."""
+    raw = _read_toml(path)
     values: dict[str, object] = {}
     _alert_tables(raw, path)
     for key, value in raw.items():
@@ -273,11 +278,7 @@ def read(
 def read_providers(path: Path) -> list[ProviderEntry]:
     """providers.toml's `[providers.NAME]` tables as provider entries (see
     `settings_table.ProviderTable`); a key that is none of a table's is an error."""
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    raw = _read_toml(path)
     tables = raw.pop("providers", {})
     if raw or not isinstance(tables, dict):
         what = f"key {next(iter(raw))!r}" if raw else "'providers'"

@@ -7,7 +7,6 @@ in a file runs the way the same agents started by hand would.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Literal
 
@@ -152,6 +151,8 @@ class AgentSpec(msgspec.Struct, frozen=True, kw_only=True):
             if spec.get(key) in (None, []):
                 spec.pop(key, None)
         canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        import hashlib  # here, not at the top: `ironrt --help` imports this module
+
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

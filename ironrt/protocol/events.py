@@ -13,7 +13,6 @@ A field is never renamed or retyped, only added.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Union, cast, get_args
 
 import msgspec
@@ -63,8 +62,6 @@ __all__ = [
     "event_fields",
     "from_row",
 ]
-
-log = logging.getLogger("ironrt.events")
 
 
 class Event(msgspec.Struct, tag_field="kind", tag=True, kw_only=True, omit_defaults=False):
@@ -390,7 +387,11 @@ def from_row(
     stored value no longer fits its type is left at its default, never a lost event."""
     cls = EVENT_TYPES.get(kind)
     if cls is None:
-        log.warning("skipping stored event %d of unknown kind %r", event_id, kind)
+        import logging  # only here: the CLI and the clients need not import logging
+
+        logging.getLogger("ironrt.events").warning(
+            "skipping stored event %d of unknown kind %r", event_id, kind
+        )
         return None
     fields = dict(data)
     if kind in _CHANGES_KINDS and "changes" not in fields:
