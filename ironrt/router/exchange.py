@@ -75,17 +75,18 @@ class Exchange:
         agent left before its end."""
         raise NotImplementedError
 
-    async def start(self, status: int, headers: Headers) -> None:
-        """The answer's status and headers."""
+    async def start(self, status: int, headers: Headers, fit: bool = False) -> None:
+        """The answer's status and headers. `fit`: lower-case names, none with a control
+        character (`Answer.headers` are): the daemon's server need not check them again."""
         raise NotImplementedError
 
     async def write(self, body: bytes, more: bool = False) -> None:
         """A piece of the answer's body; `more=False` ends the answer."""
         raise NotImplementedError
 
-    async def answer(self, status: int, headers: Headers, body: bytes) -> None:
-        """A whole answer at once."""
-        await self.start(status, headers)
+    async def answer(self, status: int, headers: Headers, body: bytes, fit: bool = False) -> None:
+        """A whole answer at once (`fit`: see `start`)."""
+        await self.start(status, headers, fit)
         await self.write(body)
 
     async def hung_up(self) -> None:
@@ -105,19 +106,19 @@ class WireExchange(Exchange):
     async def read_body(self) -> bytes:
         return await self._cycle.read_body(MAX_BODY_BYTES)
 
-    async def start(self, status: int, headers: Headers) -> None:
+    async def start(self, status: int, headers: Headers, fit: bool = False) -> None:
         self.started = True
-        self._cycle.start(status, headers)
+        self._cycle.start(status, headers, fit)
 
     async def write(self, body: bytes, more: bool = False) -> None:
         if not more:
             self.finished = True
         await self._cycle.write(body, more)
 
-    async def answer(self, status: int, headers: Headers, body: bytes) -> None:
+    async def answer(self, status: int, headers: Headers, body: bytes, fit: bool = False) -> None:
         self.started = self.finished = True
         cycle = self._cycle
-        cycle.start(status, headers)
+        cycle.start(status, headers, fit)
         await cycle.write(body)
 
     async def hung_up(self) -> None:
@@ -151,7 +152,7 @@ class AsgiExchange(Exchange):
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def start(self, status: int, headers: Headers) -> None:
+    async def start(self, status: int, headers: Headers, fit: bool = False) -> None:
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 

@@ -106,7 +106,7 @@ async def relay_body(
     if flow.failed_policy is not None:  # a `complete` hook raised: fail closed
         await send_policy_error(x, adapter, flow.failed_policy)
         return
-    await x.answer(upstream.status, headers, data)
+    await x.answer(upstream.status, headers, data, fit=True)  # `Answer.headers` are
     flow.committed = True
 
 
@@ -132,7 +132,7 @@ async def relay_stream(
     stream_event = pipeline.stream_event
     flow.status_code = flow.upstream_status = upstream.status
     headers = list(upstream.headers)
-    await x.start(upstream.status, headers)
+    await x.start(upstream.status, headers, fit=True)
     flow.committed = True
     parser = SSEParser()
     usage = TokenUsage()

@@ -15,6 +15,7 @@ from typing import Any
 from ironrt.governance.flow import Flow
 from ironrt.providers.offline import offline_response
 from ironrt.transports.base import Answer, Outgoing
+from ironrt.transports.http import response_headers
 
 
 @dataclass(slots=True)
@@ -43,7 +44,8 @@ class OfflineTransport:
     async def attempt(self, flow: Flow, request: Outgoing) -> Answer:
         path = request.url.split("?", 1)[0]
         reply: Any = offline_response(flow.provider, flow.endpoint, flow.body or {}, path=path)
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+        headers, _ = response_headers(raw)  # fit to relay, as `Answer.headers` must be
         ctype = reply.headers.get("content-type", "application/json")
         chunks = list(reply.events) if reply.events is not None else [reply.body]
         return StoredAnswer(reply.status, headers, ctype, chunks)

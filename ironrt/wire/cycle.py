@@ -51,6 +51,8 @@ def _status_line(code: int) -> bytes:
 
 _STATUS = {code: _status_line(code) for code in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: The answer's headers the server reads (the rest it only writes out).
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 #: How the body is framed: by content-length, chunked, none (HEAD, 204, 304), or by the
@@ -235,14 +237,17 @@ class Cycle:
     # -- the answer ----------------------------------------------------------------------
 
     async def answer(
-        self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes
+        self, status: int, headers: Iterable[tuple[bytes, bytes]], body: bytes, fit: bool = False
     ) -> None:
-        """A whole answer: head and body in one write."""
-        self.start(status, headers)
+        """A whole answer: head and body in one write (`fit`: see `start`)."""
+        self.start(status, headers, fit)
         await self.write(body)
 
-    def start(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        """The answer's status and headers (held until the body, see the module docstring)."""
+    def start(self, status: int, headers: Iterable[tuple[bytes, bytes]], fit: bool = False) -> None:
+        """The answer's status and headers (held until the body, see the module docstring).
+        `fit`: the caller vouches that every name is lower case and no name or value holds
+        a character `_BAD_NAME`/`_BAD_VALUE` refuses (the router's relayed headers went
+        through `transports.http.response_headers`); they are not checked again."""
         if self.started:
             raise RuntimeError("the answer was started already")
         self.started = True
@@ -252,23 +257,25 @@ class Cycle:
         chunked = False
         if not isinstance(headers, (list, tuple)):
             headers = list(headers)  # read three times below
-        # Every name, then every value, checked in one search: the joined bytes hold a
-        # bad character exactly when one of the headers does (two searches an answer,
-        # not two a header).
-        if _BAD_NAME.search(b"".join([name for name, _ in headers])):
-            raise RuntimeError("invalid HTTP header name")
-        if _BAD_VALUE.search(b"".join([value for _, value in headers])):
-            raise RuntimeError("invalid HTTP header value")
+        if not fit:
+            # Every name, then every value, checked in one search: the joined bytes hold a
+            # bad character exactly when one of the headers does (two searches an answer,
+            # not two a header).
+            if _BAD_NAME.search(b"".join([name for name, _ in headers])):
+                raise RuntimeError("invalid HTTP header name")
+            if _BAD_VALUE.search(b"".join([value for _, value in headers])):
+                raise RuntimeError("invalid HTTP header value")
+            headers = [(name.lower(), value) for name, value in headers]
         for name, value in headers:
-            name = name.lower()
-            if name == b"content-length":
-                if length is None:
-                    length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = value.lower() == b"chunked"
-            elif name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-                self._says_close = True
+            if name in _FRAMING:
+                if name == b"content-length":
+                    if length is None:
+                        length = int(value)
+                elif name == b"transfer-encoding":
+                    chunked = value.lower() == b"chunked"
+                elif b"close" in value.lower():  # connection
+                    self.keep_alive = False
+                    self._says_close = True
             parts += (name, b": ", value, b"\r\n")
         self._head = b"".join(parts)
         if self.method == "HEAD" or status in (204, 304) or status < 200:
