@@ -75,8 +75,15 @@ class HttpConnection(asyncio.Protocol):
         self._deadline = 0.0
         # The request being parsed.
         self._in_head = True
+        #: Bytes received since the chunk in which the request's head began (with all of
+        #: that chunk: `_first` bytes, some of which may precede the head).
         self._head_size = 0
-        self._fields = 0
+        self._first = 0
+        self._chunk = 0
+        #: Between requests (the next byte begins one), and whether the chunk being
+        #: parsed began so (a head that begins in it begins at its first byte).
+        self._between = True
+        self._chunk_fresh = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._expect = False
@@ -139,8 +146,10 @@ class HttpConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._broken:
             return
+        self._chunk = size = len(data)
+        self._chunk_fresh = self._between
         if self._in_head:
-            self._head_size += len(data)
+            self._head_size += size
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -151,7 +160,7 @@ class HttpConnection(asyncio.Protocol):
             return
         limits = self.guard.limits
         if self._in_head:
-            if self._head_size > HEAD_LIMIT:
+            if self._head_size > HEAD_LIMIT and self._head_over_limit():
                 self._fail(TOO_LARGE_HEAD)
             elif self._phase != _HEADER:  # the first bytes of a request: its deadline runs
                 self._arm(limits.header_timeout, _HEADER)
@@ -164,30 +173,42 @@ class HttpConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._between = False
+        # The head began in the chunk being parsed: all of it counts, for now, and unless
+        # the chunk began with it, all of it may be something else (`_first`).
+        self._head_size = self._chunk
+        self._first = 0 if self._chunk_fresh else self._chunk
+        self._chunk_fresh = False
         self._url = b""
         self._headers = []
         self._expect = False
-        self._fields = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        self._fields += len(url)
-        if self._fields > HEAD_LIMIT:
-            self._too_large = True
-            raise _HeadTooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # A dozen calls a request: the least work here. The head's size is bounded by the
+        # bytes received (`_head_size`), and counted exactly only past the limit.
         name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self._expect = True
         self._headers.append((name, value))
-        self._fields += len(name) + len(value) + 4
-        if self._fields > HEAD_LIMIT:
-            self._too_large = True
-            raise _HeadTooLarge
+        if name == b"expect":
+            self._expect = value.lower() == b"100-continue"
+
+    def _head_exact(self) -> int:
+        """The size of the head parsed so far (target and complete headers)."""
+        return len(self._url) + sum([len(n) + len(v) + 4 for n, v in self._headers])
+
+    def _head_over_limit(self) -> bool:
+        """An unfinished head past the limit: for sure if the chunks after its first one
+        are (they are all head), or if what was parsed of it is; else not yet (a header
+        still being parsed is at most the next chunk away from the first test)."""
+        return self._head_size - self._first > HEAD_LIMIT or self._head_exact() > HEAD_LIMIT
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._head_size > HEAD_LIMIT and self._head_exact() > HEAD_LIMIT:
+            self._too_large = True
+            raise _HeadTooLarge
         self._head_size = 0
         parser = self.parser
         if parser.should_upgrade():
@@ -231,6 +252,7 @@ class HttpConnection(asyncio.Protocol):
         cycle.wake()
 
     def on_message_complete(self) -> None:
+        self._between = True
         cycle = self._parsing
         if cycle is None:
             return

@@ -584,6 +584,38 @@ def test_headers_trickling_past_the_cap_get_431(running: Running) -> None:
     assert answer.startswith(b"HTTP/1.1 431")
 
 
+def test_many_small_headers_past_the_cap_get_431(running: Running) -> None:
+    """Counted exactly once past the cap: no one header is large, all of them are."""
+    with running.connect() as sock:
+        many = [f"x-h{i}: " + "v" * 100 for i in range(HEAD_LIMIT // 100)]
+        sock.sendall(req("/echo", b"{}", "POST", *many))
+        answer = closed_after(sock, bytearray())
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+
+
+def test_a_head_behind_a_large_body_is_judged_by_its_own_size(running: Running) -> None:
+    """A pipelined head that arrives with the end of a large body: the bytes of that
+    body are not the head's (a head just under the cap is served, one over it is not)."""
+    body = b"b" * (3 * HEAD_LIMIT)
+    under = "x-fill: " + "u" * (HEAD_LIMIT - 1024)
+    over = "x-fill: " + "o" * (HEAD_LIMIT + 1024)
+    with running.connect() as sock:
+        sock.sendall(req("/echo", body) + req("/echo", b"second", "POST", under))
+        buf = bytearray()
+        first, second = read_answer(sock, buf), read_answer(sock, buf)
+        assert json.loads(first[2])["body"] == body.decode()
+        assert second[0].startswith(b"HTTP/1.1 200") and json.loads(second[2])["body"] == "second"
+        # The next head starts in the body's last read and ends in a later one.
+        head = req("/echo", b"fourth", "POST", under)
+        sock.sendall(req("/echo", body) + head[:40])
+        assert json.loads(read_answer(sock, buf)[2])["body"] == body.decode()
+        sock.sendall(head[40:])
+        assert json.loads(read_answer(sock, buf)[2])["body"] == "fourth"
+        sock.sendall(req("/echo", body) + req("/echo", b"third", "POST", over))
+        assert json.loads(read_answer(sock, buf)[2])["body"] == body.decode()
+        assert closed_after(sock, buf).startswith(b"HTTP/1.1 431")
+
+
 def test_invalid_requests_get_400(running: Running) -> None:
     with running.connect() as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\ncontent-length: nope\r\n\r\n")
