@@ -9,13 +9,15 @@ request on a kept-alive socket -> `ironrt.wire`'s server -> the path under test 
 `ironrt.wire`'s client pool -> bench/_upstream.py's canned upstream, all on one uvloop
 event loop, over real loopback sockets. Each path is run twice, with 0 and with `--calls`
 calls after the same 200-call warm-up, and the difference divided by `--calls`: what one
-call costs, start-up and warm-up taken out. Three paths, each against the same upstream:
+call costs, start-up and warm-up taken out. Four paths, each against the same upstream:
 
 - **bare**: bench/floor.py's bare proxy app on the wire (forward, relay, nothing else):
   the baseline, what the HTTP parts alone cost;
 - **router_detect**: the daemon's `RouterService` (policies, ledger, books journaled per
   call), an agent with PII detect (the default);
-- **router_off**: the same, PII off.
+- **router_off**: the same, PII off;
+- **router_sdk**: router_detect with the headers the OpenAI SDK sends (18 in all; the other
+  paths send 5): what the per-header work costs a real agent's call.
 
 The books' commit behind the answers is held to the end of the run (`COMMIT_EVERY_S`):
 under callgrind a call takes ~50x its time, so the 25 ms group window would commit every
@@ -44,8 +46,19 @@ from _common import machine, table, write_results
 from _proxy_parts import bare_app
 
 WARM = 200
-PATHS = ("bare", "router_detect", "router_off")
-TOKENS = {"router_detect": "tok-detect", "router_off": "tok-off"}
+PATHS = ("bare", "router_detect", "router_off", "router_sdk")
+TOKENS = {"router_detect": "tok-detect", "router_off": "tok-off", "router_sdk": "tok-detect"}
+#: The headers the OpenAI SDK (3.57.0, sync client) sends with a chat completion, besides
+#: host, authorization and content-length (captured from a real call): the other paths
+#: send two, so this one shows what the router's per-header work costs an SDK's call.
+SDK_HEADERS = (
+    b"Accept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\naccept: application/json\r\n"
+    b"content-type: application/json\r\nuser-agent: OpenAI/Python 3.57.0\r\n"
+    b"x-stainless-lang: python\r\nx-stainless-package-version: 3.57.0\r\n"
+    b"x-stainless-os: Linux\r\nx-stainless-arch: x64\r\nx-stainless-runtime: CPython\r\n"
+    b"x-stainless-runtime-version: 3.11.7\r\nx-stainless-async: false\r\n"
+    b"x-stainless-retry-count: 0\r\nx-stainless-read-timeout: 600\r\n"
+)
 
 
 class _Client(asyncio.Protocol):
@@ -139,11 +152,14 @@ async def _child(path: str, calls: int) -> None:
     while not server.started:
         await asyncio.sleep(0.01)
     token = TOKENS.get(path, "unused").encode()
+    plain = b"content-type: application/json\r\naccept: application/json\r\n"
     request = (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
-        b"content-type: application/json\r\naccept: application/json\r\n"
-        b"authorization: Bearer " + token + b"\r\n"
-        b"content-length: %d\r\n\r\n" % len(g.BODY) + g.BODY
+        + (SDK_HEADERS if path == "router_sdk" else plain)
+        + b"authorization: Bearer "
+        + token
+        + b"\r\ncontent-length: %d\r\n\r\n" % len(g.BODY)
+        + g.BODY
     )
     _, client = await loop.create_connection(_Client, "127.0.0.1", port)
     for _ in range(WARM):
