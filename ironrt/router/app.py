@@ -46,7 +46,7 @@ from ironrt.providers import OPENAI, ProviderAdapter, adapter_for
 from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
 from ironrt.router.counting import Sender, exact_input_tokens
-from ironrt.router.egress import RouterConfig, count_sender, upstream_headers
+from ironrt.router.egress import RouterConfig, count_sender, upstream_lines
 from ironrt.router.exchange import (
     MAX_BODY_BYTES,
     AsgiExchange,
@@ -142,7 +142,7 @@ class RouterApp:
             return None
         base = self.config.base_urls.get(adapter.name)
         url = adapter.upstream_url(target, base)
-        return Outgoing(x.method, url, upstream_headers(adapter, headers, found), content)
+        return Outgoing(x.method, url, {}, content, upstream_lines(adapter, x.raw_headers, found))
 
     def upstream_of(self, adapter: ProviderAdapter, x: Exchange) -> str:
         """`"<provider>:<base url>"`: the upstream a call goes to (the breaker's circuit)."""

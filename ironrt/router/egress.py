@@ -4,6 +4,7 @@ was going, with the client's own key)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ import msgspec
 
 from ironrt.providers.base import ProviderAdapter
 from ironrt.router.counting import Sender, offline_sender
-from ironrt.transports.http import Upstream, forward_headers
+from ironrt.transports.http import Upstream, forward_headers, skipped_bytes
 
 _ENCODE = msgspec.json.encode
 
@@ -36,6 +37,35 @@ def upstream_headers(
     outgoing = forward_headers(headers, adapter.auth_headers)
     outgoing.update(adapter.upstream_auth_headers(key, env_name))
     return outgoing
+
+
+def upstream_lines(
+    adapter: ProviderAdapter, raw: list[tuple[bytes, bytes]], found: tuple[str, str]
+) -> bytes:
+    """`upstream_headers` as the header lines that go, from the agent's headers as they
+    came (no decoding and encoding back): names lower case, values as sent, the same
+    headers dropped, the same added."""
+    skip = skipped_bytes(adapter.auth_headers)
+    kept = b"".join([b"%b: %b\r\n" % pair for pair in raw if pair[0] not in skip])
+    return kept + _IDENTITY + _auth_lines(adapter, *found)
+
+
+_IDENTITY = b"accept-encoding: identity\r\n"  # usage is read from the body: no compression
+
+
+@functools.lru_cache(maxsize=64)
+def _auth_lines(adapter: ProviderAdapter, env_name: str, key: str) -> bytes:
+    """The provider's auth header lines with `key`, made once a key. A key with a CR or
+    LF would split them into lines of its choosing: refused, naming the header only."""
+    headers = adapter.upstream_auth_headers(key, env_name)
+    bad = [k for k, v in headers.items() if "\r" in k + v or "\n" in k + v]
+    if bad:
+        raise ValueError(f"a newline in the request line or header {bad}")
+    text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 def count_sender(

@@ -55,13 +55,25 @@ class Exchange:
     """One request and its answer (see the module docstring). `headers` is the request's
     headers as text, names lower case (ASGI says so, and `ironrt.wire` does it)."""
 
-    __slots__ = ("adapter", "finished", "flow", "headers", "method", "query", "raw_path", "started")
+    __slots__ = (
+        "adapter",
+        "finished",
+        "flow",
+        "headers",
+        "method",
+        "query",
+        "raw_headers",
+        "raw_path",
+        "started",
+    )
 
     def __init__(self, method: str, raw_path: bytes, query: bytes, raw_headers: Headers) -> None:
         self.method = method
         #: The target's path as sent, without its query (`paths.py` decides on it).
         self.raw_path = raw_path
         self.query = query
+        #: The headers as they came (names lower case): forwarded as these bytes.
+        self.raw_headers = raw_headers
         self.headers = LowerHeaders(
             {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
         )

@@ -27,6 +27,10 @@ class Outgoing:
     url: str
     headers: dict[str, str]
     content: bytes
+    #: Header lines already encoded (`name: value\r\n` each, checked: no CR or LF inside
+    #: a line), sent after `headers`: the daemon forwards the agent's headers as the bytes
+    #: that came in (`router.egress.upstream_lines`). Only the daemon's transport reads it.
+    lines: bytes = b""
 
 
 class AttemptFailed(Exception):

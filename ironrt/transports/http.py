@@ -38,7 +38,7 @@ from ironrt.wire.client import (
 )
 from ironrt.wire.pool import Pool
 
-_HOP_BY_HOP = frozenset(
+_HOP_BY_HOP: frozenset[str] = frozenset(
     {
         "connection",
         "keep-alive",
@@ -103,6 +103,12 @@ def forward_headers(headers: Mapping[str, str], drop: tuple[str, ...]) -> dict[s
     out = {k: v for k, v in headers.items() if k not in skip}
     out["accept-encoding"] = "identity"  # usage is read from the body: no compression
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def skipped_bytes(drop: tuple[str, ...]) -> frozenset[bytes]:
+    """`_skipped` as bytes: the names the agent's raw headers are filtered by."""
+    return frozenset(name.encode("latin-1") for name in _skipped(drop))
 
 
 @functools.lru_cache(maxsize=64)
@@ -222,6 +228,7 @@ class Upstream:
                 request.headers,
                 request.content,
                 self.proxy_for(url),
+                request.lines,
             )
         except (ConnectError, ConnectTimeout) as exc:
             # The request never left: a retry cannot double-bill.

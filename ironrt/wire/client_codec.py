@@ -21,25 +21,29 @@ def request_head(
     headers: Mapping[str, str],
     body_length: int,
     extra: str = "",
+    lines: bytes = b"",
 ) -> bytes:
     """The request line and headers as one block, ready for one write with the body.
 
     Names and values go as given (the router filtered them); `extra` is pre-formatted
     lines (a proxy's credentials). A CR or LF inside any part would split the block into
     lines of the caller's choosing, so it is refused, naming no value (values hold keys).
+    `lines` are header lines the caller encoded and checked already (the agent's headers
+    as llhttp parsed them: no CR or LF can be in them), added as they are.
     """
-    lines = [f"{k}: {v}\r\n" for k, v in headers.items()]
+    given = [f"{k}: {v}\r\n" for k, v in headers.items()]
     if body_length or method not in _NO_LENGTH_METHODS:
-        lines.append(f"content-length: {body_length}\r\n")
-    text = f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n{''.join(lines)}{extra}\r\n"
-    expected = len(lines) + 3 + extra.count("\r\n")
+        given.append(f"content-length: {body_length}\r\n")
+    text = f"{method} {target} HTTP/1.1\r\nhost: {host}\r\n{''.join(given)}{extra}"
+    expected = len(given) + 2 + extra.count("\r\n")
     if text.count("\n") != expected or text.count("\r") != expected:
         bad = [k for k, v in headers.items() if "\r" in k + v or "\n" in k + v]
         raise ValueError(f"a newline in the request line or header {bad or '(target)'}")
     try:
-        return text.encode("latin-1")
+        head = text.encode("latin-1")
     except UnicodeEncodeError:
-        return text.encode("utf-8")
+        head = text.encode("utf-8")
+    return head + lines + b"\r\n"
 
 
 def body_decoder(encoding: bytes) -> zlib._Decompress | None:

@@ -152,13 +152,15 @@ class Pool:
         headers: dict[str, str],
         body: bytes,
         proxy: str | None = None,
+        lines: bytes = b"",
     ) -> Response:
-        """Send one request (one write) and return its answer, head read, body not yet."""
+        """Send one request (one write) and return its answer, head read, body not yet.
+        `lines`: more header lines, encoded and checked by the caller (`request_head`)."""
         route = self._routes.get((url, proxy))
         if route is None:
             route = self._route(url, proxy)
         origin, target, host, extra = route
-        data = request_head(method, target, host, headers, len(body), extra)
+        data = request_head(method, target, host, headers, len(body), extra, lines)
         if body:
             data += body
         head_only = method == "HEAD"
