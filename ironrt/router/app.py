@@ -46,7 +46,7 @@ from ironrt.providers import OPENAI, ProviderAdapter, adapter_for
 from ironrt.providers.base import adapter_of
 from ironrt.router.bodies import BadBody, encode_json, parse_request_off_loop
 from ironrt.router.counting import Sender, exact_input_tokens
-from ironrt.router.egress import RouterConfig, count_sender, upstream_lines
+from ironrt.router.egress import MalformedKey, RouterConfig, count_sender, upstream_lines
 from ironrt.router.exchange import (
     MAX_BODY_BYTES,
     AsgiExchange,
@@ -381,7 +381,15 @@ class RouterApp:
                 )
                 await self._refuse(x, flow, refusal)
                 return
-        request = self.outgoing(adapter, x, target, x.headers, raw)
+        try:
+            request = self.outgoing(adapter, x, target, x.headers, raw)
+        except MalformedKey as exc:
+            flow.status_code, flow.error = 500, "malformed provider key"
+            await self.settle(flow)
+            await send_error(
+                x, adapter, 500, str(exc), "api_error", "malformed_provider_key", retry=False
+            )
+            return
         if request is None:
             flow.status_code = 401
             flow.error = "no provider key"

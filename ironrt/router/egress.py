@@ -50,6 +50,11 @@ def upstream_lines(
     return kept + _IDENTITY + _auth_lines(adapter, *found)
 
 
+class MalformedKey(ValueError):
+    """The provider key holds a CR or LF: it cannot go in a header (the message names
+    where the key came from, never the key)."""
+
+
 _IDENTITY = b"accept-encoding: identity\r\n"  # usage is read from the body: no compression
 
 
@@ -58,9 +63,12 @@ def _auth_lines(adapter: ProviderAdapter, env_name: str, key: str) -> bytes:
     """The provider's auth header lines with `key`, made once a key. A key with a CR or
     LF would split them into lines of its choosing: refused, naming the header only."""
     headers = adapter.upstream_auth_headers(key, env_name)
-    bad = [k for k, v in headers.items() if "\r" in k + v or "\n" in k + v]
-    if bad:
-        raise ValueError(f"a newline in the request line or header {bad}")
+    if any("\r" in k + v or "\n" in k + v for k, v in headers.items()):
+        raise MalformedKey(
+            f"ironrt's {adapter.name} API key ({env_name}) holds a line break, so it cannot "
+            "be sent: set it again without one (then `ironrt daemon stop`; the next "
+            "command restarts the daemon)"
+        )
     text = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     try:
         return text.encode("latin-1")

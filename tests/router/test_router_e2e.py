@@ -303,6 +303,32 @@ def test_dead_upstream_is_a_clear_502(tmp_path: Path) -> None:
         assert d.rt.health().ok
 
 
+def test_a_key_with_a_line_break_is_a_clear_500_and_never_sent(
+    tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """A key pasted with its line break (`OPENAI_API_KEY="sk-...\\n"`) would split the
+    request's head: refused, saying which key, showing none of it; the call is traced."""
+    bad = OPENAI_KEY + "\r\nx-injected: 1"
+    env = {"IRONRT_OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": bad}
+    with TempDaemon(offline=False, env=env) as d:
+        _, token = token_agent(d, tmp_path, budget=1.0)
+        r = httpx.post(
+            f"{d.router_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {token}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        )
+        error = r.json()["error"]
+        assert r.status_code == 500 and error["code"] == "malformed_provider_key", r.text
+        assert "OPENAI_API_KEY" in error["message"] and "line break" in error["message"]
+        assert r.headers["x-should-retry"] == "false"
+        assert OPENAI_KEY not in r.text and upstream.requests == []
+        wait_until(lambda: len(d.rt.traces()) == 1, timeout=5)
+        trace = d.rt.traces()[-1]
+        assert trace.status_code == 500 and trace.error == "malformed provider key"
+        assert trace.cost_usd == 0
+        assert OPENAI_KEY not in (d.home / "daemon.log").read_text()
+
+
 def test_no_key_and_not_offline_is_a_401_that_says_what_to_do(
     tmp_path: Path, upstream: FakeUpstream
 ) -> None:
