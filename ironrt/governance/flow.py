@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -196,7 +196,7 @@ class Flow:
     endpoint: Endpoint
     body: dict[str, Any] | None
     #: The agent's request headers (lower-case names), as received.
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
     model: str = ""
     stream: bool = False
     body_changed: bool = False

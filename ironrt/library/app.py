@@ -10,6 +10,8 @@ Three things differ from the daemon, each one overridden method:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ironrt.governance.agent import AgentGovernance
 from ironrt.library.calls import CURRENT_CALL
 from ironrt.providers.base import ProviderAdapter
@@ -27,7 +29,7 @@ class LibraryApp(RouterApp):
     live: set[str]
 
     def agent_for(
-        self, x: Exchange, adapter: ProviderAdapter, headers: dict[str, str]
+        self, x: Exchange, adapter: ProviderAdapter, headers: Mapping[str, str]
     ) -> tuple[bool, AgentGovernance | None]:
         call = CURRENT_CALL.get()
         if call is None:
@@ -39,7 +41,7 @@ class LibraryApp(RouterApp):
         adapter: ProviderAdapter,
         x: Exchange,
         target: str,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         content: bytes,
     ) -> Outgoing | None:
         call = CURRENT_CALL.get()
@@ -52,5 +54,5 @@ class LibraryApp(RouterApp):
         base = call.base if call is not None else adapter.default_base_url
         return f"{adapter.name}:{base}"
 
-    def count_sender(self, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender | None:
+    def count_sender(self, adapter: ProviderAdapter, headers: Mapping[str, str]) -> Sender | None:
         return None

@@ -31,7 +31,7 @@ client gone mid-stream), is settled exactly once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 import msgspec
@@ -118,7 +118,7 @@ class RouterApp:
         self.strays = StrayLog()
 
     def agent_for(
-        self, x: Exchange, adapter: ProviderAdapter, headers: dict[str, str]
+        self, x: Exchange, adapter: ProviderAdapter, headers: Mapping[str, str]
     ) -> tuple[bool, AgentGovernance | None]:
         """Whether the request carries a credential, and the live agent it opens."""
         token = adapter.token_from_headers(headers)
@@ -130,13 +130,13 @@ class RouterApp:
         adapter: ProviderAdapter,
         x: Exchange,
         target: str,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         content: bytes,
     ) -> Outgoing | None:
         """The request to send: the real key swapped in for the IC_TOKEN, the provider's
         base URL (None: no key for this provider). Offline, the canonical path as it is."""
         if self.config.offline:
-            return Outgoing(x.method, target, headers, content)
+            return Outgoing(x.method, target, dict(headers), content)
         found = self.config.keys(adapter.name)
         if found is None:
             return None
@@ -149,7 +149,7 @@ class RouterApp:
         base = self.config.base_urls.get(adapter.name)
         return f"{adapter.name}:{base or adapter.default_base_url}"
 
-    def count_sender(self, adapter: ProviderAdapter, headers: dict[str, str]) -> Sender | None:
+    def count_sender(self, adapter: ProviderAdapter, headers: Mapping[str, str]) -> Sender | None:
         return count_sender(self.config, self.upstream, adapter, headers)
 
     async def _count(self, flow: Flow) -> int | None:
@@ -286,7 +286,7 @@ class RouterApp:
         x: Exchange,
         agent: AgentGovernance | None,
         endpoint: Endpoint,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         refusal: Refusal,
         target: str,
         why: str,

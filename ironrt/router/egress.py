@@ -5,7 +5,7 @@ was going, with the client's own key)."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ class RouterConfig:
 
 
 def upstream_headers(
-    adapter: ProviderAdapter, headers: dict[str, str], found: tuple[str, str]
+    adapter: ProviderAdapter, headers: Mapping[str, str], found: tuple[str, str]
 ) -> dict[str, str]:
     """The agent's headers fit to go upstream, its IC_TOKEN swapped for the real key."""
     env_name, key = found
@@ -77,7 +77,7 @@ def _auth_lines(adapter: ProviderAdapter, env_name: str, key: str) -> bytes:
 
 
 def count_sender(
-    config: RouterConfig, upstream: Upstream, adapter: ProviderAdapter, headers: dict[str, str]
+    config: RouterConfig, upstream: Upstream, adapter: ProviderAdapter, headers: Mapping[str, str]
 ) -> Sender:
     """How the budget asks the provider for an exact input count: the agent's own headers
     (beta flags, versions) with the real key, or the offline provider."""

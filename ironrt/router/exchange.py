@@ -74,9 +74,7 @@ class Exchange:
         self.query = query
         #: The headers as they came (names lower case): forwarded as these bytes.
         self.raw_headers = raw_headers
-        self.headers = LowerHeaders(
-            {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
-        )
+        self.headers = LowerHeaders(raw_headers)
         self.started = False
         self.finished = False
         self.adapter: ProviderAdapter | None = None

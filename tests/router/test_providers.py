@@ -823,3 +823,19 @@ def test_responses_repeat_slots_rewrite_final_copies() -> None:
     assert final["type"] == "response.completed"
     assert "[EMAIL]" in final["response"]["output"][0]["content"][0]["text"]
     assert all(b"bob@example.com" not in encode_event(ev) for ev in events)
+
+
+def test_lower_headers_decode_what_is_read_and_keep_the_last_of_a_repeated_name() -> None:
+    from ironrt.providers.base import LowerHeaders, get_header
+
+    raw = [(b"authorization", b"Bearer t"), (b"x-caf\xe9", b"cr\xe8me"), (b"x-two", b"1")]
+    headers = LowerHeaders([*raw, (b"x-two", b"2")])
+    assert headers["authorization"] == "Bearer t" and headers.get("x-two") == "2"
+    assert headers.get("x-café") == "crème"  # latin-1 both ways, as the wire carries them
+    assert "x-two" in headers and "X-Two" not in headers and 3 not in headers
+    assert headers.get("missing") is None and headers.get("missing", "d") == "d"
+    with pytest.raises(KeyError):
+        headers["missing"]
+    assert dict(headers) == {"authorization": "Bearer t", "x-café": "crème", "x-two": "2"}
+    assert len(headers) == 3 and list(headers) == ["authorization", "x-café", "x-two"]
+    assert get_header(headers, "x-absent") is None  # no scan for another casing
