@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil
 from _common import (
     Deadline,
+    as_installed,
     fmt,
     machine,
     median_run,
@@ -51,6 +52,7 @@ from _common import (
     rss_mb,
     start_token_agent,
     table,
+    warm_bytecode,
     write_results,
 )
 
@@ -67,17 +69,6 @@ PII_PROMPT = (
 
 
 #: Everything a daemon imports, also what it loads after the start and at a call.
-WARM_BYTECODE = """
-import ironrt, ironrt.daemon, ironrt.client, ironrt.policies.pii, prometheus_client
-from ironrt.governance.pricing import Pricer
-from ironrt.pii import find_pii
-Pricer().check("openai", "gpt-4o-mini")
-find_pii("call +1 415 555 0100 or 030 1234567")
-try:
-    import ironrt.policies.pii_checks
-except ImportError:  # an older ironrt, measured for comparison
-    pass
-"""
 
 
 def free_port() -> int:
@@ -112,8 +103,7 @@ def python_env(cache: Path | None) -> dict[str, str]:
     so compiling every module at every start would measure something no user runs."""
     env = dict(os.environ)
     if cache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(cache)
+        env.update(as_installed(cache))
     return env
 
 
@@ -302,7 +292,7 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": machine(),
         "quick": args.quick,
-        "bytecode_cache": "PYTHONDONTWRITEBYTECODE" not in ENV,
+        "bytecode_cache": not ENV.get("PYTHONDONTWRITEBYTECODE"),
         "targets": {"start_ms": TARGET_START_MS, "rss_mb": TARGET_RSS_MB},
     }
     try:
@@ -310,7 +300,7 @@ def main() -> int:
         # Compile once what the daemon imports, at its start and after it (the price
         # tables' module is large: compiled in a measured daemon, it took its memory up by
         # ~10 MiB and its background loading 4x as long).
-        subprocess.run([*py, WARM_BYTECODE], env=ENV, check=True, timeout=120)
+        warm_bytecode(sys.executable, ENV)
         results["python_c_pass"] = median_run([*py, "pass"], 7, env=ENV)
         results["import_ironrt"] = median_run([*py, "import ironrt"], 7, env=ENV)
         results["import_daemon"] = median_run([*py, "import ironrt.daemon"], 5, env=ENV)
