@@ -52,8 +52,9 @@ def innermost(exc: BaseException) -> BaseException:
 
 
 class Exchange:
-    """One request and its answer (see the module docstring). `headers` is the request's
-    headers as text, names lower case (ASGI says so, and `ironrt.wire` does it)."""
+    """One request and its answer (see the module docstring). `headers` reads the request's
+    headers as text (`LowerHeaders`: decoded when read), `raw_headers` holds them as they
+    came; names are lower case in both (ASGI says so, and `ironrt.wire` does it)."""
 
     __slots__ = (
         "adapter",
