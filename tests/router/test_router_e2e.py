@@ -274,6 +274,16 @@ def test_bad_requests_get_clear_provider_errors(
     assert gov.rt.health().ok
 
 
+def _one_chat_call(d: TempDaemon, tmp_path: Path) -> httpx.Response:
+    """One chat completion by a new agent with a $1 budget, its IC_TOKEN sent by hand."""
+    _, token = token_agent(d, tmp_path, budget=1.0)
+    return httpx.post(
+        f"{d.router_url}/v1/chat/completions",
+        headers={"authorization": f"Bearer {token}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+    )
+
+
 def test_dead_upstream_is_a_clear_502(tmp_path: Path) -> None:
     env = {
         "IRONRT_OPENAI_BASE_URL": "http://127.0.0.1:9",
@@ -282,12 +292,7 @@ def test_dead_upstream_is_a_clear_502(tmp_path: Path) -> None:
         "IRONRT_RETRY_BACKOFF_INITIAL_S": "0.01",
     }
     with TempDaemon(offline=False, env=env) as d:
-        _, token = token_agent(d, tmp_path, budget=1.0)
-        r = httpx.post(
-            f"{d.router_url}/v1/chat/completions",
-            headers={"authorization": f"Bearer {token}"},
-            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
-        )
+        r = _one_chat_call(d, tmp_path)
         assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
         assert (
             "unreachable" in r.json()["error"]["message"] and r.headers["x-should-retry"] == "false"
@@ -311,12 +316,7 @@ def test_a_key_with_a_line_break_is_a_clear_500_and_never_sent(
     bad = OPENAI_KEY + "\r\nx-injected: 1"
     env = {"IRONRT_OPENAI_BASE_URL": upstream.url, "OPENAI_API_KEY": bad}
     with TempDaemon(offline=False, env=env) as d:
-        _, token = token_agent(d, tmp_path, budget=1.0)
-        r = httpx.post(
-            f"{d.router_url}/v1/chat/completions",
-            headers={"authorization": f"Bearer {token}"},
-            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
-        )
+        r = _one_chat_call(d, tmp_path)
         error = r.json()["error"]
         assert r.status_code == 500 and error["code"] == "malformed_provider_key", r.text
         assert "OPENAI_API_KEY" in error["message"] and "line break" in error["message"]

@@ -15,7 +15,15 @@ import pytest
 
 from ironrt.tempdaemon import wait_until
 from ironrt.wire.cycle import BodyTooLarge, ClientGone, Cycle
-from tests.wire.test_server_http import LIMITS, Running, _more, closed_after, read_answer, req
+from tests.wire.test_server_http import (
+    LIMITS,
+    Running,
+    closed_after,
+    continued,
+    leave_mid_stream,
+    read_answer,
+    req,
+)
 
 LIMIT = 1000
 
@@ -115,11 +123,7 @@ def test_chunked_and_expect_100_bodies_are_read_whole(direct: tuple[Running, Dir
             b"POST /echo HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
         )
-        buf = bytearray()
-        while b"\r\n\r\n" not in buf:
-            _more(sock, buf)
-        assert bytes(buf) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        buf.clear()
+        buf = continued(sock)
         sock.sendall(b"5\r\nhello\r\n")
         sock.sendall(b"6\r\n world\r\n0\r\n\r\n")
         _, _, body = read_answer(sock, buf)
@@ -161,12 +165,7 @@ def test_a_stream_goes_out_in_chunks(direct: tuple[Running, DirectApp]) -> None:
 
 def test_wait_gone_returns_when_the_client_leaves(direct: tuple[Running, DirectApp]) -> None:
     running, app = direct
-    with running.connect() as sock:
-        sock.sendall(req("/stream-until-gone", method="GET"))
-        buf = bytearray()
-        while b"first" not in buf:
-            _more(sock, buf)
-    wait_until(lambda: "after_gone" in app.seen, timeout=5)
+    leave_mid_stream(running, "/stream-until-gone", app.seen)
     assert app.seen["gone_seen"] is True and app.seen["after_gone"] == "no error"
     wait_until(lambda: not running.server.tasks, timeout=5)
 

@@ -290,6 +290,16 @@ def read_answer(sock: socket.socket, buffered: bytearray) -> tuple[bytes, dict[s
             return status, headers, body
 
 
+def continued(sock: socket.socket) -> bytearray:
+    """Waits for the server's `100 Continue`, and nothing else; the buffer for what follows."""
+    buf = bytearray()
+    while b"\r\n\r\n" not in buf:
+        _more(sock, buf)
+    assert bytes(buf) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    buf.clear()
+    return buf
+
+
 def _more(sock: socket.socket, buffered: bytearray) -> None:
     chunk = sock.recv(65536)
     if not chunk:
@@ -506,11 +516,7 @@ def test_pipelined_requests_are_answered_in_order(running: Running) -> None:
 def test_100_continue_is_sent_when_the_app_asks_for_the_body(running: Running) -> None:
     with running.connect() as sock:
         sock.sendall(req("/echo", b"", "POST", "Expect: 100-continue").replace(b"0\r\n", b"5\r\n"))
-        buf = bytearray()
-        while b"\r\n\r\n" not in buf:
-            _more(sock, buf)
-        assert bytes(buf) == b"HTTP/1.1 100 Continue\r\n\r\n"
-        buf.clear()
+        buf = continued(sock)
         sock.sendall(b"hello")
         status, _, body = read_answer(sock, buf)
         assert status.startswith(b"HTTP/1.1 200") and json.loads(body)["body"] == "hello"
@@ -549,13 +555,19 @@ def test_a_client_leaving_mid_body_is_seen_and_nothing_leaks(running: Running, a
     wait_until(lambda: not running.server.tasks, timeout=5)
 
 
-def test_sending_after_the_client_left_is_silently_dropped(running: Running, app: App) -> None:
+def leave_mid_stream(running: Running, path: str, seen: dict[str, Any]) -> None:
+    """Asks `path` for a stream, leaves after its `first` piece, and waits until the app
+    says (`seen["after_gone"]`) it went on without the client."""
     with running.connect() as sock:
-        sock.sendall(req("/gone-stream", method="GET"))
+        sock.sendall(req(path, method="GET"))
         buf = bytearray()
         while b"first" not in buf:
             _more(sock, buf)
-    wait_until(lambda: "after_gone" in app.seen, timeout=5)
+    wait_until(lambda: "after_gone" in seen, timeout=5)
+
+
+def test_sending_after_the_client_left_is_silently_dropped(running: Running, app: App) -> None:
+    leave_mid_stream(running, "/gone-stream", app.seen)
     assert app.seen["after_gone"] == "http.disconnect"
     wait_until(lambda: not running.server.tasks, timeout=5)
 
