@@ -13,7 +13,7 @@ import msgspec
 
 from ironrt.providers.base import ProviderAdapter
 from ironrt.router.counting import Sender, offline_sender
-from ironrt.transports.http import Upstream, forward_headers, skipped_bytes
+from ironrt.transports.http import Upstream, skipped_bytes
 
 _ENCODE = msgspec.json.encode
 
@@ -29,22 +29,13 @@ class RouterConfig:
     capture_completions: bool = False
 
 
-def upstream_headers(
-    adapter: ProviderAdapter, headers: Mapping[str, str], found: tuple[str, str]
-) -> dict[str, str]:
-    """The agent's headers fit to go upstream, its IC_TOKEN swapped for the real key."""
-    env_name, key = found
-    outgoing = forward_headers(headers, adapter.auth_headers)
-    outgoing.update(adapter.upstream_auth_headers(key, env_name))
-    return outgoing
-
-
 def upstream_lines(
     adapter: ProviderAdapter, raw: list[tuple[bytes, bytes]], found: tuple[str, str]
 ) -> bytes:
-    """`upstream_headers` as the header lines that go, from the agent's headers as they
-    came (no decoding and encoding back): names lower case, values as sent, the same
-    headers dropped, the same added."""
+    """The agent's headers fit to go upstream, as the header lines that go: its IC_TOKEN's
+    headers and the hop-by-hop ones dropped, the real key's added, no compression asked
+    for. From the headers as they came (names lower case, values as sent): nothing is
+    decoded and encoded back."""
     skip = skipped_bytes(adapter.auth_headers)
     kept = b"".join([b"%b: %b\r\n" % pair for pair in raw if pair[0] not in skip])
     return kept + _IDENTITY + _auth_lines(adapter, *found)
@@ -55,7 +46,8 @@ class MalformedKey(ValueError):
     where the key came from, never the key)."""
 
 
-_IDENTITY = b"accept-encoding: identity\r\n"  # usage is read from the body: no compression
+_IDENTITY = b"accept-encoding: identity\r\n"
+_JSON = {"content-type": "application/json"}  # usage is read from the body: no compression
 
 
 @functools.lru_cache(maxsize=64)
@@ -89,10 +81,16 @@ def count_sender(
     async def send(path: str, payload: dict[str, Any]) -> tuple[int, Any] | None:
         if found is None:
             return None
-        outgoing = upstream_headers(adapter, headers, found)
-        outgoing["content-type"] = "application/json"
-        return await upstream.post_json(
-            adapter.name, adapter.upstream_url(path, base), outgoing, _ENCODE(payload)
-        )
+        raw = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers.items()
+            if k != "content-type"
+        ]
+        try:
+            lines = upstream_lines(adapter, raw, found)
+        except MalformedKey:  # unknown here; the call itself is answered with the reason
+            return None
+        url = adapter.upstream_url(path, base)
+        return await upstream.post_json(adapter.name, url, _JSON, _ENCODE(payload), lines)
 
     return send

@@ -142,8 +142,11 @@ class AsgiExchange(Exchange):
     __slots__ = ("_receive", "_send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = scope["headers"]
+        if not isinstance(headers, list):
+            headers = list(headers)  # ASGI allows any iterable: it is read twice
         super().__init__(
-            scope["method"], raw_target(scope), scope.get("query_string", b""), scope["headers"]
+            scope["method"], raw_target(scope), scope.get("query_string", b""), headers
         )
         self._receive = receive
         self._send = send

@@ -97,25 +97,12 @@ class UpstreamResponse:
         await self._resp.aclose()
 
 
-def forward_headers(headers: Mapping[str, str], drop: tuple[str, ...]) -> dict[str, str]:
-    """The agent's headers (already decoded, lower-case names) fit to send upstream."""
-    skip = _skipped(drop)
-    out = {k: v for k, v in headers.items() if k not in skip}
-    out["accept-encoding"] = "identity"  # usage is read from the body: no compression
-    return out
-
-
 @functools.lru_cache(maxsize=64)
 def skipped_bytes(drop: tuple[str, ...]) -> frozenset[bytes]:
-    """`_skipped` as bytes: the names the agent's raw headers are filtered by."""
-    return frozenset(name.encode("latin-1") for name in _skipped(drop))
-
-
-@functools.lru_cache(maxsize=64)
-def _skipped(drop: tuple[str, ...]) -> frozenset[str]:
-    """The hop-by-hop headers and `drop` (a provider's auth headers), as one set: one
-    test a header instead of two. A provider has one `drop`: a few entries at most."""
-    return _HOP_BY_HOP | frozenset(drop)
+    """The agent's headers never forwarded: the hop-by-hop ones and `drop` (a provider's
+    auth headers, which carry the IC_TOKEN), as one set of raw names: one test a header
+    instead of two. A provider has one `drop`: a few entries at most."""
+    return frozenset(name.encode("latin-1") for name in _HOP_BY_HOP | frozenset(drop))
 
 
 def response_headers(
@@ -247,14 +234,14 @@ class Upstream:
         )
 
     async def post_json(
-        self, provider: str, url: str, headers: dict[str, str], content: bytes
+        self, provider: str, url: str, headers: dict[str, str], content: bytes, lines: bytes = b""
     ) -> tuple[int, Any] | None:
         """One plain POST with a JSON answer (the count endpoints): no retries, no policies,
         a short deadline; None on any failure, which the caller treats as "unknown"."""
         try:
             with anyio.fail_after(COUNT_TIMEOUT_S):
                 resp = await self.pool(provider).request(
-                    "POST", url, headers, content, self.proxy_for(url)
+                    "POST", url, headers, content, self.proxy_for(url), lines
                 )
                 try:
                     data = await resp.read()

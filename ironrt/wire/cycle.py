@@ -3,7 +3,7 @@
 An app is served in one of two ways. The router calls the exchange directly
 (`app.serve_wire(cycle)`): `read_body` hands it the whole body, `start`/`write`/`answer`
 frame its answer, `wait_gone` tells it the client left. An ASGI app (the control API,
-anything else) gets `scope`, `receive` and `send`, which are thin message wrappers over
+anything else) gets a scope, `receive` and `send` (asgi.py), thin message wrappers over
 the same calls. The direct path exists because on the router's hot path the ASGI
 messages (a scope of thirteen entries, a dict per piece of body and answer, the type
 dispatch on each) were a measurable share of a call (bench/wire_parts.py).
@@ -23,8 +23,7 @@ import http
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING
 
 from ironrt.wire.guard import INTERNAL
 
@@ -53,8 +52,6 @@ _STATUS = {code: _status_line(code) for code in range(100, 600)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: The answer's headers the server reads (the rest it only writes out).
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
-_ASGI = {"version": "3.0", "spec_version": "2.3"}
-_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
 #: How the body is framed: by content-length, chunked, none (HEAD, 204, 304), or by the
 #: connection's end (an HTTP/1.0 client cannot read chunks).
 _LENGTH, _CHUNKED, _NONE, _UNTIL_CLOSE = 0, 1, 2, 3
@@ -357,54 +354,3 @@ class Cycle:
         elif self.http_version == "1.0":
             extra += b"connection: keep-alive\r\n"
         return self._head + extra + b"\r\n"
-
-    # -- ASGI 3 --------------------------------------------------------------------------
-
-    @property
-    def scope(self) -> dict[str, Any]:
-        """The request as an ASGI `http` scope."""
-        path = self.raw_path.decode("ascii")  # checked ASCII as the head was parsed
-        conn = self.conn
-        return {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": self.http_version,
-            "server": conn._local,
-            "client": conn._client,
-            "scheme": "http",
-            "method": self.method,
-            "root_path": "",
-            "path": unquote(path) if "%" in path else path,
-            "raw_path": self.raw_path,
-            "query_string": self.query,
-            "headers": self.headers,
-        }
-
-    async def receive(self) -> dict[str, Any]:
-        got = await self.next_body()
-        if got is None:
-            return _DISCONNECT
-        return {"type": "http.request", "body": got[0], "more_body": got[1]}
-
-    async def send(self, message: dict[str, Any]) -> None:
-        conn = self.conn
-        if conn.write_paused and not self.disconnected:
-            await conn.drain()
-        if self.disconnected:
-            return  # the client left: what it would have read goes nowhere
-        kind = message["type"]
-        if not self.started:
-            if kind != "http.response.start":
-                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
-            self.start(message["status"], message.get("headers", ()))
-            return
-        if self.response_complete:
-            raise RuntimeError(f"unexpected {kind!r} after the answer completed")
-        if kind != "http.response.body":
-            raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        await self.write(message.get("body", b""), message.get("more_body", False))
-
-
-async def run_asgi(app: Any, cycle: Cycle) -> None:
-    """Serve `cycle` to an ASGI 3 app."""
-    await app(cycle.scope, cycle.receive, cycle.send)

@@ -22,8 +22,9 @@ import logging
 import socket
 from typing import Any
 
+from ironrt.wire.asgi import run_asgi
 from ironrt.wire.connection import HttpConnection
-from ironrt.wire.cycle import Handler, run_asgi
+from ironrt.wire.cycle import Handler
 from ironrt.wire.guard import ConnectionLimits, Guard
 
 __all__ = ["Server"]

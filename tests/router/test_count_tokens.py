@@ -630,3 +630,55 @@ def test_chat_count_is_an_upper_bound(messages: list[dict[str, Any]], tools: boo
     billed = _offline_billed("chat.completions", body)
     assert counted + OPENAI.count_margin("chat.completions", body) >= billed
     assert counted == billed  # every billed text is in the translation, unchanged
+
+
+def _count_via_sender(
+    base_url: str, key: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, Any] | None:
+    """What the budget's count sender gets from Anthropic's count endpoint at `base_url`,
+    with `key` as the daemon's key and `headers` as the agent's."""
+    from ironrt.policies.settings import ReliabilitySettings
+    from ironrt.providers.base import LowerHeaders
+    from ironrt.router.egress import RouterConfig, count_sender
+    from ironrt.transports.http import Upstream
+
+    config = RouterConfig(
+        offline=False,
+        base_urls={"anthropic": base_url},
+        keys=lambda name: ("ANTHROPIC_API_KEY", key) if name == "anthropic" else None,
+    )
+
+    async def count() -> tuple[int, Any] | None:
+        upstream = Upstream(ReliabilitySettings())
+        try:
+            send = count_sender(config, upstream, ANTHROPIC, LowerHeaders(headers))
+            return await send("/v1/messages/count_tokens", {"model": "m", "messages": []})
+        finally:
+            await upstream.aclose()
+
+    return asyncio.run(count())
+
+
+def test_the_budgets_count_request_carries_the_agents_headers_and_the_real_key() -> None:
+    """The exact count at the budget margin goes out as the call would: the agent's own
+    headers (a beta flag), the real key in place of the IC_TOKEN, JSON, no compression."""
+    agent = [
+        (b"x-api-key", b"ic-token-of-the-agent"),
+        (b"anthropic-beta", b"tools-2025"),
+        (b"content-type", b"text/plain"),
+        (b"connection", b"keep-alive"),
+    ]
+    with FakeUpstream() as up:
+        answer = _count_via_sender(up.url, "sk-real", agent)
+        assert answer is not None and answer[0] == 200
+        (request,) = up.requests
+    sent = request.headers
+    assert request.path == "/v1/messages/count_tokens"
+    assert sent["x-api-key"] == "sk-real" and sent["anthropic-beta"] == "tools-2025"
+    assert sent["content-type"] == "application/json" and sent["accept-encoding"] == "identity"
+    assert "ic-token-of-the-agent" not in repr(sent)
+
+
+def test_a_count_with_a_malformed_key_is_unknown_not_an_error() -> None:
+    """Unknown (the byte bound stands); the call itself is answered with the reason."""
+    assert _count_via_sender("http://127.0.0.1:9", "sk-real\r\nx-evil: 1", []) is None
