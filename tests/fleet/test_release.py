@@ -36,14 +36,19 @@ async def lease_row(url: str) -> tuple[int, int]:
     return int(row["granted_nanos"]), int(row["reported_nanos"])
 
 
-async def started_fleet(url: str, spent_nanos: int) -> FleetLedger:
+async def started_fleet(
+    url: str, spent_nanos: int, monkeypatch: pytest.MonkeyPatch | None = None, bound: float = 0
+) -> FleetLedger:
     """A manager whose shared scope spent `spent_nanos` before it joined the fleet: its
-    first round reports it (a row in the leases table)."""
+    first round reports it (a row in the leases table). `bound`: each database operation's
+    (`OP_TIMEOUT_S`), shortened once the manager started."""
     ledger = Ledger()
     ledger.scope(SCOPE).spent_nanos = spent_nanos
     fleet = FleetLedger(url, ledger, "daemon-under-test", poll_s=0.2)
     await fleet.start()
     assert fleet.available, fleet.error
+    if monkeypatch is not None:
+        monkeypatch.setattr(manager, "OP_TIMEOUT_S", bound)
     return fleet
 
 
@@ -72,8 +77,7 @@ async def test_a_stop_reports_the_spend_since_the_last_sync(ledger_url: str) -> 
 async def test_a_stop_the_database_does_not_answer_is_bounded_and_logged(
     ledger_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fleet = await started_fleet(ledger_url, 1_000)
-    monkeypatch.setattr(manager, "OP_TIMEOUT_S", 0.5)
+    fleet = await started_fleet(ledger_url, 1_000, monkeypatch, bound=0.5)
     scope = fleet.ledger.scope(SCOPE)
     assert scope.lease is not None
     scope.lease.own_nanos += 500
@@ -96,8 +100,7 @@ async def test_a_stop_the_database_does_not_answer_is_bounded_and_logged(
 async def test_a_stop_waits_for_a_round_in_progress_within_twice_its_bound(
     ledger_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fleet = await started_fleet(ledger_url, 1_000)
-    monkeypatch.setattr(manager, "OP_TIMEOUT_S", 0.2)
+    fleet = await started_fleet(ledger_url, 1_000, monkeypatch, bound=0.2)
     done = anyio.Event()
 
     async def overrunning_round() -> None:  # holds the manager's lock past its own bound
