@@ -15,11 +15,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from ironrt.errors import KeysFileError as KeysFileError  # defined there, re-exported
 from ironrt.settings_table import PROVIDER_TABLE
 
@@ -61,6 +56,12 @@ class ProviderKeys:
 def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
     found = ProviderKeys()
     if keys_file.exists():
+        # Imported only for a keys file (most daemons read keys from the environment).
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+
         mode = keys_file.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeysFileError(

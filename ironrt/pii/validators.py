@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 import re
 from typing import TYPE_CHECKING
 
@@ -174,7 +173,7 @@ def jwt_header_ok(segment: str) -> bool:
     """A JWT's first segment is base64url JSON naming its algorithm."""
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        header = json.loads(raw)
+        header = msgspec.json.decode(raw)  # DecodeError is a ValueError
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(header, dict) and "alg" in header

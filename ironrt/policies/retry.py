@@ -34,13 +34,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-import tenacity
-from tenacity.wait import wait_base
+from typing import TYPE_CHECKING
 
 from ironrt.governance.flow import Attempt, Flow, RetryVerdict
 from ironrt.governance.policy import Policy
 from ironrt.policies.settings import ReliabilitySettings
+
+if TYPE_CHECKING:
+    import tenacity
+    from tenacity.wait import wait_base
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 529})
 RETRY_FAILURES = frozenset({"connect"})
@@ -62,12 +64,10 @@ class RetryPolicy(Policy):
         `wait` replaces the backoff strategy (any tenacity wait strategy)."""
         self._settings = settings or ReliabilitySettings()
         self._clock = clock
-        self._wait = wait or tenacity.wait_random_exponential(
-            multiplier=self._settings.backoff_initial_s,
-            max=self._settings.backoff_max_s,
-            min=self._settings.backoff_initial_s / 2,
-        )
-        self._retrying = tenacity.Retrying()
+        self._wait = wait
+        # tenacity (~16 ms to import) is loaded at the first backoff, not at the daemon's
+        # start: most calls never retry (the daemon's warm-up thread imports it early).
+        self._retrying: tenacity.Retrying | None = None
 
     def upstream_attempt(self, flow: Flow, attempt: Attempt) -> float | None:
         settings = self._settings
@@ -96,6 +96,16 @@ class RetryPolicy(Policy):
     def _delay(self, attempt: Attempt) -> float:
         if attempt.retry_after is not None:
             return max(0.0, min(attempt.retry_after, self._settings.retry_after_cap_s))
+        import tenacity
+
+        if self._retrying is None:
+            self._retrying = tenacity.Retrying()
+        if self._wait is None:
+            self._wait = tenacity.wait_random_exponential(
+                multiplier=self._settings.backoff_initial_s,
+                max=self._settings.backoff_max_s,
+                min=self._settings.backoff_initial_s / 2,
+            )
         state = tenacity.RetryCallState(self._retrying, fn=None, args=(), kwargs={})
         state.attempt_number = attempt.number
         return float(self._wait(state))

@@ -46,10 +46,11 @@ class Database:
     async def open(cls, path: Path) -> Database:
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=5000")
+        # One hop to the connection's thread for the four (a hop costs more than a pragma).
+        await conn.executescript(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+            "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;"
+        )
         db = cls(conn, path)
         try:
             await db.migrate()
@@ -59,6 +60,11 @@ class Database:
         return db
 
     async def migrate(self) -> int:
+        """Apply the migrations the database lacks, all in one transaction: a failure
+        leaves it as it was (none of them applied), and the next start tries again.
+
+        One script in one hop to the connection's thread: a new home's ~60 statements
+        took ~55 ms as one hop each, the start's largest step after the imports."""
         current = await self.scalar("PRAGMA user_version")
         steps = migrations()
         latest = steps[-1][0] if steps else 0
@@ -67,18 +73,16 @@ class Database:
                 f"the database has schema v{current}, this ironrt knows up to v{latest}: "
                 "upgrade ironrt or use another IRONRT_HOME"
             )
-        for version, sql in steps:
-            if version <= current:
-                continue
-            await self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(sql):
-                    await self.conn.execute(statement)
-                await self.conn.execute(f"PRAGMA user_version={version}")
-                await self.conn.execute("COMMIT")
-            except BaseException:
+        pending = [sql for version, sql in steps if version > current]
+        if not pending:
+            return latest
+        script = "\n".join(["BEGIN IMMEDIATE;", *pending, f"PRAGMA user_version={latest};"])
+        try:
+            await self.conn.executescript(script + "\nCOMMIT;")
+        except BaseException:
+            if self.conn.in_transaction:
                 await self.conn.execute("ROLLBACK")
-                raise
+            raise
         return latest
 
     async def close(self) -> None:
@@ -142,19 +146,3 @@ class Database:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration into statements (sqlite3.complete_statement knows about quotes)."""
-    out: list[str] = []
-    buf = ""
-    for line in sql.splitlines(keepends=True):
-        if line.lstrip().startswith("--") and not buf.strip():
-            continue
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out

@@ -14,11 +14,9 @@ server had just closed, before any byte of an answer (never processed: see wire/
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import re
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +143,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
+        import email.utils  # an HTTP date: rare (off the start path, ~3 ms to import)
+
         try:
             parsed = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -181,6 +181,8 @@ class Upstream:
         host = rest.split("/", 1)[0]
         key = f"{scheme}://{host}"
         if key not in self._proxies:
+            import urllib.request  # once a host: off the daemon's start (~10 ms to import)
+
             proxies = urllib.request.getproxies_environment()
             hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
             bypass = bool(proxies) and urllib.request.proxy_bypass(hostname)

@@ -42,6 +42,15 @@ NOT_AT_START = (
     # The fleet ledger: only a daemon with IRONRT_LEDGER_URL imports it (and asyncpg).
     "ironrt.fleet",
     "asyncpg",
+    # The first retry's backoff (tenacity), a configured base URL (yarl), a host's proxy
+    # settings (urllib.request, which brings http.client and email), a Retry-After date
+    # (email), a keys or prices file (tomllib): ~55 ms of the start together, loaded by
+    # the warm-up after the router answers or when first used.
+    "tenacity",
+    "yarl",
+    "urllib.request",
+    "email",
+    "tomllib",
 )
 
 

@@ -33,6 +33,46 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         await Database.open(tmp_path / "b.db")
 
 
+async def test_a_failing_migration_leaves_the_database_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending migrations go in one transaction: one that fails (here a newer step
+    whose second statement is wrong) applies none of them, the version stays, the error
+    names the statement's problem, and the next start (fixed) applies them all."""
+    path = tmp_path / "m.db"
+    con = sqlite3.connect(path)
+    con.executescript(migrations()[0][1])
+    con.execute("PRAGMA user_version = 1")
+    con.close()
+    steps = migrations()
+    broken = (
+        steps[-1][0] + 1,
+        "CREATE TABLE later_step (id INTEGER);\nINSERT INTO no_such_table VALUES (1);\n",
+    )
+    monkeypatch.setattr("ironrt.store.db.migrations", lambda: [*steps, broken])
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        await Database.open(path)
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+        assert "later_step" not in names
+        assert "scopes" not in names  # v2's table: not applied either
+    finally:
+        con.close()
+    monkeypatch.setattr("ironrt.store.db.migrations", lambda: steps)
+    fresh = await Database.open(tmp_path / "fresh.db")
+    db = await Database.open(path)
+    try:
+        assert await db.scalar("PRAGMA user_version") == steps[-1][0]
+        schema = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+        got = [tuple(r) for r in await db.fetchall(schema)]
+        assert got == [tuple(r) for r in await fresh.fetchall(schema)]
+    finally:
+        await db.close()
+        await fresh.close()
+
+
 async def test_v1_database_round_trips_agents(tmp_path: Path) -> None:
     """A database written at schema v1 (as shipped in 0.1) still loads as it was saved."""
     path = tmp_path / "c.db"
