@@ -17,7 +17,9 @@ call costs, start-up and warm-up taken out. Four paths, each against the same up
   call), an agent with PII detect (the default);
 - **router_off**: the same, PII off;
 - **router_sdk**: router_detect with the headers the OpenAI SDK sends (18 in all; the other
-  paths send 5): what the per-header work costs a real agent's call.
+  paths send 5): what the per-header work costs a real agent's call;
+- **router_stream**: router_detect asking for a stream (`stream_options.include_usage`):
+  the upstream's 18 events (one write each), relayed event by event.
 
 The books' commit behind the answers is held to the end of the run (`COMMIT_EVERY_S`):
 under callgrind a call takes ~50x its time, so the 25 ms group window would commit every
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import re
 import shutil
@@ -46,8 +49,13 @@ from _common import machine, table, write_results
 from _proxy_parts import bare_app
 
 WARM = 200
-PATHS = ("bare", "router_detect", "router_off", "router_sdk")
-TOKENS = {"router_detect": "tok-detect", "router_off": "tok-off", "router_sdk": "tok-detect"}
+PATHS = ("bare", "router_detect", "router_off", "router_sdk", "router_stream")
+TOKENS = {
+    "router_detect": "tok-detect",
+    "router_off": "tok-off",
+    "router_sdk": "tok-detect",
+    "router_stream": "tok-detect",
+}
 #: The headers the OpenAI SDK (3.57.0, sync client) sends with a chat completion, besides
 #: host, authorization and content-length (captured from a real call): the other paths
 #: send two, so this one shows what the router's per-header work costs an SDK's call.
@@ -68,6 +76,7 @@ class _Client(asyncio.Protocol):
         self.transport: Any = None
         self.buf = b""
         self.want: int | None = None
+        self.chunked = False
         self.done: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -80,8 +89,14 @@ class _Client(asyncio.Protocol):
             if end < 0:
                 return
             head = self.buf[:end].lower()
-            length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
-            self.want = end + 4 + length
+            self.chunked = b"transfer-encoding: chunked" in head
+            if self.chunked:  # a stream: its body ends with the last chunk
+                self.want = end + 4
+            else:
+                length = int(head.split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+                self.want = end + 4 + length
+        if self.chunked and not self.buf.endswith(b"0\r\n\r\n"):
+            return
         if len(self.buf) >= self.want and self.done is not None:
             if not self.buf.startswith(b"HTTP/1.1 200"):
                 self.done.set_exception(AssertionError(self.buf[:300]))
@@ -152,14 +167,18 @@ async def _child(path: str, calls: int) -> None:
     while not server.started:
         await asyncio.sleep(0.01)
     token = TOKENS.get(path, "unused").encode()
+    body = g.BODY
+    if path == "router_stream":
+        wanted = {**json.loads(body), "stream": True, "stream_options": {"include_usage": True}}
+        body = json.dumps(wanted).encode()
     plain = b"content-type: application/json\r\naccept: application/json\r\n"
     request = (
         b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
         + (SDK_HEADERS if path == "router_sdk" else plain)
         + b"authorization: Bearer "
         + token
-        + b"\r\ncontent-length: %d\r\n\r\n" % len(g.BODY)
-        + g.BODY
+        + b"\r\ncontent-length: %d\r\n\r\n" % len(body)
+        + body
     )
     _, client = await loop.create_connection(_Client, "127.0.0.1", port)
     for _ in range(WARM):

@@ -79,6 +79,11 @@ class PiiCallState:
     #: Whether each streamed channel's text was read as JSON, kept after the channel
     #: closes: its repeats (channel + `"full"`) are read the same way.
     json_streams: dict[Hashable, bool]
+    #: A detecting call's streamed texts, kept per channel (its `where`, its pieces) to
+    #: be counted once the agent has its answer; None once they outgrew the inline size
+    #: and went to the channels' scanners (`pii_checks.PiiChecks.stream_event_async`).
+    collected: dict[Hashable, tuple[str, list[str]]] | None
+    collected_size: int
     _placeholders: Placeholders | None
 
     def __init__(self, plan: PiiPlan) -> None:
@@ -91,6 +96,8 @@ class PiiCallState:
         self.counting_later = False
         self.novel = None
         self.json_streams = {}
+        self.collected = {}
+        self.collected_size = 0
         self._placeholders = None
 
     @property

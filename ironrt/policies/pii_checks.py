@@ -273,17 +273,75 @@ class PiiChecks:
         return drain(self._event_steps(flow, state, event, slots, Pace.whole()))
 
     async def stream_event_async(self, flow: Flow, event: StreamEvent) -> list[StreamEvent]:
-        """Events are small; one can still be huge (a `.done` event repeating a whole text)."""
+        """Events are small; one can still be huge (a `.done` event repeating a whole text).
+
+        A call that only detects keeps its stream's texts and counts them once the agent
+        has its answer (`_collect`), as it does a whole reply: nothing it finds changes
+        what is sent. A stream whose texts outgrow the inline size is scanned as it comes."""
         state = flow.metadata.get("pii")
         if not isinstance(state, PiiCallState):
             return [event]
         slots = flow.event_texts(event)
         size = text_size(slots)
+        collecting = not state.redacting and state.collected is not None
+        if collecting and (not slots or self._collect(flow, state, event, slots, size)):
+            return [event]
         if size <= self.inline_max and not state.redacting:
             return self._event_inline(flow, state, event, slots)
         return await self._run(
             flow, size, self._event_steps(flow, state, event, slots, self._pace(size))
         )
+
+    def _collect(
+        self,
+        flow: Flow,
+        state: PiiCallState,
+        event: StreamEvent,
+        slots: list[TextSlot],
+        size: int,
+    ) -> bool:
+        """Keep a detecting call's event texts for `_count_collected`; False once they
+        would outgrow the inline size: what was kept goes to the channels' scanners (their
+        findings are the same for any split of a text) and the stream is scanned as it
+        comes from this event on."""
+        collected = state.collected
+        assert collected is not None
+        total = state.collected_size + size
+        if total > self.inline_max:
+            state.collected = None
+            state.counting_later = False
+            for channel, (where, pieces) in collected.items():
+                kept = TextSlot(channel, "".join(pieces), _never_set, where)
+                ch = open_channel(state, kept, event)
+                tally(state.response, ch.scanner.feed(kept.text)[1], where)
+            return False
+        if not state.counting_later:
+            state.counting_later = True
+            flow.later(self.name, lambda: self._count_collected(flow, state))
+        state.collected_size = total
+        for slot in slots:
+            if slot.where != REPEAT:
+                kept_pieces = collected.get(slot.channel)
+                if kept_pieces is None:
+                    collected[slot.channel] = (slot.where, [slot.text])
+                else:
+                    kept_pieces[1].append(slot.text)
+        return True
+
+    def _count_collected(self, flow: Flow, state: PiiCallState) -> None:
+        """Count what `_collect` kept, each channel's text whole, and report."""
+        collected = state.collected
+        if collected is None:  # outgrown: the scanners counted it
+            return
+        state.collected = None
+        rules = state.plan.rules
+        for channel, (where, pieces) in collected.items():
+            text = pieces[0] if len(pieces) == 1 else "".join(pieces)
+            json_text = is_json_text(TextSlot(channel, text, _never_set, where), text)
+            counts = count_pii(text, json_text=json_text, rules=rules)
+            if counts:
+                add_counts(state.response, counts, where)
+        self._finish(flow, state)
 
     def _event_inline(
         self, flow: Flow, state: PiiCallState, event: StreamEvent, slots: list[TextSlot]
@@ -342,7 +400,8 @@ class PiiChecks:
             rest = close_channel(state, channel)
             if rest:
                 out.append(flow.text_event(channel, rest, like))
-        self._finish(flow, state)
+        if not state.counting_later:  # else the count after the answer reports
+            self._finish(flow, state)
         return out
 
     def complete(self, flow: Flow) -> None:
@@ -429,3 +488,8 @@ class PiiChecks:
         if not state.reported:
             state.reported = True
             report(flow, state, state.response, "response")
+
+
+def _never_set(text: str) -> None:
+    """The setter of a collected text's slot: a detecting call rewrites nothing."""
+    raise AssertionError("a detecting call's streamed text is never rewritten")

@@ -158,6 +158,7 @@ def stream_out(policy: PiiPolicy, flow: Flow, events: list[StreamEvent], stepped
                 out += policy.stream_event(flow, ev)
         out += policy.stream_end(flow)
         policy.complete(flow)
+        flow.run_afterwards()  # as the router does once the agent has its answer
         return out
 
     out = run(go)
@@ -188,6 +189,56 @@ def test_stepped_stream_events_equal_inline(
     assert stream_out(stepped, b, events(), True) == expected
     # The router's own path: the daemon's policy awaited, small events checked inline.
     assert stream_out(inline, c, events(), True) == expected
+
+
+def pii_alerts(flow: Flow) -> list[PiiAlert]:
+    return [e for e in flow.events if isinstance(e, PiiAlert)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(200, 9_000), st.integers(0, 2**16), st.lists(st.integers(1, 400), max_size=8))
+def test_a_detecting_stream_is_counted_after_the_answer_as_if_scanned_as_it_came(
+    size: int, seed: int, cuts: list[int]
+) -> None:
+    """A detecting call keeps its stream's texts and counts them once the agent has its
+    answer; a stream whose texts outgrow the inline size (4,096 characters) is handed to
+    the scanners at that event and scanned as it comes. Either way the counts and the
+    alert are those of the sync path, which scans every event as it comes, for any split
+    of the text (findings straddle the events, and the hand-over)."""
+    text = dense_pii(size, seed)
+    bounds = sorted({min(c * (i + 1), len(text)) for i, c in enumerate(cuts)} | {len(text)})
+    deltas = [text[a:b] for a, b in zip([0, *bounds], bounds, strict=False) if b > a]
+    body = chat_body(["hello"], None, stream=True)
+    policy = PiiPolicy()
+    scanned, kept = flow_of("detect", copy.deepcopy(body)), flow_of("detect", copy.deepcopy(body))
+
+    def events() -> list[StreamEvent]:
+        return [*(chunk(t) for t in deltas), chunk(None, "stop")]
+
+    async def through(flow: Flow, awaited: bool) -> None:
+        policy.request(flow)
+        for ev in events():
+            assert (
+                await policy.stream_event_async(flow, ev)
+                if awaited
+                else policy.stream_event(flow, ev)
+            ) == [ev]
+        assert policy.stream_end(flow) == []
+        policy.complete(flow)
+
+    run(through, scanned, False)
+    run(through, kept, True)
+    if size <= 4_096:  # kept, not counted yet: the count waits for the answer to be out
+        assert pii_alerts(kept) == []
+        assert kept.metadata["pii"].response == {}
+    else:  # outgrown: not held, scanned as it came and reported with the stream's end
+        assert kept.metadata["pii"].collected is None
+        assert pii_alerts(kept) == pii_alerts(scanned) != []
+    scanned.run_afterwards()
+    kept.run_afterwards()
+    assert kept.metadata["pii"].response == scanned.metadata["pii"].response != {}
+    assert pii_alerts(kept) == pii_alerts(scanned)
+    assert [a.direction for a in pii_alerts(kept)] == ["response"]
 
 
 def test_a_huge_repeated_text_in_one_event_is_rewritten_as_inline() -> None:

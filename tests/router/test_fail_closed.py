@@ -95,6 +95,8 @@ class Router:
     agent: Any = None
     #: Every call settled (books closed), in order: what the daemon would trace.
     settled: list[Flow] = field(default_factory=list)
+    #: The router's pipeline (a test may reach a policy, as `pipeline.get("pii")`).
+    pipeline: Any = None
 
     def __post_init__(self) -> None:
         # One client per SDK for the module: the agent's SDK, holding its IC_TOKEN.
@@ -118,7 +120,7 @@ def _serve(router: Router, sock: socket.socket, ready: threading.Event, box: lis
             router.faulty,
             *build_policies(pricer, OutputLimits(), router.ledger, reliability),
         ]
-        pipeline = Pipeline(policies)
+        pipeline = router.pipeline = Pipeline(policies)
         agent = router.agent = tagent("fc1", ledger=router.ledger, budget_usd=5.0)
         agents = {token_hash(TOKEN): agent}
 

@@ -130,24 +130,34 @@ def test_a_detector_raising_on_a_redacted_reply_withholds_it(
 def test_a_detector_raising_on_a_detected_reply(
     broken: Router, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Detecting only, a whole reply goes to the agent as it is and is counted once the
-    agent has it: a detector raising there is logged and the reply stands. A streamed
-    reply is counted as it passes (its events go on as they come, there is no end to
-    count after without holding the whole text): a raise ends the stream with the
-    provider's error event, after the text that had passed."""
+    """Detecting only, a reply goes to the agent as it is and is counted once the agent
+    has it, whole or streamed: a detector raising there is logged and the reply stands. A
+    stream whose text outgrows the inline size (4,096 characters; 40 here) is counted as
+    it passes instead (counting it after would hold a text of any size): a raise there
+    ends the stream with the provider's error event, after the text that had passed."""
     broken.agent.pii = "detect"
     calls = _raising_on_the_reply(monkeypatch)
     caplog.set_level(logging.ERROR, logger="ironrt.router")
+
+    def logged() -> int:
+        return sum("after the answer" in r.getMessage() for r in caplog.records)
+
     broken.upstream.says = "write to reply@x.io"
     try:
         reply = broken.openai.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi @ you"}]
         )
         assert (reply.choices[0].message.content or "").endswith("write to reply@x.io")
-        wait_until(
-            lambda: any("after the answer" in r.getMessage() for r in caplog.records), timeout=5
+        wait_until(lambda: logged() == 1, timeout=5)
+        stream = broken.openai.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "hi @ you"}]
         )
-        _stream(broken)
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text.endswith("write to reply@x.io")
+        wait_until(lambda: logged() == 2, timeout=5)
+        monkeypatch.setattr(broken.pipeline.get("pii").checks, "inline_max", 40)
+        passed = _stream(broken)
+        assert "reply@x.io" not in passed
     finally:
         broken.upstream.says = None
     assert calls["n"] > 0
