@@ -37,6 +37,7 @@ bench:
     python bench/parallel_bound.py
     python bench/wire_parts.py
     -python bench/instructions.py
+    -python bench/processes.py
 
 # The offline demo: no key, no network.
 demo:
