@@ -22,7 +22,6 @@ contract alone; this module reads the environment and config.toml against it and
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from ironrt.settings_table import (
     find,
     register_provider,
 )
+from ironrt.toml_files import load_toml
 from ironrt.values import (
     DEFAULT_LOG_KEEP,
     DEFAULT_LOG_MAX_BYTES,
@@ -218,16 +218,9 @@ def _suggest(key: str) -> str:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    # tomllib is imported only when there is a file to read: most runs of the CLI have
-    # none, and need not pay for it.
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return load_toml(path)
+    except (OSError, ValueError) as exc:  # ValueError: not TOML, or not UTF-8
         raise ConfigError(f"cannot read {path}: {exc}") from None
 
 

@@ -10,13 +10,13 @@ but in the upstream request's auth header.
 from __future__ import annotations
 
 import stat
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ironrt.errors import KeysFileError as KeysFileError  # defined there, re-exported
 from ironrt.settings_table import PROVIDER_TABLE
+from ironrt.toml_files import load_toml
 
 
 class _EnvNames(Mapping[str, tuple[str, ...]]):
@@ -56,12 +56,6 @@ class ProviderKeys:
 def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
     found = ProviderKeys()
     if keys_file.exists():
-        # Imported only for a keys file (most daemons read keys from the environment).
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-
         mode = keys_file.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeysFileError(
@@ -69,9 +63,8 @@ def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
                 f"run: chmod 600 {keys_file}"
             )
         try:
-            with keys_file.open("rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = load_toml(keys_file)
+        except (OSError, ValueError) as exc:  # ValueError: not TOML, or not UTF-8
             raise KeysFileError(f"cannot read {keys_file}: {type(exc).__name__}") from None
         for provider in ENV_NAMES:
             section = data.get(provider)

@@ -155,6 +155,13 @@ def test_a_bad_file_is_refused_naming_the_key(tmp_path: Path, line: str, says: s
     assert says in str(raised.value) and str(tmp_path / "config.toml") in str(raised.value)
 
 
+def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_bytes(b"router_host = '\xff'\n")
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path)
+    assert "cannot read" in str(raised.value) and str(tmp_path / "config.toml") in str(raised.value)
+
+
 def test_a_typo_in_the_file_gets_a_suggestion_spelled_like_the_key(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     for key, guess in (

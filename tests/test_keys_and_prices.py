@@ -44,6 +44,24 @@ def test_malformed_keys_file_names_the_file_not_the_content(tmp_path: Path) -> N
     assert str(keys) in str(info.value) and "sk-secret-000" not in str(info.value)
 
 
+def test_a_keys_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """A keys file saved in another encoding (a key pasted from a Windows editor) is a
+    clear error naming the file, as malformed TOML is; it was a traceback."""
+    keys = tmp_path / "keys.toml"
+    keys.write_bytes(b'[openai]\napi_key = "sk-secret-\xe9\xff"\n')
+    keys.chmod(0o600)
+    with pytest.raises(KeysFileError) as info:
+        load_keys({}, keys)
+    assert str(keys) in str(info.value) and "sk-secret" not in str(info.value)
+
+
+def test_a_prices_file_that_is_not_utf8_is_a_value_error(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_bytes(b'[models."m\xff"]\ninput_mtok = 0.3\noutput_mtok = 1.2\n')
+    with pytest.raises(ValueError):
+        load_configured(prices)
+
+
 def test_unknown_model_needs_a_configured_price(tmp_path: Path) -> None:
     with pytest.raises(UnknownPrice, match=r"prices\.toml"):
         Pricer().check("openai", "my-finetune-xyz")

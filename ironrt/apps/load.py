@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,7 @@ from ironrt.apps.schema import (
 )
 from ironrt.errors import StartFailed
 from ironrt.protocol import StartRequest
+from ironrt.toml_files import load_toml
 from ironrt.values import (
     MAX_COUNT,
     MAX_LOG_KEEP,
@@ -54,11 +54,6 @@ from ironrt.values import (
 
 if TYPE_CHECKING:
     from ironrt.policies.pii_rules import RulesFiles
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["find_file", "read_apps", "resolve_apps"]
 
@@ -83,8 +78,7 @@ def read_apps(path: Path) -> dict[str, AgentEntry]:
     unknown keys, values) but not against the filesystem: `down` needs only this, and must
     work after the scripts were deleted."""
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
+        raw = load_toml(path)
     except FileNotFoundError:
         raise AppsFileError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -10,24 +10,18 @@ configures. The file is read here; what its tables mean is the kernel's
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from ironrt.governance.output_limits import configured_output_limits
 from ironrt.governance.pricing import ConfiguredPrice, configured_prices
+from ironrt.toml_files import load_toml
 
 
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    # Imported only for a file (most homes have none): off the daemon's start.
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
+    return load_toml(path)
 
 
 def load_configured(path: Path) -> dict[str, ConfiguredPrice]:
