@@ -6,8 +6,6 @@ import a fifth of the daemon's start; httpx cost three times aiohttp per call. h
 stays the client of the control socket, where that does not matter.
 
 One try per `attempt`; the retry loop is `retrying.py`'s, the same over every transport.
-Right after a request is written, the work the policies left for while the provider answers
-(`Flow.later`: a PII scan that only detects) is done, before the wait for the answer.
 The one retry made here is the pool's: a request written on a kept-alive connection the
 server had just closed, before any byte of an answer (never processed: see wire/pool.py).
 """

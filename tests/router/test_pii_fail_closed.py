@@ -134,7 +134,9 @@ def test_a_detector_raising_on_a_detected_reply(
     has it, whole or streamed: a detector raising there is logged and the reply stands. A
     stream whose text outgrows the inline size (4,096 characters; 40 here) is counted as
     it passes instead (counting it after would hold a text of any size): a raise there
-    ends the stream with the provider's error event, after the text that had passed."""
+    ends the stream with the provider's error event, after the text that had passed (all
+    of it, or less: detecting holds nothing back, so what passed depends on how the events
+    arrived)."""
     broken.agent.pii = "detect"
     calls = _raising_on_the_reply(monkeypatch)
     caplog.set_level(logging.ERROR, logger="ironrt.router")
@@ -157,7 +159,7 @@ def test_a_detector_raising_on_a_detected_reply(
         wait_until(lambda: logged() == 2, timeout=5)
         monkeypatch.setattr(broken.pipeline.get("pii").checks, "inline_max", 40)
         passed = _stream(broken)
-        assert "reply@x.io" not in passed
+        assert text.startswith(passed)  # what passed before the error event: detect holds none
     finally:
         broken.upstream.says = None
     assert calls["n"] > 0

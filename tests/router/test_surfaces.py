@@ -119,8 +119,14 @@ def test_stalled_stream_is_cut_with_a_clear_error(tmp_path: Path) -> None:
                 "stall.py",
                 """
                 import openai
+                client = openai.OpenAI(max_retries=0)
+                # A whole answer first (the delay is between stream events only): the
+                # daemon's and the fake upstream's first call are done before the stream,
+                # so a loaded machine's slow first answer never meets the 0.5 s timeout.
+                client.chat.completions.create(model="gpt-4o-mini",
+                    messages=[{"role": "user", "content": "warm"}])
                 try:
-                    for _ in openai.OpenAI(max_retries=0).chat.completions.create(model="gpt-4o-mini",
+                    for _ in client.chat.completions.create(model="gpt-4o-mini",
                             stream=True, messages=[{"role": "user", "content": "a b c"}]):
                         pass
                 except openai.APIError as exc:
@@ -129,7 +135,7 @@ def test_stalled_stream_is_cut_with_a_clear_error(tmp_path: Path) -> None:
             )
             out = run_agent(d, script, budget=1.0)
             assert "ERR" in out and "stalled" in out
-            wait_until(lambda: len(d.rt.traces()) == 1, timeout=5)
-            trace = d.rt.traces()[0]
+            wait_until(lambda: len(d.rt.traces()) == 2, timeout=5)
+            (trace,) = [t for t in d.rt.traces() if t.stream]
             assert "ReadTimeout" in (trace.error or "")
             assert trace.cost_usd > 0  # no usage arrived: the reservation was charged
