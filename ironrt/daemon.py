@@ -508,6 +508,7 @@ def _warm(regions: tuple[str, ...]) -> None:
     import urllib.request  # noqa: F401 - the proxy settings, at a host's first call
 
     import tenacity  # noqa: F401 - the retry policy's backoff, at the first retry
+    import yarl  # noqa: F401 - a configured base URL, at its first call (providers/base.py)
 
     from ironrt.pii.warm import warm as warm_pii  # the detectors: not on the start path
 
