@@ -121,24 +121,38 @@ def _scope(token: str) -> dict[str, Any]:
     }
 
 
-async def run(blocks: int, calls: int) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="irt-bench-gov-", dir="/tmp"))
-    settings = Settings.load({"IRONRT_HOME": str(home)})
+async def bench_router(
+    home: Path, upstream_url: str | None = None, budget_usd: int | None = None
+) -> tuple[RouterService, Database]:
+    """The daemon's `RouterService` over a database in `home`, with TOKENS' agents (each in
+    its own scope and `global`, PII detect but `ag-off`), the books journaled per call, and
+    the openai key `sk-bench`; calls go to `upstream_url` (None: the settings' default).
+    `budget_usd`: each agent's budget (None: no budget). The caller closes the database."""
+    env = {"IRONRT_HOME": str(home)}
+    if upstream_url is not None:
+        env |= {"IRONRT_OPENAI_BASE_URL": upstream_url, "IRONRT_OFFLINE": "0"}
+    settings = Settings.load(env)
     db = await Database.open(home / "ironrt.db")
-    await db.migrate()
     ledger, books = Ledger(), Books(db)
     await books.open_journal(settings.journal_path)
-    govs = {
-        agent_id: AgentGovernance(
+    govs = {}
+    for agent_id in TOKENS.values():
+        own = ledger.scope(f"agent:{agent_id}")
+        if budget_usd is not None:
+            own.budget_nanos = budget_usd * 10**9
+        govs[agent_id] = AgentGovernance(
             agent_id,
             name=agent_id,
-            scopes=(ledger.scope(f"agent:{agent_id}"), ledger.scope("global")),
+            scopes=(own, ledger.scope("global")),
             pii="off" if agent_id == "ag-off" else "detect",
         )
-        for agent_id in TOKENS.values()
-    }
     keys = ProviderKeys({"openai": "sk-bench"}, {"openai": "OPENAI_API_KEY"})
-    service = RouterService(settings, db, EventBus(db), _Agents(ledger, books, govs), keys)
+    return RouterService(settings, db, EventBus(db), _Agents(ledger, books, govs), keys), db
+
+
+async def run(blocks: int, calls: int) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="irt-bench-gov-", dir="/tmp"))
+    service, db = await bench_router(home)
     app = service.app
     app.transport = _Canned()
     floor_home = home / "floor"

@@ -116,9 +116,7 @@ async def _child(path: str, calls: int) -> None:
     import governance as g
 
     import ironrt.store.books as books_module
-    from ironrt.config import Settings
     from ironrt.server import bind_tcp
-    from ironrt.store.db import Database
     from ironrt.wire.pool import Pool
     from ironrt.wire.server import Server
 
@@ -139,25 +137,7 @@ async def _child(path: str, calls: int) -> None:
         app: Any = bare_app(Pool(connect_timeout=5, read_timeout=30), up_url, "sk-x")
     else:
         home = Path(tempfile.mkdtemp(prefix="irt-instr-", dir="/tmp"))
-        settings = Settings.load(
-            {"IRONRT_HOME": str(home), "IRONRT_OPENAI_BASE_URL": up_url, "IRONRT_OFFLINE": "0"}
-        )
-        db = await Database.open(home / "ironrt.db")
-        await db.migrate()
-        ledger, books = g.Ledger(), g.Books(db)
-        await books.open_journal(settings.journal_path)
-        govs = {
-            a: g.AgentGovernance(
-                a,
-                name=a,
-                scopes=(ledger.scope(f"agent:{a}"), ledger.scope("global")),
-                pii="off" if a == "ag-off" else "detect",
-            )
-            for a in g.TOKENS.values()
-        }
-        keys = g.ProviderKeys({"openai": "sk-bench"}, {"openai": "OPENAI_API_KEY"})
-        agents = g._Agents(ledger, books, govs)
-        service = g.RouterService(settings, db, g.EventBus(db), agents, keys)
+        service, db = await g.bench_router(home, up_url)
         runner = asyncio.create_task(service.run())
         app = service.app
     server = Server(app)

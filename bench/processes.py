@@ -57,34 +57,15 @@ BUDGET_USD = 1000
 
 def _worker(port: int, upstream_url: str) -> None:
     """One router process: the daemon's `RouterService` on `port` (SO_REUSEPORT)."""
-    import governance as g
     import uvloop
+    from governance import bench_router
 
-    from ironrt.config import Settings
-    from ironrt.store.db import Database
     from ironrt.wire.server import Server
 
     async def main() -> None:
         home = Path(tempfile.mkdtemp(prefix="irt-proc-", dir="/tmp"))
-        settings = Settings.load({"IRONRT_HOME": str(home), "IRONRT_OPENAI_BASE_URL": upstream_url})
-        db = await Database.open(home / "ironrt.db")
-        ledger, books = g.Ledger(), g.Books(db)
-        await books.open_journal(settings.journal_path)
-        for agent_id in g.TOKENS.values():  # budgets, as the daemon's agent below has
-            ledger.scope(f"agent:{agent_id}").budget_nanos = BUDGET_USD * 10**9
-        govs = {
-            a: g.AgentGovernance(
-                a,
-                name=a,
-                scopes=(ledger.scope(f"agent:{a}"), ledger.scope("global")),
-                pii="off" if a == "ag-off" else "detect",
-            )
-            for a in g.TOKENS.values()
-        }
-        keys = g.ProviderKeys({"openai": FAKE_KEY}, {"openai": "OPENAI_API_KEY"})
-        service = g.RouterService(
-            settings, db, g.EventBus(db), g._Agents(ledger, books, govs), keys
-        )
+        # Budgets, as the daemon's agent below has.
+        service, _db = await bench_router(home, upstream_url, BUDGET_USD)
         server = Server(service.app)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
