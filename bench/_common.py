@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -256,6 +257,24 @@ def median_run(
     out["cpu_median"] = percentile([t * 1000 for t in cpu], 50)
     out["exit_codes"] = sorted(codes)
     return out
+
+
+def free_port() -> int:
+    """A loopback TCP port free now (for a server started next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of a process so far (nan: gone or unknown)."""
+    if pid is None:
+        return float("nan")
+    try:
+        t = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return float("nan")
+    return float(t.user + t.system)
 
 
 class Deadline:

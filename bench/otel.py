@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil
-from _common import machine, ratio, start_token_agent, table, write_results
+from _common import cpu_s, machine, ratio, start_token_agent, table, write_results
 from _loadgen import Target, build_request, saturate
 from router import FAKE_KEY, chat_body, start_upstream, stop_proc
 
@@ -93,17 +93,6 @@ def start_receiver() -> tuple[subprocess.Popen[str], int]:
         stop_proc(proc)
         raise RuntimeError("the OTLP receiver did not start")
     return proc, int(line.split()[1])
-
-
-def cpu_s(pid: int | None) -> float:
-    """User + system CPU seconds of a process so far (nan: gone or unknown)."""
-    if pid is None:
-        return float("nan")
-    try:
-        t = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return float("nan")
-    return float(t.user + t.system)
 
 
 def worker_pid(d: TempDaemon) -> int | None:

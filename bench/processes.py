@@ -41,8 +41,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psutil
-from _common import Deadline, fmt, machine, start_token_agent, table, write_results
+from _common import (
+    Deadline,
+    cpu_s,
+    fmt,
+    free_port,
+    machine,
+    start_token_agent,
+    table,
+    write_results,
+)
 from router import FAKE_KEY, start_upstream, stop_proc
 
 from ironrt.tempdaemon import TempDaemon
@@ -81,12 +89,6 @@ def _worker(port: int, upstream_url: str) -> None:
             print("READY", flush=True)
 
     uvloop.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_workers(n: int, port: int, upstream_url: str) -> list[subprocess.Popen[str]]:
@@ -162,12 +164,8 @@ def _latency(out: str, which: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def cpu_s(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        t = psutil.Process(pid).cpu_times()
-        total += t.user + t.system
-    return total
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_s(pid) for pid in pids)
 
 
 def run(seconds: float, rounds: int) -> dict[str, Any]:
@@ -199,12 +197,12 @@ def run(seconds: float, rounds: int) -> dict[str, Any]:
             results: dict[str, list[dict[str, float]]] = {k: [] for k in phases}
             for _ in range(rounds):
                 for name, (port, tok, pids) in phases.items():
-                    up_before, before = cpu_s([upstream.pid]), cpu_s(pids)
+                    up_before, before = cpu_of([upstream.pid]), cpu_of(pids)
                     got = wrk(port, tok, seconds, workdir)
                     served = max(got["calls"], 1.0)
-                    got["cpu_ms_per_call"] = (cpu_s(pids) - before) * 1000 / served
+                    got["cpu_ms_per_call"] = (cpu_of(pids) - before) * 1000 / served
                     got["upstream_cpu_ms_per_call"] = (
-                        (cpu_s([upstream.pid]) - up_before) * 1000 / served
+                        (cpu_of([upstream.pid]) - up_before) * 1000 / served
                     )
                     results[name].append(got)
     finally:

@@ -42,7 +42,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,6 +60,7 @@ from _common import (
     Deadline,
     as_installed,
     fmt,
+    free_port,
     interpreter_build,
     machine,
     median_run,
@@ -140,12 +140,6 @@ def pii_prompt(size: int = 3072, variant: int | None = None) -> str:
 
 
 # ---- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_upstream() -> tuple[subprocess.Popen[str], int]:

@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from _common import (
     Deadline,
     as_installed,
     fmt,
+    free_port,
     machine,
     median_run,
     ratio,
@@ -69,13 +69,6 @@ PII_PROMPT = (
 
 
 #: Everything a daemon imports, also what it loads after the start and at a call.
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def answers(port: int) -> bool:
