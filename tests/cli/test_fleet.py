@@ -31,7 +31,12 @@ def test_double_dash_passes_everything_after_it_to_the_agent(
 ) -> None:
     seen = tmp_path / "argv.json"
     agent = tmp_path / "agent.py"
-    agent.write_text(f"import json, sys; json.dump(sys.argv[1:], open({str(seen)!r}, 'w'))\n")
+    # Written whole, then renamed: the test waits for the name, never reads half a file.
+    agent.write_text(
+        "import json, os, sys\n"
+        f"json.dump(sys.argv[1:], open({str(seen)!r} + '.tmp', 'w'))\n"
+        f"os.rename({str(seen)!r} + '.tmp', {str(seen)!r})\n"
+    )
     out = daemon.cli("start", str(agent), "input.txt", "--budget", "5", "--", "--verbose", "-n")
     assert out.returncode == 0, out.stderr
     agent_id = out.stdout.strip()

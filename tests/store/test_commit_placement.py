@@ -112,8 +112,13 @@ def commits_on_the_loop(
 def test_an_idle_loop_leaves_the_commits_to_the_worker_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    where = commits_on_the_loop(tmp_path, monkeypatch, 40, spin_s=0)
-    assert not any(where[1:]), where  # the first look only starts the clock
+    where = commits_on_the_loop(tmp_path, monkeypatch, 100, spin_s=0)
+    rest = where[1:]  # the first look only starts the clock
+    # Nearly none: on a machine short of CPU (CI, the suite's other workers and their
+    # daemons) the idle loop waits for a core now and then, and a window in which it did
+    # rightly looks busy. Enough commits that one such window cannot decide the test.
+    assert len(rest) >= 8, where
+    assert sum(rest) <= 0.2 * len(rest), where
 
 
 def test_a_saturated_loop_commits_on_its_own_thread(
