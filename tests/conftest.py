@@ -14,6 +14,12 @@ import pytest
 
 from ironrt.pii.recall import RECALL, Recall
 from ironrt.tempdaemon import TempDaemon
+from tests.bytecode import compile_ironrt
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # once, in the process that starts the workers
+        compile_ironrt()
 
 
 @pytest.fixture
