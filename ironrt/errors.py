@@ -45,6 +45,7 @@ __all__ = [
     "DaemonUnavailable",
     "InvalidRequest",
     "IronrtError",
+    "LedgerUnavailable",
     "LibraryModeError",
     "StartFailed",
     "StorageError",

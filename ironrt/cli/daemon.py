@@ -24,12 +24,31 @@ daemon_app = typer.Typer(
 app.add_typer(daemon_app, name="daemon")
 
 
+OfflineFlag = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="Answer every call with the built-in offline provider: no key, no network "
+        "(the same as IRONRT_OFFLINE=1).",
+    ),
+]
+
+
+def _offline_env() -> None:
+    """--offline: the setting the daemon reads, in the environment it is started with."""
+    import os
+
+    os.environ["IRONRT_OFFLINE"] = "1"
+
+
 @daemon_app.command()
-def run() -> None:
+def run(offline: OfflineFlag = False) -> None:
     """Run the daemon in the foreground (for systemd or a container); Ctrl-C stops it
     and leaves the agents running."""
     import os
 
+    if offline:
+        _offline_env()
     from ironrt.config import ConfigError
     from ironrt.daemon import DaemonAlreadyRunning
     from ironrt.daemon import run as run_daemon
@@ -54,20 +73,32 @@ def run() -> None:
 
 
 @daemon_app.command()
-def start() -> None:
+def start(offline: OfflineFlag = False) -> None:
     """Start the daemon in the background; returns once it answers."""
     from ironrt.config import ConfigError
 
+    if offline:
+        _offline_env()
     try:
         rt = runtime(autostart=True)  # loads and checks the settings the daemon will read
     except ConfigError as exc:
         fail(f"the daemon cannot start: {exc}")
     if rt.ping():
         h = rt.health()
+        if offline and not h.offline:
+            fail(
+                f"the daemon already running (pid {h.pid}) on {h.home} is not offline: "
+                "stop it (`ironrt daemon stop`), then start it with --offline"
+            )
         print(f"ironrt daemon already running (pid {h.pid}) on {h.home}, router {h.router_url}")
         return
     rt.ensure_daemon()
     h = rt.health()
+    if offline and not h.offline:  # its systemd unit started it, with the unit's settings
+        fail(
+            f"the daemon started (pid {h.pid}) on {h.home} by its service is not offline: "
+            "set offline = true in the home's config.toml, or uninstall the service"
+        )
     print(
         f"ironrt daemon started (pid {h.pid}) on {h.home}, router {h.router_url}"
         + (" (offline)" if h.offline else "")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ironrt.errors import StartFailed
 from ironrt.protocol import StartRequest
+from ironrt.supervisor.environment import refused_override
 
 _INTERPRETERS = frozenset({"python", "python3", "node", "bash", "sh", "uv", "env"})
 
@@ -35,6 +36,12 @@ def check_os_strings(req: StartRequest) -> None:
                 )
             if "\x00" in value:
                 raise StartFailed(f"`{field}`: the value of {key!r} has a NUL byte", field=field)
+    for key in req.env_overrides:
+        # The caller's own environment (`env`) is scrubbed as a whole; what it asks for by
+        # name (`--env`) is refused rather than dropped or overwritten without a word.
+        why = refused_override(key)
+        if why is not None:
+            raise StartFailed(why, field="env_overrides")
 
 
 def resolve_command(req: StartRequest) -> list[str]:

@@ -9,6 +9,7 @@ An agent must never hold a real provider key.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Set
+from urllib.parse import urlsplit
 
 from ironrt.providers.registry import agent_variables, key_variables
 from ironrt.sdnotify import NOTIFY_VARIABLES
@@ -82,9 +83,44 @@ def scrub(environ: Mapping[str, str], secrets: Set[str] = PROVIDER_SECRETS) -> d
     }
 
 
-def _extend_no_proxy(current: str | None) -> str:
+def refused_override(name: str) -> str | None:
+    """Why an agent cannot be given `name` (`--env NAME=...`), or None if it can.
+
+    Each of these would otherwise be dropped or overwritten without a word, and the agent
+    would run with something other than what its caller asked for: a real key never
+    reaches an agent, ironrt's settings and the service manager's are the daemon's, and
+    ironrt sets the variables that point the SDKs at the router."""
+    if name in _OTHER_SECRETS or name in key_variables():
+        why = (
+            "it holds a provider's real key, which never reaches an agent (the router adds "
+            "it to each call): give it to the daemon, in its environment or keys.toml"
+        )
+    elif name in _ROUTED or name in agent_variables("", ""):
+        why = (
+            "ironrt sets it for every agent (the agent's token for the router, or the "
+            "router's address for its SDK)"
+        )
+    elif name.startswith(_DAEMON_ONLY_PREFIX):
+        why = "it is an ironrt setting, which configures the daemon, not an agent"
+    elif name in _SERVICE_MANAGER:
+        why = "it belongs to the service manager, which an agent never speaks to"
+    else:
+        return None
+    return f"cannot set {name} for an agent: {why}"
+
+
+#: What `agent_environment` sets for every agent besides the SDKs' variables (it extends
+#: NO_PROXY, so an agent's own NO_PROXY is kept).
+_ROUTED = frozenset({"IC_TOKEN"})
+
+
+def _extend_no_proxy(current: str | None, router_url: str) -> str:
+    """The agent's NO_PROXY plus loopback and the router's own host: a proxy set for the
+    agent (HTTPS_PROXY) must not carry its calls to the router, wherever the router
+    listens (IRONRT_ROUTER_HOST may be an interface's address or a name)."""
     parts = [p.strip() for p in (current or "").split(",") if p.strip()]
-    for host in ("127.0.0.1", "localhost"):
+    router_host = urlsplit(router_url).hostname
+    for host in ("127.0.0.1", "localhost", *([router_host] if router_host else [])):
         if host not in parts:
             parts.append(host)
     return ",".join(parts)
@@ -108,7 +144,7 @@ def agent_environment(
     env.update({"IC_TOKEN": token, "IRONRT_AGENT_ID": agent_id, "IRONRT_ROUTER_URL": router_url})
     # Each provider's SDK: OPENAI_API_KEY=IC_TOKEN, OPENAI_BASE_URL=router/v1, ...
     env.update(agent_variables(router_url, token))
-    no_proxy = _extend_no_proxy(env.get("NO_PROXY") or env.get("no_proxy"))
+    no_proxy = _extend_no_proxy(env.get("NO_PROXY") or env.get("no_proxy"), router_url)
     env["NO_PROXY"] = env["no_proxy"] = no_proxy
     if python_agent:
         # The log file is not a terminal: without this, print() output would reach

@@ -203,6 +203,14 @@ GOOD = '[agents.bad-first]\nscript = "sleeper.py"\n'
             "agents.bad-env.env.PORT: expected a string",
         ),
         (
+            GOOD + '[agents.bad-key]\nscript = "sleeper.py"\nenv = { OPENAI_API_KEY = "sk-1" }\n',
+            "agents.bad-key.env: cannot set OPENAI_API_KEY for an agent: it holds a provider's",
+        ),
+        (
+            GOOD + '[agents.bad-home]\nscript = "sleeper.py"\nenv = { IRONRT_HOME = "/x" }\n',
+            "agents.bad-home.env: cannot set IRONRT_HOME for an agent: it is an ironrt setting",
+        ),
+        (
             GOOD + '[agents.bad-missing]\nscript = "nowhere.py"\n',
             "agents.bad-missing.script: no such file:",
         ),
