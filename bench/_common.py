@@ -6,7 +6,6 @@ reported next to a baseline measured in the same run, as a ratio.
 
 from __future__ import annotations
 
-import compileall
 import json
 import math
 import os
@@ -23,12 +22,6 @@ from typing import Any
 import psutil
 
 BENCH_DIR = Path(__file__).resolve().parent
-
-# The benches measure the ironrt users run: a wheel install has its bytecode (pip compiles
-# at install). An editable install under PYTHONDONTWRITEBYTECODE has none, and every daemon
-# or CLI a bench starts would compile all of ironrt again (~350 ms a daemon start; see
-# tests/bytecode.py, which does the same for the tests).
-compileall.compile_dir(BENCH_DIR.parent / "ironrt", quiet=2)
 #: Where each bench writes its JSON (a test points it at a temporary directory).
 RESULTS_DIR = Path(os.environ.get("IRONRT_BENCH_RESULTS") or BENCH_DIR / "results")
 

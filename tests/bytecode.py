@@ -1,12 +1,12 @@
-"""Compile ironrt's modules to bytecode once, before a test session or a benchmark starts
-daemons.
+"""Compile ironrt's modules to bytecode once, before a test session starts daemons.
 
 Every daemon, CLI run and log relay a test starts is a new interpreter importing ironrt.
 Where `PYTHONDONTWRITEBYTECODE` is set (this project's CI image sets it) and ironrt is an
 editable install (the README's test command), no interpreter ever writes ironrt's
 bytecode, so each one compiles all of it again: a daemon's start took ~800 ms instead of
 ~440, over the ~300 daemons of a test run. A wheel install has the bytecode (pip compiles
-at install), so compiling once makes the tests and benchmarks run the ironrt users run.
+at install), so compiling once makes the tests run the ironrt users run. (The benches
+that time starts do the same their own way: bench/_common.py's `as_installed`.)
 """
 
 from __future__ import annotations
