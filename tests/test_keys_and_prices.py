@@ -10,7 +10,7 @@ import pytest
 from ironrt.governance.flow import TokenUsage
 from ironrt.governance.pricing import Pricer, UnknownPrice
 from ironrt.keys import KeysFileError, load_keys
-from ironrt.router.prices_file import load_configured
+from ironrt.router.prices_file import load_configured, load_output_limits
 
 
 def test_keys_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -76,11 +76,46 @@ def test_unknown_model_needs_a_configured_price(tmp_path: Path) -> None:
     ) + Decimal("1.2")
 
 
-def test_bad_prices_file_is_a_clear_error(tmp_path: Path) -> None:
+PRICE = "a number of USD per million tokens, 0 <= x <= 1000000"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            'input_mtok = "cheap"\noutput_mtok = 1',
+            f"model 'm': input_mtok must be {PRICE}, got 'cheap'",
+        ),
+        # A negative price would give each call's cost back to its budget.
+        ("input_mtok = -5\noutput_mtok = -5", f"model 'm': input_mtok must be {PRICE}, got -5"),
+        ("input_mtok = 1\noutput_mtok = nan", f"model 'm': output_mtok must be {PRICE}, got nan"),
+        ("input_mtok = inf\noutput_mtok = 1", f"model 'm': input_mtok must be {PRICE}, got inf"),
+        ("input_mtok = 1", "model 'm' needs both input_mtok and output_mtok"),
+        (
+            "input_mtk = 1\noutput_mtok = 1",
+            "model 'm': unknown key 'input_mtk' (did you mean 'input_mtok'?)",
+        ),
+        ("max_output_tokens = 0", "model 'm': max_output_tokens must be a positive integer, got 0"),
+    ],
+)
+def test_bad_prices_file_is_a_clear_error(tmp_path: Path, text: str, says: str) -> None:
     prices = tmp_path / "prices.toml"
-    prices.write_text('[models."m"]\ninput_mtok = "cheap"\n')
-    with pytest.raises(ValueError, match="input_mtok and output_mtok"):
-        load_configured(prices)
+    prices.write_text(f'[models."m"]\n{text}\n')
+    # Both readers of the file check every entry, but only prices need both prices.
+    readers = [load_configured] + ([] if "needs both" in says else [load_output_limits])
+    for load in readers:
+        with pytest.raises(ValueError) as raised:
+            load(prices)
+        assert str(raised.value) == f"{prices}: {says}"
+
+
+def test_a_misspelt_table_in_the_prices_file_is_a_clear_error(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[modls."gpt-4o"]\ninput_mtok = 1\noutput_mtok = 1\n')
+    for load in (load_configured, load_output_limits):
+        with pytest.raises(ValueError) as raised:
+            load(prices)
+        assert str(raised.value) == f"{prices}: unknown table 'modls' (did you mean 'models'?)"
 
 
 def test_daemon_refuses_to_start_with_a_readable_keys_file_in_one_line(tmp_path: Path) -> None:
@@ -108,6 +143,8 @@ def test_daemon_refuses_to_start_with_a_readable_keys_file_in_one_line(tmp_path:
         ({"IRONRT_ADMISSION_TIMEOUT": "abc"}, None, "IRONRT_ADMISSION_TIMEOUT"),
         ({"IRONRT_ADMISSION_TIMEOUT": "0"}, None, "IRONRT_ADMISSION_TIMEOUT"),
         ({}, '[models."gpt-4o"]\nmax_output_tokens = -5\n', "max_output_tokens"),
+        ({}, '[models."mine"]\ninput_mtok = -5\noutput_mtok = -5\n', "input_mtok must be"),
+        ({}, '[models."mine"]\ninput_mtok = nan\noutput_mtok = 1\n', "input_mtok must be"),
     ],
 )
 def test_bad_budget_settings_stop_the_daemon_in_one_line(

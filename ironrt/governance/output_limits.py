@@ -25,6 +25,7 @@ import functools
 import re
 from typing import Any
 
+from ironrt.governance.prices_table import model_entries
 from ironrt.governance.pricing import context_window
 
 __all__ = [
@@ -166,22 +167,14 @@ class OutputLimits:
 
 
 def configured_output_limits(data: dict[str, Any], source: str) -> dict[str, int]:
-    """`max_output_tokens` of each `[models."NAME"]` table of a decoded prices.toml.
+    """`max_output_tokens` of each `[models."NAME"]` table of a decoded prices.toml
+    (every entry checked by `prices_table.model_entries`).
 
     An entry may set only `max_output_tokens` (a model genai-prices prices, whose output
     cap the table gets wrong), only prices, or both; entries without it are skipped.
     """
-    out: dict[str, int] = {}
-    models = data.get("models")
-    if not isinstance(models, dict):
-        return out
-    for model, spec in models.items():
-        if not isinstance(spec, dict) or "max_output_tokens" not in spec:
-            continue
-        value = spec["max_output_tokens"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
-                f"{source}: model {model!r}: max_output_tokens must be a positive integer"
-            )
-        out[model] = value
-    return out
+    return {
+        model: e.max_output_tokens
+        for model, e in model_entries(data, source).items()
+        if e.max_output_tokens is not None
+    }

@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from ironrt.governance.flow import TokenUsage
+from ironrt.governance.prices_table import model_entries
 
 _TTL_S = 3600.0
 _MTOK = Decimal(1_000_000)
@@ -60,24 +61,27 @@ class ConfiguredPrice:
 
 
 def configured_prices(data: dict[str, Any], source: str) -> dict[str, ConfiguredPrice]:
-    """The prices of a decoded prices.toml (`source` names it in errors); reading the file
-    is the caller's (`ironrt.router.prices_file`): the kernel does no I/O."""
+    """The prices of a decoded prices.toml (`source` names it in errors; every entry is
+    checked by `prices_table.model_entries`); reading the file is the caller's
+    (`ironrt.router.prices_file`): the kernel does no I/O."""
     out: dict[str, ConfiguredPrice] = {}
-    for model, spec in (data.get("models") or {}).items():
-        if isinstance(spec, dict) and not ({"input_mtok", "output_mtok"} & spec.keys()):
+    for model, e in model_entries(data, source).items():
+        if e.input_mtok is None and e.output_mtok is None:
             continue  # only other settings (max_output_tokens): not a price
-        try:
-            out[model] = ConfiguredPrice(
-                Decimal(str(spec["input_mtok"])),
-                Decimal(str(spec["output_mtok"])),
-                Decimal(str(spec["cache_read_mtok"])) if "cache_read_mtok" in spec else None,
-                Decimal(str(spec["cache_write_mtok"])) if "cache_write_mtok" in spec else None,
-            )
-        except (KeyError, ArithmeticError, TypeError) as exc:
-            raise ValueError(
-                f"{source}: model {model!r} needs numeric input_mtok and output_mtok"
-            ) from exc
+        if e.input_mtok is None or e.output_mtok is None:
+            raise ValueError(f"{source}: model {model!r} needs both input_mtok and output_mtok")
+        out[model] = ConfiguredPrice(
+            _decimal(e.input_mtok),
+            _decimal(e.output_mtok),
+            None if e.cache_read_mtok is None else _decimal(e.cache_read_mtok),
+            None if e.cache_write_mtok is None else _decimal(e.cache_write_mtok),
+        )
     return out
+
+
+def _decimal(price: float) -> Decimal:
+    """As written in the file (0.3, not 0.299999999999999988897769753748...)."""
+    return Decimal(repr(price))
 
 
 def genai_usage(u: TokenUsage) -> Any:
