@@ -545,6 +545,16 @@ def register_provider(entry: ProviderEntry) -> None:
     bad = [n for n in names if not _VARIABLE.match(n)]
     if not entry.key_env or bad:
         raise ValueError(f"{where}: needs key variables, and valid names (not {bad})")
+    # Key variables are removed from every agent's environment (the first is then set to
+    # its IC_TOKEN) and SDK base-URL variables set to the router: a system variable there
+    # would break every agent (PATH) or hand the daemon a wrong key (HOME).
+    taken = [n for n in (*entry.key_env, *entry.sdk_base_url_env) if _not_a_provider_s(n)]
+    if taken:
+        raise ValueError(
+            f"{where}: {taken[0]} is not a provider's variable: every agent's environment "
+            "needs it as it is (key_env and sdk_base_url_env name the provider's own, "
+            f"such as {entry.name.upper().replace('-', '_')}_API_KEY)"
+        )
     try:
         Url().parse(entry.base_url)
     except ValueError:
@@ -558,6 +568,24 @@ def register_provider(entry: ProviderEntry) -> None:
         if shared:
             raise ValueError(f"{where}: {sorted(shared)} already point {other.name!r}'s SDK")
     _TABLE[entry.name] = entry
+
+
+#: What an agent's process needs as it is, or ironrt sets for it: never a provider's
+#: key or base-URL variable.
+_SYSTEM_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "TERM", "LANG",
+        "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "DISPLAY", "MAIL", "HOSTNAME",
+        "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "NODE_PATH", "NOTIFY_SOCKET",
+        "IC_TOKEN", "NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+    }
+)  # fmt: skip
+_SYSTEM_PREFIXES = ("LC_", "LD_", "XDG_", "SSH_", "DBUS_", "SYSTEMD_", "IRONRT_")
+
+
+def _not_a_provider_s(name: str) -> bool:
+    upper = name.upper()
+    return upper in _SYSTEM_VARIABLES or upper.startswith(_SYSTEM_PREFIXES)
 
 
 def unregister_provider(name: str) -> None:

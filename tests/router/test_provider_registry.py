@@ -139,6 +139,14 @@ def beta_table(base_url: str = "http://127.0.0.1:9") -> registry.ProviderTable:
         ('[providers.acme]\nbase_url = "http://x:1"\nfamily = "gemini"\n', "family"),
         ('[providers.acme]\nbase_url = "not a url"\n', "http:// or https://"),
         ('base_url = "http://x:1"\n', "'base_url'"),
+        # Every agent would get PATH=<the router's URL>, or HOME=<its IC_TOKEN>.
+        (
+            '[providers.acme]\nbase_url = "http://x:1"\nsdk_base_url_env = ["PATH"]\n',
+            "provider 'acme': PATH is not a provider's variable: every agent's environment",
+        ),
+        ('[providers.acme]\nbase_url = "http://x:1"\nkey_env = ["HOME"]\n', "HOME is not a"),
+        ('[providers.acme]\nbase_url = "http://x:1"\nkey_env = ["IRONRT_HOME"]\n', "IRONRT_HOME"),
+        ('[providers.acme]\nbase_url = "http://x:1"\nkey_env = ["lc_all"]\n', "lc_all is not"),
     ],
 )
 def test_a_bad_providers_file_is_refused_naming_the_key(
