@@ -195,7 +195,11 @@ def _guarded(run: Callable[[], int]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
-    fast = ps.fast_args(args)
+    try:
+        fast = ps.fast_args(args)
+    except CliError as exc:  # a bad --home: a usage error, in typer's words for one
+        _say(f"Invalid value for --home: {exc} (see 'ironrt --help')")
+        return 2
     if fast is None:
         return _guarded(lambda: _run_typer(args))
 

@@ -6,12 +6,11 @@ importing the others (`__init__` imports only the module of the command being ru
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ironrt.cli.context import OPTIONS
+from ironrt.cli.context import OPTIONS, CliError
 
 HELP = """Run AI agents under control: a supervisor daemon with a governance router.
 
@@ -42,7 +41,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     home: Annotated[
-        Path | None,
+        str | None,  # not Path: typer makes Path("") the current folder
         typer.Option(
             "--home",
             metavar="PATH",
@@ -67,7 +66,10 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    OPTIONS.set(home, no_autostart, debug)
+    try:
+        OPTIONS.set(home, no_autostart, debug)
+    except CliError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--home") from None
 
 
 #: Parameters repeated across commands, declared once.

@@ -29,11 +29,16 @@ class Options:
     no_autostart: bool = False
     debug: bool = False
 
-    def set(self, home: Path | str | None, no_autostart: bool, debug: bool) -> None:
+    def set(self, home: str | None, no_autostart: bool, debug: bool) -> None:
+        """CliError for a `--home` that is no folder (a usage error: nothing has run; the
+        message follows "Invalid value for --home: ", typer's words for one)."""
         self.debug = debug
-        if home is not None and not str(home).strip():
-            raise CliError("--home needs a folder")
+        if home is not None and not home.strip():
+            # Path("") is Path("."): the current folder would silently become the home.
+            raise CliError("needs a folder")
         self.home = Path(home).expanduser().resolve() if home is not None else None
+        if self.home is not None and self.home.exists() and not self.home.is_dir():
+            raise CliError(f"{self.home}: not a folder")
         self.no_autostart = no_autostart
 
 

@@ -260,3 +260,32 @@ def test_ps_fast_path_prints_what_typer_prints(d: TempDaemon) -> None:
     assert "typer" in {m.split(".")[0] for m in imported_modules(d, "ps", "--json", "--")}
     assert "--all" in ok(d, "ps", "--help")
     assert "-x" in one_line_error(cli(d, "ps", "-x"), code=2)
+
+
+def test_a_home_that_is_no_folder_is_a_usage_error_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    """`--home ''` was the current folder (typer's Path("") is "."): a `start` made it a
+    daemon's home and started one there."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IRONRT_")}
+    cases = {
+        "needs a folder": (["--home", "", "ps"], ["--home=", "start", "--", "sleep", "3"]),
+        f"{a_file}: not a folder": (["--home", str(a_file), "ps"], ["--home", str(a_file), "up"]),
+    }
+    for says, commands in cases.items():
+        for args in commands:
+            done = subprocess.run(
+                [sys.executable, "-m", "ironrt", *args],
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            line = one_line_error(done, code=2)
+            assert line == f"ironrt: Invalid value for --home: {says} (see 'ironrt --help')"
+    assert list(cwd.iterdir()) == [] and a_file.read_text() == ""
