@@ -49,6 +49,8 @@ def resolve_command(req: StartRequest) -> list[str]:
     check_os_strings(req)
     program, *args = req.command
     path_env = req.env.get("PATH", os.environ.get("PATH", ""))
+    if req.python:
+        _check_python(req.python, req.cwd, path_env)
     if program.endswith(".py"):
         script = Path(req.cwd, program)
         if not script.is_file():
@@ -68,6 +70,17 @@ def resolve_command(req: StartRequest) -> list[str]:
     if shutil.which(program, path=path_env) is None:
         raise StartFailed(f"program not found on PATH: {program}", field="command")
     return [program, *args]
+
+
+def _check_python(python: str, cwd: str, path_env: str) -> None:
+    """The interpreter a `.py` agent is to run with exists and can run (else the agent
+    would be recorded, started, and end at once with exit 127)."""
+    if os.sep in python:
+        target = Path(cwd, python)
+        if not target.is_file() or not os.access(target, os.X_OK):
+            raise StartFailed(f"`python`: not an executable file: {target}", field="python")
+    elif shutil.which(python, path=path_env) is None:
+        raise StartFailed(f"`python`: not found on PATH: {python}", field="python")
 
 
 def default_name(command: list[str]) -> str:

@@ -38,6 +38,11 @@ REFUSED_BY_THE_OS = [
     ({"cwd": "/tmp\u0000/x"}, "cwd"),
     ({"command": ["sleep", "6\u00000"]}, "command"),
     ({"name": "a\u0000b"}, "name"),
+    # Not the OS's refusals, but as sure a failure: the agent would end at once (127, 126).
+    ({"python": "/nonexistent/python"}, "python"),
+    ({"python": "/etc/passwd"}, "python"),
+    ({"python": "no-such-python-here"}, "python"),
+    ({"env_overrides": {"IRONRT_HOME": "/x"}}, "env_overrides"),
 ]
 
 
