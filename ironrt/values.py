@@ -152,6 +152,10 @@ def check_agent_name(name: str) -> None:
         raise ValueError("`name` must be 1 to 128 characters, not only spaces")
     if name in RESERVED_NAMES:
         raise ValueError(f"`name`: {name!r} is reserved (`ironrt stop {name}` means every agent)")
+    if "/" in name:
+        # A name is a path segment of the control API (/v1/agents/NAME): one with a '/'
+        # could be started, and then never addressed again.
+        raise ValueError(f"`name`: {name!r} has a '/', which a name cannot have")
 
 
 #: More env files than this is a mistake (a glob that matched a folder of logs).

@@ -215,6 +215,10 @@ GOOD = '[agents.bad-first]\nscript = "sleeper.py"\n'
             "agents.bad-missing.script: no such file:",
         ),
         (GOOD + '[agents.all]\nscript = "sleeper.py"\n', "agents.all: bad agent name:"),
+        (
+            GOOD + '[agents."bad/slash"]\nscript = "sleeper.py"\n',
+            "agents.\"bad/slash\": bad agent name: 'bad/slash' has a '/', which a name cannot have",
+        ),
         (GOOD + "[agent.bad-top]\nscript = 1\n", "unknown key `agent` (did you mean `agents`?)"),
         ("[agents.bad-toml\n", "not valid TOML"),
     ],

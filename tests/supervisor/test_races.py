@@ -43,6 +43,7 @@ REFUSED_BY_THE_OS = [
     ({"python": "/etc/passwd"}, "python"),
     ({"python": "no-such-python-here"}, "python"),
     ({"env_overrides": {"IRONRT_HOME": "/x"}}, "env_overrides"),
+    ({"name": "team/bot"}, "name"),  # it could never be addressed: /v1/agents/team/bot
 ]
 
 
