@@ -65,13 +65,13 @@ def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
         try:
             data = load_toml(keys_file)
         except (OSError, ValueError) as exc:  # ValueError: not TOML, or not UTF-8
-            raise KeysFileError(f"cannot read {keys_file}: {type(exc).__name__}") from None
-        for provider in ENV_NAMES:
-            section = data.get(provider)
-            value = section.get("api_key") if isinstance(section, dict) else None
-            if isinstance(value, str) and value:
-                found.keys[provider] = value
-                found.sources[provider] = ENV_NAMES[provider][0]
+            # tomllib's message says where (line, column), never what; others may quote
+            # the file's bytes, so only their kind is said.
+            why = str(exc) if type(exc).__name__ == "TOMLDecodeError" else type(exc).__name__
+            raise KeysFileError(f"cannot read {keys_file}: {why}") from None
+        for provider, key in _checked(data, keys_file).items():
+            found.keys[provider] = key
+            found.sources[provider] = ENV_NAMES[provider][0]
     for provider, names in ENV_NAMES.items():
         for name in names:
             value = environ.get(name)
@@ -79,3 +79,36 @@ def load_keys(environ: Mapping[str, str], keys_file: Path) -> ProviderKeys:
                 found.keys[provider] = value
                 found.sources[provider] = name
     return found
+
+
+def _checked(data: dict[str, object], keys_file: Path) -> dict[str, str]:
+    """Each provider's key in the file. A misspelt provider or key, or a key that is not
+    text, is an error naming the file and the table (never a value): ignored, it would
+    leave the daemon without the key its user wrote down, saying only "no key"."""
+    out: dict[str, str] = {}
+    for provider, section in data.items():
+        if provider not in ENV_NAMES:
+            raise KeysFileError(
+                f"{keys_file}: unknown provider [{provider}]{_hint(provider, list(ENV_NAMES))}"
+            )
+        if not isinstance(section, dict):
+            raise KeysFileError(
+                f'{keys_file}: {provider} must be a table: [{provider}] api_key = "..."'
+            )
+        for key in section:
+            if key != "api_key":
+                raise KeysFileError(
+                    f"{keys_file}: [{provider}]: unknown key {key!r}{_hint(key, ['api_key'])}"
+                )
+        value = section.get("api_key")
+        if not isinstance(value, str) or not value:
+            raise KeysFileError(f"{keys_file}: [{provider}] api_key must be a non-empty string")
+        out[provider] = value
+    return out
+
+
+def _hint(word: str, known: list[str]) -> str:
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -44,6 +44,33 @@ def test_malformed_keys_file_names_the_file_not_the_content(tmp_path: Path) -> N
     assert str(keys) in str(info.value) and "sk-secret-000" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            '[opnai]\napi_key = "sk-secret-000"\n',
+            "unknown provider [opnai] (did you mean 'openai'?)",
+        ),
+        ('[openai]\napi_kee = "sk-secret-000"\n', "[openai]: unknown key 'api_kee' (did you mean"),
+        ("[openai]\napi_key = 5\n", "[openai] api_key must be a non-empty string"),
+        ('[openai]\napi_key = ""\n', "[openai] api_key must be a non-empty string"),
+        ('openai = "sk-secret-000"\n', 'openai must be a table: [openai] api_key = "..."'),
+        ('[openai\napi_key = "sk-secret-000"\n', "(at line 1, column 8)"),
+    ],
+)
+def test_a_keys_file_with_a_mistake_is_refused_naming_where_never_the_key(
+    tmp_path: Path, text: str, says: str
+) -> None:
+    """Ignored, each of these left the daemon with no key, saying only "no key"."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text(text)
+    keys.chmod(0o600)
+    with pytest.raises(KeysFileError) as info:
+        load_keys({"OPENAI_API_KEY": "sk-env-456"}, keys)
+    assert str(keys) in str(info.value) and says in str(info.value), info.value
+    assert "secret" not in str(info.value) and "sk-env" not in str(info.value)
+
+
 def test_a_keys_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path: Path) -> None:
     """A keys file saved in another encoding (a key pasted from a Windows editor) is a
     clear error naming the file, as malformed TOML is; it was a traceback."""

@@ -137,10 +137,10 @@ def agent_environment(
 ) -> dict[str, str]:
     secrets = _OTHER_SECRETS | key_variables()
     env = scrub(base, secrets)
-    for key, value in (overrides or {}).items():
-        if key in secrets:
-            continue  # a real key given with --env still never reaches the agent
-        env[key] = value
+    # An env file's values (`overrides`: read at each start, so not checked at the
+    # request) follow the caller environment's rules: a real key, an ironrt setting or the
+    # service manager's variable in a file shared with other tools is left out.
+    env.update(scrub(overrides or {}, secrets))
     env.update({"IC_TOKEN": token, "IRONRT_AGENT_ID": agent_id, "IRONRT_ROUTER_URL": router_url})
     # Each provider's SDK: OPENAI_API_KEY=IC_TOKEN, OPENAI_BASE_URL=router/v1, ...
     env.update(agent_variables(router_url, token))

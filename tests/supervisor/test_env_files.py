@@ -31,7 +31,7 @@ def probe(tmp_path: Path) -> tuple[str, Path]:
     script = tmp_path / "probe.py"
     script.write_text(
         "import json, os, sys, time\n"
-        "keys = ('DB_PASSWORD', 'SHARED', 'OPENAI_API_KEY', 'IC_TOKEN')\n"
+        "keys = ('DB_PASSWORD', 'SHARED', 'OPENAI_API_KEY', 'IC_TOKEN', 'IRONRT_HOME')\n"
         "seen = {k: os.environ.get(k) for k in keys}\n"
         f"open({str(out)!r} + '.tmp', 'w').write(json.dumps(seen))\n"
         f"os.rename({str(out)!r} + '.tmp', {str(out)!r})\n"
@@ -58,13 +58,16 @@ def test_values_reach_the_agent_at_each_start_and_never_the_database(
     first = tmp_path / "first.env"
     second = tmp_path / "second.env"
     first.write_text(f"# secrets\nexport DB_PASSWORD={SECRET}\nSHARED=from-first\n")
-    # A provider key in a file is scrubbed like one in the environment.
-    second.write_text("SHARED='from second'\nOPENAI_API_KEY=sk-proj-never-reaches-an-agent\n")
+    # A provider key or an ironrt setting in a file is scrubbed like one in the environment.
+    second.write_text(
+        "SHARED='from second'\nOPENAI_API_KEY=sk-proj-never-reaches-an-agent\n"
+        "IRONRT_HOME=/another/home\n"
+    )
     agent_id = daemon.rt.start_agent(script, env_files=[str(first), str(second)])
     got = seen(out)
     assert got["DB_PASSWORD"] == SECRET
     assert got["SHARED"] == "from second"  # later files win
-    assert got["OPENAI_API_KEY"] == got["IC_TOKEN"]
+    assert got["OPENAI_API_KEY"] == got["IC_TOKEN"] and got["IRONRT_HOME"] is None
     assert daemon.rt.get_agent(agent_id).env_files == [str(first), str(second)]
     assert SECRET.encode() not in stored_bytes(daemon)
     assert b"never-reaches" not in stored_bytes(daemon)
