@@ -214,6 +214,10 @@ def set_limits(
         field = _UNSET.get(name)
         if field is None:
             raise typer.BadParameter(f"--unset takes rpm, tpm, budget or pii-types, not {name!r}")
+        if changes.get(field) is not None:
+            # Both asked at once: whichever won, the other was dropped without a word.
+            option = "--" + name.replace("_", "-")
+            raise typer.BadParameter(f"{option} and --unset {name} contradict each other")
         changes[field] = None
     if not changes:
         raise typer.BadParameter(

@@ -192,6 +192,9 @@ def test_budget_set_limits_top_and_events(d: TempDaemon) -> None:
     wait_until(lambda: d.rt.get_metrics(agent_id).llm_calls >= 1, timeout=20)
     assert "$3.00" in ok(d, "budget", "busy", "3")
     assert "pii redact" in ok(d, "set", "busy", "--pii", "redact", "--rpm", "10")
+    for option, value, name in (("--rpm", "5", "rpm"), ("--budget", "9", "budget")):
+        line = one_line_error(cli(d, "set", "busy", option, value, "--unset", name), code=2)
+        assert f"{option} and --unset {name} contradict each other" in line
     limits = json.loads(ok(d, "limits", "--json"))
     (row,) = [s for s in limits if s["scope"] == f"agent:{agent_id}"]
     assert row["budget_usd"] == 3.0 and row["rpm"] == 10
