@@ -13,6 +13,7 @@ nothing to do and `install()` returns. tests/cli pins the effect (no pydantic in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -67,6 +68,9 @@ def _convert(annotation: Any, value: Any, info: Any) -> Any:
     except (TypeError, ValueError):
         kind = "an integer" if annotation is int else "a number"
         raise ValueError(f"{value!r} is not {kind}") from None
+    if annotation is float and not math.isfinite(number):
+        # Every number ironrt takes (USD, seconds) is finite, and NaN passes any min/max.
+        raise ValueError(f"{value!r} is not a finite number")
     low, high = getattr(info, "min", None), getattr(info, "max", None)
     if low is not None and number < low:
         raise ValueError(f"{number} is smaller than the minimum {low}")

@@ -161,6 +161,13 @@ def test_bad_input_is_one_clear_line(d: TempDaemon) -> None:
     assert "'--window'" in usage_error("limits", "set", "global", "--window", "5x")
     assert "'--budget'" in usage_error("limits", "set", "global", "--budget", "-1")
     assert "'--rpm'" in usage_error("limits", "set", "global", "--rpm", "0")
+    # NaN passes every min and max: refused as not finite (it was an "unexpected error").
+    for args in (
+        ["limits", "set", "global", "--budget", "nan"],
+        ["stop", "all", "--timeout", "nan"],
+    ):
+        assert "'nan' is not a finite number" in usage_error(*args)
+    assert "'inf' is not a finite number" in usage_error("restart", "all", "--timeout", "inf")
     assert "'--models'" in usage_error("limits", "set", "global", "--models", " , ")
     assert "nothing to set" in usage_error("limits", "set", "global")
     assert "'tokens'" in usage_error("limits", "unset", "global", "tokens")
