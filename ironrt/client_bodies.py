@@ -149,37 +149,64 @@ def start_body(
     pii = o.get("pii", "detect")
     pii_types = pii_types_map(o.get("pii_types"), pii)
     pii_file = o.get("pii_file")
+    cwd = o.get("cwd")
+    fields = dict(
+        command=command,
+        cwd=os.fspath(cwd) if cwd else os.getcwd(),
+        env=base,
+        env_overrides=dict(o.get("env") or {}),
+        env_files=env_files,
+        name=o.get("name"),
+        budget_usd=default_budget if budget is None else budget,
+        restart=o.get("restart", "no"),
+        max_restarts=o.get("max_restarts", DEFAULT_MAX_RESTARTS),
+        min_uptime_s=o.get("min_uptime", DEFAULT_MIN_UPTIME_S),
+        log_max_bytes=o.get("log_max_size"),
+        log_keep=o.get("log_keep"),
+        max_memory_bytes=o.get("max_memory"),
+        max_open_files=o.get("max_open_files"),
+        max_cpu_seconds=o.get("max_cpu_seconds"),
+        spec_digest=o.get("spec_digest"),
+        on_budget=o.get("on_budget", "block"),
+        pii=pii,
+        pii_types=pii_types,
+        pii_file=None if pii_file is None else os.path.abspath(os.fspath(pii_file)),
+        rpm=o.get("rpm"),
+        tpm=o.get("tpm"),
+        allow_unmetered=o.get("allow_unmetered", False),
+        python=o.get("python") or default_python(),
+        project=default_project if project is None else project,
+    )
     try:
-        req = StartRequest(
-            command=command,
-            cwd=o.get("cwd") or os.getcwd(),
-            env=base,
-            env_overrides=dict(o.get("env") or {}),
-            env_files=env_files,
-            name=o.get("name"),
-            budget_usd=default_budget if budget is None else budget,
-            restart=o.get("restart", "no"),
-            max_restarts=o.get("max_restarts", DEFAULT_MAX_RESTARTS),
-            min_uptime_s=o.get("min_uptime", DEFAULT_MIN_UPTIME_S),
-            log_max_bytes=o.get("log_max_size"),
-            log_keep=o.get("log_keep"),
-            max_memory_bytes=o.get("max_memory"),
-            max_open_files=o.get("max_open_files"),
-            max_cpu_seconds=o.get("max_cpu_seconds"),
-            spec_digest=o.get("spec_digest"),
-            on_budget=o.get("on_budget", "block"),
-            pii=pii,
-            pii_types=pii_types,
-            pii_file=None if pii_file is None else os.path.abspath(os.fspath(pii_file)),
-            rpm=o.get("rpm"),
-            tpm=o.get("tpm"),
-            allow_unmetered=o.get("allow_unmetered", False),
-            python=o.get("python") or default_python(),
-            project=default_project if project is None else project,
-        )
+        # Converted, not constructed: each field's type is checked, so `budget="abc"` is
+        # an error naming `budget`, not a comparison of a str deep in a check.
+        req = msgspec.convert(fields, StartRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(_named_as_options(str(exc))) from None
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(str(exc)) from None
     return msgspec.json.encode(req)
+
+
+#: The option of `start_agent` behind each field of `StartRequest` named otherwise.
+_OPTION_OF = {
+    "budget_usd": "budget",
+    "env_overrides": "env",
+    "min_uptime_s": "min_uptime",
+    "log_max_bytes": "log_max_size",
+    "max_memory_bytes": "max_memory",
+}
+
+
+def _named_as_options(message: str) -> str:
+    """msgspec's "Expected `int | null`, got `str` - at `$.log_max_bytes`" as
+    "`log_max_size`: expected `int | null`, got `str`" (the caller's words)."""
+    what, sep, where = message.partition(" - at `$.")
+    if not sep:
+        return message
+    field = where.rstrip("`").split(".")[0].split("[")[0]
+    option = _OPTION_OF.get(field, field)
+    return f"`{option}`: {what[:1].lower()}{what[1:]}"
 
 
 def _absolute(paths: Sequence[str] | None) -> list[str]:

@@ -209,3 +209,25 @@ def test_limits_change_and_clear_on_a_running_agent(daemon: TempDaemon) -> None:
     with pytest.raises(InvalidRequest, match="rpm"):
         daemon.rt.update_agent(agent_id, rpm=0)
     daemon.rt.stop_agent(agent_id, timeout=2)
+
+
+WRONG_TYPES: list[tuple[dict[str, object], str]] = [
+    ({"log_max_size": "10XB"}, "`log_max_size`: expected `int | null`, got `str`"),
+    ({"budget": "abc"}, "`budget`: expected `float | null`, got `str`"),
+    ({"min_uptime": "5x"}, "`min_uptime`: expected `float`, got `str`"),
+    ({"max_memory": "1G"}, "`max_memory`: expected `int | null`, got `str`"),
+    ({"env": {"PORT": 8080}}, "`env`: expected `str`, got `int`"),
+    ({"restart": "sometimes"}, "`restart`: invalid enum value 'sometimes'"),
+]
+
+
+def test_a_start_option_of_the_wrong_type_is_refused_by_its_name(daemon: TempDaemon) -> None:
+    """Before, `log_max_size="10XB"` said "'<=' not supported between instances of 'int'
+    and 'str'", and `budget="abc"` named no option at all."""
+    from ironrt.errors import InvalidRequest
+
+    for options, says in WRONG_TYPES:
+        with pytest.raises(InvalidRequest) as raised:
+            daemon.rt.start_agent(["sleep", "30"], **options)  # type: ignore[arg-type]
+        assert str(raised.value) == says
+    assert daemon.rt.list_agents() == []
