@@ -148,7 +148,16 @@ def _budgeted(scopes: tuple[Scope, ...]) -> bool:
 
 
 def price_unknown_refusal(provider: str, model: str, scopes: tuple[Scope, ...]) -> Refusal:
-    """400 `model_price_unknown`: the model has no price and a scope of the call a budget."""
+    """400 `model_price_unknown`: the model has no price and a scope of the call a budget;
+    400 `model_required` when the request names no model (there is nothing to price)."""
+    if not model:
+        return Refusal(
+            400,
+            "ironrt: the request names no `model`: every call must say which model to call",
+            code="model_required",
+            policy="budget",
+            param="model",
+        )
     budgeted = ", ".join(s.key for s in scopes if s.budget_nanos is not None)
     return Refusal(
         400,

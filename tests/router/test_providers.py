@@ -116,6 +116,10 @@ def test_adapter_for() -> None:
     assert adapter_for("/v1/messages", {"authorization": "Bearer t"}) is ADAPTERS["anthropic"]
     assert adapter_for("/v1/models", {"anthropic-version": "2023-06-01"}) is ADAPTERS["anthropic"]
     assert adapter_for("/v1/models", {"X-Api-Key": "t"}) is ADAPTERS["anthropic"]
+    # Only OpenAI has these: a token sent as x-api-key there is OpenAI's 401, not an
+    # Anthropic path that "cannot be metered".
+    for path in ("/v1/chat/completions", "/v1/responses", "/v1/embeddings"):
+        assert adapter_for(path, {"x-api-key": "t"}) is ADAPTERS["openai"]
     assert adapter_for("/v1/models", {"authorization": "Bearer t"}) is ADAPTERS["openai"]
     assert adapter_for("/v1/chat/completions", {}) is ADAPTERS["openai"]
     assert adapter_for("/metrics", {}) is None
