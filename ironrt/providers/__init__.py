@@ -5,8 +5,8 @@ it. The two built-in providers share `/v1/...`, so the router tells them apart b
 first (only Anthropic has `/v1/messages`; only OpenAI `/v1/chat/completions`,
 `/v1/responses` and `/v1/embeddings`) and by headers second, on the paths both have
 (`/v1/models`): the Anthropic SDK always sends `anthropic-version` and authenticates with
-`x-api-key`, the OpenAI SDK sends `Authorization: Bearer`. Anything else is treated as OpenAI, the API most third-party
-clients speak.
+`x-api-key`, the OpenAI SDK sends `Authorization: Bearer`. Anything else is treated as
+OpenAI, the API most third-party clients speak.
 """
 
 from __future__ import annotations
