@@ -268,6 +268,7 @@ class Router:
         try:
             route, params = self.match(method, path)
             query_all = parse_qs(scope.get("query_string", b"").decode())
+            _refuse_unknown_query(route.call, query_all)
             query = {k: v[-1] for k, v in query_all.items()}
             headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
             response = await route.handler(
@@ -289,6 +290,22 @@ class Router:
         except Exception:
             response = _internal(method, path)
         await response(send, receive)
+
+
+def _refuse_unknown_query(call: Operation[Any], query: dict[str, list[str]]) -> None:
+    """400 naming a query parameter the call does not take: ignored, a typo
+    (`/v1/events?agnet=x`) answered as if it were absent (every event, unfiltered)."""
+    known = [q.name for q in call.query]
+    for name in query:
+        if name not in known:
+            import difflib  # only on the error path
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            takes = ", ".join(f"`{k}`" for k in known) or "none"
+            raise InvalidRequest(
+                f"unknown query parameter `{name}`{hint}; this call takes: {takes}", field=name
+            )
 
 
 #: What a full, read-only, over-quota or failing disk says through the OS.

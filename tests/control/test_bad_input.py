@@ -210,3 +210,20 @@ def test_huge_numbers_in_an_update_change_nothing_and_the_daemon_lives_on(
     status, stopped = raw(daemon, "POST", ref + "/stop", b"{}")
     assert status == 200 and stopped["status"] == "stopped", stopped
     assert daemon.rt.health().ok
+
+
+def test_an_unknown_query_parameter_is_a_400_naming_it(daemon: TempDaemon) -> None:
+    """A typo was answered as if the parameter were absent: `?agnet=nobody` listed every
+    event, unfiltered, and `DELETE ...?foce=true` removed without force."""
+    daemon.rt.start_agent(["sleep", "60"], name="bot")
+    for method, path, name, hint in (
+        ("GET", "/v1/events?agnet=nobody", "agnet", " (did you mean `agent`?)"),
+        ("DELETE", "/v1/agents/bot?foce=true", "foce", " (did you mean `force`?)"),
+        ("GET", "/v1/health?verbose=1", "verbose", ""),
+    ):
+        status, answer = raw(daemon, method, path)
+        assert status == 400, answer
+        error = answer["error"]
+        assert isinstance(error, dict) and error["field"] == name, answer
+        assert str(error["message"]).startswith(f"unknown query parameter `{name}`{hint}")
+    assert daemon.rt.get_agent("bot").status.live  # the DELETE removed nothing

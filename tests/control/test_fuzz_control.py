@@ -169,9 +169,10 @@ class Call:
     path_params: dict[str, str]
     query: dict[str, str]
     body: bytes | None
-    #: The body is invalid: a 400/422 unless the path names no route (then a 404).
+    #: The body is invalid, or a query parameter unknown: a 400/422 unless the path names
+    #: no route (then a 404).
     invalid_body: bool = False
-    #: The field the refusal must name, when the body has one bad field.
+    #: The field the refusal must name, when the request has one bad field.
     field: str | None = None
 
     def url(self) -> str:
@@ -477,9 +478,14 @@ def hostile_calls(draw: st.DrawFn, control: Control, refs: list[str]) -> Call:
     for name in op.query:
         if draw(st.booleans()):
             query[name] = draw(st.sampled_from(BAD_QUERY) | st.text(max_size=10))
+    unknown = None
     if draw(st.booleans()):
-        query[draw(st.sampled_from(["colour", "__proto__", "follow[]"]))] = "1"
+        unknown = draw(st.sampled_from(["colour", "__proto__", "follow[]"]))
+        query[unknown] = "1"
     c = Call(op, path_params, query, None)
+    if unknown is not None:
+        # Refused (400 naming it) once the path names a route, before anything is read.
+        c.invalid_body, c.field = True, unknown
     if op.body is None:
         return c
     schema = control.doc.body_schema(op)
@@ -491,15 +497,15 @@ def hostile_calls(draw: st.DrawFn, control: Control, refs: list[str]) -> Call:
     if kind == "number" and numeric:
         name = draw(st.sampled_from(numeric))
         base[name] = draw(st.sampled_from(BAD_NUMBERS))
-        c.field = name
+        c.field = unknown or name
     elif kind in ("type", "number"):
         name = draw(st.sampled_from(sorted(props)))
         base[name] = draw(st.sampled_from([v for v in BAD_TYPES if not _fits(v, props[name])]))
-        c.field = name
+        c.field = unknown or name
     elif kind == "unknown":
         name = draw(st.sampled_from(["colour", "budgett_usd", "__proto__", "x" * 300]))
         base[name] = 1
-        c.field = name
+        c.field = unknown or name
     elif kind == "nested":
         name = draw(st.sampled_from(sorted(props)))
         depth = draw(st.integers(min_value=2, max_value=3000))
@@ -508,7 +514,7 @@ def hostile_calls(draw: st.DrawFn, control: Control, refs: list[str]) -> Call:
         c.body = (
             json.dumps(base).encode().replace(b'"NESTED"', opener * depth + b"1" + closer * depth)
         )
-        c.field = name
+        c.field = unknown or name
     if kind == "top":
         c.body = json.dumps(draw(st.sampled_from([[], [base], 1, "x", None, True]))).encode()
     elif kind == "raw":
