@@ -147,7 +147,9 @@ class TempDaemon:
         with contextlib.suppress(Exception):
             pids = [a.pid for a in self.rt.list_agents() if a.pid and a.status.live]
         try:
-            if self.proc is not None and self.proc.poll() is None:
+            # Whichever daemon answers on this home: this one's, or one a command started
+            # after the test killed it (a CLI call autostarts one).
+            if self.rt.ping():
                 self.rt.shutdown_daemon(keep_agents=False, wait=30)
         except Exception:
             pass

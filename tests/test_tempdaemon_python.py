@@ -33,3 +33,14 @@ def test_an_interpreter_that_does_not_exist_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no-such-python"):
         d.__enter__()
     assert not d.home.exists()
+
+
+def test_a_daemon_a_command_started_after_a_kill_is_stopped_too() -> None:
+    """A test that kills its daemon, then runs a CLI command, autostarts another in the
+    same home: it was left running after its home was deleted."""
+    with TempDaemon(env={"IRONRT_NO_AUTOSTART": "0"}) as d:
+        d.kill()
+        assert d.cli("ps").returncode == 0  # autostarts a daemon of its own
+        pid = d.rt.health().pid
+        assert d.proc is not None and pid != d.proc.pid
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
