@@ -42,20 +42,21 @@ def model_entries(data: dict[str, Any], source: str) -> dict[str, ModelEntry]:
         raise ValueError(f'{source}: `models` must be tables: [models."NAME"]')
     out: dict[str, ModelEntry] = {}
     for model, spec in models.items():
-        if isinstance(spec, dict):
-            for key in spec:
-                if key not in _KEYS:
-                    raise ValueError(
-                        f"{source}: model {model!r}: unknown key {key!r}{_hint(key, _KEYS)}"
-                    )
         if not isinstance(spec, dict):
             raise ValueError(f'{source}: model {model!r} must be a table: [models."{model}"]')
+        for name in spec:
+            if name not in _KEYS:
+                raise ValueError(
+                    f"{source}: model {model!r}: unknown key {name!r}{_hint(name, _KEYS)}"
+                )
         try:
             out[model] = msgspec.convert(spec, ModelEntry)
-        except msgspec.ValidationError:
-            key = next(k for k in _KEYS if k in spec and not _valid(k, spec[k]))
+        except msgspec.ValidationError as exc:
+            bad = next((k for k in _KEYS if k in spec and not _valid(k, spec[k])), None)
+            if bad is None:  # not one key's fault (none is known to be): msgspec's words
+                raise ValueError(f"{source}: model {model!r}: {exc}") from None
             raise ValueError(
-                f"{source}: model {model!r}: {key} must be {_MUST[key]}, got {spec[key]!r}"
+                f"{source}: model {model!r}: {bad} must be {_MUST[bad]}, got {spec[bad]!r}"
             ) from None
     return out
 
