@@ -230,15 +230,24 @@ def start(
         restart=restart,
         max_restarts=_max_restarts(max_restarts),
         min_uptime=_parsed(parse_uptime, min_uptime, "--min-uptime"),
-        log_max_size=_parsed(parse_size, log_max_size, "--log-max-size") if log_max_size else None,
+        # `is not None`: an empty value is a mistake to say, not the option left out.
+        log_max_size=(
+            _parsed(parse_size, log_max_size, "--log-max-size")
+            if log_max_size is not None
+            else None
+        ),
         log_keep=log_keep,
-        max_memory=_parsed(parse_memory, max_memory, "--max-memory") if max_memory else None,
+        max_memory=(
+            _parsed(parse_memory, max_memory, "--max-memory") if max_memory is not None else None
+        ),
         max_open_files=(
-            _parsed(_open_files, max_open_files, "--max-open-files") if max_open_files else None
+            _parsed(_open_files, max_open_files, "--max-open-files")
+            if max_open_files is not None
+            else None
         ),
         max_cpu_seconds=(
             _parsed(parse_cpu_seconds, max_cpu_seconds, "--max-cpu-seconds")
-            if max_cpu_seconds
+            if max_cpu_seconds is not None
             else None
         ),
         cwd=str(cwd.resolve()) if cwd else os.getcwd(),

@@ -148,6 +148,12 @@ def test_usage_errors_exit_2(d: TempDaemon) -> None:
     assert "'maybe'" in one_line_error(cli(d, "start", "--restart", "maybe", "x.py"), code=2)
     assert "K=V" in one_line_error(cli(d, "start", "--env", "NOEQUALS", "x.py"), code=2)
     assert "no such script" in one_line_error(cli(d, "start", "missing.py"))
+    # An empty value is a mistake to say, not the option left out (it started the agent).
+    before = len(d.rt.list_agents())
+    for option in ("--log-max-size", "--max-memory", "--max-open-files", "--max-cpu-seconds"):
+        line = one_line_error(cli(d, "start", "agents/hello.py", option, ""), code=2)
+        assert f"Invalid value for '{option}'" in line and "''" in line
+    assert len(d.rt.list_agents()) == before
 
 
 def test_no_autostart_without_a_daemon() -> None:
