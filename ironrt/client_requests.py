@@ -165,6 +165,9 @@ def _target(
         raise TypeError(f"{op.path} takes path parameters {op.path_params}, not {sorted(params)}")
     path = op.path
     for name, value in params.items():
+        if not value:
+            # `ironrt metrics ''` asked for /v1/agents//metrics: "no such resource".
+            raise InvalidRequest(f"`{name}` is empty: {_NAMES.get(name, 'give one')}", field=name)
         path = path.replace("{" + name + "}", quote(value, safe=""))
     pairs: dict[str, str] = {}
     for key, given_value in (query or {}).items():
@@ -172,6 +175,14 @@ def _target(
         if given_value is not None:
             pairs[key] = _flag(given_value) if isinstance(given_value, bool) else str(given_value)
     return f"{path}?{urlencode(pairs)}" if pairs else path
+
+
+#: What each path parameter names, for the error an empty one gets.
+_NAMES = {
+    "ref": "name an agent (its id or name)",
+    "scope": "name a scope (global, project:NAME or an agent)",
+    "id": "give a trace's id",
+}
 
 
 def limits_path(scope: str) -> str:

@@ -140,6 +140,9 @@ def test_stop_kills_the_tree_and_names_and_prefixes_resolve(d: TempDaemon) -> No
 def test_unknown_agent_is_one_line_exit_1(d: TempDaemon) -> None:
     line = one_line_error(cli(d, "logs", "no-such-agent"))
     assert "no-such-agent" in line
+    for command in ("metrics", "logs", "stop"):  # it asked for /v1/agents//metrics
+        line = one_line_error(cli(d, command, ""))
+        assert line == "ironrt: `ref` is empty: name an agent (its id or name)"
 
 
 def test_usage_errors_exit_2(d: TempDaemon) -> None:
