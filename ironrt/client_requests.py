@@ -303,7 +303,7 @@ def _events_query(
         "limit": limit,
         "agent": agent or None,
         "kind": ",".join(kinds) or None,
-        "project": project or None,
+        "project": checked_project(project),  # a typo would match nothing, silently
     }
 
 
@@ -312,7 +312,10 @@ def event_kinds(kind: str | Sequence[str] | None) -> tuple[str, ...]:
     if kind is None:
         return ()
     names = [kind] if isinstance(kind, str) else list(kind)
-    return tuple(k.strip() for name in names for k in name.split(",") if k.strip())
+    kinds = tuple(k.strip() for name in names for k in name.split(",") if k.strip())
+    if not kinds:  # given, but empty (`--kind ''`): not the filter left out
+        raise InvalidRequest("`kind` is empty: name an event kind (or leave the filter out)")
+    return kinds
 
 
 def events(

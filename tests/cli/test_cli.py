@@ -220,6 +220,9 @@ def test_budget_set_limits_top_and_events(d: TempDaemon) -> None:
     assert {e["kind"] for e in started} == {"AgentStarted", "AgentUpdated"}
     line = ok(d, "events", "--agent", agent_id, "--kind", "AgentUpdated")
     assert "AgentUpdated" in line and "busy" in line and "changes=" in line
+    # A filter given empty or misspelt matched nothing, or everything, without a word.
+    assert "`kind` is empty" in one_line_error(cli(d, "events", "--kind", " , "))
+    assert "invalid name 'a b'" in one_line_error(cli(d, "events", "--project", "a b"))
     ok(d, "stop", agent_id)
     assert "stopped after" in d.rt.logs(agent_id)  # the worker handled SIGTERM itself
 
