@@ -17,8 +17,9 @@ The upstream answers every forwarded request as a provider answers a malformed o
 provider-shaped 400. So every answer, the router's own or passed through, must be:
 - JSON shaped like the provider's error (OpenAI `{"error": {"message", "type", "param",
   "code"}}`, Anthropic `{"type": "error", "error": {"type", "message"}}`), never a
-  plain-text 500; the provider is told apart as docs/router.md says (path `/v1/messages…`,
-  then the `anthropic-version` / `x-api-key` headers);
+  plain-text 500; the provider is told apart as docs/router.md says (by path: `/v1/messages…`
+  Anthropic's, OpenAI's own endpoints OpenAI's; then the `anthropic-version` / `x-api-key`
+  headers);
 - when the router answered it itself (nothing reached the upstream) with an error a retry
   cannot help (any but 408, 429, 502, 503, 504), marked `x-should-retry: false`, so the
   SDKs do not retry it;
@@ -44,6 +45,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from ironrt.providers import OpenAIAdapter
 from ironrt.tempdaemon import TempDaemon
 from ironrt.testing import FakeUpstream
 from tests.fuzzing import TimeCap, fuzz_settings
@@ -395,12 +397,19 @@ def _resolved(path: str) -> str:
 
 
 def _provider(req: Request, path: str) -> str:
-    """docs/router.md: Anthropic by path (`/v1/messages…`), then by its headers."""
+    """docs/router.md: by path (`/v1/messages…` Anthropic's, OpenAI's own endpoints
+    OpenAI's), then by Anthropic's headers."""
     if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return "anthropic"
+    if path in OPENAI_ONLY:
+        return "openai"
     if "anthropic-version" in req.headers or "x-api-key" in req.headers:
         return "anthropic"
     return "openai"
+
+
+#: The paths only OpenAI has: its adapter's, whatever the headers say.
+OPENAI_ONLY = frozenset(OpenAIAdapter.posts)
 
 
 def _shape(body: Any) -> str | None:
