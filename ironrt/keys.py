@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ironrt.errors import KeysFileError as KeysFileError  # defined there, re-exported
 from ironrt.settings_table import PROVIDER_TABLE
+from ironrt.suggest import did_you_mean
 from ironrt.toml_files import load_toml
 
 
@@ -89,7 +90,7 @@ def _checked(data: dict[str, object], keys_file: Path) -> dict[str, str]:
     for provider, section in data.items():
         if provider not in ENV_NAMES:
             raise KeysFileError(
-                f"{keys_file}: unknown provider [{provider}]{_hint(provider, list(ENV_NAMES))}"
+                f"{keys_file}: unknown provider [{provider}]{did_you_mean(provider, ENV_NAMES)}"
             )
         if not isinstance(section, dict):
             raise KeysFileError(
@@ -97,18 +98,10 @@ def _checked(data: dict[str, object], keys_file: Path) -> dict[str, str]:
             )
         for key in section:
             if key != "api_key":
-                raise KeysFileError(
-                    f"{keys_file}: [{provider}]: unknown key {key!r}{_hint(key, ['api_key'])}"
-                )
+                hint = did_you_mean(key, ["api_key"])
+                raise KeysFileError(f"{keys_file}: [{provider}]: unknown key {key!r}{hint}")
         value = section.get("api_key")
         if not isinstance(value, str) or not value:
             raise KeysFileError(f"{keys_file}: [{provider}] api_key must be a non-empty string")
         out[provider] = value
     return out
-
-
-def _hint(word: str, known: list[str]) -> str:
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(word, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -19,7 +19,6 @@ from ironrt.apps.problems import (
     AppsFileError,
     BadValue,
     about,
-    close,
     plain,
     shown,
     split,
@@ -40,6 +39,7 @@ from ironrt.apps.schema import (
 )
 from ironrt.errors import StartFailed
 from ironrt.protocol import StartRequest
+from ironrt.suggest import closest
 from ironrt.toml_files import load_toml
 from ironrt.values import (
     MAX_COUNT,
@@ -93,7 +93,7 @@ def read_apps(path: Path) -> dict[str, AgentEntry]:
         message, _ = split(str(exc))
         unknown = unknown_key(message)
         if unknown is not None:
-            hint = " (did you mean `agents`?)" if close(unknown, ["agents"]) else ""
+            hint = " (did you mean `agents`?)" if closest(unknown, ["agents"]) else ""
             raise AppsFileError(
                 f"{path}: unknown key `{unknown}`{hint}: an apps file holds [agents.NAME] "
                 "tables only"

@@ -8,21 +8,20 @@ USD, got "5"`), with a "did you mean" for a misspelt key.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ironrt.apps.schema import EXPECTED
 from ironrt.errors import AppsFileError as AppsFileError  # defined there, re-exported
+from ironrt.suggest import closest
 
 __all__ = [
     "AppsFileError",
     "BadValue",
     "about",
-    "close",
     "plain",
     "shown",
     "split",
@@ -68,18 +67,12 @@ def unknown_key(message: str) -> str | None:
     return match[1] if match else None
 
 
-def close(word: str, choices: Iterable[str]) -> str | None:
-    """The choice `word` is most likely a misspelling of, if any."""
-    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return found[0] if found else None
-
-
 def type_error(where: str, table: dict[str, Any], text: str) -> str:
     """msgspec's error about one entry, reworded to name the key and say what it takes."""
     message, path = split(text)
     unknown = unknown_key(message)
     if unknown is not None:
-        hint = close(unknown, EXPECTED)
+        hint = closest(unknown, EXPECTED)
         known = f" (did you mean `{hint}`?)" if hint else f"; the keys are {', '.join(EXPECTED)}"
         return f"{where}: unknown key `{unknown}`{known}"
     key = re.split(r"[.\[]", path.lstrip("."), maxsplit=1)[0]

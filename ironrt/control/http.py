@@ -31,6 +31,7 @@ from ironrt.errors import (
     StorageError,
 )
 from ironrt.protocol import MAX_BODY_BYTES, ErrorBody, ErrorResponse
+from ironrt.suggest import closest
 
 log = logging.getLogger("ironrt.control")
 
@@ -298,10 +299,8 @@ def _refuse_unknown_query(call: Operation[Any], query: dict[str, list[str]]) -> 
     known = [q.name for q in call.query]
     for name in query:
         if name not in known:
-            import difflib  # only on the error path
-
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            close = closest(name, known)
+            hint = f" (did you mean `{close}`?)" if close else ""
             takes = ", ".join(f"`{k}`" for k in known) or "none"
             raise InvalidRequest(
                 f"unknown query parameter `{name}`{hint}; this call takes: {takes}", field=name

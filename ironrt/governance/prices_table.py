@@ -10,11 +10,12 @@ and the key.
 
 from __future__ import annotations
 
-import difflib
 from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
+
+from ironrt.suggest import did_you_mean
 
 #: USD per million tokens: finite, >= 0, and at most $1 a token (no model costs more;
 #: a bound that refuses `inf` and a price typed in the wrong unit by orders of magnitude).
@@ -36,7 +37,7 @@ def model_entries(data: dict[str, Any], source: str) -> dict[str, ModelEntry]:
     """Each model's entry; ValueError naming `source`, the model and the key."""
     for key in data:
         if key != "models":
-            raise ValueError(f"{source}: unknown table {key!r}{_hint(key, ['models'])}")
+            raise ValueError(f"{source}: unknown table {key!r}{did_you_mean(key, ['models'])}")
     models = data.get("models", {})
     if not isinstance(models, dict):
         raise ValueError(f'{source}: `models` must be tables: [models."NAME"]')
@@ -47,7 +48,7 @@ def model_entries(data: dict[str, Any], source: str) -> dict[str, ModelEntry]:
         for name in spec:
             if name not in _KEYS:
                 raise ValueError(
-                    f"{source}: model {model!r}: unknown key {name!r}{_hint(name, _KEYS)}"
+                    f"{source}: model {model!r}: unknown key {name!r}{did_you_mean(name, _KEYS)}"
                 )
         try:
             out[model] = msgspec.convert(spec, ModelEntry)
@@ -73,8 +74,3 @@ def _valid(key: str, value: object) -> bool:
     except msgspec.ValidationError:
         return False
     return True
-
-
-def _hint(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
