@@ -28,6 +28,7 @@ from ironrt.protocol import (
     StartRequest,
     UpdateRequest,
 )
+from ironrt.validation_errors import split
 from ironrt.values import (
     DEFAULT_MAX_RESTARTS,
     DEFAULT_MIN_UPTIME_S,
@@ -201,10 +202,10 @@ _OPTION_OF = {
 def _named_as_options(message: str) -> str:
     """msgspec's "Expected `int | null`, got `str` - at `$.log_max_bytes`" as
     "`log_max_size`: expected `int | null`, got `str`" (the caller's words)."""
-    what, sep, where = message.partition(" - at `$.")
-    if not sep:
+    what, path = split(message)
+    if not path:
         return message
-    field = where.rstrip("`").split(".")[0].split("[")[0]
+    field = path.removeprefix(".").split(".")[0].split("[")[0]
     option = _OPTION_OF.get(field, field)
     return f"`{option}`: {what[:1].lower()}{what[1:]}"
 

@@ -17,6 +17,7 @@ from typing import Any
 from ironrt.apps.schema import EXPECTED
 from ironrt.errors import AppsFileError as AppsFileError  # defined there, re-exported
 from ironrt.suggest import closest
+from ironrt.validation_errors import split
 
 __all__ = [
     "AppsFileError",
@@ -50,15 +51,7 @@ def about(key: str) -> Iterator[None]:
         raise BadValue(key, plain(exc).removeprefix(f"`{key}` ")) from None
 
 
-_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def split(text: str) -> tuple[str, str]:
-    """msgspec's "MESSAGE - at `$PATH`" as (MESSAGE, PATH)."""
-    match = _AT.match(text)
-    assert match is not None  # the pattern matches any text
-    return match["message"], match["path"] or ""
 
 
 def unknown_key(message: str) -> str | None:
